@@ -1,0 +1,348 @@
+//! One cache slot per source: the credential in memory, the single upstream call in flight, and
+//! the background task that refreshes it before anyone would wait.
+//!
+//! Every request for a source goes through its [`Slot`]. A request the cache cannot satisfy joins
+//! the one fetch in flight, or starts it; the fetch runs in its own task, so a caller that goes
+//! away does not cancel it for the others. Decisions about time (when to refresh, how long to back
+//! off, what may still be served) are asked of [`crate::policy`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use credd_proto::{Caller, Credential, SourceState, SourceStatus};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use tokio::sync::Notify;
+
+use crate::clock::{Clock, unix_secs};
+use crate::policy::{self, Validity};
+use crate::sources::{Source, SourceError};
+
+type FetchOutcome = Result<Arc<Credential>, SourceError>;
+type Inflight = Shared<BoxFuture<'static, FetchOutcome>>;
+
+/// Remembered callers per source, at most; the oldest are forgotten first.
+const MAX_CALLERS: usize = 1024;
+
+pub struct Slot {
+    name: String,
+    source: Box<dyn Source>,
+    clock: Arc<Clock>,
+    state: Mutex<SlotState>,
+    /// Wakes the background task when the state changes.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct SlotState {
+    current: Option<Cached>,
+    /// Bumped on every new credential, so callers can tell whether they have seen it.
+    generation: u64,
+    inflight: Option<Inflight>,
+    last_error: Option<SourceError>,
+    failures: u32,
+    retry_at: Option<SystemTime>,
+    upstream_calls: u64,
+    last_refresh_at: Option<SystemTime>,
+    /// The most validity any caller has asked for; the background refresh keeps this much.
+    wanted_min_valid: Option<Duration>,
+    last_forced_at: Option<SystemTime>,
+    callers: HashMap<String, CallerSeen>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    credential: Arc<Credential>,
+    validity: Validity,
+    /// Chosen once per credential, so the refresh deadline is stable.
+    jitter: Duration,
+}
+
+#[derive(Clone, Copy)]
+struct CallerSeen {
+    at: SystemTime,
+    generation: u64,
+    cache_ttl: Duration,
+}
+
+impl Slot {
+    pub fn new(name: String, source: Box<dyn Source>, clock: Arc<Clock>) -> Arc<Self> {
+        Arc::new(Slot {
+            name,
+            source,
+            clock,
+            state: Mutex::new(SlotState::default()),
+            changed: Notify::new(),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.source.kind()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A credential valid for at least `min_valid`, from the cache when it can be.
+    pub async fn get(
+        self: &Arc<Self>,
+        min_valid: Duration,
+        caller: Option<&Caller>,
+    ) -> Result<Arc<Credential>, SourceError> {
+        let now = self.clock.now();
+        let inflight = {
+            let mut st = self.lock();
+            let first_demand = st.wanted_min_valid.is_none();
+            st.wanted_min_valid = Some(st.wanted_min_valid.unwrap_or_default().max(min_valid));
+            if first_demand {
+                self.changed.notify_one();
+            }
+            let forced = caller.is_some_and(|c| self.is_rejection_reask(&mut st, c, now));
+            match &st.current {
+                Some(c) if !forced && c.validity.satisfies(now, min_valid) => {
+                    let credential = c.credential.clone();
+                    remember_caller(&mut st, caller, now);
+                    return Ok(credential);
+                }
+                _ => {}
+            }
+            if st.inflight.is_none() && st.retry_at.is_some_and(|t| t > now) {
+                // Backing off: do not call the upstream again yet.
+                return self.fallback(&mut st, now);
+            }
+            self.start_or_join(&mut st)
+        };
+        let outcome = inflight.await;
+        let mut st = self.lock();
+        match outcome {
+            Ok(credential) => {
+                remember_caller(&mut st, caller, self.clock.now());
+                Ok(credential)
+            }
+            Err(_) => self.fallback(&mut st, self.clock.now()),
+        }
+    }
+
+    /// Fetches a new credential now, whatever the cache holds (`credd refresh`).
+    pub async fn refresh(self: &Arc<Self>) -> Result<Arc<Credential>, SourceError> {
+        let inflight = {
+            let mut st = self.lock();
+            st.wanted_min_valid.get_or_insert(policy::DEFAULT_MIN_VALID);
+            self.start_or_join(&mut st)
+        };
+        inflight.await
+    }
+
+    /// A re-ask from a caller that was handed the current credential moments ago means the
+    /// credential was rejected upstream: force a refresh, at most once per interval.
+    fn is_rejection_reask(&self, st: &mut SlotState, caller: &Caller, now: SystemTime) -> bool {
+        let Some(seen) = st.callers.get(&caller.id).copied() else {
+            return false;
+        };
+        let since = now.duration_since(seen.at).unwrap_or(Duration::ZERO);
+        let cache_ttl = Duration::from_millis(caller.cache_ttl_ms);
+        if seen.generation != st.generation || !policy::is_reask_after_rejection(since, cache_ttl)
+        {
+            return false;
+        }
+        let allowed = st.last_forced_at.is_none_or(|t| {
+            now.duration_since(t).unwrap_or(Duration::ZERO) >= policy::FORCED_REFRESH_INTERVAL
+        });
+        if allowed {
+            tracing::info!(source = %self.name, caller = %caller.id, "caller asked again at once; its credential was likely rejected, refreshing");
+            st.last_forced_at = Some(now);
+        } else {
+            tracing::info!(source = %self.name, caller = %caller.id, "caller asked again at once; a forced refresh ran less than {}s ago, serving the cached credential", policy::FORCED_REFRESH_INTERVAL.as_secs());
+        }
+        allowed
+    }
+
+    /// What to answer when the upstream cannot help: the cached credential while it is still
+    /// usable, else the upstream's error.
+    fn fallback(&self, st: &mut SlotState, now: SystemTime) -> Result<Arc<Credential>, SourceError> {
+        if let Some(c) = &st.current
+            && c.validity.usable_while_failing(now)
+        {
+            return Ok(c.credential.clone());
+        }
+        let error = st
+            .last_error
+            .clone()
+            .unwrap_or_else(|| SourceError::Upstream("no credential could be obtained".into()));
+        Err(match (error, st.retry_at) {
+            (SourceError::Upstream(m), Some(retry)) => {
+                let wait = retry.duration_since(now).unwrap_or(Duration::ZERO).as_secs();
+                SourceError::Upstream(format!("{m} (retrying in {wait}s)"))
+            }
+            (error, _) => error,
+        })
+    }
+
+    /// Joins the upstream call in flight, or starts one in its own task.
+    fn start_or_join(self: &Arc<Self>, st: &mut SlotState) -> Inflight {
+        if let Some(inflight) = &st.inflight {
+            return inflight.clone();
+        }
+        st.upstream_calls += 1;
+        let slot = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let started = slot.clock.now();
+            tracing::debug!(source = %slot.name, "calling upstream");
+            let result = slot.source.fetch(started).await;
+            slot.finish_fetch(started, result)
+        });
+        let inflight: BoxFuture<'static, FetchOutcome> = Box::pin(task.map(|joined| {
+            joined.unwrap_or_else(|e| Err(SourceError::Upstream(format!("internal error: {e}"))))
+        }));
+        let inflight = inflight.shared();
+        st.inflight = Some(inflight.clone());
+        inflight
+    }
+
+    fn finish_fetch(
+        &self,
+        started: SystemTime,
+        result: Result<crate::sources::Fetched, SourceError>,
+    ) -> FetchOutcome {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.inflight = None;
+        let outcome = match result {
+            Ok(fetched) if fetched.expires_at <= now => Err(SourceError::Upstream(
+                "the upstream handed out a credential that has already expired".into(),
+            )),
+            Ok(fetched) => Ok(fetched),
+            Err(e) => Err(e),
+        };
+        let outcome = match outcome {
+            Ok(fetched) => {
+                let issued_at = started.min(now);
+                let credential = Arc::new(Credential {
+                    source: self.name.clone(),
+                    issued_at: unix_secs(issued_at),
+                    expires_at: unix_secs(fetched.expires_at),
+                    metadata: fetched.metadata,
+                    secret: fetched.secret,
+                });
+                st.current = Some(Cached {
+                    validity: Validity::of(&credential.secret, issued_at, fetched.expires_at),
+                    credential: credential.clone(),
+                    jitter: policy::jitter(),
+                });
+                st.generation += 1;
+                st.failures = 0;
+                st.last_error = None;
+                st.retry_at = None;
+                st.last_refresh_at = Some(now);
+                tracing::info!(source = %self.name, expires_at = %humantime::format_rfc3339_seconds(fetched.expires_at), "new credential");
+                Ok(credential)
+            }
+            Err(error) => {
+                st.failures += 1;
+                let wait = policy::backoff(st.failures);
+                st.retry_at = Some(now + wait);
+                tracing::warn!(source = %self.name, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
+                st.last_error = Some(error.clone());
+                Err(error)
+            }
+        };
+        drop(st);
+        self.changed.notify_one();
+        outcome
+    }
+
+    /// The background refresh: keeps the credential fresh once anyone has asked for it.
+    /// Runs until the slot is dropped from the config (its task is aborted).
+    pub async fn keep_fresh(self: Arc<Self>) {
+        loop {
+            let changed = self.changed.notified();
+            let wake_at = {
+                let st = self.lock();
+                match (&st.wanted_min_valid, &st.inflight) {
+                    (None, _) | (_, Some(_)) => None,
+                    (Some(wanted), None) => Some(match (st.retry_at, &st.current) {
+                        (Some(retry), _) => retry,
+                        (None, Some(c)) => c.validity.refresh_at(*wanted, c.jitter),
+                        (None, None) => self.clock.now(),
+                    }),
+                }
+            };
+            match wake_at {
+                None => changed.await,
+                Some(at) if at <= self.clock.now() => {
+                    let inflight = {
+                        let mut st = self.lock();
+                        self.start_or_join(&mut st)
+                    };
+                    let _ = inflight.await;
+                }
+                Some(at) => {
+                    tokio::select! {
+                        _ = self.clock.sleep_until(at) => {}
+                        _ = changed => {}
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn status(&self) -> SourceStatus {
+        let now = self.clock.now();
+        let st = self.lock();
+        let state = if st.inflight.is_some() {
+            SourceState::Refreshing
+        } else if matches!(st.last_error, Some(SourceError::NeedsLogin(_))) {
+            SourceState::NeedsLogin
+        } else {
+            match &st.current {
+                None if st.failures > 0 => SourceState::Failing,
+                None => SourceState::Idle,
+                Some(c) if c.validity.remaining(now).is_zero() => SourceState::Expired,
+                Some(_) if st.failures > 0 => SourceState::Failing,
+                Some(_) => SourceState::Fresh,
+            }
+        };
+        let next_refresh = match (st.retry_at, &st.current, st.wanted_min_valid) {
+            (Some(retry), _, _) => Some(retry),
+            (None, Some(c), Some(wanted)) => Some(c.validity.refresh_at(wanted, c.jitter)),
+            _ => None,
+        };
+        SourceStatus {
+            name: self.name.clone(),
+            kind: self.kind().to_string(),
+            state,
+            expires_at: st.current.as_ref().map(|c| c.credential.expires_at),
+            next_refresh_at: next_refresh.map(unix_secs),
+            last_refresh_at: st.last_refresh_at.map(unix_secs),
+            last_error: st.last_error.as_ref().map(ToString::to_string),
+            consecutive_failures: st.failures,
+            upstream_calls: st.upstream_calls,
+        }
+    }
+}
+
+fn remember_caller(st: &mut SlotState, caller: Option<&Caller>, now: SystemTime) {
+    let Some(caller) = caller else { return };
+    if st.callers.len() >= MAX_CALLERS {
+        st.callers.retain(|_, seen| {
+            now.duration_since(seen.at).unwrap_or(Duration::ZERO) < seen.cache_ttl
+        });
+        if st.callers.len() >= MAX_CALLERS
+            && let Some(oldest) = st.callers.iter().min_by_key(|(_, s)| s.at).map(|(k, _)| k.clone())
+        {
+            st.callers.remove(&oldest);
+        }
+    }
+    let generation = st.generation;
+    st.callers.insert(
+        caller.id.clone(),
+        CallerSeen {
+            at: now,
+            generation,
+            cache_ttl: Duration::from_millis(caller.cache_ttl_ms),
+        },
+    );
+}

@@ -1,0 +1,215 @@
+//! The config file: named sources, each with a `kind` and that kind's settings.
+//!
+//! ```toml
+//! [sources.gateway]
+//! kind = "exec"
+//! command = ["op", "read", "op://team/litellm/key"]   # argv, no shell
+//! ttl = "1h"        # used when the output carries no expiry
+//! timeout = "30s"
+//! ```
+//!
+//! Parsing never half-applies: a file either yields a whole [`Config`] or a [`ConfigError`] that
+//! names the file, line and column, and the caller keeps the config it had.
+
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Environment variable that overrides the config path.
+pub const CONFIG_ENV: &str = "CREDD_CONFIG";
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    Exec(ExecSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// The program and its arguments; run directly, never through a shell.
+    pub command: Vec<String>,
+    /// Lifetime of a credential whose output states no expiry.
+    #[serde(default = "default_ttl", deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// How long the command may run before it is killed.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(3600)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write it like \"90s\", \"10m\" or \"1h\""
+        ))
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", path.display())]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// The config path: `CREDD_CONFIG`, else `credd/config.toml` in the user's config directory.
+pub fn default_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    directories::ProjectDirs::from("", "", "credd")
+        .map(|d| d.config_dir().join("config.toml"))
+        .unwrap_or_else(|| PathBuf::from("credd.toml"))
+}
+
+/// Reads the config file. A missing file is an empty config: the daemon runs and says which
+/// file to write when a source is asked for.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        ConfigError {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        at(offset, e.message().trim().to_string())
+    })?;
+    for (name, spec) in &config.sources {
+        let table = text.find(&format!("[sources.{name}]")).unwrap_or(0);
+        if !valid_name(name) {
+            return Err(at(
+                table,
+                format!("source name `{name}` may use only letters, digits, `-`, `_` and `.`"),
+            ));
+        }
+        match spec {
+            SourceSpec::Exec(exec) => {
+                if exec.command.first().is_none_or(|p| p.is_empty()) {
+                    return Err(at(table, format!("source `{name}`: `command` must name a program")));
+                }
+                if exec.ttl.is_zero() || exec.timeout.is_zero() {
+                    return Err(at(table, format!("source `{name}`: `ttl` and `timeout` must be longer than zero")));
+                }
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl SourceSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Exec(_) => "exec",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("config.toml"), text)
+    }
+
+    #[test]
+    fn reads_an_exec_source() {
+        let c = parse_str(
+            r#"
+[sources.gateway]
+kind = "exec"
+command = ["op", "read", "op://team/litellm/key"]
+ttl = "1h"
+timeout = "30s"
+"#,
+        )
+        .unwrap();
+        let SourceSpec::Exec(e) = &c.sources["gateway"];
+        assert_eq!(e.command[0], "op");
+        assert_eq!(e.ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        let err = parse_str("[sources.gateway]\nkind = \"exec\"\ncommand = [\"a\"\n").unwrap_err();
+        assert_eq!(err.path, Path::new("config.toml"));
+        assert!(err.line >= 3, "{err}");
+        assert!(err.to_string().starts_with("config.toml:"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_and_unknown_kinds_are_explained() {
+        let err = parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\nttl = \"soon\"\n")
+            .unwrap_err();
+        assert!(err.message.contains("not a duration"), "{err}");
+        let err = parse_str("[sources.g]\nkind = \"carrier-pigeon\"\n").unwrap_err();
+        assert!(err.message.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn empty_command_is_refused_at_its_table() {
+        let err = parse_str("\n\n[sources.g]\nkind = \"exec\"\ncommand = []\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\ncomand = 1\n")
+            .unwrap_err();
+        assert!(err.message.contains("comand"), "{err}");
+    }
+}

@@ -1,0 +1,153 @@
+//! What the daemon does with each request: one function from [`Request`] to [`Response`].
+//!
+//! It knows nothing of sockets or frames (that is `server`) and nothing of how a caller formats
+//! the answer (that is the client).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use credd_proto::{
+    CREDD_VERSION, Caller, DaemonInfo, ErrorKind, PROTOCOL_VERSION, Request, Response,
+    StatusReport,
+};
+use tokio::sync::watch;
+
+use crate::cache::Slot;
+use crate::registry::{Lookup, Registry};
+use crate::sources::SourceError;
+
+pub struct Dispatcher {
+    registry: Arc<Registry>,
+    socket: PathBuf,
+    started: Instant,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Dispatcher {
+    pub fn new(registry: Arc<Registry>, socket: PathBuf, shutdown: watch::Sender<bool>) -> Self {
+        Dispatcher {
+            registry,
+            socket,
+            started: Instant::now(),
+            shutdown,
+        }
+    }
+
+    pub async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Hello => Response::Hello(info()),
+            Request::Get {
+                source,
+                min_valid_secs,
+                caller,
+            } => self.get(&source, min_valid_secs, caller.as_ref()).await,
+            Request::Refresh { source } => self.refresh(&source).await,
+            Request::Status => Response::Status(self.status()),
+            Request::Stop => {
+                tracing::info!("stop requested by a client");
+                let _ = self.shutdown.send(true);
+                Response::Done {
+                    message: format!("credd-daemon (pid {}) is stopping", std::process::id()),
+                }
+            }
+            Request::AdvanceClock { secs } => {
+                let clock = self.registry.clock();
+                if !clock.is_adjustable() {
+                    return Response::error(
+                        ErrorKind::Refused,
+                        "the clock can be moved only when credd-daemon runs with CREDD_TEST_CLOCK=1",
+                    );
+                }
+                clock.advance(Duration::from_secs(secs));
+                tracing::info!(secs, "clock advanced");
+                Response::Done {
+                    message: format!("clock advanced by {secs}s"),
+                }
+            }
+        }
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, Response> {
+        match self.registry.lookup(name) {
+            Lookup::Found(slot) => Ok(slot),
+            Lookup::Unknown { known } => {
+                let path = self.registry.config_path().display();
+                let message = if known.is_empty() {
+                    format!("no source named `{name}`: {path} defines no sources; add a [sources.{name}] table")
+                } else {
+                    format!(
+                        "no source named `{name}` in {path} (it defines: {})",
+                        known.join(", ")
+                    )
+                };
+                Err(Response::error(ErrorKind::UnknownSource, message))
+            }
+        }
+    }
+
+    async fn get(&self, name: &str, min_valid_secs: u64, caller: Option<&Caller>) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(response) => return response,
+        };
+        match slot.get(Duration::from_secs(min_valid_secs), caller).await {
+            Ok(credential) => Response::Credential((*credential).clone()),
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    async fn refresh(&self, name: &str) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(response) => return response,
+        };
+        match slot.refresh().await {
+            Ok(credential) => Response::Done {
+                message: format!(
+                    "refreshed `{name}`; valid until {}",
+                    humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(
+                        credential.expires_at
+                    ))
+                ),
+            },
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    fn status(&self) -> StatusReport {
+        let info = info();
+        StatusReport {
+            daemon_version: info.daemon_version,
+            protocol: info.protocol,
+            pid: info.pid,
+            uptime_secs: self.started.elapsed().as_secs(),
+            now: self.registry.clock().now_unix(),
+            socket: self.socket.display().to_string(),
+            config_path: self.registry.config_path().display().to_string(),
+            config_error: self.registry.config_error(),
+            sources: self.registry.slots().iter().map(|s| s.status()).collect(),
+        }
+    }
+}
+
+fn info() -> DaemonInfo {
+    DaemonInfo {
+        daemon_version: CREDD_VERSION.to_string(),
+        protocol: PROTOCOL_VERSION,
+        pid: std::process::id(),
+    }
+}
+
+fn source_error(name: &str, error: SourceError) -> Response {
+    match error {
+        SourceError::NeedsLogin(m) => Response::error(
+            ErrorKind::NeedsLogin,
+            format!("source `{name}` needs a login: {m}; run `credd login {name}`"),
+        ),
+        SourceError::Upstream(m) => Response::error(
+            ErrorKind::Upstream,
+            format!("source `{name}`: {m}; see `credd status`"),
+        ),
+    }
+}

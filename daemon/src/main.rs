@@ -1,0 +1,158 @@
+//! `credd-daemon`: caches and proactively refreshes cloud credentials for one user and serves
+//! them to `credd` over a local socket.
+//!
+//! The path of a request: `server` (socket, frames) -> `dispatch` (request to response) ->
+//! `registry` (which source) -> `cache` (slot, single-flight, background refresh, asking
+//! `policy`) -> `sources` (the upstream).
+
+mod cache;
+mod clock;
+mod config;
+mod dispatch;
+mod policy;
+mod redact;
+mod registry;
+mod server;
+mod sources;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tokio::sync::watch;
+
+/// Exit codes of `credd-daemon`.
+const EXIT_ALREADY_RUNNING: u8 = 3;
+
+/// Caches and proactively refreshes cloud credentials, and serves them to `credd` over a
+/// local socket. Usually started by `credd` on first use or by a user service.
+#[derive(Parser, Debug)]
+#[command(name = "credd-daemon", version)]
+struct Args {
+    /// Socket to listen on [env: CREDD_SOCKET; default: $XDG_RUNTIME_DIR/credd/credd.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Config file [env: CREDD_CONFIG; default: ~/.config/credd/config.toml].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("credd-daemon: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("credd-daemon: {e:#}");
+            match e.downcast_ref::<server::StartError>() {
+                Some(server::StartError::AlreadyRunning { .. }) => {
+                    ExitCode::from(EXIT_ALREADY_RUNNING)
+                }
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CREDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let socket = args.socket.unwrap_or_else(credd_proto::paths::socket_path);
+    let config_path = args.config.unwrap_or_else(config::default_path);
+    let clock = Arc::new(if std::env::var_os("CREDD_TEST_CLOCK").is_some_and(|v| v == "1") {
+        tracing::warn!("CREDD_TEST_CLOCK=1: clients may move this daemon's clock");
+        clock::Clock::system_adjustable()
+    } else {
+        clock::Clock::system()
+    });
+
+    let bound = server::bind(&socket)?;
+    let registry = registry::Registry::new(config_path.clone(), clock);
+    if let Err(e) = registry.reload() {
+        eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
+    }
+    let watch_registry = registry.clone();
+    let _watch = config::watch::watch(&config_path, move || {
+        tracing::info!("config file changed; reloading");
+        if watch_registry.reload().is_ok() {
+            tracing::info!("config reloaded");
+        }
+    })
+    .map_err(|e| tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need `kill -HUP` or a restart: {e}"))
+    .ok();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_signal_handlers(shutdown_tx.clone(), registry.clone())
+        .context("cannot install signal handlers")?;
+    let dispatcher = Arc::new(dispatch::Dispatcher::new(
+        registry,
+        socket.clone(),
+        shutdown_tx,
+    ));
+    tracing::info!(
+        version = credd_proto::CREDD_VERSION,
+        pid = std::process::id(),
+        socket = %socket.display(),
+        config = %config_path.display(),
+        "credd-daemon serving"
+    );
+    server::serve(bound, dispatcher, shutdown_rx).await;
+    tracing::info!("credd-daemon stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn spawn_signal_handlers(
+    shutdown: watch::Sender<bool>,
+    registry: Arc<registry::Registry>,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+                _ = hup.recv() => { tracing::info!("SIGHUP: reloading the config"); let _ = registry.reload(); }
+            }
+        }
+        let _ = shutdown.send(true);
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn spawn_signal_handlers(
+    shutdown: watch::Sender<bool>,
+    _registry: Arc<registry::Registry>,
+) -> std::io::Result<()> {
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = shutdown.send(true);
+    });
+    Ok(())
+}

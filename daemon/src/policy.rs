@@ -1,0 +1,205 @@
+//! The refresh policy, in one place: when a cached credential may be handed out, when the
+//! background refresh runs, how long to back off after a failure, and when a caller's re-ask
+//! means its credential was rejected.
+//!
+//! Everything here is a pure function of times and durations, so the whole policy is unit-tested
+//! without a clock, a socket or an upstream.
+
+use std::time::{Duration, SystemTime};
+
+use credd_proto::CredentialSecret;
+
+/// How long a credential must still be valid when handed out, unless the caller asks otherwise.
+/// Claude Code caches an `apiKeyHelper` answer for 5 minutes and then sends it once more while
+/// it re-runs the helper, so 10 minutes keeps every request it makes valid.
+pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(10 * 60);
+
+/// AWS credentials are never handed out with less than this left: Claude Code caches
+/// `awsCredentialExport` output for an hour when `Expiration` is under 6 minutes away.
+pub const AWS_FLOOR: Duration = Duration::from_secs(15 * 60);
+
+/// When the upstream fails, a cached token is still served while it has this much left.
+pub const TOKEN_FLOOR: Duration = Duration::from_secs(60);
+
+/// The most jitter added to a background refresh: spreads refreshes of many sources (and many
+/// machines behind one gateway) without moving them far from their deadline.
+pub const MAX_JITTER: Duration = Duration::from_secs(60);
+
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+
+/// A caller that asks again within this fraction of its own cache TTL is re-asking because its
+/// credential was rejected.
+pub const REASK_FRACTION: f64 = 0.5;
+
+/// At most one refresh forced by re-asks per source in this interval, so a caller looping on
+/// rejections cannot hammer the upstream.
+pub const FORCED_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What the policy needs to know about a cached credential.
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    pub issued_at: SystemTime,
+    pub expires_at: SystemTime,
+    pub is_aws: bool,
+}
+
+impl Validity {
+    pub fn of(secret: &CredentialSecret, issued_at: SystemTime, expires_at: SystemTime) -> Self {
+        Validity {
+            issued_at,
+            expires_at,
+            is_aws: matches!(secret, CredentialSecret::Aws { .. }),
+        }
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.expires_at
+            .duration_since(self.issued_at)
+            .unwrap_or(Duration::ZERO)
+    }
+
+    pub fn remaining(&self, now: SystemTime) -> Duration {
+        self.expires_at.duration_since(now).unwrap_or(Duration::ZERO)
+    }
+
+    fn floor(&self) -> Duration {
+        if self.is_aws { AWS_FLOOR } else { TOKEN_FLOOR }
+    }
+
+    /// How much validity must be left for a caller asking for `min_valid`. A credential whose
+    /// whole lifetime is shorter than that is served for its first half: asking the upstream
+    /// again would not produce a longer-lived one.
+    pub fn required_remaining(&self, min_valid: Duration) -> Duration {
+        let wanted = if self.is_aws {
+            min_valid.max(AWS_FLOOR)
+        } else {
+            min_valid
+        };
+        wanted.min(self.lifetime() / 2)
+    }
+
+    /// May this credential be handed to a caller asking for `min_valid`?
+    pub fn satisfies(&self, now: SystemTime, min_valid: Duration) -> bool {
+        self.remaining(now) >= self.required_remaining(min_valid)
+            && self.remaining(now) > Duration::ZERO
+    }
+
+    /// While the upstream fails: may this credential still be served?
+    pub fn usable_while_failing(&self, now: SystemTime) -> bool {
+        self.remaining(now) >= self.floor().min(self.lifetime() / 2)
+            && self.remaining(now) > Duration::ZERO
+    }
+
+    /// When the background refresh should run so that no caller asking for up to `min_valid`
+    /// ever has to wait for the upstream.
+    pub fn refresh_at(&self, min_valid: Duration, jitter: Duration) -> SystemTime {
+        let margin = self.required_remaining(min_valid);
+        let jitter = jitter.min(self.lifetime().saturating_sub(margin) / 4);
+        self.expires_at
+            .checked_sub(margin + jitter)
+            .unwrap_or(self.issued_at)
+    }
+}
+
+/// A random jitter for the next background refresh.
+pub fn jitter() -> Duration {
+    Duration::from_millis(fastrand::u64(0..=MAX_JITTER.as_millis() as u64))
+}
+
+/// The wait before retry number `failures` (1 for the first retry): exponential, capped, and
+/// randomised in its upper half so many clients do not retry in lockstep.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(BACKOFF_MAX);
+    let half = capped / 2;
+    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
+}
+
+/// Whether a caller asking again `since_last` after it was handed the current credential is
+/// re-asking because that credential was rejected.
+pub fn is_reask_after_rejection(since_last: Duration, caller_cache_ttl: Duration) -> bool {
+    since_last < caller_cache_ttl.mul_f64(REASK_FRACTION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: SystemTime = SystemTime::UNIX_EPOCH;
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn token(lifetime: Duration) -> Validity {
+        Validity {
+            issued_at: T0,
+            expires_at: T0 + lifetime,
+            is_aws: false,
+        }
+    }
+
+    #[test]
+    fn an_hour_token_is_served_until_ten_minutes_are_left() {
+        let v = token(60 * MIN);
+        assert!(v.satisfies(T0 + 49 * MIN, DEFAULT_MIN_VALID));
+        assert!(v.satisfies(T0 + 50 * MIN, DEFAULT_MIN_VALID));
+        assert!(!v.satisfies(T0 + 51 * MIN, DEFAULT_MIN_VALID));
+    }
+
+    #[test]
+    fn background_refresh_runs_before_min_valid_is_crossed() {
+        let v = token(60 * MIN);
+        for _ in 0..100 {
+            let at = v.refresh_at(DEFAULT_MIN_VALID, jitter());
+            assert!(at <= T0 + 50 * MIN, "refresh at {at:?} is too late");
+            assert!(at >= T0 + 49 * MIN, "refresh at {at:?} is needlessly early");
+        }
+    }
+
+    #[test]
+    fn short_lived_tokens_are_served_for_half_their_life() {
+        let v = token(5 * MIN);
+        assert!(v.satisfies(T0 + 2 * MIN, DEFAULT_MIN_VALID));
+        assert!(!v.satisfies(T0 + 3 * MIN, DEFAULT_MIN_VALID));
+        assert!(v.refresh_at(DEFAULT_MIN_VALID, Duration::ZERO) == T0 + 150 * Duration::from_secs(1));
+    }
+
+    #[test]
+    fn aws_credentials_keep_fifteen_minutes_even_when_less_is_asked() {
+        let v = Validity {
+            issued_at: T0,
+            expires_at: T0 + 60 * MIN,
+            is_aws: true,
+        };
+        assert!(v.satisfies(T0 + 45 * MIN, Duration::ZERO));
+        assert!(!v.satisfies(T0 + 46 * MIN, Duration::ZERO));
+        assert!(v.usable_while_failing(T0 + 45 * MIN));
+        assert!(!v.usable_while_failing(T0 + 46 * MIN));
+    }
+
+    #[test]
+    fn an_expired_credential_is_never_served() {
+        let v = token(60 * MIN);
+        assert!(!v.satisfies(T0 + 60 * MIN, Duration::ZERO));
+        assert!(!v.usable_while_failing(T0 + 60 * MIN));
+        assert!(!v.usable_while_failing(T0 + 70 * MIN));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for _ in 0..50 {
+            let first = backoff(1);
+            assert!(first >= BACKOFF_BASE / 2 && first <= BACKOFF_BASE);
+            let fifth = backoff(5);
+            assert!(fifth >= Duration::from_secs(16) && fifth <= Duration::from_secs(32));
+            assert!(backoff(40) <= BACKOFF_MAX);
+        }
+    }
+
+    #[test]
+    fn a_quick_reask_is_a_rejection_and_a_routine_one_is_not() {
+        let ttl = 5 * MIN;
+        assert!(is_reask_after_rejection(Duration::from_secs(1), ttl));
+        assert!(!is_reask_after_rejection(5 * MIN, ttl));
+        assert!(!is_reask_after_rejection(5 * MIN + Duration::from_secs(3), ttl));
+    }
+}

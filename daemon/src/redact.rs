@@ -1,0 +1,94 @@
+//! Turning an upstream's words into an error message that is safe to show and log.
+//!
+//! Upstream tools sometimes echo what they were given. Before any of their output reaches an
+//! error message, it is cut to one short line and every word that looks like a secret, or is one
+//! of the values we know to be secret, is replaced.
+
+const MAX_SUMMARY: usize = 200;
+/// Words at least this long made of token characters and containing a digit are treated as
+/// secrets: API keys, JWTs, session tokens.
+const SECRET_WORD_LEN: usize = 20;
+
+/// One line summarising `output` (the last non-empty line, where tools put their verdict).
+pub fn summarize(output: &[u8], known_secrets: &[&str]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut line = redact(line, known_secrets);
+    if line.chars().count() > MAX_SUMMARY {
+        line = line.chars().take(MAX_SUMMARY).collect::<String>() + "…";
+    }
+    line
+}
+
+/// Replaces known secrets and secret-looking words in `text`.
+pub fn redact(text: &str, known_secrets: &[&str]) -> String {
+    let mut text = text.to_string();
+    for secret in known_secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    for c in text.chars() {
+        if is_token_char(c) {
+            word.push(c);
+        } else {
+            flush_word(&mut out, &mut word);
+            out.push(c);
+        }
+    }
+    flush_word(&mut out, &mut word);
+    out
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/' | '=')
+}
+
+fn flush_word(out: &mut String, word: &mut String) {
+    let looks_secret = word.len() >= SECRET_WORD_LEN
+        && word.chars().any(|c| c.is_ascii_digit())
+        && word.chars().any(|c| c.is_ascii_alphabetic())
+        && !word.contains("//"); // a URL is not a secret
+    if looks_secret {
+        out.push_str("[redacted]");
+    } else {
+        out.push_str(word);
+    }
+    word.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_line_and_plain_words() {
+        let s = summarize(b"starting\n\n[ERROR] item not found in vault\n\n", &[]);
+        assert_eq!(s, "[ERROR] item not found in vault");
+    }
+
+    #[test]
+    fn hides_known_and_secret_looking_values() {
+        let s = summarize(
+            b"bad key sk-ant-abc123def456ghi789jkl for hunter2hunter2",
+            &["hunter2hunter2"],
+        );
+        assert_eq!(s, "bad key [redacted] for [redacted]");
+    }
+
+    #[test]
+    fn leaves_urls_and_paths_readable() {
+        let s = summarize(b"cannot reach https://vault.example.com/v1/auth", &[]);
+        assert_eq!(s, "cannot reach https://vault.example.com/v1/auth");
+    }
+
+    #[test]
+    fn long_output_is_cut() {
+        let s = summarize("word ".repeat(100).as_bytes(), &[]);
+        assert!(s.chars().count() <= MAX_SUMMARY + 1);
+    }
+}

@@ -1,0 +1,129 @@
+//! The live set of sources: one cache slot per source the config names, rebuilt on reload.
+//!
+//! A reload keeps the slot (and its cached credential) of every source whose settings did not
+//! change, replaces the changed ones and drops the removed ones. An invalid file changes nothing
+//! but the error that `status` shows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio::task::JoinHandle;
+
+use crate::cache::Slot;
+use crate::clock::Clock;
+use crate::config::{self, Config, SourceSpec};
+use crate::sources;
+
+pub struct Registry {
+    config_path: PathBuf,
+    clock: Arc<Clock>,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<String, Entry>,
+    config_error: Option<String>,
+}
+
+struct Entry {
+    spec: SourceSpec,
+    slot: Arc<Slot>,
+    refresher: JoinHandle<()>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+pub enum Lookup {
+    Found(Arc<Slot>),
+    Unknown { known: Vec<String> },
+}
+
+impl Registry {
+    pub fn new(config_path: PathBuf, clock: Arc<Clock>) -> Arc<Self> {
+        Arc::new(Registry {
+            config_path,
+            clock,
+            inner: RwLock::new(Inner::default()),
+        })
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+
+    /// Reads the config file and applies it; on error the old config stays in force.
+    pub fn reload(&self) -> Result<(), config::ConfigError> {
+        match config::load(&self.config_path) {
+            Ok(config) => {
+                self.apply(config);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("config not reloaded, the previous one stays in force: {e}");
+                self.write().config_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&self, config: Config) {
+        let mut inner = self.write();
+        inner.config_error = None;
+        let mut old = std::mem::take(&mut inner.entries);
+        for (name, spec) in config.sources {
+            let entry = match old.remove(&name) {
+                Some(entry) if entry.spec == spec => entry,
+                previous => {
+                    tracing::info!(source = %name, kind = spec.kind(), "{}", if previous.is_some() { "source changed" } else { "source added" });
+                    let slot = Slot::new(name.clone(), sources::build(&spec), self.clock.clone());
+                    let refresher = tokio::spawn(slot.clone().keep_fresh());
+                    Entry {
+                        spec,
+                        slot,
+                        refresher,
+                    }
+                }
+            };
+            inner.entries.insert(name, entry);
+        }
+        for name in old.keys() {
+            tracing::info!(source = %name, "source removed");
+        }
+    }
+
+    pub fn lookup(&self, name: &str) -> Lookup {
+        let inner = self.read();
+        match inner.entries.get(name) {
+            Some(entry) => Lookup::Found(entry.slot.clone()),
+            None => Lookup::Unknown {
+                known: inner.entries.keys().cloned().collect(),
+            },
+        }
+    }
+
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.read().entries.values().map(|e| e.slot.clone()).collect()
+    }
+
+    pub fn config_error(&self) -> Option<String> {
+        self.read().config_error.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+}

@@ -1,0 +1,230 @@
+//! The socket: claiming it (one daemon per socket, stale sockets replaced), accepting clients,
+//! refusing other users, and reading and writing frames with limits and timeouts.
+//!
+//! Each connection is its own task: a slow, silent or malformed client costs one task until its
+//! timeout and never delays the others.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use credd_proto::frame::{self, FrameError};
+use credd_proto::paths::{self, PrivateDirError};
+use credd_proto::{ErrorKind, PROTOCOL_VERSION, Response};
+use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{Semaphore, watch};
+
+use crate::dispatch::Dispatcher;
+
+/// How long a client may take to send a whole request once connected (or between requests).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("another credd-daemon{} is already serving {}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default(), .socket.display())]
+    AlreadyRunning { socket: PathBuf, pid: Option<u32> },
+    #[error(transparent)]
+    Dir(#[from] PrivateDirError),
+    #[error("cannot listen on {}: {source}", .socket.display())]
+    Listen {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A claimed socket: the listener, and the lock that keeps a second daemon away while we live.
+pub struct Bound {
+    listener: Listener,
+    socket: PathBuf,
+    _lock: File,
+}
+
+/// Claims `socket`: takes the daemon lock beside it, replaces a stale socket file left by a
+/// daemon that died, and listens with mode 0600 in a 0700 directory.
+pub fn bind(socket: &Path) -> Result<Bound, StartError> {
+    let listen_error = |source| StartError::Listen {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        paths::ensure_private_dir(dir)?;
+    }
+    let lock_path = paths::sibling(socket, ".lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut lock = options.open(&lock_path).map_err(listen_error)?;
+    if let Err(e) = lock.try_lock() {
+        let pid = std::fs::read_to_string(&lock_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        return match e {
+            std::fs::TryLockError::WouldBlock => Err(StartError::AlreadyRunning {
+                socket: socket.to_path_buf(),
+                pid,
+            }),
+            std::fs::TryLockError::Error(e) => Err(listen_error(e)),
+        };
+    }
+    lock.set_len(0).map_err(listen_error)?;
+    write!(lock, "{}", std::process::id()).map_err(listen_error)?;
+
+    // We hold the lock, so no live daemon owns a socket file that is still there.
+    match std::fs::remove_file(socket) {
+        Ok(()) => tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(listen_error(e)),
+    }
+    let name = socket.to_fs_name::<GenericFilePath>().map_err(listen_error)?;
+    let options = ListenerOptions::new().name(name);
+    #[cfg(unix)]
+    let options = {
+        use interprocess::os::unix::local_socket::ListenerOptionsExt;
+        options.mode(0o600)
+    };
+    let listener = options.create_tokio().map_err(listen_error)?;
+    Ok(Bound {
+        listener,
+        socket: socket.to_path_buf(),
+        _lock: lock,
+    })
+}
+
+/// Accepts clients until `shutdown` turns true, then removes the socket.
+pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = shutdown.changed() => break,
+        };
+        let stream = tokio::select! {
+            accepted = bound.listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        match stream {
+            Ok(stream) => {
+                let dispatcher = dispatcher.clone();
+                tokio::spawn(async move {
+                    if peer_allowed(&stream) {
+                        serve_connection(stream, &dispatcher).await;
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&bound.socket);
+    tracing::info!(socket = %bound.socket.display(), "stopped listening");
+}
+
+/// Only the user the daemon runs as may talk to it.
+#[cfg(unix)]
+fn peer_allowed(stream: &Stream) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    match stream.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == me => true,
+        Ok(uid) => {
+            tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("refused a connection whose user cannot be told: {e}");
+            false
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn peer_allowed(_stream: &Stream) -> bool {
+    // Named pipes are created with a default DACL that admits only the owner and SYSTEM.
+    true
+}
+
+async fn serve_connection(mut stream: Stream, dispatcher: &Dispatcher) {
+    loop {
+        let body = match read_frame(&mut stream).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(reply) => {
+                let _ = write(&mut stream, reply).await;
+                return;
+            }
+        };
+        let response = match frame::decode_request(&body) {
+            Ok(request) => {
+                tracing::debug!(?request, "request");
+                dispatcher.handle(request).await
+            }
+            Err(FrameError::UnsupportedVersion { theirs }) => {
+                let reply = Response::error(
+                    ErrorKind::UnsupportedVersion,
+                    format!(
+                        "credd-daemon {} speaks protocol {PROTOCOL_VERSION}, the client speaks {theirs}; run `credd stop` and retry so the matching daemon starts",
+                        credd_proto::CREDD_VERSION
+                    ),
+                );
+                let _ = write(&mut stream, reply).await;
+                return;
+            }
+            Err(e) => {
+                let _ = write(&mut stream, bad_request(&e)).await;
+                return;
+            }
+        };
+        if write(&mut stream, response).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn bad_request(e: &FrameError) -> Response {
+    tracing::warn!("bad request: {e}");
+    Response::error(ErrorKind::BadRequest, format!("bad request: {e}"))
+}
+
+/// Reads one frame body; `Ok(None)` when the client closed the connection between frames, and
+/// the reply to send when the frame is bad or too slow.
+async fn read_frame(stream: &mut Stream) -> Result<Option<Vec<u8>>, Response> {
+    let mut header = [0u8; 4];
+    match tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut header)).await {
+        Err(_) => {
+            tracing::debug!("client sent nothing within {READ_TIMEOUT:?}; closing");
+            return Ok(None);
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(_)) => return Ok(None),
+        Ok(Ok(_)) => {}
+    }
+    let len = frame::body_len(header).map_err(|e| bad_request(&e))?;
+    let mut body = vec![0u8; len];
+    match tokio::time::timeout(READ_TIMEOUT, stream.read_exact(&mut body)).await {
+        Ok(Ok(_)) => Ok(Some(body)),
+        Ok(Err(_)) => Err(bad_request(&FrameError::Truncated)),
+        Err(_) => Err(Response::error(
+            ErrorKind::BadRequest,
+            format!("bad request: the frame body did not arrive within {}s", READ_TIMEOUT.as_secs()),
+        )),
+    }
+}
+
+async fn write(stream: &mut Stream, response: Response) -> std::io::Result<()> {
+    let bytes = frame::encode_response(response);
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}

@@ -1,0 +1,271 @@
+//! The `exec` source: runs a command (argv, no shell) and reads a credential from its stdout.
+//!
+//! Accepted output, in order of precedence:
+//! - AWS `credential_process` JSON (`"Version": 1`), which yields an AWS credential;
+//! - JSON `{"token": "...", "expires_at": "RFC 3339"}` (`expires_at` optional);
+//! - a bare token: one line, no spaces; it lives for the configured `ttl`.
+//!
+//! Nothing the command prints on stdout ever reaches an error message: that is where its secret
+//! is. Its stderr is summarised through [`crate::redact`].
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use credd_proto::{CredentialSecret, Secret};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use super::{Fetched, Source, SourceError};
+use crate::config::ExecSpec;
+use crate::redact;
+
+/// Output beyond this is not a credential; reading stops there.
+const MAX_OUTPUT: u64 = 256 * 1024;
+
+pub struct ExecSource {
+    spec: ExecSpec,
+}
+
+impl ExecSource {
+    pub fn new(spec: ExecSpec) -> Self {
+        ExecSource { spec }
+    }
+
+    fn program(&self) -> &str {
+        &self.spec.command[0]
+    }
+
+    async fn run(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        let program = self.program();
+        let mut child = tokio::process::Command::new(program)
+            .args(&self.spec.command[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| SourceError::Upstream(format!("cannot run `{program}`: {e}")))?;
+        let pgid = child.id();
+
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let collect = async {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut stdout = (&mut stdout).take(MAX_OUTPUT);
+            let mut stderr = (&mut stderr).take(MAX_OUTPUT);
+            let (o, e) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            o.and(e)?;
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((status, out, err))
+        };
+        let (status, out, err) = match tokio::time::timeout(self.spec.timeout, collect).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                return Err(SourceError::Upstream(format!(
+                    "reading the output of `{program}` failed: {e}"
+                )));
+            }
+            Err(_) => {
+                kill_group(pgid);
+                return Err(SourceError::Upstream(format!(
+                    "`{program}` did not finish within {}; it was stopped (raise `timeout` in the config if it needs longer)",
+                    humantime::format_duration(self.spec.timeout)
+                )));
+            }
+        };
+        let parsed = parse_output(&out, now, self.spec.ttl);
+        let known: Vec<&str> = match &parsed {
+            Ok(f) => f.secret.secret_values(),
+            Err(_) => Vec::new(),
+        };
+        if !status.success() {
+            let summary = redact::summarize(&err, &known);
+            let detail = if summary.is_empty() {
+                String::new()
+            } else {
+                format!(": {summary}")
+            };
+            return Err(SourceError::Upstream(format!(
+                "`{program}` failed ({status}){detail}"
+            )));
+        }
+        parsed.map_err(|why| SourceError::Upstream(format!("`{program}` {why}")))
+    }
+}
+
+impl Source for ExecSource {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(self.run(now))
+    }
+}
+
+#[cfg(unix)]
+fn kill_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) {
+        // SAFETY: kill has no memory-safety preconditions; the group is the child's own.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
+}
+
+#[cfg(not(unix))]
+fn kill_group(_pgid: Option<u32>) {}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CredentialProcessOutput {
+    version: u32,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    expiration: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenOutput {
+    token: String,
+    expires_at: Option<String>,
+}
+
+/// Reads a credential from a command's stdout. The error says what was wrong with the output
+/// without quoting it.
+pub fn parse_output(out: &[u8], now: SystemTime, ttl: Duration) -> Result<Fetched, String> {
+    let text = std::str::from_utf8(out).map_err(|_| "printed output that is not UTF-8")?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("printed nothing on stdout".into());
+    }
+    if text.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| format!("printed JSON that does not parse (line {}, column {})", e.line(), e.column()))?;
+        if value.get("Version").is_some() {
+            return parse_credential_process(value, now, ttl);
+        }
+        if value.get("token").is_some() {
+            let t: TokenOutput = serde_json::from_value(value)
+                .map_err(|_| "printed a `token` object of the wrong shape (want {\"token\": string, \"expires_at\": RFC 3339 string})")?;
+            let expires_at = expiry(t.expires_at.as_deref(), now, ttl)?;
+            return Ok(token(t.token, expires_at));
+        }
+        return Err("printed JSON with neither `token` nor `Version` (AWS credential_process)".into());
+    }
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    if lines.next().is_some() {
+        return Err(format!(
+            "printed {} lines; want one token, {{\"token\": ...}} JSON, or AWS credential_process JSON",
+            text.lines().count()
+        ));
+    }
+    if first.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("printed a line with spaces or control characters; want a bare token".into());
+    }
+    Ok(token(first.to_string(), now + ttl))
+}
+
+fn parse_credential_process(
+    value: serde_json::Value,
+    now: SystemTime,
+    ttl: Duration,
+) -> Result<Fetched, String> {
+    let c: CredentialProcessOutput = serde_json::from_value(value).map_err(|_| {
+        "printed credential_process JSON of the wrong shape (want Version, AccessKeyId, SecretAccessKey, SessionToken, Expiration)"
+    })?;
+    if c.version != 1 {
+        return Err(format!(
+            "printed credential_process JSON of Version {}; only Version 1 exists",
+            c.version
+        ));
+    }
+    let expires_at = expiry(c.expiration.as_deref(), now, ttl)?;
+    Ok(Fetched {
+        secret: CredentialSecret::Aws {
+            access_key_id: c.access_key_id,
+            secret_access_key: Secret::new(c.secret_access_key),
+            session_token: c.session_token.map(Secret::new),
+        },
+        expires_at,
+        metadata: BTreeMap::new(),
+    })
+}
+
+fn expiry(stated: Option<&str>, now: SystemTime, ttl: Duration) -> Result<SystemTime, String> {
+    match stated {
+        None => Ok(now + ttl),
+        Some(s) => humantime::parse_rfc3339_weak(s)
+            .or_else(|_| humantime::parse_rfc3339(s))
+            .map_err(|_| "printed an expiry that is not an RFC 3339 time".to_string()),
+    }
+}
+
+fn token(value: String, expires_at: SystemTime) -> Fetched {
+    Fetched {
+        secret: CredentialSecret::Token {
+            token: Secret::new(value),
+        },
+        expires_at,
+        metadata: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: SystemTime = SystemTime::UNIX_EPOCH;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn bare_token_lives_for_the_ttl() {
+        let f = parse_output(b"sk-abc123\n", NOW, HOUR).unwrap();
+        assert_eq!(f.expires_at, NOW + HOUR);
+        assert_eq!(f.secret.secret_values(), vec!["sk-abc123"]);
+    }
+
+    #[test]
+    fn token_json_carries_its_expiry() {
+        let f = parse_output(
+            br#"{"token":"abc","expires_at":"1970-01-01T02:00:00Z"}"#,
+            NOW,
+            HOUR,
+        )
+        .unwrap();
+        assert_eq!(f.expires_at, NOW + 2 * HOUR);
+    }
+
+    #[test]
+    fn credential_process_json_yields_aws() {
+        let f = parse_output(
+            br#"{"Version":1,"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"s3cr3t","SessionToken":"tok","Expiration":"1970-01-01T01:00:00Z"}"#,
+            NOW,
+            HOUR,
+        )
+        .unwrap();
+        assert!(matches!(f.secret, CredentialSecret::Aws { .. }));
+        assert_eq!(f.expires_at, NOW + HOUR);
+    }
+
+    #[test]
+    fn garbage_is_refused_without_quoting_it() {
+        for out in [
+            &b"line one\nline two\n"[..],
+            b"two words",
+            b"{\"nope\": 1}",
+            b"{not json",
+            b"",
+            b"\xff\xfe",
+            br#"{"Version":2,"AccessKeyId":"a","SecretAccessKey":"b"}"#,
+            br#"{"token":"abc","expires_at":"tomorrow"}"#,
+        ] {
+            let err = parse_output(out, NOW, HOUR).unwrap_err();
+            assert!(!err.contains("line one") && !err.contains("words"), "{err}");
+        }
+    }
+}

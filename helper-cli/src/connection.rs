@@ -1,0 +1,197 @@
+//! Reaching the daemon: connect, or start `credd-daemon` and wait for it.
+//!
+//! Many callers may find no daemon at the same moment (a burst of parallel sessions). They queue
+//! on a start-up lock beside the socket; the first starts the daemon, the rest find it answering
+//! once they get the lock. `CREDD_NO_AUTOSTART=1` turns starting off.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credd_proto::frame::{self, FrameError};
+use credd_proto::paths;
+use credd_proto::{Request, Response};
+use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
+
+/// How long a started daemon may take to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub enum ConnectError {
+    NotRunning { socket: PathBuf },
+    StartFailed { message: String },
+    Io { socket: PathBuf, error: io::Error },
+    Protocol { socket: PathBuf, error: FrameError },
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::NotRunning { socket } => write!(
+                f,
+                "no credd-daemon answers on {} and CREDD_NO_AUTOSTART is set; start `credd-daemon` (or `credd service install`) or unset CREDD_NO_AUTOSTART",
+                socket.display()
+            ),
+            ConnectError::StartFailed { message } => f.write_str(message),
+            ConnectError::Io { socket, error } => {
+                write!(f, "cannot talk to credd-daemon on {}: {error}", socket.display())
+            }
+            ConnectError::Protocol { socket, error } => write!(
+                f,
+                "credd-daemon on {} gave an unreadable answer ({error}); run `credd stop` and retry",
+                socket.display()
+            ),
+        }
+    }
+}
+
+/// Sends one request to the daemon (starting it if allowed) and returns its answer.
+pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectError> {
+    let socket = paths::socket_path();
+    let mut stream = connect(&socket, autostart)?;
+    frame::round_trip(&mut stream, request).map_err(|error| match error {
+        FrameError::Io(error) => ConnectError::Io {
+            socket: socket.clone(),
+            error,
+        },
+        error => ConnectError::Protocol {
+            socket: socket.clone(),
+            error,
+        },
+    })
+}
+
+/// Connects without starting anything; `None` when no daemon answers.
+pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
+    match try_connect(socket) {
+        Ok(stream) => Ok(Some(stream)),
+        Err(e) if nobody_listening(&e) => Ok(None),
+        Err(error) => Err(ConnectError::Io {
+            socket: socket.to_path_buf(),
+            error,
+        }),
+    }
+}
+
+fn connect(socket: &Path, autostart: bool) -> Result<Stream, ConnectError> {
+    if let Some(stream) = connect_existing(socket)? {
+        return Ok(stream);
+    }
+    if !autostart || std::env::var_os("CREDD_NO_AUTOSTART").is_some_and(|v| v == "1") {
+        return Err(ConnectError::NotRunning {
+            socket: socket.to_path_buf(),
+        });
+    }
+    start_daemon(socket)
+}
+
+fn try_connect(socket: &Path) -> io::Result<Stream> {
+    Stream::connect(socket.to_fs_name::<GenericFilePath>()?)
+}
+
+fn nobody_listening(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
+    let fail = |message: String| ConnectError::StartFailed { message };
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        paths::ensure_private_dir(dir).map_err(|e| fail(format!("cannot start credd-daemon: {e}")))?;
+    }
+    let lock_path = paths::sibling(socket, ".start.lock");
+    let lock = open_private(&lock_path, false)
+        .map_err(|e| fail(format!("cannot create {}: {e}", lock_path.display())))?;
+    lock.lock()
+        .map_err(|e| fail(format!("cannot lock {}: {e}", lock_path.display())))?;
+    // Another client may have started it while we waited for the lock.
+    if let Some(stream) = connect_existing(socket)? {
+        return Ok(stream);
+    }
+    let log_path = paths::sibling(socket, ".log");
+    let mut child = spawn_daemon(socket, &log_path)?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if let Some(stream) = connect_existing(socket)? {
+            return Ok(stream);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(fail(format!(
+                "credd-daemon exited during start-up ({status}): {}; full log in {}",
+                last_line(&log_path),
+                log_path.display()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "credd-daemon did not answer on {} within {}s; see {}",
+                socket.display(),
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn spawn_daemon(socket: &Path, log_path: &Path) -> Result<Child, ConnectError> {
+    let program = daemon_program();
+    let log = open_private(log_path, true).map_err(|e| ConnectError::StartFailed {
+        message: format!("cannot open {}: {e}", log_path.display()),
+    })?;
+    let mut command = Command::new(&program);
+    command
+        .arg("--socket")
+        .arg(socket)
+        // The daemon must not hold our caller's pipes open: Claude Code waits for EOF.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: a Ctrl-C in the caller's terminal does not stop it.
+        command.process_group(0);
+    }
+    command.spawn().map_err(|e| ConnectError::StartFailed {
+        message: format!(
+            "cannot start {}: {e}; install credd-daemon next to credd or on PATH",
+            program.display()
+        ),
+    })
+}
+
+/// `credd-daemon` beside this executable, else whatever PATH finds.
+fn daemon_program() -> PathBuf {
+    let name = format!("credd-daemon{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&name)))
+        .filter(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Opens (creating with mode 0600) a file beside the socket.
+fn open_private(path: &Path, append: bool) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(append).write(!append);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|log| log.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+        .unwrap_or_else(|| "no log output".to_string())
+}

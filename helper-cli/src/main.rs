@@ -1,0 +1,155 @@
+//! `credd`: the tiny client that Claude Code, the AWS SDKs and people exec to get a credential
+//! from `credd-daemon`.
+//!
+//! It never reads stdin (Claude Code leaves it open), prints nothing on stdout unless it
+//! succeeds, and on failure prints one line on stderr that says what to do, with an exit code
+//! that says what kind of failure it was (see [`exit`]).
+
+mod caller;
+mod connection;
+mod output;
+mod status;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use credd_proto::{ErrorKind, Request, Response};
+
+use crate::output::Format;
+
+/// Exit codes, documented in the README. Errors reported by the daemon use
+/// [`ErrorKind::exit_code`]: 1 upstream failed, 4 unknown source, 5 needs login, 6 version
+/// mismatch, 7 refused or internal.
+mod exit {
+    pub const USAGE: u8 = 2;
+    pub const DAEMON_UNREACHABLE: u8 = 3;
+}
+
+/// Serves cached cloud credentials from credd-daemon to Claude Code, SDKs and shells.
+#[derive(Parser, Debug)]
+#[command(name = "credd", version, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a credential for SOURCE (starting credd-daemon if none is running).
+    Get {
+        /// The source's name in the config ([sources.NAME]).
+        source: String,
+        /// How to print it.
+        #[arg(long, short, value_enum, default_value = "token")]
+        format: Format,
+        /// The credential must stay valid at least this long ("10m", "1h").
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+        min_valid: Duration,
+    },
+    /// Fetch a new credential for SOURCE now, whatever the cache holds.
+    Refresh { source: String },
+    /// Show the daemon and every source: state, expiry, next refresh, last error.
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop credd-daemon.
+    Stop,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"90s\", \"10m\", \"1h\")"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    match run(cli.command) {
+        Ok(text) => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("credd: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn run(command: Command) -> Result<String, Failure> {
+    match command {
+        Command::Get {
+            source,
+            format,
+            min_valid,
+        } => {
+            let request = Request::Get {
+                source,
+                min_valid_secs: min_valid.as_secs(),
+                caller: caller::detect(),
+            };
+            match ask(request, true)? {
+                Response::Credential(credential) => {
+                    output::render(&credential, format).map_err(|m| (exit::USAGE, m))
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
+        Command::Status { json } => match ask(Request::Status, true)? {
+            Response::Status(report) if json => Ok(format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report).expect("status serializes")
+            )),
+            Response::Status(report) => Ok(status::render(&report)),
+            other => Err(unexpected(other)),
+        },
+        Command::Stop => match ask(Request::Stop, false) {
+            Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),
+            other => done(other?),
+        },
+    }
+}
+
+/// Sends a request; daemon-reported errors become failures with their exit code.
+fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
+    match connection::request(request, autostart) {
+        Ok(Response::Error(e)) => Err((e.kind.exit_code(), e.message)),
+        Ok(response) => Ok(response),
+        Err(e) => Err((exit::DAEMON_UNREACHABLE, e.to_string())),
+    }
+}
+
+fn done(response: Response) -> Result<String, Failure> {
+    match response {
+        Response::Done { message } => Ok(format!("{message}\n")),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(response: Response) -> Failure {
+    let what = match response {
+        Response::Hello(_) => "hello",
+        Response::Credential(_) => "credential",
+        Response::Status(_) => "status",
+        Response::Done { .. } => "done",
+        Response::Error(_) => "error",
+    };
+    (
+        ErrorKind::Internal.exit_code(),
+        format!("credd-daemon gave an unexpected `{what}` answer; run `credd stop` and retry"),
+    )
+}

@@ -1,0 +1,191 @@
+//! How each caller wants a credential printed. One function per format; each returns the whole
+//! text or an error, so nothing reaches stdout unless all of it can.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use credd_proto::{Credential, CredentialSecret};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The secret alone (apiKeyHelper, gateways).
+    Token,
+    /// The whole credential with its metadata.
+    Json,
+    /// {"Credentials":{AccessKeyId,...,Expiration}} (Claude Code's awsCredentialExport).
+    Aws,
+    /// {"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process).
+    AwsProcess,
+    /// `export NAME='value'` lines for `eval`.
+    Env,
+}
+
+pub fn render(credential: &Credential, format: Format) -> Result<String, String> {
+    let expiration = rfc3339(credential.expires_at);
+    match (format, &credential.secret) {
+        (Format::Token, CredentialSecret::Token { token }) => Ok(format!("{}\n", token.expose())),
+        (Format::Token, CredentialSecret::Aws { .. }) => Err(format!(
+            "source `{}` holds AWS credentials, not a token; use --format aws, aws-process or env",
+            credential.source
+        )),
+        (Format::Json, secret) => {
+            let mut out = Map::new();
+            out.insert("source".into(), json!(credential.source));
+            out.insert("type".into(), json!(secret.type_name()));
+            match secret {
+                CredentialSecret::Token { token } => {
+                    out.insert("token".into(), json!(token.expose()));
+                }
+                CredentialSecret::Aws { .. } => {
+                    out.extend(aws_fields(secret).into_iter().flatten());
+                }
+            }
+            out.insert("issued_at".into(), json!(rfc3339(credential.issued_at)));
+            out.insert("expires_at".into(), json!(expiration));
+            out.insert("metadata".into(), json!(credential.metadata));
+            Ok(format!("{}\n", Value::Object(out)))
+        }
+        (Format::Aws | Format::AwsProcess, CredentialSecret::Token { .. }) => {
+            Err(format!(
+                "source `{}` holds a token, not AWS credentials; use --format token or json",
+                credential.source
+            ))
+        }
+        (Format::Aws, secret) => {
+            let mut fields = aws_fields(secret).ok_or("not AWS")?;
+            if !fields.contains_key("SessionToken") {
+                return Err(format!(
+                    "source `{}` holds long-term AWS keys without a SessionToken; Claude Code's awsCredentialExport rejects those (use an `aws` source, which turns them into session credentials)",
+                    credential.source
+                ));
+            }
+            fields.insert("Expiration".into(), json!(expiration));
+            Ok(format!("{}\n", json!({ "Credentials": fields })))
+        }
+        (Format::AwsProcess, secret) => {
+            let mut out = Map::new();
+            out.insert("Version".into(), json!(1));
+            out.extend(aws_fields(secret).ok_or("not AWS")?);
+            out.insert("Expiration".into(), json!(expiration));
+            Ok(format!("{}\n", Value::Object(out)))
+        }
+        (Format::Env, CredentialSecret::Token { token }) => Ok(format!(
+            "export CREDD_TOKEN={}\nexport CREDD_TOKEN_EXPIRATION={}\n",
+            shell_quote(token.expose()),
+            shell_quote(&expiration)
+        )),
+        (Format::Env, CredentialSecret::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        }) => {
+            let mut out = format!(
+                "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\n",
+                shell_quote(access_key_id),
+                shell_quote(secret_access_key.expose())
+            );
+            if let Some(token) = session_token {
+                out += &format!("export AWS_SESSION_TOKEN={}\n", shell_quote(token.expose()));
+            }
+            out += &format!("export AWS_CREDENTIAL_EXPIRATION={}\n", shell_quote(&expiration));
+            Ok(out)
+        }
+    }
+}
+
+fn aws_fields(secret: &CredentialSecret) -> Option<Map<String, Value>> {
+    let CredentialSecret::Aws {
+        access_key_id,
+        secret_access_key,
+        session_token,
+    } = secret
+    else {
+        return None;
+    };
+    let mut fields = Map::new();
+    fields.insert("AccessKeyId".into(), json!(access_key_id));
+    fields.insert("SecretAccessKey".into(), json!(secret_access_key.expose()));
+    if let Some(token) = session_token {
+        fields.insert("SessionToken".into(), json!(token.expose()));
+    }
+    Some(fields)
+}
+
+/// Unix seconds as RFC 3339 UTC, the form AWS and Claude Code parse.
+pub fn rfc3339(unix_secs: i64) -> String {
+    humantime::format_rfc3339_seconds(system_time(unix_secs)).to_string()
+}
+
+pub fn system_time(unix_secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_secs.max(0) as u64)
+}
+
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credd_proto::Secret;
+
+    fn aws(session: Option<&str>) -> Credential {
+        Credential {
+            source: "dev".into(),
+            secret: CredentialSecret::Aws {
+                access_key_id: "AKIAEXAMPLE".into(),
+                secret_access_key: Secret::new("secret"),
+                session_token: session.map(Secret::new),
+            },
+            issued_at: 0,
+            expires_at: 3600,
+            metadata: Default::default(),
+        }
+    }
+
+    fn token() -> Credential {
+        Credential {
+            source: "gw".into(),
+            secret: CredentialSecret::Token {
+                token: Secret::new("it's-a-token"),
+            },
+            issued_at: 0,
+            expires_at: 3600,
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn aws_export_shape_always_has_expiration() {
+        let out: Value = serde_json::from_str(&render(&aws(Some("st")), Format::Aws).unwrap()).unwrap();
+        assert_eq!(out["Credentials"]["AccessKeyId"], "AKIAEXAMPLE");
+        assert_eq!(out["Credentials"]["SessionToken"], "st");
+        assert_eq!(out["Credentials"]["Expiration"], "1970-01-01T01:00:00Z");
+    }
+
+    #[test]
+    fn aws_export_refuses_long_term_keys() {
+        assert!(render(&aws(None), Format::Aws).unwrap_err().contains("SessionToken"));
+    }
+
+    #[test]
+    fn credential_process_shape_has_version_1() {
+        let out: Value =
+            serde_json::from_str(&render(&aws(Some("st")), Format::AwsProcess).unwrap()).unwrap();
+        assert_eq!(out["Version"], 1);
+        assert_eq!(out["Expiration"], "1970-01-01T01:00:00Z");
+    }
+
+    #[test]
+    fn token_is_printed_alone() {
+        assert_eq!(render(&token(), Format::Token).unwrap(), "it's-a-token\n");
+        assert!(render(&token(), Format::Aws).is_err());
+        assert!(render(&aws(Some("st")), Format::Token).is_err());
+    }
+
+    #[test]
+    fn env_lines_are_quoted_for_the_shell() {
+        let out = render(&token(), Format::Env).unwrap();
+        assert!(out.starts_with("export CREDD_TOKEN='it'\\''s-a-token'\n"), "{out}");
+    }
+}

@@ -1,0 +1,196 @@
+//! Framing: a 4-byte big-endian length, then that many bytes of JSON.
+//!
+//! The length is checked against [`MAX_FRAME_LEN`] before a single body byte is read, so an
+//! oversized or hostile frame costs the reader nothing. Blocking helpers serve the client; the
+//! daemon reads the header and body itself and calls [`body_len`] and the `decode_*` functions.
+
+use std::io::{Read, Write};
+
+use serde::Serialize;
+
+use crate::{PROTOCOL_VERSION, Request, RequestFrame, Response, ResponseFrame};
+
+/// The largest frame body either side accepts. Requests are tiny; a status report with many
+/// sources stays far below this.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge(usize),
+    #[error("empty frame")]
+    Empty,
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("protocol version {theirs} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion { theirs: u32 },
+    #[error("connection closed before a whole frame arrived")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// The body length announced by a frame header, checked against the limit.
+pub fn body_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    match len {
+        0 => Err(FrameError::Empty),
+        n if n > MAX_FRAME_LEN => Err(FrameError::TooLarge(n)),
+        n => Ok(n),
+    }
+}
+
+/// A message serialized with its header, ready to write in one call.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let body = serde_json::to_vec(message).expect("protocol messages always serialize");
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+pub fn encode_request(request: Request) -> Vec<u8> {
+    encode(&RequestFrame {
+        version: PROTOCOL_VERSION,
+        request,
+    })
+}
+
+pub fn encode_response(response: Response) -> Vec<u8> {
+    encode(&ResponseFrame {
+        version: PROTOCOL_VERSION,
+        response,
+    })
+}
+
+/// Reads the version before the body, so a frame from another protocol version gets a clear
+/// answer even when its request no longer parses.
+fn check_version(body: &[u8]) -> Result<serde_json::Value, FrameError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    match value.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => Ok(value),
+        Some(v) => Err(FrameError::UnsupportedVersion {
+            theirs: u32::try_from(v).unwrap_or(u32::MAX),
+        }),
+        None => Err(FrameError::Malformed("no protocol version".into())),
+    }
+}
+
+pub fn decode_request(body: &[u8]) -> Result<Request, FrameError> {
+    let value = check_version(body)?;
+    serde_json::from_value::<RequestFrame>(value)
+        .map(|f| f.request)
+        .map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+pub fn decode_response(body: &[u8]) -> Result<Response, FrameError> {
+    // An error reply is readable whatever version sent it, so a version mismatch is explained
+    // by the daemon's own words.
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if let Some(response) = value.get("response")
+        && let Ok(error @ Response::Error(_)) = serde_json::from_value::<Response>(response.clone())
+    {
+        return Ok(error);
+    }
+    let value = check_version(body)?;
+    serde_json::from_value::<ResponseFrame>(value)
+        .map(|f| f.response)
+        .map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Reads one frame body (blocking).
+pub fn read_frame(reader: &mut impl Read) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; 4];
+    read_exact(reader, &mut header)?;
+    let mut body = vec![0u8; body_len(header)?];
+    read_exact(reader, &mut body)?;
+    Ok(body)
+}
+
+fn read_exact(reader: &mut impl Read, buf: &mut [u8]) -> Result<(), FrameError> {
+    reader.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })
+}
+
+/// Writes one request and reads the answer (blocking).
+pub fn round_trip(
+    stream: &mut (impl Read + Write),
+    request: Request,
+) -> Result<Response, FrameError> {
+    stream.write_all(&encode_request(request))?;
+    stream.flush()?;
+    decode_response(&read_frame(stream)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn request_round_trips() {
+        let req = Request::Get {
+            source: "gateway".into(),
+            min_valid_secs: 600,
+            caller: None,
+        };
+        let bytes = encode_request(req.clone());
+        let body = read_frame(&mut &bytes[..]).unwrap();
+        assert_eq!(decode_request(&body).unwrap(), req);
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_reading_the_body() {
+        let header = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
+        assert!(matches!(body_len(header), Err(FrameError::TooLarge(_))));
+    }
+
+    #[test]
+    fn zero_length_frame_is_an_error() {
+        assert!(matches!(body_len([0; 4]), Err(FrameError::Empty)));
+    }
+
+    #[test]
+    fn other_version_is_named() {
+        let body = br#"{"version":99,"request":{"op":"status"}}"#;
+        assert!(matches!(
+            decode_request(body),
+            Err(FrameError::UnsupportedVersion { theirs: 99 })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            decode_request(b"\x00\xffnot json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(br#"{"version":1,"request":{"op":"fly"}}"#),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn truncated_frame_is_reported() {
+        let mut bytes = encode_request(Request::Status);
+        bytes.truncate(bytes.len() - 2);
+        assert!(matches!(
+            read_frame(&mut &bytes[..]),
+            Err(FrameError::Truncated)
+        ));
+    }
+
+    #[test]
+    fn error_reply_from_another_version_is_still_readable() {
+        let body = br#"{"version":2,"response":{"result":"error","kind":"unsupported_version","message":"speak 2"}}"#;
+        match decode_response(body).unwrap() {
+            Response::Error(e) => assert_eq!(e.kind, ErrorKind::UnsupportedVersion),
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+}

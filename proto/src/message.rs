@@ -1,0 +1,229 @@
+//! Requests, responses and the credential itself, as they travel over the socket.
+//!
+//! Times are Unix seconds (UTC): both sides agree on them without a date library, and the
+//! client turns them into RFC 3339 only where a caller wants that.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// A frame from client to daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestFrame {
+    pub version: u32,
+    pub request: Request,
+}
+
+/// A frame from daemon to client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    pub version: u32,
+    pub response: Response,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Who is there, and which version.
+    Hello,
+    /// A credential for `source` that stays valid for at least `min_valid_secs`.
+    Get {
+        source: String,
+        min_valid_secs: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller: Option<Caller>,
+    },
+    /// Fetch a new credential now, whatever the cache holds.
+    Refresh { source: String },
+    Status,
+    /// Shut the daemon down.
+    Stop,
+    /// Move the daemon's clock forward. Refused unless the daemon was started with
+    /// `CREDD_TEST_CLOCK=1`; tests use it to jump time.
+    AdvanceClock { secs: u64 },
+}
+
+/// Who is asking, so the daemon can tell a routine re-ask from a re-ask after the caller's
+/// upstream rejected the credential it was handed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// Stable for the life of the calling program (for example its process id).
+    pub id: String,
+    /// How long the caller keeps a credential before asking again on its own, in milliseconds
+    /// (Claude Code's `CLAUDE_CODE_API_KEY_HELPER_TTL_MS`). A re-ask well inside this window
+    /// means the caller's credential was rejected.
+    pub cache_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Hello(DaemonInfo),
+    Credential(Credential),
+    Status(StatusReport),
+    /// The request was carried out; `message` says what happened, for a person.
+    Done { message: String },
+    Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub source: String,
+    pub secret: CredentialSecret,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Facts about the credential that are not secret (account, scopes, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CredentialSecret {
+    /// A bearer token or API key.
+    Token { token: Secret },
+    /// AWS credentials, as STS and `credential_process` hand them out.
+    Aws {
+        access_key_id: String,
+        secret_access_key: Secret,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_token: Option<Secret>,
+    },
+}
+
+impl CredentialSecret {
+    /// Every secret value the credential holds, for redaction.
+    pub fn secret_values(&self) -> Vec<&str> {
+        match self {
+            CredentialSecret::Token { token } => vec![token.expose()],
+            CredentialSecret::Aws {
+                secret_access_key,
+                session_token,
+                ..
+            } => std::iter::once(secret_access_key.expose())
+                .chain(session_token.as_ref().map(Secret::expose))
+                .collect(),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CredentialSecret::Token { .. } => "token",
+            CredentialSecret::Aws { .. } => "aws",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub now: i64,
+    pub socket: String,
+    pub config_path: String,
+    /// Set when the config file on disk could not be loaded; the last good config stays in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
+    pub sources: Vec<SourceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub kind: String,
+    pub state: SourceState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refresh_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub upstream_calls: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Nothing asked for it yet; nothing is cached.
+    Idle,
+    Fresh,
+    Refreshing,
+    Expired,
+    Failing,
+    NeedsLogin,
+}
+
+impl SourceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Idle => "idle",
+            SourceState::Fresh => "fresh",
+            SourceState::Refreshing => "refreshing",
+            SourceState::Expired => "expired",
+            SourceState::Failing => "failing",
+            SourceState::NeedsLogin => "needs login",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// One line for a person: what failed and what to run. Never holds a secret.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The frame could not be read: malformed, oversized, or the wrong shape.
+    BadRequest,
+    /// The frame carries a protocol version this daemon does not speak.
+    UnsupportedVersion,
+    /// No source of that name in the config.
+    UnknownSource,
+    /// The upstream failed and nothing valid is cached.
+    Upstream,
+    /// Only an interactive login can help: run `credd login SOURCE`.
+    NeedsLogin,
+    /// The request is not allowed (for example a test-only request on a normal daemon).
+    Refused,
+    /// Anything else inside the daemon.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The client's exit code for this error; documented in the README.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Upstream => 1,
+            ErrorKind::UnknownSource => 4,
+            ErrorKind::NeedsLogin => 5,
+            ErrorKind::UnsupportedVersion => 6,
+            ErrorKind::BadRequest | ErrorKind::Refused | ErrorKind::Internal => 7,
+        }
+    }
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Error(ErrorReply {
+            kind,
+            message: message.into(),
+        })
+    }
+}
