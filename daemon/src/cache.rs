@@ -144,8 +144,7 @@ impl Slot {
         };
         let since = now.duration_since(seen.at).unwrap_or(Duration::ZERO);
         let cache_ttl = Duration::from_millis(caller.cache_ttl_ms);
-        if seen.generation != st.generation || !policy::is_reask_after_rejection(since, cache_ttl)
-        {
+        if seen.generation != st.generation || !policy::is_reask_after_rejection(since, cache_ttl) {
             return false;
         }
         let allowed = st.last_forced_at.is_none_or(|t| {
@@ -162,7 +161,11 @@ impl Slot {
 
     /// What to answer when the upstream cannot help: the cached credential while it is still
     /// usable, else the upstream's error.
-    fn fallback(&self, st: &mut SlotState, now: SystemTime) -> Result<Arc<Credential>, SourceError> {
+    fn fallback(
+        &self,
+        st: &mut SlotState,
+        now: SystemTime,
+    ) -> Result<Arc<Credential>, SourceError> {
         if let Some(c) = &st.current
             && c.validity.usable_while_failing(now)
         {
@@ -174,7 +177,10 @@ impl Slot {
             .unwrap_or_else(|| SourceError::Upstream("no credential could be obtained".into()));
         Err(match (error, st.retry_at) {
             (SourceError::Upstream(m), Some(retry)) => {
-                let wait = retry.duration_since(now).unwrap_or(Duration::ZERO).as_secs();
+                let wait = retry
+                    .duration_since(now)
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs();
                 SourceError::Upstream(format!("{m} (retrying in {wait}s)"))
             }
             (error, _) => error,
@@ -331,7 +337,11 @@ fn remember_caller(st: &mut SlotState, caller: Option<&Caller>, now: SystemTime)
             now.duration_since(seen.at).unwrap_or(Duration::ZERO) < seen.cache_ttl
         });
         if st.callers.len() >= MAX_CALLERS
-            && let Some(oldest) = st.callers.iter().min_by_key(|(_, s)| s.at).map(|(k, _)| k.clone())
+            && let Some(oldest) = st
+                .callers
+                .iter()
+                .min_by_key(|(_, s)| s.at)
+                .map(|(k, _)| k.clone())
         {
             st.callers.remove(&oldest);
         }
@@ -345,4 +355,176 @@ fn remember_caller(st: &mut SlotState, caller: Option<&Caller>, now: SystemTime)
             cache_ttl: Duration::from_millis(caller.cache_ttl_ms),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::Fetched;
+    use credd_proto::{CredentialSecret, Secret};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An upstream that counts its calls and answers from a script.
+    struct Scripted {
+        calls: Arc<AtomicUsize>,
+        lifetime: Duration,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+        delay: Duration,
+    }
+
+    impl Source for Scripted {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+
+        fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(self.delay).await;
+                if self.fail.load(Ordering::SeqCst) {
+                    return Err(SourceError::Upstream("HTTP 500".into()));
+                }
+                Ok(Fetched {
+                    secret: CredentialSecret::Token {
+                        token: Secret::new(format!("tok-{n}")),
+                    },
+                    expires_at: now + self.lifetime,
+                    metadata: Default::default(),
+                })
+            })
+        }
+    }
+
+    struct Fixture {
+        slot: Arc<Slot>,
+        clock: Arc<Clock>,
+        calls: Arc<AtomicUsize>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    fn fixture(lifetime: Duration, delay: Duration) -> Fixture {
+        let clock = Arc::new(Clock::manual(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let source = Scripted {
+            calls: calls.clone(),
+            lifetime,
+            fail: fail.clone(),
+            delay,
+        };
+        Fixture {
+            slot: Slot::new("s".into(), Box::new(source), clock.clone()),
+            clock,
+            calls,
+            fail,
+        }
+    }
+
+    fn token(c: &Credential) -> &str {
+        c.secret.secret_values()[0]
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const TEN_MIN: Duration = Duration::from_secs(600);
+
+    #[tokio::test]
+    async fn concurrent_gets_share_one_upstream_call() {
+        let f = fixture(HOUR, Duration::from_millis(50));
+        let gets = (0..100).map(|_| {
+            let slot = f.slot.clone();
+            tokio::spawn(async move { slot.get(TEN_MIN, None).await })
+        });
+        for get in futures_util::future::join_all(gets).await {
+            assert_eq!(token(&get.unwrap().unwrap()), "tok-1");
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_get_past_min_valid_fetches_anew() {
+        let f = fixture(HOUR, Duration::ZERO);
+        assert_eq!(token(&f.slot.get(TEN_MIN, None).await.unwrap()), "tok-1");
+        f.clock.advance(Duration::from_secs(49 * 60));
+        assert_eq!(token(&f.slot.get(TEN_MIN, None).await.unwrap()), "tok-1");
+        f.clock.advance(Duration::from_secs(2 * 60));
+        assert_eq!(token(&f.slot.get(TEN_MIN, None).await.unwrap()), "tok-2");
+    }
+
+    #[tokio::test]
+    async fn while_failing_the_cache_serves_and_the_upstream_is_spared() {
+        let f = fixture(HOUR, Duration::ZERO);
+        f.slot.get(TEN_MIN, None).await.unwrap();
+        f.fail.store(true, Ordering::SeqCst);
+        f.clock.advance(Duration::from_secs(55 * 60));
+        for _ in 0..20 {
+            assert_eq!(token(&f.slot.get(TEN_MIN, None).await.unwrap()), "tok-1");
+        }
+        assert_eq!(
+            f.calls.load(Ordering::SeqCst),
+            2,
+            "retried without backing off"
+        );
+        let status = f.slot.status();
+        assert_eq!(status.state, SourceState::Failing);
+        assert_eq!(status.last_error.as_deref(), Some("HTTP 500"));
+        // Expired: nothing is served, the error is.
+        f.clock.advance(Duration::from_secs(10 * 60));
+        let err = f.slot.get(TEN_MIN, None).await.unwrap_err();
+        assert!(err.to_string().contains("HTTP 500"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_background_task_refreshes_before_anyone_waits() {
+        let f = fixture(HOUR, Duration::ZERO);
+        let task = tokio::spawn(f.slot.clone().keep_fresh());
+        f.slot.get(TEN_MIN, None).await.unwrap();
+        f.clock.advance(Duration::from_secs(51 * 60));
+        for _ in 0..100 {
+            if f.calls.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(token(&f.slot.get(TEN_MIN, None).await.unwrap()), "tok-2");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_caller_reasking_at_once_forces_one_refresh() {
+        let f = fixture(HOUR, Duration::ZERO);
+        let caller = Caller {
+            id: "claude@1".into(),
+            cache_ttl_ms: 300_000,
+        };
+        assert_eq!(
+            token(&f.slot.get(TEN_MIN, Some(&caller)).await.unwrap()),
+            "tok-1"
+        );
+        assert_eq!(
+            token(&f.slot.get(TEN_MIN, Some(&caller)).await.unwrap()),
+            "tok-2"
+        );
+        assert_eq!(
+            token(&f.slot.get(TEN_MIN, Some(&caller)).await.unwrap()),
+            "tok-2"
+        );
+        f.clock.advance(policy::FORCED_REFRESH_INTERVAL);
+        assert_eq!(
+            token(&f.slot.get(TEN_MIN, Some(&caller)).await.unwrap()),
+            "tok-3"
+        );
+        // Another caller's first ask is routine.
+        let other = Caller {
+            id: "claude@2".into(),
+            ..caller
+        };
+        assert_eq!(
+            token(&f.slot.get(TEN_MIN, Some(&other)).await.unwrap()),
+            "tok-3"
+        );
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credd_proto::{
-    CREDD_VERSION, Caller, DaemonInfo, ErrorKind, PROTOCOL_VERSION, Request, Response,
+    CREDD_VERSION, Caller, DaemonInfo, ErrorKind, ErrorReply, PROTOCOL_VERSION, Request, Response,
     StatusReport,
 };
 use tokio::sync::watch;
@@ -68,20 +68,25 @@ impl Dispatcher {
         }
     }
 
-    fn slot(&self, name: &str) -> Result<Arc<Slot>, Response> {
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, ErrorReply> {
         match self.registry.lookup(name) {
             Lookup::Found(slot) => Ok(slot),
             Lookup::Unknown { known } => {
                 let path = self.registry.config_path().display();
                 let message = if known.is_empty() {
-                    format!("no source named `{name}`: {path} defines no sources; add a [sources.{name}] table")
+                    format!(
+                        "no source named `{name}`: {path} defines no sources; add a [sources.{name}] table"
+                    )
                 } else {
                     format!(
                         "no source named `{name}` in {path} (it defines: {})",
                         known.join(", ")
                     )
                 };
-                Err(Response::error(ErrorKind::UnknownSource, message))
+                Err(ErrorReply {
+                    kind: ErrorKind::UnknownSource,
+                    message,
+                })
             }
         }
     }
@@ -89,7 +94,7 @@ impl Dispatcher {
     async fn get(&self, name: &str, min_valid_secs: u64, caller: Option<&Caller>) -> Response {
         let slot = match self.slot(name) {
             Ok(slot) => slot,
-            Err(response) => return response,
+            Err(error) => return Response::Error(error),
         };
         match slot.get(Duration::from_secs(min_valid_secs), caller).await {
             Ok(credential) => Response::Credential((*credential).clone()),
@@ -100,7 +105,7 @@ impl Dispatcher {
     async fn refresh(&self, name: &str) -> Response {
         let slot = match self.slot(name) {
             Ok(slot) => slot,
-            Err(response) => return response,
+            Err(error) => return Response::Error(error),
         };
         match slot.refresh().await {
             Ok(credential) => Response::Done {

@@ -81,12 +81,14 @@ fn init_logging() {
 async fn run(args: Args) -> anyhow::Result<()> {
     let socket = args.socket.unwrap_or_else(credd_proto::paths::socket_path);
     let config_path = args.config.unwrap_or_else(config::default_path);
-    let clock = Arc::new(if std::env::var_os("CREDD_TEST_CLOCK").is_some_and(|v| v == "1") {
-        tracing::warn!("CREDD_TEST_CLOCK=1: clients may move this daemon's clock");
-        clock::Clock::system_adjustable()
-    } else {
-        clock::Clock::system()
-    });
+    let clock = Arc::new(
+        if std::env::var_os("CREDD_TEST_CLOCK").is_some_and(|v| v == "1") {
+            tracing::warn!("CREDD_TEST_CLOCK=1: clients may move this daemon's clock");
+            clock::Clock::system_adjustable()
+        } else {
+            clock::Clock::system()
+        },
+    );
 
     let bound = server::bind(&socket)?;
     let registry = registry::Registry::new(config_path.clone(), clock);

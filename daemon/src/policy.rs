@@ -60,7 +60,9 @@ impl Validity {
     }
 
     pub fn remaining(&self, now: SystemTime) -> Duration {
-        self.expires_at.duration_since(now).unwrap_or(Duration::ZERO)
+        self.expires_at
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
     }
 
     fn floor(&self) -> Duration {
@@ -160,7 +162,9 @@ mod tests {
         let v = token(5 * MIN);
         assert!(v.satisfies(T0 + 2 * MIN, DEFAULT_MIN_VALID));
         assert!(!v.satisfies(T0 + 3 * MIN, DEFAULT_MIN_VALID));
-        assert!(v.refresh_at(DEFAULT_MIN_VALID, Duration::ZERO) == T0 + 150 * Duration::from_secs(1));
+        assert!(
+            v.refresh_at(DEFAULT_MIN_VALID, Duration::ZERO) == T0 + 150 * Duration::from_secs(1)
+        );
     }
 
     #[test]
@@ -200,6 +204,9 @@ mod tests {
         let ttl = 5 * MIN;
         assert!(is_reask_after_rejection(Duration::from_secs(1), ttl));
         assert!(!is_reask_after_rejection(5 * MIN, ttl));
-        assert!(!is_reask_after_rejection(5 * MIN + Duration::from_secs(3), ttl));
+        assert!(!is_reask_after_rejection(
+            5 * MIN + Duration::from_secs(3),
+            ttl
+        ));
     }
 }

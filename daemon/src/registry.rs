@@ -112,7 +112,11 @@ impl Registry {
     }
 
     pub fn slots(&self) -> Vec<Arc<Slot>> {
-        self.read().entries.values().map(|e| e.slot.clone()).collect()
+        self.read()
+            .entries
+            .values()
+            .map(|e| e.slot.clone())
+            .collect()
     }
 
     pub fn config_error(&self) -> Option<String> {

@@ -79,11 +79,15 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
 
     // We hold the lock, so no live daemon owns a socket file that is still there.
     match std::fs::remove_file(socket) {
-        Ok(()) => tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited"),
+        Ok(()) => {
+            tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited")
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(listen_error(e)),
     }
-    let name = socket.to_fs_name::<GenericFilePath>().map_err(listen_error)?;
+    let name = socket
+        .to_fs_name::<GenericFilePath>()
+        .map_err(listen_error)?;
     let options = ListenerOptions::new().name(name);
     #[cfg(unix)]
     let options = {
@@ -114,8 +118,15 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
             Ok(stream) => {
                 let dispatcher = dispatcher.clone();
                 tokio::spawn(async move {
+                    let mut stream = stream;
                     if peer_allowed(&stream) {
                         serve_connection(stream, &dispatcher).await;
+                    } else {
+                        let refusal = Response::error(
+                            ErrorKind::Refused,
+                            "this credd-daemon serves only the user it runs as; start your own with `credd-daemon`",
+                        );
+                        let _ = write(&mut stream, refusal).await;
                     }
                     drop(permit);
                 });
@@ -216,7 +227,10 @@ async fn read_frame(stream: &mut Stream) -> Result<Option<Vec<u8>>, Response> {
         Ok(Err(_)) => Err(bad_request(&FrameError::Truncated)),
         Err(_) => Err(Response::error(
             ErrorKind::BadRequest,
-            format!("bad request: the frame body did not arrive within {}s", READ_TIMEOUT.as_secs()),
+            format!(
+                "bad request: the frame body did not arrive within {}s",
+                READ_TIMEOUT.as_secs()
+            ),
         )),
     }
 }

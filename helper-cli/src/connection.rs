@@ -36,7 +36,11 @@ impl std::fmt::Display for ConnectError {
             ),
             ConnectError::StartFailed { message } => f.write_str(message),
             ConnectError::Io { socket, error } => {
-                write!(f, "cannot talk to credd-daemon on {}: {error}", socket.display())
+                write!(
+                    f,
+                    "cannot talk to credd-daemon on {}: {error}",
+                    socket.display()
+                )
             }
             ConnectError::Protocol { socket, error } => write!(
                 f,
@@ -101,7 +105,8 @@ fn nobody_listening(e: &io::Error) -> bool {
 fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
     let fail = |message: String| ConnectError::StartFailed { message };
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        paths::ensure_private_dir(dir).map_err(|e| fail(format!("cannot start credd-daemon: {e}")))?;
+        paths::ensure_private_dir(dir)
+            .map_err(|e| fail(format!("cannot start credd-daemon: {e}")))?;
     }
     let lock_path = paths::sibling(socket, ".start.lock");
     let lock = open_private(&lock_path, false)
@@ -192,6 +197,11 @@ fn open_private(path: &Path, append: bool) -> io::Result<File> {
 fn last_line(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|log| log.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string))
+        .and_then(|log| {
+            log.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "no log output".to_string())
 }

@@ -60,7 +60,8 @@ enum Command {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write it like \"90s\", \"10m\", \"1h\")"))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write it like \"90s\", \"10m\", \"1h\")"))
 }
 
 fn main() -> ExitCode {
@@ -75,7 +76,11 @@ fn main() -> ExitCode {
         Ok(text) => {
             use std::io::Write as _;
             let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+            if stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS

@@ -45,12 +45,10 @@ pub fn render(credential: &Credential, format: Format) -> Result<String, String>
             out.insert("metadata".into(), json!(credential.metadata));
             Ok(format!("{}\n", Value::Object(out)))
         }
-        (Format::Aws | Format::AwsProcess, CredentialSecret::Token { .. }) => {
-            Err(format!(
-                "source `{}` holds a token, not AWS credentials; use --format token or json",
-                credential.source
-            ))
-        }
+        (Format::Aws | Format::AwsProcess, CredentialSecret::Token { .. }) => Err(format!(
+            "source `{}` holds a token, not AWS credentials; use --format token or json",
+            credential.source
+        )),
         (Format::Aws, secret) => {
             let mut fields = aws_fields(secret).ok_or("not AWS")?;
             if !fields.contains_key("SessionToken") {
@@ -74,11 +72,14 @@ pub fn render(credential: &Credential, format: Format) -> Result<String, String>
             shell_quote(token.expose()),
             shell_quote(&expiration)
         )),
-        (Format::Env, CredentialSecret::Aws {
-            access_key_id,
-            secret_access_key,
-            session_token,
-        }) => {
+        (
+            Format::Env,
+            CredentialSecret::Aws {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            },
+        ) => {
             let mut out = format!(
                 "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={}\n",
                 shell_quote(access_key_id),
@@ -87,7 +88,10 @@ pub fn render(credential: &Credential, format: Format) -> Result<String, String>
             if let Some(token) = session_token {
                 out += &format!("export AWS_SESSION_TOKEN={}\n", shell_quote(token.expose()));
             }
-            out += &format!("export AWS_CREDENTIAL_EXPIRATION={}\n", shell_quote(&expiration));
+            out += &format!(
+                "export AWS_CREDENTIAL_EXPIRATION={}\n",
+                shell_quote(&expiration)
+            );
             Ok(out)
         }
     }
@@ -157,7 +161,8 @@ mod tests {
 
     #[test]
     fn aws_export_shape_always_has_expiration() {
-        let out: Value = serde_json::from_str(&render(&aws(Some("st")), Format::Aws).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_str(&render(&aws(Some("st")), Format::Aws).unwrap()).unwrap();
         assert_eq!(out["Credentials"]["AccessKeyId"], "AKIAEXAMPLE");
         assert_eq!(out["Credentials"]["SessionToken"], "st");
         assert_eq!(out["Credentials"]["Expiration"], "1970-01-01T01:00:00Z");
@@ -165,7 +170,11 @@ mod tests {
 
     #[test]
     fn aws_export_refuses_long_term_keys() {
-        assert!(render(&aws(None), Format::Aws).unwrap_err().contains("SessionToken"));
+        assert!(
+            render(&aws(None), Format::Aws)
+                .unwrap_err()
+                .contains("SessionToken")
+        );
     }
 
     #[test]
@@ -186,6 +195,9 @@ mod tests {
     #[test]
     fn env_lines_are_quoted_for_the_shell() {
         let out = render(&token(), Format::Env).unwrap();
-        assert!(out.starts_with("export CREDD_TOKEN='it'\\''s-a-token'\n"), "{out}");
+        assert!(
+            out.starts_with("export CREDD_TOKEN='it'\\''s-a-token'\n"),
+            "{out}"
+        );
     }
 }

@@ -17,13 +17,27 @@ pub fn render(report: &StatusReport) -> String {
     let _ = writeln!(out, "socket: {}", report.socket);
     let _ = writeln!(out, "config: {}", report.config_path);
     if let Some(error) = &report.config_error {
-        let _ = writeln!(out, "config error: {error} (the previous config stays in force)");
+        let _ = writeln!(
+            out,
+            "config error: {error} (the previous config stays in force)"
+        );
     }
     if report.sources.is_empty() {
-        let _ = writeln!(out, "\nno sources configured; add a [sources.NAME] table to the config");
+        let _ = writeln!(
+            out,
+            "\nno sources configured; add a [sources.NAME] table to the config"
+        );
         return out;
     }
-    let header = ["SOURCE", "KIND", "STATE", "EXPIRES", "NEXT REFRESH", "CALLS", "LAST ERROR"];
+    let header = [
+        "SOURCE",
+        "KIND",
+        "STATE",
+        "EXPIRES",
+        "NEXT REFRESH",
+        "CALLS",
+        "LAST ERROR",
+    ];
     let rows: Vec<[String; 7]> = report
         .sources
         .iter()
@@ -32,8 +46,10 @@ pub fn render(report: &StatusReport) -> String {
                 s.name.clone(),
                 s.kind.clone(),
                 s.state.as_str().to_string(),
-                s.expires_at.map_or("-".into(), |t| relative(t - report.now)),
-                s.next_refresh_at.map_or("-".into(), |t| relative(t - report.now)),
+                s.expires_at
+                    .map_or("-".into(), |t| relative(t - report.now)),
+                s.next_refresh_at
+                    .map_or("-".into(), |t| relative(t - report.now)),
                 s.upstream_calls.to_string(),
                 s.last_error.clone().unwrap_or_else(|| "-".into()),
             ]

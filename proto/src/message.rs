@@ -36,13 +36,17 @@ pub enum Request {
         caller: Option<Caller>,
     },
     /// Fetch a new credential now, whatever the cache holds.
-    Refresh { source: String },
+    Refresh {
+        source: String,
+    },
     Status,
     /// Shut the daemon down.
     Stop,
     /// Move the daemon's clock forward. Refused unless the daemon was started with
     /// `CREDD_TEST_CLOCK=1`; tests use it to jump time.
-    AdvanceClock { secs: u64 },
+    AdvanceClock {
+        secs: u64,
+    },
 }
 
 /// Who is asking, so the daemon can tell a routine re-ask from a re-ask after the caller's
@@ -64,7 +68,9 @@ pub enum Response {
     Credential(Credential),
     Status(StatusReport),
     /// The request was carried out; `message` says what happened, for a person.
-    Done { message: String },
+    Done {
+        message: String,
+    },
     Error(ErrorReply),
 }
 

@@ -1,1 +1,18 @@
+//! End-to-end tests: the built `credd` and `credd-daemon` against real peers. One file per
+//! capability; the harness (`credd_tests`) gives each test its own isolated world.
 
+mod claude_code;
+mod config_reload;
+mod exec_source;
+mod lifecycle;
+mod protocol;
+mod refresh;
+mod secrets;
+
+/// A config with one exec source named `name` running `command`.
+pub fn exec_config(name: &str, command: &[String], extra: &str) -> String {
+    format!(
+        "[sources.{name}]\nkind = \"exec\"\ncommand = {}\n{extra}\n",
+        serde_json::to_string(command).unwrap()
+    )
+}

@@ -1,1 +1,62 @@
+//! The end-to-end test harness: the real `credd` and `credd-daemon` binaries in an isolated
+//! world (their own HOME, socket, config and temp dir), plus the peers they are tested against.
+//!
+//! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
+pub mod model_api;
+pub mod world;
+
+use std::path::PathBuf;
+
+pub use world::{Daemon, Output, World};
+
+/// The directory holding the built `credd` and `credd-daemon` (`CREDD_BIN_DIR`, else the target
+/// directory this test binary was built into).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CREDD_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built; run `cargo build --workspace --bins` first (or the README's test command)",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The Claude Code binary installed from npm by the test command (`CREDD_CLAUDE_BIN` overrides).
+pub fn claude_bin() -> PathBuf {
+    let path = std::env::var_os("CREDD_CLAUDE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/peers/node_modules/.bin/claude"));
+    assert!(
+        path.exists(),
+        "Claude Code is not installed at {}; run the README's test command (tests/run.sh), which installs @anthropic-ai/claude-code from npm",
+        path.display()
+    );
+    path
+}
+
+/// Whether the tests run as root (as CI does), so they can act as a second local user.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -124,10 +124,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         match spec {
             SourceSpec::Exec(exec) => {
                 if exec.command.first().is_none_or(|p| p.is_empty()) {
-                    return Err(at(table, format!("source `{name}`: `command` must name a program")));
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `command` must name a program"),
+                    ));
                 }
                 if exec.ttl.is_zero() || exec.timeout.is_zero() {
-                    return Err(at(table, format!("source `{name}`: `ttl` and `timeout` must be longer than zero")));
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `ttl` and `timeout` must be longer than zero"),
+                    ));
                 }
             }
         }
@@ -208,8 +214,8 @@ timeout = "30s"
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\ncomand = 1\n")
-            .unwrap_err();
+        let err =
+            parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\ncomand = 1\n").unwrap_err();
         assert!(err.message.contains("comand"), "{err}");
     }
 }

@@ -19,10 +19,7 @@ pub struct ConfigWatch {
 }
 
 /// Calls `on_change` (on the runtime) after the file at `path` changes.
-pub fn watch(
-    path: &Path,
-    on_change: impl Fn() + Send + 'static,
-) -> notify::Result<ConfigWatch> {
+pub fn watch(path: &Path, on_change: impl Fn() + Send + 'static) -> notify::Result<ConfigWatch> {
     let file: PathBuf = path.to_path_buf();
     let dir = path
         .parent()
@@ -32,7 +29,10 @@ pub fn watch(
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
-            && event.paths.iter().any(|p| p == &file || p.file_name() == file.file_name())
+            && event
+                .paths
+                .iter()
+                .any(|p| p == &file || p.file_name() == file.file_name())
         {
             let _ = tx.send(());
         }

@@ -143,8 +143,13 @@ pub fn parse_output(out: &[u8], now: SystemTime, ttl: Duration) -> Result<Fetche
         return Err("printed nothing on stdout".into());
     }
     if text.starts_with('{') {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("printed JSON that does not parse (line {}, column {})", e.line(), e.column()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "printed JSON that does not parse (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })?;
         if value.get("Version").is_some() {
             return parse_credential_process(value, now, ttl);
         }
@@ -154,7 +159,9 @@ pub fn parse_output(out: &[u8], now: SystemTime, ttl: Duration) -> Result<Fetche
             let expires_at = expiry(t.expires_at.as_deref(), now, ttl)?;
             return Ok(token(t.token, expires_at));
         }
-        return Err("printed JSON with neither `token` nor `Version` (AWS credential_process)".into());
+        return Err(
+            "printed JSON with neither `token` nor `Version` (AWS credential_process)".into(),
+        );
     }
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default();

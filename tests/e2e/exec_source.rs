@@ -1,0 +1,230 @@
+//! The `exec` source: the formats it reads, one run for many callers, and clear errors for a
+//! command that fails, hangs or prints garbage.
+
+use credd_tests::World;
+use serde_json::Value;
+
+use crate::exec_config;
+
+#[test]
+fn two_hundred_concurrent_gets_on_a_cold_source_run_the_command_once() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-single-flight");
+    // A slow upstream widens the window in which the callers overlap.
+    std::fs::write(world.path("gw.sleep"), "0.5").unwrap();
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let _daemon = world.start_daemon();
+    let children: Vec<_> = (0..200)
+        .map(|_| {
+            world
+                .credd_command(&["get", "gateway"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"tok-single-flight\n");
+    }
+    assert_eq!(world.runs("gw"), 1, "the command ran more than once");
+    assert_eq!(world.source_status("gateway")["upstream_calls"], 1);
+}
+
+#[test]
+fn token_json_output_sets_the_expiry() {
+    let world = World::new();
+    let cmd = world.counting_command(
+        "gw",
+        r#"{"token": "tok-json-1", "expires_at": "2099-01-01T00:00:00Z"}"#,
+    );
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let out = world.credd(&["get", "gateway", "--format", "json"]).json();
+    assert_eq!(out["token"], "tok-json-1");
+    assert_eq!(out["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(out["type"], "token");
+}
+
+#[test]
+fn credential_process_output_serves_every_aws_format() {
+    let world = World::new();
+    let cmd = world.counting_command(
+        "aws",
+        r#"{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "sec-ret-key", "SessionToken": "sess-tok", "Expiration": "2099-01-01T00:00:00Z"}"#,
+    );
+    world.write_config(&exec_config("dev", &cmd, ""));
+
+    let export = world.credd(&["get", "dev", "--format", "aws"]).json();
+    assert_eq!(export["Credentials"]["AccessKeyId"], "ASIAEXAMPLE");
+    assert_eq!(export["Credentials"]["SecretAccessKey"], "sec-ret-key");
+    assert_eq!(export["Credentials"]["SessionToken"], "sess-tok");
+    assert_eq!(export["Credentials"]["Expiration"], "2099-01-01T00:00:00Z");
+
+    let process = world
+        .credd(&["get", "dev", "--format", "aws-process"])
+        .json();
+    assert_eq!(process["Version"], 1);
+    assert_eq!(process["Expiration"], "2099-01-01T00:00:00Z");
+
+    let env = world.credd(&["get", "dev", "--format", "env"]);
+    assert!(
+        env.ok().contains("export AWS_SESSION_TOKEN='sess-tok'\n"),
+        "{}",
+        env.stdout
+    );
+    assert!(
+        env.ok()
+            .contains("export AWS_CREDENTIAL_EXPIRATION='2099-01-01T00:00:00Z'\n")
+    );
+
+    let token = world.credd(&["get", "dev"]);
+    assert_eq!(token.code, 2);
+    assert_eq!(token.stdout, "");
+    assert!(token.stderr.contains("--format aws"), "{}", token.stderr);
+    assert_eq!(world.runs("aws"), 1);
+}
+
+#[test]
+fn credential_process_output_works_for_boto3_style_callers() {
+    // The same JSON the AWS CLI and SDKs read from `credential_process`.
+    let world = World::new();
+    let cmd = world.counting_command(
+        "aws",
+        r#"{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": "2099-01-01T00:00:00Z"}"#,
+    );
+    world.write_config(&exec_config("dev", &cmd, ""));
+    let v: Value = world
+        .credd(&["get", "dev", "--format", "aws-process"])
+        .json();
+    for key in [
+        "Version",
+        "AccessKeyId",
+        "SecretAccessKey",
+        "SessionToken",
+        "Expiration",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+}
+
+#[test]
+fn a_failing_command_is_reported_with_its_stderr_summarised() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-never-seen");
+    std::fs::write(world.path("gw.fail"), "").unwrap();
+    std::fs::write(
+        world.path("gw.err"),
+        "op: signing in...\n[ERROR] vault item not found (key sk-live-0123456789abcdefghij)\n",
+    )
+    .unwrap();
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("vault item not found"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("exit status: 3"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("sk-live-0123456789abcdefghij"),
+        "a secret leaked: {}",
+        out.stderr
+    );
+    let status = world.source_status("gateway");
+    assert_eq!(status["state"], "failing");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("vault item not found")
+    );
+}
+
+#[test]
+fn a_hanging_command_is_killed_at_its_timeout() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-late");
+    std::fs::write(world.path("gw.sleep"), "30").unwrap();
+    world.write_config(&exec_config("gateway", &cmd, "timeout = \"1s\""));
+    let started = std::time::Instant::now();
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("did not finish within 1s"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn garbage_output_is_refused_without_being_quoted() {
+    let world = World::new();
+    let cmd = world.counting_command(
+        "gw",
+        "Welcome to the vault!\nYour key is below\nsk-garbage-1\n",
+    );
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("printed 3 lines"), "{}", out.stderr);
+    assert!(!out.stderr.contains("sk-garbage-1") && !out.stderr.contains("Welcome"));
+}
+
+#[test]
+fn a_missing_program_is_named() {
+    let world = World::new();
+    world.write_config(&exec_config(
+        "gateway",
+        &["/nonexistent/op".to_string()],
+        "",
+    ));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("cannot run `/nonexistent/op`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn unknown_source_lists_the_known_ones() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let out = world.credd(&["get", "gatewya"]);
+    assert_eq!(out.code, 4);
+    assert!(out.stderr.contains("gateway"), "{}", out.stderr);
+}
+
+#[test]
+fn refresh_fetches_a_new_credential_now() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-before");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-before\n");
+    std::fs::write(world.path("gw.out"), "tok-after").unwrap();
+    assert_eq!(
+        world.credd(&["get", "gateway"]).ok(),
+        "tok-before\n",
+        "cached value expected"
+    );
+    assert!(
+        world
+            .credd(&["refresh", "gateway"])
+            .ok()
+            .contains("refreshed `gateway`")
+    );
+    assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-after\n");
+    assert_eq!(world.runs("gw"), 2);
+}

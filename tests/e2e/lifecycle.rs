@@ -1,0 +1,166 @@
+//! Starting, finding and stopping the daemon: autostart, one daemon per socket, stale sockets,
+//! signals, private paths.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use credd_tests::World;
+
+use crate::exec_config;
+
+fn world_with_gateway() -> World {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-lifecycle-1");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    world
+}
+
+#[test]
+fn first_get_starts_the_daemon_and_later_gets_reuse_it() {
+    let world = world_with_gateway();
+    assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-lifecycle-1\n");
+    let pid = world.status()["pid"].as_u64().unwrap();
+    assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-lifecycle-1\n");
+    assert_eq!(
+        world.status()["pid"].as_u64().unwrap(),
+        pid,
+        "a second daemon was started"
+    );
+    assert_eq!(world.runs("gw"), 1);
+}
+
+#[test]
+fn socket_is_private() {
+    let world = world_with_gateway();
+    let _daemon = world.start_daemon();
+    let dir_mode = std::fs::metadata(world.socket.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode();
+    let sock_mode = std::fs::metadata(&world.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    assert_eq!(sock_mode & 0o777, 0o600);
+}
+
+#[test]
+fn without_autostart_a_missing_daemon_is_a_clear_error() {
+    let world = world_with_gateway().with_env("CREDD_NO_AUTOSTART", "1");
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("CREDD_NO_AUTOSTART"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn a_second_daemon_refuses_to_start() {
+    let world = world_with_gateway();
+    let _first = world.start_daemon();
+    let out = std::process::Command::new(credd_tests::bin("credd-daemon"))
+        .env("CREDD_SOCKET", &world.socket)
+        .env("CREDD_CONFIG", &world.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already serving"), "{stderr}");
+    // The first one still answers.
+    assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-lifecycle-1\n");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_and_removes_the_socket() {
+    let world = world_with_gateway();
+    let mut daemon = world.start_daemon();
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(!world.socket.exists(), "socket left behind");
+}
+
+#[test]
+fn credd_stop_stops_the_daemon() {
+    let world = world_with_gateway();
+    let mut daemon = world.start_daemon();
+    let out = world.credd(&["stop"]);
+    assert!(out.ok().contains("stopping"));
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(!world.socket.exists());
+    assert_eq!(world.credd(&["stop"]).ok(), "no credd-daemon is running\n");
+}
+
+#[test]
+fn after_sigkill_the_next_get_replaces_the_stale_socket() {
+    let world = world_with_gateway();
+    let mut daemon = world.start_daemon();
+    world.credd(&["get", "gateway"]).ok();
+    daemon.signal(libc::SIGKILL);
+    daemon.wait();
+    assert!(
+        world.socket.exists(),
+        "a killed daemon leaves its socket file"
+    );
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.ok(), "tok-lifecycle-1\n");
+    assert!(
+        world.autostart_log().contains("replaced a stale socket"),
+        "{}",
+        world.autostart_log()
+    );
+}
+
+#[test]
+fn concurrent_first_calls_start_exactly_one_daemon() {
+    let world = world_with_gateway();
+    let children: Vec<_> = (0..20)
+        .map(|_| {
+            world
+                .credd_command(&["get", "gateway"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = world.autostart_log();
+    assert_eq!(log.matches("credd-daemon serving").count(), 1, "{log}");
+    assert!(
+        !log.contains("already serving"),
+        "a second daemon was started: {log}"
+    );
+}
+
+#[test]
+fn client_never_reads_stdin() {
+    // Claude Code leaves the helper's stdin open forever; credd must not wait on it.
+    let world = world_with_gateway();
+    let mut child = world
+        .credd_command(&["get", "gateway"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take(); // held open, never written
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "credd waited on stdin"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

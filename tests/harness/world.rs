@@ -1,0 +1,301 @@
+//! A [`World`]: one isolated credd installation in a temp dir, and ways to drive it.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    /// Extra environment for every process started in this world.
+    pub env: Vec<(String, String)>,
+}
+
+/// What a `credd` run printed.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "credd failed: {}", self.stderr);
+        &self.stdout
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("credd-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        World {
+            socket: dir.path().join("run/credd.sock"),
+            config: home.join(".config/credd/config.toml"),
+            home,
+            dir,
+            env: vec![("CREDD_LOG".into(), "debug".into())],
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes the config file (atomically, as editors that rename do).
+    pub fn write_config(&self, text: &str) {
+        std::fs::create_dir_all(self.config.parent().unwrap()).unwrap();
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// A script that counts its runs in `<name>.runs` and prints the contents of `<name>.out`
+    /// (so a test can rotate the secret), failing with `<name>.err` on stderr while
+    /// `<name>.fail` exists.
+    pub fn counting_command(&self, name: &str, first_output: &str) -> Vec<String> {
+        let script = self.path(&format!("{name}.sh"));
+        let base = self.path(name);
+        std::fs::write(base.with_extension("out"), first_output).unwrap();
+        let base = base.display();
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 echo run >> '{base}.runs'\n\
+                 if [ -e '{base}.fail' ]; then cat '{base}.err' >&2; exit 3; fi\n\
+                 if [ -e '{base}.sleep' ]; then sleep \"$(cat '{base}.sleep')\"; fi\n\
+                 cat '{base}.out'\n"
+            ),
+        )
+        .unwrap();
+        make_executable(&script);
+        vec![script.display().to_string()]
+    }
+
+    pub fn runs(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.path(&format!("{name}.runs")))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// A `credd` command in this world, not yet run.
+    pub fn credd_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(crate::bin("credd"));
+        cmd.args(args);
+        self.isolate(&mut cmd);
+        cmd
+    }
+
+    /// Runs `credd` to completion.
+    pub fn credd(&self, args: &[&str]) -> Output {
+        let out = self
+            .credd_command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run credd");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        self.credd(&["status", "--json"]).json()
+    }
+
+    pub fn source_status(&self, name: &str) -> Value {
+        self.status()["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no source {name} in status"))
+            .clone()
+    }
+
+    /// Clears the environment down to what credd needs, pointed at this world.
+    pub fn isolate(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("TMPDIR", self.dir.path())
+            .env("CREDD_SOCKET", &self.socket)
+            .env("CREDD_CONFIG", &self.config);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+    }
+
+    /// Starts `credd-daemon` in the foreground of this test, logging to `daemon.log`.
+    pub fn start_daemon(&self) -> Daemon {
+        let log_path = self.path("daemon.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let mut cmd = Command::new(crate::bin("credd-daemon"));
+        self.isolate(&mut cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start credd-daemon");
+        let daemon = Daemon {
+            child: Some(child),
+            log: log_path,
+        };
+        self.wait_for_socket();
+        daemon
+    }
+
+    pub fn wait_for_socket(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "credd-daemon did not start listening on {}",
+                self.socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The log of a daemon that `credd` started by itself.
+    pub fn autostart_log(&self) -> String {
+        std::fs::read_to_string(self.socket.with_file_name("credd.sock.log")).unwrap_or_default()
+    }
+
+    /// Sends raw bytes on the socket and returns whatever comes back before the daemon closes.
+    pub fn raw_exchange(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut stream = UnixStream::connect(&self.socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.write_all(bytes).unwrap();
+        // Nothing more to send: the daemon answers and closes instead of waiting for a next frame.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        out
+    }
+
+    /// Moves the daemon's clock forward (it must run with CREDD_TEST_CLOCK=1).
+    pub fn advance_clock(&self, secs: u64) {
+        let frame = credd_proto::frame::encode_request(credd_proto::Request::AdvanceClock { secs });
+        let reply = self.raw_exchange(&frame);
+        let body = &reply[4..];
+        let text = String::from_utf8_lossy(body);
+        assert!(text.contains("\"done\""), "clock not advanced: {text}");
+    }
+
+    /// Polls `check` until it holds or `timeout` passes.
+    pub fn eventually(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for World {
+    /// Stops a daemon that `credd` started by itself in this world.
+    fn drop(&mut self) {
+        if self.socket.exists() {
+            let _ = self
+                .credd_command(&["stop"])
+                .env("CREDD_NO_AUTOSTART", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// A daemon started by the test; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "credd-daemon did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
