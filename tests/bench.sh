@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs credd's benchmarks: release build, a Python with boto3 for the comparison, then
+# `cargo bench -p credd-tests`. Extra arguments go to the environment, e.g.
+#   CREDD_BENCH_SECS=60 bash tests/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="$PWD/target/peers/venv"
+if ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
+    echo "==> installing boto3 into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet boto3
+fi
+export CREDD_BENCH_PYTHON="$venv/bin/python"
+
+cargo build --locked --release --bins
+cargo bench --locked -p credd-tests
