@@ -90,8 +90,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     );
 
-    let bound = server::bind(&socket)?;
     let registry = registry::Registry::new(config_path.clone(), clock);
+    // Signals are handled before the socket exists, so a stop sent as soon as clients can see
+    // the daemon is always a clean one.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    spawn_signal_handlers(shutdown_tx.clone(), registry.clone())
+        .context("cannot install signal handlers")?;
+    let bound = server::bind(&socket)?;
     if let Err(e) = registry.reload() {
         eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
     }
@@ -105,9 +110,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .map_err(|e| tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need `kill -HUP` or a restart: {e}"))
     .ok();
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    spawn_signal_handlers(shutdown_tx.clone(), registry.clone())
-        .context("cannot install signal handlers")?;
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         registry,
         socket.clone(),

@@ -121,9 +121,15 @@ pub fn round_trip(
     stream: &mut (impl Read + Write),
     request: Request,
 ) -> Result<Response, FrameError> {
-    stream.write_all(&encode_request(request))?;
-    stream.flush()?;
-    decode_response(&read_frame(stream)?)
+    let sent = stream
+        .write_all(&encode_request(request))
+        .and_then(|()| stream.flush());
+    // A peer that refuses us answers and closes without reading; its answer says why.
+    match (sent, read_frame(stream)) {
+        (_, Ok(body)) => decode_response(&body),
+        (Err(e), Err(_)) => Err(FrameError::Io(e)),
+        (Ok(()), Err(e)) => Err(e),
+    }
 }
 
 #[cfg(test)]
