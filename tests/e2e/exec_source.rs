@@ -14,24 +14,8 @@ fn two_hundred_concurrent_gets_on_a_cold_source_run_the_command_once() {
     std::fs::write(world.path("gw.sleep"), "0.5").unwrap();
     world.write_config(&exec_config("gateway", &cmd, ""));
     let _daemon = world.start_daemon();
-    let children: Vec<_> = (0..200)
-        .map(|_| {
-            world
-                .credd_command(&["get", "gateway"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout, b"tok-single-flight\n");
+    for out in world.credd_concurrently(200, &["get", "gateway"]) {
+        assert_eq!(out.ok(), "tok-single-flight\n");
     }
     assert_eq!(world.runs("gw"), 1, "the command ran more than once");
     assert_eq!(world.source_status("gateway")["upstream_calls"], 1);

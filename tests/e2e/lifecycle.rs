@@ -114,23 +114,8 @@ fn after_sigkill_the_next_get_replaces_the_stale_socket() {
 #[test]
 fn concurrent_first_calls_start_exactly_one_daemon() {
     let world = world_with_gateway();
-    let children: Vec<_> = (0..20)
-        .map(|_| {
-            world
-                .credd_command(&["get", "gateway"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for out in world.credd_concurrently(20, &["get", "gateway"]) {
+        assert_eq!(out.ok(), "tok-lifecycle-1\n");
     }
     let log = world.autostart_log();
     assert_eq!(log.matches("credd-daemon serving").count(), 1, "{log}");

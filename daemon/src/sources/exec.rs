@@ -39,13 +39,17 @@ impl ExecSource {
 
     async fn run(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let program = self.program();
-        let mut child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        command
             .args(&self.spec.command[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0)
+            .kill_on_drop(true);
+        // Its own process group, so a timeout kills whatever it started too.
+        #[cfg(unix)]
+        command.process_group(0);
+        let mut child = command
             .spawn()
             .map_err(|e| SourceError::Upstream(format!("cannot run `{program}`: {e}")))?;
         let pgid = child.id();
