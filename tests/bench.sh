@@ -9,7 +9,7 @@ venv="$PWD/target/peers/venv"
 if ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
     echo "==> installing boto3 into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet boto3
+    "$venv/bin/pip" install --quiet --disable-pip-version-check boto3
 fi
 export CREDD_BENCH_PYTHON="$venv/bin/python"
 

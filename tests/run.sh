@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
 # Runs credd's whole test suite on a fresh machine.
 #
-# Installs the peers the end-to-end tests run against into target/peers (Claude Code from npm),
-# builds the binaries, and runs every test in the workspace. Nothing outside the checkout is
-# touched except Debian packages (Node.js and npm, when missing).
+# Installs the peers the end-to-end tests run against into target/peers (Claude Code from npm;
+# moto's STS server and boto3 from PyPI, in a virtualenv), builds the binaries, and runs every
+# test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
+# npm and python3-venv, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLAUDE_CODE_VERSION=2.1.197
+MOTO_VERSION=5.2.5
+BOTO3_VERSION=1.43.11
 PEERS="$PWD/target/peers"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-if ! command -v npm >/dev/null 2>&1; then
-    step "installing Node.js and npm (Debian packages)"
-    sudo_cmd=""
+apt_install() {
+    step "installing $* (Debian packages)"
+    local sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq nodejs npm
+    $sudo_cmd apt-get install -y -qq "$@"
+}
+
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
+
+venv="$PEERS/venv"
+if ! "$venv/bin/python" -c "import boto3, moto; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+    step "installing moto[server] $MOTO_VERSION and boto3 $BOTO3_VERSION from PyPI into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION"
 fi
+export CREDD_PEERS_VENV="$venv"
 
 claude="$PEERS/node_modules/.bin/claude"
 if ! "$claude" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION"; then

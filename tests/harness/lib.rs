@@ -4,6 +4,7 @@
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
 pub mod model_api;
+pub mod peers;
 pub mod world;
 
 use std::path::PathBuf;

@@ -60,6 +60,27 @@ impl World {
         }
     }
 
+    /// Writes `~/.aws/config` and `~/.aws/credentials` for this world and points every AWS
+    /// endpoint at `endpoint` (moto); the daemon must be started afterwards.
+    pub fn with_aws(mut self, config: &str, credentials: &str, endpoint: &str) -> Self {
+        let aws = self.home.join(".aws");
+        std::fs::create_dir_all(&aws).unwrap();
+        std::fs::write(aws.join("config"), config).unwrap();
+        std::fs::write(aws.join("credentials"), credentials).unwrap();
+        for (k, v) in [
+            ("AWS_CONFIG_FILE", aws.join("config").display().to_string()),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                aws.join("credentials").display().to_string(),
+            ),
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ] {
+            self.env.push((k.into(), v));
+        }
+        self
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

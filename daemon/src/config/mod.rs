@@ -33,6 +33,22 @@ pub struct Config {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceSpec {
     Exec(ExecSpec),
+    Aws(AwsSpec),
+}
+
+/// AWS credentials for a profile of `~/.aws/config`, resolved the way the AWS CLI does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSpec {
+    /// The profile's name in the AWS config files.
+    pub profile: String,
+    /// Region for STS; defaults to the profile's `region`, then `AWS_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Lifetime asked of STS for session credentials made from long-term keys, and assumed for
+    /// credentials that state no expiry.
+    #[serde(default = "default_ttl", deserialize_with = "duration")]
+    pub duration: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -136,6 +152,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     ));
                 }
             }
+            SourceSpec::Aws(aws) => {
+                if aws.profile.trim().is_empty() {
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `profile` must name an AWS profile"),
+                    ));
+                }
+                if !(900..=129_600).contains(&aws.duration.as_secs()) {
+                    return Err(at(
+                        table,
+                        format!(
+                            "source `{name}`: `duration` must be between 15m and 36h, as STS accepts"
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(config)
@@ -160,6 +192,7 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Exec(_) => "exec",
+            SourceSpec::Aws(_) => "aws",
         }
     }
 }
@@ -184,7 +217,9 @@ timeout = "30s"
 "#,
         )
         .unwrap();
-        let SourceSpec::Exec(e) = &c.sources["gateway"];
+        let SourceSpec::Exec(e) = &c.sources["gateway"] else {
+            panic!("not an exec source")
+        };
         assert_eq!(e.command[0], "op");
         assert_eq!(e.ttl, Duration::from_secs(3600));
     }

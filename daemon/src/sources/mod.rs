@@ -3,6 +3,7 @@
 //! A source knows how to ask its upstream for a fresh credential and nothing else: caching,
 //! single-flight, scheduling and backoff live in `cache` and `policy`.
 
+pub mod aws;
 pub mod exec;
 
 use std::time::SystemTime;
@@ -26,7 +27,6 @@ pub enum SourceError {
     #[error("{0}")]
     Upstream(String),
     /// Only an interactive login can help.
-    #[allow(dead_code, reason = "raised by the sources with interactive logins")]
     #[error("{0}")]
     NeedsLogin(String),
 }
@@ -44,5 +44,6 @@ pub trait Source: Send + Sync {
 pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
+        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(aws.clone())),
     }
 }

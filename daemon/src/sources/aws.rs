@@ -1,0 +1,171 @@
+//! The `aws` source: credentials for a profile of the AWS config files, resolved by the AWS SDK's
+//! own profile provider (SSO sessions, role chains, web identity, `credential_process`, static
+//! keys), so credd accepts exactly the profiles the AWS CLI accepts.
+//!
+//! Callers such as Claude Code require a session token and an expiry, so long-term keys are
+//! turned into session credentials with STS `GetSessionToken`. Endpoint overrides
+//! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_STS`, ...) and the config file locations
+//! (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`) work as they do for the SDKs.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_types::os_shim_internal::{Env, Fs};
+use credd_proto::{CredentialSecret, Secret};
+use futures_util::future::BoxFuture;
+
+use super::{Fetched, Source, SourceError};
+use crate::config::AwsSpec;
+
+/// How long one resolution (including every STS or SSO call it makes) may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct AwsSource {
+    spec: AwsSpec,
+}
+
+impl AwsSource {
+    pub fn new(spec: AwsSpec) -> Self {
+        AwsSource { spec }
+    }
+
+    async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        let profile = self.spec.profile.as_str();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).profile_name(profile);
+        if let Some(region) = &self.spec.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let sdk = loader.load().await;
+        let provider_config = ProviderConfig::without_region().with_region(sdk.region().cloned());
+        let provider = ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .configure(&provider_config)
+            .build();
+        let credentials = match provider.provide_credentials().await {
+            Ok(c) => c,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let credentials = if credentials.session_token().is_none() {
+            self.session_from_long_term_keys(&sdk, credentials).await?
+        } else {
+            credentials
+        };
+        let expires_at = credentials.expiry().unwrap_or(now + self.spec.duration);
+        let mut metadata = BTreeMap::new();
+        metadata.insert("profile".to_string(), profile.to_string());
+        if let Some(region) = sdk.region() {
+            metadata.insert("region".to_string(), region.to_string());
+        }
+        Ok(Fetched {
+            secret: CredentialSecret::Aws {
+                access_key_id: credentials.access_key_id().to_string(),
+                secret_access_key: Secret::new(credentials.secret_access_key()),
+                session_token: credentials.session_token().map(Secret::new),
+            },
+            expires_at,
+            metadata,
+        })
+    }
+
+    /// STS GetSessionToken with long-term keys: session credentials that carry an expiry.
+    async fn session_from_long_term_keys(
+        &self,
+        sdk: &aws_config::SdkConfig,
+        long_term: Credentials,
+    ) -> Result<Credentials, SourceError> {
+        let config = aws_sdk_sts::config::Builder::from(sdk)
+            .credentials_provider(long_term)
+            .build();
+        let sts = aws_sdk_sts::Client::from_conf(config);
+        let out = sts
+            .get_session_token()
+            .duration_seconds(self.spec.duration.as_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| {
+                SourceError::Upstream(format!(
+                    "STS GetSessionToken for profile `{}` failed: {}",
+                    self.spec.profile,
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+        let c = out.credentials().ok_or_else(|| {
+            SourceError::Upstream("STS GetSessionToken answered without credentials".into())
+        })?;
+        let expiry = SystemTime::try_from(*c.expiration()).ok();
+        Ok(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            expiry,
+            "GetSessionToken",
+        ))
+    }
+
+    /// Turns the SDK's error into one line that says what to do.
+    async fn explain(&self, error: CredentialsError) -> SourceError {
+        let profile = &self.spec.profile;
+        let detail = DisplayErrorContext(&error).to_string();
+        let known = known_profiles().await;
+        if !known.is_empty() && !known.iter().any(|p| p == profile) {
+            return SourceError::Upstream(format!(
+                "no profile `{profile}` in the AWS config files (they define: {})",
+                known.join(", ")
+            ));
+        }
+        let lower = detail.to_ascii_lowercase();
+        if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
+            return SourceError::NeedsLogin(format!(
+                "the SSO session of profile `{profile}` has expired or is missing ({detail})"
+            ));
+        }
+        SourceError::Upstream(format!("profile `{profile}`: {detail}"))
+    }
+}
+
+impl Source for AwsSource {
+    fn kind(&self) -> &'static str {
+        "aws"
+    }
+
+    fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(async move {
+            match tokio::time::timeout(FETCH_TIMEOUT, self.resolve(now)).await {
+                Ok(result) => result,
+                Err(_) => Err(SourceError::Upstream(format!(
+                    "resolving profile `{}` took longer than {}s",
+                    self.spec.profile,
+                    FETCH_TIMEOUT.as_secs()
+                ))),
+            }
+        })
+    }
+}
+
+/// The profile names in the AWS config files, for error messages.
+async fn known_profiles() -> Vec<String> {
+    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
+    match aws_config::profile::load(
+        &Fs::real(),
+        &Env::real(),
+        &files,
+        Some(Cow::Borrowed("default")),
+    )
+    .await
+    {
+        Ok(set) => {
+            let mut names: Vec<String> = set.profiles().map(str::to_string).collect();
+            names.sort();
+            names
+        }
+        Err(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,213 @@
+//! The `aws` source against moto's real STS: long-term keys become session credentials, role
+//! chains and web identity resolve as the AWS CLI resolves them, and boto3 uses what credd serves.
+
+use std::process::Command;
+use std::time::Duration;
+
+use credd_tests::World;
+use credd_tests::peers::{self, Moto};
+use serde_json::Value;
+
+const CREDENTIALS: &str = "[base]\naws_access_key_id = AKIACREDDLONGTERM001\naws_secret_access_key = credd-long-term-secret\n";
+
+fn config(web_identity_token: &str) -> String {
+    format!(
+        "[profile base]\nregion = us-east-1\n\n\
+         [profile mid]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/mid\nsource_profile = base\n\n\
+         [profile top]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/top\nsource_profile = mid\nrole_session_name = credd-top\n\n\
+         [profile wi]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/federated\nweb_identity_token_file = {web_identity_token}\nrole_session_name = credd-wi\n\n\
+         [profile loop-a]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = loop-b\n\n\
+         [profile loop-b]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = loop-a\n"
+    )
+}
+
+fn sources() -> String {
+    [
+        "static:base",
+        "chain:top",
+        "federated:wi",
+        "cycle:loop-a",
+        "missing:nope",
+    ]
+    .iter()
+    .map(|s| {
+        let (name, profile) = s.split_once(':').unwrap();
+        format!("[sources.{name}]\nkind = \"aws\"\nprofile = \"{profile}\"\n\n")
+    })
+    .collect()
+}
+
+fn aws_world(moto: &Moto) -> World {
+    let token_path = std::env::temp_dir().join(format!("credd-wi-{}", std::process::id()));
+    std::fs::write(&token_path, "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjcmVkZCJ9.").unwrap();
+    let world = World::new().with_aws(
+        &config(&token_path.display().to_string()),
+        CREDENTIALS,
+        &moto.url(),
+    );
+    world.write_config(&sources());
+    world
+}
+
+/// Asks moto who the given credentials belong to.
+fn caller_arn(moto: &Moto, creds: &Value) -> String {
+    let script = r#"
+import json, sys, boto3
+c = json.loads(sys.argv[2])
+sts = boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+    aws_session_token=c.get("SessionToken"))
+print(sts.get_caller_identity()["Arn"])
+"#;
+    let out = Command::new(peers::python())
+        .args(["-c", script, &moto.url(), &creds.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn long_term_keys_become_session_credentials_with_an_expiry() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "static", "--format", "aws"]).json();
+    let creds = &out["Credentials"];
+    assert_ne!(
+        creds["AccessKeyId"], "AKIACREDDLONGTERM001",
+        "long-term key served as is"
+    );
+    // moto's GetSessionToken hands out this fixed session token.
+    assert!(
+        creds["SessionToken"]
+            .as_str()
+            .unwrap()
+            .starts_with("AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT"),
+        "{out}"
+    );
+    let expiration = humantime::parse_rfc3339(creds["Expiration"].as_str().unwrap()).unwrap();
+    let left = expiration
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left > Duration::from_secs(50 * 60), "only {left:?} left");
+}
+
+#[test]
+fn a_two_deep_role_chain_serves_the_credentials_moto_issued() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let creds = world
+        .credd(&["get", "chain", "--format", "aws-process"])
+        .json();
+    assert_eq!(creds["Version"], 1);
+    assert!(creds["Expiration"].is_string());
+    let arn = caller_arn(&moto, &creds);
+    assert!(arn.contains(":assumed-role/top/credd-top"), "{arn}");
+    // Cached: the same credentials again.
+    let again = world
+        .credd(&["get", "chain", "--format", "aws-process"])
+        .json();
+    assert_eq!(again["AccessKeyId"], creds["AccessKeyId"]);
+}
+
+#[test]
+fn web_identity_resolves_through_sts() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let creds = world
+        .credd(&["get", "federated", "--format", "aws-process"])
+        .json();
+    let arn = caller_arn(&moto, &creds);
+    assert!(arn.contains(":assumed-role/federated/credd-wi"), "{arn}");
+}
+
+#[test]
+fn boto3_uses_credd_as_its_credential_process() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let credd = credd_tests::bin("credd");
+    let boto_config = world.path("boto-config");
+    std::fs::write(
+        &boto_config,
+        format!(
+            "[profile via-credd]\nregion = us-east-1\ncredential_process = {} get chain --format aws-process\n",
+            credd.display()
+        ),
+    )
+    .unwrap();
+    let script = r#"
+import sys, boto3
+session = boto3.Session(profile_name="via-credd")
+print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn"])
+"#;
+    let mut cmd = Command::new(peers::python());
+    world.isolate(&mut cmd);
+    let out = cmd
+        .args(["-c", script, &moto.url()])
+        .env("AWS_CONFIG_FILE", &boto_config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arn = String::from_utf8_lossy(&out.stdout);
+    assert!(arn.contains(":assumed-role/top/credd-top"), "{arn}");
+}
+
+#[test]
+fn an_unknown_profile_lists_the_known_ones() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "missing", "--format", "aws"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("no profile `nope`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("base") && out.stderr.contains("top"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_profile_chain_with_a_cycle_is_an_error_not_a_hang() {
+    let moto = Moto::start();
+    let world = aws_world(&moto);
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "cycle", "--format", "aws"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.to_lowercase().contains("loop") || out.stderr.contains("cycle"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn aws_credentials_are_never_handed_out_with_less_than_fifteen_minutes_left() {
+    let moto = Moto::start();
+    let world = aws_world(&moto).with_env("CREDD_TEST_CLOCK", "1");
+    let _daemon = world.start_daemon();
+    let first = world.credd(&["get", "chain", "--format", "aws"]).json();
+    // moto's role credentials live an hour; 46 minutes on, fewer than 15 are left.
+    world.advance_clock(46 * 60);
+    let later = world
+        .credd(&["get", "chain", "--format", "aws", "--min-valid", "1m"])
+        .json();
+    assert_ne!(
+        later["Credentials"]["AccessKeyId"], first["Credentials"]["AccessKeyId"],
+        "credentials with under 15 minutes left were handed out"
+    );
+}
