@@ -1,9 +1,13 @@
-//! A stand-in for the Anthropic Messages API on 127.0.0.1, for running the real Claude Code.
+//! A stand-in for the Anthropic Messages API and the Bedrock runtime on 127.0.0.1, for running the
+//! real Claude Code.
 //!
-//! It answers `HEAD /` and `POST /v1/messages` with a streamed message (Server-Sent Events:
-//! message_start, content_block_start/delta/stop, message_delta, message_stop), records the
-//! headers of every request, and can answer 401 to the next N messages, as the real API does for
-//! a rejected key.
+//! First party: `HEAD /`, and `POST /v1/messages` answered with a streamed message (Server-Sent
+//! Events: message_start, content_block_start/delta/stop, message_delta, message_stop).
+//! Bedrock: `GET /inference-profiles`, `POST /model/<id>/invoke` (one JSON message) and
+//! `POST /model/<id>/invoke-with-response-stream`, answered in AWS event-stream framing with each
+//! chunk `{"bytes": base64(<the same event JSON>)}`.
+//! It records the headers of every request, and can answer 401 to the next N messages, as the
+//! real API does for a rejected key.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -68,11 +72,13 @@ impl ModelApi {
         self.requests.lock().unwrap().clone()
     }
 
-    /// The message requests (POST .../messages), in order.
+    /// The message requests (POST .../messages, or Bedrock's .../invoke*), in order.
     pub fn messages(&self) -> Vec<RecordedRequest> {
         self.requests()
             .into_iter()
-            .filter(|r| r.method == "POST" && r.path.contains("/messages"))
+            .filter(|r| {
+                r.method == "POST" && (r.path.contains("/messages") || r.path.contains("/invoke"))
+            })
             .collect()
     }
 
@@ -116,6 +122,13 @@ impl ModelApi {
     }
 
     fn answer(&self, request: &RecordedRequest) -> Vec<u8> {
+        if request.method == "GET" && request.path.starts_with("/inference-profiles") {
+            return http(
+                200,
+                "application/json",
+                br#"{"inferenceProfileSummaries":[]}"#,
+            );
+        }
         if request.method != "POST" {
             return http(200, "text/plain", b"");
         }
@@ -129,6 +142,17 @@ impl ModelApi {
                 "application/json",
                 br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
             );
+        }
+        if request.path.ends_with("/invoke-with-response-stream") {
+            return http(
+                200,
+                "application/vnd.amazon.eventstream",
+                &event_stream_message(),
+            );
+        }
+        if request.path.ends_with("/invoke") {
+            let message = serde_json::json!({"id":"msg_stub","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":REPLY}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":4}});
+            return http(200, "application/json", message.to_string().as_bytes());
         }
         http(200, "text/event-stream", sse_message().as_bytes())
     }
@@ -173,7 +197,54 @@ fn http(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 
 /// One streamed assistant message, as the Messages API sends it.
 pub fn sse_message() -> String {
-    let events = [
+    message_events()
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
+}
+
+/// The same message as Bedrock streams it: AWS event-stream frames, each carrying
+/// `{"bytes": base64(event JSON)}`.
+pub fn event_stream_message() -> Vec<u8> {
+    use base64::Engine as _;
+    message_events()
+        .iter()
+        .flat_map(|(_, data)| {
+            let bytes = base64::engine::general_purpose::STANDARD.encode(data.to_string());
+            event_stream_frame(serde_json::json!({ "bytes": bytes }).to_string().as_bytes())
+        })
+        .collect()
+}
+
+/// One event-stream frame: total length, headers length, prelude CRC, headers, payload, CRC.
+fn event_stream_frame(payload: &[u8]) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", "chunk"),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7); // string
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut frame = Vec::with_capacity(total);
+    frame.extend_from_slice(&(total as u32).to_be_bytes());
+    frame.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&prelude_crc.to_be_bytes());
+    frame.extend_from_slice(&headers);
+    frame.extend_from_slice(payload);
+    let crc = crc32fast::hash(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    frame
+}
+
+fn message_events() -> [(&'static str, serde_json::Value); 6] {
+    [
         (
             "message_start",
             serde_json::json!({"type":"message_start","message":{"id":"msg_stub","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}),
@@ -195,9 +266,5 @@ pub fn sse_message() -> String {
             serde_json::json!({"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":4}}),
         ),
         ("message_stop", serde_json::json!({"type":"message_stop"})),
-    ];
-    events
-        .iter()
-        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
-        .collect()
+    ]
 }
