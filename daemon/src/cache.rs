@@ -326,6 +326,7 @@ impl Slot {
             last_error: st.last_error.as_ref().map(ToString::to_string),
             consecutive_failures: st.failures,
             upstream_calls: st.upstream_calls,
+            endpoints: Vec::new(),
         }
     }
 }

@@ -131,7 +131,7 @@ impl Dispatcher {
             socket: self.socket.display().to_string(),
             config_path: self.registry.config_path().display().to_string(),
             config_error: self.registry.config_error(),
-            sources: self.registry.slots().iter().map(|s| s.status()).collect(),
+            sources: self.registry.statuses(),
         }
     }
 }

@@ -3,12 +3,13 @@
 //!
 //! The path of a request: `server` (socket, frames) -> `dispatch` (request to response) ->
 //! `registry` (which source) -> `cache` (slot, single-flight, background refresh, asking
-//! `policy`) -> `sources` (the upstream).
+//! `policy`) -> `sources` (the upstream). `endpoints` serve the same slots over local HTTP.
 
 mod cache;
 mod clock;
 mod config;
 mod dispatch;
+mod endpoints;
 mod policy;
 mod redact;
 mod registry;

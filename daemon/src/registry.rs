@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::cache::Slot;
 use crate::clock::Clock;
 use crate::config::{self, Config, SourceSpec};
+use crate::endpoints::{self, EndpointHandle};
 use crate::sources;
 
 pub struct Registry {
@@ -31,6 +32,7 @@ struct Entry {
     spec: SourceSpec,
     slot: Arc<Slot>,
     refresher: JoinHandle<()>,
+    endpoint: Option<EndpointHandle>,
 }
 
 impl Drop for Entry {
@@ -85,12 +87,16 @@ impl Registry {
                 Some(entry) if entry.spec == spec => entry,
                 previous => {
                     tracing::info!(source = %name, kind = spec.kind(), "{}", if previous.is_some() { "source changed" } else { "source added" });
+                    // The old entry lets go of its endpoint's port before the new one binds it.
+                    drop(previous);
                     let slot = Slot::new(name.clone(), sources::build(&spec), self.clock.clone());
                     let refresher = tokio::spawn(slot.clone().keep_fresh());
+                    let endpoint = start_endpoint(&name, &spec, &slot);
                     Entry {
                         spec,
                         slot,
                         refresher,
+                        endpoint,
                     }
                 }
             };
@@ -111,11 +117,18 @@ impl Registry {
         }
     }
 
-    pub fn slots(&self) -> Vec<Arc<Slot>> {
+    /// Every source's status, with its endpoints.
+    pub fn statuses(&self) -> Vec<credd_proto::SourceStatus> {
         self.read()
             .entries
             .values()
-            .map(|e| e.slot.clone())
+            .map(|e| {
+                let mut status = e.slot.status();
+                status
+                    .endpoints
+                    .extend(e.endpoint.as_ref().map(EndpointHandle::status));
+                status
+            })
             .collect()
     }
 
@@ -129,5 +142,23 @@ impl Registry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Starts the local endpoint a source's config asks for, if any.
+fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<EndpointHandle> {
+    let SourceSpec::Aws(aws) = spec else {
+        return None;
+    };
+    let endpoint = aws.container_endpoint.as_ref()?;
+    let port = endpoint
+        .port
+        .unwrap_or_else(|| endpoints::default_port("aws-container", name));
+    match endpoints::aws_container::AwsContainer::new(slot.clone(), name) {
+        Ok(container) => Some(endpoints::serve(port, Arc::new(container))),
+        Err(e) => {
+            tracing::error!(source = %name, "cannot write the container endpoint's token file: {e}");
+            None
+        }
     }
 }

@@ -78,6 +78,21 @@ pub fn render(report: &StatusReport) -> String {
     for row in &rows {
         line(&row.each_ref().map(String::as_str));
     }
+    for source in &report.sources {
+        for endpoint in &source.endpoints {
+            let _ = writeln!(
+                out,
+                "\n{} {} endpoint: {}",
+                source.name, endpoint.kind, endpoint.url
+            );
+            if let Some(error) = &endpoint.error {
+                let _ = writeln!(out, "  error: {error}");
+            }
+            for env in &endpoint.env {
+                let _ = writeln!(out, "  export {env}");
+            }
+        }
+    }
     out
 }
 

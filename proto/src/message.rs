@@ -159,6 +159,20 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     pub upstream_calls: u64,
+    /// Local endpoints serving this source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// A local endpoint and how to use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    pub kind: String,
+    pub url: String,
+    /// `NAME=value` lines that point SDKs at it. They name files, never secrets.
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,19 @@ pub struct AwsSpec {
     /// credentials that state no expiry.
     #[serde(default = "default_ttl", deserialize_with = "duration")]
     pub duration: Duration,
+    /// Serve this source on the AWS container-credentials endpoint too.
+    #[serde(default)]
+    pub container_endpoint: Option<EndpointSpec>,
+}
+
+/// A local HTTP endpoint for a source (127.0.0.1 only).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// The port; by default one derived from the source's name, so it stays the same across
+    /// restarts.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

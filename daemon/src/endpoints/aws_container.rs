@@ -1,0 +1,106 @@
+//! The AWS container-credentials endpoint (the protocol of ECS tasks and EKS Pod Identity):
+//! SDKs with `AWS_CONTAINER_CREDENTIALS_FULL_URI` and `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`
+//! set fetch `{AccessKeyId, SecretAccessKey, Token, Expiration}` from it, with the token in the
+//! `Authorization` header.
+//!
+//! The token is random, made at every start, and written to a 0600 file the SDKs read on each
+//! fetch; the env lines stay the same across restarts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use credd_proto::CredentialSecret;
+use futures_util::future::BoxFuture;
+use serde_json::json;
+
+use super::{Endpoint, EndpointRequest, EndpointResponse};
+use crate::cache::Slot;
+use crate::policy::AWS_FLOOR;
+
+pub const PATH: &str = "/aws/credentials";
+
+pub struct AwsContainer {
+    slot: Arc<Slot>,
+    token: String,
+    token_file: PathBuf,
+}
+
+impl AwsContainer {
+    /// Makes a new token and writes it to the source's token file.
+    pub fn new(slot: Arc<Slot>, source: &str) -> std::io::Result<Self> {
+        let token = super::random_secret();
+        let token_file = super::state_dir().join(format!("container-{source}.token"));
+        super::write_secret_file(&token_file, &token)?;
+        Ok(AwsContainer {
+            slot,
+            token,
+            token_file,
+        })
+    }
+
+    async fn credentials(&self, request: EndpointRequest) -> EndpointResponse {
+        if request.method != "GET" {
+            return EndpointResponse::error(405, "only GET is served");
+        }
+        if request.path != PATH {
+            return EndpointResponse::error(404, format!("credentials are served at {PATH}"));
+        }
+        match request.headers.get("authorization") {
+            None => {
+                return EndpointResponse::error(401, "missing Authorization token");
+            }
+            Some(given) if !super::secret_matches(given, &self.token) => {
+                tracing::warn!("container endpoint: refused a request with a wrong token");
+                return EndpointResponse::error(403, "wrong Authorization token");
+            }
+            Some(_) => {}
+        }
+        match self.slot.get(AWS_FLOOR, None).await {
+            Ok(credential) => match &credential.secret {
+                CredentialSecret::Aws {
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
+                } => EndpointResponse::json(
+                    200,
+                    json!({
+                        "AccessKeyId": access_key_id,
+                        "SecretAccessKey": secret_access_key.expose(),
+                        "Token": session_token.as_ref().map(|t| t.expose()),
+                        "Expiration": humantime::format_rfc3339_seconds(
+                            crate::clock::from_unix_secs(credential.expires_at)
+                        ).to_string(),
+                    }),
+                ),
+                CredentialSecret::Token { .. } => {
+                    EndpointResponse::error(500, "this source does not hold AWS credentials")
+                }
+            },
+            Err(e) => EndpointResponse::error(503, e.to_string()),
+        }
+    }
+}
+
+impl Endpoint for AwsContainer {
+    fn kind(&self) -> &'static str {
+        "aws-container"
+    }
+
+    fn url(&self, port: u16) -> String {
+        format!("http://127.0.0.1:{port}{PATH}")
+    }
+
+    fn env_lines(&self, port: u16) -> Vec<String> {
+        vec![
+            format!("AWS_CONTAINER_CREDENTIALS_FULL_URI={}", self.url(port)),
+            format!(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}",
+                self.token_file.display()
+            ),
+        ]
+    }
+
+    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
+        Box::pin(self.credentials(request))
+    }
+}
