@@ -81,6 +81,14 @@ impl Slot {
         self.source.kind()
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn source(&self) -> &dyn Source {
+        &*self.source
+    }
+
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         // A panic while holding the lock leaves plain data behind; keep serving.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

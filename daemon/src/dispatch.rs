@@ -14,11 +14,13 @@ use credd_proto::{
 use tokio::sync::watch;
 
 use crate::cache::Slot;
+use crate::login::{Logins, Started};
 use crate::registry::{Lookup, Registry};
 use crate::sources::SourceError;
 
 pub struct Dispatcher {
     registry: Arc<Registry>,
+    logins: Logins,
     socket: PathBuf,
     started: Instant,
     shutdown: watch::Sender<bool>,
@@ -28,6 +30,7 @@ impl Dispatcher {
     pub fn new(registry: Arc<Registry>, socket: PathBuf, shutdown: watch::Sender<bool>) -> Self {
         Dispatcher {
             registry,
+            logins: Logins::default(),
             socket,
             started: Instant::now(),
             shutdown,
@@ -43,6 +46,8 @@ impl Dispatcher {
                 caller,
             } => self.get(&source, min_valid_secs, caller.as_ref()).await,
             Request::Refresh { source } => self.refresh(&source).await,
+            Request::Login { source } => self.login(&source).await,
+            Request::LoginWait { source } => self.login_wait(&source).await,
             Request::Status => Response::Status(self.status()),
             Request::Stop => {
                 tracing::info!("stop requested by a client");
@@ -111,9 +116,41 @@ impl Dispatcher {
             Ok(credential) => Response::Done {
                 message: format!(
                     "refreshed `{name}`; valid until {}",
-                    humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(
-                        credential.expires_at
-                    ))
+                    until(credential.expires_at)
+                ),
+            },
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    async fn login(&self, name: &str) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(error) => return Response::Error(error),
+        };
+        match self.logins.start(slot).await {
+            Ok(Started::AlreadyValid(credential)) => Response::Done {
+                message: format!(
+                    "`{name}` needs no login: its credentials are valid until {}",
+                    until(credential.expires_at)
+                ),
+            },
+            Ok(Started::Prompt(prompt)) => Response::LoginPrompt(prompt),
+            Ok(Started::Finished) => self.login_wait(name).await,
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    async fn login_wait(&self, name: &str) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(error) => return Response::Error(error),
+        };
+        match self.logins.wait(slot).await {
+            Ok(credential) => Response::Done {
+                message: format!(
+                    "signed in: `{name}` has credentials valid until {}",
+                    until(credential.expires_at)
                 ),
             },
             Err(e) => source_error(name, e),
@@ -142,6 +179,10 @@ fn info() -> DaemonInfo {
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
     }
+}
+
+fn until(expires_at: i64) -> String {
+    humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(expires_at)).to_string()
 }
 
 fn source_error(name: &str, error: SourceError) -> Response {

@@ -10,6 +10,8 @@ mod clock;
 mod config;
 mod dispatch;
 mod endpoints;
+mod files;
+mod login;
 mod policy;
 mod redact;
 mod registry;

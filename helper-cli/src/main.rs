@@ -49,6 +49,12 @@ enum Command {
     },
     /// Fetch a new credential for SOURCE now, whatever the cache holds.
     Refresh { source: String },
+    /// Sign in to SOURCE if it needs it (an SSO device login), for Claude Code's awsAuthRefresh.
+    ///
+    /// Exits 0 at once when SOURCE already has valid credentials. Otherwise prints the URL and
+    /// code to approve on stdout, opens a browser (unless CREDD_NO_BROWSER is set), and waits at
+    /// most about three minutes. Concurrent logins for one source share one flow.
+    Login { source: String },
     /// Show the daemon and every source: state, expiry, next refresh, last error.
     Status {
         /// Print the report as JSON.
@@ -114,6 +120,18 @@ fn run(command: Command) -> Result<String, Failure> {
             }
         }
         Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
+        Command::Login { source } => match ask(
+            Request::Login {
+                source: source.clone(),
+            },
+            true,
+        )? {
+            Response::LoginPrompt(prompt) => {
+                show_login_prompt(&source, &prompt);
+                done(ask(Request::LoginWait { source }, false)?)
+            }
+            other => done(other),
+        },
         Command::Status { json } => match ask(Request::Status, true)? {
             Response::Status(report) if json => Ok(format!(
                 "{}\n",
@@ -138,6 +156,38 @@ fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
     }
 }
 
+/// Shows the person what to approve, at once (Claude Code shows a helper's stdout), and opens
+/// the page in a browser unless CREDD_NO_BROWSER is set.
+fn show_login_prompt(source: &str, prompt: &credd_proto::LoginPrompt) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "To sign in to `{source}`, open this page and confirm the code {}:\n  {}\nWaiting for approval (the code expires in {} minutes)...",
+        prompt.user_code,
+        prompt.verification_uri,
+        prompt.expires_in_secs.div_ceil(60)
+    );
+    let _ = stdout.flush();
+    if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+        open_browser(&prompt.verification_uri);
+    }
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
 fn done(response: Response) -> Result<String, Failure> {
     match response {
         Response::Done { message } => Ok(format!("{message}\n")),
@@ -151,6 +201,7 @@ fn unexpected(response: Response) -> Failure {
         Response::Credential(_) => "credential",
         Response::Status(_) => "status",
         Response::Done { .. } => "done",
+        Response::LoginPrompt(_) => "login prompt",
         Response::Error(_) => "error",
     };
     (

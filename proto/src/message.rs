@@ -39,6 +39,15 @@ pub enum Request {
     Refresh {
         source: String,
     },
+    /// Start (or join) the source's interactive login; answered at once with the prompt to show,
+    /// or with `Done` when no login is needed.
+    Login {
+        source: String,
+    },
+    /// Wait for the source's login in progress to finish.
+    LoginWait {
+        source: String,
+    },
     Status,
     /// Shut the daemon down.
     Stop,
@@ -71,7 +80,18 @@ pub enum Response {
     Done {
         message: String,
     },
+    /// A login is waiting for a person to approve it.
+    LoginPrompt(LoginPrompt),
     Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginPrompt {
+    /// Where to approve the login.
+    pub verification_uri: String,
+    /// The code the page shows, for the person to compare.
+    pub user_code: String,
+    pub expires_in_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

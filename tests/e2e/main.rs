@@ -3,6 +3,7 @@
 
 mod aws_container;
 mod aws_source;
+mod aws_sso;
 mod claude_code;
 mod config_reload;
 mod exec_source;

@@ -3,8 +3,10 @@
 //!
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
+pub mod http;
 pub mod model_api;
 pub mod peers;
+pub mod sso_stub;
 pub mod world;
 
 use std::path::PathBuf;

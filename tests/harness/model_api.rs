@@ -9,32 +9,16 @@
 //! It records the headers of every request, and can answer 401 to the next N messages, as the
 //! real API does for a rejected key.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone)]
-pub struct RecordedRequest {
-    pub method: String,
-    pub path: String,
-    /// Header names lower-cased.
-    pub headers: Vec<(String, String)>,
-}
+use crate::http::{HttpStub, Request, Response};
 
-impl RecordedRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::http::Request as RecordedRequest;
 
 #[derive(Clone)]
 pub struct ModelApi {
-    pub port: u16,
-    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    stub: HttpStub,
     reject_next: Arc<AtomicUsize>,
 }
 
@@ -43,24 +27,14 @@ pub const REPLY: &str = "hi from the stub";
 
 impl ModelApi {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind model API stub");
-        let api = ModelApi {
-            port: listener.local_addr().unwrap().port(),
-            requests: Arc::default(),
-            reject_next: Arc::default(),
-        };
-        let server = api.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let server = server.clone();
-                std::thread::spawn(move || server.serve(stream));
-            }
-        });
-        api
+        let reject_next = Arc::new(AtomicUsize::new(0));
+        let rejects = reject_next.clone();
+        let stub = HttpStub::start(move |request| answer(&rejects, request));
+        ModelApi { stub, reject_next }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.stub.url()
     }
 
     /// Answer the next `n` message requests with 401 authentication_error.
@@ -68,12 +42,12 @@ impl ModelApi {
         self.reject_next.store(n, Ordering::SeqCst);
     }
 
-    pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests.lock().unwrap().clone()
+    pub fn requests(&self) -> Vec<Request> {
+        self.stub.requests()
     }
 
     /// The message requests (POST .../messages, or Bedrock's .../invoke*), in order.
-    pub fn messages(&self) -> Vec<RecordedRequest> {
+    pub fn messages(&self) -> Vec<Request> {
         self.requests()
             .into_iter()
             .filter(|r| {
@@ -81,118 +55,38 @@ impl ModelApi {
             })
             .collect()
     }
-
-    fn serve(&self, stream: TcpStream) {
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                return;
-            }
-            let mut parts = request_line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_string();
-            let path = parts.next().unwrap_or_default().to_string();
-            let mut headers = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                }
-            }
-            let request = RecordedRequest {
-                method,
-                path,
-                headers,
-            };
-            read_body(&mut reader, &request);
-            let response = self.answer(&request);
-            self.requests.lock().unwrap().push(request);
-            if writer.write_all(&response).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn answer(&self, request: &RecordedRequest) -> Vec<u8> {
-        if request.method == "GET" && request.path.starts_with("/inference-profiles") {
-            return http(
-                200,
-                "application/json",
-                br#"{"inferenceProfileSummaries":[]}"#,
-            );
-        }
-        if request.method != "POST" {
-            return http(200, "text/plain", b"");
-        }
-        let rejected = self
-            .reject_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if rejected {
-            return http(
-                401,
-                "application/json",
-                br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
-            );
-        }
-        if request.path.ends_with("/invoke-with-response-stream") {
-            return http(
-                200,
-                "application/vnd.amazon.eventstream",
-                &event_stream_message(),
-            );
-        }
-        if request.path.ends_with("/invoke") {
-            let message = serde_json::json!({"id":"msg_stub","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":REPLY}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":4}});
-            return http(200, "application/json", message.to_string().as_bytes());
-        }
-        http(200, "text/event-stream", sse_message().as_bytes())
-    }
 }
 
-fn read_body(reader: &mut impl BufRead, request: &RecordedRequest) {
-    if let Some(len) = request
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        let mut body = vec![0; len];
-        let _ = reader.read_exact(&mut body);
-    } else if request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        loop {
-            let mut size = String::new();
-            if reader.read_line(&mut size).unwrap_or(0) == 0 {
-                return;
-            }
-            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            let mut chunk = vec![0; size + 2];
-            let _ = reader.read_exact(&mut chunk);
-            if size == 0 {
-                return;
-            }
-        }
+fn answer(reject_next: &AtomicUsize, request: &Request) -> Response {
+    if request.method == "GET" && request.path.starts_with("/inference-profiles") {
+        return Response::json(200, serde_json::json!({"inferenceProfileSummaries": []}));
     }
-}
-
-fn http(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
-    let reason = if status == 200 { "OK" } else { "Unauthorized" };
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nrequest-id: req_stub\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out
+    if request.method != "POST" {
+        return Response::new(200, "text/plain", "");
+    }
+    let rejected = reject_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if rejected {
+        return Response::json(
+            401,
+            serde_json::json!({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}),
+        );
+    }
+    if request.path.ends_with("/invoke-with-response-stream") {
+        return Response::new(
+            200,
+            "application/vnd.amazon.eventstream",
+            event_stream_message(),
+        );
+    }
+    if request.path.ends_with("/invoke") {
+        return Response::json(
+            200,
+            serde_json::json!({"id":"msg_stub","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":REPLY}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":4}}),
+        );
+    }
+    Response::new(200, "text/event-stream", sse_message())
 }
 
 /// One streamed assistant message, as the Messages API sends it.

@@ -30,7 +30,7 @@ impl AwsContainer {
     pub fn new(slot: Arc<Slot>, source: &str) -> std::io::Result<Self> {
         let token = super::random_secret();
         let token_file = super::state_dir().join(format!("container-{source}.token"));
-        super::write_secret_file(&token_file, &token)?;
+        crate::files::write_private(&token_file, token.as_bytes(), true)?;
         Ok(AwsContainer {
             slot,
             token,

@@ -8,7 +8,7 @@ pub mod exec;
 
 use std::time::SystemTime;
 
-use credd_proto::CredentialSecret;
+use credd_proto::{CredentialSecret, LoginPrompt};
 use futures_util::future::BoxFuture;
 
 use crate::config::SourceSpec;
@@ -38,6 +38,17 @@ pub trait Source: Send + Sync {
     /// Asks the upstream for a fresh credential. `now` is the daemon's clock, for lifetimes the
     /// upstream leaves to us.
     fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>>;
+
+    /// The interactive login, for kinds that have one: reports the prompt to show as soon as it
+    /// is known, and finishes when the person has approved (or the login failed or `deadline`
+    /// passed). `None` when the kind has no interactive login.
+    fn login(
+        &self,
+        _deadline: SystemTime,
+        _report: Box<dyn FnOnce(LoginPrompt) + Send>,
+    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        None
+    }
 }
 
 /// Builds the source a config entry describes.

@@ -22,6 +22,10 @@ use aws_types::os_shim_internal::{Env, Fs};
 use credd_proto::{CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
+pub mod sso;
+
+use credd_proto::LoginPrompt;
+
 use super::{Fetched, Source, SourceError};
 use crate::config::AwsSpec;
 
@@ -37,13 +41,29 @@ impl AwsSource {
         AwsSource { spec }
     }
 
-    async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
-        let profile = self.spec.profile.as_str();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).profile_name(profile);
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).profile_name(&self.spec.profile);
         if let Some(region) = &self.spec.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        let sdk = loader.load().await;
+        loader.load().await
+    }
+
+    async fn sso_session(&self) -> Result<Option<sso::SsoSession>, SourceError> {
+        sso::session_for_profile(&self.spec.profile)
+            .await
+            .map_err(SourceError::Upstream)
+    }
+
+    async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        let profile = self.spec.profile.as_str();
+        let sdk = self.sdk_config().await;
+        // An SSO session is kept fresh here, never interactively; the SDK then finds a token
+        // with time to spare in the cache.
+        if let Some(session) = self.sso_session().await? {
+            sso::ensure_fresh(&session, &sdk, SystemTime::now()).await?;
+        }
         let provider_config = ProviderConfig::without_region().with_region(sdk.region().cloned());
         let provider = ProfileFileCredentialsProvider::builder()
             .profile_name(profile)
@@ -134,6 +154,23 @@ impl AwsSource {
 impl Source for AwsSource {
     fn kind(&self) -> &'static str {
         "aws"
+    }
+
+    fn login(
+        &self,
+        deadline: SystemTime,
+        report: Box<dyn FnOnce(LoginPrompt) + Send>,
+    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        Some(Box::pin(async move {
+            let Some(session) = self.sso_session().await? else {
+                return Err(SourceError::Upstream(format!(
+                    "profile `{}` does not use SSO; there is nothing to log in to (see `credd status` for its error)",
+                    self.spec.profile
+                )));
+            };
+            let sdk = self.sdk_config().await;
+            sso::device_login(&session, &sdk, deadline, report).await
+        }))
     }
 
     fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {

@@ -1,0 +1,65 @@
+//! Writing files that hold secrets: mode 0600, written whole or not at all.
+//!
+//! A reader (the AWS CLI, an SDK, a second credd) sees either the old file or the new one, never
+//! a torn one, even if the daemon dies mid-write: the bytes go to a temporary file beside the
+//! target, are flushed to disk, and the temporary file is renamed over the target.
+
+use std::io::Write as _;
+use std::path::Path;
+
+/// Writes `contents` to `path` atomically with mode 0600. With `private_dir`, the directory is
+/// created 0700 and must be private; otherwise it is only created if missing.
+pub fn write_private(path: &Path, contents: &[u8], private_dir: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if private_dir {
+        credd_proto::paths::ensure_private_dir(dir).map_err(std::io::Error::other)?;
+    } else {
+        create_dir_0700(dir)?;
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".credd-{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn create_dir_0700(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_whole_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/token.json");
+        write_private(&path, b"old", false).unwrap();
+        write_private(&path, b"new", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "a temporary file was left behind");
+    }
+}

@@ -1,0 +1,258 @@
+//! SSO sessions: device login shared by concurrent callers, renewal with the refresh token and
+//! no browser, token files interoperable with the AWS CLI's format in both directions, and the
+//! bad cases (corrupted cache file, refresh token refused).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use credd_tests::World;
+use credd_tests::peers::{self, Moto};
+use credd_tests::sso_stub::SsoStub;
+use serde_json::{Value, json};
+use sha1::Digest;
+
+const CONFIG: &str = "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Developer\nregion = us-east-1\n\n\
+[sso-session corp]\nsso_start_url = https://corp.awsapps.example/start\nsso_region = us-east-1\nsso_registration_scopes = sso:account:access\n";
+
+struct SsoWorld {
+    world: World,
+    sso: SsoStub,
+    _moto: Moto,
+}
+
+fn sso_world() -> SsoWorld {
+    let moto = Moto::start();
+    let sso = SsoStub::start();
+    let world = World::new()
+        .with_aws(CONFIG, "", &moto.url())
+        .with_env("AWS_ENDPOINT_URL_SSO", &sso.url())
+        .with_env("AWS_ENDPOINT_URL_SSO_OIDC", &sso.url())
+        .with_env("CREDD_NO_BROWSER", "1");
+    world.write_config("[sources.dev]\nkind = \"aws\"\nprofile = \"dev\"\n");
+    SsoWorld {
+        world,
+        sso,
+        _moto: moto,
+    }
+}
+
+/// Where the AWS CLI keeps the token of sso-session `corp`.
+fn cache_file(world: &World) -> PathBuf {
+    let digest = sha1::Sha1::digest(b"corp");
+    world
+        .home
+        .join(".aws/sso/cache")
+        .join(format!("{}.json", hex::encode(digest)))
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A token file as `aws sso login` writes it.
+fn write_cli_cache(world: &World, access: &str, refresh: &str, expires_in: Duration) {
+    let path = cache_file(world);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let token = json!({
+        "startUrl": "https://corp.awsapps.example/start",
+        "region": "us-east-1",
+        "accessToken": access,
+        "expiresAt": rfc3339(SystemTime::now() + expires_in),
+        "clientId": "stub-client-seeded",
+        "clientSecret": "stub-secret-seeded",
+        "registrationExpiresAt": rfc3339(SystemTime::now() + Duration::from_secs(60 * 86400)),
+        "refreshToken": refresh,
+    });
+    std::fs::write(path, token.to_string()).unwrap();
+}
+
+#[test]
+fn get_never_starts_a_login_and_names_the_command() {
+    let t = sso_world();
+    let _daemon = t.world.start_daemon();
+    let out = t.world.credd(&["get", "dev", "--format", "aws"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("credd login dev"), "{}", out.stderr);
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 0);
+    assert_eq!(t.world.source_status("dev")["state"], "needs_login");
+}
+
+#[test]
+fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() {
+    let t = sso_world();
+    let _daemon = t.world.start_daemon();
+    let children: Vec<_> = (0..5)
+        .map(|_| {
+            t.world
+                .credd_command(&["login", "dev"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    t.world
+        .eventually(Duration::from_secs(20), "a device code", || {
+            t.sso.pending_devices() == 1
+        });
+    std::thread::sleep(Duration::from_millis(500));
+    t.sso.approve_all();
+    let mut codes = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "stdout {stdout} stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("https://device.sso.example/?user_code="),
+            "{stdout}"
+        );
+        assert!(stdout.contains("signed in"), "{stdout}");
+        codes.push(stdout.lines().next().unwrap().to_string());
+    }
+    codes.dedup();
+    assert_eq!(codes.len(), 1, "callers saw different codes: {codes:?}");
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
+    assert_eq!(t.sso.calls("RegisterClient"), 1);
+
+    // The token file is in the AWS CLI's format, private.
+    let path = cache_file(&t.world);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for key in [
+        "accessToken",
+        "expiresAt",
+        "refreshToken",
+        "clientId",
+        "clientSecret",
+        "registrationExpiresAt",
+        "region",
+        "startUrl",
+    ] {
+        assert!(token[key].is_string(), "{key} missing from {token}");
+    }
+    assert!(
+        t.sso
+            .access_token_valid(token["accessToken"].as_str().unwrap())
+    );
+
+    // credd serves role credentials now; a second login has nothing to do.
+    let creds = t.world.credd(&["get", "dev", "--format", "aws"]).json();
+    assert!(
+        creds["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIASSOSTUB"),
+        "{creds}"
+    );
+    let again = t.world.credd(&["login", "dev"]);
+    assert!(again.ok().contains("needs no login"), "{}", again.stdout);
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
+
+    // boto3 reads the token file credd wrote.
+    let script = r#"
+import boto3
+c = boto3.Session(profile_name="dev").get_credentials().get_frozen_credentials()
+print(c.access_key)
+"#;
+    let mut cmd = Command::new(peers::python());
+    t.world.isolate(&mut cmd);
+    let out = cmd.args(["-c", script]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ASIASSOSTUB"));
+}
+
+#[test]
+fn an_expiring_session_is_renewed_with_its_refresh_token_without_a_browser() {
+    let t = sso_world();
+    // As `aws sso login` left it: five minutes to go.
+    let issued = t.sso.issue_session();
+    write_cli_cache(
+        &t.world,
+        &issued.access_token,
+        &issued.refresh_token,
+        Duration::from_secs(300),
+    );
+    let _daemon = t.world.start_daemon();
+
+    let creds = t.world.credd(&["get", "dev", "--format", "aws"]).json();
+    assert!(
+        creds["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIASSOSTUB")
+    );
+    assert_eq!(t.sso.calls("CreateToken:refresh_token"), 1);
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 0);
+
+    let token: Value =
+        serde_json::from_slice(&std::fs::read(cache_file(&t.world)).unwrap()).unwrap();
+    assert_ne!(
+        token["accessToken"],
+        issued.access_token.as_str(),
+        "the token file was not renewed"
+    );
+    let expires = humantime::parse_rfc3339(token["expiresAt"].as_str().unwrap()).unwrap();
+    assert!(expires > SystemTime::now() + Duration::from_secs(50 * 60));
+    assert_eq!(
+        token["startUrl"], "https://corp.awsapps.example/start",
+        "fields of the CLI's file were lost"
+    );
+}
+
+#[test]
+fn a_corrupted_token_file_is_reported_and_left_in_place() {
+    let t = sso_world();
+    let path = cache_file(&t.world);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "{\"accessToken\": \"trunc").unwrap();
+    let _daemon = t.world.start_daemon();
+    let out = t.world.credd(&["get", "dev", "--format", "aws"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("not an SSO token file"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("credd login dev"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"accessToken\": \"trunc"
+    );
+    assert_eq!(t.world.status()["sources"][0]["state"], "needs_login");
+}
+
+#[test]
+fn a_refused_refresh_token_asks_for_a_login() {
+    let t = sso_world();
+    let issued = t.sso.issue_session();
+    write_cli_cache(
+        &t.world,
+        &issued.access_token,
+        &issued.refresh_token,
+        Duration::from_secs(60),
+    );
+    t.sso.revoke_refresh_tokens();
+    let _daemon = t.world.start_daemon();
+    let out = t.world.credd(&["get", "dev", "--format", "aws"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("refresh token was refused"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("credd login dev"), "{}", out.stderr);
+    assert_eq!(t.sso.calls("CreateToken:refresh_token"), 1);
+}
