@@ -144,6 +144,17 @@ impl Slot {
         inflight.await
     }
 
+    /// Ends the backoff of a failing source, so its background task tries again at once.
+    pub fn retry_now(&self) {
+        let mut st = self.lock();
+        if st.failures > 0 && st.retry_at.is_some() {
+            tracing::info!(source = %self.name, "upstream files changed; retrying now");
+            st.retry_at = Some(self.clock.now());
+            drop(st);
+            self.changed.notify_one();
+        }
+    }
+
     /// A re-ask from a caller that was handed the current credential moments ago means the
     /// credential was rejected upstream: force a refresh, at most once per interval.
     fn is_rejection_reask(&self, st: &mut SlotState, caller: &Caller, now: SystemTime) -> bool {

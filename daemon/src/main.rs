@@ -11,6 +11,7 @@ mod config;
 mod dispatch;
 mod endpoints;
 mod files;
+mod filewatch;
 mod login;
 mod policy;
 mod redact;
@@ -103,15 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = registry.reload() {
         eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
     }
-    let watch_registry = registry.clone();
-    let _watch = config::watch::watch(&config_path, move || {
-        tracing::info!("config file changed; reloading");
-        if watch_registry.reload().is_ok() {
-            tracing::info!("config reloaded");
-        }
-    })
-    .map_err(|e| tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need `kill -HUP` or a restart: {e}"))
-    .ok();
+    let _watches = watch_files(&config_path, &registry);
 
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         registry,
@@ -162,4 +155,38 @@ fn spawn_signal_handlers(
         let _ = shutdown.send(true);
     });
     Ok(())
+}
+
+/// Watches the config file (reload on change) and the AWS files where logins done elsewhere show
+/// up (retry sources that wait for one).
+fn watch_files(
+    config_path: &std::path::Path,
+    registry: &Arc<registry::Registry>,
+) -> Vec<filewatch::Watch> {
+    let mut watches = Vec::new();
+    let on_config = registry.clone();
+    match filewatch::watch(vec![filewatch::Target::file(config_path)], move || {
+        tracing::info!("config file changed; reloading");
+        if on_config.reload().is_ok() {
+            tracing::info!("config reloaded");
+        }
+    }) {
+        Ok((w, _)) => watches.push(w),
+        Err(e) => {
+            tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need SIGHUP or a restart: {e}")
+        }
+    }
+    let on_upstream = registry.clone();
+    match filewatch::watch(sources::aws::watched_files(), move || {
+        on_upstream.upstream_files_changed();
+    }) {
+        Ok((w, dirs)) => {
+            tracing::debug!(?dirs, "watching upstream files");
+            watches.push(w);
+        }
+        Err(e) => tracing::warn!(
+            "cannot watch the AWS files; logins done elsewhere are seen at the next retry: {e}"
+        ),
+    }
+    watches
 }

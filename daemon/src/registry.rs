@@ -132,6 +132,14 @@ impl Registry {
             .collect()
     }
 
+    /// An upstream tool's files changed (a login done elsewhere, an edited AWS config): sources
+    /// that are failing try again now instead of at the end of their backoff.
+    pub fn upstream_files_changed(&self) {
+        for entry in self.read().entries.values() {
+            entry.slot.retry_now();
+        }
+    }
+
     pub fn config_error(&self) -> Option<String> {
         self.read().config_error.clone()
     }

@@ -256,3 +256,41 @@ fn a_refused_refresh_token_asks_for_a_login() {
     assert!(out.stderr.contains("credd login dev"), "{}", out.stderr);
     assert_eq!(t.sso.calls("CreateToken:refresh_token"), 1);
 }
+
+#[test]
+fn a_login_done_by_the_aws_cli_is_picked_up_at_once() {
+    let t = sso_world();
+    let _daemon = t.world.start_daemon();
+    // Fail a few times so the backoff is long: only the file watch can bring it back quickly.
+    for _ in 0..5 {
+        assert_eq!(t.world.credd(&["refresh", "dev"]).code, 5);
+    }
+    let status = t.world.source_status("dev");
+    assert_eq!(status["state"], "needs_login", "{status}");
+    let retry_in =
+        status["next_refresh_at"].as_i64().unwrap() - t.world.status()["now"].as_i64().unwrap();
+    assert!(
+        retry_in >= 10,
+        "backoff too short for this test: {retry_in}s"
+    );
+
+    // `aws sso login` writes the token file.
+    let issued = t.sso.issue_session();
+    write_cli_cache(
+        &t.world,
+        &issued.access_token,
+        &issued.refresh_token,
+        Duration::from_secs(3600),
+    );
+    t.world
+        .eventually(Duration::from_secs(5), "the new session to be used", || {
+            t.world.source_status("dev")["state"] == "fresh"
+        });
+    let creds = t.world.credd(&["get", "dev", "--format", "aws"]).json();
+    assert!(
+        creds["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIASSOSTUB")
+    );
+}

@@ -11,8 +11,6 @@
 //! Parsing never half-applies: a file either yields a whole [`Config`] or a [`ConfigError`] that
 //! names the file, line and column, and the caller keeps the config it had.
 
-pub mod watch;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

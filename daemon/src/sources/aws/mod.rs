@@ -206,3 +206,18 @@ async fn known_profiles() -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+/// The files where the AWS CLI and SDKs keep what an `aws` source depends on: `~/.aws` (the
+/// config and credentials files, and the SSO token cache `aws sso login` writes), and the config
+/// files wherever `AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE` put them.
+pub fn watched_files() -> Vec<crate::filewatch::Target> {
+    let mut targets = vec![crate::filewatch::Target::tree(
+        &sso::home_dir().join(".aws"),
+    )];
+    for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        if let Some(path) = std::env::var_os(var) {
+            targets.push(crate::filewatch::Target::file(std::path::Path::new(&path)));
+        }
+    }
+    targets
+}
