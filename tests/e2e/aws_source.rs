@@ -211,3 +211,64 @@ fn aws_credentials_are_never_handed_out_with_less_than_fifteen_minutes_left() {
         "credentials with under 15 minutes left were handed out"
     );
 }
+
+#[test]
+fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
+    use credd_tests::fault_proxy::{Fault, FaultProxy};
+    let moto = Moto::start();
+    let sts = FaultProxy::start(moto.port);
+    let world = aws_world(&moto)
+        .with_env("AWS_ENDPOINT_URL_STS", &sts.url())
+        .with_env("CREDD_TEST_CLOCK", "1");
+    let _daemon = world.start_daemon();
+    let first = world.credd(&["get", "chain", "--format", "aws"]).json();
+    let healthy_calls = sts.requests();
+    assert!(
+        healthy_calls >= 2,
+        "the chain went past the proxy ({healthy_calls} calls)"
+    );
+
+    for fault in [Fault::ServerError, Fault::Throttle] {
+        sts.set(fault);
+        // 31 minutes on, the hour-long credentials are past the half of their life that a
+        // caller wanting 45 minutes accepts, so credd asks STS, which fails; with 29 minutes
+        // left they are still served.
+        world.advance_clock(if fault == Fault::ServerError {
+            31 * 60
+        } else {
+            60
+        });
+        let before = sts.requests();
+        for _ in 0..5 {
+            let served = world
+                .credd(&["get", "chain", "--format", "aws", "--min-valid", "45m"])
+                .json();
+            assert_eq!(
+                served["Credentials"]["AccessKeyId"],
+                first["Credentials"]["AccessKeyId"]
+            );
+        }
+        let calls = sts.requests() - before;
+        // One refresh attempt (the SDK retries it a few times), then backoff: no storm.
+        assert!(
+            (1..=4).contains(&calls),
+            "{fault:?}: {calls} STS calls for 5 gets"
+        );
+        let status = world.source_status("chain");
+        assert_eq!(status["state"], "failing", "{status}");
+        let error = status["last_error"].as_str().unwrap();
+        let expected = if fault == Fault::ServerError {
+            "InternalFailure"
+        } else {
+            "Throttling"
+        };
+        assert!(error.contains(expected), "{fault:?}: {error}");
+    }
+
+    // The upstream recovers; so does the source, by itself.
+    sts.set(Fault::None);
+    world.eventually(Duration::from_secs(30), "recovery", || {
+        world.advance_clock(30);
+        world.source_status("chain")["state"] == "fresh"
+    });
+}

@@ -3,6 +3,7 @@
 //!
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
+pub mod fault_proxy;
 pub mod http;
 pub mod model_api;
 pub mod peers;
