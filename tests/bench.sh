@@ -14,4 +14,7 @@ fi
 export CREDD_BENCH_PYTHON="$venv/bin/python"
 
 cargo build --locked --release --bins
+# The client as it is installed: the `client` profile (built for size, aborts on panic).
+cargo build --locked --profile client -p credd
+export CREDD_CLIENT_BIN="$PWD/target/client/credd"
 cargo bench --locked -p credd-tests

@@ -63,41 +63,46 @@ pub fn encode_response(response: Response) -> Vec<u8> {
     })
 }
 
-/// Reads the version before the body, so a frame from another protocol version gets a clear
-/// answer even when its request no longer parses.
-fn check_version(body: &[u8]) -> Result<serde_json::Value, FrameError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    match value.get("version").and_then(serde_json::Value::as_u64) {
-        Some(v) if v == u64::from(PROTOCOL_VERSION) => Ok(value),
-        Some(v) => Err(FrameError::UnsupportedVersion {
-            theirs: u32::try_from(v).unwrap_or(u32::MAX),
-        }),
-        None => Err(FrameError::Malformed("no protocol version".into())),
+/// Just the version of a frame, for when the rest does not parse.
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    version: u32,
+}
+
+/// Explains why a frame did not parse: another protocol version, or plain malformed.
+fn parse_failure(body: &[u8], error: serde_json::Error) -> FrameError {
+    match serde_json::from_slice::<VersionOnly>(body) {
+        Ok(v) if v.version != PROTOCOL_VERSION => {
+            FrameError::UnsupportedVersion { theirs: v.version }
+        }
+        _ => FrameError::Malformed(error.to_string()),
     }
 }
 
 pub fn decode_request(body: &[u8]) -> Result<Request, FrameError> {
-    let value = check_version(body)?;
-    serde_json::from_value::<RequestFrame>(value)
-        .map(|f| f.request)
-        .map_err(|e| FrameError::Malformed(e.to_string()))
+    match serde_json::from_slice::<RequestFrame>(body) {
+        Ok(frame) if frame.version == PROTOCOL_VERSION => Ok(frame.request),
+        Ok(frame) => Err(FrameError::UnsupportedVersion {
+            theirs: frame.version,
+        }),
+        Err(e) => Err(parse_failure(body, e)),
+    }
 }
 
 pub fn decode_response(body: &[u8]) -> Result<Response, FrameError> {
-    // An error reply is readable whatever version sent it, so a version mismatch is explained
-    // by the daemon's own words.
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if let Some(response) = value.get("response")
-        && let Ok(error @ Response::Error(_)) = serde_json::from_value::<Response>(response.clone())
-    {
-        return Ok(error);
+    match serde_json::from_slice::<ResponseFrame>(body) {
+        Ok(frame) if frame.version == PROTOCOL_VERSION => Ok(frame.response),
+        // An error reply is readable whatever version sent it, so a version mismatch is
+        // explained in the daemon's own words.
+        Ok(ResponseFrame {
+            response: error @ Response::Error(_),
+            ..
+        }) => Ok(error),
+        Ok(frame) => Err(FrameError::UnsupportedVersion {
+            theirs: frame.version,
+        }),
+        Err(e) => Err(parse_failure(body, e)),
     }
-    let value = check_version(body)?;
-    serde_json::from_value::<ResponseFrame>(value)
-        .map(|f| f.response)
-        .map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
 /// Reads one frame body (blocking).

@@ -41,14 +41,20 @@ fn main() {
 
     let world = World::new().with_env("CREDD_LOG", "warn");
     let cmd = world.counting_command("gw", "tok-bench");
+    let aws = world.counting_command(
+        "aws",
+        r#"{"Version":1,"AccessKeyId":"ASIABENCH","SecretAccessKey":"s","SessionToken":"t","Expiration":"2099-01-01T00:00:00Z"}"#,
+    );
     world.write_config(&format!(
-        "[sources.gateway]\nkind = \"exec\"\ncommand = {}\nttl = \"12h\"\n",
-        serde_json::to_string(&cmd).unwrap()
+        "[sources.gateway]\nkind = \"exec\"\ncommand = {}\nttl = \"12h\"\n\n[sources.dev]\nkind = \"exec\"\ncommand = {}\n",
+        serde_json::to_string(&cmd).unwrap(),
+        serde_json::to_string(&aws).unwrap()
     ));
 
     let start_ms = start_to_serving(&world);
     let daemon = world.start_daemon();
     world.credd(&["get", "gateway"]).ok();
+    world.credd(&["get", "dev", "--format", "aws"]).ok();
     std::thread::sleep(Duration::from_millis(500));
     let rss_start = rss_kib(daemon.pid());
 
@@ -64,12 +70,25 @@ fn main() {
             .unwrap()
             .success()
     });
+    let credd_aws = time_runs(runs, || {
+        world
+            .credd_command(&["get", "dev", "--format", "aws"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    });
     report("/bin/true", &floor, None);
     report("credd get gateway", &credd, Some(&floor));
+    report("credd get dev --format aws", &credd_aws, Some(&floor));
     match boto3_command(&world) {
         Some(mut boto3) => {
             let python = time_runs(runs.min(30), || boto3().status().unwrap().success());
             report("python3 boto3 (profile credentials)", &python, Some(&floor));
+            println!(
+                "  boto3 / credd --format aws: {:.0}x (target >= 100x)",
+                pct(&python, 0.5).as_secs_f64() / pct(&credd_aws, 0.5).as_secs_f64()
+            );
         }
         None => println!(
             "  python3 boto3: not measured (no python3 with boto3; tests/bench.sh installs one)"
@@ -81,6 +100,11 @@ fn main() {
     );
     load(&world, clients, Duration::from_secs(secs));
     assert_eq!(world.runs("gw"), 1, "the load called the upstream");
+    assert_eq!(
+        world.runs("aws"),
+        1,
+        "the cached AWS source called the upstream"
+    );
 
     println!("\n## daemon resources");
     std::thread::sleep(Duration::from_secs(2));
@@ -171,7 +195,7 @@ fn boto3_command(world: &World) -> Option<impl FnMut() -> Command> {
         "[profile bench]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = secret\nregion = us-east-1\n",
     )
     .unwrap();
-    let python_code = "import boto3; c = boto3.Session(profile_name='bench').get_credentials().get_frozen_credentials(); assert c.access_key";
+    let python_code = "import boto3; c = boto3.Session(profile_name='bench').get_credentials().get_frozen_credentials(); print(c.access_key, c.secret_key, c.token)";
     Some(move || {
         let mut cmd = Command::new(&python);
         cmd.args(["-c", python_code])

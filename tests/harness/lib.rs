@@ -28,8 +28,13 @@ pub fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// A built binary; `CREDD_CLIENT_BIN` points at another build of `credd` (the benchmark uses
+/// the `client` profile, as installed).
 pub fn bin(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
+    let path = match std::env::var_os("CREDD_CLIENT_BIN") {
+        Some(client) if name == "credd" => PathBuf::from(client),
+        _ => bin_dir().join(name),
+    };
     assert!(
         path.is_file(),
         "{} is not built; run `cargo build --workspace --bins` first (or the README's test command)",
