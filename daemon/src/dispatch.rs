@@ -48,6 +48,7 @@ impl Dispatcher {
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Login { source } => self.login(&source).await,
             Request::LoginWait { source } => self.login_wait(&source).await,
+            Request::LoginCode { source, code } => self.login_code(&source, code).await,
             Request::Status => Response::Status(self.status()),
             Request::Stop => {
                 tracing::info!("stop requested by a client");
@@ -147,6 +148,22 @@ impl Dispatcher {
             Err(error) => return Response::Error(error),
         };
         match self.logins.wait(slot).await {
+            Ok(credential) => Response::Done {
+                message: format!(
+                    "signed in: `{name}` has credentials valid until {}",
+                    until(credential.expires_at)
+                ),
+            },
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    async fn login_code(&self, name: &str, code: credd_proto::Secret) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(error) => return Response::Error(error),
+        };
+        match self.logins.submit_code(slot, code).await {
             Ok(credential) => Response::Done {
                 message: format!(
                     "signed in: `{name}` has credentials valid until {}",

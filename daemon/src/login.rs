@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use credd_proto::{Credential, LoginPrompt};
+use credd_proto::{Credential, LoginPrompt, Secret};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
-use crate::sources::SourceError;
+use crate::sources::{LoginIo, SourceError};
 
 /// Claude Code gives `awsAuthRefresh` and `gcpAuthRefresh` three minutes; a flow ends before.
 pub const LOGIN_BOUND: Duration = Duration::from_secs(170);
@@ -25,6 +25,8 @@ type Outcome = Result<(), SourceError>;
 #[derive(Clone)]
 struct Flow {
     prompt: watch::Receiver<Option<LoginPrompt>>,
+    /// Where the code the person typed goes, for logins that ask for one.
+    code: Arc<Mutex<Option<oneshot::Sender<Secret>>>>,
     done: Shared<BoxFuture<'static, Outcome>>,
 }
 
@@ -55,6 +57,11 @@ impl Logins {
         let flow = match self.flow(slot.name()) {
             Some(flow) => flow,
             None => {
+                // The cache first (valid MFA credentials need no new code), then a fresh look
+                // past any backoff (a login done elsewhere needs no new flow).
+                if let Ok(credential) = slot.get(DEFAULT_MIN_VALID, None).await {
+                    return Ok(Started::AlreadyValid(credential));
+                }
                 match slot.refresh().await {
                     Ok(credential) => return Ok(Started::AlreadyValid(credential)),
                     Err(SourceError::NeedsLogin(_)) => {}
@@ -82,6 +89,31 @@ impl Logins {
         slot.get(DEFAULT_MIN_VALID, None).await
     }
 
+    /// Hands the login in progress the code the person typed, and waits for it to finish.
+    pub async fn submit_code(
+        &self,
+        slot: Arc<Slot>,
+        code: Secret,
+    ) -> Result<Arc<Credential>, SourceError> {
+        let Some(flow) = self.flow(slot.name()) else {
+            return Err(SourceError::Upstream(
+                "no login is waiting for a code; run `credd login` again".into(),
+            ));
+        };
+        let sender = flow.code.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(code);
+            }
+            None => {
+                return Err(SourceError::Upstream(
+                    "another `credd login` already gave this login its code".into(),
+                ));
+            }
+        }
+        self.wait(slot).await
+    }
+
     /// Starts the flow, unless another caller did just now.
     fn begin(&self, slot: Arc<Slot>) -> Flow {
         let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
@@ -89,16 +121,20 @@ impl Logins {
             return flow.clone();
         }
         let (tx, rx) = watch::channel(None);
+        let (code_tx, code_rx) = oneshot::channel();
         let name = slot.name().to_string();
         let key = name.clone();
         let registry = self.clone();
         let task = tokio::spawn(async move {
             tracing::info!(source = %name, "interactive login started");
             let deadline = SystemTime::now() + LOGIN_BOUND;
-            let report = Box::new(move |prompt: LoginPrompt| {
-                let _ = tx.send(Some(prompt));
-            });
-            let outcome = match slot.source().login(deadline, report) {
+            let io = LoginIo {
+                report: Box::new(move |prompt: LoginPrompt| {
+                    let _ = tx.send(Some(prompt));
+                }),
+                code: code_rx,
+            };
+            let outcome = match slot.source().login(deadline, io) {
                 Some(login) => login.await,
                 None => Err(SourceError::Upstream(format!(
                     "sources of kind `{}` have no interactive login",
@@ -122,6 +158,7 @@ impl Logins {
         }));
         let flow = Flow {
             prompt: rx,
+            code: Arc::new(Mutex::new(Some(code_tx))),
             done: done.shared(),
         };
         flows.insert(key, flow.clone());

@@ -9,12 +9,13 @@ mod caller;
 mod connection;
 mod output;
 mod status;
+mod terminal;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use credd_proto::{ErrorKind, Request, Response};
+use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret};
 
 use crate::output::Format;
 
@@ -126,6 +127,24 @@ fn run(command: Command) -> Result<String, Failure> {
             },
             true,
         )? {
+            Response::LoginPrompt(LoginPrompt::MfaCode { mfa_serial }) => {
+                let code = terminal::read_code(&format!(
+                    "MFA code for `{source}` ({mfa_serial}): "
+                ))
+                .map_err(|e| {
+                    (
+                        ErrorKind::NeedsLogin.exit_code(),
+                        format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal"),
+                    )
+                })?;
+                done(ask(
+                    Request::LoginCode {
+                        source,
+                        code: Secret::new(code),
+                    },
+                    false,
+                )?)
+            }
             Response::LoginPrompt(prompt) => {
                 show_login_prompt(&source, &prompt);
                 done(ask(Request::LoginWait { source }, false)?)
@@ -158,19 +177,27 @@ fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
 
 /// Shows the person what to approve, at once (Claude Code shows a helper's stdout), and opens
 /// the page in a browser unless CREDD_NO_BROWSER is set.
-fn show_login_prompt(source: &str, prompt: &credd_proto::LoginPrompt) {
+fn show_login_prompt(source: &str, prompt: &LoginPrompt) {
     use std::io::Write as _;
+    let LoginPrompt::Device {
+        verification_uri,
+        user_code,
+        expires_in_secs,
+    } = prompt
+    else {
+        return;
+    };
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
         "To sign in to `{source}`, open this page and confirm the code {}:\n  {}\nWaiting for approval (the code expires in {} minutes)...",
-        prompt.user_code,
-        prompt.verification_uri,
-        prompt.expires_in_secs.div_ceil(60)
+        user_code,
+        verification_uri,
+        expires_in_secs.div_ceil(60)
     );
     let _ = stdout.flush();
     if std::env::var_os("CREDD_NO_BROWSER").is_none() {
-        open_browser(&prompt.verification_uri);
+        open_browser(verification_uri);
     }
 }
 

@@ -48,6 +48,11 @@ pub enum Request {
     LoginWait {
         source: String,
     },
+    /// The code a login asked for (an MFA code); answered when the login has finished.
+    LoginCode {
+        source: String,
+        code: Secret,
+    },
     Status,
     /// Shut the daemon down.
     Stop,
@@ -85,13 +90,21 @@ pub enum Response {
     Error(ErrorReply),
 }
 
+/// What a login needs from the person running `credd login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LoginPrompt {
-    /// Where to approve the login.
-    pub verification_uri: String,
-    /// The code the page shows, for the person to compare.
-    pub user_code: String,
-    pub expires_in_secs: u64,
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum LoginPrompt {
+    /// Approve a device code in a browser.
+    Device {
+        /// Where to approve the login.
+        verification_uri: String,
+        /// The code the page shows, for the person to compare.
+        user_code: String,
+        expires_in_secs: u64,
+    },
+    /// Type the current code of an MFA device; the client reads it from the terminal and sends
+    /// it with [`Request::LoginCode`].
+    MfaCode { mfa_serial: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

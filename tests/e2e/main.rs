@@ -2,6 +2,7 @@
 //! capability; the harness (`credd_tests`) gives each test its own isolated world.
 
 mod aws_container;
+mod aws_mfa;
 mod aws_source;
 mod aws_sso;
 mod claude_code;

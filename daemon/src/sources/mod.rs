@@ -8,7 +8,7 @@ pub mod exec;
 
 use std::time::SystemTime;
 
-use credd_proto::{CredentialSecret, LoginPrompt};
+use credd_proto::{CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use crate::config::SourceSpec;
@@ -45,10 +45,18 @@ pub trait Source: Send + Sync {
     fn login(
         &self,
         _deadline: SystemTime,
-        _report: Box<dyn FnOnce(LoginPrompt) + Send>,
+        _io: LoginIo,
     ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
         None
     }
+}
+
+/// How a login talks to the person through `credd login`.
+pub struct LoginIo {
+    /// Shows what to do; called once.
+    pub report: Box<dyn FnOnce(LoginPrompt) + Send>,
+    /// The code the person typed, when the prompt asked for one.
+    pub code: tokio::sync::oneshot::Receiver<Secret>,
 }
 
 /// Builds the source a config entry describes.

@@ -22,11 +22,12 @@ use aws_types::os_shim_internal::{Env, Fs};
 use credd_proto::{CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
+pub mod mfa;
 pub mod sso;
 
 use credd_proto::LoginPrompt;
 
-use super::{Fetched, Source, SourceError};
+use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::AwsSpec;
 
 /// How long one resolution (including every STS or SSO call it makes) may take.
@@ -34,11 +35,16 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct AwsSource {
     spec: AwsSpec,
+    /// Credentials from the last MFA login, until the cache takes them.
+    mfa_session: std::sync::Mutex<Option<Fetched>>,
 }
 
 impl AwsSource {
     pub fn new(spec: AwsSpec) -> Self {
-        AwsSource { spec }
+        AwsSource {
+            spec,
+            mfa_session: std::sync::Mutex::new(None),
+        }
     }
 
     async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -58,6 +64,23 @@ impl AwsSource {
 
     async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let profile = self.spec.profile.as_str();
+        if let Some(role) = mfa::mfa_role(profile)
+            .await
+            .map_err(SourceError::Upstream)?
+        {
+            // Only a login (with a person and a code) makes these credentials.
+            return self
+                .mfa_session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| {
+                    SourceError::NeedsLogin(format!(
+                        "profile `{profile}` needs an MFA code ({})",
+                        role.serial
+                    ))
+                });
+        }
         let sdk = self.sdk_config().await;
         // An SSO session is kept fresh here, never interactively; the SDK then finds a token
         // with time to spare in the cache.
@@ -130,6 +153,47 @@ impl AwsSource {
         ))
     }
 
+    /// Asks for the MFA code, assumes the role with it, and keeps the credentials for the cache.
+    async fn mfa_login(
+        &self,
+        role: &mfa::MfaRole,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Result<(), SourceError> {
+        (io.report)(LoginPrompt::MfaCode {
+            mfa_serial: role.serial.clone(),
+        });
+        let wait = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let code = match tokio::time::timeout(wait, io.code).await {
+            Ok(Ok(code)) => code,
+            _ => {
+                return Err(SourceError::NeedsLogin(format!(
+                    "no MFA code for `{}` was given in time",
+                    role.profile
+                )));
+            }
+        };
+        let sdk = self.sdk_config().await;
+        let c = mfa::assume_with_code(role, &sdk, code.expose(), self.spec.duration).await?;
+        let expires_at = SystemTime::try_from(*c.expiration())
+            .unwrap_or_else(|_| SystemTime::now() + self.spec.duration);
+        let mut metadata = BTreeMap::new();
+        metadata.insert("profile".to_string(), role.profile.clone());
+        metadata.insert("mfa_serial".to_string(), role.serial.clone());
+        *self.mfa_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fetched {
+            secret: CredentialSecret::Aws {
+                access_key_id: c.access_key_id().to_string(),
+                secret_access_key: Secret::new(c.secret_access_key()),
+                session_token: Some(Secret::new(c.session_token())),
+            },
+            expires_at,
+            metadata,
+        });
+        Ok(())
+    }
+
     /// Turns the SDK's error into one line that says what to do.
     async fn explain(&self, error: CredentialsError) -> SourceError {
         let profile = &self.spec.profile;
@@ -159,9 +223,15 @@ impl Source for AwsSource {
     fn login(
         &self,
         deadline: SystemTime,
-        report: Box<dyn FnOnce(LoginPrompt) + Send>,
+        io: LoginIo,
     ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
         Some(Box::pin(async move {
+            if let Some(role) = mfa::mfa_role(&self.spec.profile)
+                .await
+                .map_err(SourceError::Upstream)?
+            {
+                return self.mfa_login(&role, deadline, io).await;
+            }
             let Some(session) = self.sso_session().await? else {
                 return Err(SourceError::Upstream(format!(
                     "profile `{}` does not use SSO; there is nothing to log in to (see `credd status` for its error)",
@@ -169,7 +239,7 @@ impl Source for AwsSource {
                 )));
             };
             let sdk = self.sdk_config().await;
-            sso::device_login(&session, &sdk, deadline, report).await
+            sso::device_login(&session, &sdk, deadline, io.report).await
         }))
     }
 
@@ -187,17 +257,22 @@ impl Source for AwsSource {
     }
 }
 
-/// The profile names in the AWS config files, for error messages.
-async fn known_profiles() -> Vec<String> {
+/// The AWS config and credentials files, parsed as the SDK parses them.
+pub async fn load_profiles() -> Result<aws_config::profile::ProfileSet, String> {
     let files = aws_runtime::env_config::file::EnvConfigFiles::default();
-    match aws_config::profile::load(
+    aws_config::profile::load(
         &Fs::real(),
         &Env::real(),
         &files,
         Some(Cow::Borrowed("default")),
     )
     .await
-    {
+    .map_err(|e| format!("cannot read the AWS config files: {e}"))
+}
+
+/// The profile names in the AWS config files, for error messages.
+async fn known_profiles() -> Vec<String> {
+    match load_profiles().await {
         Ok(set) => {
             let mut names: Vec<String> = set.profiles().map(str::to_string).collect();
             names.sort();

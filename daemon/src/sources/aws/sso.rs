@@ -64,15 +64,7 @@ pub fn home_dir() -> PathBuf {
 
 /// The SSO session at the root of `profile`'s `source_profile` chain, if it has one.
 pub async fn session_for_profile(profile: &str) -> Result<Option<SsoSession>, String> {
-    let files = aws_runtime::env_config::file::EnvConfigFiles::default();
-    let set = aws_config::profile::load(
-        &aws_types::os_shim_internal::Fs::real(),
-        &aws_types::os_shim_internal::Env::real(),
-        &files,
-        None,
-    )
-    .await
-    .map_err(|e| format!("cannot read the AWS config files: {e}"))?;
+    let set = super::load_profiles().await?;
     let mut name = profile.to_string();
     let mut seen = Vec::new();
     loop {
@@ -345,7 +337,7 @@ pub async fn device_login(
         .send()
         .await
         .map_err(|e| upstream("StartDeviceAuthorization", &e))?;
-    report(LoginPrompt {
+    report(LoginPrompt::Device {
         verification_uri: auth
             .verification_uri_complete()
             .or(auth.verification_uri())

@@ -1,0 +1,96 @@
+//! Roles that require MFA (`mfa_serial` in the profile). The SDK's profile provider cannot ask a
+//! person for a code, so credd does: `credd login S` reads the code on the terminal, credd calls
+//! STS AssumeRole with it, and the session credentials serve until they expire. `get` and the
+//! background refresh never ask; when the credentials run out they say `credd login S`.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::profile::ProfileFileCredentialsProvider;
+use aws_config::provider_config::ProviderConfig;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::sources::SourceError;
+
+/// A role assumed with an MFA code.
+#[derive(Debug, Clone)]
+pub struct MfaRole {
+    pub profile: String,
+    pub role_arn: String,
+    pub source_profile: String,
+    pub serial: String,
+    pub session_name: Option<String>,
+}
+
+/// The MFA role `profile` names, if it names one.
+pub async fn mfa_role(profile: &str) -> Result<Option<MfaRole>, String> {
+    let set = super::load_profiles().await?;
+    let Some(p) = set.get_profile(profile) else {
+        return Ok(None);
+    };
+    let (Some(serial), Some(role_arn)) = (p.get("mfa_serial"), p.get("role_arn")) else {
+        return Ok(None);
+    };
+    let source_profile = p.get("source_profile").ok_or_else(|| {
+        format!("profile `{profile}` has mfa_serial and role_arn but no source_profile")
+    })?;
+    Ok(Some(MfaRole {
+        profile: profile.to_string(),
+        role_arn: role_arn.to_string(),
+        source_profile: source_profile.to_string(),
+        serial: serial.to_string(),
+        session_name: p.get("role_session_name").map(str::to_string),
+    }))
+}
+
+/// STS AssumeRole with the source profile's credentials and the person's MFA code.
+pub async fn assume_with_code(
+    role: &MfaRole,
+    sdk: &aws_config::SdkConfig,
+    code: &str,
+    duration: Duration,
+) -> Result<aws_sdk_sts::types::Credentials, SourceError> {
+    let provider_config = ProviderConfig::without_region().with_region(sdk.region().cloned());
+    let source = ProfileFileCredentialsProvider::builder()
+        .profile_name(&role.source_profile)
+        .configure(&provider_config)
+        .build()
+        .provide_credentials()
+        .await
+        .map_err(|e| {
+            SourceError::Upstream(format!(
+                "source profile `{}` of `{}`: {}",
+                role.source_profile,
+                role.profile,
+                DisplayErrorContext(&e)
+            ))
+        })?;
+    let config = aws_sdk_sts::config::Builder::from(sdk)
+        .credentials_provider(source)
+        .build();
+    let session_name = role.session_name.clone().unwrap_or_else(|| {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("credd-{secs}")
+    });
+    let out = aws_sdk_sts::Client::from_conf(config)
+        .assume_role()
+        .role_arn(&role.role_arn)
+        .role_session_name(session_name)
+        .serial_number(&role.serial)
+        .token_code(code)
+        .duration_seconds(duration.as_secs() as i32)
+        .send()
+        .await
+        .map_err(|e| {
+            SourceError::NeedsLogin(format!(
+                "STS refused the MFA code for `{}`: {}",
+                role.profile,
+                DisplayErrorContext(&e)
+            ))
+        })?;
+    out.credentials()
+        .cloned()
+        .ok_or_else(|| SourceError::Upstream("STS AssumeRole answered without credentials".into()))
+}
