@@ -8,6 +8,7 @@
 mod caller;
 mod connection;
 mod output;
+mod setup;
 mod status;
 mod terminal;
 
@@ -64,6 +65,38 @@ enum Command {
     },
     /// Stop credd-daemon.
     Stop,
+    /// Write the settings a tool needs to use a source.
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SetupTarget {
+    /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
+    /// (a backup is kept next to it, and what changed is printed).
+    ClaudeCode {
+        source: String,
+        /// Write ~/.claude/settings.json (the default).
+        #[arg(long, conflicts_with = "project")]
+        user: bool,
+        /// Write DIR/.claude/settings.json instead.
+        #[arg(long, value_name = "DIR")]
+        project: Option<std::path::PathBuf>,
+        /// How Claude Code gets the credential: helper settings, or a local endpoint.
+        #[arg(long, value_enum, default_value = "helper")]
+        via: setup::Via,
+        /// The gateway's URL, written as ANTHROPIC_BASE_URL (for token sources).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// The AWS region for Bedrock (default: the source's region).
+        #[arg(long)]
+        region: Option<String>,
+        /// Print what would change, without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -159,6 +192,52 @@ fn run(command: Command) -> Result<String, Failure> {
             Response::Status(report) => Ok(status::render(&report)),
             other => Err(unexpected(other)),
         },
+        Command::Setup {
+            target:
+                SetupTarget::ClaudeCode {
+                    source,
+                    user: _,
+                    project,
+                    via,
+                    base_url,
+                    region,
+                    dry_run,
+                },
+        } => {
+            let settings_path = match project {
+                Some(dir) => dir.join(".claude/settings.json"),
+                None => std::env::var_os("HOME")
+                    .map(std::path::PathBuf::from)
+                    .ok_or((
+                        exit::USAGE,
+                        "HOME is not set; use --project DIR".to_string(),
+                    ))?
+                    .join(".claude/settings.json"),
+            };
+            let credential = match ask(
+                Request::Get {
+                    source: source.clone(),
+                    min_valid_secs: 0,
+                    caller: None,
+                },
+                true,
+            )? {
+                Response::Credential(c) => c,
+                other => return Err(unexpected(other)),
+            };
+            let status = match ask(Request::Status, true)? {
+                Response::Status(status) => status,
+                other => return Err(unexpected(other)),
+            };
+            let plan = setup::Plan {
+                settings_path,
+                source,
+                via,
+                base_url,
+                region,
+            };
+            setup::run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
+        }
         Command::Stop => match ask(Request::Stop, false) {
             Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),
             other => done(other?),

@@ -12,6 +12,7 @@ mod lifecycle;
 mod protocol;
 mod refresh;
 mod secrets;
+mod setup;
 
 /// A config with one exec source named `name` running `command`.
 pub fn exec_config(name: &str, command: &[String], extra: &str) -> String {

@@ -1,0 +1,331 @@
+//! `credd setup claude-code`: writes the Claude Code settings that point it at a credd source,
+//! so nobody copies tables of environment variables by hand.
+//!
+//! The settings file is merged, never replaced: every key credd does not own is kept. The new
+//! file is written atomically with mode 0600 after the old one is copied to `settings.json.bak`,
+//! and what changed is printed as a diff.
+
+use std::path::{Path, PathBuf};
+
+use credd_proto::{Credential, StatusReport};
+use serde_json::{Map, Value, json};
+
+/// How Claude Code should get credentials from credd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Through Claude Code's helper settings (apiKeyHelper, awsCredentialExport).
+    Helper,
+    /// Through a local endpoint the SDK reads without a helper (AWS container credentials).
+    Endpoint,
+}
+
+pub struct Plan {
+    pub settings_path: PathBuf,
+    pub source: String,
+    pub via: Via,
+    pub base_url: Option<String>,
+    pub region: Option<String>,
+}
+
+/// What the settings for `source` should contain, given what the daemon says about it.
+fn owned_settings(
+    plan: &Plan,
+    credd: &str,
+    kind: &str,
+    credential: &Credential,
+    status: &StatusReport,
+) -> Result<Map<String, Value>, String> {
+    let source = &plan.source;
+    let mut top = Map::new();
+    let mut env = Map::new();
+    match (kind, plan.via) {
+        ("aws", via) => {
+            let region = plan
+                .region
+                .clone()
+                .or_else(|| credential.metadata.get("region").cloned())
+                .ok_or_else(|| {
+                    format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
+                })?;
+            env.insert("CLAUDE_CODE_USE_BEDROCK".into(), json!("1"));
+            env.insert("AWS_REGION".into(), json!(region));
+            match via {
+                Via::Helper => {
+                    top.insert(
+                        "awsCredentialExport".into(),
+                        json!(format!("{credd} get {source} --format aws")),
+                    );
+                    top.insert(
+                        "awsAuthRefresh".into(),
+                        json!(format!("{credd} login {source}")),
+                    );
+                }
+                Via::Endpoint => {
+                    let endpoint = status
+                        .sources
+                        .iter()
+                        .find(|s| &s.name == source)
+                        .and_then(|s| s.endpoints.iter().find(|e| e.kind == "aws-container"))
+                        .ok_or_else(|| {
+                            format!("source `{source}` has no container endpoint; add `container_endpoint = {{}}` to its table in the config")
+                        })?;
+                    for line in &endpoint.env {
+                        if let Some((k, v)) = line.split_once('=') {
+                            env.insert(k.into(), json!(v));
+                        }
+                    }
+                }
+            }
+        }
+        (_, Via::Endpoint) => {
+            return Err(format!(
+                "sources of kind `{kind}` have no local endpoint for Claude Code; use --via helper"
+            ));
+        }
+        (_, Via::Helper) => {
+            if !matches!(
+                credential.secret,
+                credd_proto::CredentialSecret::Token { .. }
+            ) {
+                return Err(format!(
+                    "source `{source}` holds AWS credentials from an `{kind}` command; Claude Code's apiKeyHelper needs a token"
+                ));
+            }
+            top.insert(
+                "apiKeyHelper".into(),
+                json!(format!("{credd} get {source}")),
+            );
+            if let Some(url) = &plan.base_url {
+                env.insert("ANTHROPIC_BASE_URL".into(), json!(url));
+            }
+            env.insert(
+                "CLAUDE_CODE_API_KEY_HELPER_TTL_MS".into(),
+                json!(helper_ttl_ms(credential).to_string()),
+            );
+        }
+    }
+    top.insert("env".into(), Value::Object(env));
+    Ok(top)
+}
+
+/// How long Claude Code may keep a token before asking again: its 5-minute default, shorter for
+/// short-lived tokens, so that it never holds one past the validity credd guarantees.
+pub fn helper_ttl_ms(credential: &Credential) -> u64 {
+    let lifetime_ms = (credential.expires_at - credential.issued_at).max(0) as u64 * 1000;
+    (lifetime_ms / 4).clamp(10_000, 300_000)
+}
+
+/// Reads the settings file; a missing file is an empty one, an invalid one is refused.
+fn read_settings(path: &Path) -> Result<Map<String, Value>, String> {
+    match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(text) if text.trim().is_empty() => Ok(Map::new()),
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err(format!(
+                "{} is not a JSON object; fix or move it, then run this again",
+                path.display()
+            )),
+            Err(e) => Err(format!(
+                "{} is not valid JSON (line {}, column {}): {e}; it was left untouched",
+                path.display(),
+                e.line(),
+                e.column()
+            )),
+        },
+    }
+}
+
+/// `settings` with `owned` merged in: top-level keys replaced, `env` merged key by key.
+fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map<String, Value> {
+    for (key, value) in owned {
+        match (key.as_str(), value) {
+            ("env", Value::Object(new_env)) => {
+                let env = settings.entry("env").or_insert_with(|| json!({}));
+                if !env.is_object() {
+                    *env = json!({});
+                }
+                let env = env.as_object_mut().expect("made an object above");
+                env.extend(new_env);
+            }
+            (_, value) => {
+                settings.insert(key, value);
+            }
+        }
+    }
+    settings
+}
+
+/// One line per changed key: `+` added, `-` removed, `~` changed.
+fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut flat_old = Vec::new();
+    let mut flat_new = Vec::new();
+    flatten("", old, &mut flat_old);
+    flatten("", new, &mut flat_new);
+    for (key, value) in &flat_new {
+        match flat_old.iter().find(|(k, _)| k == key) {
+            None => lines.push(format!("+ {key} = {value}")),
+            Some((_, before)) if before != value => {
+                lines.push(format!("~ {key} = {value} (was {before})"))
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, value) in &flat_old {
+        if !flat_new.iter().any(|(k, _)| k == key) {
+            lines.push(format!("- {key} = {value}"));
+        }
+    }
+    lines
+}
+
+fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String)>) {
+    for (key, value) in map {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Object(inner) if key == "env" && prefix.is_empty() => flatten(&path, inner, out),
+            other => out.push((path, other.to_string())),
+        }
+    }
+}
+
+fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<PathBuf>, String> {
+    use std::io::Write as _;
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().readonly()
+    {
+        return Err(format!(
+            "{} is read-only; make it writable if credd should change it",
+            path.display()
+        ));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of", e))?;
+    let backup = if path.exists() {
+        let backup = path.with_extension("json.bak");
+        std::fs::copy(path, &backup).map_err(|e| fail("back up", e))?;
+        Some(backup)
+    } else {
+        None
+    };
+    let mut text =
+        serde_json::to_string_pretty(&Value::Object(settings.clone())).expect("settings serialize");
+    text.push('\n');
+    let tmp = path.with_extension("json.credd-tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).write(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(|e| fail("write", e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| fail("write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(backup)
+}
+
+/// Plans and (unless `dry_run`) writes the settings; returns what to print.
+pub fn run(
+    plan: &Plan,
+    status: &StatusReport,
+    credential: &Credential,
+    dry_run: bool,
+) -> Result<String, String> {
+    let kind = status
+        .sources
+        .iter()
+        .find(|s| s.name == plan.source)
+        .map(|s| s.kind.clone())
+        .ok_or_else(|| format!("no source named `{}`", plan.source))?;
+    let credd = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
+    let credd = credd.display().to_string();
+    let owned = owned_settings(plan, &credd, &kind, credential, status)?;
+    let old = read_settings(&plan.settings_path)?;
+    let new = merge(old.clone(), owned);
+    let changes = diff(&old, &new);
+    let mut out = String::new();
+    let path = plan.settings_path.display();
+    if changes.is_empty() {
+        return Ok(format!(
+            "{path} already has these settings; nothing to do\n"
+        ));
+    }
+    out += &format!(
+        "{} {path}:\n",
+        if dry_run { "Would change" } else { "Changed" }
+    );
+    for line in &changes {
+        out += &format!("  {line}\n");
+    }
+    if dry_run {
+        return Ok(out);
+    }
+    match write_settings(&plan.settings_path, &new)? {
+        Some(backup) => {
+            out += &format!(
+                "The previous file is in {}; restore it to undo.\n",
+                backup.display()
+            )
+        }
+        None => out += &format!("Delete {path} to undo.\n"),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_every_key_credd_does_not_own() {
+        let old = json!({"model": "opus", "env": {"FOO": "bar", "AWS_REGION": "eu-west-1"}, "permissions": {"allow": ["Bash(ls)"]}});
+        let owned = json!({"awsCredentialExport": "credd get x --format aws", "env": {"AWS_REGION": "us-east-1"}});
+        let merged = merge(
+            old.as_object().unwrap().clone(),
+            owned.as_object().unwrap().clone(),
+        );
+        assert_eq!(merged["model"], "opus");
+        assert_eq!(merged["permissions"]["allow"][0], "Bash(ls)");
+        assert_eq!(merged["env"]["FOO"], "bar");
+        assert_eq!(merged["env"]["AWS_REGION"], "us-east-1");
+        let changes = diff(old.as_object().unwrap(), &merged);
+        assert!(
+            changes.contains(&"+ awsCredentialExport = \"credd get x --format aws\"".to_string()),
+            "{changes:?}"
+        );
+        assert!(
+            changes.iter().any(|c| c.starts_with("~ env.AWS_REGION")),
+            "{changes:?}"
+        );
+        assert_eq!(changes.len(), 2, "{changes:?}");
+    }
+
+    #[test]
+    fn helper_ttl_never_outlives_short_tokens() {
+        let cred = |lifetime: i64| Credential {
+            source: "s".into(),
+            secret: credd_proto::CredentialSecret::Token {
+                token: credd_proto::Secret::new("t"),
+            },
+            issued_at: 0,
+            expires_at: lifetime,
+            metadata: Default::default(),
+        };
+        assert_eq!(helper_ttl_ms(&cred(3600)), 300_000);
+        assert_eq!(helper_ttl_ms(&cred(300)), 75_000);
+    }
+}
