@@ -51,7 +51,7 @@ fi
 export CREDD_CLAUDE_BIN="$claude"
 
 step "building credd and credd-daemon"
-cargo build --locked --workspace --bins
+cargo build --locked --workspace --bins --features credd/docs
 
 step "running the tests"
 cargo test --locked --workspace

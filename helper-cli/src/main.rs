@@ -6,6 +6,7 @@
 //! that says what kind of failure it was (see [`exit`]).
 
 mod caller;
+mod cli;
 mod connection;
 mod output;
 mod setup;
@@ -13,12 +14,11 @@ mod status;
 mod terminal;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret};
 
-use crate::output::Format;
+use crate::cli::{Cli, Command, SetupTarget};
 
 /// Exit codes, documented in the README. Errors reported by the daemon use
 /// [`ErrorKind::exit_code`]: 1 upstream failed, 4 unknown source, 5 needs login, 6 version
@@ -26,82 +26,6 @@ use crate::output::Format;
 mod exit {
     pub const USAGE: u8 = 2;
     pub const DAEMON_UNREACHABLE: u8 = 3;
-}
-
-/// Serves cached cloud credentials from credd-daemon to Claude Code, SDKs and shells.
-#[derive(Parser, Debug)]
-#[command(name = "credd", version, disable_help_subcommand = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Print a credential for SOURCE (starting credd-daemon if none is running).
-    Get {
-        /// The source's name in the config ([sources.NAME]).
-        source: String,
-        /// How to print it.
-        #[arg(long, short, value_enum, default_value = "token")]
-        format: Format,
-        /// The credential must stay valid at least this long ("10m", "1h").
-        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-        min_valid: Duration,
-    },
-    /// Fetch a new credential for SOURCE now, whatever the cache holds.
-    Refresh { source: String },
-    /// Sign in to SOURCE if it needs it (an SSO device login), for Claude Code's awsAuthRefresh.
-    ///
-    /// Exits 0 at once when SOURCE already has valid credentials. Otherwise prints the URL and
-    /// code to approve on stdout, opens a browser (unless CREDD_NO_BROWSER is set), and waits at
-    /// most about three minutes. Concurrent logins for one source share one flow.
-    Login { source: String },
-    /// Show the daemon and every source: state, expiry, next refresh, last error.
-    Status {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stop credd-daemon.
-    Stop,
-    /// Write the settings a tool needs to use a source.
-    Setup {
-        #[command(subcommand)]
-        target: SetupTarget,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum SetupTarget {
-    /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
-    /// (a backup is kept next to it, and what changed is printed).
-    ClaudeCode {
-        source: String,
-        /// Write ~/.claude/settings.json (the default).
-        #[arg(long, conflicts_with = "project")]
-        user: bool,
-        /// Write DIR/.claude/settings.json instead.
-        #[arg(long, value_name = "DIR")]
-        project: Option<std::path::PathBuf>,
-        /// How Claude Code gets the credential: helper settings, or a local endpoint.
-        #[arg(long, value_enum, default_value = "helper")]
-        via: setup::Via,
-        /// The gateway's URL, written as ANTHROPIC_BASE_URL (for token sources).
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        /// The AWS region for Bedrock (default: the source's region).
-        #[arg(long)]
-        region: Option<String>,
-        /// Print what would change, without writing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (write it like \"90s\", \"10m\", \"1h\")"))
 }
 
 fn main() -> ExitCode {

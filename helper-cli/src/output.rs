@@ -6,19 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use credd_proto::{Credential, CredentialSecret};
 use serde_json::{Map, Value, json};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// The secret alone (apiKeyHelper, gateways).
-    Token,
-    /// The whole credential with its metadata.
-    Json,
-    /// {"Credentials":{AccessKeyId,...,Expiration}} (Claude Code's awsCredentialExport).
-    Aws,
-    /// {"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process).
-    AwsProcess,
-    /// `export NAME='value'` lines for `eval`.
-    Env,
-}
+pub use crate::cli::Format;
 
 pub fn render(credential: &Credential, format: Format) -> Result<String, String> {
     let expiration = rfc3339(credential.expires_at);

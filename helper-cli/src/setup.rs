@@ -10,14 +10,7 @@ use std::path::{Path, PathBuf};
 use credd_proto::{Credential, StatusReport};
 use serde_json::{Map, Value, json};
 
-/// How Claude Code should get credentials from credd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Via {
-    /// Through Claude Code's helper settings (apiKeyHelper, awsCredentialExport).
-    Helper,
-    /// Through a local endpoint the SDK reads without a helper (AWS container credentials).
-    Endpoint,
-}
+pub use crate::cli::Via;
 
 pub struct Plan {
     pub settings_path: PathBuf,

@@ -7,6 +7,7 @@ mod aws_source;
 mod aws_sso;
 mod claude_code;
 mod config_reload;
+mod docs;
 mod exec_source;
 mod lifecycle;
 mod protocol;

@@ -1,0 +1,116 @@
+//! The command line of `credd`, defined once: the client parses it, and `credd-docs` turns the
+//! same definition into the man page and the shell completions, so none of them can drift.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Serves cached cloud credentials from credd-daemon to Claude Code, SDKs and shells.
+#[derive(Parser, Debug)]
+#[command(
+    name = "credd",
+    version,
+    disable_help_subcommand = true,
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a credential for SOURCE (starting credd-daemon if none is running).
+    Get {
+        /// The source's name in the config ([sources.NAME]).
+        source: String,
+        /// How to print it.
+        #[arg(long, short, value_enum, default_value = "token")]
+        format: Format,
+        /// The credential must stay valid at least this long ("10m", "1h").
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+        min_valid: Duration,
+    },
+    /// Fetch a new credential for SOURCE now, whatever the cache holds.
+    Refresh { source: String },
+    /// Sign in to SOURCE if it needs it (an SSO device login), for Claude Code's awsAuthRefresh.
+    ///
+    /// Exits 0 at once when SOURCE already has valid credentials. Otherwise prints the URL and
+    /// code to approve on stdout, opens a browser (unless CREDD_NO_BROWSER is set), and waits at
+    /// most about three minutes. Concurrent logins for one source share one flow.
+    Login { source: String },
+    /// Show the daemon and every source: state, expiry, next refresh, last error.
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop credd-daemon.
+    Stop,
+    /// Write the settings a tool needs to use a source.
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SetupTarget {
+    /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
+    /// (a backup is kept next to it, and what changed is printed).
+    ClaudeCode {
+        source: String,
+        /// Write ~/.claude/settings.json (the default).
+        #[arg(long, conflicts_with = "project")]
+        user: bool,
+        /// Write DIR/.claude/settings.json instead.
+        #[arg(long, value_name = "DIR")]
+        project: Option<std::path::PathBuf>,
+        /// How Claude Code gets the credential: helper settings, or a local endpoint.
+        #[arg(long, value_enum, default_value = "helper")]
+        via: Via,
+        /// The gateway's URL, written as ANTHROPIC_BASE_URL (for token sources).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// The AWS region for Bedrock (default: the source's region).
+        #[arg(long)]
+        region: Option<String>,
+        /// Print what would change, without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write it like \"90s\", \"10m\", \"1h\")"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The secret alone (apiKeyHelper, gateways).
+    Token,
+    /// The whole credential with its metadata.
+    Json,
+    /// {"Credentials":{AccessKeyId,...,Expiration}} (Claude Code's awsCredentialExport).
+    Aws,
+    /// {"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process).
+    AwsProcess,
+    /// `export NAME='value'` lines for `eval`.
+    Env,
+}
+
+/// How Claude Code should get credentials from credd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Through Claude Code's helper settings (apiKeyHelper, awsCredentialExport).
+    Helper,
+    /// Through a local endpoint the SDK reads without a helper (AWS container credentials).
+    Endpoint,
+}
+
+/// The exit codes, shown in `--help` and the man page.
+pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 the upstream failed and nothing valid is cached; \
+2 usage error, or the credential cannot be printed in that format; 3 credd-daemon cannot be reached \
+or started; 4 no such source; 5 the source needs `credd login`; 6 client and daemon speak different \
+protocol versions; 7 the daemon refused the request or failed internally.";

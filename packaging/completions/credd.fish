@@ -1,0 +1,56 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_credd_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_credd_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_credd_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_credd_using_subcommand
+    set -l cmd (__fish_credd_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c credd -n "__fish_credd_needs_command" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_needs_command" -s V -l version -d 'Print version'
+complete -c credd -n "__fish_credd_needs_command" -f -a "get" -d 'Print a credential for SOURCE (starting credd-daemon if none is running)'
+complete -c credd -n "__fish_credd_needs_command" -f -a "refresh" -d 'Fetch a new credential for SOURCE now, whatever the cache holds'
+complete -c credd -n "__fish_credd_needs_command" -f -a "login" -d 'Sign in to SOURCE if it needs it (an SSO device login), for Claude Code\'s awsAuthRefresh'
+complete -c credd -n "__fish_credd_needs_command" -f -a "status" -d 'Show the daemon and every source: state, expiry, next refresh, last error'
+complete -c credd -n "__fish_credd_needs_command" -f -a "stop" -d 'Stop credd-daemon'
+complete -c credd -n "__fish_credd_needs_command" -f -a "setup" -d 'Write the settings a tool needs to use a source'
+complete -c credd -n "__fish_credd_using_subcommand get" -s f -l format -d 'How to print it' -r -f -a "token\t'The secret alone (apiKeyHelper, gateways)'
+json\t'The whole credential with its metadata'
+aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredentialExport)'
+aws-process\t'{"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process)'
+env\t'`export NAME=\'value\'` lines for `eval`'"
+complete -c credd -n "__fish_credd_using_subcommand get" -l min-valid -d 'The credential must stay valid at least this long ("10m", "1h")' -r
+complete -c credd -n "__fish_credd_using_subcommand get" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c credd -n "__fish_credd_using_subcommand refresh" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand login" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c credd -n "__fish_credd_using_subcommand status" -l json -d 'Print the report as JSON'
+complete -c credd -n "__fish_credd_using_subcommand status" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (a backup is kept next to it, and what changed is printed)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead' -r -F
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'
+endpoint\t'Through a local endpoint the SDK reads without a helper (AWS container credentials)'"
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l base-url -d 'The gateway\'s URL, written as ANTHROPIC_BASE_URL (for token sources)' -r
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region for Bedrock (default: the source\'s region)' -r
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l user -d 'Write ~/.claude/settings.json (the default)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l dry-run -d 'Print what would change, without writing'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help (see more with \'--help\')'
