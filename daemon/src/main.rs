@@ -101,6 +101,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     spawn_signal_handlers(shutdown_tx.clone(), registry.clone())
         .context("cannot install signal handlers")?;
     let bound = server::bind(&socket)?;
+    // Under systemd (Type=notify) this says we are ready; elsewhere it does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     if let Err(e) = registry.reload() {
         eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
     }

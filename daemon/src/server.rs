@@ -43,6 +43,8 @@ pub enum StartError {
 pub struct Bound {
     listener: Listener,
     socket: PathBuf,
+    /// Handed over by systemd (socket activation): the socket file is systemd's, not ours.
+    pub activated: bool,
     _lock: File,
 }
 
@@ -77,6 +79,16 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
     lock.set_len(0).map_err(listen_error)?;
     write!(lock, "{}", std::process::id()).map_err(listen_error)?;
 
+    if let Some(listener) = activated_listener().map_err(listen_error)? {
+        tracing::info!(socket = %socket.display(), "serving the socket systemd handed over");
+        return Ok(Bound {
+            listener,
+            socket: socket.to_path_buf(),
+            activated: true,
+            _lock: lock,
+        });
+    }
+
     // We hold the lock, so no live daemon owns a socket file that is still there.
     match std::fs::remove_file(socket) {
         Ok(()) => {
@@ -98,8 +110,26 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
     Ok(Bound {
         listener,
         socket: socket.to_path_buf(),
+        activated: false,
         _lock: lock,
     })
+}
+
+/// The listening socket systemd passed (`LISTEN_FDS`, socket activation), if any.
+#[cfg(unix)]
+fn activated_listener() -> std::io::Result<Option<Listener>> {
+    use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
+    let Some(std_listener) = listenfd::ListenFd::from_env().take_unix_listener(0)? else {
+        return Ok(None);
+    };
+    std_listener.set_nonblocking(true)?;
+    let fd = std::os::fd::OwnedFd::from(std_listener);
+    Ok(Some(Listener::UdSocket(UdsListener::try_from(fd)?)))
+}
+
+#[cfg(not(unix))]
+fn activated_listener() -> std::io::Result<Option<Listener>> {
+    Ok(None)
 }
 
 /// Accepts clients until `shutdown` turns true, then removes the socket.
@@ -137,7 +167,9 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
             }
         }
     }
-    let _ = std::fs::remove_file(&bound.socket);
+    if !bound.activated {
+        let _ = std::fs::remove_file(&bound.socket);
+    }
     tracing::info!(socket = %bound.socket.display(), "stopped listening");
 }
 

@@ -47,6 +47,11 @@ pub enum Command {
     },
     /// Stop credd-daemon.
     Stop,
+    /// Run credd-daemon as a user service (systemd socket activation, or a launchd agent).
+    Service {
+        #[arg(value_enum)]
+        action: ServiceAction,
+    },
     /// Write the settings a tool needs to use a source.
     Setup {
         #[command(subcommand)]
@@ -114,3 +119,14 @@ pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 the upstream failed and n
 2 usage error, or the credential cannot be printed in that format; 3 credd-daemon cannot be reached \
 or started; 4 no such source; 5 the source needs `credd login`; 6 client and daemon speak different \
 protocol versions; 7 the daemon refused the request or failed internally.";
+
+/// What `credd service` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceAction {
+    /// Write the unit files (or plist) and enable them.
+    Install,
+    /// Disable and remove them.
+    Uninstall,
+    /// Say what is installed and whether it runs.
+    Status,
+}

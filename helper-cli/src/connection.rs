@@ -173,7 +173,7 @@ fn spawn_daemon(socket: &Path, log_path: &Path) -> Result<Child, ConnectError> {
 }
 
 /// `credd-daemon` beside this executable, else whatever PATH finds.
-fn daemon_program() -> PathBuf {
+pub fn daemon_program() -> PathBuf {
     let name = format!("credd-daemon{}", std::env::consts::EXE_SUFFIX);
     std::env::current_exe()
         .ok()

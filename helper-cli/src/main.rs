@@ -9,6 +9,7 @@ mod caller;
 mod cli;
 mod connection;
 mod output;
+mod service;
 mod setup;
 mod status;
 mod terminal;
@@ -162,6 +163,7 @@ fn run(command: Command) -> Result<String, Failure> {
             };
             setup::run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
         }
+        Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
         Command::Stop => match ask(Request::Stop, false) {
             Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),
             other => done(other?),

@@ -25,6 +25,9 @@ _credd() {
             credd,refresh)
                 cmd="credd__subcmd__refresh"
                 ;;
+            credd,service)
+                cmd="credd__subcmd__service"
+                ;;
             credd,setup)
                 cmd="credd__subcmd__setup"
                 ;;
@@ -44,7 +47,7 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login status stop setup"
+            opts="-h -V --help --version get refresh login status stop service setup"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -99,6 +102,20 @@ _credd() {
             ;;
         credd__subcmd__refresh)
             opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__service)
+            opts="-h --help install uninstall status"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

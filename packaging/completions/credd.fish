@@ -31,6 +31,7 @@ complete -c credd -n "__fish_credd_needs_command" -f -a "refresh" -d 'Fetch a ne
 complete -c credd -n "__fish_credd_needs_command" -f -a "login" -d 'Sign in to SOURCE if it needs it (an SSO device login), for Claude Code\'s awsAuthRefresh'
 complete -c credd -n "__fish_credd_needs_command" -f -a "status" -d 'Show the daemon and every source: state, expiry, next refresh, last error'
 complete -c credd -n "__fish_credd_needs_command" -f -a "stop" -d 'Stop credd-daemon'
+complete -c credd -n "__fish_credd_needs_command" -f -a "service" -d 'Run credd-daemon as a user service (systemd socket activation, or a launchd agent)'
 complete -c credd -n "__fish_credd_needs_command" -f -a "setup" -d 'Write the settings a tool needs to use a source'
 complete -c credd -n "__fish_credd_using_subcommand get" -s f -l format -d 'How to print it' -r -f -a "token\t'The secret alone (apiKeyHelper, gateways)'
 json\t'The whole credential with its metadata'
@@ -44,6 +45,7 @@ complete -c credd -n "__fish_credd_using_subcommand login" -s h -l help -d 'Prin
 complete -c credd -n "__fish_credd_using_subcommand status" -l json -d 'Print the report as JSON'
 complete -c credd -n "__fish_credd_using_subcommand status" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (a backup is kept next to it, and what changed is printed)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead' -r -F

@@ -13,6 +13,7 @@ mod lifecycle;
 mod protocol;
 mod refresh;
 mod secrets;
+mod service;
 mod setup;
 
 /// A config with one exec source named `name` running `command`.

@@ -1,0 +1,160 @@
+//! Running credd-daemon as a user service: the unit files systemd accepts, socket activation on
+//! a socket the daemon did not create, and the launchd plist.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use credd_tests::World;
+
+use crate::exec_config;
+
+/// A `systemctl` that records its arguments and fails as it does without a user manager, so
+/// the test never touches the machine's real services.
+fn fake_systemctl(world: &World) -> String {
+    let bin = world.path("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = world.path("systemctl.log");
+    std::fs::write(
+        bin.join("systemctl"),
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\necho 'Failed to connect to bus: No medium found' >&2\nexit 1\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn service_install_writes_units_systemd_accepts_and_uninstall_removes_them() {
+    let world = World::new();
+    let path = fake_systemctl(&world);
+    let mut install = world.credd_command(&["service", "install"]);
+    let out = install.env("PATH", &path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "systemctl --user daemon-reload && systemctl --user enable --now credd.socket"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("undo with: credd service uninstall"),
+        "{stdout}"
+    );
+    let calls = std::fs::read_to_string(world.path("systemctl.log")).unwrap();
+    assert!(calls.contains("--user daemon-reload"), "{calls}");
+
+    let units = world.home.join(".config/systemd/user");
+    let service = std::fs::read_to_string(units.join("credd.service")).unwrap();
+    let daemon = credd_tests::bin("credd-daemon").canonicalize().unwrap();
+    assert!(
+        service.contains(&format!("ExecStart={}\n", daemon.display())),
+        "{service}"
+    );
+
+    let runtime = world.path("xdg-runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .args(["verify", "--user"])
+        .arg(units.join("credd.socket"))
+        .arg(units.join("credd.service"))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("HOME", &world.home)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package) is installed by the test command");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let status = world
+        .credd_command(&["service", "status"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("installed:"));
+    let out = world
+        .credd_command(&["service", "uninstall"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!units.join("credd.socket").exists() && !units.join("credd.service").exists());
+}
+
+#[test]
+fn the_daemon_serves_a_socket_systemd_activated() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-activated");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let run = world.socket.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let log = world.path("activate.log");
+    let mut activator = Command::new("systemd-socket-activate");
+    activator
+        .arg("-l")
+        .arg(&world.socket)
+        .arg("-E")
+        .arg(format!("CREDD_CONFIG={}", world.config.display()))
+        .arg("-E")
+        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
+        .arg(credd_tests::bin("credd-daemon"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut activator = activator.spawn().expect(
+        "systemd-socket-activate (Debian's systemd package) is installed by the test command",
+    );
+    world.eventually(Duration::from_secs(10), "the activator's socket", || {
+        world.socket.exists()
+    });
+
+    let out = world
+        .credd_command(&["get", "gateway"])
+        .env("CREDD_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tok-activated\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("serving the socket systemd handed over"),
+        "{logged}"
+    );
+
+    world.credd(&["stop"]).ok();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        world.socket.exists(),
+        "the daemon removed a socket that belongs to systemd"
+    );
+    let _ = activator.kill();
+    let _ = activator.wait();
+}
+
+#[test]
+fn the_launchd_plist_is_valid() {
+    let path = credd_tests::workspace_root().join("packaging/launchd/dev.credd.daemon.plist");
+    let value = plist::Value::from_file(&path).expect("the plist parses");
+    let dict = value.as_dictionary().unwrap();
+    assert_eq!(dict["Label"].as_string(), Some("dev.credd.daemon"));
+    let args = dict["ProgramArguments"].as_array().unwrap();
+    assert!(args[0].as_string().unwrap().ends_with("/credd-daemon"));
+    assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
+}
