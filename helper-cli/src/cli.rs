@@ -47,6 +47,13 @@ pub enum Command {
     },
     /// Stop credd-daemon.
     Stop,
+    /// Check the daemon, the config, every source and endpoint, the Claude Code settings that
+    /// use credd, and the proxy settings; print each verdict with its fix.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run credd-daemon as a user service (systemd socket activation, or a launchd agent).
     Service {
         #[arg(value_enum)]

@@ -8,6 +8,7 @@
 mod caller;
 mod cli;
 mod connection;
+mod doctor;
 mod output;
 mod service;
 mod setup;
@@ -162,6 +163,27 @@ fn run(command: Command) -> Result<String, Failure> {
                 region,
             };
             setup::run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
+        }
+        Command::Doctor { json } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let checks = doctor::run(&|request| ask(request, true), now);
+            let failed = checks.iter().any(|c| c.verdict == doctor::Verdict::Fail);
+            let text = if json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&checks).expect("checks serialize")
+                )
+            } else {
+                doctor::render(&checks)
+            };
+            if failed {
+                // The report is the answer; the exit code says something needs fixing.
+                print!("{text}");
+                return Err((1, "some checks failed; see the fixes above".into()));
+            }
+            Ok(text)
         }
         Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
         Command::Stop => match ask(Request::Stop, false) {

@@ -16,6 +16,9 @@ _credd() {
             ",$1")
                 cmd="credd"
                 ;;
+            credd,doctor)
+                cmd="credd__subcmd__doctor"
+                ;;
             credd,get)
                 cmd="credd__subcmd__get"
                 ;;
@@ -47,8 +50,22 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login status stop service setup"
+            opts="-h -V --help --version get refresh login status stop doctor service setup"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__doctor)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

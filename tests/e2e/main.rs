@@ -8,6 +8,7 @@ mod aws_sso;
 mod claude_code;
 mod config_reload;
 mod docs;
+mod doctor;
 mod exec_source;
 mod lifecycle;
 mod protocol;

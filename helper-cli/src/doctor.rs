@@ -1,0 +1,383 @@
+//! `credd doctor`: checks everything between a caller and its credentials, one verdict per line
+//! with the fix: the daemon, the config, each source, each endpoint, the Claude Code settings
+//! that use credd, and the proxy settings upstream calls will see.
+
+use std::path::{Path, PathBuf};
+
+use credd_proto::{CREDD_VERSION, CredentialSecret, PROTOCOL_VERSION, Request, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub verdict: Verdict,
+    pub what: String,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+fn check(
+    verdict: Verdict,
+    what: impl Into<String>,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Check {
+    Check {
+        verdict,
+        what: what.into(),
+        detail: detail.into(),
+        fix,
+    }
+}
+
+type Ask<'a> = &'a dyn Fn(Request) -> Result<Response, (u8, String)>;
+
+/// What a source holds, as far as the settings checks care.
+struct SourceFacts {
+    name: String,
+    is_aws: Option<bool>,
+    lifetime_secs: Option<i64>,
+}
+
+pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let status = match ask(Request::Hello) {
+        Ok(Response::Hello(info)) => {
+            if info.protocol == PROTOCOL_VERSION && info.daemon_version == CREDD_VERSION {
+                checks.push(check(
+                    Verdict::Ok,
+                    "daemon",
+                    format!(
+                        "credd-daemon {} (pid {}) answers",
+                        info.daemon_version, info.pid
+                    ),
+                    None,
+                ));
+            } else {
+                checks.push(check(
+                    Verdict::Fail,
+                    "daemon",
+                    format!("credd-daemon {} (protocol {}) answers, but this credd is {CREDD_VERSION} (protocol {PROTOCOL_VERSION})", info.daemon_version, info.protocol),
+                    Some("run `credd stop`; the next call starts the matching daemon".into()),
+                ));
+            }
+            match ask(Request::Status) {
+                Ok(Response::Status(status)) => Some(status),
+                _ => None,
+            }
+        }
+        answer => {
+            let why = match answer {
+                Err((_, message)) => message,
+                Ok(_) => "the daemon gave an unexpected answer".into(),
+            };
+            checks.push(check(
+                Verdict::Fail,
+                "daemon",
+                why,
+                Some(
+                    "start it with `credd status`, or see the daemon log beside its socket".into(),
+                ),
+            ));
+            None
+        }
+    };
+    let mut facts = Vec::new();
+    if let Some(status) = &status {
+        checks.push(match &status.config_error {
+            None => check(
+                Verdict::Ok,
+                "config",
+                format!(
+                    "{} is valid ({} sources)",
+                    status.config_path,
+                    status.sources.len()
+                ),
+                None,
+            ),
+            Some(e) => check(
+                Verdict::Fail,
+                "config",
+                e.clone(),
+                Some("fix the file; the previous config stays in force until then".into()),
+            ),
+        });
+        for source in &status.sources {
+            facts.push(source_check(ask, &source.name, now, &mut checks));
+            for endpoint in &source.endpoints {
+                checks.push(endpoint_check(&source.name, endpoint));
+            }
+        }
+    }
+    settings_checks(&facts, &mut checks);
+    proxy_checks(&mut checks);
+    checks
+}
+
+fn source_check(ask: Ask<'_>, name: &str, now: i64, checks: &mut Vec<Check>) -> SourceFacts {
+    let what = format!("source {name}");
+    let request = Request::Get {
+        source: name.to_string(),
+        min_valid_secs: 0,
+        caller: None,
+    };
+    match ask(request) {
+        Ok(Response::Credential(c)) => {
+            let left = c.expires_at - now;
+            checks.push(check(
+                Verdict::Ok,
+                what,
+                format!("has a credential valid for {}m more", left / 60),
+                None,
+            ));
+            SourceFacts {
+                name: name.to_string(),
+                is_aws: Some(matches!(c.secret, CredentialSecret::Aws { .. })),
+                lifetime_secs: Some(c.expires_at - c.issued_at),
+            }
+        }
+        Ok(_) => SourceFacts {
+            name: name.into(),
+            is_aws: None,
+            lifetime_secs: None,
+        },
+        Err((code, message)) => {
+            let fix = if code == credd_proto::ErrorKind::NeedsLogin.exit_code() {
+                format!("run `credd login {name}`")
+            } else {
+                "see `credd status` for its last error".into()
+            };
+            checks.push(check(Verdict::Fail, what, message, Some(fix)));
+            SourceFacts {
+                name: name.into(),
+                is_aws: None,
+                lifetime_secs: None,
+            }
+        }
+    }
+}
+
+fn endpoint_check(source: &str, endpoint: &credd_proto::EndpointStatus) -> Check {
+    let what = format!("endpoint {} of {source}", endpoint.kind);
+    if let Some(error) = &endpoint.error {
+        return check(
+            Verdict::Fail,
+            what,
+            error.clone(),
+            Some("free the port or set another `port` in the config".into()),
+        );
+    }
+    let answers = endpoint
+        .url
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|addr| std::net::TcpStream::connect(addr).is_ok());
+    if answers {
+        check(Verdict::Ok, what, format!("{} answers", endpoint.url), None)
+    } else {
+        check(
+            Verdict::Fail,
+            what,
+            format!("nothing answers at {}", endpoint.url),
+            Some("see the daemon log".into()),
+        )
+    }
+}
+
+/// The Claude Code settings files that apply here: the user's, then this directory's project.
+fn settings_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        files.push(Path::new(&home).join(".claude/settings.json"));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for name in ["settings.json", "settings.local.json"] {
+            files.push(cwd.join(".claude").join(name));
+        }
+    }
+    files.into_iter().filter(|f| f.is_file()).collect()
+}
+
+/// `SOURCE` and `--format` of a `credd get SOURCE ...` command line, if it is one.
+fn credd_get(command: &str) -> Option<(String, Option<String>)> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "get")?;
+    if at == 0 || !words[at - 1].ends_with("credd") {
+        return None;
+    }
+    let source = words.get(at + 1)?.to_string();
+    let format = words
+        .iter()
+        .position(|w| *w == "--format" || *w == "-f")
+        .and_then(|i| words.get(i + 1))
+        .map(|f| f.to_string());
+    Some((source, format))
+}
+
+fn settings_checks(facts: &[SourceFacts], checks: &mut Vec<Check>) {
+    for file in settings_files() {
+        let shown = file.display().to_string();
+        let settings: Value = match std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t))
+        {
+            Ok(Ok(v)) => v,
+            _ => {
+                checks.push(check(
+                    Verdict::Fail,
+                    "claude code settings",
+                    format!("{shown} is not valid JSON"),
+                    Some("fix it; Claude Code ignores it as it is".into()),
+                ));
+                continue;
+            }
+        };
+        let env_ttl = settings["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| std::env::var("CLAUDE_CODE_API_KEY_HELPER_TTL_MS").ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let mut problems = 0;
+        for (key, wants_aws) in [("apiKeyHelper", false), ("awsCredentialExport", true)] {
+            let Some((source, _format)) = settings[key].as_str().and_then(credd_get) else {
+                continue;
+            };
+            let Some(fact) = facts.iter().find(|f| f.name == source) else {
+                checks.push(check(Verdict::Fail, "claude code settings", format!("{key} in {shown} asks for source `{source}`, which the config does not define"), Some(format!("add [sources.{source}] or run `credd setup claude-code SOURCE`"))));
+                problems += 1;
+                continue;
+            };
+            if fact.is_aws.is_some_and(|aws| aws != wants_aws) {
+                let holds = if wants_aws {
+                    "a token, not AWS credentials"
+                } else {
+                    "AWS credentials, not a token"
+                };
+                checks.push(check(Verdict::Fail, "claude code settings", format!("{key} in {shown} points at `{source}`, which holds {holds}"), Some(format!("point {key} at a source of the right kind (`credd setup claude-code SOURCE`)"))));
+                problems += 1;
+            }
+            if key == "apiKeyHelper"
+                && let (Some(ttl_ms), Some(lifetime)) = (env_ttl, fact.lifetime_secs)
+                && ttl_ms / 1000 > lifetime
+            {
+                checks.push(check(Verdict::Fail, "claude code settings", format!("CLAUDE_CODE_API_KEY_HELPER_TTL_MS is {}s, longer than the {}s that tokens of `{source}` live: Claude Code would send expired tokens", ttl_ms / 1000, lifetime), Some("lower it, or let `credd setup claude-code` set it".into())));
+                problems += 1;
+            }
+        }
+        if settings["awsAuthRefresh"].is_string() && default_aws_chain_configured() {
+            checks.push(check(Verdict::Warn, "claude code settings", format!("awsAuthRefresh in {shown} will never run: the default AWS credential chain already has credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE or a [default] profile), and Claude Code runs it only when that chain fails"), Some("remove those credentials, or drop awsAuthRefresh".into())));
+            problems += 1;
+        }
+        if problems == 0 {
+            checks.push(check(
+                Verdict::Ok,
+                "claude code settings",
+                format!("{shown} agrees with the config"),
+                None,
+            ));
+        }
+    }
+}
+
+fn default_aws_chain_configured() -> bool {
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() || std::env::var_os("AWS_PROFILE").is_some()
+    {
+        return true;
+    }
+    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".aws/credentials")));
+    credentials
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .is_some_and(|text| text.lines().any(|l| l.trim() == "[default]"))
+}
+
+fn proxy_checks(checks: &mut Vec<Check>) {
+    let vars: Vec<String> = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "AWS_CA_BUNDLE",
+        "REQUESTS_CA_BUNDLE",
+    ]
+    .iter()
+    .filter_map(|k| {
+        std::env::var(k)
+            .ok()
+            .map(|v| format!("{k}={}", hide_userinfo(&v)))
+    })
+    .collect();
+    let detail = if vars.is_empty() {
+        "no proxy or CA bundle variables are set in this shell".to_string()
+    } else {
+        format!(
+            "in this shell: {} (the daemon uses the environment it was started with)",
+            vars.join(", ")
+        )
+    };
+    checks.push(check(Verdict::Ok, "proxy", detail, None));
+}
+
+/// `http://user:pass@host:3128` -> `http://***@host:3128`.
+fn hide_userinfo(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn render(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let mark = match c.verdict {
+            Verdict::Ok => "ok  ",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "FAIL",
+        };
+        out += &format!("{mark} {}: {}\n", c.what, c.detail);
+        if let Some(fix) = &c.fix {
+            out += &format!("     fix: {fix}\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_credd_get_commands() {
+        assert_eq!(
+            credd_get("/usr/bin/credd get gw"),
+            Some(("gw".into(), None))
+        );
+        assert_eq!(
+            credd_get("/home/u/.cargo/bin/credd get dev --format aws"),
+            Some(("dev".into(), Some("aws".into())))
+        );
+        assert_eq!(credd_get("op read op://x"), None);
+    }
+
+    #[test]
+    fn proxy_passwords_are_hidden() {
+        assert_eq!(
+            hide_userinfo("http://me:hunter2@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(hide_userinfo("http://proxy:3128"), "http://proxy:3128");
+    }
+}

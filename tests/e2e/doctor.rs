@@ -1,0 +1,144 @@
+//! `credd doctor` finds each misconfiguration it promises to find, in a world that has it.
+
+use credd_tests::World;
+use serde_json::{Value, json};
+
+use crate::exec_config;
+
+fn doctor(world: &World, extra_env: &[(&str, &str)]) -> (i32, Vec<Value>, String) {
+    let mut cmd = world.credd_command(&["doctor", "--json"]);
+    cmd.current_dir(world.dir.path());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let checks: Vec<Value> =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (out.status.code().unwrap_or(-1), checks, stdout)
+}
+
+fn failing<'a>(checks: &'a [Value], what: &str) -> Vec<&'a Value> {
+    checks
+        .iter()
+        .filter(|c| c["verdict"] != "ok" && c["what"].as_str().unwrap().contains(what))
+        .collect()
+}
+
+fn settings(world: &World, value: Value) {
+    let path = world.home.join(".claude/settings.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, value.to_string()).unwrap();
+}
+
+#[test]
+fn a_healthy_setup_passes_every_check() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-doctor");
+    world.write_config(&exec_config("gateway", &cmd, "ttl = \"1h\""));
+    let credd = credd_tests::bin("credd");
+    settings(
+        &world,
+        json!({"apiKeyHelper": format!("{} get gateway", credd.display())}),
+    );
+    let (code, checks, out) = doctor(&world, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(checks.iter().all(|c| c["verdict"] == "ok"), "{out}");
+    for what in [
+        "daemon",
+        "config",
+        "source gateway",
+        "claude code settings",
+        "proxy",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["what"] == what),
+            "no {what} check: {out}"
+        );
+    }
+}
+
+#[test]
+fn doctor_finds_each_misconfiguration() {
+    let world = World::new();
+    let short = world.counting_command("short", "tok-short");
+    let broken = world.counting_command("broken", "x");
+    std::fs::write(world.path("broken.fail"), "").unwrap();
+    std::fs::write(world.path("broken.err"), "vault is sealed").unwrap();
+    world.write_config(
+        &[
+            exec_config("gateway", &short, "ttl = \"5m\""),
+            exec_config("broken", &broken, ""),
+        ]
+        .concat(),
+    );
+    let credd = credd_tests::bin("credd");
+    settings(
+        &world,
+        json!({
+            "apiKeyHelper": format!("{} get gateway", credd.display()),
+            "awsCredentialExport": format!("{} get gateway --format aws", credd.display()),
+            "awsAuthRefresh": format!("{} login gateway", credd.display()),
+            "env": {"CLAUDE_CODE_API_KEY_HELPER_TTL_MS": "600000"}
+        }),
+    );
+    let (code, checks, out) = doctor(
+        &world,
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("HTTPS_PROXY", "http://me:proxy-password@127.0.0.1:3128"),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    let broken = failing(&checks, "source broken");
+    assert!(
+        broken.len() == 1
+            && broken[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("vault is sealed"),
+        "{out}"
+    );
+    let settings_problems: Vec<String> = failing(&checks, "claude code settings")
+        .iter()
+        .map(|c| c["detail"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        settings_problems
+            .iter()
+            .any(|d| d.contains("awsCredentialExport") && d.contains("holds a token")),
+        "{out}"
+    );
+    assert!(
+        settings_problems
+            .iter()
+            .any(|d| d.contains("CLAUDE_CODE_API_KEY_HELPER_TTL_MS") && d.contains("longer than")),
+        "{out}"
+    );
+    assert!(
+        settings_problems
+            .iter()
+            .any(|d| d.contains("awsAuthRefresh") && d.contains("never run")),
+        "{out}"
+    );
+    let proxy = checks.iter().find(|c| c["what"] == "proxy").unwrap();
+    assert!(
+        proxy["detail"]
+            .as_str()
+            .unwrap()
+            .contains("HTTPS_PROXY=http://***@127.0.0.1:3128"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("proxy-password"),
+        "a proxy password was printed"
+    );
+
+    // An invalid config edit is found too.
+    world.write_config("[sources.gateway]\nkind = \"exec\"\ncommand = [\n");
+    world.eventually(std::time::Duration::from_secs(10), "config error", || {
+        world.status()["config_error"].is_string()
+    });
+    let (_, checks, out) = doctor(&world, &[]);
+    assert_eq!(failing(&checks, "config").len(), 1, "{out}");
+}
