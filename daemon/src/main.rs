@@ -13,6 +13,7 @@ mod endpoints;
 mod files;
 mod filewatch;
 mod login;
+mod net;
 mod policy;
 mod redact;
 mod registry;

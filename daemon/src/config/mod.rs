@@ -50,6 +50,10 @@ pub struct AwsSpec {
     /// Serve this source on the AWS container-credentials endpoint too.
     #[serde(default)]
     pub container_endpoint: Option<EndpointSpec>,
+    /// A PEM file of CA certificates to trust for this source's upstreams, besides the
+    /// system's (a corporate TLS-inspecting proxy's CA, say).
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
 }
 
 /// A local HTTP endpoint for a source (127.0.0.1 only).

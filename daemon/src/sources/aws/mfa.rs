@@ -6,7 +6,6 @@
 use std::time::{Duration, SystemTime};
 
 use aws_config::profile::ProfileFileCredentialsProvider;
-use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
@@ -50,10 +49,9 @@ pub async fn assume_with_code(
     code: &str,
     duration: Duration,
 ) -> Result<aws_sdk_sts::types::Credentials, SourceError> {
-    let provider_config = ProviderConfig::without_region().with_region(sdk.region().cloned());
     let source = ProfileFileCredentialsProvider::builder()
         .profile_name(&role.source_profile)
-        .configure(&provider_config)
+        .configure(&super::provider_config(sdk))
         .build()
         .provide_credentials()
         .await

@@ -47,13 +47,18 @@ impl AwsSource {
         }
     }
 
-    async fn sdk_config(&self) -> aws_config::SdkConfig {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).profile_name(&self.spec.profile);
+    /// The SDK's config for this profile, reaching upstreams through the proxy and CA bundle
+    /// the user gave (see [`crate::net`]).
+    async fn sdk_config(&self) -> Result<aws_config::SdkConfig, SourceError> {
+        let http = crate::net::aws_http_client(self.spec.ca_bundle.as_deref())
+            .map_err(SourceError::Upstream)?;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .profile_name(&self.spec.profile)
+            .http_client(http);
         if let Some(region) = &self.spec.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
-        loader.load().await
+        Ok(loader.load().await)
     }
 
     async fn sso_session(&self) -> Result<Option<sso::SsoSession>, SourceError> {
@@ -81,16 +86,15 @@ impl AwsSource {
                     ))
                 });
         }
-        let sdk = self.sdk_config().await;
+        let sdk = self.sdk_config().await?;
         // An SSO session is kept fresh here, never interactively; the SDK then finds a token
         // with time to spare in the cache.
         if let Some(session) = self.sso_session().await? {
             sso::ensure_fresh(&session, &sdk, SystemTime::now()).await?;
         }
-        let provider_config = ProviderConfig::without_region().with_region(sdk.region().cloned());
         let provider = ProfileFileCredentialsProvider::builder()
             .profile_name(profile)
-            .configure(&provider_config)
+            .configure(&provider_config(&sdk))
             .build();
         let credentials = match provider.provide_credentials().await {
             Ok(c) => c,
@@ -175,7 +179,7 @@ impl AwsSource {
                 )));
             }
         };
-        let sdk = self.sdk_config().await;
+        let sdk = self.sdk_config().await?;
         let c = mfa::assume_with_code(role, &sdk, code.expose(), self.spec.duration).await?;
         let expires_at = SystemTime::try_from(*c.expiration())
             .unwrap_or_else(|_| SystemTime::now() + self.spec.duration);
@@ -238,7 +242,7 @@ impl Source for AwsSource {
                     self.spec.profile
                 )));
             };
-            let sdk = self.sdk_config().await;
+            let sdk = self.sdk_config().await?;
             sso::device_login(&session, &sdk, deadline, io.report).await
         }))
     }
@@ -254,6 +258,16 @@ impl Source for AwsSource {
                 ))),
             }
         })
+    }
+}
+
+/// The config for the SDK's credential providers: the same region and HTTP client (proxy, CA
+/// bundle) as the SDK clients.
+pub fn provider_config(sdk: &aws_config::SdkConfig) -> ProviderConfig {
+    let config = ProviderConfig::without_region().with_region(sdk.region().cloned());
+    match sdk.http_client() {
+        Some(http) => config.with_http_client(http),
+        None => config,
     }
 }
 

@@ -1,0 +1,50 @@
+//! How credd reaches upstreams on a corporate network: through the proxy the environment names
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`, upper or lower case), trusting the system's roots
+//! plus any CA bundle the user gives (`ca_bundle` in a source's config, `SSL_CERT_FILE`,
+//! `AWS_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`).
+
+use std::path::{Path, PathBuf};
+
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_http_client::{Builder, Connector};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+/// The CA bundles to trust besides the system's, in the order they are named.
+pub fn ca_bundles(configured: Option<&Path>) -> Vec<PathBuf> {
+    configured
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(
+            ["SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"]
+                .iter()
+                .filter_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)),
+        )
+        .collect()
+}
+
+/// An HTTPS client for the AWS SDK clients credd builds, with the proxy and CA settings above.
+pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, String> {
+    let mut trust = TrustStore::default();
+    for path in ca_bundles(ca_bundle) {
+        let pem = std::fs::read(&path)
+            .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?;
+        trust = trust.with_pem_certificate(pem);
+    }
+    let tls = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| format!("the CA bundle cannot be used: {e}"))?;
+    let proxy = ProxyConfig::from_env();
+    Ok(Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder().proxy_config(proxy.clone());
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .tls_context(tls.clone())
+            .build()
+    }))
+}
