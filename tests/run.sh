@@ -4,7 +4,7 @@
 # Installs the peers the end-to-end tests run against into target/peers (Claude Code from npm;
 # moto's STS server and boto3 from PyPI, in a virtualenv), builds the binaries, and runs every
 # test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
-# npm, python3-venv and systemd's tools, when missing).
+# npm, python3-venv, systemd's tools, tinyproxy and openssl, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +25,8 @@ apt_install() {
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v systemd-socket-activate >/dev/null 2>&1 || apt_install systemd
+command -v tinyproxy >/dev/null 2>&1 || apt_install tinyproxy
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 
 venv="$PEERS/venv"

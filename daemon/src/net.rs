@@ -18,7 +18,11 @@ pub fn ca_bundles(configured: Option<&Path>) -> Vec<PathBuf> {
         .chain(
             ["SSL_CERT_FILE", "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"]
                 .iter()
-                .filter_map(|var| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)),
+                .filter_map(|var| {
+                    std::env::var_os(var)
+                        .filter(|v| !v.is_empty())
+                        .map(PathBuf::from)
+                }),
         )
         .collect()
 }
@@ -36,15 +40,19 @@ pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, Str
         .build()
         .map_err(|e| format!("the CA bundle cannot be used: {e}"))?;
     let proxy = ProxyConfig::from_env();
-    Ok(Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut builder = Connector::builder().proxy_config(proxy.clone());
-        builder.set_connector_settings(settings.cloned());
-        if let Some(components) = components {
-            builder.set_sleep_impl(components.sleep_impl());
-        }
-        builder
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
-            .tls_context(tls.clone())
-            .build()
-    }))
+    Ok(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut builder = Connector::builder().proxy_config(proxy.clone());
+            builder.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                builder.set_sleep_impl(components.sleep_impl());
+            }
+            builder
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
+                .tls_context(tls.clone())
+                .build()
+        }),
+    )
 }

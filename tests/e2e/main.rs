@@ -11,6 +11,7 @@ mod docs;
 mod doctor;
 mod exec_source;
 mod lifecycle;
+mod network;
 mod protocol;
 mod refresh;
 mod secrets;
