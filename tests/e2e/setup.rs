@@ -13,6 +13,39 @@ fn settings_path(world: &World) -> std::path::PathBuf {
     world.home.join(".claude/settings.json")
 }
 
+/// The ```json block of the README that contains `marker`: the README shows what `setup`
+/// writes, and these tests hold the two to each other.
+fn readme_settings(marker: &str) -> Value {
+    let readme = std::fs::read_to_string(credd_tests::workspace_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```json")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains(marker))
+        .unwrap_or_else(|| panic!("no README settings block with {marker}"));
+    serde_json::from_str(block)
+        .unwrap_or_else(|e| panic!("README block is not JSON ({e}): {block}"))
+}
+
+/// Settings reduced to what must agree: the keys, and the commands with credd's path removed.
+fn shape(settings: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in settings.as_object().unwrap() {
+        match value {
+            Value::Object(env) if key == "env" => {
+                out.extend(env.keys().map(|k| format!("env.{k}")));
+            }
+            Value::String(command) if command.contains("credd ") => {
+                let args = command.split_once("credd ").unwrap().1;
+                out.push(format!("{key} = credd {args}"));
+            }
+            _ => out.push(key.clone()),
+        }
+    }
+    out.sort();
+    out
+}
+
 fn read_settings(world: &World) -> Value {
     serde_json::from_str(&std::fs::read_to_string(settings_path(world)).unwrap()).unwrap()
 }
@@ -71,6 +104,14 @@ fn setup_for_a_gateway_keeps_other_keys_and_claude_code_uses_it() {
     )
     .unwrap();
     assert_eq!(backup, existing);
+
+    // The README shows exactly this.
+    let mut written = settings.clone();
+    written["env"].as_object_mut().unwrap().remove("MY_SETTING");
+    for key in ["model", "permissions"] {
+        written.as_object_mut().unwrap().remove(key);
+    }
+    assert_eq!(shape(&written), shape(&readme_settings("\"apiKeyHelper\"")));
 
     // Running it again changes nothing.
     let again = world.credd(&["setup", "claude-code", "gateway", "--base-url", &api.url()]);
@@ -197,4 +238,64 @@ fn setup_for_bedrock_writes_what_claude_code_needs() {
         .to_string();
     assert!(auth.contains(&format!("Credential={key_id}/")), "{auth}");
     assert!(auth.contains("/us-west-2/bedrock/"), "{auth}");
+}
+
+#[test]
+fn setup_via_the_container_endpoint_serves_claude_code_without_helpers() {
+    let moto = credd_tests::peers::Moto::start();
+    let port = credd_tests::peers::free_port();
+    let world = World::new().with_aws(
+        "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock\nsource_profile = base\n",
+        "[base]\naws_access_key_id = AKIACREDDLONGTERM007\naws_secret_access_key = long-term-secret\n",
+        &moto.url(),
+    );
+    world.write_config(&format!(
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\ncontainer_endpoint = {{ port = {port} }}\n"
+    ));
+    let _daemon = world.start_daemon();
+    world.eventually(std::time::Duration::from_secs(10), "the endpoint", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    world
+        .credd(&["setup", "claude-code", "bedrock", "--via", "endpoint"])
+        .ok();
+    let settings = read_settings(&world);
+    assert!(settings.get("awsCredentialExport").is_none(), "{settings}");
+    assert_eq!(
+        settings["env"]["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        format!("http://127.0.0.1:{port}/aws/credentials")
+    );
+
+    // No AWS files for Claude Code: only the endpoint can give it credentials.
+    let bedrock = ModelApi::start();
+    let served = world.credd(&["get", "bedrock", "--format", "aws"]).json();
+    let mut claude = std::process::Command::new(credd_tests::claude_bin());
+    world.isolate(&mut claude);
+    let out = claude
+        .args(["-p", "say hi"])
+        .current_dir(world.dir.path())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("TERM", "dumb")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("ANTHROPIC_BEDROCK_BASE_URL", bedrock.url())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(model_api::REPLY),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_id = served["Credentials"]["AccessKeyId"].as_str().unwrap();
+    let auth = bedrock
+        .messages()
+        .last()
+        .unwrap()
+        .header("authorization")
+        .unwrap()
+        .to_string();
+    assert!(auth.contains(&format!("Credential={key_id}/")), "{auth}");
 }
