@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credd_proto::{
-    CREDD_VERSION, Caller, DaemonInfo, ErrorKind, ErrorReply, PROTOCOL_VERSION, Request, Response,
-    StatusReport,
+    CREDD_VERSION, Caller, Credential, DaemonInfo, ErrorKind, ErrorReply, PROTOCOL_VERSION,
+    Request, Response, StatusReport,
 };
 use tokio::sync::watch;
 
@@ -143,34 +143,16 @@ impl Dispatcher {
     }
 
     async fn login_wait(&self, name: &str) -> Response {
-        let slot = match self.slot(name) {
-            Ok(slot) => slot,
-            Err(error) => return Response::Error(error),
-        };
-        match self.logins.wait(slot).await {
-            Ok(credential) => Response::Done {
-                message: format!(
-                    "signed in: `{name}` has credentials valid until {}",
-                    until(credential.expires_at)
-                ),
-            },
-            Err(e) => source_error(name, e),
+        match self.slot(name) {
+            Ok(slot) => signed_in(name, self.logins.wait(slot).await),
+            Err(error) => Response::Error(error),
         }
     }
 
     async fn login_code(&self, name: &str, code: credd_proto::Secret) -> Response {
-        let slot = match self.slot(name) {
-            Ok(slot) => slot,
-            Err(error) => return Response::Error(error),
-        };
-        match self.logins.submit_code(slot, code).await {
-            Ok(credential) => Response::Done {
-                message: format!(
-                    "signed in: `{name}` has credentials valid until {}",
-                    until(credential.expires_at)
-                ),
-            },
-            Err(e) => source_error(name, e),
+        match self.slot(name) {
+            Ok(slot) => signed_in(name, self.logins.submit_code(slot, code).await),
+            Err(error) => Response::Error(error),
         }
     }
 
@@ -195,6 +177,19 @@ fn info() -> DaemonInfo {
         daemon_version: CREDD_VERSION.to_string(),
         protocol: PROTOCOL_VERSION,
         pid: std::process::id(),
+    }
+}
+
+/// The answer to a login that has finished.
+fn signed_in(name: &str, outcome: Result<Arc<Credential>, SourceError>) -> Response {
+    match outcome {
+        Ok(credential) => Response::Done {
+            message: format!(
+                "signed in: `{name}` has credentials valid until {}",
+                until(credential.expires_at)
+            ),
+        },
+        Err(e) => source_error(name, e),
     }
 }
 

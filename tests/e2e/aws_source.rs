@@ -1,12 +1,10 @@
 //! The `aws` source against moto's real STS: long-term keys become session credentials, role
 //! chains and web identity resolve as the AWS CLI resolves them, and boto3 uses what credd serves.
 
-use std::process::Command;
 use std::time::Duration;
 
 use credd_tests::World;
 use credd_tests::peers::{self, Moto};
-use serde_json::Value;
 
 const CREDENTIALS: &str = "[base]\naws_access_key_id = AKIACREDDLONGTERM001\naws_secret_access_key = credd-long-term-secret\n";
 
@@ -49,28 +47,6 @@ fn aws_world(moto: &Moto) -> World {
     world
 }
 
-/// Asks moto who the given credentials belong to.
-fn caller_arn(moto: &Moto, creds: &Value) -> String {
-    let script = r#"
-import json, sys, boto3
-c = json.loads(sys.argv[2])
-sts = boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1",
-    aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
-    aws_session_token=c.get("SessionToken"))
-print(sts.get_caller_identity()["Arn"])
-"#;
-    let out = Command::new(peers::python())
-        .args(["-c", script, &moto.url(), &creds.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn long_term_keys_become_session_credentials_with_an_expiry() {
     let moto = Moto::start();
@@ -107,7 +83,7 @@ fn a_two_deep_role_chain_serves_the_credentials_moto_issued() {
         .json();
     assert_eq!(creds["Version"], 1);
     assert!(creds["Expiration"].is_string());
-    let arn = caller_arn(&moto, &creds);
+    let arn = peers::caller_arn(&moto.url(), &creds);
     assert!(arn.contains(":assumed-role/top/credd-top"), "{arn}");
     // Cached: the same credentials again.
     let again = world
@@ -124,7 +100,7 @@ fn web_identity_resolves_through_sts() {
     let creds = world
         .credd(&["get", "federated", "--format", "aws-process"])
         .json();
-    let arn = caller_arn(&moto, &creds);
+    let arn = peers::caller_arn(&moto.url(), &creds);
     assert!(arn.contains(":assumed-role/federated/credd-wi"), "{arn}");
 }
 
@@ -148,20 +124,11 @@ import sys, boto3
 session = boto3.Session(profile_name="via-credd")
 print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn"])
 "#;
-    let mut cmd = Command::new(peers::python());
-    world.isolate(&mut cmd);
-    let out = cmd
-        .args(["-c", script, &moto.url()])
-        .env("AWS_CONFIG_FILE", &boto_config)
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let arn = String::from_utf8_lossy(&out.stdout);
+    let arn = peers::run_python(script, &[&moto.url()], |cmd| {
+        world.isolate(cmd);
+        cmd.env("AWS_CONFIG_FILE", &boto_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    });
     assert!(arn.contains(":assumed-role/top/credd-top"), "{arn}");
 }
 

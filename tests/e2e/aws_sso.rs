@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use credd_tests::World;
@@ -163,15 +163,8 @@ import boto3
 c = boto3.Session(profile_name="dev").get_credentials().get_frozen_credentials()
 print(c.access_key)
 "#;
-    let mut cmd = Command::new(peers::python());
-    t.world.isolate(&mut cmd);
-    let out = cmd.args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ASIASSOSTUB"));
+    let key = peers::run_python(script, &[], |cmd| t.world.isolate(cmd));
+    assert!(key.starts_with("ASIASSOSTUB"), "{key}");
 }
 
 #[test]

@@ -2,9 +2,6 @@
 //! `apiKeyHelper` against a stub of the Messages API, and as its `awsCredentialExport` against a
 //! stub of the Bedrock runtime, with credentials moto issued.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use credd_tests::World;
 use credd_tests::model_api::{self, ModelApi};
 
@@ -15,32 +12,8 @@ fn claude_say_hi(world: &World, api: &ModelApi) -> String {
     claude_say_hi_with(world, &[("ANTHROPIC_BASE_URL", &api.url())])
 }
 
-/// Runs `claude -p "say hi"` in `world` with extra environment; returns stdout.
 fn claude_say_hi_with(world: &World, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(credd_tests::claude_bin());
-    world.isolate(&mut cmd);
-    cmd.envs(env.iter().copied());
-    cmd.args(["-p", "say hi"])
-        .env("TERM", "dumb")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("DISABLE_AUTOUPDATER", "1")
-        .current_dir(world.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("run claude");
-    let started = Instant::now();
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "claude failed ({}): stdout {stdout} stderr {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    credd_tests::claude_say_hi(world, world.dir.path(), env)
 }
 
 fn write_settings(world: &World) {

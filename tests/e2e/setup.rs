@@ -118,23 +118,8 @@ fn setup_for_a_gateway_keeps_other_keys_and_claude_code_uses_it() {
     assert!(again.ok().contains("nothing to do"), "{}", again.stdout);
 
     // The real Claude Code, with nothing but the written settings.
-    let mut claude = std::process::Command::new(credd_tests::claude_bin());
-    world.isolate(&mut claude);
-    let out = claude
-        .args(["-p", "say hi"])
-        .current_dir(world.dir.path())
-        .env("TERM", "dumb")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(model_api::REPLY),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = credd_tests::claude_say_hi(&world, world.dir.path(), &[]);
+    assert!(stdout.contains(model_api::REPLY), "{stdout}");
     assert_eq!(api.messages()[0].header("x-api-key"), Some("sk-from-setup"));
 }
 
@@ -210,24 +195,12 @@ fn setup_for_bedrock_writes_what_claude_code_needs() {
     // Claude Code in that project signs Bedrock calls with credd's credentials.
     let bedrock = ModelApi::start();
     let served = world.credd(&["get", "bedrock", "--format", "aws"]).json();
-    let mut claude = std::process::Command::new(credd_tests::claude_bin());
-    world.isolate(&mut claude);
-    let out = claude
-        .args(["-p", "say hi"])
-        .current_dir(&project)
-        .env("TERM", "dumb")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("ANTHROPIC_BEDROCK_BASE_URL", bedrock.url())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(model_api::REPLY),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = credd_tests::claude_say_hi(
+        &world,
+        &project,
+        &[("ANTHROPIC_BEDROCK_BASE_URL", &bedrock.url())],
     );
+    assert!(stdout.contains(model_api::REPLY), "{stdout}");
     let key_id = served["Credentials"]["AccessKeyId"].as_str().unwrap();
     let auth = bedrock
         .messages()
@@ -269,26 +242,16 @@ fn setup_via_the_container_endpoint_serves_claude_code_without_helpers() {
     // No AWS files for Claude Code: only the endpoint can give it credentials.
     let bedrock = ModelApi::start();
     let served = world.credd(&["get", "bedrock", "--format", "aws"]).json();
-    let mut claude = std::process::Command::new(credd_tests::claude_bin());
-    world.isolate(&mut claude);
-    let out = claude
-        .args(["-p", "say hi"])
-        .current_dir(world.dir.path())
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("TERM", "dumb")
-        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("DISABLE_TELEMETRY", "1")
-        .env("ANTHROPIC_BEDROCK_BASE_URL", bedrock.url())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains(model_api::REPLY),
-        "{stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = credd_tests::claude_say_hi(
+        &world,
+        world.dir.path(),
+        &[
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            ("ANTHROPIC_BEDROCK_BASE_URL", &bedrock.url()),
+        ],
     );
+    assert!(stdout.contains(model_api::REPLY), "{stdout}");
     let key_id = served["Credentials"]["AccessKeyId"].as_str().unwrap();
     let auth = bedrock
         .messages()

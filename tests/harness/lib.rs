@@ -64,6 +64,32 @@ pub fn claude_bin() -> PathBuf {
     path
 }
 
+/// Runs `claude -p "say hi"` in `world`, from `cwd`, with the environment Claude Code needs to
+/// run offline plus `env`; returns its stdout and fails the test if it fails.
+pub fn claude_say_hi(world: &World, cwd: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(claude_bin());
+    world.isolate(&mut cmd);
+    let out = cmd
+        .args(["-p", "say hi"])
+        .current_dir(cwd)
+        .env("TERM", "dumb")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run claude");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "claude failed ({}): stdout {stdout} stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Whether the tests run as root (as CI does), so they can act as a second local user.
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

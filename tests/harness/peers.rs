@@ -27,6 +27,39 @@ pub fn python() -> PathBuf {
     venv_bin("python")
 }
 
+/// Runs a Python snippet with boto3 available; returns its stdout, trimmed. `prepare` sets the
+/// environment (for example [`crate::World::isolate`]).
+pub fn run_python(script: &str, args: &[&str], prepare: impl FnOnce(&mut Command)) -> String {
+    let mut cmd = Command::new(python());
+    prepare(&mut cmd);
+    let out = cmd
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python/boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Asks STS (moto at `endpoint`) whom the credentials belong to; `creds` is credential_process
+/// JSON (`AccessKeyId`, `SecretAccessKey`, `SessionToken`).
+pub fn caller_arn(endpoint: &str, creds: &serde_json::Value) -> String {
+    let script = r#"
+import json, sys, boto3
+c = json.loads(sys.argv[2])
+sts = boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+    aws_session_token=c.get("SessionToken"))
+print(sts.get_caller_identity()["Arn"])
+"#;
+    run_python(script, &[endpoint, &creds.to_string()], |_| {})
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
