@@ -239,3 +239,37 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
         world.source_status("chain")["state"] == "fresh"
     });
 }
+
+#[test]
+fn a_credential_process_profile_is_served_with_its_expiry() {
+    let moto = Moto::start();
+    let world = World::new();
+    let helper = world.path("company-sso-helper.sh");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\necho run >> \"$0.runs\"\necho '{\"Version\": 1, \"AccessKeyId\": \"ASIAPROCESS0001\", \"SecretAccessKey\": \"process-secret\", \"SessionToken\": \"process-session\", \"Expiration\": \"2099-01-01T00:00:00Z\"}'\n",
+    )
+    .unwrap();
+    credd_tests::world::make_executable(&helper);
+    let world = world.with_aws(
+        &format!(
+            "[profile tool]\nregion = us-east-1\ncredential_process = {}\n",
+            helper.display()
+        ),
+        "",
+        &moto.url(),
+    );
+    world.write_config("[sources.tool]\nkind = \"aws\"\nprofile = \"tool\"\n");
+    let _daemon = world.start_daemon();
+    let creds = world.credd(&["get", "tool", "--format", "aws"]).json();
+    assert_eq!(creds["Credentials"]["AccessKeyId"], "ASIAPROCESS0001");
+    assert_eq!(creds["Credentials"]["SessionToken"], "process-session");
+    assert_eq!(creds["Credentials"]["Expiration"], "2099-01-01T00:00:00Z");
+    world.credd(&["get", "tool", "--format", "aws"]).ok();
+    let runs = std::fs::read_to_string(world.path("company-sso-helper.sh.runs")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "the profile's process ran again for a cached credential"
+    );
+}

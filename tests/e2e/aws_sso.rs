@@ -287,3 +287,47 @@ fn a_login_done_by_the_aws_cli_is_picked_up_at_once() {
             .starts_with("ASIASSOSTUB")
     );
 }
+
+#[test]
+fn a_legacy_sso_profile_uses_the_token_cached_under_its_start_url() {
+    let moto = Moto::start();
+    let sso = SsoStub::start();
+    let world = World::new()
+        .with_aws(
+            "[profile legacy]\nsso_start_url = https://legacy.awsapps.example/start\nsso_region = us-east-1\nsso_account_id = 111122223333\nsso_role_name = ReadOnly\nregion = us-east-1\n",
+            "",
+            &moto.url(),
+        )
+        .with_env("AWS_ENDPOINT_URL_SSO", &sso.url())
+        .with_env("AWS_ENDPOINT_URL_SSO_OIDC", &sso.url());
+    world.write_config("[sources.legacy]\nkind = \"aws\"\nprofile = \"legacy\"\n");
+    // Legacy profiles are keyed by their start URL, as the AWS CLI keys them.
+    let issued = sso.issue_session();
+    let digest = sha1::Sha1::digest(b"https://legacy.awsapps.example/start");
+    let path = world
+        .home
+        .join(".aws/sso/cache")
+        .join(format!("{}.json", hex::encode(digest)));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        json!({
+            "startUrl": "https://legacy.awsapps.example/start",
+            "region": "us-east-1",
+            "accessToken": issued.access_token,
+            "expiresAt": rfc3339(SystemTime::now() + Duration::from_secs(3600)),
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let _daemon = world.start_daemon();
+    let creds = world.credd(&["get", "legacy", "--format", "aws"]).json();
+    assert!(
+        creds["Credentials"]["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIASSOSTUB"),
+        "{creds}"
+    );
+    assert_eq!(sso.calls("GetRoleCredentials"), 1);
+}
