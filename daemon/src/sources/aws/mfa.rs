@@ -22,8 +22,10 @@ pub struct MfaRole {
 }
 
 /// The MFA role `profile` names, if it names one.
-pub async fn mfa_role(profile: &str) -> Result<Option<MfaRole>, String> {
-    let set = super::load_profiles().await?;
+pub fn mfa_role(
+    set: &aws_config::profile::ProfileSet,
+    profile: &str,
+) -> Result<Option<MfaRole>, String> {
     let Some(p) = set.get_profile(profile) else {
         return Ok(None);
     };

@@ -33,6 +33,19 @@ use crate::config::AwsSpec;
 /// How long one resolution (including every STS or SSO call it makes) may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How a profile gets its credentials, as far as credd must know.
+enum ProfileAuth {
+    /// A role that needs an MFA code: only `credd login` makes credentials.
+    Mfa(mfa::MfaRole),
+    /// An IAM Identity Center session, which credd keeps fresh.
+    Sso(sso::SsoSession),
+    /// Anything else the SDK's profile provider resolves by itself.
+    Other,
+    Unknown {
+        known: Vec<String>,
+    },
+}
+
 pub struct AwsSource {
     spec: AwsSpec,
     /// Credentials from the last MFA login, until the cache takes them.
@@ -61,18 +74,37 @@ impl AwsSource {
         Ok(loader.load().await)
     }
 
-    async fn sso_session(&self) -> Result<Option<sso::SsoSession>, SourceError> {
-        sso::session_for_profile(&self.spec.profile)
-            .await
-            .map_err(SourceError::Upstream)
+    /// How the profile authenticates, read from the AWS config files once per call.
+    async fn auth(&self) -> Result<ProfileAuth, SourceError> {
+        let set = load_profiles().await.map_err(SourceError::Upstream)?;
+        let profile = self.spec.profile.as_str();
+        let known = || {
+            let mut names: Vec<String> = set.profiles().map(str::to_string).collect();
+            names.sort();
+            names
+        };
+        if set.get_profile(profile).is_none() {
+            return Ok(ProfileAuth::Unknown { known: known() });
+        }
+        if let Some(role) = mfa::mfa_role(&set, profile).map_err(SourceError::Upstream)? {
+            return Ok(ProfileAuth::Mfa(role));
+        }
+        match sso::session_for_profile(&set, profile).map_err(SourceError::Upstream)? {
+            Some(session) => Ok(ProfileAuth::Sso(session)),
+            None => Ok(ProfileAuth::Other),
+        }
     }
 
     async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let profile = self.spec.profile.as_str();
-        if let Some(role) = mfa::mfa_role(profile)
-            .await
-            .map_err(SourceError::Upstream)?
-        {
+        let auth = self.auth().await?;
+        if let ProfileAuth::Unknown { known } = &auth {
+            return Err(SourceError::Upstream(format!(
+                "no profile `{profile}` in the AWS config files (they define: {})",
+                known.join(", ")
+            )));
+        }
+        if let ProfileAuth::Mfa(role) = &auth {
             // Only a login (with a person and a code) makes these credentials.
             return self
                 .mfa_session
@@ -89,8 +121,8 @@ impl AwsSource {
         let sdk = self.sdk_config().await?;
         // An SSO session is kept fresh here, never interactively; the SDK then finds a token
         // with time to spare in the cache.
-        if let Some(session) = self.sso_session().await? {
-            sso::ensure_fresh(&session, &sdk, SystemTime::now()).await?;
+        if let ProfileAuth::Sso(session) = &auth {
+            sso::ensure_fresh(session, &sdk, SystemTime::now()).await?;
         }
         let provider = ProfileFileCredentialsProvider::builder()
             .profile_name(profile)
@@ -202,13 +234,6 @@ impl AwsSource {
     async fn explain(&self, error: CredentialsError) -> SourceError {
         let profile = &self.spec.profile;
         let detail = DisplayErrorContext(&error).to_string();
-        let known = known_profiles().await;
-        if !known.is_empty() && !known.iter().any(|p| p == profile) {
-            return SourceError::Upstream(format!(
-                "no profile `{profile}` in the AWS config files (they define: {})",
-                known.join(", ")
-            ));
-        }
         let lower = detail.to_ascii_lowercase();
         if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
             return SourceError::NeedsLogin(format!(
@@ -230,20 +255,19 @@ impl Source for AwsSource {
         io: LoginIo,
     ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
         Some(Box::pin(async move {
-            if let Some(role) = mfa::mfa_role(&self.spec.profile)
-                .await
-                .map_err(SourceError::Upstream)?
-            {
-                return self.mfa_login(&role, deadline, io).await;
+            match self.auth().await? {
+                ProfileAuth::Mfa(role) => self.mfa_login(&role, deadline, io).await,
+                ProfileAuth::Sso(session) => {
+                    let sdk = self.sdk_config().await?;
+                    sso::device_login(&session, &sdk, deadline, io.report).await
+                }
+                ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
+                    Err(SourceError::Upstream(format!(
+                        "profile `{}` uses neither SSO nor MFA; there is nothing to log in to (see `credd status` for its error)",
+                        self.spec.profile
+                    )))
+                }
             }
-            let Some(session) = self.sso_session().await? else {
-                return Err(SourceError::Upstream(format!(
-                    "profile `{}` does not use SSO; there is nothing to log in to (see `credd status` for its error)",
-                    self.spec.profile
-                )));
-            };
-            let sdk = self.sdk_config().await?;
-            sso::device_login(&session, &sdk, deadline, io.report).await
         }))
     }
 
@@ -282,18 +306,6 @@ pub async fn load_profiles() -> Result<aws_config::profile::ProfileSet, String> 
     )
     .await
     .map_err(|e| format!("cannot read the AWS config files: {e}"))
-}
-
-/// The profile names in the AWS config files, for error messages.
-async fn known_profiles() -> Vec<String> {
-    match load_profiles().await {
-        Ok(set) => {
-            let mut names: Vec<String> = set.profiles().map(str::to_string).collect();
-            names.sort();
-            names
-        }
-        Err(_) => Vec::new(),
-    }
 }
 
 /// The files where the AWS CLI and SDKs keep what an `aws` source depends on: `~/.aws` (the

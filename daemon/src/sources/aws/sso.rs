@@ -63,8 +63,10 @@ pub fn home_dir() -> PathBuf {
 }
 
 /// The SSO session at the root of `profile`'s `source_profile` chain, if it has one.
-pub async fn session_for_profile(profile: &str) -> Result<Option<SsoSession>, String> {
-    let set = super::load_profiles().await?;
+pub fn session_for_profile(
+    set: &aws_config::profile::ProfileSet,
+    profile: &str,
+) -> Result<Option<SsoSession>, String> {
     let mut name = profile.to_string();
     let mut seen = Vec::new();
     loop {
