@@ -72,3 +72,30 @@ fn the_binary_prints_the_committed_help() {
         );
     }
 }
+
+#[test]
+fn the_readme_config_examples_are_valid() {
+    let readme = std::fs::read_to_string(credd_tests::workspace_root().join("README.md")).unwrap();
+    let examples: Vec<&str> = readme
+        .split("```toml")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert!(examples.len() >= 2, "the README lost its config examples");
+    let world = credd_tests::World::new();
+    world.write_config(&examples.join("\n"));
+    let _daemon = world.start_daemon();
+    let status = world.status();
+    assert!(
+        status["config_error"].is_null(),
+        "README config example: {}",
+        status["config_error"]
+    );
+    let names: Vec<&str> = status["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bedrock", "gateway"]);
+}
