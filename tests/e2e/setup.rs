@@ -202,13 +202,7 @@ fn setup_for_bedrock_writes_what_claude_code_needs() {
     );
     assert!(stdout.contains(model_api::REPLY), "{stdout}");
     let key_id = served["Credentials"]["AccessKeyId"].as_str().unwrap();
-    let auth = bedrock
-        .messages()
-        .last()
-        .unwrap()
-        .header("authorization")
-        .unwrap()
-        .to_string();
+    let auth = bedrock.last_authorization();
     assert!(auth.contains(&format!("Credential={key_id}/")), "{auth}");
     assert!(auth.contains("/us-west-2/bedrock/"), "{auth}");
 }
@@ -253,12 +247,6 @@ fn setup_via_the_container_endpoint_serves_claude_code_without_helpers() {
     );
     assert!(stdout.contains(model_api::REPLY), "{stdout}");
     let key_id = served["Credentials"]["AccessKeyId"].as_str().unwrap();
-    let auth = bedrock
-        .messages()
-        .last()
-        .unwrap()
-        .header("authorization")
-        .unwrap()
-        .to_string();
+    let auth = bedrock.last_authorization();
     assert!(auth.contains(&format!("Credential={key_id}/")), "{auth}");
 }

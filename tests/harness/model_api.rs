@@ -46,6 +46,15 @@ impl ModelApi {
         self.stub.requests()
     }
 
+    /// The `Authorization` header of the last message request (for Bedrock, the SigV4 header
+    /// naming the access key id and region).
+    pub fn last_authorization(&self) -> String {
+        self.messages()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_string))
+            .expect("a message request with an Authorization header")
+    }
+
     /// The message requests (POST .../messages, or Bedrock's .../invoke*), in order.
     pub fn messages(&self) -> Vec<Request> {
         self.requests()
