@@ -52,22 +52,25 @@ fn raw_get(port: u16, host: &str, authorization: Option<&str>) -> String {
     out
 }
 
-fn wait_for_endpoint(world: &World, port: u16) {
-    world.eventually(
+/// moto, and a daemon serving the `app` source on its container endpoint; returns them with
+/// the endpoint's port and the env lines `credd status` prints for it.
+fn serving_endpoint() -> (Moto, World, credd_tests::Daemon, u16, Vec<(String, String)>) {
+    let moto = Moto::start();
+    let port = free_port();
+    let world = endpoint_world(&moto, port);
+    let daemon = world.start_daemon();
+    peers::wait_for_port(
+        port,
         std::time::Duration::from_secs(10),
-        "endpoint listening",
-        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "the container endpoint",
     );
+    let env = endpoint_env(&world);
+    (moto, world, daemon, port, env)
 }
 
 #[test]
 fn boto3_gets_credentials_from_the_container_endpoint() {
-    let moto = Moto::start();
-    let port = free_port();
-    let world = endpoint_world(&moto, port);
-    let _daemon = world.start_daemon();
-    wait_for_endpoint(&world, port);
-    let env = endpoint_env(&world);
+    let (moto, world, _daemon, port, env) = serving_endpoint();
     let human = world.credd(&["status"]);
     assert!(
         human.ok().contains(&format!(
@@ -104,12 +107,7 @@ print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn
 
 #[test]
 fn the_endpoint_refuses_wrong_tokens_and_foreign_hosts() {
-    let moto = Moto::start();
-    let port = free_port();
-    let world = endpoint_world(&moto, port);
-    let _daemon = world.start_daemon();
-    wait_for_endpoint(&world, port);
-    let env = endpoint_env(&world);
+    let (_moto, _world, _daemon, port, env) = serving_endpoint();
     let token_file = &env
         .iter()
         .find(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")

@@ -220,9 +220,11 @@ fn setup_via_the_container_endpoint_serves_claude_code_without_helpers() {
         "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\ncontainer_endpoint = {{ port = {port} }}\n"
     ));
     let _daemon = world.start_daemon();
-    world.eventually(std::time::Duration::from_secs(10), "the endpoint", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    credd_tests::peers::wait_for_port(
+        port,
+        std::time::Duration::from_secs(10),
+        "the container endpoint",
+    );
     world
         .credd(&["setup", "claude-code", "bedrock", "--via", "endpoint"])
         .ok();
