@@ -15,6 +15,7 @@ mod filewatch;
 mod login;
 mod net;
 mod policy;
+mod process;
 mod redact;
 mod registry;
 mod server;

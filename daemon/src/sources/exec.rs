@@ -9,20 +9,16 @@
 //! is. Its stderr is summarised through [`crate::redact`].
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use credd_proto::{CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 
 use super::{Fetched, Source, SourceError};
 use crate::config::ExecSpec;
+use crate::process::{self, RunError};
 use crate::redact;
-
-/// Output beyond this is not a credential; reading stops there.
-const MAX_OUTPUT: u64 = 256 * 1024;
 
 pub struct ExecSource {
     spec: ExecSpec,
@@ -39,48 +35,15 @@ impl ExecSource {
 
     async fn run(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let program = self.program();
-        let mut command = tokio::process::Command::new(program);
-        command
-            .args(&self.spec.command[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        // Its own process group, so a timeout kills whatever it started too.
-        #[cfg(unix)]
-        command.process_group(0);
-        let mut child = command
-            .spawn()
-            .map_err(|e| SourceError::Upstream(format!("cannot run `{program}`: {e}")))?;
-        let pgid = child.id();
-
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        let collect = async {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let mut stdout = (&mut stdout).take(MAX_OUTPUT);
-            let mut stderr = (&mut stderr).take(MAX_OUTPUT);
-            let (o, e) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            o.and(e)?;
-            let status = child.wait().await?;
-            Ok::<_, std::io::Error>((status, out, err))
-        };
-        let (status, out, err) = match tokio::time::timeout(self.spec.timeout, collect).await {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
-                return Err(SourceError::Upstream(format!(
-                    "reading the output of `{program}` failed: {e}"
-                )));
-            }
-            Err(_) => {
-                kill_group(pgid);
-                return Err(SourceError::Upstream(format!(
-                    "`{program}` did not finish within {}; it was stopped (raise `timeout` in the config if it needs longer)",
-                    humantime::format_duration(self.spec.timeout)
-                )));
-            }
-        };
+        let finished = process::run(&self.spec.command, &[], self.spec.timeout)
+            .await
+            .map_err(|e| match e {
+                RunError::TimedOut { .. } => SourceError::Upstream(format!(
+                    "{e} (raise `timeout` in the config if it needs longer)"
+                )),
+                e => SourceError::Upstream(e.to_string()),
+            })?;
+        let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
         let parsed = parse_output(&out, now, self.spec.ttl);
         let known: Vec<&str> = match &parsed {
             Ok(f) => f.secret.secret_values(),
@@ -110,17 +73,6 @@ impl Source for ExecSource {
         Box::pin(self.run(now))
     }
 }
-
-#[cfg(unix)]
-fn kill_group(pgid: Option<u32>) {
-    if let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) {
-        // SAFETY: kill has no memory-safety preconditions; the group is the child's own.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    }
-}
-
-#[cfg(not(unix))]
-fn kill_group(_pgid: Option<u32>) {}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
