@@ -1,4 +1,5 @@
-//! Writing files that hold secrets: mode 0600, written whole or not at all.
+//! The user's files: where home is, and writing files that hold secrets (mode 0600, written
+//! whole or not at all).
 //!
 //! A reader (the AWS CLI, an SDK, a second credd) sees either the old file or the new one, never
 //! a torn one, even if the daemon dies mid-write: the bytes go to a temporary file beside the
@@ -62,4 +63,12 @@ mod tests {
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "a temporary file was left behind");
     }
+}
+
+/// The user's home directory: `HOME`, else what the OS says.
+pub fn home_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
 }

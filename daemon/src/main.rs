@@ -108,7 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = registry.reload() {
         eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
     }
-    let _watches = watch_files(&config_path, &registry);
+    let _config_watch = watch_config(&config_path, &registry);
 
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         registry,
@@ -161,13 +161,11 @@ fn spawn_signal_handlers(
     Ok(())
 }
 
-/// Watches the config file (reload on change) and the AWS files where logins done elsewhere show
-/// up (retry sources that wait for one).
-fn watch_files(
+/// Watches the config file: reload on change. (Each source watches its upstream files itself.)
+fn watch_config(
     config_path: &std::path::Path,
     registry: &Arc<registry::Registry>,
-) -> Vec<filewatch::Watch> {
-    let mut watches = Vec::new();
+) -> Option<filewatch::Watch> {
     let on_config = registry.clone();
     match filewatch::watch(vec![filewatch::Target::file(config_path)], move || {
         tracing::info!("config file changed; reloading");
@@ -175,22 +173,10 @@ fn watch_files(
             tracing::info!("config reloaded");
         }
     }) {
-        Ok((w, _)) => watches.push(w),
+        Ok((watch, _)) => Some(watch),
         Err(e) => {
-            tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need SIGHUP or a restart: {e}")
+            tracing::warn!(config = %config_path.display(), "cannot watch the config file; edits need SIGHUP or a restart: {e}");
+            None
         }
     }
-    let on_upstream = registry.clone();
-    match filewatch::watch(sources::aws::watched_files(), move || {
-        on_upstream.upstream_files_changed();
-    }) {
-        Ok((w, dirs)) => {
-            tracing::debug!(?dirs, "watching upstream files");
-            watches.push(w);
-        }
-        Err(e) => tracing::warn!(
-            "cannot watch the AWS files; logins done elsewhere are seen at the next retry: {e}"
-        ),
-    }
-    watches
 }

@@ -4,6 +4,7 @@
 //! `AWS_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
@@ -27,12 +28,21 @@ pub fn ca_bundles(configured: Option<&Path>) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The contents of every CA bundle to trust, or which one cannot be read.
+fn read_ca_bundles(configured: Option<&Path>) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
+    ca_bundles(configured)
+        .into_iter()
+        .map(|path| match std::fs::read(&path) {
+            Ok(pem) => Ok((path, pem)),
+            Err(e) => Err(format!("cannot read the CA bundle {}: {e}", path.display())),
+        })
+        .collect()
+}
+
 /// An HTTPS client for the AWS SDK clients credd builds, with the proxy and CA settings above.
 pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, String> {
     let mut trust = TrustStore::default();
-    for path in ca_bundles(ca_bundle) {
-        let pem = std::fs::read(&path)
-            .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?;
+    for (_, pem) in read_ca_bundles(ca_bundle)? {
         trust = trust.with_pem_certificate(pem);
     }
     let tls = TlsContext::builder()
@@ -55,4 +65,26 @@ pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, Str
                 .build()
         }),
     )
+}
+
+/// An HTTPS client for the OAuth-style upstreams (Google's and Microsoft's token endpoints),
+/// with the proxy and CA settings above; one call may take `timeout` at most.
+pub fn oauth_http_client(
+    ca_bundle: Option<&Path>,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    let mut roots = Vec::new();
+    for (path, pem) in read_ca_bundles(ca_bundle)? {
+        roots.extend(
+            reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("the CA bundle {} cannot be used: {e}", path.display()))?,
+        );
+    }
+    reqwest::Client::builder()
+        .tls_certs_merge(roots)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))
 }

@@ -14,6 +14,7 @@ use crate::cache::Slot;
 use crate::clock::Clock;
 use crate::config::{self, Config, SourceSpec};
 use crate::endpoints::{self, EndpointHandle};
+use crate::filewatch;
 use crate::sources;
 
 pub struct Registry {
@@ -33,6 +34,8 @@ struct Entry {
     slot: Arc<Slot>,
     refresher: JoinHandle<()>,
     endpoint: Option<EndpointHandle>,
+    /// Watches the files the source depends on; stops when dropped.
+    _upstream_files: Option<filewatch::Watch>,
 }
 
 impl Drop for Entry {
@@ -92,11 +95,13 @@ impl Registry {
                     let slot = Slot::new(name.clone(), sources::build(&spec), self.clock.clone());
                     let refresher = tokio::spawn(slot.clone().keep_fresh());
                     let endpoint = start_endpoint(&name, &spec, &slot);
+                    let upstream_files = watch_upstream_files(&slot);
                     Entry {
                         spec,
                         slot,
                         refresher,
                         endpoint,
+                        _upstream_files: upstream_files,
                     }
                 }
             };
@@ -132,14 +137,6 @@ impl Registry {
             .collect()
     }
 
-    /// An upstream tool's files changed (a login done elsewhere, an edited AWS config): sources
-    /// that are failing try again now instead of at the end of their backoff.
-    pub fn upstream_files_changed(&self) {
-        for entry in self.read().entries.values() {
-            entry.slot.retry_now();
-        }
-    }
-
     pub fn config_error(&self) -> Option<String> {
         self.read().config_error.clone()
     }
@@ -166,6 +163,27 @@ fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<End
         Ok(container) => Some(endpoints::serve(port, Arc::new(container))),
         Err(e) => {
             tracing::error!(source = %name, "cannot write the container endpoint's token file: {e}");
+            None
+        }
+    }
+}
+
+/// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS
+/// config, a rotated key file): a failing source then tries again now instead of at the end of
+/// its backoff.
+fn watch_upstream_files(slot: &Arc<Slot>) -> Option<filewatch::Watch> {
+    let targets = slot.source().watched_files();
+    if targets.is_empty() {
+        return None;
+    }
+    let on_change = slot.clone();
+    match filewatch::watch(targets, move || on_change.retry_now()) {
+        Ok((watch, dirs)) => {
+            tracing::debug!(source = %slot.name(), ?dirs, "watching upstream files");
+            Some(watch)
+        }
+        Err(e) => {
+            tracing::warn!(source = %slot.name(), "cannot watch the upstream files; logins done elsewhere are seen at the next retry: {e}");
             None
         }
     }

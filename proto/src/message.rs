@@ -105,6 +105,13 @@ pub enum LoginPrompt {
     /// Type the current code of an MFA device; the client reads it from the terminal and sends
     /// it with [`Request::LoginCode`].
     MfaCode { mfa_serial: String },
+    /// Log in with another tool (gcloud, az): the client runs `command` in the person's session
+    /// when it is installed, and shows `instructions` either way. An empty `command` means
+    /// there is nothing to run, only the instructions to follow.
+    Command {
+        command: Vec<String>,
+        instructions: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

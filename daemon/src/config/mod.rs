@@ -32,6 +32,61 @@ pub struct Config {
 pub enum SourceSpec {
     Exec(ExecSpec),
     Aws(AwsSpec),
+    Gcp(GcpSpec),
+}
+
+/// The scope Google's client libraries ask for by default; it covers Vertex AI.
+pub const GCP_DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Google Application Default Credentials, resolved the way Google's libraries do, or a named
+/// credential file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSpec {
+    /// A credential file to use instead of Application Default Credentials.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// OAuth scopes of the access token.
+    #[serde(default = "default_gcp_scopes")]
+    pub scopes: Vec<String>,
+    /// A service account to impersonate with the credentials found (IAM Credentials API).
+    #[serde(default)]
+    pub impersonate: Option<String>,
+    /// Service accounts in the delegation chain for `impersonate`.
+    #[serde(default)]
+    pub delegates: Vec<String>,
+    /// Where the IAM Credentials API is reached for `impersonate` (a Private Service Connect
+    /// endpoint, say).
+    #[serde(default = "default_iam_endpoint")]
+    pub iam_endpoint: String,
+    /// The project billed for quota; defaults to the credential file's `quota_project_id`.
+    #[serde(default)]
+    pub quota_project: Option<String>,
+    /// The project reported to callers (the metadata endpoint's `project-id`); defaults to the
+    /// credential file's project, then `GOOGLE_CLOUD_PROJECT`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Lets `external_account` files with an `executable` source run their command, as
+    /// `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1` does for Google's libraries.
+    #[serde(default)]
+    pub allow_executables: bool,
+    /// How long one upstream call may take.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Serve this source on a GCE metadata endpoint too (`GCE_METADATA_HOST`).
+    #[serde(default)]
+    pub metadata_endpoint: Option<EndpointSpec>,
+    /// A PEM file of CA certificates to trust for this source's upstreams, besides the system's.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+fn default_gcp_scopes() -> Vec<String> {
+    vec![GCP_DEFAULT_SCOPE.to_string()]
+}
+
+fn default_iam_endpoint() -> String {
+    "https://iamcredentials.googleapis.com".to_string()
 }
 
 /// AWS credentials for a profile of `~/.aws/config`, resolved the way the AWS CLI does.
@@ -167,6 +222,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     ));
                 }
             }
+            SourceSpec::Gcp(gcp) => {
+                if gcp.scopes.is_empty() || gcp.scopes.iter().any(|s| s.trim().is_empty()) {
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `scopes` must name at least one scope"),
+                    ));
+                }
+                if gcp.impersonate.as_ref().is_some_and(|sa| !sa.contains('@')) {
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `impersonate` must be a service account's email"),
+                    ));
+                }
+                if gcp.timeout.is_zero() {
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `timeout` must be longer than zero"),
+                    ));
+                }
+            }
             SourceSpec::Aws(aws) => {
                 if aws.profile.trim().is_empty() {
                     return Err(at(
@@ -208,6 +283,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Exec(_) => "exec",
             SourceSpec::Aws(_) => "aws",
+            SourceSpec::Gcp(_) => "gcp",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod exec;
+pub mod gcp;
 
 use std::time::SystemTime;
 
@@ -49,6 +50,12 @@ pub trait Source: Send + Sync {
     ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
         None
     }
+
+    /// Files whose change may end a failure (a login done elsewhere, a rotated key): the source
+    /// is retried at once when one changes.
+    fn watched_files(&self) -> Vec<crate::filewatch::Target> {
+        Vec::new()
+    }
 }
 
 /// How a login talks to the person through `credd login`.
@@ -64,5 +71,6 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
         SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(aws.clone())),
+        SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone())),
     }
 }

@@ -249,6 +249,10 @@ impl Source for AwsSource {
         "aws"
     }
 
+    fn watched_files(&self) -> Vec<crate::filewatch::Target> {
+        watched_files()
+    }
+
     fn login(
         &self,
         deadline: SystemTime,
@@ -313,7 +317,7 @@ pub async fn load_profiles() -> Result<aws_config::profile::ProfileSet, String> 
 /// files wherever `AWS_CONFIG_FILE` and `AWS_SHARED_CREDENTIALS_FILE` put them.
 pub fn watched_files() -> Vec<crate::filewatch::Target> {
     let mut targets = vec![crate::filewatch::Target::tree(
-        &sso::home_dir().join(".aws"),
+        &crate::files::home_dir().join(".aws"),
     )];
     for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
         if let Some(path) = std::env::var_os(var) {

@@ -42,7 +42,7 @@ impl SsoSession {
 
     pub fn cache_path(&self) -> PathBuf {
         let digest = Sha1::digest(self.cache_key().as_bytes());
-        home_dir()
+        crate::files::home_dir()
             .join(".aws/sso/cache")
             .join(format!("{}.json", hex::encode(digest)))
     }
@@ -53,13 +53,6 @@ impl SsoSession {
             None => format!("SSO start URL {}", self.start_url),
         }
     }
-}
-
-pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// The SSO session at the root of `profile`'s `source_profile` chain, if it has one.

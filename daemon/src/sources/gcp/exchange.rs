@@ -1,0 +1,376 @@
+//! The calls that turn a Google credential into an access token, each against the endpoint the
+//! credential file names: the OAuth 2.0 refresh-token grant (`authorized_user`), the JWT-bearer
+//! grant with an RS256 assertion signed by `jsonwebtoken` (`service_account`), the RFC 8693
+//! token exchange at Google's STS (`external_account`), and the IAM Credentials
+//! `generateAccessToken` call (impersonation).
+//!
+//! Upstream error bodies are reduced to their documented `error` / `error_description` (or
+//! `error.message`) fields, with every secret of the request scrubbed from them.
+
+use std::time::{Duration, SystemTime};
+
+use credd_proto::Secret;
+use serde::{Deserialize, Serialize};
+
+use super::adc::{DEFAULT_TOKEN_URI, ServiceAccount};
+use crate::redact;
+use crate::sources::SourceError;
+
+/// What an exchange yields.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: Secret,
+    pub expires_at: SystemTime,
+}
+
+/// Lifetime assumed when a token response states none (Google's tokens live an hour).
+const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Lifetime of a service-account assertion, as Google's libraries use.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Lifetime asked of `generateAccessToken` unless the file says otherwise.
+pub const IMPERSONATED_LIFETIME: Duration = Duration::from_secs(3600);
+
+const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The refresh-token grant of an `authorized_user` file.
+pub async fn refresh_grant(
+    http: &reqwest::Client,
+    token_uri: &str,
+    client_id: &str,
+    client_secret: &str,
+    refresh_token: &str,
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("refresh_token", refresh_token),
+    ];
+    let request = http.post(token_uri).form(&form);
+    token_call(request, token_uri, &[client_secret, refresh_token], now).await
+}
+
+#[derive(Serialize)]
+struct AssertionClaims<'a> {
+    iss: &'a str,
+    scope: String,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+/// The JWT-bearer grant of a `service_account` key file.
+pub async fn jwt_bearer_grant(
+    http: &reqwest::Client,
+    key: &ServiceAccount,
+    scopes: &[String],
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
+    let iat = crate::clock::unix_secs(now);
+    let claims = AssertionClaims {
+        iss: &key.client_email,
+        scope: scopes.join(" "),
+        aud: token_uri,
+        iat,
+        exp: iat + ASSERTION_LIFETIME.as_secs() as i64,
+    };
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = key.private_key_id.clone();
+    let signing_key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.as_bytes()).map_err(|_| {
+            SourceError::Upstream(format!(
+                "the private key of service account {} is not a PEM RSA key",
+                key.client_email
+            ))
+        })?;
+    let assertion = jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| {
+        SourceError::Upstream(format!(
+            "cannot sign the assertion for {}: {e}",
+            key.client_email
+        ))
+    })?;
+    let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
+    let request = http.post(token_uri).form(&form);
+    token_call(request, token_uri, &[&assertion], now).await
+}
+
+/// What an STS token exchange needs besides the subject token.
+pub struct Exchange<'a> {
+    pub token_url: &'a str,
+    pub audience: &'a str,
+    pub subject_token_type: &'a str,
+    pub scopes: &'a [String],
+    pub client: Option<(&'a str, &'a str)>,
+    pub workforce_pool_user_project: Option<&'a str>,
+}
+
+/// The RFC 8693 token exchange of an `external_account` file.
+pub async fn sts_exchange(
+    http: &reqwest::Client,
+    exchange: &Exchange<'_>,
+    subject_token: &str,
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let scope = exchange.scopes.join(" ");
+    let options = match (exchange.workforce_pool_user_project, exchange.client) {
+        (Some(project), None) => Some(serde_json::json!({ "userProject": project }).to_string()),
+        _ => None,
+    };
+    let mut form = vec![
+        ("grant_type", TOKEN_EXCHANGE_GRANT),
+        ("audience", exchange.audience),
+        ("scope", &scope),
+        ("requested_token_type", ACCESS_TOKEN_TYPE),
+        ("subject_token", subject_token),
+        ("subject_token_type", exchange.subject_token_type),
+    ];
+    if let Some(options) = &options {
+        form.push(("options", options));
+    }
+    let mut request = http.post(exchange.token_url).form(&form);
+    let mut secrets = vec![subject_token];
+    if let Some((id, secret)) = exchange.client {
+        request = request.basic_auth(id, Some(secret));
+        secrets.push(secret);
+    }
+    token_call(request, exchange.token_url, &secrets, now).await
+}
+
+#[derive(Serialize)]
+struct GenerateAccessTokenRequest<'a> {
+    scope: &'a [String],
+    delegates: Vec<String>,
+    lifetime: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateAccessTokenResponse {
+    access_token: String,
+    expire_time: String,
+}
+
+/// `generateAccessToken` of the IAM Credentials API: a token for the service account `url`
+/// names, made with `source` (which needs the cloud-platform scope).
+pub async fn generate_access_token(
+    http: &reqwest::Client,
+    url: &str,
+    source: &AccessToken,
+    scopes: &[String],
+    delegates: &[String],
+    lifetime: Duration,
+) -> Result<AccessToken, SourceError> {
+    let body = GenerateAccessTokenRequest {
+        scope: scopes,
+        delegates: delegates
+            .iter()
+            .map(|d| {
+                if d.starts_with("projects/") {
+                    d.clone()
+                } else {
+                    format!("projects/-/serviceAccounts/{d}")
+                }
+            })
+            .collect(),
+        lifetime: format!("{}s", lifetime.as_secs()),
+    };
+    let request = http
+        .post(url)
+        .bearer_auth(source.token.expose())
+        .json(&body);
+    let text = send(request, url, &[source.token.expose()]).await?;
+    let response: GenerateAccessTokenResponse = serde_json::from_str(&text).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{} answered with something that is not a generateAccessToken response",
+            host(url)
+        ))
+    })?;
+    let expires_at = humantime::parse_rfc3339_weak(&response.expire_time).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{} answered with an unreadable expireTime",
+            host(url)
+        ))
+    })?;
+    Ok(AccessToken {
+        token: Secret::new(response.access_token),
+        expires_at,
+    })
+}
+
+/// The IAM Credentials URL that impersonates `service_account`.
+pub fn impersonation_url(iam_endpoint: &str, service_account: &str) -> String {
+    format!(
+        "{}/v1/projects/-/serviceAccounts/{service_account}:generateAccessToken",
+        iam_endpoint.trim_end_matches('/')
+    )
+}
+
+/// The service account an impersonation URL names.
+pub fn impersonated_account(url: &str) -> Option<&str> {
+    let tail = url.rsplit_once("serviceAccounts/")?.1;
+    Some(tail.split_once(':').map_or(tail, |(account, _)| account))
+}
+
+async fn token_call(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    secrets: &[&str],
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let text = send(request, url, secrets).await?;
+    let response: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{} answered with something that is not a token response",
+            host(url)
+        ))
+    })?;
+    if response.access_token.is_empty() {
+        return Err(SourceError::Upstream(format!(
+            "{} answered with an empty access token",
+            host(url)
+        )));
+    }
+    let lifetime = response
+        .expires_in
+        .map_or(ASSUMED_LIFETIME, Duration::from_secs);
+    Ok(AccessToken {
+        token: Secret::new(response.access_token),
+        expires_at: now + lifetime,
+    })
+}
+
+/// Sends a request and returns the body of a successful answer; anything else becomes an error
+/// that says what the upstream said, scrubbed of `secrets`.
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    secrets: &[&str],
+) -> Result<String, SourceError> {
+    let response = request.send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            "did not answer in time".to_string()
+        } else if e.is_connect() {
+            "cannot be reached".to_string()
+        } else {
+            format!("failed: {}", e.without_url())
+        };
+        SourceError::Upstream(format!("{} {why}", host(url)))
+    })?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| {
+        SourceError::Upstream(format!(
+            "{} broke off its answer: {}",
+            host(url),
+            e.without_url()
+        ))
+    })?;
+    if status.is_success() {
+        return Ok(text);
+    }
+    let said = upstream_error(&text)
+        .map(|(code, description)| {
+            let text = match description {
+                Some(d) => format!("{code}: {d}"),
+                None => code.clone(),
+            };
+            (code, redact::redact(&text, secrets))
+        })
+        .filter(|(_, text)| !text.is_empty());
+    match said {
+        Some((code, text)) if code == "invalid_grant" || code == "invalid_rapt" => Err(
+            SourceError::NeedsLogin(format!("{} refused the credentials ({text})", host(url))),
+        ),
+        Some((_, text)) => Err(SourceError::Upstream(format!(
+            "{} answered HTTP {} ({text})",
+            host(url),
+            status.as_u16()
+        ))),
+        None => Err(SourceError::Upstream(format!(
+            "{} answered HTTP {}",
+            host(url),
+            status.as_u16()
+        ))),
+    }
+}
+
+/// `(error, error_description)` of an OAuth error, or `(status, message)` of a Google API error.
+fn upstream_error(body: &str) -> Option<(String, Option<String>)> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let short = |v: &serde_json::Value| v.as_str().map(|s| s.chars().take(300).collect::<String>());
+    match value.get("error")? {
+        serde_json::Value::String(code) => Some((
+            code.chars().take(60).collect(),
+            value.get("error_description").and_then(short),
+        )),
+        serde_json::Value::Object(api) => Some((
+            api.get("status")
+                .and_then(short)
+                .unwrap_or_else(|| "error".into()),
+            api.get("message").and_then(short),
+        )),
+        _ => None,
+    }
+}
+
+/// `scheme://host[:port]` of a URL, for messages: the path and query stay out of them.
+pub fn host(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => parsed.origin().ascii_serialization(),
+        Err(_) => "the upstream".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_and_api_errors_are_read() {
+        assert_eq!(
+            upstream_error(r#"{"error":"invalid_grant","error_description":"Bad Request"}"#),
+            Some(("invalid_grant".into(), Some("Bad Request".into())))
+        );
+        assert_eq!(
+            upstream_error(
+                r#"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#
+            ),
+            Some(("PERMISSION_DENIED".into(), Some("denied".into())))
+        );
+        assert_eq!(upstream_error("<html>oops</html>"), None);
+    }
+
+    #[test]
+    fn impersonation_urls_name_their_account() {
+        let url = impersonation_url("https://iam.example/", "sa@p.iam.gserviceaccount.com");
+        assert_eq!(
+            url,
+            "https://iam.example/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken"
+        );
+        assert_eq!(
+            impersonated_account(&url),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+    }
+
+    #[test]
+    fn hosts_leave_paths_out() {
+        assert_eq!(
+            host("http://127.0.0.1:8080/token?x=1"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(host("not a url"), "the upstream");
+    }
+}

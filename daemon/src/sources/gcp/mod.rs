@@ -1,0 +1,309 @@
+//! The `gcp` source: an OAuth access token from Google Application Default Credentials (or a
+//! named credential file) of any type Google documents, optionally impersonating a service
+//! account, with the expiry the token endpoint stated, so that the cache refreshes it on time.
+//!
+//! Why not a Google auth crate: `google-cloud-auth` covers these types but hands out only the
+//! token string (its expiry is crate-private) and refreshes on its own timer, out of reach of
+//! credd's refresh policy, backoff and clock; `yup-oauth2` and `gcp_auth` hard-code the
+//! `authorized_user` token URL and lack executable-sourced accounts. So the exchanges live in
+//! [`exchange`], built on `reqwest` and `jsonwebtoken`.
+
+pub mod adc;
+pub mod exchange;
+mod subject_token;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use credd_proto::{CredentialSecret, LoginPrompt};
+use futures_util::future::BoxFuture;
+
+use self::adc::{CredentialFile, Located};
+use self::exchange::AccessToken;
+use super::{Fetched, LoginIo, Source, SourceError};
+use crate::config::{GCP_DEFAULT_SCOPE, GcpSpec};
+use crate::filewatch::Target;
+
+/// What `credd login` runs for gcloud's Application Default Credentials.
+pub const GCLOUD_LOGIN: [&str; 4] = ["gcloud", "auth", "application-default", "login"];
+
+/// How often a login in progress looks whether the credential file changed.
+const LOGIN_POLL: Duration = Duration::from_millis(500);
+
+pub struct GcpSource {
+    spec: GcpSpec,
+    http: OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl GcpSource {
+    pub fn new(spec: GcpSpec) -> Self {
+        GcpSource {
+            spec,
+            http: OnceLock::new(),
+        }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, SourceError> {
+        self.http
+            .get_or_init(|| {
+                crate::net::oauth_http_client(self.spec.ca_bundle.as_deref(), self.spec.timeout)
+            })
+            .as_ref()
+            .map_err(|e| SourceError::Upstream(e.clone()))
+    }
+
+    async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        let located = adc::locate(self.spec.credentials_file.as_deref())?;
+        let file = adc::read(&located.path)?;
+        let http = self.http()?;
+        let (mut token, mut account) = self.token_for(http, &file, &self.spec.scopes, now).await?;
+        if let Some(target) = &self.spec.impersonate {
+            // The token that impersonates needs the IAM scope, whatever the caller wants.
+            let (source, _) = self
+                .token_for(http, &file, &[GCP_DEFAULT_SCOPE.to_string()], now)
+                .await?;
+            let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
+            token = exchange::generate_access_token(
+                http,
+                &url,
+                &source,
+                &self.spec.scopes,
+                &self.spec.delegates,
+                exchange::IMPERSONATED_LIFETIME,
+            )
+            .await?;
+            account = Some(target.clone());
+        }
+        Ok(Fetched {
+            secret: CredentialSecret::Token { token: token.token },
+            expires_at: token.expires_at,
+            metadata: self.metadata(&located, &file, account),
+        })
+    }
+
+    /// A token made with the credential `file` describes, and the account it acts as when
+    /// known.
+    fn token_for<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        file: &'a CredentialFile,
+        scopes: &'a [String],
+        now: SystemTime,
+    ) -> BoxFuture<'a, Result<(AccessToken, Option<String>), SourceError>> {
+        Box::pin(async move {
+            match file {
+                CredentialFile::AuthorizedUser(user) => {
+                    let token_uri = user.token_uri.as_deref().unwrap_or(adc::DEFAULT_TOKEN_URI);
+                    let token = exchange::refresh_grant(
+                        http,
+                        token_uri,
+                        &user.client_id,
+                        &user.client_secret,
+                        &user.refresh_token,
+                        now,
+                    )
+                    .await?;
+                    Ok((token, user.account.clone()))
+                }
+                CredentialFile::ServiceAccount(key) => {
+                    let token = exchange::jwt_bearer_grant(http, key, scopes, now).await?;
+                    Ok((token, Some(key.client_email.clone())))
+                }
+                CredentialFile::ExternalAccount(ext) => {
+                    let subject =
+                        subject_token::fetch(http, ext, self.spec.allow_executables, now).await?;
+                    let impersonating = ext.service_account_impersonation_url.as_deref();
+                    let sts_scopes = [GCP_DEFAULT_SCOPE.to_string()];
+                    let exchange = exchange::Exchange {
+                        token_url: ext
+                            .token_url
+                            .as_deref()
+                            .unwrap_or("https://sts.googleapis.com/v1/token"),
+                        audience: &ext.audience,
+                        subject_token_type: &ext.subject_token_type,
+                        scopes: if impersonating.is_some() {
+                            &sts_scopes
+                        } else {
+                            scopes
+                        },
+                        client: ext.client_id.as_deref().zip(ext.client_secret.as_deref()),
+                        workforce_pool_user_project: ext.workforce_pool_user_project.as_deref(),
+                    };
+                    let federated = exchange::sts_exchange(http, &exchange, &subject, now).await?;
+                    match impersonating {
+                        None => Ok((federated, None)),
+                        Some(url) => {
+                            let lifetime = ext
+                                .service_account_impersonation
+                                .as_ref()
+                                .and_then(|o| o.token_lifetime_seconds)
+                                .map_or(exchange::IMPERSONATED_LIFETIME, Duration::from_secs);
+                            let token = exchange::generate_access_token(
+                                http,
+                                url,
+                                &federated,
+                                scopes,
+                                &[],
+                                lifetime,
+                            )
+                            .await?;
+                            Ok((
+                                token,
+                                exchange::impersonated_account(url).map(str::to_string),
+                            ))
+                        }
+                    }
+                }
+                CredentialFile::ImpersonatedServiceAccount(imp) => {
+                    let (source, _) = self
+                        .token_for(
+                            http,
+                            &imp.source_credentials,
+                            &[GCP_DEFAULT_SCOPE.to_string()],
+                            now,
+                        )
+                        .await?;
+                    let token = exchange::generate_access_token(
+                        http,
+                        &imp.service_account_impersonation_url,
+                        &source,
+                        scopes,
+                        &imp.delegates,
+                        exchange::IMPERSONATED_LIFETIME,
+                    )
+                    .await?;
+                    let account =
+                        exchange::impersonated_account(&imp.service_account_impersonation_url)
+                            .map(str::to_string);
+                    Ok((token, account))
+                }
+            }
+        })
+    }
+
+    fn metadata(
+        &self,
+        located: &Located,
+        file: &CredentialFile,
+        account: Option<String>,
+    ) -> BTreeMap<String, String> {
+        let mut metadata = BTreeMap::new();
+        metadata.insert("credential_type".into(), file.type_name().into());
+        metadata.insert(
+            "credentials_file".into(),
+            located.path.display().to_string(),
+        );
+        metadata.insert("scopes".into(), self.spec.scopes.join(" "));
+        if let Some(account) = account {
+            metadata.insert("account".into(), account);
+        }
+        if let Some(project) = self.project(file) {
+            metadata.insert("project".into(), project);
+        }
+        if let Some(quota) = self
+            .spec
+            .quota_project
+            .clone()
+            .or_else(|| file.quota_project().map(str::to_string))
+        {
+            metadata.insert("quota_project".into(), quota);
+        }
+        metadata
+    }
+
+    /// The project: the config's, the file's, then the environment's, as Google's libraries
+    /// look for it.
+    fn project(&self, file: &CredentialFile) -> Option<String> {
+        self.spec
+            .project
+            .clone()
+            .or_else(|| file.project().map(str::to_string))
+            .or_else(|| {
+                [
+                    "GOOGLE_CLOUD_PROJECT",
+                    "GCLOUD_PROJECT",
+                    "CLOUDSDK_CORE_PROJECT",
+                ]
+                .iter()
+                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            })
+    }
+
+    /// The login: show how to log in (gcloud's ADC login, or replacing a named file), then wait
+    /// until the credential file changes and yields a token.
+    async fn login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
+        let uses_gcloud_file = self.spec.credentials_file.is_none()
+            && std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none_or(|p| p.is_empty());
+        let watched = match adc::locate(self.spec.credentials_file.as_deref()) {
+            Ok(located) => located.path,
+            Err(_) if uses_gcloud_file => adc::gcloud_adc_file(),
+            Err(e) => return Err(e),
+        };
+        let prompt = if uses_gcloud_file {
+            LoginPrompt::Command {
+                command: GCLOUD_LOGIN.iter().map(|s| s.to_string()).collect(),
+                instructions: format!(
+                    "Log in with `{}` (it writes {}); credd picks the new credentials up by itself.",
+                    GCLOUD_LOGIN.join(" "),
+                    watched.display()
+                ),
+            }
+        } else {
+            LoginPrompt::Command {
+                command: Vec::new(),
+                instructions: format!(
+                    "The credential file {} was refused; replace it with a valid one (a new key or a new login) and credd picks it up by itself.",
+                    watched.display()
+                ),
+            }
+        };
+        (io.report)(prompt);
+        let before = fingerprint(&watched);
+        loop {
+            if SystemTime::now() >= deadline {
+                return Err(SourceError::NeedsLogin(format!(
+                    "no new credentials appeared in {} before the login timed out",
+                    watched.display()
+                )));
+            }
+            tokio::time::sleep(LOGIN_POLL).await;
+            if fingerprint(&watched) != before && self.fetch_token(SystemTime::now()).await.is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Enough of a file's metadata to tell that it was rewritten.
+fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl Source for GcpSource {
+    fn kind(&self) -> &'static str {
+        "gcp"
+    }
+
+    fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(self.fetch_token(now))
+    }
+
+    fn login(
+        &self,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        Some(Box::pin(GcpSource::login(self, deadline, io)))
+    }
+
+    fn watched_files(&self) -> Vec<Target> {
+        adc::watched_files(self.spec.credentials_file.as_deref())
+            .iter()
+            .map(|p: &PathBuf| Target::file(p))
+            .collect()
+    }
+}
