@@ -85,6 +85,11 @@ impl Slot {
         &self.name
     }
 
+    /// The daemon's clock, in Unix seconds (lifetimes handed to callers are counted from it).
+    pub fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
     pub fn source(&self) -> &dyn Source {
         &*self.source
     }

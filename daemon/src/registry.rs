@@ -152,20 +152,27 @@ impl Registry {
 
 /// Starts the local endpoint a source's config asks for, if any.
 fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<EndpointHandle> {
-    let SourceSpec::Aws(aws) = spec else {
-        return None;
-    };
-    let endpoint = aws.container_endpoint.as_ref()?;
-    let port = endpoint
-        .port
-        .unwrap_or_else(|| endpoints::default_port("aws-container", name));
-    match endpoints::aws_container::AwsContainer::new(slot.clone(), name) {
-        Ok(container) => Some(endpoints::serve(port, Arc::new(container))),
-        Err(e) => {
-            tracing::error!(source = %name, "cannot write the container endpoint's token file: {e}");
-            None
+    let (kind, port, endpoint): (_, _, Arc<dyn endpoints::Endpoint>) = match spec {
+        SourceSpec::Aws(aws) => {
+            let port = aws.container_endpoint.as_ref()?.port;
+            match endpoints::aws_container::AwsContainer::new(slot.clone(), name) {
+                Ok(container) => ("aws-container", port, Arc::new(container)),
+                Err(e) => {
+                    tracing::error!(source = %name, "cannot write the container endpoint's token file: {e}");
+                    return None;
+                }
+            }
         }
-    }
+        SourceSpec::Gcp(gcp) => {
+            let port = gcp.metadata_endpoint.as_ref()?.port;
+            let metadata =
+                endpoints::gce_metadata::GceMetadata::new(slot.clone(), gcp.scopes.clone());
+            ("gce-metadata", port, Arc::new(metadata))
+        }
+        SourceSpec::Exec(_) => return None,
+    };
+    let port = port.unwrap_or_else(|| endpoints::default_port(kind, name));
+    Some(endpoints::serve(port, endpoint))
 }
 
 /// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS

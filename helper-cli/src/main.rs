@@ -9,6 +9,7 @@ mod caller;
 mod cli;
 mod connection;
 mod doctor;
+mod login;
 mod output;
 mod service;
 mod setup;
@@ -18,7 +19,7 @@ mod terminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret};
+use credd_proto::{ErrorKind, Request, Response};
 
 use crate::cli::{Cli, Command, SetupTarget};
 
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Failure = (u8, String);
+pub(crate) type Failure = (u8, String);
 
 fn run(command: Command) -> Result<String, Failure> {
     match command {
@@ -80,36 +81,7 @@ fn run(command: Command) -> Result<String, Failure> {
             }
         }
         Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
-        Command::Login { source } => match ask(
-            Request::Login {
-                source: source.clone(),
-            },
-            true,
-        )? {
-            Response::LoginPrompt(LoginPrompt::MfaCode { mfa_serial }) => {
-                let code = terminal::read_code(&format!(
-                    "MFA code for `{source}` ({mfa_serial}): "
-                ))
-                .map_err(|e| {
-                    (
-                        ErrorKind::NeedsLogin.exit_code(),
-                        format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal"),
-                    )
-                })?;
-                done(ask(
-                    Request::LoginCode {
-                        source,
-                        code: Secret::new(code),
-                    },
-                    false,
-                )?)
-            }
-            Response::LoginPrompt(prompt) => {
-                show_login_prompt(&source, &prompt);
-                done(ask(Request::LoginWait { source }, false)?)
-            }
-            other => done(other),
-        },
+        Command::Login { source } => login::run(source),
         Command::Status { json } => match ask(Request::Status, true)? {
             Response::Status(report) if json => Ok(format!(
                 "{}\n",
@@ -194,7 +166,7 @@ fn run(command: Command) -> Result<String, Failure> {
 }
 
 /// Sends a request; daemon-reported errors become failures with their exit code.
-fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
+pub(crate) fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
     match connection::request(request, autostart) {
         Ok(Response::Error(e)) => Err((e.kind.exit_code(), e.message)),
         Ok(response) => Ok(response),
@@ -202,54 +174,14 @@ fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
     }
 }
 
-/// Shows the person what to approve, at once (Claude Code shows a helper's stdout), and opens
-/// the page in a browser unless CREDD_NO_BROWSER is set.
-fn show_login_prompt(source: &str, prompt: &LoginPrompt) {
-    use std::io::Write as _;
-    let LoginPrompt::Device {
-        verification_uri,
-        user_code,
-        expires_in_secs,
-    } = prompt
-    else {
-        return;
-    };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(
-        stdout,
-        "To sign in to `{source}`, open this page and confirm the code {}:\n  {}\nWaiting for approval (the code expires in {} minutes)...",
-        user_code,
-        verification_uri,
-        expires_in_secs.div_ceil(60)
-    );
-    let _ = stdout.flush();
-    if std::env::var_os("CREDD_NO_BROWSER").is_none() {
-        open_browser(verification_uri);
-    }
-}
-
-fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    let _ = std::process::Command::new(opener)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-}
-
-fn done(response: Response) -> Result<String, Failure> {
+pub(crate) fn done(response: Response) -> Result<String, Failure> {
     match response {
         Response::Done { message } => Ok(format!("{message}\n")),
         other => Err(unexpected(other)),
     }
 }
 
-fn unexpected(response: Response) -> Failure {
+pub(crate) fn unexpected(response: Response) -> Failure {
     let what = match response {
         Response::Hello(_) => "hello",
         Response::Credential(_) => "credential",

@@ -3,9 +3,12 @@
 //!
 //! Every endpoint listens on 127.0.0.1 only and refuses a request whose `Host` header names
 //! anything but the loopback address it listens on (a web page cannot reach it through DNS
-//! rebinding). The protocol-specific secret checks live in each endpoint.
+//! rebinding). The protocol-specific secret checks live in each endpoint; an endpoint whose
+//! protocol has no secret serves only the user the daemon runs as ([`peer`]).
 
 pub mod aws_container;
+pub mod gce_metadata;
+pub mod peer;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,8 +30,22 @@ use tokio::task::JoinHandle;
 pub struct EndpointRequest {
     pub method: String,
     pub path: String,
+    /// The query string, undecoded.
+    pub query: Option<String>,
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
+}
+
+impl EndpointRequest {
+    /// The first value of a query parameter, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let query = self.query.as_deref()?;
+        reqwest::Url::parse(&format!("http://q/?{query}"))
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
 }
 
 #[derive(Debug)]
@@ -61,6 +78,10 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The URL to show in `status`.
     fn url(&self, port: u16) -> String;
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse>;
+    /// Whether only the daemon's own user may connect: for protocols with no secret.
+    fn same_user_only(&self) -> bool {
+        false
+    }
 }
 
 /// A running endpoint; stops when dropped.
@@ -129,11 +150,30 @@ pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
                 tracing::warn!(%peer, "refused a connection from off this machine");
                 continue;
             }
+            let refusal = if server.same_user_only() {
+                foreign_user(&stream, peer)
+            } else {
+                None
+            };
+            if let Some(why) = &refusal {
+                tracing::warn!(endpoint = server.kind(), %peer, "refused a connection: {why}");
+            }
             let endpoint = server.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let endpoint = endpoint.clone();
-                    async move { Ok::<_, Infallible>(respond(&*endpoint, port, request).await) }
+                    let refused = refusal.is_some();
+                    async move {
+                        let response = if refused {
+                            plain_response(EndpointResponse::error(
+                                403,
+                                "this endpoint serves only the user credd runs as",
+                            ))
+                        } else {
+                            respond(&*endpoint, port, request).await
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -181,6 +221,25 @@ async fn respond(
     } else {
         endpoint.handle(request).await
     };
+    plain_response(response)
+}
+
+/// Why the connection's peer is not the daemon's own user, if it is not (or cannot be told).
+fn foreign_user(stream: &tokio::net::TcpStream, peer: SocketAddr) -> Option<String> {
+    let local = match stream.local_addr() {
+        Ok(local) => local,
+        Err(e) => return Some(format!("cannot read the socket's address: {e}")),
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    match peer::owner_uid(peer, local) {
+        Ok(uid) if uid == me => None,
+        Ok(uid) => Some(format!("the client runs as uid {uid}, not {me}")),
+        Err(why) => Some(why),
+    }
+}
+
+fn plain_response(response: EndpointResponse) -> hyper::Response<Full<Bytes>> {
     let mut builder = hyper::Response::builder().status(response.status);
     for (name, value) in &response.headers {
         builder = builder.header(*name, value);
@@ -195,6 +254,7 @@ fn reduce(request: hyper::Request<hyper::body::Incoming>) -> EndpointRequest {
     EndpointRequest {
         method: request.method().to_string(),
         path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
         headers: request
             .headers()
             .iter()

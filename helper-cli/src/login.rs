@@ -1,0 +1,138 @@
+//! `credd login SOURCE`: starts (or joins) the source's login in the daemon and plays the
+//! person's part of it: show a device code and open the page, read an MFA code from the
+//! terminal, or run the cloud's own login tool (gcloud, az) with its output on our stdout,
+//! which is what Claude Code shows from `awsAuthRefresh` / `gcpAuthRefresh`.
+//!
+//! Nothing here waits longer than Claude Code's three minutes.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret};
+
+use crate::{Failure, ask, done, terminal};
+
+/// What a login may take in all, inside Claude Code's three-minute timeout.
+const LOGIN_BOUND: Duration = Duration::from_secs(170);
+
+pub fn run(source: String) -> Result<String, Failure> {
+    let started = Instant::now();
+    let request = Request::Login {
+        source: source.clone(),
+    };
+    match ask(request, true)? {
+        Response::LoginPrompt(LoginPrompt::MfaCode { mfa_serial }) => {
+            let code = terminal::read_code(&format!("MFA code for `{source}` ({mfa_serial}): "))
+                .map_err(|e| {
+                    (
+                        ErrorKind::NeedsLogin.exit_code(),
+                        format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal"),
+                    )
+                })?;
+            let code = Secret::new(code);
+            done(ask(Request::LoginCode { source, code }, false)?)
+        }
+        Response::LoginPrompt(LoginPrompt::Device {
+            verification_uri,
+            user_code,
+            expires_in_secs,
+        }) => {
+            say(&format!(
+                "To sign in to `{source}`, open this page and confirm the code {user_code}:\n  {verification_uri}\nWaiting for approval (the code expires in {} minutes)...",
+                expires_in_secs.div_ceil(60)
+            ));
+            if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+                open_browser(&verification_uri);
+            }
+            done(ask(Request::LoginWait { source }, false)?)
+        }
+        Response::LoginPrompt(LoginPrompt::Command {
+            command,
+            instructions,
+        }) => {
+            say(&instructions);
+            run_login_tool(&source, &command, started + LOGIN_BOUND)?;
+            done(ask(Request::LoginWait { source }, false)?)
+        }
+        other => done(other),
+    }
+}
+
+/// Runs the cloud's login tool with its output on our stdout, stopping it at `deadline`.
+fn run_login_tool(source: &str, command: &[String], deadline: Instant) -> Result<(), Failure> {
+    let needs_login = |message: String| (ErrorKind::NeedsLogin.exit_code(), message);
+    let Some(program) = command.first() else {
+        return Err(needs_login(format!(
+            "`{source}` needs new credentials; see above"
+        )));
+    };
+    say(&format!("Running `{}`...", command.join(" ")));
+    let mut child = Command::new(program)
+        .args(&command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(stdout_as_stdio())
+        .spawn()
+        .map_err(|e| {
+            needs_login(format!(
+                "cannot run `{program}` ({e}); install it, or run the login above yourself, then `credd login {source}` again"
+            ))
+        })?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(needs_login(format!(
+                    "`{}` failed ({status}); `{source}` is not logged in",
+                    command.join(" ")
+                )));
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(needs_login(format!(
+                    "`{}` did not finish within {} minutes and was stopped",
+                    command.join(" "),
+                    LOGIN_BOUND.as_secs().div_ceil(60)
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(needs_login(format!("waiting for `{program}` failed: {e}"))),
+        }
+    }
+}
+
+/// The login tool's stderr goes to our stdout: Claude Code shows a helper's stdout only, and
+/// that is where gcloud and az print the URL to open.
+fn stdout_as_stdio() -> Stdio {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+            return Stdio::from(fd);
+        }
+    }
+    Stdio::inherit()
+}
+
+/// A line for the person, on stdout at once.
+fn say(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+    let _ = stdout.flush();
+}
+
+fn open_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let _ = Command::new(opener)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
