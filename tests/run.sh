@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs credd's whole test suite on a fresh machine.
 #
-# Installs the peers the end-to-end tests run against into target/peers (Claude Code from npm;
-# moto's STS server and boto3 from PyPI, in a virtualenv), builds the binaries, and runs every
+# Installs the peers the end-to-end tests run against into target/peers (Claude Code and
+# oauth2-mock-server from npm; moto's STS server, boto3 and google-auth from PyPI, in a
+# virtualenv), builds the binaries, and runs every
 # test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
 # npm, python3-venv, systemd's tools, tinyproxy and openssl, when missing).
 set -euo pipefail
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 CLAUDE_CODE_VERSION=2.1.197
 MOTO_VERSION=5.2.5
 BOTO3_VERSION=1.43.11
+GOOGLE_AUTH_VERSION=2.62.2
+REQUESTS_VERSION=2.32.5
+OAUTH2_MOCK_SERVER_VERSION=9.3.0
 PEERS="$PWD/target/peers"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -30,11 +34,12 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 
 venv="$PEERS/venv"
-if ! "$venv/bin/python" -c "import boto3, moto; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
-    step "installing moto[server] $MOTO_VERSION and boto3 $BOTO3_VERSION from PyPI into $venv"
+if ! "$venv/bin/python" -c "import boto3, moto, google.auth; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION'" 2>/dev/null; then
+    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION and google-auth $GOOGLE_AUTH_VERSION from PyPI into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION"
+        "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION" \
+        "google-auth==$GOOGLE_AUTH_VERSION" "requests==$REQUESTS_VERSION"
 fi
 export CREDD_PEERS_VENV="$venv"
 
@@ -52,6 +57,13 @@ if ! "$claude" --version 2>/dev/null | grep -q "^$CLAUDE_CODE_VERSION"; then
     "$claude" --version
 fi
 export CREDD_CLAUDE_BIN="$claude"
+
+if ! grep -qs "\"version\": \"$OAUTH2_MOCK_SERVER_VERSION\"" "$PEERS/node_modules/oauth2-mock-server/package.json"; then
+    step "installing oauth2-mock-server $OAUTH2_MOCK_SERVER_VERSION from npm into $PEERS"
+    npm install --prefix "$PEERS" --no-audit --no-fund --loglevel=error \
+        "oauth2-mock-server@$OAUTH2_MOCK_SERVER_VERSION"
+fi
+export CREDD_PEERS_DIR="$PEERS"
 
 step "building credd and credd-daemon"
 cargo build --locked --workspace --bins --features credd/docs

@@ -43,6 +43,14 @@ fn create_dir_0700(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// The user's home directory: `HOME`, else what the OS says.
+pub fn home_dir() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,12 +71,4 @@ mod tests {
         let leftovers = std::fs::read_dir(path.parent().unwrap()).unwrap().count();
         assert_eq!(leftovers, 1, "a temporary file was left behind");
     }
-}
-
-/// The user's home directory: `HOME`, else what the OS says.
-pub fn home_dir() -> std::path::PathBuf {
-    std::env::var_os("HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()))
-        .unwrap_or_else(|| std::path::PathBuf::from("."))
 }

@@ -80,6 +80,10 @@ pub fn watch(
         .collect();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
+            // Reading a file (as a fetch does) is not a change; acting on it would loop.
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
             let hit = event.paths.iter().any(|p| {
                 filters.iter().any(|(dir, file, recursive)| {
                     Target {

@@ -10,6 +10,8 @@ mod config_reload;
 mod docs;
 mod doctor;
 mod exec_source;
+mod gcp_metadata;
+mod gcp_source;
 mod lifecycle;
 mod network;
 mod protocol;

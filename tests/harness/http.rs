@@ -1,9 +1,10 @@
 //! A small HTTP/1.1 server for the stubs of upstreams and model APIs: it parses requests
 //! (keep-alive, Content-Length or chunked bodies), hands each to a handler, and records them.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -196,4 +197,69 @@ fn read_body(reader: &mut impl BufRead, request: &Request) -> Vec<u8> {
         }
     }
     body
+}
+
+/// Sends `request` on to the server on 127.0.0.1:`port` and returns its answer (a proxy's
+/// forwarding, for stubs that sit in front of a real upstream).
+pub fn forward(port: u16, request: &Request) -> Response {
+    let mut upstream = TcpStream::connect(("127.0.0.1", port)).expect("connect upstream");
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let query: Vec<String> = request
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let target = if query.is_empty() {
+        request.path.clone()
+    } else {
+        format!("{}?{}", request.path, query.join("&"))
+    };
+    let mut head = format!("{} {target} HTTP/1.1\r\n", request.method);
+    for (k, v) in &request.headers {
+        if !matches!(
+            k.as_str(),
+            "connection" | "content-length" | "transfer-encoding"
+        ) {
+            head += &format!("{k}: {v}\r\n");
+        }
+    }
+    head += &format!(
+        "connection: close\r\ncontent-length: {}\r\n\r\n",
+        request.body.len()
+    );
+    upstream.write_all(head.as_bytes()).unwrap();
+    upstream.write_all(&request.body).unwrap();
+    let mut raw = Vec::new();
+    let _ = upstream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(502);
+    let mut response = Response {
+        status,
+        headers: Vec::new(),
+        body,
+    };
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':') {
+            let k = k.trim().to_ascii_lowercase();
+            if !matches!(
+                k.as_str(),
+                "content-length" | "connection" | "transfer-encoding"
+            ) {
+                response.headers.push((k, v.trim().to_string()));
+            }
+        }
+    }
+    response
 }

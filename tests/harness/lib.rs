@@ -4,6 +4,7 @@
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
 pub mod fault_proxy;
+pub mod google;
 pub mod http;
 pub mod model_api;
 pub mod peers;
@@ -49,6 +50,13 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ sits in the workspace")
         .to_path_buf()
+}
+
+/// Where the test command installs npm peers (`CREDD_PEERS_DIR`, else `target/peers`).
+pub fn peers_dir() -> PathBuf {
+    std::env::var_os("CREDD_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/peers"))
 }
 
 /// The Claude Code binary installed from npm by the test command (`CREDD_CLAUDE_BIN` overrides).

@@ -60,7 +60,10 @@ impl ModelApi {
         self.requests()
             .into_iter()
             .filter(|r| {
-                r.method == "POST" && (r.path.contains("/messages") || r.path.contains("/invoke"))
+                r.method == "POST"
+                    && (r.path.contains("/messages")
+                        || r.path.contains("/invoke")
+                        || r.path.contains("Predict"))
             })
             .collect()
     }

@@ -28,10 +28,10 @@ pub fn gcloud_config_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CLOUDSDK_CONFIG").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    if cfg!(windows) {
-        if let Some(appdata) = std::env::var_os("APPDATA") {
-            return PathBuf::from(appdata).join("gcloud");
-        }
+    if cfg!(windows)
+        && let Some(appdata) = std::env::var_os("APPDATA")
+    {
+        return PathBuf::from(appdata).join("gcloud");
     }
     crate::files::home_dir().join(".config").join("gcloud")
 }
@@ -89,7 +89,7 @@ pub fn watched_files(configured: Option<&Path>) -> Vec<PathBuf> {
 pub enum CredentialFile {
     AuthorizedUser(AuthorizedUser),
     ServiceAccount(ServiceAccount),
-    ExternalAccount(ExternalAccount),
+    ExternalAccount(Box<ExternalAccount>),
     ImpersonatedServiceAccount(ImpersonatedServiceAccount),
 }
 

@@ -137,12 +137,11 @@ async fn run_executable(
         .collect();
     let program = argv.first().cloned().unwrap_or_default();
     // A still-valid response the executable cached in its output file saves running it.
-    if let Some(path) = &executable.output_file {
-        if let Ok(text) = tokio::fs::read_to_string(path).await {
-            if let Ok(token) = read_response(&text, account, now, &program) {
-                return Ok(token);
-            }
-        }
+    if let Some(path) = &executable.output_file
+        && let Ok(text) = tokio::fs::read_to_string(path).await
+        && let Ok(token) = read_response(&text, account, now, &program)
+    {
+        return Ok(token);
     }
     let mut env = vec![
         ("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE", account.audience.clone()),

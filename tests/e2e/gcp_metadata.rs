@@ -1,0 +1,218 @@
+//! The GCE metadata endpoint: Python's google-auth and Claude Code on Vertex AI (Node's
+//! google-auth-library) get credd's cached token through `GCE_METADATA_HOST` with no helper
+//! hook, and the requests it must refuse are refused.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use credd_tests::google::{self, GoogleUpstream};
+use credd_tests::model_api::{self, ModelApi};
+use credd_tests::peers::{self, free_port};
+use credd_tests::{Daemon, World};
+
+use crate::gcp_source::{REFRESH_TOKEN, authorized_user, gcp_world};
+
+/// A daemon serving `vertex` on a metadata endpoint; returns the endpoint's env lines.
+fn serving(upstream: &GoogleUpstream) -> (World, Daemon, u16, Vec<(String, String)>) {
+    let port = free_port();
+    let world = gcp_world(
+        &authorized_user(upstream, REFRESH_TOKEN),
+        &format!("project = \"credd-vertex\"\nmetadata_endpoint = {{ port = {port} }}\n"),
+    );
+    let daemon = world.start_daemon();
+    peers::wait_for_port(port, Duration::from_secs(10), "the metadata endpoint");
+    let status = world.source_status("vertex");
+    let endpoint = &status["endpoints"][0];
+    assert_eq!(endpoint["kind"], "gce-metadata", "{status}");
+    let env = endpoint["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    (world, daemon, port, env)
+}
+
+fn raw_get(port: u16, path: &str, headers: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn google_auth_gets_credds_token_and_project_from_the_metadata_endpoint() {
+    let upstream = GoogleUpstream::start();
+    let (world, _daemon, port, env) = serving(&upstream);
+    assert_eq!(
+        env,
+        vec![
+            ("GCE_METADATA_HOST".to_string(), format!("127.0.0.1:{port}")),
+            ("GCE_METADATA_IP".to_string(), format!("127.0.0.1:{port}")),
+        ]
+    );
+    let human = world.credd(&["status"]);
+    assert!(
+        human
+            .ok()
+            .contains(&format!("export GCE_METADATA_HOST=127.0.0.1:{port}")),
+        "{}",
+        human.stdout
+    );
+    let script = "import google.auth, google.auth.transport.requests as tr\n\
+        for _ in range(3):\n\
+        \x20   creds, project = google.auth.default()\n\
+        \x20   creds.refresh(tr.Request())\n\
+        print(type(creds).__module__, project, creds.service_account_email, creds.token, sep='\\n')\n";
+    let out = peers::run_python(script, &[], |cmd| {
+        world.isolate(cmd);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "google.auth.compute_engine.credentials", "{out}");
+    assert_eq!(lines[1], "credd-vertex");
+    assert_eq!(
+        lines[2], "default",
+        "an authorized_user has no service account email"
+    );
+    assert_eq!(upstream.issued(), vec![lines[3].to_string()]);
+    assert_eq!(
+        upstream.calls(google::REFRESH),
+        1,
+        "three google-auth refreshes cost one upstream call"
+    );
+}
+
+#[test]
+fn requests_without_the_flavor_header_for_another_host_or_forwarded_are_refused() {
+    let upstream = GoogleUpstream::start();
+    let (_world, daemon, port, _) = serving(&upstream);
+    let token_path = "/computeMetadata/v1/instance/service-accounts/default/token";
+    let host = format!("Host: 127.0.0.1:{port}\r\n");
+    let flavor = "Metadata-Flavor: Google\r\n";
+
+    let ok = raw_get(port, token_path, &format!("{host}{flavor}"));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(
+        ok.to_ascii_lowercase().contains("metadata-flavor: google"),
+        "{ok}"
+    );
+    let token = upstream.issued()[0].clone();
+    assert!(ok.contains(&token));
+
+    for (what, headers) in [
+        ("no flavor", host.clone()),
+        (
+            "wrong flavor",
+            format!("{host}Metadata-Flavor: google-ish\r\n"),
+        ),
+        (
+            "foreign Host",
+            format!("Host: metadata.attacker.example\r\n{flavor}"),
+        ),
+        (
+            "forwarded",
+            format!("{host}{flavor}X-Forwarded-For: 10.0.0.9\r\n"),
+        ),
+    ] {
+        let refused = raw_get(port, token_path, &headers);
+        assert!(refused.starts_with("HTTP/1.1 403"), "{what}: {refused}");
+        assert!(!refused.contains(&token), "{what}: the token leaked");
+    }
+    let scoped = raw_get(
+        port,
+        &format!("{token_path}?scopes=https://www.googleapis.com/auth/gmail.send"),
+        &format!("{host}{flavor}"),
+    );
+    assert!(scoped.starts_with("HTTP/1.1 400"), "{scoped}");
+    assert!(!scoped.contains(&token));
+    assert!(
+        daemon.log().contains("without Metadata-Flavor"),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(upstream.calls(google::REFRESH), 1);
+}
+
+#[test]
+fn another_local_user_is_refused_by_the_metadata_endpoint() {
+    if !credd_tests::running_as_root() {
+        eprintln!("NOT RUN: another_local_user_is_refused_by_the_metadata_endpoint needs root");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let upstream = GoogleUpstream::start();
+    let (_world, daemon, port, _) = serving(&upstream);
+    let request = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /computeMetadata/v1/instance/service-accounts/default/token HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nMetadata-Flavor: Google\\r\\nConnection: close\\r\\n\\r\\n' >&3; cat <&3"
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &request])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains("serves only the user credd runs as"),
+        "{answer}"
+    );
+    assert!(
+        upstream.issued().is_empty(),
+        "nothing was fetched for the other user"
+    );
+    assert!(
+        daemon.log().contains("the client runs as uid 65534"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn claude_code_on_vertex_uses_the_metadata_endpoint() {
+    let upstream = GoogleUpstream::start();
+    let (world, _daemon, _port, env) = serving(&upstream);
+    let api = ModelApi::start();
+    let settings = world.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{}").unwrap();
+    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let base = api.url();
+    vars.extend([
+        ("CLAUDE_CODE_USE_VERTEX", "1"),
+        ("ANTHROPIC_VERTEX_PROJECT_ID", "credd-vertex"),
+        ("CLOUD_ML_REGION", "us-east5"),
+        ("ANTHROPIC_VERTEX_BASE_URL", base.as_str()),
+    ]);
+    let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &vars);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    let messages = api.messages();
+    assert!(
+        !messages.is_empty(),
+        "Claude Code sent no request to the Vertex stub"
+    );
+    let token = upstream.issued();
+    assert_eq!(token.len(), 1, "one upstream token for the whole session");
+    for m in &messages {
+        assert!(
+            m.path.contains(":streamRawPredict") || m.path.contains(":rawPredict"),
+            "{}",
+            m.path
+        );
+        assert_eq!(
+            m.header("authorization"),
+            Some(format!("Bearer {}", token[0]).as_str()),
+        );
+    }
+    assert_eq!(upstream.calls(google::REFRESH), 1);
+}

@@ -1,0 +1,451 @@
+//! The `gcp` source against oauth2-mock-server (behind the Google-shaped shim): every
+//! credential file type, bad files, a revoked refresh token, a failing or hanging token
+//! endpoint, and logins done with gcloud or elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use credd_tests::World;
+use credd_tests::google::{self, Fault, GoogleUpstream};
+use credd_tests::world::make_executable;
+use serde_json::{Value, json};
+
+pub const CLIENT_SECRET: &str = "d-FL95Q19q7MQmFpd7hHD0Ty";
+pub const REFRESH_TOKEN: &str = "1//0credd-test-refresh-token";
+
+pub fn authorized_user(upstream: &GoogleUpstream, refresh_token: &str) -> Value {
+    json!({
+        "type": "authorized_user",
+        "client_id": "764086051850-credd.apps.googleusercontent.com",
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": refresh_token,
+        "token_uri": upstream.token_url(),
+        "quota_project_id": "credd-quota",
+    })
+}
+
+/// A world whose `vertex` source reads `credential` from a file outside HOME (so that callers
+/// in the same HOME do not find it), with `extra` config lines.
+pub fn gcp_world(credential: &Value, extra: &str) -> World {
+    let world = World::new().with_env("CREDD_TEST_CLOCK", "1");
+    let file = world.path("credentials.json");
+    std::fs::write(&file, credential.to_string()).unwrap();
+    world.write_config(&format!(
+        "[sources.vertex]\nkind = \"gcp\"\ncredentials_file = \"{}\"\n{extra}",
+        file.display()
+    ));
+    world
+}
+
+fn gcloud_adc(world: &World) -> PathBuf {
+    world
+        .home
+        .join(".config/gcloud/application_default_credentials.json")
+}
+
+/// An RSA key pair made with openssl: (private PKCS#8 PEM, public PEM).
+fn rsa_key(dir: &Path) -> (String, String) {
+    let key = dir.join("sa-key.pem");
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let public = run(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        String::from_utf8(public).unwrap(),
+    )
+}
+
+#[test]
+fn gcloud_adc_file_is_found_and_its_token_uri_honoured() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let adc = gcloud_adc(&world);
+    std::fs::create_dir_all(adc.parent().unwrap()).unwrap();
+    std::fs::write(&adc, authorized_user(&upstream, REFRESH_TOKEN).to_string()).unwrap();
+    world.write_config("[sources.vertex]\nkind = \"gcp\"\nproject = \"credd-vertex\"\n");
+    let daemon = world.start_daemon();
+
+    let token = world.credd(&["get", "vertex"]).ok().trim().to_string();
+    assert_eq!(upstream.issued(), vec![token.clone()]);
+    let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(detail["token"], token.as_str());
+    assert_eq!(detail["metadata"]["credential_type"], "authorized_user");
+    assert_eq!(detail["metadata"]["project"], "credd-vertex");
+    assert_eq!(detail["metadata"]["quota_project"], "credd-quota");
+    assert_eq!(
+        detail["metadata"]["scopes"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+    let lifetime = humantime::parse_rfc3339(detail["expires_at"].as_str().unwrap())
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        lifetime > Duration::from_secs(3500) && lifetime <= Duration::from_secs(3600),
+        "the mock's expires_in is an hour: {lifetime:?}"
+    );
+    for _ in 0..5 {
+        world.credd(&["get", "vertex"]).ok();
+    }
+    assert_eq!(
+        upstream.calls(google::REFRESH),
+        1,
+        "every get after the first is cached"
+    );
+
+    let status = world.credd(&["status"]).ok().to_string();
+    for secret in [token.as_str(), REFRESH_TOKEN, CLIENT_SECRET] {
+        assert!(!status.contains(secret), "status shows a secret");
+        assert!(!daemon.log().contains(secret), "the log shows a secret");
+    }
+}
+
+#[test]
+fn a_service_account_key_signs_an_assertion_the_upstream_verifies() {
+    let upstream = GoogleUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = rsa_key(dir.path());
+    let email = "vertex-runner@credd-test.iam.gserviceaccount.com";
+    upstream.trust_service_account(email, &public);
+    let key = json!({
+        "type": "service_account",
+        "project_id": "credd-sa-project",
+        "private_key_id": "0123456789abcdef",
+        "private_key": private,
+        "client_email": email,
+        "token_uri": upstream.token_url(),
+    });
+    let world = gcp_world(&key, "");
+    let daemon = world.start_daemon();
+    let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(upstream.issued(), vec![detail["token"].as_str().unwrap()]);
+    assert_eq!(upstream.calls(google::JWT_BEARER), 1);
+    assert_eq!(detail["metadata"]["account"], email);
+    assert_eq!(detail["metadata"]["project"], "credd-sa-project");
+    assert!(!daemon.log().contains("PRIVATE KEY"));
+
+    // A key the upstream does not know is refused, and the refusal is reported.
+    let (other_private, _) = rsa_key(dir.path());
+    let mut forged = key.clone();
+    forged["private_key"] = json!(other_private);
+    let world = gcp_world(&forged, "");
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "vertex"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("Invalid JWT"), "{}", out.stderr);
+}
+
+#[test]
+fn an_external_account_exchanges_its_subject_token_and_impersonates() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let subject = world.path("oidc-token");
+    std::fs::write(&subject, "{\"id_token\": \"eyJ.subject.credd\"}").unwrap();
+    upstream.accept_subject_token("eyJ.subject.credd");
+    let account = "federated@credd-test.iam.gserviceaccount.com";
+    let file = json!({
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": upstream.token_url(),
+        "credential_source": {
+            "file": subject,
+            "format": { "type": "json", "subject_token_field_name": "id_token" },
+        },
+        "service_account_impersonation_url": upstream.impersonation_url(account),
+    });
+    let world = gcp_world(&file, "");
+    let _daemon = world.start_daemon();
+    let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(upstream.calls(google::TOKEN_EXCHANGE), 1);
+    assert_eq!(upstream.calls(google::GENERATE_ACCESS_TOKEN), 1);
+    assert_eq!(
+        upstream.issued().last().map(String::as_str),
+        detail["token"].as_str(),
+        "the impersonated token is served, not the federated one"
+    );
+    assert_eq!(detail["metadata"]["account"], account);
+    assert_eq!(detail["metadata"]["credential_type"], "external_account");
+}
+
+#[test]
+fn an_executable_source_runs_only_when_allowed() {
+    let upstream = GoogleUpstream::start();
+    upstream.accept_subject_token("eyJ.from-executable");
+    let world = World::new();
+    let script = world.path("token-helper");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$GOOGLE_EXTERNAL_ACCOUNT_INTERACTIVE\" = 0 ] || exit 9\n\
+         printf '{\"version\":1,\"success\":true,\"token_type\":\"%s\",\"id_token\":\"eyJ.from-executable\",\"expiration_time\":%s}' \
+         \"$GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE\" $(( $(date +%s) + 600 ))\n",
+    )
+    .unwrap();
+    make_executable(&script);
+    let file = json!({
+        "type": "external_account",
+        "audience": "//iam.googleapis.com/locations/global/workforcePools/p/providers/x",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "token_url": upstream.token_url(),
+        "credential_source": { "executable": { "command": format!("{} --quiet", script.display()), "timeout_millis": 5000 } },
+    });
+    let refused = gcp_world(&file, "");
+    let _daemon = refused.start_daemon();
+    let out = refused.credd(&["get", "vertex"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("allow_executables = true"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(upstream.total_calls(), 0);
+
+    let allowed = gcp_world(&file, "allow_executables = true\n");
+    let _daemon = allowed.start_daemon();
+    let token = allowed.credd(&["get", "vertex"]).ok().trim().to_string();
+    assert_eq!(upstream.issued(), vec![token]);
+    assert_eq!(upstream.calls(google::TOKEN_EXCHANGE), 1);
+}
+
+#[test]
+fn impersonation_from_a_file_or_from_the_config() {
+    let upstream = GoogleUpstream::start();
+    let target = "deployer@credd-test.iam.gserviceaccount.com";
+    let file = json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": upstream.impersonation_url(target),
+        "source_credentials": authorized_user(&upstream, REFRESH_TOKEN),
+        "delegates": [],
+    });
+    let world = gcp_world(&file, "");
+    let _daemon = world.start_daemon();
+    let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(detail["metadata"]["account"], target);
+    assert_eq!(
+        upstream.issued().last().map(String::as_str),
+        detail["token"].as_str()
+    );
+
+    let configured = "other-sa@credd-test.iam.gserviceaccount.com";
+    let world = gcp_world(
+        &authorized_user(&upstream, REFRESH_TOKEN),
+        &format!(
+            "impersonate = \"{configured}\"\niam_endpoint = \"{}\"\n",
+            upstream.url()
+        ),
+    );
+    let _daemon = world.start_daemon();
+    let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(detail["metadata"]["account"], configured);
+    assert_eq!(upstream.calls(google::GENERATE_ACCESS_TOKEN), 2);
+}
+
+#[test]
+fn bad_credential_files_are_named_without_quoting_them() {
+    let upstream = GoogleUpstream::start();
+    let cases = [
+        (
+            "{\"type\": \"authorized_user\", \"refresh_token\": \"1//leaked-if-quoted\"".to_string(),
+            "not a JSON credential file",
+        ),
+        (
+            json!({"type": "gdch_service_account", "private_key": "1//leaked-if-quoted"}).to_string(),
+            "credential type `gdch_service_account` is not supported",
+        ),
+        (
+            json!({"type": "authorized_user", "client_id": "c", "refresh_token": {"t": "1//leaked-if-quoted"}}).to_string(),
+            "has a field of the wrong type",
+        ),
+    ];
+    for (text, expected) in cases {
+        let world = gcp_world(&json!({}), "");
+        std::fs::write(world.path("credentials.json"), &text).unwrap();
+        let daemon = world.start_daemon();
+        let out = world.credd(&["get", "vertex"]);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{}", out.stderr);
+        assert!(out.stderr.contains("credentials.json"), "{}", out.stderr);
+        assert!(!out.stderr.contains("leaked-if-quoted"));
+        assert!(!daemon.log().contains("leaked-if-quoted"));
+    }
+    // No file at all: nobody has logged in yet.
+    let world = World::new();
+    world.write_config("[sources.vertex]\nkind = \"gcp\"\n");
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "vertex"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("credd login vertex"), "{}", out.stderr);
+    assert_eq!(upstream.total_calls(), 0);
+}
+
+#[test]
+fn a_revoked_refresh_token_fails_fast_naming_login_and_a_login_elsewhere_is_picked_up() {
+    let upstream = GoogleUpstream::start();
+    upstream.revoke(REFRESH_TOKEN);
+    let world = gcp_world(&authorized_user(&upstream, REFRESH_TOKEN), "");
+    let _daemon = world.start_daemon();
+    let started = std::time::Instant::now();
+    let out = world.credd(&["get", "vertex"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("invalid_grant"), "{}", out.stderr);
+    assert!(out.stderr.contains("credd login vertex"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    for _ in 0..3 {
+        assert_eq!(world.credd(&["get", "vertex"]).code, 5);
+    }
+    assert!(
+        upstream.calls(google::REFRESH) <= 2,
+        "a refused refresh token is not retried in a loop: {} calls",
+        upstream.calls(google::REFRESH)
+    );
+
+    // A new login rewrites the file (as gcloud does); credd notices without being asked.
+    std::fs::write(
+        world.path("credentials.json"),
+        authorized_user(&upstream, "1//0a-new-refresh-token").to_string(),
+    )
+    .unwrap();
+    world.eventually(Duration::from_secs(10), "the new file is used", || {
+        world.source_status("vertex")["state"] == "fresh"
+    });
+    world.credd(&["get", "vertex"]).ok();
+}
+
+#[test]
+fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served() {
+    let upstream = GoogleUpstream::start();
+    upstream.set_expires_in(1800);
+    let world = gcp_world(
+        &authorized_user(&upstream, REFRESH_TOKEN),
+        "timeout = \"1s\"\n",
+    );
+    let daemon = world.start_daemon();
+    let first = world.credd(&["get", "vertex"]).ok().to_string();
+
+    for fault in [Fault::ServerError, Fault::Garbage, Fault::Hang] {
+        upstream.set_fault(fault);
+        // Far enough on that the background refresh wants a new token.
+        world.advance_clock(if fault == Fault::ServerError {
+            21 * 60
+        } else {
+            60
+        });
+        let before = upstream.total_calls();
+        for _ in 0..5 {
+            let served = world.credd(&["get", "vertex", "--min-valid", "1m"]);
+            assert_eq!(
+                served.ok(),
+                first,
+                "{fault:?}: the valid token is still served"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let calls = upstream.total_calls() - before;
+        assert!(
+            calls <= 3,
+            "{fault:?}: {calls} upstream calls for 5 gets: {}",
+            daemon.log()
+        );
+        let status = world.source_status("vertex");
+        let error = status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let expected = match fault {
+            Fault::ServerError => "answered HTTP 500",
+            Fault::Garbage => "not a token response",
+            _ => "did not answer in time",
+        };
+        assert!(error.contains(expected), "{fault:?}: {status}");
+    }
+
+    upstream.set_fault(Fault::None);
+    world.eventually(Duration::from_secs(30), "recovery", || {
+        world.advance_clock(30);
+        world.source_status("vertex")["state"] == "fresh"
+    });
+    assert_ne!(world.credd(&["get", "vertex"]).ok(), first);
+}
+
+#[test]
+fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    // A stand-in for gcloud: prints what gcloud prints and writes the ADC file it writes.
+    let bin = world.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let adc = gcloud_adc(&world);
+    std::fs::write(
+        world.path("new-adc.json"),
+        authorized_user(&upstream, REFRESH_TOKEN).to_string(),
+    )
+    .unwrap();
+    let gcloud = bin.join("gcloud");
+    std::fs::write(
+        &gcloud,
+        format!(
+            "#!/bin/sh\n[ \"$*\" = \"auth application-default login\" ] || exit 2\n\
+             echo 'Go to the following link in your browser: https://accounts.google.com/o/oauth2/auth?stub' >&2\n\
+             mkdir -p {dir}\ncp {src} {adc}\necho 'Credentials saved to file: [{adc}]'\n",
+            dir = adc.parent().unwrap().display(),
+            src = world.path("new-adc.json").display(),
+            adc = adc.display()
+        ),
+    )
+    .unwrap();
+    make_executable(&gcloud);
+    world.write_config("[sources.vertex]\nkind = \"gcp\"\n");
+    let _daemon = world.start_daemon();
+
+    // Without gcloud on PATH: the instructions, and "needs login".
+    let out = world.credd(&["login", "vertex"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("gcloud auth application-default login"),
+        "{}",
+        out.stdout
+    );
+
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = world.credd_command(&["login", "vertex"]);
+    cmd.env("PATH", &path);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Go to the following link"),
+        "gcloud's stderr is shown on stdout: {stdout}"
+    );
+    assert!(stdout.contains("Credentials saved to file"), "{stdout}");
+    let token = world.credd(&["get", "vertex"]).ok().trim().to_string();
+    assert!(upstream.issued().contains(&token));
+
+    // Logged in: `credd login` is done at once, without running gcloud.
+    std::fs::remove_file(&gcloud).unwrap();
+    let started = std::time::Instant::now();
+    let mut cmd = world.credd_command(&["login", "vertex"]);
+    cmd.env("PATH", &path);
+    assert!(cmd.output().unwrap().status.success());
+    assert!(started.elapsed() < Duration::from_secs(3));
+}

@@ -1,0 +1,389 @@
+//! Google's upstreams for the gcp tests. `oauth2-mock-server` (npm) is the OAuth 2.0 token
+//! endpoint; in front of it sits a shim for what the mock does not do the way Google does:
+//! it verifies service-account assertions against the key in the test's key file (the mock
+//! does not check signatures), answers Google STS token exchanges and IAM Credentials
+//! `generateAccessToken` calls in their documented formats (minting the tokens with the mock),
+//! refuses revoked refresh tokens with `invalid_grant`, and can be told to fail. Every call that
+//! reaches it is counted.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::http::{self, HttpStub, Request, Response};
+use crate::peers::free_port;
+
+/// `oauth2-mock-server` on 127.0.0.1, stopped when dropped.
+pub struct OAuthMock {
+    pub port: u16,
+    child: Child,
+}
+
+impl OAuthMock {
+    pub fn start() -> Self {
+        let port = free_port();
+        let script = "import { OAuth2Server } from 'oauth2-mock-server';\n\
+            const server = new OAuth2Server();\n\
+            await server.issuer.keys.generate('RS256');\n\
+            await server.start(Number(process.env.MOCK_PORT), '127.0.0.1');\n\
+            console.log('ready');\n";
+        let mut child = Command::new("node")
+            .args(["--input-type=module", "-e", script])
+            .current_dir(crate::peers_dir())
+            .env("MOCK_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start oauth2-mock-server with node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "oauth2-mock-server did not start; run the README's test command to install it"
+        );
+        OAuthMock { port, child }
+    }
+}
+
+impl Drop for OAuthMock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How the upstream misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// HTTP 500.
+    ServerError,
+    /// Never answers (for two minutes).
+    Hang,
+    /// HTTP 200 with a body that is not a token response.
+    Garbage,
+}
+
+#[derive(Default)]
+struct State {
+    fault: Option<Fault>,
+    revoked: HashSet<String>,
+    expires_in: Option<u64>,
+    service_accounts: HashMap<String, String>,
+    subject_tokens: HashSet<String>,
+    calls: HashMap<&'static str, usize>,
+    issued: Vec<String>,
+}
+
+pub struct GoogleUpstream {
+    stub: HttpStub,
+    state: Arc<Mutex<State>>,
+    _mock: OAuthMock,
+}
+
+pub const REFRESH: &str = "refresh_token";
+pub const JWT_BEARER: &str = "jwt_bearer";
+pub const TOKEN_EXCHANGE: &str = "token_exchange";
+pub const GENERATE_ACCESS_TOKEN: &str = "generate_access_token";
+
+impl GoogleUpstream {
+    pub fn start() -> Self {
+        let mock = OAuthMock::start();
+        let state = Arc::new(Mutex::new(State::default()));
+        let (shared, mock_port) = (state.clone(), mock.port);
+        let stub = HttpStub::start(move |request| answer(&shared, mock_port, request));
+        GoogleUpstream {
+            stub,
+            state,
+            _mock: mock,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.stub.url()
+    }
+
+    /// The OAuth token endpoint (`token_uri` / `token_url` in credential files).
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.url())
+    }
+
+    /// An IAM Credentials URL that impersonates `account`.
+    pub fn impersonation_url(&self, account: &str) -> String {
+        format!(
+            "{}/v1/projects/-/serviceAccounts/{account}:generateAccessToken",
+            self.url()
+        )
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    pub fn revoke(&self, refresh_token: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .revoked
+            .insert(refresh_token.into());
+    }
+
+    /// The lifetime stated in token responses from now on.
+    pub fn set_expires_in(&self, secs: u64) {
+        self.state.lock().unwrap().expires_in = Some(secs);
+    }
+
+    /// Accepts assertions from `email` signed by the key whose public half is `public_pem`.
+    pub fn trust_service_account(&self, email: &str, public_pem: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .service_accounts
+            .insert(email.into(), public_pem.into());
+    }
+
+    /// Accepts `token` as an external account's subject token.
+    pub fn accept_subject_token(&self, token: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .subject_tokens
+            .insert(token.into());
+    }
+
+    /// Calls of one kind ([`REFRESH`], [`JWT_BEARER`], ...), failed ones included.
+    pub fn calls(&self, kind: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> usize {
+        self.state.lock().unwrap().calls.values().sum()
+    }
+
+    /// Every access token handed out, oldest first.
+    pub fn issued(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued.clone()
+    }
+}
+
+fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+    let kind = classify(request);
+    let fault = {
+        let mut st = state.lock().unwrap();
+        if let Some(kind) = kind {
+            *st.calls.entry(kind).or_default() += 1;
+        }
+        st.fault.unwrap_or(Fault::None)
+    };
+    let Some(kind) = kind else {
+        return oauth_error(404, "not_found", "no such endpoint");
+    };
+    match fault {
+        Fault::None => {}
+        Fault::ServerError => return oauth_error(500, "internal_failure", "backend error"),
+        Fault::Hang => {
+            std::thread::sleep(Duration::from_secs(120));
+            return oauth_error(500, "internal_failure", "timed out");
+        }
+        Fault::Garbage => return Response::new(200, "text/html", "<html>maintenance</html>"),
+    }
+    let form: HashMap<String, String> =
+        form_urlencoded::parse(&request.body).into_owned().collect();
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let minted = match kind {
+        REFRESH => {
+            if field("client_id").is_empty() || field("client_secret").is_empty() {
+                return oauth_error(401, "invalid_client", "The OAuth client was not found.");
+            }
+            if state
+                .lock()
+                .unwrap()
+                .revoked
+                .contains(field("refresh_token"))
+            {
+                return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
+            }
+            http::forward(mock_port, request)
+        }
+        JWT_BEARER => {
+            if let Err(why) = verify_assertion(state, field("assertion"), request) {
+                return oauth_error(400, "invalid_grant", &why);
+            }
+            mint(mock_port, &scope_of_assertion(field("assertion")))
+        }
+        TOKEN_EXCHANGE => {
+            let known = state
+                .lock()
+                .unwrap()
+                .subject_tokens
+                .contains(field("subject_token"));
+            if !known || field("audience").is_empty() || field("subject_token_type").is_empty() {
+                return oauth_error(400, "invalid_grant", "The subject token is not valid.");
+            }
+            let mut response = mint(mock_port, field("scope"));
+            if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
+                body["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
+                response.body = body.to_string().into_bytes();
+            }
+            response
+        }
+        _ => return generate_access_token(state, mock_port, request),
+    };
+    record(state, minted)
+}
+
+fn classify(request: &Request) -> Option<&'static str> {
+    if request.method != "POST" {
+        return None;
+    }
+    if request.path.ends_with(":generateAccessToken") {
+        return Some(GENERATE_ACCESS_TOKEN);
+    }
+    if request.path != "/token" {
+        return None;
+    }
+    let grant: String = form_urlencoded::parse(&request.body)
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    match grant.as_str() {
+        "refresh_token" => Some(REFRESH),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => Some(JWT_BEARER),
+        "urn:ietf:params:oauth:grant-type:token-exchange" => Some(TOKEN_EXCHANGE),
+        _ => Some("other"),
+    }
+}
+
+/// A token from the mock server (client credentials grant), with `scope`.
+fn mint(mock_port: u16, scope: &str) -> Response {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("scope", scope)
+        .finish();
+    let request = Request {
+        method: "POST".into(),
+        path: "/token".into(),
+        query: Vec::new(),
+        headers: vec![
+            ("host".into(), format!("127.0.0.1:{mock_port}")),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+        ],
+        body: body.into_bytes(),
+    };
+    http::forward(mock_port, &request)
+}
+
+/// Records the token a successful response carries and applies the stated lifetime override.
+fn record(state: &Mutex<State>, mut response: Response) -> Response {
+    if response.status != 200 {
+        return response;
+    }
+    let mut st = state.lock().unwrap();
+    if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
+        if let Some(token) = body["access_token"].as_str() {
+            st.issued.push(token.to_string());
+        }
+        if let Some(secs) = st.expires_in {
+            body["expires_in"] = json!(secs);
+        }
+        response.body = body.to_string().into_bytes();
+    }
+    response
+}
+
+fn verify_assertion(
+    state: &Mutex<State>,
+    assertion: &str,
+    request: &Request,
+) -> Result<(), String> {
+    let unverified = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
+        .map_err(|_| "The assertion is not a JWT.".to_string())?;
+    let issuer = unverified.claims["iss"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pem = state
+        .lock()
+        .unwrap()
+        .service_accounts
+        .get(&issuer)
+        .cloned()
+        .ok_or_else(|| format!("Invalid issuer {issuer}."))?;
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let host = request.header("host").unwrap_or_default();
+    validation.set_audience(&[format!("http://{host}/token")]);
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .map(|_| ())
+        .map_err(|e| format!("Invalid JWT: {e}"))
+}
+
+fn scope_of_assertion(assertion: &str) -> String {
+    jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
+        .ok()
+        .and_then(|t| t.claims["scope"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// IAM Credentials `generateAccessToken`: needs a bearer token this upstream issued.
+fn generate_access_token(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+    let bearer = request
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    if !state.lock().unwrap().issued.contains(&bearer) {
+        return Response::json(
+            401,
+            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+        );
+    }
+    let body = request.json();
+    let scope: Vec<&str> = body["scope"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let lifetime: u64 = body["lifetime"]
+        .as_str()
+        .and_then(|l| l.trim_end_matches('s').parse().ok())
+        .unwrap_or(3600);
+    let minted = record(state, mint(mock_port, &scope.join(" ")));
+    let minted: Value = serde_json::from_slice(&minted.body).unwrap();
+    let lifetime = minted["expires_in"]
+        .as_u64()
+        .unwrap_or(lifetime)
+        .min(lifetime);
+    let expire = SystemTime::now() + Duration::from_secs(lifetime);
+    Response::json(
+        200,
+        json!({
+            "accessToken": minted["access_token"],
+            "expireTime": humantime::format_rfc3339_seconds(expire).to_string(),
+        }),
+    )
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    Response::json(
+        status,
+        json!({ "error": error, "error_description": description }),
+    )
+}
