@@ -78,13 +78,15 @@ pub enum SetupTarget {
         /// Write DIR/.claude/settings.json instead.
         #[arg(long, value_name = "DIR")]
         project: Option<std::path::PathBuf>,
-        /// How Claude Code gets the credential: helper settings, or a local endpoint.
-        #[arg(long, value_enum, default_value = "helper")]
-        via: Via,
+        /// How Claude Code gets the credential: helper settings, or a local endpoint
+        /// [default: endpoint for gcp sources (Vertex AI has no helper hook), helper otherwise]
+        #[arg(long, value_enum)]
+        via: Option<Via>,
         /// The gateway's URL, written as ANTHROPIC_BASE_URL (for token sources).
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
-        /// The AWS region for Bedrock (default: the source's region).
+        /// The AWS region for Bedrock (default: the source's region), or the Vertex AI region
+        /// for gcp sources (CLOUD_ML_REGION, default: global).
         #[arg(long)]
         region: Option<String>,
         /// Print what would change, without writing.
@@ -117,7 +119,8 @@ pub enum Format {
 pub enum Via {
     /// Through Claude Code's helper settings (apiKeyHelper, awsCredentialExport).
     Helper,
-    /// Through a local endpoint the SDK reads without a helper (AWS container credentials).
+    /// Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE
+    /// metadata).
     Endpoint,
 }
 

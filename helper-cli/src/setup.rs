@@ -15,7 +15,8 @@ pub use crate::cli::Via;
 pub struct Plan {
     pub settings_path: PathBuf,
     pub source: String,
-    pub via: Via,
+    /// `None`: the endpoint for gcp sources (Vertex AI has no helper hook), the helper otherwise.
+    pub via: Option<Via>,
     pub base_url: Option<String>,
     pub region: Option<String>,
 }
@@ -31,7 +32,12 @@ fn owned_settings(
     let source = &plan.source;
     let mut top = Map::new();
     let mut env = Map::new();
-    match (kind, plan.via) {
+    let via = plan.via.unwrap_or(if kind == "gcp" {
+        Via::Endpoint
+    } else {
+        Via::Helper
+    });
+    match (kind, via) {
         ("aws", via) => {
             let region = plan
                 .region
@@ -53,22 +59,36 @@ fn owned_settings(
                         json!(format!("{credd} login {source}")),
                     );
                 }
-                Via::Endpoint => {
-                    let endpoint = status
-                        .sources
-                        .iter()
-                        .find(|s| &s.name == source)
-                        .and_then(|s| s.endpoints.iter().find(|e| e.kind == "aws-container"))
-                        .ok_or_else(|| {
-                            format!("source `{source}` has no container endpoint; add `container_endpoint = {{}}` to its table in the config")
-                        })?;
-                    for line in &endpoint.env {
-                        if let Some((k, v)) = line.split_once('=') {
-                            env.insert(k.into(), json!(v));
-                        }
-                    }
-                }
+                Via::Endpoint => endpoint_env(
+                    status,
+                    source,
+                    "aws-container",
+                    "container_endpoint",
+                    &mut env,
+                )?,
             }
+        }
+        ("gcp", Via::Endpoint) => {
+            let project = credential.metadata.get("project").ok_or_else(|| {
+                format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
+            })?;
+            env.insert("CLAUDE_CODE_USE_VERTEX".into(), json!("1"));
+            env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
+            env.insert(
+                "CLOUD_ML_REGION".into(),
+                json!(plan.region.as_deref().unwrap_or("global")),
+            );
+            endpoint_env(
+                status,
+                source,
+                "gce-metadata",
+                "metadata_endpoint",
+                &mut env,
+            )?;
+            top.insert(
+                "gcpAuthRefresh".into(),
+                json!(format!("{credd} login {source}")),
+            );
         }
         (_, Via::Endpoint) => {
             return Err(format!(
@@ -99,6 +119,30 @@ fn owned_settings(
     }
     top.insert("env".into(), Value::Object(env));
     Ok(top)
+}
+
+/// Adds the env lines of `source`'s endpoint of `kind` (named `key` in the config).
+fn endpoint_env(
+    status: &StatusReport,
+    source: &str,
+    kind: &str,
+    key: &str,
+    env: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let endpoint = status
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .and_then(|s| s.endpoints.iter().find(|e| e.kind == kind))
+        .ok_or_else(|| {
+            format!("source `{source}` has no {kind} endpoint; add `{key} = {{}}` to its table in the config")
+        })?;
+    for line in &endpoint.env {
+        if let Some((k, v)) = line.split_once('=') {
+            env.insert(k.into(), json!(v));
+        }
+    }
+    Ok(())
 }
 
 /// How long Claude Code may keep a token before asking again: its 5-minute default, shorter for

@@ -52,10 +52,10 @@ complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Pr
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (a backup is kept next to it, and what changed is printed)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead' -r -F
-complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'
-endpoint\t'Through a local endpoint the SDK reads without a helper (AWS container credentials)'"
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint [default: endpoint for gcp sources (Vertex AI has no helper hook), helper otherwise]' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'
+endpoint\t'Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE metadata)'"
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l base-url -d 'The gateway\'s URL, written as ANTHROPIC_BASE_URL (for token sources)' -r
-complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region for Bedrock (default: the source\'s region)' -r
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region for Bedrock (default: the source\'s region), or the Vertex AI region for gcp sources (CLOUD_ML_REGION, default: global)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l user -d 'Write ~/.claude/settings.json (the default)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l dry-run -d 'Print what would change, without writing'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -179,22 +179,36 @@ fn another_local_user_is_refused_by_the_metadata_endpoint() {
 }
 
 #[test]
-fn claude_code_on_vertex_uses_the_metadata_endpoint() {
+fn claude_code_on_vertex_uses_the_metadata_endpoint_as_setup_configures_it() {
     let upstream = GoogleUpstream::start();
-    let (world, _daemon, _port, env) = serving(&upstream);
+    let (world, _daemon, port, _env) = serving(&upstream);
+    let out = world.credd(&["setup", "claude-code", "vertex", "--region", "us-east5"]);
+    assert!(out.ok().contains("gcpAuthRefresh"), "{}", out.stdout);
+    let settings: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap(),
+    )
+    .unwrap();
+    let env = &settings["env"];
+    assert_eq!(env["CLAUDE_CODE_USE_VERTEX"], "1", "{settings}");
+    assert_eq!(env["ANTHROPIC_VERTEX_PROJECT_ID"], "credd-vertex");
+    assert_eq!(env["CLOUD_ML_REGION"], "us-east5");
+    assert_eq!(env["GCE_METADATA_HOST"], format!("127.0.0.1:{port}"));
+    assert!(
+        settings["gcpAuthRefresh"]
+            .as_str()
+            .unwrap()
+            .ends_with("credd login vertex"),
+        "{settings}"
+    );
+
+    // Claude Code with those settings, and the Vertex endpoint pointed at a local stub.
     let api = ModelApi::start();
-    let settings = world.home.join(".claude/settings.json");
-    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
-    std::fs::write(&settings, "{}").unwrap();
-    let mut vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let base = api.url();
-    vars.extend([
-        ("CLAUDE_CODE_USE_VERTEX", "1"),
-        ("ANTHROPIC_VERTEX_PROJECT_ID", "credd-vertex"),
-        ("CLOUD_ML_REGION", "us-east5"),
-        ("ANTHROPIC_VERTEX_BASE_URL", base.as_str()),
-    ]);
-    let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &vars);
+    let reply = credd_tests::claude_say_hi(
+        &world,
+        world.dir.path(),
+        &[("ANTHROPIC_VERTEX_BASE_URL", base.as_str())],
+    );
     assert!(reply.contains(model_api::REPLY), "{reply}");
     let messages = api.messages();
     assert!(
@@ -205,7 +219,9 @@ fn claude_code_on_vertex_uses_the_metadata_endpoint() {
     assert_eq!(token.len(), 1, "one upstream token for the whole session");
     for m in &messages {
         assert!(
-            m.path.contains(":streamRawPredict") || m.path.contains(":rawPredict"),
+            m.path
+                .contains("/projects/credd-vertex/locations/us-east5/")
+                && m.path.contains("Predict"),
             "{}",
             m.path
         );
