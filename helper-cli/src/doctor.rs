@@ -275,6 +275,12 @@ fn settings_checks(facts: &[SourceFacts], checks: &mut Vec<Check>) {
             checks.push(check(Verdict::Warn, "claude code settings", format!("awsAuthRefresh in {shown} will never run: the default AWS credential chain already has credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE or a [default] profile), and Claude Code runs it only when that chain fails"), Some("remove those credentials, or drop awsAuthRefresh".into())));
             problems += 1;
         }
+        if settings["env"]["GCE_METADATA_HOST"].is_string()
+            && let Some(file) = adc_file_ahead_of_metadata(&settings["env"])
+        {
+            checks.push(check(Verdict::Warn, "claude code settings", format!("Claude Code on Vertex AI reads {} itself (Google's libraries try it before the metadata server), so credd's endpoint in {shown} is never asked", file.display()), Some("move that file where only credd reads it and name it in the source's `credentials_file`".into())));
+            problems += 1;
+        }
         if problems == 0 {
             checks.push(check(
                 Verdict::Ok,
@@ -284,6 +290,23 @@ fn settings_checks(facts: &[SourceFacts], checks: &mut Vec<Check>) {
             ));
         }
     }
+}
+
+/// A credential file Google's libraries would use before asking the metadata server:
+/// `GOOGLE_APPLICATION_CREDENTIALS` (in Claude Code's `env` or ours), or gcloud's ADC file in
+/// the place Node's google-auth-library looks (it does not honour `CLOUDSDK_CONFIG`).
+pub fn adc_file_ahead_of_metadata(settings_env: &Value) -> Option<PathBuf> {
+    if let Some(path) = settings_env["GOOGLE_APPLICATION_CREDENTIALS"]
+        .as_str()
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from))
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return Some(path);
+    }
+    let home = std::env::var_os("HOME")?;
+    let adc = Path::new(&home).join(".config/gcloud/application_default_credentials.json");
+    adc.exists().then_some(adc)
 }
 
 fn default_aws_chain_configured() -> bool {

@@ -49,10 +49,11 @@ pub fn run(source: String) -> Result<String, Failure> {
         }
         Response::LoginPrompt(LoginPrompt::Command {
             command,
+            env,
             instructions,
         }) => {
             say(&instructions);
-            run_login_tool(&source, &command, started + LOGIN_BOUND)?;
+            run_login_tool(&source, &command, &env, started + LOGIN_BOUND)?;
             done(ask(Request::LoginWait { source }, false)?)
         }
         other => done(other),
@@ -60,7 +61,12 @@ pub fn run(source: String) -> Result<String, Failure> {
 }
 
 /// Runs the cloud's login tool with its output on our stdout, stopping it at `deadline`.
-fn run_login_tool(source: &str, command: &[String], deadline: Instant) -> Result<(), Failure> {
+fn run_login_tool(
+    source: &str,
+    command: &[String],
+    env: &[String],
+    deadline: Instant,
+) -> Result<(), Failure> {
     let needs_login = |message: String| (ErrorKind::NeedsLogin.exit_code(), message);
     let Some(program) = command.first() else {
         return Err(needs_login(format!(
@@ -70,6 +76,7 @@ fn run_login_tool(source: &str, command: &[String], deadline: Instant) -> Result
     say(&format!("Running `{}`...", command.join(" ")));
     let mut child = Command::new(program)
         .args(&command[1..])
+        .envs(env.iter().filter_map(|line| line.split_once('=')))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(stdout_as_stdio())

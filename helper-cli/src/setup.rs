@@ -320,6 +320,14 @@ pub fn run(
         }
         None => out += &format!("Delete {path} to undo.\n"),
     }
+    if new["env"]["GCE_METADATA_HOST"].is_string()
+        && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(&new["env"])
+    {
+        out += &format!(
+            "Note: Claude Code reads {} itself before it asks a metadata server; move that file where only credd reads it and name it in the source's `credentials_file`, or credd's endpoint is never asked.\n",
+            file.display()
+        );
+    }
     Ok(out)
 }
 

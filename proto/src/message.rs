@@ -110,6 +110,9 @@ pub enum LoginPrompt {
     /// there is nothing to run, only the instructions to follow.
     Command {
         command: Vec<String>,
+        /// `NAME=value` lines to add to the command's environment.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        env: Vec<String>,
         instructions: String,
     },
 }

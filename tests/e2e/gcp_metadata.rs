@@ -232,3 +232,34 @@ fn claude_code_on_vertex_uses_the_metadata_endpoint_as_setup_configures_it() {
     }
     assert_eq!(upstream.calls(google::REFRESH), 1);
 }
+
+#[test]
+fn setup_and_doctor_warn_when_gclouds_file_would_hide_the_endpoint_from_claude_code() {
+    // Claude Code's Google library reads gcloud's ADC file before it asks a metadata server, so
+    // with that file in HOME the endpoint would never be used.
+    let upstream = GoogleUpstream::start();
+    let port = free_port();
+    let world = World::new();
+    let adc = world
+        .home
+        .join(".config/gcloud/application_default_credentials.json");
+    std::fs::create_dir_all(adc.parent().unwrap()).unwrap();
+    std::fs::write(&adc, authorized_user(&upstream, REFRESH_TOKEN).to_string()).unwrap();
+    world.write_config(&format!(
+        "[sources.vertex]\nkind = \"gcp\"\nproject = \"p\"\nmetadata_endpoint = {{ port = {port} }}\n"
+    ));
+    let _daemon = world.start_daemon();
+    let setup = world.credd(&["setup", "claude-code", "vertex"]);
+    assert!(
+        setup.ok().contains("Claude Code reads") && setup.stdout.contains("credentials_file"),
+        "{}",
+        setup.stdout
+    );
+    let doctor = world.credd(&["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let warned =
+        report.as_array().unwrap().iter().any(|c| {
+            c["verdict"] == "warn" && c["detail"].as_str().unwrap().contains("never asked")
+        });
+    assert!(warned, "{report}");
+}

@@ -384,33 +384,38 @@ fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served()
     assert_ne!(world.credd(&["get", "vertex"]).ok(), first);
 }
 
-#[test]
-fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
-    let upstream = GoogleUpstream::start();
-    let world = World::new();
-    // A stand-in for gcloud: prints what gcloud prints and writes the ADC file it writes.
+/// A stand-in for gcloud in `world/bin`: prints what gcloud prints and writes the ADC file it
+/// writes (in `CLOUDSDK_CONFIG`, else `~/.config/gcloud`), with `credential` in it.
+fn fake_gcloud(world: &World, credential: &Value) -> PathBuf {
     let bin = world.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let adc = gcloud_adc(&world);
-    std::fs::write(
-        world.path("new-adc.json"),
-        authorized_user(&upstream, REFRESH_TOKEN).to_string(),
-    )
-    .unwrap();
+    std::fs::write(world.path("new-adc.json"), credential.to_string()).unwrap();
     let gcloud = bin.join("gcloud");
     std::fs::write(
         &gcloud,
         format!(
             "#!/bin/sh\n[ \"$*\" = \"auth application-default login\" ] || exit 2\n\
              echo 'Go to the following link in your browser: https://accounts.google.com/o/oauth2/auth?stub' >&2\n\
-             mkdir -p {dir}\ncp {src} {adc}\necho 'Credentials saved to file: [{adc}]'\n",
-            dir = adc.parent().unwrap().display(),
+             dir=\"${{CLOUDSDK_CONFIG:-$HOME/.config/gcloud}}\"\nmkdir -p \"$dir\"\n\
+             cp {src} \"$dir/application_default_credentials.json\"\n\
+             echo \"Credentials saved to file: [$dir/application_default_credentials.json]\"\n",
             src = world.path("new-adc.json").display(),
-            adc = adc.display()
         ),
     )
     .unwrap();
     make_executable(&gcloud);
+    gcloud
+}
+
+fn path_with(dir: &Path) -> String {
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap())
+}
+
+#[test]
+fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let gcloud = fake_gcloud(&world, &authorized_user(&upstream, REFRESH_TOKEN));
     world.write_config("[sources.vertex]\nkind = \"gcp\"\n");
     let _daemon = world.start_daemon();
 
@@ -423,7 +428,7 @@ fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
         out.stdout
     );
 
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = path_with(gcloud.parent().unwrap());
     let mut cmd = world.credd_command(&["login", "vertex"]);
     cmd.env("PATH", &path);
     let out = cmd.output().unwrap();
@@ -437,7 +442,13 @@ fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
         stdout.contains("Go to the following link"),
         "gcloud's stderr is shown on stdout: {stdout}"
     );
-    assert!(stdout.contains("Credentials saved to file"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "Credentials saved to file: [{}]",
+            gcloud_adc(&world).display()
+        )),
+        "{stdout}"
+    );
     let token = world.credd(&["get", "vertex"]).ok().trim().to_string();
     assert!(upstream.issued().contains(&token));
 
@@ -448,4 +459,33 @@ fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
     cmd.env("PATH", &path);
     assert!(cmd.output().unwrap().status.success());
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn login_for_a_credentials_file_named_like_gclouds_writes_it_there() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let gcloud = fake_gcloud(&world, &authorized_user(&upstream, REFRESH_TOKEN));
+    let file = world.path("credd-gcloud/application_default_credentials.json");
+    world.write_config(&format!(
+        "[sources.vertex]\nkind = \"gcp\"\ncredentials_file = \"{}\"\n",
+        file.display()
+    ));
+    let _daemon = world.start_daemon();
+    let mut cmd = world.credd_command(&["login", "vertex"]);
+    cmd.env("PATH", path_with(gcloud.parent().unwrap()));
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("CLOUDSDK_CONFIG="), "{stdout}");
+    assert!(file.exists(), "gcloud wrote the file credd reads");
+    assert!(
+        !gcloud_adc(&world).exists(),
+        "and not the one Claude Code would read"
+    );
+    world.credd(&["get", "vertex"]).ok();
 }

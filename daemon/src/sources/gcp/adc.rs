@@ -44,7 +44,20 @@ pub fn gcloud_adc_file() -> PathBuf {
 /// The credential file to use: the configured one, else `GOOGLE_APPLICATION_CREDENTIALS`, else
 /// gcloud's ADC file. A missing file means nobody has logged in yet.
 pub fn locate(configured: Option<&Path>) -> Result<Located, SourceError> {
-    let located = if let Some(path) = configured {
+    let located = intended(configured);
+    if !located.path.exists() {
+        return Err(SourceError::NeedsLogin(format!(
+            "no Google credentials: {} ({}) does not exist",
+            located.path.display(),
+            located.origin
+        )));
+    }
+    Ok(located)
+}
+
+/// Where the credential file is looked for, whether or not it exists.
+pub fn intended(configured: Option<&Path>) -> Located {
+    if let Some(path) = configured {
         Located {
             path: path.to_path_buf(),
             origin: "credentials_file in the config",
@@ -61,15 +74,7 @@ pub fn locate(configured: Option<&Path>) -> Result<Located, SourceError> {
             path: gcloud_adc_file(),
             origin: "gcloud's Application Default Credentials",
         }
-    };
-    if !located.path.exists() {
-        return Err(SourceError::NeedsLogin(format!(
-            "no Google credentials: {} ({}) does not exist",
-            located.path.display(),
-            located.origin
-        )));
     }
-    Ok(located)
 }
 
 /// Every file the credentials may come from, for the file watch.

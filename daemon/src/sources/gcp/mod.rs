@@ -234,31 +234,8 @@ impl GcpSource {
     /// The login: show how to log in (gcloud's ADC login, or replacing a named file), then wait
     /// until the credential file changes and yields a token.
     async fn login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
-        let uses_gcloud_file = self.spec.credentials_file.is_none()
-            && std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_none_or(|p| p.is_empty());
-        let watched = match adc::locate(self.spec.credentials_file.as_deref()) {
-            Ok(located) => located.path,
-            Err(_) if uses_gcloud_file => adc::gcloud_adc_file(),
-            Err(e) => return Err(e),
-        };
-        let prompt = if uses_gcloud_file {
-            LoginPrompt::Command {
-                command: GCLOUD_LOGIN.iter().map(|s| s.to_string()).collect(),
-                instructions: format!(
-                    "Log in with `{}` (it writes {}); credd picks the new credentials up by itself.",
-                    GCLOUD_LOGIN.join(" "),
-                    watched.display()
-                ),
-            }
-        } else {
-            LoginPrompt::Command {
-                command: Vec::new(),
-                instructions: format!(
-                    "The credential file {} was refused; replace it with a valid one (a new key or a new login) and credd picks it up by itself.",
-                    watched.display()
-                ),
-            }
-        };
+        let watched = adc::intended(self.spec.credentials_file.as_deref()).path;
+        let prompt = login_prompt(&watched, self.spec.credentials_file.is_some());
         (io.report)(prompt);
         let before = fingerprint(&watched);
         loop {
@@ -274,6 +251,40 @@ impl GcpSource {
                 return Ok(());
             }
         }
+    }
+}
+
+/// How to get new credentials into `file`: gcloud writes `application_default_credentials.json`
+/// in its config directory, so a file of that name anywhere is one `CLOUDSDK_CONFIG` away;
+/// `GOOGLE_APPLICATION_CREDENTIALS` and other named files are replaced by the person.
+fn login_prompt(file: &std::path::Path, configured: bool) -> LoginPrompt {
+    let env_named = !configured
+        && std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some_and(|p| !p.is_empty());
+    let gcloud_writes_it = file.file_name() == Some(adc::ADC_FILE_NAME.as_ref()) && !env_named;
+    if !gcloud_writes_it {
+        return LoginPrompt::Command {
+            command: Vec::new(),
+            env: Vec::new(),
+            instructions: format!(
+                "The credential file {} is missing or was refused; replace it with a valid one (a new key, or a new login) and credd picks it up by itself.",
+                file.display()
+            ),
+        };
+    }
+    let mut env = Vec::new();
+    let dir = file.parent().unwrap_or(std::path::Path::new("."));
+    if dir != adc::gcloud_config_dir() {
+        env.push(format!("CLOUDSDK_CONFIG={}", dir.display()));
+    }
+    LoginPrompt::Command {
+        command: GCLOUD_LOGIN.iter().map(|s| s.to_string()).collect(),
+        instructions: format!(
+            "Log in with `{}{}` (it writes {}); credd picks the new credentials up by itself.",
+            env.first().map(|e| format!("{e} ")).unwrap_or_default(),
+            GCLOUD_LOGIN.join(" "),
+            file.display()
+        ),
+        env,
     }
 }
 
