@@ -200,7 +200,7 @@ impl Slot {
             .clone()
             .unwrap_or_else(|| SourceError::Upstream("no credential could be obtained".into()));
         Err(match (error, st.retry_at) {
-            (SourceError::Upstream(m), Some(retry)) => {
+            (SourceError::Upstream(m) | SourceError::Throttled(m, _), Some(retry)) => {
                 let wait = retry
                     .duration_since(now)
                     .unwrap_or(Duration::ZERO)
@@ -272,7 +272,12 @@ impl Slot {
             }
             Err(error) => {
                 st.failures += 1;
-                let wait = policy::backoff(st.failures);
+                let wait = match &error {
+                    SourceError::Throttled(_, asked) => {
+                        policy::backoff(st.failures).max((*asked).min(policy::MAX_RETRY_AFTER))
+                    }
+                    _ => policy::backoff(st.failures),
+                };
                 st.retry_at = Some(now + wait);
                 tracing::warn!(source = %self.name, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
                 st.last_error = Some(error.clone());

@@ -203,7 +203,7 @@ fn source_error(name: &str, error: SourceError) -> Response {
             ErrorKind::NeedsLogin,
             format!("source `{name}` needs a login: {m}; run `credd login {name}`"),
         ),
-        SourceError::Upstream(m) => Response::error(
+        SourceError::Upstream(m) | SourceError::Throttled(m, _) => Response::error(
             ErrorKind::Upstream,
             format!("source `{name}`: {m}; see `credd status`"),
         ),

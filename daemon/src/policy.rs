@@ -27,6 +27,9 @@ pub const MAX_JITTER: Duration = Duration::from_secs(60);
 
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+/// The longest `Retry-After` an upstream can make us wait (a bogus huge value must not park a
+/// source for a day).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// A caller that asks again within this fraction of its own cache TTL is re-asking because its
 /// credential was rejected.

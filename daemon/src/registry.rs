@@ -169,6 +169,20 @@ fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<End
                 endpoints::gce_metadata::GceMetadata::new(slot.clone(), gcp.scopes.clone());
             ("gce-metadata", port, Arc::new(metadata))
         }
+        SourceSpec::Entra(entra) => {
+            let port = entra.identity_endpoint.as_ref()?.port;
+            match endpoints::azure_managed_identity::AzureManagedIdentity::new(
+                slot.clone(),
+                name,
+                entra.scopes(),
+            ) {
+                Ok(identity) => ("azure-managed-identity", port, Arc::new(identity)),
+                Err(e) => {
+                    tracing::error!(source = %name, "cannot write the managed-identity endpoint's secret file: {e}");
+                    return None;
+                }
+            }
+        }
         SourceSpec::Exec(_) => return None,
     };
     let port = port.unwrap_or_else(|| endpoints::default_port(kind, name));

@@ -7,6 +7,7 @@
 //! protocol has no secret serves only the user the daemon runs as ([`peer`]).
 
 pub mod aws_container;
+pub mod azure_managed_identity;
 pub mod gce_metadata;
 pub mod peer;
 

@@ -4,6 +4,7 @@
 //! single-flight, scheduling and backoff live in `cache` and `policy`.
 
 pub mod aws;
+pub mod entra;
 pub mod exec;
 pub mod gcp;
 
@@ -30,6 +31,10 @@ pub enum SourceError {
     /// Only an interactive login can help.
     #[error("{0}")]
     NeedsLogin(String),
+    /// The upstream asked us to wait (HTTP 429 with `Retry-After`): the next try waits at
+    /// least that long.
+    #[error("{0}")]
+    Throttled(String, std::time::Duration),
 }
 
 pub trait Source: Send + Sync {
@@ -72,5 +77,6 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
         SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(aws.clone())),
         SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone())),
+        SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(entra.clone())),
     }
 }

@@ -1,0 +1,454 @@
+//! The `entra` source: Microsoft Entra ID access tokens for Microsoft Foundry and
+//! Entra-protected gateways. `azure_identity` does every flow it offers (Azure CLI, client
+//! secret, client assertion, workload identity, managed identity), over credd's own HTTP client
+//! (proxy, CA bundles) and with its retries off, since credd's cache does the backing off and
+//! honours `Retry-After`; the device-code flow, which it lacks, lives in [`device_code`].
+//!
+//! A fresh `azure_identity` credential is built for every fetch, so its own token cache never
+//! stands between credd's refresh policy and the upstream.
+
+mod certificate;
+mod device_code;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use credd_proto::{CredentialSecret, LoginPrompt, Secret};
+use futures_util::future::BoxFuture;
+
+use super::{Fetched, LoginIo, Source, SourceError};
+use crate::config::{EntraMethod, EntraSpec};
+use crate::redact;
+
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+/// The client that device-code logins use when the config names none: the Azure CLI's public
+/// client, which may ask for tokens for Azure services in any tenant.
+const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
+/// How often a login through `az login` looks whether a token can be had.
+const AZ_LOGIN_POLL: Duration = Duration::from_secs(2);
+
+pub struct EntraSource {
+    spec: EntraSpec,
+    http: OnceLock<Result<reqwest::Client, String>>,
+    /// The device-code flow's refresh token: in memory only, never written anywhere.
+    refresh_token: Mutex<Option<Secret>>,
+}
+
+impl EntraSource {
+    pub fn new(spec: EntraSpec) -> Self {
+        EntraSource {
+            spec,
+            http: OnceLock::new(),
+            refresh_token: Mutex::new(None),
+        }
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, SourceError> {
+        self.http
+            .get_or_init(|| {
+                crate::net::oauth_http_client(self.spec.ca_bundle.as_deref(), self.spec.timeout)
+            })
+            .as_ref()
+            .map_err(|e| SourceError::Upstream(e.clone()))
+    }
+
+    fn authority(&self) -> String {
+        self.spec
+            .authority
+            .clone()
+            .or_else(|| env("AZURE_AUTHORITY_HOST"))
+            .unwrap_or_else(|| DEFAULT_AUTHORITY.to_string())
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    fn tenant(&self) -> Option<String> {
+        self.spec
+            .tenant_id
+            .clone()
+            .or_else(|| env("AZURE_TENANT_ID"))
+    }
+
+    fn client_id(&self) -> Option<String> {
+        self.spec
+            .client_id
+            .clone()
+            .or_else(|| env("AZURE_CLIENT_ID"))
+    }
+
+    fn required(&self, what: Option<String>, key: &str, var: &str) -> Result<String, SourceError> {
+        what.ok_or_else(|| {
+            SourceError::Upstream(format!(
+                "method `{}` needs `{key}` in the config (or {var})",
+                method_name(self.spec.method)
+            ))
+        })
+    }
+
+    /// The options every `azure_identity` credential gets: credd's HTTP client, no retries,
+    /// the authority.
+    fn client_options(&self) -> Result<ClientOptions, SourceError> {
+        let mut cloud = azure_core::cloud::CustomConfiguration::default();
+        cloud.authority_host = self.authority();
+        Ok(ClientOptions {
+            transport: Some(Transport::new(Arc::new(self.http()?.clone()))),
+            retry: RetryOptions::none(),
+            cloud: Some(Arc::new(cloud.into())),
+            ..Default::default()
+        })
+    }
+
+    async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        let scopes = self.spec.scopes();
+        let (token, expires_at) = match self.spec.method {
+            EntraMethod::DeviceCode => self.device_code_refresh(&scopes, now).await?,
+            _ => {
+                let (credential, secrets) = self.credential()?;
+                let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let token = credential
+                    .get_token(&scope_refs, None)
+                    .await
+                    .map_err(|e| azure_error(&e, &secrets))?;
+                // Counted from credd's clock, so that a lifetime means the same to the cache.
+                let lifetime = (token.expires_on - azure_core::time::OffsetDateTime::now_utc())
+                    .whole_seconds()
+                    .max(0) as u64;
+                (
+                    token.token.secret().to_string(),
+                    now + Duration::from_secs(lifetime),
+                )
+            }
+        };
+        let mut metadata = BTreeMap::new();
+        metadata.insert("method".into(), method_name(self.spec.method).into());
+        metadata.insert("scope".into(), scopes.join(" "));
+        if let Some(tenant) = self.tenant() {
+            metadata.insert("tenant".into(), tenant);
+        }
+        if let Some(client) = self.client_id() {
+            metadata.insert("client_id".into(), client);
+        }
+        Ok(Fetched {
+            secret: CredentialSecret::Token {
+                token: Secret::new(token),
+            },
+            expires_at,
+            metadata,
+        })
+    }
+
+    /// The `azure_identity` credential for the configured method, and the secrets it was given
+    /// (to scrub from its errors).
+    fn credential(&self) -> Result<(Arc<dyn TokenCredential>, Vec<String>), SourceError> {
+        let build = |e: azure_core::Error| azure_error(&e, &[]);
+        Ok(match self.spec.method {
+            EntraMethod::AzureCli => {
+                let options = azure_identity::AzureCliCredentialOptions {
+                    tenant_id: self.spec.tenant_id.clone(),
+                    ..Default::default()
+                };
+                (
+                    azure_identity::AzureCliCredential::new(Some(options)).map_err(build)?,
+                    Vec::new(),
+                )
+            }
+            EntraMethod::ClientSecret => {
+                let tenant = self.required(self.tenant(), "tenant_id", "AZURE_TENANT_ID")?;
+                let client = self.required(self.client_id(), "client_id", "AZURE_CLIENT_ID")?;
+                let secret = self.client_secret()?;
+                let options = azure_identity::ClientSecretCredentialOptions {
+                    client_options: self.client_options()?,
+                };
+                let credential = azure_identity::ClientSecretCredential::new(
+                    &tenant,
+                    client,
+                    azure_core::credentials::Secret::new(secret.clone()),
+                    Some(options),
+                )
+                .map_err(build)?;
+                (credential, vec![secret])
+            }
+            EntraMethod::ClientCertificate => {
+                let tenant = self.required(self.tenant(), "tenant_id", "AZURE_TENANT_ID")?;
+                let client = self.required(self.client_id(), "client_id", "AZURE_CLIENT_ID")?;
+                let path = self
+                    .spec
+                    .certificate
+                    .clone()
+                    .or_else(|| env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from))
+                    .ok_or_else(|| {
+                        SourceError::Upstream(
+                            "method `client-certificate` needs `certificate` in the config (or AZURE_CLIENT_CERTIFICATE_PATH)".into(),
+                        )
+                    })?;
+                let audience = format!("{}/{tenant}/oauth2/v2.0/token", self.authority());
+                let assertion =
+                    certificate::CertificateAssertion::load(&path, audience, client.clone())
+                        .map_err(SourceError::Upstream)?;
+                let options = azure_identity::ClientAssertionCredentialOptions {
+                    client_options: self.client_options()?,
+                };
+                (
+                    azure_identity::ClientAssertionCredential::new(
+                        tenant,
+                        client,
+                        assertion,
+                        Some(options),
+                    )
+                    .map_err(build)?,
+                    Vec::new(),
+                )
+            }
+            EntraMethod::WorkloadIdentity => {
+                let token_file = self
+                    .spec
+                    .federated_token_file
+                    .clone()
+                    .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
+                    .ok_or_else(|| {
+                        SourceError::Upstream(
+                            "method `workload-identity` needs `federated_token_file` in the config (or AZURE_FEDERATED_TOKEN_FILE)".into(),
+                        )
+                    })?;
+                if !token_file.exists() {
+                    return Err(SourceError::Upstream(format!(
+                        "the federated token file {} does not exist",
+                        token_file.display()
+                    )));
+                }
+                let secrets = std::fs::read_to_string(&token_file)
+                    .map(|t| vec![t.trim().to_string()])
+                    .unwrap_or_default();
+                let options = azure_identity::WorkloadIdentityCredentialOptions {
+                    credential_options: azure_identity::ClientAssertionCredentialOptions {
+                        client_options: self.client_options()?,
+                    },
+                    client_id: Some(self.required(
+                        self.client_id(),
+                        "client_id",
+                        "AZURE_CLIENT_ID",
+                    )?),
+                    tenant_id: Some(self.required(
+                        self.tenant(),
+                        "tenant_id",
+                        "AZURE_TENANT_ID",
+                    )?),
+                    token_file_path: Some(token_file),
+                    ..Default::default()
+                };
+                (
+                    azure_identity::WorkloadIdentityCredential::new(Some(options))
+                        .map_err(build)?,
+                    secrets,
+                )
+            }
+            EntraMethod::ManagedIdentity => {
+                let options = azure_identity::ManagedIdentityCredentialOptions {
+                    user_assigned_id: self
+                        .spec
+                        .client_id
+                        .clone()
+                        .map(azure_identity::UserAssignedId::ClientId),
+                    client_options: self.client_options()?,
+                };
+                (
+                    azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(build)?,
+                    Vec::new(),
+                )
+            }
+            EntraMethod::DeviceCode => unreachable!("device code is not an azure_identity flow"),
+        })
+    }
+
+    fn client_secret(&self) -> Result<String, SourceError> {
+        match &self.spec.client_secret_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    SourceError::Upstream(format!(
+                        "cannot read the client secret file {}: {e}",
+                        path.display()
+                    ))
+                }),
+            None => env("AZURE_CLIENT_SECRET").ok_or_else(|| {
+                SourceError::Upstream(
+                    "method `client-secret` needs `client_secret_file` in the config (or AZURE_CLIENT_SECRET)".into(),
+                )
+            }),
+        }
+    }
+
+    fn device_authority(&self) -> (String, String, String) {
+        (
+            self.authority(),
+            self.tenant().unwrap_or_else(|| "organizations".into()),
+            self.client_id()
+                .unwrap_or_else(|| AZURE_CLI_CLIENT_ID.to_string()),
+        )
+    }
+
+    async fn device_code_refresh(
+        &self,
+        scopes: &[String],
+        now: SystemTime,
+    ) -> Result<(String, SystemTime), SourceError> {
+        let refresh_token = self
+            .refresh_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                SourceError::NeedsLogin("no device-code login since the daemon started".into())
+            })?;
+        let (host, tenant, client) = self.device_authority();
+        let authority = device_code::Authority {
+            host: &host,
+            tenant: &tenant,
+        };
+        let tokens = device_code::refresh(
+            self.http()?,
+            &authority,
+            &client,
+            &refresh_token,
+            scopes,
+            now,
+        )
+        .await?;
+        Ok(self.keep(tokens))
+    }
+
+    /// Keeps the refresh token a grant handed out and returns the access token.
+    fn keep(&self, tokens: device_code::Tokens) -> (String, SystemTime) {
+        if let Some(refresh) = tokens.refresh_token {
+            *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
+        }
+        (tokens.access_token.expose().to_string(), tokens.expires_at)
+    }
+
+    async fn device_code_login(
+        &self,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Result<(), SourceError> {
+        let (host, tenant, client) = self.device_authority();
+        let authority = device_code::Authority {
+            host: &host,
+            tenant: &tenant,
+        };
+        let tokens = device_code::login(
+            self.http()?,
+            &authority,
+            &client,
+            &self.spec.scopes(),
+            deadline,
+            io.report,
+        )
+        .await?;
+        self.keep(tokens);
+        Ok(())
+    }
+
+    /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
+    /// then wait until a token can be had.
+    async fn azure_cli_login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
+        let mut command = vec!["az".to_string(), "login".to_string()];
+        if let Some(tenant) = &self.spec.tenant_id {
+            command.extend(["--tenant".to_string(), tenant.clone()]);
+        }
+        (io.report)(LoginPrompt::Command {
+            instructions: format!(
+                "Log in with `{}`; credd uses the Azure CLI's login from then on.",
+                command.join(" ")
+            ),
+            command,
+            env: Vec::new(),
+        });
+        loop {
+            tokio::time::sleep(AZ_LOGIN_POLL).await;
+            if SystemTime::now() >= deadline {
+                return Err(SourceError::NeedsLogin(
+                    "`az login` did not finish before the login timed out".into(),
+                ));
+            }
+            if self.fetch_token(SystemTime::now()).await.is_ok() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl Source for EntraSource {
+    fn kind(&self) -> &'static str {
+        "entra"
+    }
+
+    fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
+        Box::pin(self.fetch_token(now))
+    }
+
+    fn login(
+        &self,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        match self.spec.method {
+            EntraMethod::DeviceCode => Some(Box::pin(self.device_code_login(deadline, io))),
+            EntraMethod::AzureCli => Some(Box::pin(self.azure_cli_login(deadline, io))),
+            _ => None,
+        }
+    }
+}
+
+pub fn method_name(method: EntraMethod) -> &'static str {
+    match method {
+        EntraMethod::AzureCli => "azure-cli",
+        EntraMethod::ClientSecret => "client-secret",
+        EntraMethod::ClientCertificate => "client-certificate",
+        EntraMethod::WorkloadIdentity => "workload-identity",
+        EntraMethod::ManagedIdentity => "managed-identity",
+        EntraMethod::DeviceCode => "device-code",
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// An `azure_identity` error, as credd reports it: the first line of what Entra said (its
+/// AADSTS code names the problem: an expired secret, an unknown tenant or client), scrubbed of
+/// `secrets`; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`.
+fn azure_error(error: &azure_core::Error, secrets: &[String]) -> SourceError {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let message = redact::redact(&device_code::first_line(&error.to_string()), &secrets);
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(err) = current {
+        if let Some(azure) = err.downcast_ref::<azure_core::Error>()
+            && let azure_core::error::ErrorKind::HttpResponse {
+                status,
+                raw_response,
+                ..
+            } = azure.kind()
+        {
+            if u16::from(*status) == 429 {
+                let retry_after = raw_response
+                    .as_ref()
+                    .and_then(|r| r.headers().get_optional_str(&"retry-after".into()))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(30);
+                return SourceError::Throttled(
+                    format!("Entra ID is throttling requests (HTTP 429): {message}"),
+                    Duration::from_secs(retry_after),
+                );
+            }
+            break;
+        }
+        current = err.source();
+    }
+    SourceError::Upstream(message)
+}
