@@ -48,8 +48,21 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/' | '=')
 }
 
+/// A GUID (a tenant, an application, a request id) names something; it is not a secret.
+fn is_guid(word: &str) -> bool {
+    word.len() == 36
+        && word.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
 fn flush_word(out: &mut String, word: &mut String) {
     let looks_secret = word.len() >= SECRET_WORD_LEN
+        && !is_guid(word)
         && word.chars().any(|c| c.is_ascii_digit())
         && word.chars().any(|c| c.is_ascii_alphabetic())
         && !word.contains("//"); // a URL is not a secret
@@ -64,6 +77,17 @@ fn flush_word(out: &mut String, word: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guids_stay_and_secret_looking_words_go() {
+        let text = "AADSTS700016: app '3c1d2e4f-0000-4000-8000-0000000f0d12' key Q8~credd.client.secret-value_0123456789";
+        let redacted = redact(text, &[]);
+        assert!(
+            redacted.contains("3c1d2e4f-0000-4000-8000-0000000f0d12"),
+            "{redacted}"
+        );
+        assert!(!redacted.contains("secret-value_0123456789"), "{redacted}");
+    }
 
     #[test]
     fn keeps_the_last_line_and_plain_words() {

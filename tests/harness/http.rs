@@ -68,29 +68,60 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 #[derive(Clone)]
 pub struct HttpStub {
     pub port: u16,
+    tls: bool,
     requests: Arc<Mutex<Vec<Request>>>,
 }
 
 impl HttpStub {
     pub fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> Self {
+        Self::start_with(None, handler)
+    }
+
+    /// The same over HTTPS, with the certificate and key of a [`crate::peers::TestCa`].
+    pub fn start_tls(
+        cert_pem: &std::path::Path,
+        key_pem: &std::path::Path,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(tls_config(cert_pem, key_pem)), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind stub server");
         let stub = HttpStub {
             port: listener.local_addr().unwrap().port(),
+            tls: tls.is_some(),
             requests: Arc::default(),
         };
         let handler: Arc<Handler> = Arc::new(handler);
         let requests = stub.requests.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (handler, requests) = (handler.clone(), requests.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &requests));
+                let (handler, requests, tls) = (handler.clone(), requests.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &*handler, &requests),
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        serve(
+                            rustls::StreamOwned::new(connection, stream),
+                            &*handler,
+                            &requests,
+                        )
+                    }
+                });
             }
         });
         stub
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -98,10 +129,30 @@ impl HttpStub {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+fn tls_config(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certs: Vec<CertificateDer<'static>> = pem::parse_many(std::fs::read(cert_pem).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|b| CertificateDer::from(b.into_contents()))
+        .collect();
+    let key = pem::parse(std::fs::read(key_pem).unwrap()).unwrap();
+    let key = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key.into_contents()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("the test CA's server certificate"),
+    )
+}
+
+fn serve(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
+        let writer = reader.get_mut();
         let response = handler(&request);
         requests.lock().unwrap().push(request);
         let reason = match response.status {

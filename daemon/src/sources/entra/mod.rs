@@ -9,6 +9,7 @@
 
 mod certificate;
 mod device_code;
+mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use credd_proto::{CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
+use self::transport::{Failure, RecordingClient};
 use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
@@ -38,6 +40,8 @@ pub struct EntraSource {
     http: OnceLock<Result<reqwest::Client, String>>,
     /// The device-code flow's refresh token: in memory only, never written anywhere.
     refresh_token: Mutex<Option<Secret>>,
+    /// The access token a device-code login just got, for the fetch that follows it.
+    from_login: Mutex<Option<(String, SystemTime)>>,
 }
 
 impl EntraSource {
@@ -46,6 +50,7 @@ impl EntraSource {
             spec,
             http: OnceLock::new(),
             refresh_token: Mutex::new(None),
+            from_login: Mutex::new(None),
         }
     }
 
@@ -93,15 +98,15 @@ impl EntraSource {
 
     /// The options every `azure_identity` credential gets: credd's HTTP client, no retries,
     /// the authority.
-    fn client_options(&self) -> Result<ClientOptions, SourceError> {
+    fn client_options(&self, http: &RecordingClient) -> ClientOptions {
         let mut cloud = azure_core::cloud::CustomConfiguration::default();
         cloud.authority_host = self.authority();
-        Ok(ClientOptions {
-            transport: Some(Transport::new(Arc::new(self.http()?.clone()))),
+        ClientOptions {
+            transport: Some(Transport::new(Arc::new(http.clone()))),
             retry: RetryOptions::none(),
             cloud: Some(Arc::new(cloud.into())),
             ..Default::default()
-        })
+        }
     }
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
@@ -109,12 +114,13 @@ impl EntraSource {
         let (token, expires_at) = match self.spec.method {
             EntraMethod::DeviceCode => self.device_code_refresh(&scopes, now).await?,
             _ => {
-                let (credential, secrets) = self.credential()?;
+                let http = RecordingClient::new(self.http()?.clone());
+                let (credential, secrets) = self.credential(&http)?;
                 let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
                 let token = credential
                     .get_token(&scope_refs, None)
                     .await
-                    .map_err(|e| azure_error(&e, &secrets))?;
+                    .map_err(|e| self.error(&e, http.last_failure(), &secrets))?;
                 // Counted from credd's clock, so that a lifetime means the same to the cache.
                 let lifetime = (token.expires_on - azure_core::time::OffsetDateTime::now_utc())
                     .whole_seconds()
@@ -145,8 +151,11 @@ impl EntraSource {
 
     /// The `azure_identity` credential for the configured method, and the secrets it was given
     /// (to scrub from its errors).
-    fn credential(&self) -> Result<(Arc<dyn TokenCredential>, Vec<String>), SourceError> {
-        let build = |e: azure_core::Error| azure_error(&e, &[]);
+    fn credential(
+        &self,
+        http: &RecordingClient,
+    ) -> Result<(Arc<dyn TokenCredential>, Vec<String>), SourceError> {
+        let build = |e: azure_core::Error| self.error(&e, None, &[]);
         Ok(match self.spec.method {
             EntraMethod::AzureCli => {
                 let options = azure_identity::AzureCliCredentialOptions {
@@ -163,7 +172,7 @@ impl EntraSource {
                 let client = self.required(self.client_id(), "client_id", "AZURE_CLIENT_ID")?;
                 let secret = self.client_secret()?;
                 let options = azure_identity::ClientSecretCredentialOptions {
-                    client_options: self.client_options()?,
+                    client_options: self.client_options(http),
                 };
                 let credential = azure_identity::ClientSecretCredential::new(
                     &tenant,
@@ -192,7 +201,7 @@ impl EntraSource {
                     certificate::CertificateAssertion::load(&path, audience, client.clone())
                         .map_err(SourceError::Upstream)?;
                 let options = azure_identity::ClientAssertionCredentialOptions {
-                    client_options: self.client_options()?,
+                    client_options: self.client_options(http),
                 };
                 (
                     azure_identity::ClientAssertionCredential::new(
@@ -227,7 +236,7 @@ impl EntraSource {
                     .unwrap_or_default();
                 let options = azure_identity::WorkloadIdentityCredentialOptions {
                     credential_options: azure_identity::ClientAssertionCredentialOptions {
-                        client_options: self.client_options()?,
+                        client_options: self.client_options(http),
                     },
                     client_id: Some(self.required(
                         self.client_id(),
@@ -240,7 +249,6 @@ impl EntraSource {
                         "AZURE_TENANT_ID",
                     )?),
                     token_file_path: Some(token_file),
-                    ..Default::default()
                 };
                 (
                     azure_identity::WorkloadIdentityCredential::new(Some(options))
@@ -255,7 +263,7 @@ impl EntraSource {
                         .client_id
                         .clone()
                         .map(azure_identity::UserAssignedId::ClientId),
-                    client_options: self.client_options()?,
+                    client_options: self.client_options(http),
                 };
                 (
                     azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(build)?,
@@ -298,6 +306,14 @@ impl EntraSource {
         scopes: &[String],
         now: SystemTime,
     ) -> Result<(String, SystemTime), SourceError> {
+        let from_login = self
+            .from_login
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((token, expires_at)) = from_login.filter(|(_, exp)| *exp > now) {
+            return Ok((token, expires_at));
+        }
         let refresh_token = self
             .refresh_token
             .lock()
@@ -350,7 +366,8 @@ impl EntraSource {
             io.report,
         )
         .await?;
-        self.keep(tokens);
+        let token = self.keep(tokens);
+        *self.from_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
         Ok(())
     }
 
@@ -420,35 +437,57 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// An `azure_identity` error, as credd reports it: the first line of what Entra said (its
-/// AADSTS code names the problem: an expired secret, an unknown tenant or client), scrubbed of
-/// `secrets`; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`.
-fn azure_error(error: &azure_core::Error, secrets: &[String]) -> SourceError {
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let message = redact::redact(&device_code::first_line(&error.to_string()), &secrets);
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(err) = current {
-        if let Some(azure) = err.downcast_ref::<azure_core::Error>()
-            && let azure_core::error::ErrorKind::HttpResponse {
-                status,
-                raw_response,
-                ..
-            } = azure.kind()
-        {
-            if u16::from(*status) == 429 {
-                let retry_after = raw_response
-                    .as_ref()
-                    .and_then(|r| r.headers().get_optional_str(&"retry-after".into()))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(30);
+impl EntraSource {
+    /// An `azure_identity` error, as credd reports it: what Entra answered (its AADSTS code
+    /// names the problem: an expired secret, an unknown tenant or client), scrubbed of
+    /// `secrets`; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`; a
+    /// timeout or a refused connection says so; the Azure CLI's "run az login" needs a login.
+    fn error(
+        &self,
+        error: &azure_core::Error,
+        failure: Option<Failure>,
+        secrets: &[String],
+    ) -> SourceError {
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let host = self.authority();
+        if let Some(failure) = failure {
+            let said = match (&failure.error, &failure.description) {
+                (Some(code), Some(description)) => {
+                    format!(" ({code}: {})", device_code::first_line(description))
+                }
+                (Some(code), None) => format!(" ({code})"),
+                _ => String::new(),
+            };
+            let message = redact::redact(
+                &format!("{host} answered HTTP {}{said}", failure.status),
+                &secrets,
+            );
+            if failure.status == 429 {
                 return SourceError::Throttled(
-                    format!("Entra ID is throttling requests (HTTP 429): {message}"),
-                    Duration::from_secs(retry_after),
+                    format!("{message}; Entra ID is throttling requests"),
+                    Duration::from_secs(failure.retry_after.unwrap_or(30)),
                 );
             }
-            break;
+            return SourceError::Upstream(message);
         }
-        current = err.source();
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(err) = current {
+            if let Some(http) = err.downcast_ref::<reqwest::Error>() {
+                let why = if http.is_timeout() {
+                    "did not answer in time (timed out)"
+                } else if http.is_connect() {
+                    "cannot be reached"
+                } else {
+                    "failed"
+                };
+                return SourceError::Upstream(format!("{host} {why}"));
+            }
+            current = err.source();
+        }
+        let message = redact::redact(&device_code::first_line(&error.to_string()), &secrets);
+        if self.spec.method == EntraMethod::AzureCli && message.contains("az login") {
+            return SourceError::NeedsLogin(message);
+        }
+        SourceError::Upstream(message)
     }
-    SourceError::Upstream(message)
 }

@@ -1,0 +1,63 @@
+//! The HTTP client `azure_identity` is given: credd's reqwest client (proxy, CA bundles,
+//! timeout), which also keeps the last failed answer, so that credd can report what Entra said
+//! and honour its `Retry-After`. (`azure_identity` 1.0 cannot read Entra's error descriptions,
+//! which carry escaped line breaks, into the borrowed strings it expects.)
+
+use std::sync::{Arc, Mutex};
+
+use azure_core::http::{AsyncRawResponse, HttpClient, Request};
+
+/// A failed answer from the token endpoint.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub error: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingClient {
+    inner: reqwest::Client,
+    last_failure: Arc<Mutex<Option<Failure>>>,
+}
+
+impl RecordingClient {
+    pub fn new(inner: reqwest::Client) -> Self {
+        RecordingClient {
+            inner,
+            last_failure: Arc::default(),
+        }
+    }
+
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpClient for RecordingClient {
+    async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        let response = self.inner.execute_request(request).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let text = |key: &str| json[key].as_str().map(str::to_string);
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {
+            status: u16::from(status),
+            retry_after: headers
+                .get_optional_str(&"retry-after".into())
+                .and_then(|v| v.trim().parse().ok()),
+            error: text("error"),
+            description: text("error_description"),
+        });
+        Ok(AsyncRawResponse::from_bytes(status, headers, body))
+    }
+}

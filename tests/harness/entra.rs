@@ -1,0 +1,462 @@
+//! The Microsoft identity platform for the entra tests: an HTTPS stub (the authority must be
+//! HTTPS for `azure_identity`) speaking the documented `/{tenant}/oauth2/v2.0/token` and
+//! `/devicecode` formats, with tokens minted by `oauth2-mock-server` behind it. It knows one
+//! tenant and the apps registered in it (client secrets, some expired; certificates, whose
+//! assertions it verifies; federated tokens), runs device-code logins that a simulated person
+//! approves, answers with Entra's error JSON (AADSTS codes), can be told to fail or throttle,
+//! and counts every call.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::google::OAuthMock;
+use crate::http::{self, HttpStub, Request, Response};
+use crate::peers::TestCa;
+
+pub const TENANT: &str = "7f3a9c1e-0000-4000-8000-00000000c4ed";
+
+/// How the upstream misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    ServerError,
+    /// HTTP 429 with this Retry-After, in seconds.
+    Throttle(u64),
+    Hang,
+}
+
+#[derive(Clone)]
+enum AppCredential {
+    Secret {
+        secret: String,
+        expired: bool,
+    },
+    Certificate {
+        public_pem: String,
+        thumbprint: String,
+    },
+    Federated {
+        token: String,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    fault: Option<Fault>,
+    apps: HashMap<String, AppCredential>,
+    device_polls_until_approved: usize,
+    device_polls: usize,
+    calls: HashMap<String, usize>,
+    issued: Vec<String>,
+    refresh_tokens: Vec<String>,
+    expires_in: Option<u64>,
+}
+
+pub struct EntraUpstream {
+    stub: HttpStub,
+    state: Arc<Mutex<State>>,
+    _mock: OAuthMock,
+}
+
+impl EntraUpstream {
+    pub fn start(ca: &TestCa) -> Self {
+        let mock = OAuthMock::start();
+        let state = Arc::new(Mutex::new(State {
+            device_polls_until_approved: 2,
+            ..State::default()
+        }));
+        let (shared, mock_port) = (state.clone(), mock.port);
+        let stub = HttpStub::start_tls(&ca.server_pem, &ca.server_key, move |request| {
+            answer(&shared, mock_port, request)
+        });
+        EntraUpstream {
+            stub,
+            state,
+            _mock: mock,
+        }
+    }
+
+    /// The authority host (`AZURE_AUTHORITY_HOST`).
+    pub fn authority(&self) -> String {
+        self.stub.url()
+    }
+
+    pub fn register_secret(&self, client_id: &str, secret: &str, expired: bool) {
+        self.state.lock().unwrap().apps.insert(
+            client_id.into(),
+            AppCredential::Secret {
+                secret: secret.into(),
+                expired,
+            },
+        );
+    }
+
+    pub fn register_certificate(&self, client_id: &str, public_pem: &str, thumbprint: &str) {
+        self.state.lock().unwrap().apps.insert(
+            client_id.into(),
+            AppCredential::Certificate {
+                public_pem: public_pem.into(),
+                thumbprint: thumbprint.into(),
+            },
+        );
+    }
+
+    pub fn register_federated(&self, client_id: &str, token: &str) {
+        self.state.lock().unwrap().apps.insert(
+            client_id.into(),
+            AppCredential::Federated {
+                token: token.into(),
+            },
+        );
+    }
+
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.lock().unwrap().fault = Some(fault);
+    }
+
+    pub fn set_expires_in(&self, secs: u64) {
+        self.state.lock().unwrap().expires_in = Some(secs);
+    }
+
+    /// Calls of one kind: `client_secret`, `client_assertion`, `devicecode`, `device_code`,
+    /// `refresh_token`; refused and failed ones included.
+    pub fn calls(&self, kind: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> usize {
+        self.state.lock().unwrap().calls.values().sum()
+    }
+
+    /// Every access token handed out, oldest first.
+    pub fn issued(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued.clone()
+    }
+
+    /// Every refresh token handed out.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.state.lock().unwrap().refresh_tokens.clone()
+    }
+}
+
+fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+    let form: HashMap<String, String> =
+        form_urlencoded::parse(&request.body).into_owned().collect();
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let kind = match (request.path.rsplit('/').next(), field("grant_type")) {
+        (Some("devicecode"), _) => "devicecode",
+        (_, "client_credentials") if form.contains_key("client_assertion") => "client_assertion",
+        (_, "client_credentials") => "client_secret",
+        (_, "urn:ietf:params:oauth:grant-type:device_code") => "device_code",
+        (_, "refresh_token") => "refresh_token",
+        _ => "other",
+    };
+    let fault = {
+        let mut st = state.lock().unwrap();
+        *st.calls.entry(kind.to_string()).or_default() += 1;
+        st.fault.unwrap_or(Fault::None)
+    };
+    match fault {
+        Fault::None => {}
+        Fault::ServerError => {
+            return entra_error(
+                500,
+                "temporarily_unavailable",
+                50000,
+                "There was an error issuing a token.",
+            );
+        }
+        Fault::Throttle(secs) => {
+            return entra_error(
+                429,
+                "temporarily_unavailable",
+                50196,
+                "The server is busy; retry later.",
+            )
+            .with_header("retry-after", &secs.to_string());
+        }
+        Fault::Hang => {
+            std::thread::sleep(Duration::from_secs(120));
+            return entra_error(500, "temporarily_unavailable", 50000, "timed out");
+        }
+    }
+    let prefix = format!("/{TENANT}/oauth2/v2.0/");
+    let Some(endpoint) = request.path.strip_prefix(&prefix) else {
+        let tenant = request
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        return entra_error(
+            400,
+            "invalid_request",
+            90002,
+            &format!(
+                "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+            ),
+        );
+    };
+    let client_id = field("client_id").to_string();
+    let app = state.lock().unwrap().apps.get(&client_id).cloned();
+    match (endpoint, kind) {
+        ("devicecode", _) => {
+            state.lock().unwrap().device_polls = 0;
+            Response::json(
+                200,
+                json!({
+                    "device_code": "credd-device-code-0001",
+                    "user_code": "CREDD-42",
+                    "verification_uri": "https://microsoft.com/devicelogin",
+                    "expires_in": 900,
+                    "interval": 1,
+                    "message": "To sign in, use a web browser to open the page https://microsoft.com/devicelogin and enter the code CREDD-42 to authenticate.",
+                }),
+            )
+        }
+        ("token", "device_code") => {
+            let approved = {
+                let mut st = state.lock().unwrap();
+                st.device_polls += 1;
+                st.device_polls > st.device_polls_until_approved
+            };
+            if field("device_code") != "credd-device-code-0001" {
+                return entra_error(
+                    400,
+                    "expired_token",
+                    70020,
+                    "AADSTS70020: The provided value for the input parameter 'device_code' is not valid.",
+                );
+            }
+            if !approved {
+                return entra_error(
+                    400,
+                    "authorization_pending",
+                    70016,
+                    "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
+                );
+            }
+            record(state, mint(mock_port, field("scope"), true))
+        }
+        ("token", "refresh_token") => {
+            if !state
+                .lock()
+                .unwrap()
+                .refresh_tokens
+                .iter()
+                .any(|t| t == field("refresh_token"))
+            {
+                return entra_error(
+                    400,
+                    "invalid_grant",
+                    9002313,
+                    "AADSTS9002313: Invalid request. Request is malformed or invalid.",
+                );
+            }
+            record(state, mint(mock_port, field("scope"), true))
+        }
+        ("token", "client_secret") => match app {
+            Some(AppCredential::Secret { secret, expired }) => {
+                if field("client_secret") != secret {
+                    entra_error(
+                        401,
+                        "invalid_client",
+                        7000215,
+                        "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+                    )
+                } else if expired {
+                    entra_error(
+                        401,
+                        "invalid_client",
+                        7000222,
+                        &format!(
+                            "AADSTS7000222: The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."
+                        ),
+                    )
+                } else {
+                    record(state, mint(mock_port, field("scope"), false))
+                }
+            }
+            _ => unknown_client(&client_id),
+        },
+        ("token", "client_assertion") => {
+            let assertion = field("client_assertion");
+            let verdict = match app {
+                Some(AppCredential::Federated { token }) => (assertion == token)
+                    .then_some(())
+                    .ok_or("AADSTS700213: No matching federated identity record found for presented assertion."),
+                Some(AppCredential::Certificate { public_pem, thumbprint }) => {
+                    verify_certificate_assertion(assertion, &public_pem, &thumbprint, &client_id, request)
+                }
+                _ => return unknown_client(&client_id),
+            };
+            match verdict {
+                Ok(()) => record(state, mint(mock_port, field("scope"), false)),
+                Err(why) => entra_error(401, "invalid_client", 700027, why),
+            }
+        }
+        _ => entra_error(
+            400,
+            "unsupported_grant_type",
+            70003,
+            "AADSTS70003: The app requested an unsupported grant type.",
+        ),
+    }
+}
+
+fn verify_certificate_assertion(
+    assertion: &str,
+    public_pem: &str,
+    thumbprint: &str,
+    client_id: &str,
+    request: &Request,
+) -> Result<(), &'static str> {
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| "AADSTS50027: JWT token is invalid or malformed.")?;
+    if header.x5t.as_deref() != Some(thumbprint) {
+        return Err(
+            "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application.",
+        );
+    }
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let host = request.header("host").unwrap_or_default();
+    validation.set_audience(&[format!("https://{host}/{TENANT}/oauth2/v2.0/token")]);
+    validation.set_issuer(&[client_id]);
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+        .map(|_| ())
+        .map_err(|_| "AADSTS700027: Client assertion failed signature validation.")
+}
+
+fn unknown_client(client_id: &str) -> Response {
+    entra_error(
+        400,
+        "unauthorized_client",
+        700016,
+        &format!(
+            "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{TENANT}'."
+        ),
+    )
+}
+
+/// A token from the mock server; with `refresh`, a refresh token too (Entra's answer to
+/// device-code and refresh grants).
+fn mint(mock_port: u16, scope: &str, refresh: bool) -> Response {
+    let grant = if refresh {
+        "refresh_token"
+    } else {
+        "client_credentials"
+    };
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", grant)
+        .append_pair("refresh_token", "mock")
+        .append_pair("scope", scope)
+        .finish();
+    let request = Request {
+        method: "POST".into(),
+        path: "/token".into(),
+        query: Vec::new(),
+        headers: vec![
+            ("host".into(), format!("127.0.0.1:{mock_port}")),
+            (
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ),
+        ],
+        body: body.into_bytes(),
+    };
+    http::forward(mock_port, &request)
+}
+
+/// Reshapes the mock's answer into Entra's (`ext_expires_in`; no id token), and records it.
+fn record(state: &Mutex<State>, response: Response) -> Response {
+    let minted: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    let Some(token) = minted["access_token"].as_str() else {
+        return response;
+    };
+    let mut st = state.lock().unwrap();
+    st.issued.push(token.to_string());
+    let expires_in = st.expires_in.unwrap_or(3599);
+    let mut body = json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": token,
+    });
+    if let Some(refresh) = minted["refresh_token"].as_str() {
+        st.refresh_tokens.push(refresh.to_string());
+        body["refresh_token"] = json!(refresh);
+        body["scope"] = minted["scope"].clone();
+    }
+    Response::json(200, body)
+}
+
+fn entra_error(status: u16, error: &str, code: u32, description: &str) -> Response {
+    Response::json(
+        status,
+        json!({
+            "error": error,
+            "error_description": format!("{description}\r\nTrace ID: 0f3e2d1c-credd\r\nCorrelation ID: 9a8b7c6d-credd\r\nTimestamp: 2026-11-22 04:00:00Z"),
+            "error_codes": [code],
+            "timestamp": "2026-11-22 04:00:00Z",
+            "trace_id": "0f3e2d1c-credd",
+            "correlation_id": "9a8b7c6d-credd",
+            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+        }),
+    )
+}
+
+/// A self-signed certificate and its key for an app, made with openssl: (PEM with both,
+/// public key PEM, x5t thumbprint).
+pub fn app_certificate(dir: &Path) -> (std::path::PathBuf, String, String) {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "app.key",
+        "-out",
+        "app.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=credd-test-app",
+    ]);
+    let public = String::from_utf8(run(&["x509", "-in", "app.crt", "-pubkey", "-noout"])).unwrap();
+    let cert = std::fs::read(dir.join("app.crt")).unwrap();
+    let der = pem::parse(&cert).unwrap().into_contents();
+    let thumbprint =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&der));
+    let both = dir.join("app.pem");
+    let mut pem_text = cert;
+    pem_text.extend(std::fs::read(dir.join("app.key")).unwrap());
+    std::fs::write(&both, pem_text).unwrap();
+    (both, public, thumbprint)
+}
