@@ -2,8 +2,8 @@
 # Runs credd's whole test suite on a fresh machine.
 #
 # Installs the peers the end-to-end tests run against into target/peers (Claude Code and
-# oauth2-mock-server from npm; moto's STS server, boto3 and google-auth from PyPI, in a
-# virtualenv), builds the binaries, and runs every
+# oauth2-mock-server from npm; moto's STS server, boto3, google-auth and azure-identity from
+# PyPI, in a virtualenv), builds the binaries, and runs every
 # test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
 # npm, python3-venv, systemd's tools, tinyproxy and openssl, when missing).
 set -euo pipefail
@@ -14,6 +14,7 @@ MOTO_VERSION=5.2.5
 BOTO3_VERSION=1.43.11
 GOOGLE_AUTH_VERSION=2.62.2
 REQUESTS_VERSION=2.32.5
+AZURE_IDENTITY_VERSION=1.27.0
 OAUTH2_MOCK_SERVER_VERSION=9.3.0
 PEERS="$PWD/target/peers"
 
@@ -34,12 +35,13 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 
 venv="$PEERS/venv"
-if ! "$venv/bin/python" -c "import boto3, moto, google.auth; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION'" 2>/dev/null; then
-    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION and google-auth $GOOGLE_AUTH_VERSION from PyPI into $venv"
+if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION'" 2>/dev/null; then
+    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION, google-auth $GOOGLE_AUTH_VERSION and azure-identity $AZURE_IDENTITY_VERSION from PyPI into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION" \
-        "google-auth==$GOOGLE_AUTH_VERSION" "requests==$REQUESTS_VERSION"
+        "google-auth==$GOOGLE_AUTH_VERSION" "requests==$REQUESTS_VERSION" \
+        "azure-identity==$AZURE_IDENTITY_VERSION"
 fi
 export CREDD_PEERS_VENV="$venv"
 

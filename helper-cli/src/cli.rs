@@ -79,10 +79,12 @@ pub enum SetupTarget {
         #[arg(long, value_name = "DIR")]
         project: Option<std::path::PathBuf>,
         /// How Claude Code gets the credential: helper settings, or a local endpoint
-        /// [default: endpoint for gcp sources (Vertex AI has no helper hook), helper otherwise]
+        /// [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]
         #[arg(long, value_enum)]
         via: Option<Via>,
-        /// The gateway's URL, written as ANTHROPIC_BASE_URL (for token sources).
+        /// The gateway's URL, written as ANTHROPIC_BASE_URL (with --via helper), or the
+        /// Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources
+        /// through the endpoint).
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
         /// The AWS region for Bedrock (default: the source's region), or the Vertex AI region
@@ -120,7 +122,7 @@ pub enum Via {
     /// Through Claude Code's helper settings (apiKeyHelper, awsCredentialExport).
     Helper,
     /// Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE
-    /// metadata).
+    /// metadata, Azure managed identity).
     Endpoint,
 }
 

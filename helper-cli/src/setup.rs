@@ -21,18 +21,20 @@ pub struct Plan {
     pub region: Option<String>,
 }
 
-/// What the settings for `source` should contain, given what the daemon says about it.
+/// What the settings for `source` should contain, given what the daemon says about it, and
+/// what the person must do besides (lines to print).
 fn owned_settings(
     plan: &Plan,
     credd: &str,
     kind: &str,
     credential: &Credential,
     status: &StatusReport,
-) -> Result<Map<String, Value>, String> {
+) -> Result<(Map<String, Value>, Vec<String>), String> {
     let source = &plan.source;
     let mut top = Map::new();
     let mut env = Map::new();
-    let via = plan.via.unwrap_or(if kind == "gcp" {
+    let mut notes = Vec::new();
+    let via = plan.via.unwrap_or(if matches!(kind, "gcp" | "entra") {
         Via::Endpoint
     } else {
         Via::Helper
@@ -90,6 +92,26 @@ fn owned_settings(
                 json!(format!("{credd} login {source}")),
             );
         }
+        ("entra", Via::Endpoint) => {
+            // Microsoft Foundry. (Claude Code's Foundry client takes its token from
+            // DefaultAzureCredential only, never from apiKeyHelper; `--via helper` is for
+            // Entra-protected gateways.)
+            let base_url = plan.base_url.as_ref().ok_or_else(|| {
+                "Microsoft Foundry needs its endpoint: pass --base-url https://<resource>.services.ai.azure.com/anthropic (or --via helper for an Entra-protected gateway)".to_string()
+            })?;
+            env.insert("CLAUDE_CODE_USE_FOUNDRY".into(), json!("1"));
+            env.insert("ANTHROPIC_FOUNDRY_BASE_URL".into(), json!(base_url));
+            // Claude Code's Azure library reads these before the settings' env is applied, so
+            // they belong in the environment Claude Code starts in.
+            let lines = endpoint_lines(
+                status,
+                source,
+                "azure-managed-identity",
+                "identity_endpoint",
+            )?;
+            notes.push("Claude Code reads IDENTITY_ENDPOINT and IDENTITY_HEADER before it applies settings.json, so export them in the shell (profile) that starts it:".to_string());
+            notes.extend(lines.iter().map(|line| format!("  export {line}")));
+        }
         (_, Via::Endpoint) => {
             return Err(format!(
                 "sources of kind `{kind}` have no local endpoint for Claude Code; use --via helper"
@@ -118,7 +140,25 @@ fn owned_settings(
         }
     }
     top.insert("env".into(), Value::Object(env));
-    Ok(top)
+    Ok((top, notes))
+}
+
+/// The env lines of `source`'s endpoint of `kind` (named `key` in the config).
+fn endpoint_lines<'a>(
+    status: &'a StatusReport,
+    source: &str,
+    kind: &str,
+    key: &str,
+) -> Result<&'a [String], String> {
+    status
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .and_then(|s| s.endpoints.iter().find(|e| e.kind == kind))
+        .map(|e| e.env.as_slice())
+        .ok_or_else(|| {
+            format!("source `{source}` has no {kind} endpoint; add `{key} = {{}}` to its table in the config")
+        })
 }
 
 /// Adds the env lines of `source`'s endpoint of `kind` (named `key` in the config).
@@ -129,15 +169,7 @@ fn endpoint_env(
     key: &str,
     env: &mut Map<String, Value>,
 ) -> Result<(), String> {
-    let endpoint = status
-        .sources
-        .iter()
-        .find(|s| s.name == source)
-        .and_then(|s| s.endpoints.iter().find(|e| e.kind == kind))
-        .ok_or_else(|| {
-            format!("source `{source}` has no {kind} endpoint; add `{key} = {{}}` to its table in the config")
-        })?;
-    for line in &endpoint.env {
+    for line in endpoint_lines(status, source, kind, key)? {
         if let Some((k, v)) = line.split_once('=') {
             env.insert(k.into(), json!(v));
         }
@@ -290,15 +322,16 @@ pub fn run(
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
     let credd = credd.display().to_string();
-    let owned = owned_settings(plan, &credd, &kind, credential, status)?;
+    let (owned, notes) = owned_settings(plan, &credd, &kind, credential, status)?;
     let old = read_settings(&plan.settings_path)?;
     let new = merge(old.clone(), owned);
     let changes = diff(&old, &new);
     let mut out = String::new();
     let path = plan.settings_path.display();
+    let notes: String = notes.iter().map(|n| format!("{n}\n")).collect();
     if changes.is_empty() {
         return Ok(format!(
-            "{path} already has these settings; nothing to do\n"
+            "{path} already has these settings; nothing to do\n{notes}"
         ));
     }
     out += &format!(
@@ -309,7 +342,7 @@ pub fn run(
         out += &format!("  {line}\n");
     }
     if dry_run {
-        return Ok(out);
+        return Ok(out + &notes);
     }
     match write_settings(&plan.settings_path, &new)? {
         Some(backup) => {
@@ -320,6 +353,7 @@ pub fn run(
         }
         None => out += &format!("Delete {path} to undo.\n"),
     }
+    out += &notes;
     if new["env"]["GCE_METADATA_HOST"].is_string()
         && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(&new["env"])
     {

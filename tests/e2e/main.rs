@@ -9,6 +9,7 @@ mod claude_code;
 mod config_reload;
 mod docs;
 mod doctor;
+mod entra_endpoint;
 mod entra_source;
 mod exec_source;
 mod gcp_metadata;
