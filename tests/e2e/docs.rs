@@ -97,5 +97,5 @@ fn the_readme_config_examples_are_valid() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["bedrock", "gateway", "vertex"]);
+    assert_eq!(names, ["bedrock", "foundry", "gateway", "vertex"]);
 }
