@@ -88,3 +88,27 @@ pub fn oauth_http_client(
         .build()
         .map_err(|e| format!("cannot set up HTTPS: {e}"))
 }
+
+/// An [`oauth_http_client`] built on first use, once (building reads the CA bundles).
+pub struct LazyOAuthClient {
+    ca_bundle: Option<PathBuf>,
+    timeout: Duration,
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl LazyOAuthClient {
+    pub fn new(ca_bundle: Option<PathBuf>, timeout: Duration) -> Self {
+        LazyOAuthClient {
+            ca_bundle,
+            timeout,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> Result<&reqwest::Client, String> {
+        self.client
+            .get_or_init(|| oauth_http_client(self.ca_bundle.as_deref(), self.timeout))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}

@@ -21,22 +21,6 @@ fn endpoint_world(moto: &Moto, port: u16) -> World {
     world
 }
 
-/// The env lines `credd status` prints for the endpoint, as (name, value) pairs.
-fn endpoint_env(world: &World) -> Vec<(String, String)> {
-    let status = world.source_status("app");
-    let endpoint = &status["endpoints"][0];
-    assert!(endpoint["error"].is_null(), "{endpoint}");
-    endpoint["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| {
-            let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
 fn raw_get(port: u16, host: &str, authorization: Option<&str>) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = authorization
@@ -64,7 +48,7 @@ fn serving_endpoint() -> (Moto, World, credd_tests::Daemon, u16, Vec<(String, St
         std::time::Duration::from_secs(10),
         "the container endpoint",
     );
-    let env = endpoint_env(&world);
+    let env = world.endpoint_env("app", "aws-container");
     (moto, world, daemon, port, env)
 }
 

@@ -35,22 +35,7 @@ fn serving(
         Duration::from_secs(10),
         "the managed-identity endpoint",
     );
-    let status = world.source_status("foundry");
-    let endpoint = &status["endpoints"][0];
-    assert_eq!(endpoint["kind"], "azure-managed-identity", "{status}");
-    let env = endpoint["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| {
-            let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
-            let v = match v.strip_prefix("$(cat ").and_then(|p| p.strip_suffix(')')) {
-                Some(path) => std::fs::read_to_string(path).unwrap().trim().to_string(),
-                None => v.to_string(),
-            };
-            (k.to_string(), v)
-        })
-        .collect();
+    let env = world.endpoint_env("foundry", "azure-managed-identity");
     (ca, upstream, world, daemon, port, env)
 }
 

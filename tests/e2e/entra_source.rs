@@ -301,17 +301,7 @@ fn failures_throttling_and_hangs_keep_the_valid_token_and_honour_retry_after() {
         } else {
             60
         });
-        let before = upstream.total_calls();
-        for _ in 0..5 {
-            let served = world.credd(&["get", "foundry", "--min-valid", "1m"]);
-            assert_eq!(
-                served.ok(),
-                first,
-                "{fault:?}: the valid token is still served"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1500));
-        let calls = upstream.total_calls() - before;
+        let calls = world.serves_while_failing("foundry", &first, || upstream.total_calls());
         assert!(calls <= 3, "{fault:?}: {calls} calls: {}", daemon.log());
         let status = world.source_status("foundry");
         let error = status["last_error"]

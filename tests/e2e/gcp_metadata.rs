@@ -22,18 +22,7 @@ fn serving(upstream: &GoogleUpstream) -> (World, Daemon, u16, Vec<(String, Strin
     );
     let daemon = world.start_daemon();
     peers::wait_for_port(port, Duration::from_secs(10), "the metadata endpoint");
-    let status = world.source_status("vertex");
-    let endpoint = &status["endpoints"][0];
-    assert_eq!(endpoint["kind"], "gce-metadata", "{status}");
-    let env = endpoint["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| {
-            let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let env = world.endpoint_env("vertex", "gce-metadata");
     (world, daemon, port, env)
 }
 

@@ -3,7 +3,6 @@
 //! endpoint, and logins done with gcloud or elsewhere.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use credd_tests::World;
@@ -47,15 +46,7 @@ fn gcloud_adc(world: &World) -> PathBuf {
 /// An RSA key pair made with openssl: (private PKCS#8 PEM, public PEM).
 fn rsa_key(dir: &Path) -> (String, String) {
     let key = dir.join("sa-key.pem");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let run = |args: &[&str]| credd_tests::peers::openssl(dir, args);
     run(&[
         "genpkey",
         "-algorithm",
@@ -347,17 +338,7 @@ fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served()
         } else {
             60
         });
-        let before = upstream.total_calls();
-        for _ in 0..5 {
-            let served = world.credd(&["get", "vertex", "--min-valid", "1m"]);
-            assert_eq!(
-                served.ok(),
-                first,
-                "{fault:?}: the valid token is still served"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(1500));
-        let calls = upstream.total_calls() - before;
+        let calls = world.serves_while_failing("vertex", &first, || upstream.total_calls());
         assert!(
             calls <= 3,
             "{fault:?}: {calls} upstream calls for 5 gets: {}",

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::google::OAuthMock;
-use crate::http::{self, HttpStub, Request, Response};
+use crate::google::{Minter, OAuthMock};
+use crate::http::{HttpStub, Request, Response};
 use crate::peers::TestCa;
 
 pub const TENANT: &str = "7f3a9c1e-0000-4000-8000-00000000c4ed";
@@ -69,9 +69,9 @@ impl EntraUpstream {
             device_polls_until_approved: 2,
             ..State::default()
         }));
-        let (shared, mock_port) = (state.clone(), mock.port);
+        let (shared, minter) = (state.clone(), mock.minter());
         let stub = HttpStub::start_tls(&ca.server_pem, &ca.server_key, move |request| {
-            answer(&shared, mock_port, request)
+            answer(&shared, minter, request)
         });
         EntraUpstream {
             stub,
@@ -149,7 +149,7 @@ impl EntraUpstream {
     }
 }
 
-fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
     let form: HashMap<String, String> =
         form_urlencoded::parse(&request.body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
@@ -246,7 +246,7 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
                     "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
                 );
             }
-            record(state, mint(mock_port, field("scope"), true))
+            record(state, mock.mint("refresh_token", field("scope")))
         }
         ("token", "refresh_token") => {
             if !state
@@ -263,7 +263,7 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
                     "AADSTS9002313: Invalid request. Request is malformed or invalid.",
                 );
             }
-            record(state, mint(mock_port, field("scope"), true))
+            record(state, mock.mint("refresh_token", field("scope")))
         }
         ("token", "client_secret") => match app {
             Some(AppCredential::Secret { secret, expired }) => {
@@ -284,7 +284,7 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
                         ),
                     )
                 } else {
-                    record(state, mint(mock_port, field("scope"), false))
+                    record(state, mock.mint("client_credentials", field("scope")))
                 }
             }
             _ => unknown_client(&client_id),
@@ -301,7 +301,7 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
                 _ => return unknown_client(&client_id),
             };
             match verdict {
-                Ok(()) => record(state, mint(mock_port, field("scope"), false)),
+                Ok(()) => record(state, mock.mint("client_credentials", field("scope"))),
                 Err(why) => entra_error(401, "invalid_client", 700027, why),
             }
         }
@@ -349,35 +349,6 @@ fn unknown_client(client_id: &str) -> Response {
     )
 }
 
-/// A token from the mock server; with `refresh`, a refresh token too (Entra's answer to
-/// device-code and refresh grants).
-fn mint(mock_port: u16, scope: &str, refresh: bool) -> Response {
-    let grant = if refresh {
-        "refresh_token"
-    } else {
-        "client_credentials"
-    };
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", grant)
-        .append_pair("refresh_token", "mock")
-        .append_pair("scope", scope)
-        .finish();
-    let request = Request {
-        method: "POST".into(),
-        path: "/token".into(),
-        query: Vec::new(),
-        headers: vec![
-            ("host".into(), format!("127.0.0.1:{mock_port}")),
-            (
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            ),
-        ],
-        body: body.into_bytes(),
-    };
-    http::forward(mock_port, &request)
-}
-
 /// Reshapes the mock's answer into Entra's (`ext_expires_in`; no id token), and records it.
 fn record(state: &Mutex<State>, response: Response) -> Response {
     let minted: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
@@ -421,19 +392,7 @@ fn entra_error(status: u16, error: &str, code: u32, description: &str) -> Respon
 pub fn app_certificate(dir: &Path) -> (std::path::PathBuf, String, String) {
     use base64::Engine as _;
     use sha1::Digest as _;
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let run = |args: &[&str]| crate::peers::openssl(dir, args);
     run(&[
         "req",
         "-x509",

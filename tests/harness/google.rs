@@ -53,6 +53,46 @@ impl OAuthMock {
     }
 }
 
+impl OAuthMock {
+    /// A handle for stubs in front of the mock. It does not keep the mock alive, so the
+    /// process stops when this `OAuthMock` is dropped, even while a stub thread lives on.
+    pub fn minter(&self) -> Minter {
+        Minter { port: self.port }
+    }
+}
+
+/// Mints tokens with the mock server.
+#[derive(Debug, Clone, Copy)]
+pub struct Minter {
+    port: u16,
+}
+
+impl Minter {
+    /// A token minted by the mock with `grant` (`client_credentials`, or `refresh_token` for
+    /// one that comes with a refresh token) and `scope`.
+    pub fn mint(&self, grant: &str, scope: &str) -> Response {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", grant)
+            .append_pair("refresh_token", "mock")
+            .append_pair("scope", scope)
+            .finish();
+        let request = Request {
+            method: "POST".into(),
+            path: "/token".into(),
+            query: Vec::new(),
+            headers: vec![
+                ("host".into(), format!("127.0.0.1:{}", self.port)),
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+            ],
+            body: body.into_bytes(),
+        };
+        http::forward(self.port, &request)
+    }
+}
+
 impl Drop for OAuthMock {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -98,8 +138,8 @@ impl GoogleUpstream {
     pub fn start() -> Self {
         let mock = OAuthMock::start();
         let state = Arc::new(Mutex::new(State::default()));
-        let (shared, mock_port) = (state.clone(), mock.port);
-        let stub = HttpStub::start(move |request| answer(&shared, mock_port, request));
+        let (shared, minter) = (state.clone(), mock.minter());
+        let stub = HttpStub::start(move |request| answer(&shared, minter, request));
         GoogleUpstream {
             stub,
             state,
@@ -180,7 +220,7 @@ impl GoogleUpstream {
     }
 }
 
-fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
     let kind = classify(request);
     let fault = {
         let mut st = state.lock().unwrap();
@@ -217,13 +257,16 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
             {
                 return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
             }
-            http::forward(mock_port, request)
+            http::forward(mock.port, request)
         }
         JWT_BEARER => {
             if let Err(why) = verify_assertion(state, field("assertion"), request) {
                 return oauth_error(400, "invalid_grant", &why);
             }
-            mint(mock_port, &scope_of_assertion(field("assertion")))
+            mock.mint(
+                "client_credentials",
+                &scope_of_assertion(field("assertion")),
+            )
         }
         TOKEN_EXCHANGE => {
             let known = state
@@ -234,14 +277,14 @@ fn answer(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
             if !known || field("audience").is_empty() || field("subject_token_type").is_empty() {
                 return oauth_error(400, "invalid_grant", "The subject token is not valid.");
             }
-            let mut response = mint(mock_port, field("scope"));
+            let mut response = mock.mint("client_credentials", field("scope"));
             if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
                 body["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
                 response.body = body.to_string().into_bytes();
             }
             response
         }
-        _ => return generate_access_token(state, mock_port, request),
+        _ => return generate_access_token(state, mock, request),
     };
     record(state, minted)
 }
@@ -266,28 +309,6 @@ fn classify(request: &Request) -> Option<&'static str> {
         "urn:ietf:params:oauth:grant-type:token-exchange" => Some(TOKEN_EXCHANGE),
         _ => Some("other"),
     }
-}
-
-/// A token from the mock server (client credentials grant), with `scope`.
-fn mint(mock_port: u16, scope: &str) -> Response {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "client_credentials")
-        .append_pair("scope", scope)
-        .finish();
-    let request = Request {
-        method: "POST".into(),
-        path: "/token".into(),
-        query: Vec::new(),
-        headers: vec![
-            ("host".into(), format!("127.0.0.1:{mock_port}")),
-            (
-                "content-type".into(),
-                "application/x-www-form-urlencoded".into(),
-            ),
-        ],
-        body: body.into_bytes(),
-    };
-    http::forward(mock_port, &request)
 }
 
 /// Records the token a successful response carries and applies the stated lifetime override.
@@ -344,7 +365,7 @@ fn scope_of_assertion(assertion: &str) -> String {
 }
 
 /// IAM Credentials `generateAccessToken`: needs a bearer token this upstream issued.
-fn generate_access_token(state: &Mutex<State>, mock_port: u16, request: &Request) -> Response {
+fn generate_access_token(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
     let bearer = request
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
@@ -365,7 +386,7 @@ fn generate_access_token(state: &Mutex<State>, mock_port: u16, request: &Request
         .as_str()
         .and_then(|l| l.trim_end_matches('s').parse().ok())
         .unwrap_or(3600);
-    let minted = record(state, mint(mock_port, &scope.join(" ")));
+    let minted = record(state, mock.mint("client_credentials", &scope.join(" ")));
     let minted: Value = serde_json::from_slice(&minted.body).unwrap();
     let lifetime = minted["expires_in"]
         .as_u64()

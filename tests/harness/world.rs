@@ -188,6 +188,54 @@ impl World {
             .clone()
     }
 
+    /// The env lines `credd status` prints for `source`'s endpoint of `kind`, as (name, value)
+    /// pairs; a `$(cat FILE)` value (an endpoint secret) is read from its file, as a shell
+    /// would.
+    pub fn endpoint_env(&self, source: &str, kind: &str) -> Vec<(String, String)> {
+        let status = self.source_status(source);
+        let endpoint = status["endpoints"]
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["kind"] == kind))
+            .unwrap_or_else(|| panic!("no {kind} endpoint: {status}"))
+            .clone();
+        assert!(endpoint["error"].is_null(), "{endpoint}");
+        endpoint["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
+                let v = match v.strip_prefix("$(cat ").and_then(|p| p.strip_suffix(')')) {
+                    Some(path) => std::fs::read_to_string(path).unwrap().trim().to_string(),
+                    None => v.to_string(),
+                };
+                (k.to_string(), v)
+            })
+            .collect()
+    }
+
+    /// Gets `source` five times, wanting a minute of validity, and asserts each answer is
+    /// `expected` (the still-valid credential, while the upstream fails); returns how many
+    /// upstream calls `calls` counted meanwhile, background retries included.
+    pub fn serves_while_failing(
+        &self,
+        source: &str,
+        expected: &str,
+        calls: impl Fn() -> usize,
+    ) -> usize {
+        let before = calls();
+        for _ in 0..5 {
+            let served = self.credd(&["get", source, "--min-valid", "1m"]);
+            assert_eq!(
+                served.ok(),
+                expected,
+                "the valid credential is still served"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        calls() - before
+    }
+
     /// Clears the environment down to what credd needs, pointed at this world.
     pub fn isolate(&self, cmd: &mut Command) {
         cmd.env_clear()

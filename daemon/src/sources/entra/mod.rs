@@ -13,7 +13,7 @@ mod transport;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use azure_core::credentials::TokenCredential;
@@ -37,7 +37,7 @@ const AZ_LOGIN_POLL: Duration = Duration::from_secs(2);
 
 pub struct EntraSource {
     spec: EntraSpec,
-    http: OnceLock<Result<reqwest::Client, String>>,
+    http: crate::net::LazyOAuthClient,
     /// The device-code flow's refresh token: in memory only, never written anywhere.
     refresh_token: Mutex<Option<Secret>>,
     /// The access token a device-code login just got, for the fetch that follows it.
@@ -47,20 +47,15 @@ pub struct EntraSource {
 impl EntraSource {
     pub fn new(spec: EntraSpec) -> Self {
         EntraSource {
+            http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             spec,
-            http: OnceLock::new(),
             refresh_token: Mutex::new(None),
             from_login: Mutex::new(None),
         }
     }
 
     fn http(&self) -> Result<&reqwest::Client, SourceError> {
-        self.http
-            .get_or_init(|| {
-                crate::net::oauth_http_client(self.spec.ca_bundle.as_deref(), self.spec.timeout)
-            })
-            .as_ref()
-            .map_err(|e| SourceError::Upstream(e.clone()))
+        self.http.get().map_err(SourceError::Upstream)
     }
 
     fn authority(&self) -> String {

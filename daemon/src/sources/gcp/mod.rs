@@ -14,7 +14,6 @@ mod subject_token;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use credd_proto::{CredentialSecret, LoginPrompt};
@@ -34,24 +33,19 @@ const LOGIN_POLL: Duration = Duration::from_millis(500);
 
 pub struct GcpSource {
     spec: GcpSpec,
-    http: OnceLock<Result<reqwest::Client, String>>,
+    http: crate::net::LazyOAuthClient,
 }
 
 impl GcpSource {
     pub fn new(spec: GcpSpec) -> Self {
         GcpSource {
+            http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             spec,
-            http: OnceLock::new(),
         }
     }
 
     fn http(&self) -> Result<&reqwest::Client, SourceError> {
-        self.http
-            .get_or_init(|| {
-                crate::net::oauth_http_client(self.spec.ca_bundle.as_deref(), self.spec.timeout)
-            })
-            .as_ref()
-            .map_err(|e| SourceError::Upstream(e.clone()))
+        self.http.get().map_err(SourceError::Upstream)
     }
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
