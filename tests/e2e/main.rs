@@ -18,6 +18,7 @@ mod lifecycle;
 mod network;
 mod protocol;
 mod refresh;
+mod second_user;
 mod secrets;
 mod service;
 mod setup;
