@@ -1,25 +1,6 @@
 //! `credd-daemon`: caches and proactively refreshes cloud credentials for one user and serves
-//! them to `credd` over a local socket.
-//!
-//! The path of a request: `server` (socket, frames) -> `dispatch` (request to response) ->
-//! `registry` (which source) -> `cache` (slot, single-flight, background refresh, asking
-//! `policy`) -> `sources` (the upstream). `endpoints` serve the same slots over local HTTP.
-
-mod cache;
-mod clock;
-mod config;
-mod dispatch;
-mod endpoints;
-mod files;
-mod filewatch;
-mod login;
-mod net;
-mod policy;
-mod process;
-mod redact;
-mod registry;
-mod server;
-mod sources;
+//! them to `credd` over a local socket. The work is done by the `credd_daemon` library; this
+//! is its command line, logging, signals and start-up.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use credd_daemon::{clock, config, dispatch, filewatch, registry, server};
 use tokio::sync::watch;
 
 /// Exit codes of `credd-daemon`.

@@ -34,7 +34,7 @@ use crate::config::AwsSpec;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a profile gets its credentials, as far as credd must know.
-enum ProfileAuth {
+pub enum ProfileAuth {
     /// A role that needs an MFA code: only `credd login` makes credentials.
     Mfa(mfa::MfaRole),
     /// An IAM Identity Center session, which credd keeps fresh.
@@ -77,22 +77,7 @@ impl AwsSource {
     /// How the profile authenticates, read from the AWS config files once per call.
     async fn auth(&self) -> Result<ProfileAuth, SourceError> {
         let set = load_profiles().await.map_err(SourceError::Upstream)?;
-        let profile = self.spec.profile.as_str();
-        let known = || {
-            let mut names: Vec<String> = set.profiles().map(str::to_string).collect();
-            names.sort();
-            names
-        };
-        if set.get_profile(profile).is_none() {
-            return Ok(ProfileAuth::Unknown { known: known() });
-        }
-        if let Some(role) = mfa::mfa_role(&set, profile).map_err(SourceError::Upstream)? {
-            return Ok(ProfileAuth::Mfa(role));
-        }
-        match sso::session_for_profile(&set, profile).map_err(SourceError::Upstream)? {
-            Some(session) => Ok(ProfileAuth::Sso(session)),
-            None => Ok(ProfileAuth::Other),
-        }
+        classify(&set, &self.spec.profile).map_err(SourceError::Upstream)
     }
 
     async fn resolve(&self, now: SystemTime) -> Result<Fetched, SourceError> {
@@ -299,17 +284,39 @@ pub fn provider_config(sdk: &aws_config::SdkConfig) -> ProviderConfig {
     }
 }
 
+/// How `profile` of `set` authenticates.
+pub fn classify(
+    set: &aws_config::profile::ProfileSet,
+    profile: &str,
+) -> Result<ProfileAuth, String> {
+    if set.get_profile(profile).is_none() {
+        let mut known: Vec<String> = set.profiles().map(str::to_string).collect();
+        known.sort();
+        return Ok(ProfileAuth::Unknown { known });
+    }
+    if let Some(role) = mfa::mfa_role(set, profile)? {
+        return Ok(ProfileAuth::Mfa(role));
+    }
+    Ok(match sso::session_for_profile(set, profile)? {
+        Some(session) => ProfileAuth::Sso(session),
+        None => ProfileAuth::Other,
+    })
+}
+
 /// The AWS config and credentials files, parsed as the SDK parses them.
 pub async fn load_profiles() -> Result<aws_config::profile::ProfileSet, String> {
+    load_profiles_from(&Fs::real(), &Env::real()).await
+}
+
+/// The same, from the files and environment given (the fuzzer's, for one).
+pub async fn load_profiles_from(
+    fs: &Fs,
+    env: &Env,
+) -> Result<aws_config::profile::ProfileSet, String> {
     let files = aws_runtime::env_config::file::EnvConfigFiles::default();
-    aws_config::profile::load(
-        &Fs::real(),
-        &Env::real(),
-        &files,
-        Some(Cow::Borrowed("default")),
-    )
-    .await
-    .map_err(|e| format!("cannot read the AWS config files: {e}"))
+    aws_config::profile::load(fs, env, &files, Some(Cow::Borrowed("default")))
+        .await
+        .map_err(|e| format!("cannot read the AWS config files: {e}"))
 }
 
 /// The files where the AWS CLI and SDKs keep what an `aws` source depends on: `~/.aws` (the

@@ -165,16 +165,21 @@ pub fn read_cache(session: &SsoSession) -> Cached {
     match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Cached::Missing,
         Err(e) => Cached::Unreadable(format!("cannot read {}: {e}", path.display())),
-        Ok(bytes) => match serde_json::from_slice::<CachedToken>(&bytes) {
-            Ok(token) if token.expires().is_some() => Cached::Token(token),
-            Ok(_) => Cached::Unreadable(format!("{} has an unreadable expiresAt", path.display())),
-            Err(e) => Cached::Unreadable(format!(
-                "{} is not an SSO token file (line {}, column {}); it was left as is",
-                path.display(),
-                e.line(),
-                e.column()
-            )),
-        },
+        Ok(bytes) => parse_cache(&bytes, &path),
+    }
+}
+
+/// Reads a token file's bytes (`path` is for messages).
+pub fn parse_cache(bytes: &[u8], path: &std::path::Path) -> Cached {
+    match serde_json::from_slice::<CachedToken>(bytes) {
+        Ok(token) if token.expires().is_some() => Cached::Token(token),
+        Ok(_) => Cached::Unreadable(format!("{} has an unreadable expiresAt", path.display())),
+        Err(e) => Cached::Unreadable(format!(
+            "{} is not an SSO token file (line {}, column {}); it was left as is",
+            path.display(),
+            e.line(),
+            e.column()
+        )),
     }
 }
 

@@ -1,0 +1,24 @@
+//! The daemon behind `credd`: caches and proactively refreshes cloud credentials for one user
+//! and serves them over a local socket and optional local HTTP endpoints. The `credd-daemon`
+//! binary is a thin shell around this library; the library exists so that its parsers can be
+//! fuzzed and its parts tested from outside.
+//!
+//! The path of a request: `server` (socket, frames) -> `dispatch` (request to response) ->
+//! `registry` (which source) -> `cache` (slot, single-flight, background refresh, asking
+//! `policy`) -> `sources` (the upstream). `endpoints` serve the same slots over local HTTP.
+
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod endpoints;
+pub mod files;
+pub mod filewatch;
+pub mod login;
+pub mod net;
+pub mod policy;
+pub mod process;
+pub mod redact;
+pub mod registry;
+pub mod server;
+pub mod sources;
