@@ -149,3 +149,39 @@ fn client_never_reads_stdin() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_writer_killed_mid_write_leaves_the_old_file_or_the_new_one_never_a_torn_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sso/cache/token.json");
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..40u64 {
+        let mut writer = std::process::Command::new(credd_tests::bin("write-loop"))
+            .arg(&path)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3 + (round * 7) % 40));
+        writer.kill().unwrap();
+        writer.wait().unwrap();
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue; // killed before the first rename
+        };
+        let file: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("round {round}: a torn file ({} bytes): {e}", bytes.len()));
+        assert_eq!(file["padding"].as_str().unwrap().len(), 256 * 1024);
+        seen.insert(file["generation"].as_u64().unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    assert!(
+        seen.len() > 1,
+        "the writer was killed at different moments: {seen:?}"
+    );
+    // Temporary files of killed writers do not pile up.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
+}
