@@ -22,7 +22,7 @@ fn venv_bin(name: &str) -> PathBuf {
     path
 }
 
-/// The Python that has boto3.
+/// The Python of the test peers (boto3, moto, google-auth, azure-identity).
 pub fn python() -> PathBuf {
     venv_bin("python")
 }
