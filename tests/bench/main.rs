@@ -6,12 +6,15 @@
 //!   against boto3 loading a profile's credentials (the Python path a user would otherwise call);
 //! - `credd get` on cached gcp and entra sources against google-auth and azure-identity getting
 //!   a token from the same credentials (the local upstreams the tests use);
+//! - a soak: 24 simulated hours of 5-minute credentials polled by 50 clients (zero expired,
+//!   upstream calls, RSS and descriptors flat);
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
 //! - the daemon's idle RSS and CPU, and its start-to-serving time;
 //! - the stripped size of the `credd` binary (target: < 1 MiB).
 //!
-//! `CREDD_BENCH_CLIENTS` (default 1000), `CREDD_BENCH_SECS` (default 10) and `CREDD_BENCH_RUNS`
-//! (default 300) scale it.
+//! `CREDD_BENCH_CLIENTS` (default 1000), `CREDD_BENCH_SECS` (default 10), `CREDD_BENCH_RUNS`
+//! (default 300), `CREDD_SOAK_HOURS` (default 24; 0 skips it) and `CREDD_SOAK_CLIENTS`
+//! (default 50) scale it.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -98,6 +101,10 @@ fn main() {
     }
 
     providers(runs.min(100), &floor);
+    let soak_hours = env_num("CREDD_SOAK_HOURS", 24);
+    if soak_hours > 0 {
+        soak(soak_hours, env_num("CREDD_SOAK_CLIENTS", 50) as usize);
+    }
 
     println!(
         "\n## daemon under {clients} concurrent clients for {secs}s (one connection per request)"
@@ -398,6 +405,13 @@ fn load(world: &World, clients: usize, duration: Duration) {
 }
 
 fn one_request(socket: &std::path::Path, request: &[u8]) -> std::io::Result<()> {
+    one_credential(socket, request).map(|_| ())
+}
+
+fn one_credential(
+    socket: &std::path::Path,
+    request: &[u8],
+) -> std::io::Result<credd_proto::Credential> {
     let mut stream = UnixStream::connect(socket)?;
     stream.write_all(request)?;
     let mut header = [0u8; 4];
@@ -406,9 +420,125 @@ fn one_request(socket: &std::path::Path, request: &[u8]) -> std::io::Result<()> 
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body)?;
     match frame::decode_response(&body).map_err(std::io::Error::other)? {
-        credd_proto::Response::Credential(_) => Ok(()),
+        credd_proto::Response::Credential(credential) => Ok(credential),
         other => Err(std::io::Error::other(format!("{other:?}"))),
     }
+}
+
+/// The soak: `hours` simulated hours (the daemon's test clock, moved 15 s a step) of 5-minute
+/// credentials, with `clients` clients each asking once a step for a credential valid a minute
+/// more. Counts expired answers (must be zero), upstream calls against the fewest the refresh
+/// policy allows, and the daemon's RSS and open descriptors at hour 1 and at the end.
+fn soak(hours: u64, clients: usize) {
+    const STEP: u64 = 15;
+    const TTL: u64 = 300;
+    println!(
+        "\n## soak: {hours} simulated hours of {TTL}s credentials, {clients} clients asking every {STEP}s"
+    );
+    let world = World::new()
+        .with_env("CREDD_LOG", "warn")
+        .with_env("CREDD_TEST_CLOCK", "1");
+    let cmd = world.counting_command("soak", "tok-soak");
+    world.write_config(&format!(
+        "[sources.soak]\nkind = \"exec\"\ncommand = {}\nttl = \"{TTL}s\"\n",
+        serde_json::to_string(&cmd).unwrap()
+    ));
+    let daemon = world.start_daemon();
+    let pid = daemon.pid();
+    let request = frame::encode_request(Request::Get {
+        source: "soak".into(),
+        min_valid_secs: 60,
+        caller: None,
+    });
+    let advanced = Arc::new(AtomicU64::new(0));
+    let expired = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let barrier = Arc::new(std::sync::Barrier::new(clients + 1));
+    let steps = hours * 3600 / STEP;
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (socket, request) = (world.socket.clone(), request.clone());
+            let (advanced, expired, errors) = (advanced.clone(), expired.clone(), errors.clone());
+            let (seen, barrier) = (seen.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                for _ in 0..steps {
+                    barrier.wait();
+                    match one_credential(&socket, &request) {
+                        Ok(credential) => {
+                            let now =
+                                credd_tests::unix_now() + advanced.load(Ordering::SeqCst) as i64;
+                            if credential.expires_at <= now {
+                                expired.fetch_add(1, Ordering::Relaxed);
+                            }
+                            seen.lock().unwrap().insert(credential.issued_at);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    barrier.wait();
+                }
+            })
+        })
+        .collect();
+    let mut hour_one = (0, 0);
+    let started = Instant::now();
+    for step in 0..steps {
+        barrier.wait();
+        barrier.wait();
+        // Our notion of the daemon's time moves first, so the expiry check is never lenient.
+        advanced.fetch_add(STEP, Ordering::SeqCst);
+        world.advance_clock(STEP);
+        if (step + 1) * STEP == 3600 {
+            std::thread::sleep(Duration::from_millis(50));
+            hour_one = (rss_kib(pid), open_fds(pid));
+        }
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let end = (rss_kib(pid), open_fds(pid));
+    let calls = world.runs("soak") as u64;
+    let credentials = seen.lock().unwrap().len() as u64;
+    // Each credential is refreshed when a caller wanting a minute would still be served for
+    // half its life: every 150 s at most, every 150 - 37.5 s (the largest jitter) at least.
+    let fewest = hours * 3600 / 150;
+    let most = hours * 3600 * 2 / 225;
+    println!(
+        "  answers:            {} ({} expired, {} errors) in {:.1}s",
+        steps * clients as u64,
+        expired.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  upstream calls:     {calls} for {credentials} credentials seen (policy: {fewest} to {most})"
+    );
+    println!(
+        "  RSS:                {} KiB at hour 1, {} KiB at hour {hours}",
+        hour_one.0, end.0
+    );
+    println!(
+        "  open descriptors:   {} at hour 1, {} at hour {hours}",
+        hour_one.1, end.1
+    );
+    assert_eq!(
+        expired.load(Ordering::Relaxed),
+        0,
+        "expired credentials were served"
+    );
+    assert_eq!(errors.load(Ordering::Relaxed), 0);
+    assert!(
+        calls <= credentials + 1 && (fewest..=most + 1).contains(&calls),
+        "{calls} upstream calls for {credentials} credentials"
+    );
+    assert!(end.1 <= hour_one.1 + 2, "descriptors grew");
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -53,6 +53,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The wall clock in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Where the test command installs npm peers (`CREDD_PEERS_DIR`, else `target/peers`).
 pub fn peers_dir() -> PathBuf {
     std::env::var_os("CREDD_PEERS_DIR")
