@@ -187,6 +187,10 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
     let world = aws_world(&moto)
         .with_env("AWS_ENDPOINT_URL_STS", &sts.url())
         .with_env("CREDD_TEST_CLOCK", "1");
+    world.write_config(&sources().replace(
+        "profile = \"top\"\n",
+        "profile = \"top\"\ntimeout = \"3s\"\n",
+    ));
     let _daemon = world.start_daemon();
     let first = world.credd(&["get", "chain", "--format", "aws"]).json();
     let healthy_calls = sts.requests();
@@ -195,16 +199,20 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
         "the chain went past the proxy ({healthy_calls} calls)"
     );
 
-    for fault in [Fault::ServerError, Fault::Throttle] {
+    let faults = [
+        (Fault::ServerError, "InternalFailure"),
+        (Fault::Throttle, "Throttling"),
+        (Fault::Reset, "dispatch failure"),
+        (Fault::Garbage, "unhandled error"),
+        (Fault::ExpiredOnArrival, "already expired"),
+        (Fault::Hang, "took longer than 3s"),
+    ];
+    for (i, (fault, expected)) in faults.into_iter().enumerate() {
         sts.set(fault);
         // 31 minutes on, the hour-long credentials are past the half of their life that a
         // caller wanting 45 minutes accepts, so credd asks STS, which fails; with 29 minutes
         // left they are still served.
-        world.advance_clock(if fault == Fault::ServerError {
-            31 * 60
-        } else {
-            60
-        });
+        world.advance_clock(if i == 0 { 31 * 60 } else { 60 });
         let before = sts.requests();
         for _ in 0..5 {
             let served = world
@@ -224,11 +232,6 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
         let status = world.source_status("chain");
         assert_eq!(status["state"], "failing", "{status}");
         let error = status["last_error"].as_str().unwrap();
-        let expected = if fault == Fault::ServerError {
-            "InternalFailure"
-        } else {
-            "Throttling"
-        };
         assert!(error.contains(expected), "{fault:?}: {error}");
     }
 

@@ -320,7 +320,7 @@ fn a_revoked_refresh_token_fails_fast_naming_login_and_a_login_elsewhere_is_pick
 }
 
 #[test]
-fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served() {
+fn every_upstream_fault_keeps_the_valid_token_served_without_a_storm_until_recovery() {
     let upstream = GoogleUpstream::start();
     upstream.set_expires_in(1800);
     let world = gcp_world(
@@ -330,14 +330,18 @@ fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served()
     let daemon = world.start_daemon();
     let first = world.credd(&["get", "vertex"]).ok().to_string();
 
-    for fault in [Fault::ServerError, Fault::Garbage, Fault::Hang] {
+    let faults = [
+        (Fault::ServerError, "answered HTTP 500"),
+        (Fault::Garbage, "not a token response"),
+        (Fault::Hang, "did not answer in time"),
+        (Fault::Reset, "failed"),
+        (Fault::ExpiredOnArrival, "already expired"),
+        (Fault::Throttle(300), "throttling"),
+    ];
+    for (i, (fault, expected)) in faults.into_iter().enumerate() {
         upstream.set_fault(fault);
-        // Far enough on that the background refresh wants a new token.
-        world.advance_clock(if fault == Fault::ServerError {
-            21 * 60
-        } else {
-            60
-        });
+        // First far enough on that the background refresh wants a new token.
+        world.advance_clock(if i == 0 { 21 * 60 } else { 60 });
         let calls = world.serves_while_failing("vertex", &first, || upstream.total_calls());
         assert!(
             calls <= 3,
@@ -345,17 +349,18 @@ fn a_failing_or_hanging_token_endpoint_backs_off_and_the_valid_token_is_served()
             daemon.log()
         );
         let status = world.source_status("vertex");
-        let error = status["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let expected = match fault {
-            Fault::ServerError => "answered HTTP 500",
-            Fault::Garbage => "not a token response",
-            _ => "did not answer in time",
-        };
+        let error = status["last_error"].as_str().unwrap_or_default();
         assert!(error.contains(expected), "{fault:?}: {status}");
     }
+    // Retry-After: 300 holds the next try back even where the backoff would have run out.
+    let before = upstream.total_calls();
+    world.advance_clock(180);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        upstream.total_calls(),
+        before,
+        "retried before Retry-After passed"
+    );
 
     upstream.set_fault(Fault::None);
     world.eventually(Duration::from_secs(30), "recovery", || {

@@ -27,6 +27,12 @@ pub enum Fault {
     /// HTTP 429 with this Retry-After, in seconds.
     Throttle(u64),
     Hang,
+    /// HTTP 200 with a body that is not a token response.
+    Garbage,
+    /// The connection is closed without an answer.
+    Reset,
+    /// A token that has already expired (`expires_in: 0`).
+    ExpiredOnArrival,
 }
 
 #[derive(Clone)]
@@ -189,6 +195,9 @@ fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
             std::thread::sleep(Duration::from_secs(120));
             return entra_error(500, "temporarily_unavailable", 50000, "timed out");
         }
+        Fault::Garbage => return Response::new(200, "text/html", "<html>maintenance</html>"),
+        Fault::Reset => return Response::reset(),
+        Fault::ExpiredOnArrival => {}
     }
     let prefix = format!("/{TENANT}/oauth2/v2.0/");
     let Some(endpoint) = request.path.strip_prefix(&prefix) else {
@@ -357,7 +366,11 @@ fn record(state: &Mutex<State>, response: Response) -> Response {
     };
     let mut st = state.lock().unwrap();
     st.issued.push(token.to_string());
-    let expires_in = st.expires_in.unwrap_or(3599);
+    let expires_in = if st.fault == Some(Fault::ExpiredOnArrival) {
+        0
+    } else {
+        st.expires_in.unwrap_or(3599)
+    };
     let mut body = json!({
         "token_type": "Bearer",
         "expires_in": expires_in,

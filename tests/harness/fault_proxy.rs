@@ -14,6 +14,14 @@ pub enum Fault {
     ServerError = 1,
     /// HTTP 400 Throttling ("Rate exceeded").
     Throttle = 2,
+    /// The connection is closed without an answer.
+    Reset = 3,
+    /// No answer for two minutes.
+    Hang = 4,
+    /// HTTP 200 with a body that is not STS's.
+    Garbage = 5,
+    /// STS's answer, with credentials that expired in 2000.
+    ExpiredOnArrival = 6,
 }
 
 #[derive(Clone)]
@@ -41,6 +49,13 @@ impl FaultProxy {
                     "text/xml",
                     query_error("Sender", "Throttling", "Rate exceeded"),
                 ),
+                3 => Response::reset(),
+                4 => {
+                    std::thread::sleep(std::time::Duration::from_secs(120));
+                    Response::reset()
+                }
+                5 => Response::new(200, "text/html", "<html>maintenance</html>"),
+                6 => expired(crate::http::forward(upstream_port, request)),
                 _ => crate::http::forward(upstream_port, request),
             }
         });
@@ -62,6 +77,24 @@ impl FaultProxy {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+}
+
+/// The answer with every `<Expiration>` moved to the year 2000.
+fn expired(mut response: Response) -> Response {
+    let body = String::from_utf8_lossy(&response.body).to_string();
+    let mut out = String::new();
+    let mut rest = body.as_str();
+    while let Some(start) = rest.find("<Expiration>") {
+        let Some(end) = rest[start..].find("</Expiration>") else {
+            break;
+        };
+        out += &rest[..start];
+        out += "<Expiration>2000-01-01T00:00:00Z</Expiration>";
+        rest = &rest[start + end + "</Expiration>".len()..];
+    }
+    out += rest;
+    response.body = out.into_bytes();
+    response
 }
 
 /// An error in the AWS Query protocol's format (STS).

@@ -110,6 +110,12 @@ pub enum Fault {
     Hang,
     /// HTTP 200 with a body that is not a token response.
     Garbage,
+    /// HTTP 429 with this Retry-After, in seconds.
+    Throttle(u64),
+    /// The connection is closed without an answer.
+    Reset,
+    /// A token that has already expired (`expires_in: 0`).
+    ExpiredOnArrival,
 }
 
 #[derive(Default)]
@@ -240,6 +246,12 @@ fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
             return oauth_error(500, "internal_failure", "timed out");
         }
         Fault::Garbage => return Response::new(200, "text/html", "<html>maintenance</html>"),
+        Fault::Throttle(secs) => {
+            return oauth_error(429, "rate_limit_exceeded", "Quota exceeded")
+                .with_header("retry-after", &secs.to_string());
+        }
+        Fault::Reset => return Response::reset(),
+        Fault::ExpiredOnArrival => {}
     }
     let form: HashMap<String, String> =
         form_urlencoded::parse(&request.body).into_owned().collect();
@@ -323,6 +335,9 @@ fn record(state: &Mutex<State>, mut response: Response) -> Response {
         }
         if let Some(secs) = st.expires_in {
             body["expires_in"] = json!(secs);
+        }
+        if st.fault == Some(Fault::ExpiredOnArrival) {
+            body["expires_in"] = json!(0);
         }
         response.body = body.to_string().into_bytes();
     }

@@ -56,6 +56,15 @@ impl Response {
         Self::new(status, "application/json", body.to_string())
     }
 
+    /// No answer at all: the connection is closed as soon as the request is read.
+    pub fn reset() -> Self {
+        Response {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -155,6 +164,9 @@ fn serve(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<Requ
         let writer = reader.get_mut();
         let response = handler(&request);
         requests.lock().unwrap().push(request);
+        if response.status == 0 {
+            return;
+        }
         let reason = match response.status {
             200 => "OK",
             400 => "Bad Request",

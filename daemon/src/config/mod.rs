@@ -178,6 +178,9 @@ pub struct AwsSpec {
     /// credentials that state no expiry.
     #[serde(default = "default_ttl", deserialize_with = "duration")]
     pub duration: Duration,
+    /// How long one refresh (every STS and SSO call it makes) may take.
+    #[serde(default = "default_aws_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
     /// Serve this source on the AWS container-credentials endpoint too.
     #[serde(default)]
     pub container_endpoint: Option<EndpointSpec>,
@@ -212,6 +215,10 @@ pub struct ExecSpec {
 
 fn default_ttl() -> Duration {
     Duration::from_secs(3600)
+}
+
+fn default_aws_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_timeout() -> Duration {
@@ -340,6 +347,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     return Err(at(
                         table,
                         format!("source `{name}`: `profile` must name an AWS profile"),
+                    ));
+                }
+                if aws.timeout.is_zero() {
+                    return Err(at(
+                        table,
+                        format!("source `{name}`: `timeout` must be longer than zero"),
                     ));
                 }
                 if !(900..=129_600).contains(&aws.duration.as_secs()) {

@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::BehaviorVersion;
 use aws_config::profile::ProfileFileCredentialsProvider;
@@ -31,7 +31,6 @@ use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::AwsSpec;
 
 /// How long one resolution (including every STS or SSO call it makes) may take.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a profile gets its credentials, as far as credd must know.
 pub enum ProfileAuth {
@@ -262,12 +261,12 @@ impl Source for AwsSource {
 
     fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
         Box::pin(async move {
-            match tokio::time::timeout(FETCH_TIMEOUT, self.resolve(now)).await {
+            match tokio::time::timeout(self.spec.timeout, self.resolve(now)).await {
                 Ok(result) => result,
                 Err(_) => Err(SourceError::Upstream(format!(
                     "resolving profile `{}` took longer than {}s",
                     self.spec.profile,
-                    FETCH_TIMEOUT.as_secs()
+                    self.spec.timeout.as_secs()
                 ))),
             }
         })

@@ -270,6 +270,11 @@ async fn send(
         SourceError::Upstream(format!("{} {why}", host(url)))
     })?;
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let text = response.text().await.map_err(|e| {
         SourceError::Upstream(format!(
             "{} broke off its answer: {}",
@@ -279,6 +284,12 @@ async fn send(
     })?;
     if status.is_success() {
         return Ok(text);
+    }
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(SourceError::Throttled(
+            format!("{} is throttling requests (HTTP 429)", host(url)),
+            Duration::from_secs(retry_after.unwrap_or(30)),
+        ));
     }
     let said = upstream_error(&text)
         .map(|(code, description)| {
