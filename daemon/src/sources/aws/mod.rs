@@ -30,8 +30,6 @@ use credd_proto::LoginPrompt;
 use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::AwsSpec;
 
-/// How long one resolution (including every STS or SSO call it makes) may take.
-
 /// How a profile gets its credentials, as far as credd must know.
 pub enum ProfileAuth {
     /// A role that needs an MFA code: only `credd login` makes credentials.
