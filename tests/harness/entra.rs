@@ -156,6 +156,25 @@ impl EntraUpstream {
 }
 
 fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+    // MSAL (Python's azure-identity) reads the tenant's OpenID configuration first.
+    if request.method == "GET"
+        && request.path == format!("/{TENANT}/v2.0/.well-known/openid-configuration")
+    {
+        let base = format!(
+            "https://{}/{TENANT}",
+            request.header("host").unwrap_or_default()
+        );
+        return Response::json(
+            200,
+            json!({
+                "issuer": format!("{base}/v2.0"),
+                "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+                "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+                "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+                "jwks_uri": format!("{base}/discovery/v2.0/keys"),
+            }),
+        );
+    }
     let form: HashMap<String, String> =
         form_urlencoded::parse(&request.body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
