@@ -16,7 +16,10 @@ trap 'CREDD_SOCKET="$work/credd.sock" "$client" stop >/dev/null 2>&1 || true; rm
 export HOME="$work" CREDD_SOCKET="$work/credd.sock" CREDD_CONFIG="$work/config.toml"
 export PATH="$PWD/target/release:$PATH"
 printf '#!/bin/sh\necho tok-hyperfine\n' > "$work/token.sh"
-printf '#!/bin/sh\necho %s\n' '{"Version":1,"AccessKeyId":"ASIAHYPERFINE","SecretAccessKey":"s","SessionToken":"t","Expiration":"2099-01-01T00:00:00Z"}' > "$work/aws.sh"
+cat > "$work/aws.sh" <<'SH'
+#!/bin/sh
+echo '{"Version":1,"AccessKeyId":"ASIAHYPERFINE","SecretAccessKey":"s","SessionToken":"t","Expiration":"2099-01-01T00:00:00Z"}'
+SH
 chmod +x "$work/token.sh" "$work/aws.sh"
 cat > "$CREDD_CONFIG" <<TOML
 [sources.gateway]
