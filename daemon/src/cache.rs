@@ -272,12 +272,11 @@ impl Slot {
             }
             Err(error) => {
                 st.failures += 1;
-                let wait = match &error {
-                    SourceError::Throttled(_, asked) => {
-                        policy::backoff(st.failures).max((*asked).min(policy::MAX_RETRY_AFTER))
-                    }
-                    _ => policy::backoff(st.failures),
+                let asked = match &error {
+                    SourceError::Throttled(_, asked) => Some(*asked),
+                    _ => None,
                 };
+                let wait = policy::retry_wait(st.failures, asked);
                 st.retry_at = Some(now + wait);
                 tracing::warn!(source = %self.name, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
                 st.last_error = Some(error.clone());

@@ -121,6 +121,14 @@ pub fn backoff(failures: u32) -> Duration {
     half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
 }
 
+/// How long to wait before the next try after `failures` failures in a row, when the upstream
+/// asked for `retry_after` (HTTP 429): the longer of the two, the upstream's word capped at
+/// [`MAX_RETRY_AFTER`].
+pub fn retry_wait(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let backoff = backoff(failures);
+    retry_after.map_or(backoff, |asked| backoff.max(asked.min(MAX_RETRY_AFTER)))
+}
+
 /// Whether a caller asking again `since_last` after it was handed the current credential is
 /// re-asking because that credential was rejected.
 pub fn is_reask_after_rejection(since_last: Duration, caller_cache_ttl: Duration) -> bool {
@@ -189,6 +197,20 @@ mod tests {
         assert!(!v.satisfies(T0 + 60 * MIN, Duration::ZERO));
         assert!(!v.usable_while_failing(T0 + 60 * MIN));
         assert!(!v.usable_while_failing(T0 + 70 * MIN));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_but_capped() {
+        assert!(retry_wait(1, None) <= BACKOFF_BASE);
+        assert_eq!(
+            retry_wait(1, Some(Duration::from_secs(120))),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            retry_wait(1, Some(Duration::from_secs(86_400))),
+            MAX_RETRY_AFTER
+        );
+        assert!(retry_wait(10, Some(Duration::from_secs(1))) >= BACKOFF_MAX / 2);
     }
 
     #[test]
