@@ -207,12 +207,19 @@ async fn serve_connection(mut stream: Stream, dispatcher: &Dispatcher) {
                 return;
             }
         };
-        let response = match frame::decode_request(&body) {
+        let decoded = frame::decode_request(&body);
+        // After a stop the connection ends, so the client knows the daemon is going.
+        let last = matches!(decoded, Ok(credd_proto::Request::Stop));
+        let response = match decoded {
             Ok(request) => {
                 tracing::debug!(?request, "request");
                 dispatcher.handle(request).await
             }
             Err(FrameError::UnsupportedVersion { theirs }) => {
+                tracing::info!(
+                    client_protocol = theirs,
+                    "refused a client of another protocol version"
+                );
                 let reply = Response::error(
                     ErrorKind::UnsupportedVersion,
                     format!(
@@ -220,15 +227,19 @@ async fn serve_connection(mut stream: Stream, dispatcher: &Dispatcher) {
                         credd_proto::CREDD_VERSION
                     ),
                 );
-                let _ = write(&mut stream, reply).await;
-                return;
+                // The connection stays open: a newer client may answer with a stop (which every
+                // version understands) to replace this daemon with its own.
+                if write(&mut stream, reply).await.is_err() {
+                    return;
+                }
+                continue;
             }
             Err(e) => {
                 let _ = write(&mut stream, bad_request(&e)).await;
                 return;
             }
         };
-        if write(&mut stream, response).await.is_err() {
+        if write(&mut stream, response).await.is_err() || last {
             return;
         }
     }

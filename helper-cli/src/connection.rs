@@ -2,7 +2,8 @@
 //!
 //! Many callers may find no daemon at the same moment (a burst of parallel sessions). They queue
 //! on a start-up lock beside the socket; the first starts the daemon, the rest find it answering
-//! once they get the lock. `CREDD_NO_AUTOSTART=1` turns starting off.
+//! once they get the lock. `CREDD_NO_AUTOSTART=1` turns starting off. A daemon of an older
+//! protocol version is replaced the same way (see [`crate::upgrade`]).
 
 use std::fs::File;
 use std::io;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use credd_proto::frame::{self, FrameError};
 use credd_proto::paths;
-use credd_proto::{Request, Response};
+use credd_proto::{CREDD_VERSION, ErrorKind, PROTOCOL_VERSION, Request, Response};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 
 /// How long a started daemon may take to answer.
@@ -20,10 +21,36 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum ConnectError {
-    NotRunning { socket: PathBuf },
-    StartFailed { message: String },
-    Io { socket: PathBuf, error: io::Error },
-    Protocol { socket: PathBuf, error: FrameError },
+    NotRunning {
+        socket: PathBuf,
+    },
+    StartFailed {
+        message: String,
+    },
+    Io {
+        socket: PathBuf,
+        error: io::Error,
+    },
+    Protocol {
+        socket: PathBuf,
+        error: FrameError,
+    },
+    /// The daemon speaks protocol `theirs`, and was not replaced; `advice` says what to do.
+    Version {
+        socket: PathBuf,
+        theirs: u32,
+        advice: String,
+    },
+}
+
+impl ConnectError {
+    /// The exit code for this failure: a version mismatch has its own.
+    pub fn exit_code(&self, unreachable: u8) -> u8 {
+        match self {
+            ConnectError::Version { .. } => ErrorKind::UnsupportedVersion.exit_code(),
+            _ => unreachable,
+        }
+    }
 }
 
 impl std::fmt::Display for ConnectError {
@@ -47,24 +74,104 @@ impl std::fmt::Display for ConnectError {
                 "credd-daemon on {} gave an unreadable answer ({error}); run `credd stop` and retry",
                 socket.display()
             ),
+            ConnectError::Version {
+                socket,
+                theirs,
+                advice,
+            } => write!(
+                f,
+                "credd-daemon on {} speaks protocol {theirs}, but this credd {CREDD_VERSION} speaks protocol {PROTOCOL_VERSION}: {advice}",
+                socket.display()
+            ),
         }
     }
 }
 
-/// Sends one request to the daemon (starting it if allowed) and returns its answer.
+/// Sends one request to the daemon (starting it if allowed, and replacing an older one) and
+/// returns its answer.
 pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectError> {
+    use crate::upgrade::{self, Kept};
     let socket = paths::socket_path();
+    let autostart = autostart && autostart_allowed();
     let mut stream = connect(&socket, autostart)?;
-    frame::round_trip(&mut stream, request).map_err(|error| match error {
-        FrameError::Io(error) => ConnectError::Io {
-            socket: socket.clone(),
+    let theirs = match exchange(&mut stream, &socket, request.clone()) {
+        Err(Refused { theirs }) => theirs,
+        other => return other.map_err(|e| e.into_error(&socket, Kept::NoAutostart)),
+    };
+    let kept = |why| version_error(&socket, theirs, why);
+    if !upgrade::replaceable(theirs) {
+        return Err(kept(Kept::Newer));
+    }
+    if !autostart {
+        return Err(kept(Kept::NoAutostart));
+    }
+    upgrade::ask_to_stop(stream);
+    // The old daemon may answer (or drop) a few more connections while it shuts down; the one
+    // that comes after it is this release's.
+    let deadline = Instant::now() + upgrade::STOP_TIMEOUT;
+    loop {
+        let outcome = connect(&socket, true)
+            .map_err(Exchange::Failed)
+            .and_then(|mut stream| exchange(&mut stream, &socket, request.clone()));
+        match outcome {
+            Err(Refused { theirs })
+                if Instant::now() < deadline && upgrade::replaceable(theirs) => {}
+            Err(Exchange::Failed(ConnectError::Io { .. } | ConnectError::Protocol { .. }))
+                if Instant::now() < deadline => {}
+            other => return other.map_err(|e| e.into_error(&socket, Kept::WouldNotGo)),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn version_error(socket: &Path, theirs: u32, kept: crate::upgrade::Kept) -> ConnectError {
+    ConnectError::Version {
+        socket: socket.to_path_buf(),
+        theirs,
+        advice: crate::upgrade::advice(kept),
+    }
+}
+
+/// Why one exchange failed: the daemon refused our protocol version, or something else.
+enum Exchange {
+    Refused { theirs: u32 },
+    Failed(ConnectError),
+}
+use Exchange::Refused;
+
+impl Exchange {
+    fn into_error(self, socket: &Path, kept: crate::upgrade::Kept) -> ConnectError {
+        match self {
+            Refused { theirs } if !crate::upgrade::replaceable(theirs) => {
+                version_error(socket, theirs, crate::upgrade::Kept::Newer)
+            }
+            Refused { theirs } => version_error(socket, theirs, kept),
+            Exchange::Failed(e) => e,
+        }
+    }
+}
+
+fn exchange(stream: &mut Stream, socket: &Path, request: Request) -> Result<Response, Exchange> {
+    let stopping = request == Request::Stop;
+    frame::round_trip(stream, request).or_else(|error| match error {
+        FrameError::VersionRefused { theirs, .. } => Err(Refused { theirs }),
+        // Every version obeys a stop; its answer is in its own version's shape.
+        FrameError::UnsupportedVersion { theirs } if stopping => Ok(Response::Done {
+            message: format!("credd-daemon (protocol {theirs}) is stopping"),
+        }),
+        FrameError::Io(error) => Err(Exchange::Failed(ConnectError::Io {
+            socket: socket.to_path_buf(),
             error,
-        },
-        error => ConnectError::Protocol {
-            socket: socket.clone(),
+        })),
+        error => Err(Exchange::Failed(ConnectError::Protocol {
+            socket: socket.to_path_buf(),
             error,
-        },
+        })),
     })
+}
+
+fn autostart_allowed() -> bool {
+    std::env::var_os("CREDD_NO_AUTOSTART").is_none_or(|v| v != "1")
 }
 
 /// Connects without starting anything; `None` when no daemon answers.
@@ -83,7 +190,7 @@ fn connect(socket: &Path, autostart: bool) -> Result<Stream, ConnectError> {
     if let Some(stream) = connect_existing(socket)? {
         return Ok(stream);
     }
-    if !autostart || std::env::var_os("CREDD_NO_AUTOSTART").is_some_and(|v| v == "1") {
+    if !autostart {
         return Err(ConnectError::NotRunning {
             socket: socket.to_path_buf(),
         });

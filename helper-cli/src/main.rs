@@ -15,6 +15,7 @@ mod service;
 mod setup;
 mod status;
 mod terminal;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -170,7 +171,7 @@ pub(crate) fn ask(request: Request, autostart: bool) -> Result<Response, Failure
     match connection::request(request, autostart) {
         Ok(Response::Error(e)) => Err((e.kind.exit_code(), e.message)),
         Ok(response) => Ok(response),
-        Err(e) => Err((exit::DAEMON_UNREACHABLE, e.to_string())),
+        Err(e) => Err((e.exit_code(exit::DAEMON_UNREACHABLE), e.to_string())),
     }
 }
 

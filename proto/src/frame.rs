@@ -24,6 +24,10 @@ pub enum FrameError {
     Malformed(String),
     #[error("protocol version {theirs} is not supported (this side speaks {PROTOCOL_VERSION})")]
     UnsupportedVersion { theirs: u32 },
+    /// The daemon refused our frame because it speaks protocol `theirs`; `message` is its
+    /// explanation.
+    #[error("{message}")]
+    VersionRefused { theirs: u32, message: String },
     #[error("connection closed before a whole frame arrived")]
     Truncated,
     #[error(transparent)]
@@ -79,13 +83,35 @@ fn parse_failure(body: &[u8], error: serde_json::Error) -> FrameError {
     }
 }
 
+/// A stop request in the shape every protocol version keeps (see [`PROTOCOL_VERSION`]).
+#[derive(serde::Deserialize)]
+struct StopOnly {
+    request: StopOp,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum StopOp {
+    Stop,
+}
+
+/// Decodes a request; a stop is understood whatever version sent it.
 pub fn decode_request(body: &[u8]) -> Result<Request, FrameError> {
-    match serde_json::from_slice::<RequestFrame>(body) {
-        Ok(frame) if frame.version == PROTOCOL_VERSION => Ok(frame.request),
-        Ok(frame) => Err(FrameError::UnsupportedVersion {
+    let refused = match serde_json::from_slice::<RequestFrame>(body) {
+        Ok(frame) if frame.version == PROTOCOL_VERSION => return Ok(frame.request),
+        Ok(frame) => FrameError::UnsupportedVersion {
             theirs: frame.version,
-        }),
-        Err(e) => Err(parse_failure(body, e)),
+        },
+        Err(e) => parse_failure(body, e),
+    };
+    match (&refused, serde_json::from_slice::<StopOnly>(body)) {
+        (
+            FrameError::UnsupportedVersion { .. },
+            Ok(StopOnly {
+                request: StopOp::Stop,
+            }),
+        ) => Ok(Request::Stop),
+        _ => Err(refused),
     }
 }
 
@@ -93,7 +119,14 @@ pub fn decode_response(body: &[u8]) -> Result<Response, FrameError> {
     match serde_json::from_slice::<ResponseFrame>(body) {
         Ok(frame) if frame.version == PROTOCOL_VERSION => Ok(frame.response),
         // An error reply is readable whatever version sent it, so a version mismatch is
-        // explained in the daemon's own words.
+        // explained in the daemon's own words, with the version it speaks.
+        Ok(ResponseFrame {
+            version,
+            response: Response::Error(e),
+        }) if e.kind == crate::ErrorKind::UnsupportedVersion => Err(FrameError::VersionRefused {
+            theirs: version,
+            message: e.message,
+        }),
         Ok(ResponseFrame {
             response: error @ Response::Error(_),
             ..
@@ -198,10 +231,42 @@ mod tests {
 
     #[test]
     fn error_reply_from_another_version_is_still_readable() {
-        let body = br#"{"version":2,"response":{"result":"error","kind":"unsupported_version","message":"speak 2"}}"#;
+        let body =
+            br#"{"version":2,"response":{"result":"error","kind":"internal","message":"boom"}}"#;
         match decode_response(body).unwrap() {
-            Response::Error(e) => assert_eq!(e.kind, ErrorKind::UnsupportedVersion),
+            Response::Error(e) => assert_eq!(e.kind, ErrorKind::Internal),
             other => panic!("expected an error reply, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn version_refusal_names_the_daemons_version() {
+        let body = br#"{"version":2,"response":{"result":"error","kind":"unsupported_version","message":"speak 2"}}"#;
+        match decode_response(body) {
+            Err(FrameError::VersionRefused { theirs: 2, message }) => {
+                assert_eq!(message, "speak 2")
+            }
+            other => panic!("expected a version refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stop_is_understood_from_any_version() {
+        for body in [
+            &br#"{"version":99,"request":{"op":"stop"}}"#[..],
+            br#"{"version":0,"request":{"op":"stop","why":"upgrade"}}"#,
+        ] {
+            assert_eq!(decode_request(body).unwrap(), Request::Stop);
+        }
+        // Only a stop: anything else of another version is still refused.
+        assert!(matches!(
+            decode_request(br#"{"version":99,"request":{"op":"get"}}"#),
+            Err(FrameError::UnsupportedVersion { theirs: 99 })
+        ));
+        // And a malformed frame of our own version is not taken for a stop.
+        assert!(matches!(
+            decode_request(br#"{"version":1,"request":{"op":"stop","extra":[}}"#),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

@@ -12,8 +12,15 @@ pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use message::*;
 pub use secret::Secret;
 
-/// Bumped whenever a message changes shape. Both sides send it in every frame; the daemon
-/// answers a frame of another version with [`ErrorKind::UnsupportedVersion`] and its own version.
+/// Bumped whenever a message changes shape. Both sides send it in every frame.
+///
+/// Two things stay the same in every version, so that a newer client can always replace an older
+/// daemon (and an older client can always name the problem):
+/// - the daemon answers a frame of another version with an error reply of kind
+///   [`ErrorKind::UnsupportedVersion`] in its own version's envelope, and keeps the connection
+///   open for one more frame;
+/// - it obeys `{"version": <any>, "request": {"op": "stop"}}`, and its answer to that may be in
+///   any shape.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.

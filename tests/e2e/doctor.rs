@@ -145,29 +145,14 @@ fn doctor_finds_each_misconfiguration() {
 
 #[test]
 fn doctor_notices_a_daemon_of_another_version() {
-    use std::io::{Read, Write};
-    use std::os::unix::net::UnixListener;
+    use credd_tests::other_daemon::{OnStop, OtherDaemon};
     let world = World::new();
-    std::fs::create_dir_all(world.socket.parent().unwrap()).unwrap();
-    let listener = UnixListener::bind(&world.socket).unwrap();
-    // An older credd-daemon: answers hello with its own version, and nothing else.
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut header = [0u8; 4];
-            if stream.read_exact(&mut header).is_err() {
-                continue;
-            }
-            let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
-            let _ = stream.read_exact(&mut body);
-            let reply = if String::from_utf8_lossy(&body).contains("\"hello\"") {
-                json!({"version": 1, "response": {"result": "hello", "daemon_version": "0.0.1", "protocol": 1, "pid": 4242}})
-            } else {
-                json!({"version": 1, "response": {"result": "error", "kind": "internal", "message": "old daemon"}})
-            };
-            let bytes = reply.to_string().into_bytes();
-            let _ = stream.write_all(&(bytes.len() as u32).to_be_bytes());
-            let _ = stream.write_all(&bytes);
+    // An older credd-daemon of the same protocol: answers hello with its own version.
+    let _old = OtherDaemon::start(&world.socket, 1, OnStop::Go, |request| {
+        if request["request"]["op"] == "hello" {
+            json!({"result": "hello", "daemon_version": "0.0.1", "protocol": 1, "pid": 4242})
+        } else {
+            json!({"result": "error", "kind": "internal", "message": "old daemon"})
         }
     });
     let (code, checks, out) = doctor(&world, &[("CREDD_NO_AUTOSTART", "1")]);

@@ -22,6 +22,7 @@ mod second_user;
 mod secrets;
 mod service;
 mod setup;
+mod upgrade;
 
 /// A config with one exec source named `name` running `command`.
 pub fn exec_config(name: &str, command: &[String], extra: &str) -> String {

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod google;
 pub mod http;
 pub mod model_api;
+pub mod other_daemon;
 pub mod peers;
 pub mod sso_stub;
 pub mod world;

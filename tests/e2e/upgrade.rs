@@ -1,0 +1,127 @@
+//! A newer `credd` meeting an older `credd-daemon` (and the other way round): the older daemon
+//! is replaced and the caller gets its credential from this release's daemon, or the caller
+//! gets a clear error and exit code 6; never a garbled answer.
+
+use credd_tests::World;
+use credd_tests::other_daemon::{OnStop, OtherDaemon, refusal};
+
+use crate::exec_config;
+
+fn world_with_source() -> World {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-upgrade");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    world
+}
+
+#[test]
+fn an_older_daemon_is_replaced_and_answers_come_from_this_release() {
+    let world = world_with_source();
+    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.ok(), "tok-upgrade\n");
+    assert_eq!(out.stderr, "", "a replacement is silent on success");
+    assert_eq!(old.stops(), 1);
+    assert_eq!(world.runs("gw"), 1);
+    // This release's daemon now serves, started by the client.
+    let status = world.status();
+    assert_eq!(
+        status["daemon_version"],
+        credd_proto::CREDD_VERSION,
+        "{status}"
+    );
+    assert!(world.autostart_log().contains("credd-daemon serving"));
+}
+
+#[test]
+fn a_burst_of_newer_clients_replaces_the_older_daemon_once() {
+    let world = world_with_source();
+    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let outs = world.credd_concurrently(8, &["get", "gateway"]);
+    for out in &outs {
+        assert_eq!(out.ok(), "tok-upgrade\n", "{out:?}");
+    }
+    assert!(old.stops() >= 1);
+    // One new daemon, one upstream call for all eight.
+    assert_eq!(world.runs("gw"), 1);
+}
+
+#[test]
+fn an_older_daemon_that_will_not_stop_is_named() {
+    let world = world_with_source();
+    let old = OtherDaemon::start(&world.socket, 0, OnStop::Stay, |_| refusal(0));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains("protocol 0") && out.stderr.contains("asked to stop"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(old.stops(), 1, "asked once, not in a loop");
+    assert_eq!(world.runs("gw"), 0);
+}
+
+#[test]
+fn a_newer_daemon_is_left_alone() {
+    let world = world_with_source();
+    let newer = OtherDaemon::start(&world.socket, 2, OnStop::Go, |_| refusal(2));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.stderr.contains("protocol 2") && out.stderr.contains("newer"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(newer.stops(), 0);
+    // `credd stop` is understood by every version, so the person can act on the advice.
+    assert_eq!(world.credd(&["stop"]).code, 0);
+    assert_eq!(newer.stops(), 1);
+    assert!(!world.socket.exists());
+}
+
+#[test]
+fn without_autostart_the_older_daemon_is_named_not_replaced() {
+    let world = world_with_source().with_env("CREDD_NO_AUTOSTART", "1");
+    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("credd stop"), "{}", out.stderr);
+    assert_eq!(old.stops(), 0);
+    assert_eq!(old.requests(), 1);
+}
+
+#[test]
+fn this_daemon_obeys_a_stop_from_another_version_on_the_refused_connection() {
+    use std::io::{Read, Write};
+    let world = world_with_source();
+    let mut daemon = world.start_daemon();
+    let mut stream = std::os::unix::net::UnixStream::connect(&world.socket).unwrap();
+    let send = |stream: &mut std::os::unix::net::UnixStream, body: &str| {
+        stream
+            .write_all(&(body.len() as u32).to_be_bytes())
+            .unwrap();
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).unwrap();
+        let mut reply = vec![0u8; u32::from_be_bytes(header) as usize];
+        stream.read_exact(&mut reply).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&reply).unwrap()
+    };
+    let refused = send(
+        &mut stream,
+        r#"{"version":7,"request":{"op":"get","name":"x"}}"#,
+    );
+    assert_eq!(
+        refused["response"]["kind"], "unsupported_version",
+        "{refused}"
+    );
+    assert_eq!(refused["version"], credd_proto::PROTOCOL_VERSION);
+    let stopped = send(&mut stream, r#"{"version":7,"request":{"op":"stop"}}"#);
+    assert_eq!(stopped["response"]["result"], "done", "{stopped}");
+    // The connection ends after a stop, and so does the daemon.
+    assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(!world.socket.exists());
+}

@@ -1,0 +1,130 @@
+//! A stand-in for a credd-daemon of another release, for the version-handshake tests: a daemon
+//! of another protocol version cannot be built from this tree, so this one answers as such a
+//! daemon must (see `credd_proto::PROTOCOL_VERSION`): every frame in its own version's envelope,
+//! the connection kept open after an answer, and a stop obeyed whatever version sent it.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde_json::{Value, json};
+
+/// What the stand-in does when asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStop {
+    /// Stops: removes its socket and accepts no one else.
+    Go,
+    /// Answers and carries on (a daemon from before stops were understood, or a stuck one).
+    Stay,
+}
+
+type Answer = dyn Fn(&Value) -> Value + Send + Sync;
+
+pub struct OtherDaemon {
+    stops: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl OtherDaemon {
+    /// Serves `socket` as a daemon of `protocol`; `answer` turns each request frame (other than
+    /// a stop) into the response to send.
+    pub fn start(
+        socket: &Path,
+        protocol: u32,
+        on_stop: OnStop,
+        answer: impl Fn(&Value) -> Value + Send + Sync + 'static,
+    ) -> Self {
+        let dir = socket.parent().unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let listener = UnixListener::bind(socket).unwrap();
+        let shared = Shared {
+            socket: socket.to_path_buf(),
+            protocol,
+            on_stop,
+            answer: Arc::new(answer),
+            gone: Arc::new(AtomicBool::new(false)),
+            stops: Arc::new(AtomicUsize::new(0)),
+            requests: Arc::new(AtomicUsize::new(0)),
+        };
+        let daemon = OtherDaemon {
+            stops: shared.stops.clone(),
+            requests: shared.requests.clone(),
+        };
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if shared.gone.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = shared.clone();
+                std::thread::spawn(move || shared.serve(stream));
+            }
+        });
+        daemon
+    }
+
+    /// How many stop requests it received.
+    pub fn stops(&self) -> usize {
+        self.stops.load(Ordering::SeqCst)
+    }
+
+    /// How many other requests it answered.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// The refusal a daemon of `protocol` sends to a frame of another version.
+pub fn refusal(protocol: u32) -> Value {
+    json!({
+        "result": "error",
+        "kind": "unsupported_version",
+        "message": format!("credd-daemon 0.0.0 speaks protocol {protocol}; run `credd stop` and retry"),
+    })
+}
+
+#[derive(Clone)]
+struct Shared {
+    socket: PathBuf,
+    protocol: u32,
+    on_stop: OnStop,
+    answer: Arc<Answer>,
+    gone: Arc<AtomicBool>,
+    stops: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    fn serve(&self, mut stream: UnixStream) {
+        while let Some(request) = read_frame(&mut stream) {
+            let stop = request["request"]["op"] == "stop";
+            let response = if stop {
+                self.stops.fetch_add(1, Ordering::SeqCst);
+                json!({"result": "done", "message": "stopping"})
+            } else {
+                self.requests.fetch_add(1, Ordering::SeqCst);
+                (self.answer)(&request)
+            };
+            let body = json!({"version": self.protocol, "response": response}).to_string();
+            let _ = stream.write_all(&(body.len() as u32).to_be_bytes());
+            let _ = stream.write_all(body.as_bytes());
+            if stop {
+                if self.on_stop == OnStop::Go && !self.gone.swap(true, Ordering::SeqCst) {
+                    let _ = std::fs::remove_file(&self.socket);
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn read_frame(stream: &mut UnixStream) -> Option<Value> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut body).ok()?;
+    serde_json::from_slice(&body).ok()
+}
