@@ -49,6 +49,8 @@ struct SlotState {
     wanted_min_valid: Option<Duration>,
     last_forced_at: Option<SystemTime>,
     callers: HashMap<String, CallerSeen>,
+    /// The upstream clock's offset the last credential was corrected for.
+    clock_offset_secs: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -249,6 +251,12 @@ impl Slot {
         };
         let outcome = match outcome {
             Ok(fetched) => {
+                if fetched.clock_offset_secs != st.clock_offset_secs
+                    && let Some(offset) = fetched.clock_offset_secs
+                {
+                    tracing::info!(source = %self.name, offset_secs = offset, "the upstream's clock differs from this machine's (positive: ahead); expiries are corrected");
+                }
+                st.clock_offset_secs = fetched.clock_offset_secs;
                 let issued_at = started.min(now);
                 let credential = Arc::new(Credential {
                     source: self.name.clone(),
@@ -354,6 +362,7 @@ impl Slot {
             last_error: st.last_error.as_ref().map(ToString::to_string),
             consecutive_failures: st.failures,
             upstream_calls: st.upstream_calls,
+            upstream_clock_offset_secs: st.clock_offset_secs,
             endpoints: Vec::new(),
         }
     }
@@ -419,6 +428,7 @@ mod tests {
                     },
                     expires_at: now + self.lifetime,
                     metadata: Default::default(),
+                    clock_offset_secs: None,
                 })
             })
         }

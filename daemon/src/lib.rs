@@ -22,3 +22,4 @@ pub mod redact;
 pub mod registry;
 pub mod server;
 pub mod sources;
+pub mod upstream_clock;

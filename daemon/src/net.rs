@@ -9,7 +9,13 @@ use std::time::Duration;
 use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, Connector};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
+    http_client_fn,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+
+use crate::upstream_clock::DateProbe;
 
 /// The CA bundles to trust besides the system's, in the order they are named.
 pub fn ca_bundles(configured: Option<&Path>) -> Vec<PathBuf> {
@@ -39,8 +45,12 @@ fn read_ca_bundles(configured: Option<&Path>) -> Result<Vec<(PathBuf, Vec<u8>)>,
         .collect()
 }
 
-/// An HTTPS client for the AWS SDK clients credd builds, with the proxy and CA settings above.
-pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, String> {
+/// An HTTPS client for the AWS SDK clients credd builds, with the proxy and CA settings above;
+/// the `Date` of every answer goes to `dates`.
+pub fn aws_http_client(
+    ca_bundle: Option<&Path>,
+    dates: &DateProbe,
+) -> Result<SharedHttpClient, String> {
     let mut trust = TrustStore::default();
     for (_, pem) in read_ca_bundles(ca_bundle)? {
         trust = trust.with_pem_certificate(pem);
@@ -50,21 +60,45 @@ pub fn aws_http_client(ca_bundle: Option<&Path>) -> Result<SharedHttpClient, Str
         .build()
         .map_err(|e| format!("the CA bundle cannot be used: {e}"))?;
     let proxy = ProxyConfig::from_env();
-    Ok(
-        Builder::new().build_with_connector_fn(move |settings, components| {
-            let mut builder = Connector::builder().proxy_config(proxy.clone());
-            builder.set_connector_settings(settings.cloned());
-            if let Some(components) = components {
-                builder.set_sleep_impl(components.sleep_impl());
-            }
-            builder
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::AwsLc,
-                ))
-                .tls_context(tls.clone())
-                .build()
-        }),
-    )
+    let client = Builder::new().build_with_connector_fn(move |settings, components| {
+        let mut builder = Connector::builder().proxy_config(proxy.clone());
+        builder.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            builder.set_sleep_impl(components.sleep_impl());
+        }
+        builder
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(tls.clone())
+            .build()
+    });
+    let dates = dates.clone();
+    Ok(http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(DateRecorder {
+            inner: client.http_connector(settings, components),
+            dates: dates.clone(),
+        })
+    }))
+}
+
+/// A connector that notes the `Date` of each answer.
+#[derive(Debug)]
+struct DateRecorder {
+    inner: SharedHttpConnector,
+    dates: DateProbe,
+}
+
+impl HttpConnector for DateRecorder {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let answer = self.inner.call(request);
+        let dates = self.dates.clone();
+        HttpConnectorFuture::new(async move {
+            let response = answer.await?;
+            dates.record(response.headers().get("date"));
+            Ok(response)
+        })
+    }
 }
 
 /// An HTTPS client for the OAuth-style upstreams (Google's and Microsoft's token endpoints),

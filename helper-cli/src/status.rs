@@ -79,6 +79,15 @@ pub fn render(report: &StatusReport) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     for source in &report.sources {
+        if let Some(offset) = source.upstream_clock_offset_secs {
+            let side = if offset > 0 { "ahead of" } else { "behind" };
+            let _ = writeln!(
+                out,
+                "\n{}: the upstream's clock is {} {side} this machine's; expiry times are corrected for it",
+                source.name,
+                span(offset.abs())
+            );
+        }
         for endpoint in &source.endpoints {
             let _ = writeln!(
                 out,

@@ -202,6 +202,10 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     pub consecutive_failures: u32,
     pub upstream_calls: u64,
+    /// How far the upstream's clock is ahead of the daemon's (negative: behind), in seconds,
+    /// when its last credential's expiry was corrected for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_clock_offset_secs: Option<i64>,
     /// Local endpoints serving this source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointStatus>,

@@ -156,6 +156,7 @@ fn parse_credential_process(
         },
         expires_at,
         metadata: BTreeMap::new(),
+        clock_offset_secs: None,
     })
 }
 
@@ -175,6 +176,7 @@ fn token(value: String, expires_at: SystemTime) -> Fetched {
         },
         expires_at,
         metadata: BTreeMap::new(),
+        clock_offset_secs: None,
     }
 }
 

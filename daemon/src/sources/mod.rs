@@ -19,8 +19,12 @@ use crate::config::SourceSpec;
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub secret: CredentialSecret,
+    /// On credd's clock (see [`crate::upstream_clock`]).
     pub expires_at: SystemTime,
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// How far the upstream's clock was ahead of credd's (negative: behind), in seconds, when
+    /// `expires_at` had to be corrected for it.
+    pub clock_offset_secs: Option<i64>,
 }
 
 /// Why an upstream call failed. The message is for a person and never holds a secret.

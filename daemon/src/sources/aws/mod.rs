@@ -29,6 +29,7 @@ use credd_proto::LoginPrompt;
 
 use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::AwsSpec;
+use crate::upstream_clock::DateProbe;
 
 /// How a profile gets its credentials, as far as credd must know.
 pub enum ProfileAuth {
@@ -58,9 +59,9 @@ impl AwsSource {
     }
 
     /// The SDK's config for this profile, reaching upstreams through the proxy and CA bundle
-    /// the user gave (see [`crate::net`]).
-    async fn sdk_config(&self) -> Result<aws_config::SdkConfig, SourceError> {
-        let http = crate::net::aws_http_client(self.spec.ca_bundle.as_deref())
+    /// the user gave (see [`crate::net`]), noting the upstreams' `Date` in `dates`.
+    async fn sdk_config(&self, dates: &DateProbe) -> Result<aws_config::SdkConfig, SourceError> {
+        let http = crate::net::aws_http_client(self.spec.ca_bundle.as_deref(), dates)
             .map_err(SourceError::Upstream)?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .profile_name(&self.spec.profile)
@@ -100,7 +101,8 @@ impl AwsSource {
                     ))
                 });
         }
-        let sdk = self.sdk_config().await?;
+        let dates = DateProbe::default();
+        let sdk = self.sdk_config(&dates).await?;
         // An SSO session is kept fresh here, never interactively; the SDK then finds a token
         // with time to spare in the cache.
         if let ProfileAuth::Sso(session) = &auth {
@@ -119,7 +121,11 @@ impl AwsSource {
         } else {
             credentials
         };
-        let expires_at = credentials.expiry().unwrap_or(now + self.spec.duration);
+        // Every AWS expiry is absolute, by the clock of the upstream that stated it.
+        let (expires_at, clock_offset_secs) = match credentials.expiry() {
+            Some(expiry) => dates.to_local(expiry, now),
+            None => (now + self.spec.duration, None),
+        };
         let mut metadata = BTreeMap::new();
         metadata.insert("profile".to_string(), profile.to_string());
         if let Some(region) = sdk.region() {
@@ -133,6 +139,7 @@ impl AwsSource {
             },
             expires_at,
             metadata,
+            clock_offset_secs,
         })
     }
 
@@ -193,10 +200,14 @@ impl AwsSource {
                 )));
             }
         };
-        let sdk = self.sdk_config().await?;
+        let dates = DateProbe::default();
+        let started = SystemTime::now();
+        let sdk = self.sdk_config(&dates).await?;
         let c = mfa::assume_with_code(role, &sdk, code.expose(), self.spec.duration).await?;
-        let expires_at = SystemTime::try_from(*c.expiration())
-            .unwrap_or_else(|_| SystemTime::now() + self.spec.duration);
+        let (expires_at, clock_offset_secs) = match SystemTime::try_from(*c.expiration()) {
+            Ok(expiry) => dates.to_local(expiry, started),
+            Err(_) => (started + self.spec.duration, None),
+        };
         let mut metadata = BTreeMap::new();
         metadata.insert("profile".to_string(), role.profile.clone());
         metadata.insert("mfa_serial".to_string(), role.serial.clone());
@@ -208,6 +219,7 @@ impl AwsSource {
             },
             expires_at,
             metadata,
+            clock_offset_secs,
         });
         Ok(())
     }
@@ -244,7 +256,7 @@ impl Source for AwsSource {
             match self.auth().await? {
                 ProfileAuth::Mfa(role) => self.mfa_login(&role, deadline, io).await,
                 ProfileAuth::Sso(session) => {
-                    let sdk = self.sdk_config().await?;
+                    let sdk = self.sdk_config(&DateProbe::default()).await?;
                     sso::device_login(&session, &sdk, deadline, io.report).await
                 }
                 ProfileAuth::Other | ProfileAuth::Unknown { .. } => {

@@ -106,9 +106,12 @@ impl EntraSource {
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let scopes = self.spec.scopes();
-        let (token, expires_at) = match self.spec.method {
-            EntraMethod::DeviceCode => self.device_code_refresh(&scopes, now).await?,
-            _ => {
+        let (token, expires_at, clock_offset_secs) = match self.spec.method {
+            EntraMethod::DeviceCode => {
+                let (token, expires_at) = self.device_code_refresh(&scopes, now).await?;
+                (token, expires_at, None)
+            }
+            method => {
                 let http = RecordingClient::new(self.http()?.clone());
                 let (credential, secrets) = self.credential(&http)?;
                 let scope_refs: Vec<&str> = scopes.iter().map(String::as_str).collect();
@@ -120,10 +123,18 @@ impl EntraSource {
                 let lifetime = (token.expires_on - azure_core::time::OffsetDateTime::now_utc())
                     .whole_seconds()
                     .max(0) as u64;
-                (
-                    token.token.secret().to_string(),
-                    now + Duration::from_secs(lifetime),
-                )
+                let counted = now + Duration::from_secs(lifetime);
+                // Token endpoints state a lifetime (`expires_in`); a managed-identity endpoint
+                // states `expires_on`, by its own clock.
+                let offset = match method {
+                    EntraMethod::ManagedIdentity => http.dates().offset_secs(now),
+                    _ => None,
+                };
+                let expires_at = match offset {
+                    Some(_) => crate::upstream_clock::shift(token.expires_on.into(), offset),
+                    None => counted,
+                };
+                (token.token.secret().to_string(), expires_at, offset)
             }
         };
         let mut metadata = BTreeMap::new();
@@ -141,6 +152,7 @@ impl EntraSource {
             },
             expires_at,
             metadata,
+            clock_offset_secs,
         })
     }
 

@@ -1,11 +1,14 @@
 //! The HTTP client `azure_identity` is given: credd's reqwest client (proxy, CA bundles,
 //! timeout), which also keeps the last failed answer, so that credd can report what Entra said
-//! and honour its `Retry-After`. (`azure_identity` 1.0 cannot read Entra's error descriptions,
+//! and honour its `Retry-After`, and notes the `Date` of every answer (see
+//! [`crate::upstream_clock`]). (`azure_identity` 1.0 cannot read Entra's error descriptions,
 //! which carry escaped line breaks, into the borrowed strings it expects.)
 
 use std::sync::{Arc, Mutex};
 
 use azure_core::http::{AsyncRawResponse, HttpClient, Request};
+
+use crate::upstream_clock::DateProbe;
 
 /// A failed answer from the token endpoint.
 #[derive(Debug, Clone)]
@@ -20,6 +23,7 @@ pub struct Failure {
 pub struct RecordingClient {
     inner: reqwest::Client,
     last_failure: Arc<Mutex<Option<Failure>>>,
+    dates: DateProbe,
 }
 
 impl RecordingClient {
@@ -27,7 +31,13 @@ impl RecordingClient {
         RecordingClient {
             inner,
             last_failure: Arc::default(),
+            dates: DateProbe::default(),
         }
+    }
+
+    /// The `Date` of the answers so far.
+    pub fn dates(&self) -> &DateProbe {
+        &self.dates
     }
 
     pub fn last_failure(&self) -> Option<Failure> {
@@ -42,6 +52,8 @@ impl RecordingClient {
 impl HttpClient for RecordingClient {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
         let response = self.inner.execute_request(request).await?;
+        self.dates
+            .record(response.headers().get_optional_str(&"date".into()));
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -15,12 +15,17 @@ use serde::{Deserialize, Serialize};
 use super::adc::{DEFAULT_TOKEN_URI, ServiceAccount};
 use crate::redact;
 use crate::sources::SourceError;
+use crate::upstream_clock::DateProbe;
 
 /// What an exchange yields.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
     pub token: Secret,
+    /// On credd's clock.
     pub expires_at: SystemTime,
+    /// The correction `expires_at` needed for the upstream's clock (see
+    /// [`crate::upstream_clock`]).
+    pub clock_offset_secs: Option<i64>,
 }
 
 /// Lifetime assumed when a token response states none (Google's tokens live an hour).
@@ -172,6 +177,7 @@ pub async fn generate_access_token(
     scopes: &[String],
     delegates: &[String],
     lifetime: Duration,
+    now: SystemTime,
 ) -> Result<AccessToken, SourceError> {
     let body = GenerateAccessTokenRequest {
         scope: scopes,
@@ -191,22 +197,26 @@ pub async fn generate_access_token(
         .post(url)
         .bearer_auth(source.token.expose())
         .json(&body);
-    let text = send(request, url, &[source.token.expose()]).await?;
-    let response: GenerateAccessTokenResponse = serde_json::from_str(&text).map_err(|_| {
-        SourceError::Upstream(format!(
-            "{} answered with something that is not a generateAccessToken response",
-            host(url)
-        ))
-    })?;
-    let expires_at = humantime::parse_rfc3339_weak(&response.expire_time).map_err(|_| {
+    let answer = send(request, url, &[source.token.expose()]).await?;
+    let response: GenerateAccessTokenResponse =
+        serde_json::from_str(&answer.body).map_err(|_| {
+            SourceError::Upstream(format!(
+                "{} answered with something that is not a generateAccessToken response",
+                host(url)
+            ))
+        })?;
+    let expire_time = humantime::parse_rfc3339_weak(&response.expire_time).map_err(|_| {
         SourceError::Upstream(format!(
             "{} answered with an unreadable expireTime",
             host(url)
         ))
     })?;
+    // An absolute time, by the IAM service's clock.
+    let (expires_at, clock_offset_secs) = answer.dates.to_local(expire_time, now);
     Ok(AccessToken {
         token: Secret::new(response.access_token),
         expires_at,
+        clock_offset_secs,
     })
 }
 
@@ -230,8 +240,8 @@ async fn token_call(
     secrets: &[&str],
     now: SystemTime,
 ) -> Result<AccessToken, SourceError> {
-    let text = send(request, url, secrets).await?;
-    let response: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+    let answer = send(request, url, secrets).await?;
+    let response: TokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
         SourceError::Upstream(format!(
             "{} answered with something that is not a token response",
             host(url)
@@ -246,19 +256,27 @@ async fn token_call(
     let lifetime = response
         .expires_in
         .map_or(ASSUMED_LIFETIME, Duration::from_secs);
+    // A lifetime, which no clock difference affects.
     Ok(AccessToken {
         token: Secret::new(response.access_token),
         expires_at: now + lifetime,
+        clock_offset_secs: None,
     })
 }
 
-/// Sends a request and returns the body of a successful answer; anything else becomes an error
-/// that says what the upstream said, scrubbed of `secrets`.
+/// A successful answer: its body, and the upstream's clock when it answered.
+struct Answer {
+    body: String,
+    dates: DateProbe,
+}
+
+/// Sends a request and returns a successful answer; anything else becomes an error that says
+/// what the upstream said, scrubbed of `secrets`.
 async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
     secrets: &[&str],
-) -> Result<String, SourceError> {
+) -> Result<Answer, SourceError> {
     let response = request.send().await.map_err(|e| {
         let why = if e.is_timeout() {
             "did not answer in time".to_string()
@@ -275,6 +293,13 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let dates = DateProbe::default();
+    dates.record(
+        response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let text = response.text().await.map_err(|e| {
         SourceError::Upstream(format!(
             "{} broke off its answer: {}",
@@ -283,7 +308,7 @@ async fn send(
         ))
     })?;
     if status.is_success() {
-        return Ok(text);
+        return Ok(Answer { body: text, dates });
     }
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
         return Err(SourceError::Throttled(

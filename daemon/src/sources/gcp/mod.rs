@@ -66,6 +66,7 @@ impl GcpSource {
                 &self.spec.scopes,
                 &self.spec.delegates,
                 exchange::IMPERSONATED_LIFETIME,
+                now,
             )
             .await?;
             account = Some(target.clone());
@@ -74,6 +75,7 @@ impl GcpSource {
             secret: CredentialSecret::Token { token: token.token },
             expires_at: token.expires_at,
             metadata: self.metadata(&located, &file, account),
+            clock_offset_secs: token.clock_offset_secs,
         })
     }
 
@@ -141,6 +143,7 @@ impl GcpSource {
                                 scopes,
                                 &[],
                                 lifetime,
+                                now,
                             )
                             .await?;
                             Ok((
@@ -166,6 +169,7 @@ impl GcpSource {
                         scopes,
                         &imp.delegates,
                         exchange::IMPERSONATED_LIFETIME,
+                        now,
                     )
                     .await?;
                     let account =
