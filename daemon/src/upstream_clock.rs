@@ -32,14 +32,17 @@ impl DateProbe {
     }
 
     /// How far the upstream's clock ran ahead of `started` (credd's clock when the fetch
-    /// began), in seconds, negative when behind; `None` when no answer carried a date or the
-    /// difference is negligible.
+    /// began), in whole seconds, negative when behind; `None` when no answer carried a date or
+    /// the difference is negligible. `Date` counts whole seconds, so the upstream's clock read
+    /// up to a second past it: the offset is rounded up, to the side that shortens lifetimes.
     pub fn offset_secs(&self, started: SystemTime) -> Option<i64> {
         let date = (*self.0.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let ahead = match date.duration_since(started) {
-            Ok(d) => d.as_secs() as i64,
-            Err(e) => -(e.duration().as_secs() as i64),
+        let latest = date + Duration::from_secs(1);
+        let ahead_ms = match latest.duration_since(started) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
         };
+        let ahead = ahead_ms.div_euclid(1000) + i64::from(ahead_ms.rem_euclid(1000) != 0);
         (ahead.unsigned_abs() >= NEGLIGIBLE.as_secs()).then_some(ahead)
     }
 
@@ -81,16 +84,17 @@ mod tests {
         let started = at(0);
         let probe = probe_reading(at(600));
         let (local, offset) = probe.to_local(at(600 + 3600), started);
-        assert_eq!(offset, Some(600));
-        assert_eq!(local, at(3600));
+        // The upstream's clock may have read up to a second past its `Date`.
+        assert_eq!(offset, Some(601));
+        assert_eq!(local, at(3599));
     }
 
     #[test]
     fn an_upstream_behind_has_its_expiry_moved_forward() {
         let probe = probe_reading(at(0));
         let (local, offset) = probe.to_local(at(900), at(600));
-        assert_eq!(offset, Some(-600));
-        assert_eq!(local, at(1500));
+        assert_eq!(offset, Some(-599));
+        assert_eq!(local, at(1499));
     }
 
     #[test]
@@ -111,6 +115,16 @@ mod tests {
     fn the_latest_date_wins() {
         let probe = probe_reading(at(600));
         probe.record(Some(&httpdate::fmt_http_date(at(30))));
-        assert_eq!(probe.offset_secs(at(0)), Some(30));
+        assert_eq!(probe.offset_secs(at(0)), Some(31));
+    }
+
+    #[test]
+    fn a_fraction_of_a_second_rounds_to_the_shorter_life() {
+        let started = at(0) + Duration::from_millis(900);
+        // Sent 600.05 s after `started` by the upstream's clock; `Date` says 600.
+        let probe = probe_reading(at(600));
+        let (local, offset) = probe.to_local(at(600 + 3600), started);
+        assert_eq!(offset, Some(601));
+        assert!(local <= started + Duration::from_secs(3600));
     }
 }

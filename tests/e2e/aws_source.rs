@@ -243,6 +243,44 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
     });
 }
 
+/// STS's clock ten minutes off either way: credd keeps the credentials for their true life
+/// (the `Expiration` STS states, less the difference its `Date` header shows), so it neither
+/// serves them after STS stops accepting them nor refreshes them early; `status` says so.
+#[test]
+fn an_sts_clock_ten_minutes_off_is_corrected() {
+    use credd_tests::fault_proxy::FaultProxy;
+    for offset in [600, -600] {
+        let moto = Moto::start();
+        let sts = FaultProxy::start(moto.port);
+        sts.set_clock_offset(offset);
+        let world = aws_world(&moto)
+            .with_env("AWS_ENDPOINT_URL_STS", &sts.url())
+            .with_env("CREDD_TEST_CLOCK", "1");
+        let _daemon = world.start_daemon();
+        // moto's role credentials live an hour.
+        let first = world.assert_lifetime_and_clock_offset("chain", "aws", 3600, offset);
+        let key = |out: &credd_tests::Output| out.json()["Credentials"]["AccessKeyId"].clone();
+        let calls = sts.requests();
+
+        // 40 minutes on, 20 are truly left: still served, and STS is not asked. (Trusting an
+        // STS clock that is behind, credd would see 10 left and refresh.)
+        world.advance_clock(40 * 60);
+        let later = world.credd(&["get", "chain", "--format", "aws"]);
+        assert_eq!(key(&later), key(&first), "clock {offset:+}s");
+        assert_eq!(sts.requests(), calls, "clock {offset:+}s: refreshed early");
+
+        // 46 minutes on, 14 are truly left, under the 15 AWS callers need: new credentials.
+        // (Trusting an STS clock that is ahead, credd would see 24 left and serve the old.)
+        world.advance_clock(6 * 60);
+        let last = world.credd(&["get", "chain", "--format", "aws"]);
+        assert_ne!(
+            key(&last),
+            key(&first),
+            "clock {offset:+}s: served past their life"
+        );
+    }
+}
+
 #[test]
 fn a_credential_process_profile_is_served_with_its_expiry() {
     let moto = Moto::start();

@@ -256,3 +256,53 @@ fn the_managed_identity_method_reads_an_app_service_endpoint() {
     let token = consumer.credd(&["get", "mi"]).ok().trim().to_string();
     assert_eq!(upstream.issued(), vec![token]);
 }
+
+/// A managed-identity endpoint whose clock is ten minutes off either way states `expires_on` by
+/// that clock: the consuming credd moves it onto its own by the endpoint's `Date`. (A proxy in
+/// front of credd's own App Service endpoint plays the host whose clock is off.)
+#[test]
+fn a_managed_identity_endpoint_clock_ten_minutes_off_is_corrected() {
+    use credd_tests::http::{HttpStub, forward};
+    let dir = tempfile::tempdir().unwrap();
+    let (_ca, _upstream, world, _daemon, port, env) = serving(&dir);
+    let serving_expiry = || world.source_status("foundry")["expires_at"].as_i64();
+    for offset in [600i64, -600] {
+        let proxy = HttpStub::start(move |request| {
+            // credd's endpoint checks the Host it is addressed by.
+            let mut request = request.clone();
+            for (k, v) in &mut request.headers {
+                if k == "host" {
+                    *v = format!("127.0.0.1:{port}");
+                }
+            }
+            let mut answer = forward(port, &request);
+            let mut body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            if let Some(on) = body["expires_on"]
+                .as_str()
+                .and_then(|t| t.parse::<i64>().ok())
+            {
+                body["expires_on"] = serde_json::json!((on + offset).to_string());
+            }
+            answer.body = body.to_string().into_bytes();
+            answer.dated(offset)
+        });
+        let mut consumer = World::new();
+        for (k, v) in &env {
+            let v = v.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+            consumer = consumer.with_env(k, &v);
+        }
+        consumer.write_config("[sources.mi]\nkind = \"entra\"\nmethod = \"managed-identity\"\n");
+        let _consumer_daemon = consumer.start_daemon();
+        consumer.credd(&["get", "mi"]).ok();
+        let status = consumer.source_status("mi");
+        let expires = status["expires_at"].as_i64().unwrap();
+        // The token the endpoint serves expires when the serving credd says it does.
+        let truth = serving_expiry().unwrap();
+        assert!(
+            (truth - 5..=truth).contains(&expires),
+            "clock {offset:+}s: {expires} vs {truth}"
+        );
+        let seen = status["upstream_clock_offset_secs"].as_i64().unwrap();
+        assert!((offset - 5..=offset + 5).contains(&seen), "{status}");
+    }
+}

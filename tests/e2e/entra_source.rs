@@ -80,6 +80,31 @@ fn a_client_secret_gets_a_token_with_its_expiry_and_never_shows_the_secret() {
     }
 }
 
+/// Entra's clock ten minutes off either way: its token endpoint states a lifetime
+/// (`expires_in`), so the token is kept for its true hour whatever its `Date` says, and nothing
+/// is corrected.
+#[test]
+fn an_entra_clock_ten_minutes_off_changes_no_lifetime() {
+    for offset in [600, -600] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_ca, upstream, world) = secret_world(&dir, "");
+        upstream.set_clock_offset(offset);
+        let _daemon = world.start_daemon();
+        let first = world.assert_lifetime_and_clock_offset("foundry", "token", 3599, 0);
+        world.advance_clock(45 * 60);
+        assert_eq!(
+            world.credd(&["get", "foundry"]).ok(),
+            first.ok(),
+            "{offset:+}s"
+        );
+        assert_eq!(
+            upstream.total_calls(),
+            1,
+            "clock {offset:+}s: refreshed early"
+        );
+    }
+}
+
 #[test]
 fn wrong_tenant_unknown_client_and_an_expired_secret_are_explained() {
     let dir = tempfile::tempdir().unwrap();

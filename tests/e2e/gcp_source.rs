@@ -248,6 +248,45 @@ fn impersonation_from_a_file_or_from_the_config() {
     assert_eq!(upstream.calls(google::GENERATE_ACCESS_TOKEN), 2);
 }
 
+/// Google's clocks ten minutes off either way. The token endpoint states a lifetime
+/// (`expires_in`), which no clock difference touches; IAM states `expireTime` by its own clock,
+/// which credd moves onto its own by IAM's `Date`. Either way the token is kept for its true
+/// hour, and is not refreshed early.
+#[test]
+fn google_clocks_ten_minutes_off_change_no_lifetime() {
+    let upstream = GoogleUpstream::start();
+    upstream.set_expires_in(3600);
+    let target = "deployer@credd-test.iam.gserviceaccount.com";
+    for offset in [600, -600] {
+        upstream.set_clock_offset(offset);
+        let user = gcp_world(&authorized_user(&upstream, REFRESH_TOKEN), "");
+        let impersonating = gcp_world(
+            &authorized_user(&upstream, REFRESH_TOKEN),
+            &format!(
+                "impersonate = \"{target}\"\niam_endpoint = \"{}\"\n",
+                upstream.url()
+            ),
+        );
+        for (world, corrected) in [(user, 0), (impersonating, offset)] {
+            let _daemon = world.start_daemon();
+            let first = world.assert_lifetime_and_clock_offset("vertex", "token", 3600, corrected);
+            let calls = upstream.total_calls();
+            // 45 minutes on, 15 are truly left, more than callers need: no refresh yet.
+            world.advance_clock(45 * 60);
+            assert_eq!(
+                world.credd(&["get", "vertex"]).ok(),
+                first.ok(),
+                "{offset:+}s"
+            );
+            assert_eq!(
+                upstream.total_calls(),
+                calls,
+                "clock {offset:+}s: refreshed early"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_credential_files_are_named_without_quoting_them() {
     let upstream = GoogleUpstream::start();

@@ -60,6 +60,8 @@ struct State {
     issued: Vec<String>,
     refresh_tokens: Vec<String>,
     expires_in: Option<u64>,
+    /// How far this upstream's clock runs ahead of the machine's (behind when negative).
+    clock_offset: i64,
 }
 
 pub struct EntraUpstream {
@@ -124,6 +126,12 @@ impl EntraUpstream {
         self.state.lock().unwrap().fault = Some(fault);
     }
 
+    /// Runs this upstream's clock `secs` ahead of the machine's (behind when negative): its
+    /// `Date` headers, and the absolute times it states, move by that much.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.state.lock().unwrap().clock_offset = secs;
+    }
+
     pub fn set_expires_in(&self, secs: u64) {
         self.state.lock().unwrap().expires_in = Some(secs);
     }
@@ -155,7 +163,13 @@ impl EntraUpstream {
     }
 }
 
+/// Every answer carries a `Date` by this upstream's clock, as real servers' answers do.
 fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+    let offset = state.lock().unwrap().clock_offset;
+    answer_undated(state, mock, request).dated(offset)
+}
+
+fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
     // MSAL (Python's azure-identity) reads the tenant's OpenID configuration first.
     if request.method == "GET"
         && request.path == format!("/{TENANT}/v2.0/.well-known/openid-configuration")

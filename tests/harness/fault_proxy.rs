@@ -1,8 +1,10 @@
 //! A proxy in front of a real upstream (moto) that can be told to fail: answer 500, throttle,
-//! or hang, as a real service does on a bad day. Every request that reaches it is counted.
+//! or hang, as a real service does on a bad day, or answer as a service whose clock is off.
+//! Every request that reaches it is counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::http::{HttpStub, Response};
 
@@ -29,13 +31,15 @@ pub struct FaultProxy {
     stub: HttpStub,
     fault: Arc<AtomicU8>,
     requests: Arc<AtomicUsize>,
+    clock_offset: Arc<AtomicI64>,
 }
 
 impl FaultProxy {
     pub fn start(upstream_port: u16) -> Self {
         let fault = Arc::new(AtomicU8::new(Fault::None as u8));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (f, r) = (fault.clone(), requests.clone());
+        let clock_offset = Arc::new(AtomicI64::new(0));
+        let (f, r, c) = (fault.clone(), requests.clone(), clock_offset.clone());
         let stub = HttpStub::start(move |request| {
             r.fetch_add(1, Ordering::SeqCst);
             match f.load(Ordering::SeqCst) {
@@ -55,15 +59,27 @@ impl FaultProxy {
                     Response::reset()
                 }
                 5 => Response::new(200, "text/html", "<html>maintenance</html>"),
-                6 => expired(crate::http::forward(upstream_port, request)),
-                _ => crate::http::forward(upstream_port, request),
+                6 => map_expirations(crate::http::forward(upstream_port, request), |_| {
+                    humantime::parse_rfc3339("2000-01-01T00:00:00Z").unwrap()
+                }),
+                _ => match c.load(Ordering::SeqCst) {
+                    0 => crate::http::forward(upstream_port, request),
+                    offset => skewed(crate::http::forward(upstream_port, request), offset),
+                },
             }
         });
         FaultProxy {
             stub,
             fault,
             requests,
+            clock_offset,
         }
+    }
+
+    /// Answers from now on as STS would with its clock `secs` ahead of this machine's (behind
+    /// when negative): every `<Expiration>` and the `Date` header moved by that much.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.clock_offset.store(secs, Ordering::SeqCst);
     }
 
     pub fn url(&self) -> String {
@@ -79,18 +95,29 @@ impl FaultProxy {
     }
 }
 
-/// The answer with every `<Expiration>` moved to the year 2000.
-fn expired(mut response: Response) -> Response {
+/// The answer as a server whose clock is `offset` seconds off would have given it.
+fn skewed(response: Response, offset: i64) -> Response {
+    let by = Duration::from_secs(offset.unsigned_abs());
+    map_expirations(response, |t| if offset >= 0 { t + by } else { t - by }).dated(offset)
+}
+
+/// The answer with every `<Expiration>` replaced by `change` of it.
+fn map_expirations(mut response: Response, change: impl Fn(SystemTime) -> SystemTime) -> Response {
     let body = String::from_utf8_lossy(&response.body).to_string();
     let mut out = String::new();
     let mut rest = body.as_str();
     while let Some(start) = rest.find("<Expiration>") {
-        let Some(end) = rest[start..].find("</Expiration>") else {
+        let value_start = start + "<Expiration>".len();
+        let Some(len) = rest[value_start..].find("</Expiration>") else {
             break;
         };
-        out += &rest[..start];
-        out += "<Expiration>2000-01-01T00:00:00Z</Expiration>";
-        rest = &rest[start + end + "</Expiration>".len()..];
+        let stated = humantime::parse_rfc3339_weak(
+            rest[value_start..value_start + len].trim_end_matches('Z'),
+        )
+        .expect("STS states expirations in RFC 3339");
+        out += &rest[..value_start];
+        out += &humantime::format_rfc3339_seconds(change(stated)).to_string();
+        rest = &rest[value_start + len..];
     }
     out += rest;
     response.body = out.into_bytes();

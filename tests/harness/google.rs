@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -123,6 +123,8 @@ struct State {
     fault: Option<Fault>,
     revoked: HashSet<String>,
     expires_in: Option<u64>,
+    /// How far this upstream's clock runs ahead of the machine's (behind when negative).
+    clock_offset: i64,
     service_accounts: HashMap<String, String>,
     subject_tokens: HashSet<String>,
     calls: HashMap<&'static str, usize>,
@@ -183,6 +185,12 @@ impl GoogleUpstream {
     }
 
     /// The lifetime stated in token responses from now on.
+    /// Runs this upstream's clock `secs` ahead of the machine's (behind when negative): its
+    /// `Date` headers, and the absolute times it states, move by that much.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.state.lock().unwrap().clock_offset = secs;
+    }
+
     pub fn set_expires_in(&self, secs: u64) {
         self.state.lock().unwrap().expires_in = Some(secs);
     }
@@ -226,7 +234,13 @@ impl GoogleUpstream {
     }
 }
 
+/// Every answer carries a `Date` by this upstream's clock, as real servers' answers do.
 fn answer(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+    let offset = state.lock().unwrap().clock_offset;
+    answer_undated(state, mock, request).dated(offset)
+}
+
+fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
     let kind = classify(request);
     let fault = {
         let mut st = state.lock().unwrap();
@@ -407,7 +421,8 @@ fn generate_access_token(state: &Mutex<State>, mock: Minter, request: &Request) 
         .as_u64()
         .unwrap_or(lifetime)
         .min(lifetime);
-    let expire = SystemTime::now() + Duration::from_secs(lifetime);
+    let clock = crate::http::clock_at(state.lock().unwrap().clock_offset);
+    let expire = clock + Duration::from_secs(lifetime);
     Response::json(
         200,
         json!({

@@ -69,6 +69,21 @@ impl Response {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// The answer with a `Date` header by a clock `offset_secs` off this machine's (replacing
+    /// any it had), as a server whose clock is off sends it.
+    pub fn dated(mut self, offset_secs: i64) -> Self {
+        self.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("date"));
+        self.with_header("date", &httpdate::fmt_http_date(clock_at(offset_secs)))
+    }
+}
+
+/// The time by a clock `offset_secs` ahead of this machine's (behind when negative).
+pub fn clock_at(offset_secs: i64) -> std::time::SystemTime {
+    let now = std::time::SystemTime::now();
+    let by = Duration::from_secs(offset_secs.unsigned_abs());
+    if offset_secs >= 0 { now + by } else { now - by }
 }
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;

@@ -272,6 +272,40 @@ impl World {
         });
     }
 
+    /// Gets `source` (printed as `format`) and asserts that credd keeps it for `lifetime`
+    /// seconds from the fetch by this machine's clock, and that `status` shows the expiry
+    /// corrected for an upstream clock `corrected` seconds off (give or take the call's
+    /// duration), or no correction for 0.
+    pub fn assert_lifetime_and_clock_offset(
+        &self,
+        source: &str,
+        format: &str,
+        lifetime: i64,
+        corrected: i64,
+    ) -> Output {
+        let before = crate::unix_now();
+        let out = self.credd(&["get", source, "--format", format]);
+        let after = crate::unix_now();
+        out.ok();
+        let status = self.source_status(source);
+        let expires = status["expires_at"].as_i64().unwrap();
+        assert!(
+            (before + lifetime - 5..=after + lifetime + 1).contains(&expires),
+            "correction {corrected:+}s: expiry {expires}, fetched between {before} and {after} for {lifetime}s"
+        );
+        let seen = status["upstream_clock_offset_secs"].as_i64();
+        if corrected == 0 {
+            assert_eq!(seen, None, "{status}");
+        } else {
+            let seen = seen.unwrap_or_else(|| panic!("no clock offset in {status}"));
+            assert!((corrected - 5..=corrected + 5).contains(&seen), "{status}");
+            let text = self.credd(&["status"]).ok().to_string();
+            let side = if corrected > 0 { "ahead of" } else { "behind" };
+            assert!(text.contains(side), "{text}");
+        }
+        out
+    }
+
     /// Clears the environment down to what credd needs, pointed at this world.
     pub fn isolate(&self, cmd: &mut Command) {
         cmd.env_clear()

@@ -21,7 +21,7 @@ use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use credd_proto::{CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
-use self::transport::{Failure, RecordingClient};
+use self::transport::RecordingClient;
 use super::{Fetched, LoginIo, Source, SourceError};
 use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
@@ -118,7 +118,7 @@ impl EntraSource {
                 let token = credential
                     .get_token(&scope_refs, None)
                     .await
-                    .map_err(|e| self.error(&e, http.last_failure(), &secrets))?;
+                    .map_err(|e| self.error(&e, Some(&http), &secrets))?;
                 // Counted from credd's clock, so that a lifetime means the same to the cache.
                 let lifetime = (token.expires_on - azure_core::time::OffsetDateTime::now_utc())
                     .whole_seconds()
@@ -447,17 +447,19 @@ fn env(name: &str) -> Option<String> {
 impl EntraSource {
     /// An `azure_identity` error, as credd reports it: what Entra answered (its AADSTS code
     /// names the problem: an expired secret, an unknown tenant or client), scrubbed of
-    /// `secrets`; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`; a
+    /// `secrets`, naming the host that answered; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`; a
     /// timeout or a refused connection says so; the Azure CLI's "run az login" needs a login.
     fn error(
         &self,
         error: &azure_core::Error,
-        failure: Option<Failure>,
+        http: Option<&RecordingClient>,
         secrets: &[String],
     ) -> SourceError {
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let host = self.authority();
-        if let Some(failure) = failure {
+        let host = http
+            .and_then(RecordingClient::last_origin)
+            .unwrap_or_else(|| self.authority());
+        if let Some(failure) = http.and_then(RecordingClient::last_failure) {
             let said = match (&failure.error, &failure.description) {
                 (Some(code), Some(description)) => {
                     format!(" ({code}: {})", device_code::first_line(description))

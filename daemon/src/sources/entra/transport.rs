@@ -23,6 +23,9 @@ pub struct Failure {
 pub struct RecordingClient {
     inner: reqwest::Client,
     last_failure: Arc<Mutex<Option<Failure>>>,
+    /// Where the last request went (scheme, host, port): the authority, or a managed-identity
+    /// endpoint.
+    last_origin: Arc<Mutex<Option<String>>>,
     dates: DateProbe,
 }
 
@@ -31,8 +34,16 @@ impl RecordingClient {
         RecordingClient {
             inner,
             last_failure: Arc::default(),
+            last_origin: Arc::default(),
             dates: DateProbe::default(),
         }
+    }
+
+    pub fn last_origin(&self) -> Option<String> {
+        self.last_origin
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The `Date` of the answers so far.
@@ -51,6 +62,8 @@ impl RecordingClient {
 #[async_trait::async_trait]
 impl HttpClient for RecordingClient {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
+        *self.last_origin.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(request.url().origin().ascii_serialization());
         let response = self.inner.execute_request(request).await?;
         self.dates
             .record(response.headers().get_optional_str(&"date".into()));
