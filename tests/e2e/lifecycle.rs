@@ -6,13 +6,10 @@ use std::time::Duration;
 
 use credd_tests::World;
 
-use crate::exec_config;
+use crate::gateway_world;
 
 fn world_with_gateway() -> World {
-    let world = World::new();
-    let cmd = world.counting_command("gw", "tok-lifecycle-1");
-    world.write_config(&exec_config("gateway", &cmd, ""));
-    world
+    gateway_world("tok-lifecycle-1")
 }
 
 #[test]

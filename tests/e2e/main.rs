@@ -24,6 +24,14 @@ mod service;
 mod setup;
 mod upgrade;
 
+/// A world whose one source, `gateway`, runs a counted command (`gw`) that prints `token`.
+pub fn gateway_world(token: &str) -> credd_tests::World {
+    let world = credd_tests::World::new();
+    let cmd = world.counting_command("gw", token);
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    world
+}
+
 /// A config with one exec source named `name` running `command`.
 pub fn exec_config(name: &str, command: &[String], extra: &str) -> String {
     format!(

@@ -9,12 +9,10 @@ use credd_proto::frame;
 use credd_tests::World;
 use serde_json::Value;
 
-use crate::exec_config;
+use crate::gateway_world;
 
 fn served_world() -> (World, credd_tests::Daemon) {
-    let world = World::new();
-    let cmd = world.counting_command("gw", "tok-protocol");
-    world.write_config(&exec_config("gateway", &cmd, ""));
+    let world = gateway_world("tok-protocol");
     let daemon = world.start_daemon();
     (world, daemon)
 }

@@ -5,13 +5,24 @@
 use credd_tests::World;
 use credd_tests::other_daemon::{OnStop, OtherDaemon, refusal};
 
-use crate::exec_config;
+use crate::gateway_world;
 
 fn world_with_source() -> World {
-    let world = World::new();
-    let cmd = world.counting_command("gw", "tok-upgrade");
-    world.write_config(&exec_config("gateway", &cmd, ""));
-    world
+    gateway_world("tok-upgrade")
+}
+
+/// Asserts `credd get` failed with the version exit code, nothing on stdout, and a message
+/// naming each of `says`.
+fn assert_version_failure(out: &credd_tests::Output, says: &[&str]) {
+    assert_eq!(out.code, 6, "{out:?}");
+    assert_eq!(out.stdout, "");
+    for words in says {
+        assert!(
+            out.stderr.contains(words),
+            "no `{words}` in: {}",
+            out.stderr
+        );
+    }
 }
 
 #[test]
@@ -51,13 +62,7 @@ fn an_older_daemon_that_will_not_stop_is_named() {
     let world = world_with_source();
     let old = OtherDaemon::start(&world.socket, 0, OnStop::Stay, |_| refusal(0));
     let out = world.credd(&["get", "gateway"]);
-    assert_eq!(out.code, 6, "{out:?}");
-    assert_eq!(out.stdout, "");
-    assert!(
-        out.stderr.contains("protocol 0") && out.stderr.contains("asked to stop"),
-        "{}",
-        out.stderr
-    );
+    assert_version_failure(&out, &["protocol 0", "asked to stop"]);
     assert_eq!(old.stops(), 1, "asked once, not in a loop");
     assert_eq!(world.runs("gw"), 0);
 }
@@ -67,13 +72,7 @@ fn a_newer_daemon_is_left_alone() {
     let world = world_with_source();
     let newer = OtherDaemon::start(&world.socket, 2, OnStop::Go, |_| refusal(2));
     let out = world.credd(&["get", "gateway"]);
-    assert_eq!(out.code, 6, "{out:?}");
-    assert_eq!(out.stdout, "");
-    assert!(
-        out.stderr.contains("protocol 2") && out.stderr.contains("newer"),
-        "{}",
-        out.stderr
-    );
+    assert_version_failure(&out, &["protocol 2", "newer"]);
     assert_eq!(newer.stops(), 0);
     // `credd stop` is understood by every version, so the person can act on the advice.
     assert_eq!(world.credd(&["stop"]).code, 0);
@@ -86,8 +85,7 @@ fn without_autostart_the_older_daemon_is_named_not_replaced() {
     let world = world_with_source().with_env("CREDD_NO_AUTOSTART", "1");
     let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
     let out = world.credd(&["get", "gateway"]);
-    assert_eq!(out.code, 6, "{out:?}");
-    assert!(out.stderr.contains("credd stop"), "{}", out.stderr);
+    assert_version_failure(&out, &["protocol 0", "credd stop"]);
     assert_eq!(old.stops(), 0);
     assert_eq!(old.requests(), 1);
 }
