@@ -50,6 +50,7 @@ impl Source for Fixed {
                 secret,
                 expires_at: now + Duration::from_secs(3600),
                 metadata: BTreeMap::from([("project".to_string(), "fuzz".to_string())]),
+                clock_offset_secs: None,
             })
         })
     }
