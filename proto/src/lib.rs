@@ -18,7 +18,7 @@ pub use secret::Secret;
 /// daemon (and an older client can always name the problem):
 /// - the daemon answers a frame of another version with an error reply of kind
 ///   [`ErrorKind::UnsupportedVersion`] in its own version's envelope, and keeps the connection
-///   open for one more frame;
+///   open, so the client can send a stop to that very daemon;
 /// - it obeys `{"version": <any>, "request": {"op": "stop"}}`, and its answer to that may be in
 ///   any shape.
 pub const PROTOCOL_VERSION: u32 = 1;
