@@ -93,42 +93,44 @@ pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectErr
     use crate::upgrade::{self, Kept};
     let socket = paths::socket_path();
     let autostart = autostart && autostart_allowed();
+    let kept = |theirs, why| ConnectError::Version {
+        socket: socket.clone(),
+        theirs,
+        advice: upgrade::advice(why),
+    };
     let mut stream = connect(&socket, autostart)?;
     let theirs = match exchange(&mut stream, &socket, request.clone()) {
         Err(Refused { theirs }) => theirs,
-        other => return other.map_err(|e| e.into_error(&socket, Kept::NoAutostart)),
+        Err(Exchange::Failed(e)) => return Err(e),
+        Ok(response) => return Ok(response),
     };
-    let kept = |why| version_error(&socket, theirs, why);
     if !upgrade::replaceable(theirs) {
-        return Err(kept(Kept::Newer));
+        return Err(kept(theirs, Kept::Newer));
     }
     if !autostart {
-        return Err(kept(Kept::NoAutostart));
+        return Err(kept(theirs, Kept::NoAutostart));
     }
     upgrade::ask_to_stop(stream);
     // The old daemon may answer (or drop) a few more connections while it shuts down; the one
     // that comes after it is this release's.
     let deadline = Instant::now() + upgrade::STOP_TIMEOUT;
     loop {
+        let waiting = Instant::now() < deadline;
         let outcome = connect(&socket, true)
             .map_err(Exchange::Failed)
             .and_then(|mut stream| exchange(&mut stream, &socket, request.clone()));
         match outcome {
-            Err(Refused { theirs })
-                if Instant::now() < deadline && upgrade::replaceable(theirs) => {}
+            Ok(response) => return Ok(response),
+            Err(Refused { theirs }) if !upgrade::replaceable(theirs) => {
+                return Err(kept(theirs, Kept::Newer));
+            }
+            Err(Refused { theirs }) if !waiting => return Err(kept(theirs, Kept::WouldNotGo)),
+            Err(Refused { .. }) => {}
             Err(Exchange::Failed(ConnectError::Io { .. } | ConnectError::Protocol { .. }))
-                if Instant::now() < deadline => {}
-            other => return other.map_err(|e| e.into_error(&socket, Kept::WouldNotGo)),
+                if waiting => {}
+            Err(Exchange::Failed(e)) => return Err(e),
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn version_error(socket: &Path, theirs: u32, kept: crate::upgrade::Kept) -> ConnectError {
-    ConnectError::Version {
-        socket: socket.to_path_buf(),
-        theirs,
-        advice: crate::upgrade::advice(kept),
     }
 }
 
@@ -138,18 +140,6 @@ enum Exchange {
     Failed(ConnectError),
 }
 use Exchange::Refused;
-
-impl Exchange {
-    fn into_error(self, socket: &Path, kept: crate::upgrade::Kept) -> ConnectError {
-        match self {
-            Refused { theirs } if !crate::upgrade::replaceable(theirs) => {
-                version_error(socket, theirs, crate::upgrade::Kept::Newer)
-            }
-            Refused { theirs } => version_error(socket, theirs, kept),
-            Exchange::Failed(e) => e,
-        }
-    }
-}
 
 fn exchange(stream: &mut Stream, socket: &Path, request: Request) -> Result<Response, Exchange> {
     let stopping = request == Request::Stop;
