@@ -49,8 +49,6 @@ struct SlotState {
     wanted_min_valid: Option<Duration>,
     last_forced_at: Option<SystemTime>,
     callers: HashMap<String, CallerSeen>,
-    /// The upstream clock's offset the last credential was corrected for.
-    clock_offset_secs: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -59,6 +57,8 @@ struct Cached {
     validity: Validity,
     /// Chosen once per credential, so the refresh deadline is stable.
     jitter: Duration,
+    /// The upstream clock's offset its expiry was corrected for.
+    clock_offset_secs: Option<i64>,
 }
 
 #[derive(Clone, Copy)]
@@ -251,12 +251,12 @@ impl Slot {
         };
         let outcome = match outcome {
             Ok(fetched) => {
-                if fetched.clock_offset_secs != st.clock_offset_secs
-                    && let Some(offset) = fetched.clock_offset_secs
+                let previous_offset = st.current.as_ref().and_then(|c| c.clock_offset_secs);
+                if let Some(offset) = fetched.clock_offset_secs
+                    && Some(offset) != previous_offset
                 {
                     tracing::info!(source = %self.name, offset_secs = offset, "the upstream's clock differs from this machine's (positive: ahead); expiries are corrected");
                 }
-                st.clock_offset_secs = fetched.clock_offset_secs;
                 let issued_at = started.min(now);
                 let credential = Arc::new(Credential {
                     source: self.name.clone(),
@@ -269,6 +269,7 @@ impl Slot {
                     validity: Validity::of(&credential.secret, issued_at, fetched.expires_at),
                     credential: credential.clone(),
                     jitter: policy::jitter(),
+                    clock_offset_secs: fetched.clock_offset_secs,
                 });
                 st.generation += 1;
                 st.failures = 0;
@@ -362,7 +363,7 @@ impl Slot {
             last_error: st.last_error.as_ref().map(ToString::to_string),
             consecutive_failures: st.failures,
             upstream_calls: st.upstream_calls,
-            upstream_clock_offset_secs: st.clock_offset_secs,
+            upstream_clock_offset_secs: st.current.as_ref().and_then(|c| c.clock_offset_secs),
             endpoints: Vec::new(),
         }
     }

@@ -55,7 +55,7 @@ impl DateProbe {
 }
 
 /// `time` moved back by `offset_secs` (forward when negative).
-pub fn shift(time: SystemTime, offset_secs: Option<i64>) -> SystemTime {
+fn shift(time: SystemTime, offset_secs: Option<i64>) -> SystemTime {
     match offset_secs {
         Some(ahead) if ahead >= 0 => time - Duration::from_secs(ahead as u64),
         Some(behind) => time + Duration::from_secs(behind.unsigned_abs()),

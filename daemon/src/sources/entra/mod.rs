@@ -126,13 +126,14 @@ impl EntraSource {
                 let counted = now + Duration::from_secs(lifetime);
                 // Token endpoints state a lifetime (`expires_in`); a managed-identity endpoint
                 // states `expires_on`, by its own clock.
-                let offset = match method {
-                    EntraMethod::ManagedIdentity => http.dates().offset_secs(now),
-                    _ => None,
-                };
-                let expires_at = match offset {
-                    Some(_) => crate::upstream_clock::shift(token.expires_on.into(), offset),
-                    None => counted,
+                let (expires_at, offset) = match method {
+                    EntraMethod::ManagedIdentity => {
+                        match http.dates().to_local(token.expires_on.into(), now) {
+                            (corrected, Some(offset)) => (corrected, Some(offset)),
+                            (_, None) => (counted, None),
+                        }
+                    }
+                    _ => (counted, None),
                 };
                 (token.token.secret().to_string(), expires_at, offset)
             }
@@ -445,10 +446,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl EntraSource {
-    /// An `azure_identity` error, as credd reports it: what Entra answered (its AADSTS code
-    /// names the problem: an expired secret, an unknown tenant or client), scrubbed of
-    /// `secrets`, naming the host that answered; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`; a
-    /// timeout or a refused connection says so; the Azure CLI's "run az login" needs a login.
+    /// An `azure_identity` error, as credd reports it: what the host that answered said (Entra's
+    /// AADSTS code names the problem: an expired secret, an unknown tenant or client), scrubbed
+    /// of `secrets`; 429 becomes [`SourceError::Throttled`] with the upstream's `Retry-After`;
+    /// a timeout or a refused connection says so; the Azure CLI's "run az login" needs a login.
     fn error(
         &self,
         error: &azure_core::Error,
