@@ -64,18 +64,14 @@ fn service_install_writes_units_systemd_accepts_and_uninstall_removes_them() {
     let runtime = world.path("xdg-runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .args(["verify", "--user"])
-        .arg(units.join("credd.socket"))
-        .arg(units.join("credd.service"))
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .env("HOME", &world.home)
-        .output()
-        .expect("systemd-analyze (Debian's systemd package) is installed by the test command");
-    assert!(
-        verify.status.success(),
-        "systemd-analyze verify: {}",
-        String::from_utf8_lossy(&verify.stderr)
+    credd_tests::peers::run_ok(
+        Command::new("systemd-analyze")
+            .args(["verify", "--user"])
+            .arg(units.join("credd.socket"))
+            .arg(units.join("credd.service"))
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", &world.home),
+        "systemd-analyze verify (Debian's systemd package)",
     );
 
     let status = world

@@ -32,18 +32,22 @@ pub fn python() -> PathBuf {
 pub fn run_python(script: &str, args: &[&str], prepare: impl FnOnce(&mut Command)) -> String {
     let mut cmd = Command::new(python());
     prepare(&mut cmd);
+    let out = run_ok(cmd.arg("-c").arg(script).args(args), "python/boto3");
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
+/// Runs `cmd` (a peer, named `what` in messages) and returns its stdout, asserting that it
+/// started and succeeded.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
     let out = cmd
-        .arg("-c")
-        .arg(script)
-        .args(args)
         .output()
-        .expect("run python");
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e}); the test command installs it"));
     assert!(
         out.status.success(),
-        "python/boto3 failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    out.stdout
 }
 
 /// Asks STS (moto at `endpoint`) whom the credentials belong to; `creds` is credential_process
@@ -139,17 +143,10 @@ pub struct TestCa {
 
 /// Runs the openssl command line tool in `dir`; returns its stdout.
 pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian's openssl package) is installed by the test command");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    run_ok(
+        Command::new("openssl").args(args).current_dir(dir),
+        &format!("openssl {args:?}"),
+    )
 }
 
 impl TestCa {
