@@ -92,31 +92,29 @@ fn without_autostart_the_older_daemon_is_named_not_replaced() {
 
 #[test]
 fn this_daemon_obeys_a_stop_from_another_version_on_the_refused_connection() {
+    use credd_proto::frame;
+    use serde_json::{Value, json};
     use std::io::{Read, Write};
     let world = world_with_source();
     let mut daemon = world.start_daemon();
     let mut stream = std::os::unix::net::UnixStream::connect(&world.socket).unwrap();
-    let send = |stream: &mut std::os::unix::net::UnixStream, body: &str| {
-        stream
-            .write_all(&(body.len() as u32).to_be_bytes())
-            .unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut header = [0u8; 4];
-        stream.read_exact(&mut header).unwrap();
-        let mut reply = vec![0u8; u32::from_be_bytes(header) as usize];
-        stream.read_exact(&mut reply).unwrap();
-        serde_json::from_slice::<serde_json::Value>(&reply).unwrap()
+    let send = |stream: &mut std::os::unix::net::UnixStream, frame: Value| {
+        stream.write_all(&frame::encode(&frame)).unwrap();
+        serde_json::from_slice::<Value>(&frame::read_frame(stream).unwrap()).unwrap()
     };
     let refused = send(
         &mut stream,
-        r#"{"version":7,"request":{"op":"get","name":"x"}}"#,
+        json!({"version": 7, "request": {"op": "get", "name": "x"}}),
     );
     assert_eq!(
         refused["response"]["kind"], "unsupported_version",
         "{refused}"
     );
     assert_eq!(refused["version"], credd_proto::PROTOCOL_VERSION);
-    let stopped = send(&mut stream, r#"{"version":7,"request":{"op":"stop"}}"#);
+    let stopped = send(
+        &mut stream,
+        json!({"version": 7, "request": {"op": "stop"}}),
+    );
     assert_eq!(stopped["response"]["result"], "done", "{stopped}");
     // The connection ends after a stop, and so does the daemon.
     assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::http::{HttpStub, Response};
 
@@ -97,8 +97,7 @@ impl FaultProxy {
 
 /// The answer as a server whose clock is `offset` seconds off would have given it.
 fn skewed(response: Response, offset: i64) -> Response {
-    let by = Duration::from_secs(offset.unsigned_abs());
-    map_expirations(response, |t| if offset >= 0 { t + by } else { t - by }).dated(offset)
+    map_expirations(response, |t| crate::http::shifted(t, offset)).dated(offset)
 }
 
 /// The answer with every `<Expiration>` replaced by `change` of it.

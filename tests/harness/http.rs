@@ -81,9 +81,17 @@ impl Response {
 
 /// The time by a clock `offset_secs` ahead of this machine's (behind when negative).
 pub fn clock_at(offset_secs: i64) -> std::time::SystemTime {
-    let now = std::time::SystemTime::now();
+    shifted(std::time::SystemTime::now(), offset_secs)
+}
+
+/// `time` moved `offset_secs` later (earlier when negative).
+pub fn shifted(time: std::time::SystemTime, offset_secs: i64) -> std::time::SystemTime {
     let by = Duration::from_secs(offset_secs.unsigned_abs());
-    if offset_secs >= 0 { now + by } else { now - by }
+    if offset_secs >= 0 {
+        time + by
+    } else {
+        time - by
+    }
 }
 
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;

@@ -3,12 +3,13 @@
 //! daemon must (see `credd_proto::PROTOCOL_VERSION`): every frame in its own version's envelope,
 //! the connection kept open after an answer, and a stop obeyed whatever version sent it.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use credd_proto::frame;
 use serde_json::{Value, json};
 
 /// What the stand-in does when asked to stop.
@@ -108,9 +109,9 @@ impl Shared {
                 self.requests.fetch_add(1, Ordering::SeqCst);
                 (self.answer)(&request)
             };
-            let body = json!({"version": self.protocol, "response": response}).to_string();
-            let _ = stream.write_all(&(body.len() as u32).to_be_bytes());
-            let _ = stream.write_all(body.as_bytes());
+            let _ = stream.write_all(&frame::encode(
+                &json!({"version": self.protocol, "response": response}),
+            ));
             if stop {
                 if self.on_stop == OnStop::Go && !self.gone.swap(true, Ordering::SeqCst) {
                     let _ = std::fs::remove_file(&self.socket);
@@ -122,9 +123,5 @@ impl Shared {
 }
 
 fn read_frame(stream: &mut UnixStream) -> Option<Value> {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
-    stream.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
+    serde_json::from_slice(&frame::read_frame(stream).ok()?).ok()
 }
