@@ -207,21 +207,21 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
         (Fault::ExpiredOnArrival, "already expired"),
         (Fault::Hang, "took longer than 3s"),
     ];
-    for (i, (fault, expected)) in faults.into_iter().enumerate() {
+    let mut cached = first["Credentials"]["AccessKeyId"].clone();
+    for (fault, expected) in faults {
+        // Counted from before the clock moves: moving it wakes the background refresh, whose
+        // call belongs to this fault.
+        let before = sts.requests();
         sts.set(fault);
         // 31 minutes on, the hour-long credentials are past the half of their life that a
         // caller wanting 45 minutes accepts, so credd asks STS, which fails; with 29 minutes
         // left they are still served.
-        world.advance_clock(if i == 0 { 31 * 60 } else { 60 });
-        let before = sts.requests();
+        world.advance_clock(31 * 60);
         for _ in 0..5 {
             let served = world
                 .credd(&["get", "chain", "--format", "aws", "--min-valid", "45m"])
                 .json();
-            assert_eq!(
-                served["Credentials"]["AccessKeyId"],
-                first["Credentials"]["AccessKeyId"]
-            );
+            assert_eq!(served["Credentials"]["AccessKeyId"], cached, "{fault:?}");
         }
         let calls = sts.requests() - before;
         // One refresh attempt (the SDK retries it a few times), then backoff: no storm.
@@ -233,14 +233,18 @@ fn sts_failures_keep_serving_valid_credentials_without_a_storm() {
         assert_eq!(status["state"], "failing", "{status}");
         let error = status["last_error"].as_str().unwrap();
         assert!(error.contains(expected), "{fault:?}: {error}");
-    }
 
-    // The upstream recovers; so does the source, by itself.
-    sts.set(Fault::None);
-    world.eventually(Duration::from_secs(30), "recovery", || {
-        world.advance_clock(30);
-        world.source_status("chain")["state"] == "fresh"
-    });
+        // The upstream recovers; so does the source, by itself, and the next fault starts
+        // from a fresh credential with no backoff left over.
+        sts.set(Fault::None);
+        world.eventually(Duration::from_secs(30), "recovery", || {
+            world.advance_clock(30);
+            world.source_status("chain")["state"] == "fresh"
+        });
+        let renewed = world.credd(&["get", "chain", "--format", "aws"]).json();
+        assert_ne!(renewed["Credentials"]["AccessKeyId"], cached, "{fault:?}");
+        cached = renewed["Credentials"]["AccessKeyId"].clone();
+    }
 }
 
 /// STS's clock ten minutes off either way: credd keeps the credentials for their true life

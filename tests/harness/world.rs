@@ -236,40 +236,42 @@ impl World {
         calls() - before
     }
 
-    /// The fault matrix of a source whose credential `first` is cached and lives half an hour:
-    /// for each fault in turn (set with `set_fault`), the clock moves on far enough that a
-    /// refresh is due, the still-valid credential keeps being served with at most three
-    /// upstream calls (as `calls` counts them) for five gets, and `status` names the error.
-    /// The last fault is a throttle whose Retry-After outlasts three minutes: no retry comes
-    /// before it. Then `heal` ends the faults and the source must recover by itself.
+    /// The fault matrix of a source whose credentials live half an hour: for each fault in
+    /// turn (set with `set_fault`), the clock moves on far enough that a refresh is due, the
+    /// still-valid credential keeps being served with at most three upstream calls (as `calls`
+    /// counts them) for five gets, and `status` names the error; then `heal` ends the fault and
+    /// the source must recover by itself, so the next fault starts from a fresh credential
+    /// with no backoff left over. The last fault is a throttle whose Retry-After outlasts
+    /// three minutes: no retry comes before it.
     pub fn assert_fault_matrix<F: Copy + std::fmt::Debug>(
         &self,
         source: &str,
-        first: &str,
         faults: &[(F, &str)],
         set_fault: impl Fn(F),
         calls: impl Fn() -> usize,
-        heal: impl FnOnce(),
+        heal: impl Fn(),
     ) {
         for (i, (fault, expected)) in faults.iter().enumerate() {
+            let cached = self.credd(&["get", source]).ok().to_string();
             set_fault(*fault);
-            self.advance_clock(if i == 0 { 21 * 60 } else { 60 });
-            let made = self.serves_while_failing(source, first, &calls);
+            self.advance_clock(21 * 60);
+            let made = self.serves_while_failing(source, &cached, &calls);
             assert!(made <= 3, "{fault:?}: {made} upstream calls for 5 gets");
             let status = self.source_status(source);
             let error = status["last_error"].as_str().unwrap_or_default();
             assert!(error.contains(expected), "{fault:?}: {status}");
+            if i + 1 == faults.len() {
+                let before = calls();
+                self.advance_clock(180);
+                std::thread::sleep(Duration::from_millis(500));
+                assert_eq!(calls(), before, "retried before Retry-After passed");
+            }
+            heal();
+            self.eventually(Duration::from_secs(30), "recovery", || {
+                self.advance_clock(60);
+                self.source_status(source)["state"] == "fresh"
+            });
         }
-        let before = calls();
-        self.advance_clock(180);
-        std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(calls(), before, "retried before Retry-After passed");
-
-        heal();
-        self.eventually(Duration::from_secs(30), "recovery", || {
-            self.advance_clock(60);
-            self.source_status(source)["state"] == "fresh"
-        });
     }
 
     /// Gets `source` (printed as `format`) and asserts that credd keeps it for `lifetime`
