@@ -11,9 +11,6 @@ use clap::Parser;
 use credd_daemon::{clock, config, dispatch, filewatch, registry, server};
 use tokio::sync::watch;
 
-/// Exit codes of `credd-daemon`.
-const EXIT_ALREADY_RUNNING: u8 = 3;
-
 /// Caches and proactively refreshes cloud credentials, and serves them to `credd` over a
 /// local socket. Usually started by `credd` on first use or by a user service.
 #[derive(Parser, Debug)]
@@ -48,7 +45,7 @@ fn main() -> ExitCode {
             eprintln!("credd-daemon: {e:#}");
             match e.downcast_ref::<server::StartError>() {
                 Some(server::StartError::AlreadyRunning { .. }) => {
-                    ExitCode::from(EXIT_ALREADY_RUNNING)
+                    ExitCode::from(credd_proto::DAEMON_EXIT_ALREADY_RUNNING)
                 }
                 _ => ExitCode::FAILURE,
             }

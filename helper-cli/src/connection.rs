@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use credd_proto::frame::{self, FrameError};
 use credd_proto::paths;
-use credd_proto::{CREDD_VERSION, ErrorKind, PROTOCOL_VERSION, Request, Response};
+use credd_proto::{
+    CREDD_VERSION, DAEMON_EXIT_ALREADY_RUNNING, ErrorKind, PROTOCOL_VERSION, Request, Response,
+};
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
 
 /// How long a started daemon may take to answer.
@@ -93,44 +95,81 @@ pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectErr
     use crate::upgrade::{self, Kept};
     let socket = paths::socket_path();
     let autostart = autostart && autostart_allowed();
-    let kept = |theirs, why| ConnectError::Version {
-        socket: socket.clone(),
-        theirs,
-        advice: upgrade::advice(why),
-    };
     let mut stream = connect(&socket, autostart)?;
-    let theirs = match exchange(&mut stream, &socket, request.clone()) {
-        Err(Refused { theirs }) => theirs,
-        Err(Exchange::Failed(e)) => return Err(e),
-        Ok(response) => return Ok(response),
-    };
-    if !upgrade::replaceable(theirs) {
-        return Err(kept(theirs, Kept::Newer));
+    match exchange(&mut stream, &socket, request.clone()) {
+        Ok(response) => Ok(response),
+        Err(Refused { theirs }) if !upgrade::replaceable(theirs) => {
+            Err(version_kept(&socket, theirs, Kept::Newer))
+        }
+        Err(Refused { theirs }) if !autostart => {
+            Err(version_kept(&socket, theirs, Kept::NoAutostart))
+        }
+        Err(Refused { .. }) => {
+            upgrade::ask_to_stop(stream);
+            ask_successor(&socket, request, autostart)
+        }
+        // The daemon stopped as we spoke (`credd stop`, or another client replacing it): its
+        // successor answers. A stop is not sent again: it would stop the successor.
+        Err(Exchange::Failed(e)) if went_away(&e) && request != Request::Stop => {
+            ask_successor(&socket, request, autostart)
+        }
+        Err(Exchange::Failed(e)) => Err(e),
     }
-    if !autostart {
-        return Err(kept(theirs, Kept::NoAutostart));
-    }
-    upgrade::ask_to_stop(stream);
-    // The old daemon may answer (or drop) a few more connections while it shuts down; the one
-    // that comes after it is this release's.
+}
+
+/// Sends `request` to whichever daemon serves the socket once the one that was there has gone:
+/// it may answer (or drop) a few more connections while it shuts down; the one that comes
+/// after it is this release's.
+fn ask_successor(
+    socket: &Path,
+    request: Request,
+    autostart: bool,
+) -> Result<Response, ConnectError> {
+    use crate::upgrade::{self, Kept};
     let deadline = Instant::now() + upgrade::STOP_TIMEOUT;
     loop {
         let waiting = Instant::now() < deadline;
-        let outcome = connect(&socket, true)
+        let outcome = connect(socket, autostart)
             .map_err(Exchange::Failed)
-            .and_then(|mut stream| exchange(&mut stream, &socket, request.clone()));
+            .and_then(|mut stream| exchange(&mut stream, socket, request.clone()));
         match outcome {
             Ok(response) => return Ok(response),
             Err(Refused { theirs }) if !upgrade::replaceable(theirs) => {
-                return Err(kept(theirs, Kept::Newer));
+                return Err(version_kept(socket, theirs, Kept::Newer));
             }
-            Err(Refused { theirs }) if !waiting => return Err(kept(theirs, Kept::WouldNotGo)),
+            Err(Refused { theirs }) if !waiting => {
+                return Err(version_kept(socket, theirs, Kept::WouldNotGo));
+            }
             Err(Refused { .. }) => {}
             Err(Exchange::Failed(ConnectError::Io { .. } | ConnectError::Protocol { .. }))
                 if waiting => {}
             Err(Exchange::Failed(e)) => return Err(e),
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn version_kept(socket: &Path, theirs: u32, why: crate::upgrade::Kept) -> ConnectError {
+    ConnectError::Version {
+        socket: socket.to_path_buf(),
+        theirs,
+        advice: crate::upgrade::advice(why),
+    }
+}
+
+/// Whether a failed exchange means the daemon closed the connection on its way out: no answer,
+/// or half of one, and the connection gone.
+fn went_away(error: &ConnectError) -> bool {
+    match error {
+        ConnectError::Io { error, .. } => matches!(
+            error.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
+        ),
+        ConnectError::Protocol { error, .. } => matches!(error, FrameError::Truncated),
+        _ => false,
     }
 }
 
@@ -223,11 +262,19 @@ fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
             return Ok(stream);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(fail(format!(
-                "credd-daemon exited during start-up ({status}): {}; full log in {}",
-                last_line(&log_path),
-                log_path.display()
-            )));
+            // Another daemon holds the lock: one shutting down (a replaced or stopped daemon
+            // finishing its last answers), or one about to answer. Start ours once it lets go.
+            let lock_held = status.code() == Some(i32::from(DAEMON_EXIT_ALREADY_RUNNING));
+            if !lock_held || Instant::now() > deadline {
+                return Err(fail(format!(
+                    "credd-daemon exited during start-up ({status}): {}; full log in {}",
+                    last_line(&log_path),
+                    log_path.display()
+                )));
+            }
+            if daemon_lock_free(socket) {
+                child = spawn_daemon(socket, &log_path)?;
+            }
         }
         if Instant::now() > deadline {
             return Err(fail(format!(
@@ -239,6 +286,14 @@ fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether no daemon holds the lock beside `socket` (taken for a moment to find out).
+fn daemon_lock_free(socket: &Path) -> bool {
+    match File::open(paths::sibling(socket, ".lock")) {
+        Ok(lock) => lock.try_lock().is_ok(),
+        Err(_) => true,
     }
 }
 

@@ -77,7 +77,10 @@ fn a_newer_daemon_is_left_alone() {
     // `credd stop` is understood by every version, so the person can act on the advice.
     assert_eq!(world.credd(&["stop"]).code, 0);
     assert_eq!(newer.stops(), 1);
-    assert!(!world.socket.exists());
+    // Like a real daemon, it answers first and then removes its socket.
+    world.eventually(std::time::Duration::from_secs(5), "the socket goes", || {
+        !world.socket.exists()
+    });
 }
 
 #[test]
@@ -120,4 +123,20 @@ fn this_daemon_obeys_a_stop_from_another_version_on_the_refused_connection() {
     assert_eq!(stream.read(&mut [0u8; 1]).unwrap(), 0);
     assert_eq!(daemon.wait(), Some(0));
     assert!(!world.socket.exists());
+}
+
+#[test]
+fn a_get_whose_daemon_stops_before_answering_is_answered_by_the_next() {
+    let world = world_with_source();
+    let stopping = OtherDaemon::start(
+        &world.socket,
+        credd_proto::PROTOCOL_VERSION,
+        OnStop::Go,
+        |_| serde_json::Value::Null,
+    );
+    let out = world.credd(&["get", "gateway"]);
+    assert_eq!(out.ok(), "tok-upgrade\n");
+    assert_eq!(out.stderr, "");
+    assert_eq!(stopping.requests(), 1);
+    assert_eq!(world.runs("gw"), 1);
 }

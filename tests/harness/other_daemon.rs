@@ -1,13 +1,16 @@
 //! A stand-in for a credd-daemon of another release, for the version-handshake tests: a daemon
 //! of another protocol version cannot be built from this tree, so this one answers as such a
 //! daemon must (see `credd_proto::PROTOCOL_VERSION`): every frame in its own version's envelope,
-//! the connection kept open after an answer, and a stop obeyed whatever version sent it.
+//! the connection kept open after an answer, and a stop obeyed whatever version sent it. Like
+//! every credd-daemon it holds the lock beside its socket while it lives, and lets go of it a
+//! little after it has removed its socket (a daemon finishing its last answers).
 
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use credd_proto::frame;
 use serde_json::{Value, json};
@@ -15,7 +18,7 @@ use serde_json::{Value, json};
 /// What the stand-in does when asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnStop {
-    /// Stops: removes its socket and accepts no one else.
+    /// Stops: removes its socket, accepts no one else, and lets go of the lock.
     Go,
     /// Answers and carries on (a daemon from before stops were understood, or a stuck one).
     Stay,
@@ -30,7 +33,8 @@ pub struct OtherDaemon {
 
 impl OtherDaemon {
     /// Serves `socket` as a daemon of `protocol`; `answer` turns each request frame (other than
-    /// a stop) into the response to send.
+    /// a stop) into the response to send, or into `Value::Null` to stop right there without an
+    /// answer (a daemon stopped as the request arrived).
     pub fn start(
         socket: &Path,
         protocol: u32,
@@ -40,6 +44,8 @@ impl OtherDaemon {
         let dir = socket.parent().unwrap();
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let lock = std::fs::File::create(credd_proto::paths::sibling(socket, ".lock")).unwrap();
+        lock.try_lock().expect("no daemon holds the lock");
         let listener = UnixListener::bind(socket).unwrap();
         let shared = Shared {
             socket: socket.to_path_buf(),
@@ -47,6 +53,7 @@ impl OtherDaemon {
             on_stop,
             answer: Arc::new(answer),
             gone: Arc::new(AtomicBool::new(false)),
+            lock: Arc::new(Mutex::new(Some(lock))),
             stops: Arc::new(AtomicUsize::new(0)),
             requests: Arc::new(AtomicUsize::new(0)),
         };
@@ -94,6 +101,7 @@ struct Shared {
     on_stop: OnStop,
     answer: Arc<Answer>,
     gone: Arc<AtomicBool>,
+    lock: Arc<Mutex<Option<std::fs::File>>>,
     stops: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
 }
@@ -109,15 +117,28 @@ impl Shared {
                 self.requests.fetch_add(1, Ordering::SeqCst);
                 (self.answer)(&request)
             };
+            if response.is_null() {
+                drop(stream);
+                return self.go();
+            }
             let _ = stream.write_all(&frame::encode(
                 &json!({"version": self.protocol, "response": response}),
             ));
             if stop {
-                if self.on_stop == OnStop::Go && !self.gone.swap(true, Ordering::SeqCst) {
-                    let _ = std::fs::remove_file(&self.socket);
+                if self.on_stop == OnStop::Go {
+                    self.go();
                 }
                 return;
             }
+        }
+    }
+
+    /// Removes the socket, accepts no one else, and a little later lets go of the lock.
+    fn go(&self) {
+        if !self.gone.swap(true, Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&self.socket);
+            std::thread::sleep(Duration::from_millis(200));
+            self.lock.lock().unwrap().take();
         }
     }
 }
