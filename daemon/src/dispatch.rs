@@ -44,7 +44,16 @@ impl Dispatcher {
                 source,
                 min_valid_secs,
                 caller,
-            } => self.get(&source, min_valid_secs, caller.as_ref()).await,
+                audience,
+            } => {
+                self.get(
+                    &source,
+                    audience.as_deref(),
+                    min_valid_secs,
+                    caller.as_ref(),
+                )
+                .await
+            }
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Login { source } => self.login(&source).await,
             Request::LoginWait { source } => self.login_wait(&source).await,
@@ -75,8 +84,17 @@ impl Dispatcher {
     }
 
     fn slot(&self, name: &str) -> Result<Arc<Slot>, ErrorReply> {
-        match self.registry.lookup(name) {
+        self.slot_for(name, None)
+    }
+
+    /// The slot of source `name`, or of its ID tokens for `audience`.
+    fn slot_for(&self, name: &str, audience: Option<&str>) -> Result<Arc<Slot>, ErrorReply> {
+        match self.registry.lookup(name, audience) {
             Lookup::Found(slot) => Ok(slot),
+            Lookup::NoIdToken(e) => Err(ErrorReply {
+                kind: ErrorKind::Refused,
+                message: e.to_string(),
+            }),
             Lookup::Unknown { known } => {
                 let path = self.registry.config_path().display();
                 let message = if known.is_empty() {
@@ -97,8 +115,14 @@ impl Dispatcher {
         }
     }
 
-    async fn get(&self, name: &str, min_valid_secs: u64, caller: Option<&Caller>) -> Response {
-        let slot = match self.slot(name) {
+    async fn get(
+        &self,
+        name: &str,
+        audience: Option<&str>,
+        min_valid_secs: u64,
+        caller: Option<&Caller>,
+    ) -> Response {
+        let slot = match self.slot_for(name, audience) {
             Ok(slot) => slot,
             Err(error) => return Response::Error(error),
         };

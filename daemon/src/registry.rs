@@ -1,4 +1,5 @@
-//! The live set of sources: one cache slot per source the config names, rebuilt on reload.
+//! The live set of sources: one cache slot per source the config names (and one per audience
+//! its ID tokens were asked for), rebuilt on reload.
 //!
 //! A reload keeps the slot (and its cached credential) of every source whose settings did not
 //! change, replaces the changed ones and drops the removed ones. An invalid file changes nothing
@@ -10,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio::task::JoinHandle;
 
+use crate::audiences::{AudienceError, Audiences};
 use crate::cache::Slot;
 use crate::clock::Clock;
 use crate::config::{self, Config, SourceSpec};
@@ -32,6 +34,7 @@ struct Inner {
 struct Entry {
     spec: SourceSpec,
     slot: Arc<Slot>,
+    audiences: Arc<Audiences>,
     refresher: JoinHandle<()>,
     endpoint: Option<EndpointHandle>,
     /// Watches the files the source depends on; stops when dropped.
@@ -46,7 +49,11 @@ impl Drop for Entry {
 
 pub enum Lookup {
     Found(Arc<Slot>),
-    Unknown { known: Vec<String> },
+    Unknown {
+        known: Vec<String>,
+    },
+    /// The source exists, but has no ID tokens for the audience asked.
+    NoIdToken(AudienceError),
 }
 
 impl Registry {
@@ -93,12 +100,15 @@ impl Registry {
                     // The old entry lets go of its endpoint's port before the new one binds it.
                     drop(previous);
                     let slot = Slot::new(name.clone(), sources::build(&spec), self.clock.clone());
+                    let audiences =
+                        Arc::new(Audiences::new(&name, spec.clone(), self.clock.clone()));
                     let refresher = tokio::spawn(slot.clone().keep_fresh());
-                    let endpoint = start_endpoint(&name, &spec, &slot);
-                    let upstream_files = watch_upstream_files(&slot);
+                    let endpoint = start_endpoint(&name, &spec, &slot, &audiences);
+                    let upstream_files = watch_upstream_files(&slot, &audiences);
                     Entry {
                         spec,
                         slot,
+                        audiences,
                         refresher,
                         endpoint,
                         _upstream_files: upstream_files,
@@ -112,11 +122,16 @@ impl Registry {
         }
     }
 
-    pub fn lookup(&self, name: &str) -> Lookup {
+    /// The slot of source `name`, or of its ID tokens for `audience`.
+    pub fn lookup(&self, name: &str, audience: Option<&str>) -> Lookup {
         let inner = self.read();
-        match inner.entries.get(name) {
-            Some(entry) => Lookup::Found(entry.slot.clone()),
-            None => Lookup::Unknown {
+        match (inner.entries.get(name), audience) {
+            (Some(entry), None) => Lookup::Found(entry.slot.clone()),
+            (Some(entry), Some(audience)) => match entry.audiences.slot(audience) {
+                Ok(slot) => Lookup::Found(slot),
+                Err(e) => Lookup::NoIdToken(e),
+            },
+            (None, _) => Lookup::Unknown {
                 known: inner.entries.keys().cloned().collect(),
             },
         }
@@ -127,12 +142,12 @@ impl Registry {
         self.read()
             .entries
             .values()
-            .map(|e| {
+            .flat_map(|e| {
                 let mut status = e.slot.status();
                 status
                     .endpoints
                     .extend(e.endpoint.as_ref().map(EndpointHandle::status));
-                status
+                std::iter::once(status).chain(e.audiences.statuses())
             })
             .collect()
     }
@@ -151,7 +166,12 @@ impl Registry {
 }
 
 /// Starts the local endpoint a source's config asks for, if any.
-fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<EndpointHandle> {
+fn start_endpoint(
+    name: &str,
+    spec: &SourceSpec,
+    slot: &Arc<Slot>,
+    audiences: &Arc<Audiences>,
+) -> Option<EndpointHandle> {
     let (kind, port, endpoint): (_, _, Arc<dyn endpoints::Endpoint>) = match spec {
         SourceSpec::Aws(aws) => {
             let port = aws.container_endpoint.as_ref()?.port;
@@ -165,8 +185,11 @@ fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<End
         }
         SourceSpec::Gcp(gcp) => {
             let port = gcp.metadata_endpoint.as_ref()?.port;
-            let metadata =
-                endpoints::gce_metadata::GceMetadata::new(slot.clone(), gcp.scopes.clone());
+            let metadata = endpoints::gce_metadata::GceMetadata::new(
+                slot.clone(),
+                audiences.clone(),
+                gcp.scopes.clone(),
+            );
             ("gce-metadata", port, Arc::new(metadata))
         }
         SourceSpec::Entra(entra) => {
@@ -192,13 +215,17 @@ fn start_endpoint(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<End
 /// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS
 /// config, a rotated key file): a failing source then tries again now instead of at the end of
 /// its backoff.
-fn watch_upstream_files(slot: &Arc<Slot>) -> Option<filewatch::Watch> {
+fn watch_upstream_files(slot: &Arc<Slot>, audiences: &Arc<Audiences>) -> Option<filewatch::Watch> {
     let targets = slot.source().watched_files();
     if targets.is_empty() {
         return None;
     }
-    let on_change = slot.clone();
-    match filewatch::watch(targets, move || on_change.retry_now()) {
+    let (on_change, id_tokens) = (slot.clone(), audiences.clone());
+    let retry = move || {
+        on_change.retry_now();
+        id_tokens.retry_now();
+    };
+    match filewatch::watch(targets, retry) {
         Ok((watch, dirs)) => {
             tracing::debug!(source = %slot.name(), ?dirs, "watching upstream files");
             Some(watch)

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use credd_daemon::audiences::Audiences;
 use credd_daemon::cache::Slot;
 use credd_daemon::clock::Clock;
 use credd_daemon::endpoints::aws_container::AwsContainer;
@@ -74,7 +75,11 @@ fn endpoints() -> &'static Endpoints {
         let _guard = runtime.enter();
         let clock = Arc::new(Clock::system());
         let token = Slot::new("fuzz".into(), Box::new(Fixed { aws: false }), clock.clone());
-        let aws = Slot::new("fuzz-aws".into(), Box::new(Fixed { aws: true }), clock);
+        let aws = Slot::new(
+            "fuzz-aws".into(),
+            Box::new(Fixed { aws: true }),
+            clock.clone(),
+        );
         let container = AwsContainer::new(aws, "fuzz").unwrap();
         let container_secret = std::fs::read_to_string(
             credd_daemon::endpoints::state_dir().join("container-fuzz.token"),
@@ -86,8 +91,21 @@ fn endpoints() -> &'static Endpoints {
             credd_daemon::endpoints::state_dir().join("identity-fuzz.secret"),
         )
         .unwrap();
+        // ID tokens from a source whose credential file is missing: every audience fails
+        // fast, without a network call.
+        let config = credd_daemon::config::parse(
+            std::path::Path::new("fuzz.toml"),
+            "[sources.fuzz]\nkind = \"gcp\"\ncredentials_file = \"/nonexistent/credd-fuzz.json\"\n",
+        )
+        .unwrap();
+        let audiences = Arc::new(Audiences::new(
+            "fuzz",
+            config.sources["fuzz"].clone(),
+            clock.clone(),
+        ));
         let metadata = GceMetadata::new(
             token,
+            audiences,
             vec!["https://www.googleapis.com/auth/cloud-platform".into()],
         );
         Endpoints {

@@ -30,6 +30,10 @@ pub enum Command {
         /// The credential must stay valid at least this long ("10m", "1h").
         #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
         min_valid: Duration,
+        /// Print a Google-signed ID token for AUDIENCE instead of the access token (gcp sources
+        /// with a service account): for Cloud Run, IAP, or a gateway behind them.
+        #[arg(long, value_name = "AUDIENCE")]
+        audience: Option<String>,
     },
     /// Fetch a new credential for SOURCE now, whatever the cache holds.
     Refresh { source: String },

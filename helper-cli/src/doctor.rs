@@ -129,6 +129,7 @@ fn source_check(ask: Ask<'_>, name: &str, now: i64, checks: &mut Vec<Check>) -> 
         source: name.to_string(),
         min_valid_secs: 0,
         caller: None,
+        audience: None,
     };
     match ask(request) {
         Ok(Response::Credential(c)) => {

@@ -68,11 +68,13 @@ fn run(command: Command) -> Result<String, Failure> {
             source,
             format,
             min_valid,
+            audience,
         } => {
             let request = Request::Get {
                 source,
                 min_valid_secs: min_valid.as_secs(),
                 caller: caller::detect(),
+                audience,
             };
             match ask(request, true)? {
                 Response::Credential(credential) => {
@@ -118,6 +120,7 @@ fn run(command: Command) -> Result<String, Failure> {
                     source: source.clone(),
                     min_valid_secs: 0,
                     caller: None,
+                    audience: None,
                 },
                 true,
             )? {

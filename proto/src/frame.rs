@@ -181,6 +181,7 @@ mod tests {
             source: "gateway".into(),
             min_valid_secs: 600,
             caller: None,
+            audience: None,
         };
         let bytes = encode_request(req.clone());
         let body = read_frame(&mut &bytes[..]).unwrap();
@@ -213,8 +214,9 @@ mod tests {
             decode_request(b"\x00\xffnot json"),
             Err(FrameError::Malformed(_))
         ));
+        let unknown_op = format!(r#"{{"version":{PROTOCOL_VERSION},"request":{{"op":"fly"}}}}"#);
         assert!(matches!(
-            decode_request(br#"{"version":1,"request":{"op":"fly"}}"#),
+            decode_request(unknown_op.as_bytes()),
             Err(FrameError::Malformed(_))
         ));
     }
@@ -232,7 +234,7 @@ mod tests {
     #[test]
     fn error_reply_from_another_version_is_still_readable() {
         let body =
-            br#"{"version":2,"response":{"result":"error","kind":"internal","message":"boom"}}"#;
+            br#"{"version":99,"response":{"result":"error","kind":"internal","message":"boom"}}"#;
         match decode_response(body).unwrap() {
             Response::Error(e) => assert_eq!(e.kind, ErrorKind::Internal),
             other => panic!("expected an error reply, got {other:?}"),
@@ -241,10 +243,13 @@ mod tests {
 
     #[test]
     fn version_refusal_names_the_daemons_version() {
-        let body = br#"{"version":2,"response":{"result":"error","kind":"unsupported_version","message":"speak 2"}}"#;
+        let body = br#"{"version":99,"response":{"result":"error","kind":"unsupported_version","message":"speak 99"}}"#;
         match decode_response(body) {
-            Err(FrameError::VersionRefused { theirs: 2, message }) => {
-                assert_eq!(message, "speak 2")
+            Err(FrameError::VersionRefused {
+                theirs: 99,
+                message,
+            }) => {
+                assert_eq!(message, "speak 99")
             }
             other => panic!("expected a version refusal, got {other:?}"),
         }
@@ -264,8 +269,10 @@ mod tests {
             Err(FrameError::UnsupportedVersion { theirs: 99 })
         ));
         // And a malformed frame of our own version is not taken for a stop.
+        let broken_stop =
+            format!(r#"{{"version":{PROTOCOL_VERSION},"request":{{"op":"stop","extra":[}}}}"#);
         assert!(matches!(
-            decode_request(br#"{"version":1,"request":{"op":"stop","extra":[}}"#),
+            decode_request(broken_stop.as_bytes()),
             Err(FrameError::Malformed(_))
         ));
     }

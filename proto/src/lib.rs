@@ -21,7 +21,10 @@ pub use secret::Secret;
 ///   open, so the client can send a stop to that very daemon;
 /// - it obeys `{"version": <any>, "request": {"op": "stop"}}`, and its answer to that may be in
 ///   any shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2: `get` carries an optional `audience` (a daemon of version 1 would have ignored it
+/// and answered with an access token).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");

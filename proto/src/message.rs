@@ -28,12 +28,15 @@ pub struct ResponseFrame {
 pub enum Request {
     /// Who is there, and which version.
     Hello,
-    /// A credential for `source` that stays valid for at least `min_valid_secs`.
+    /// A credential for `source` that stays valid for at least `min_valid_secs`; with an
+    /// `audience`, an ID token for that audience instead (`gcp` sources).
     Get {
         source: String,
         min_valid_secs: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller: Option<Caller>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
     },
     /// Fetch a new credential now, whatever the cache holds.
     Refresh {

@@ -355,6 +355,7 @@ fn load(world: &World, clients: usize, duration: Duration) {
         source: "gateway".into(),
         min_valid_secs: 600,
         caller: None,
+        audience: None,
     });
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -456,6 +457,7 @@ fn soak(hours: u64, clients: usize) {
         source: "soak".into(),
         min_valid_secs: 60,
         caller: None,
+        audience: None,
     });
     let advanced = Arc::new(AtomicU64::new(0));
     let expired = Arc::new(AtomicU64::new(0));

@@ -148,9 +148,10 @@ fn doctor_notices_a_daemon_of_another_version() {
     use credd_tests::other_daemon::{OnStop, OtherDaemon};
     let world = World::new();
     // An older credd-daemon of the same protocol: answers hello with its own version.
-    let _old = OtherDaemon::start(&world.socket, 1, OnStop::Go, |request| {
+    let protocol = credd_proto::PROTOCOL_VERSION;
+    let _old = OtherDaemon::start(&world.socket, protocol, OnStop::Go, move |request| {
         if request["request"]["op"] == "hello" {
-            json!({"result": "hello", "daemon_version": "0.0.1", "protocol": 1, "pid": 4242})
+            json!({"result": "hello", "daemon_version": "0.0.1", "protocol": protocol, "pid": 4242})
         } else {
             json!({"result": "error", "kind": "internal", "message": "old daemon"})
         }

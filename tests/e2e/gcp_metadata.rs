@@ -26,7 +26,7 @@ fn serving(upstream: &GoogleUpstream) -> (World, Daemon, u16, Vec<(String, Strin
     (world, daemon, port, env)
 }
 
-fn raw_get(port: u16, path: &str, headers: &str) -> String {
+pub fn raw_get(port: u16, path: &str, headers: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,

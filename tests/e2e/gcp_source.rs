@@ -108,21 +108,29 @@ fn gcloud_adc_file_is_found_and_its_token_uri_honoured() {
     }
 }
 
-#[test]
-fn a_service_account_key_signs_an_assertion_the_upstream_verifies() {
-    let upstream = GoogleUpstream::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (private, public) = rsa_key(dir.path());
-    let email = "vertex-runner@credd-test.iam.gserviceaccount.com";
-    upstream.trust_service_account(email, &public);
-    let key = json!({
+pub const SERVICE_ACCOUNT: &str = "vertex-runner@credd-test.iam.gserviceaccount.com";
+
+/// A `service_account` key file for [`SERVICE_ACCOUNT`], with a new key (made in `dir`) that
+/// `upstream` trusts.
+pub fn service_account_key(upstream: &GoogleUpstream, dir: &Path) -> Value {
+    let (private, public) = rsa_key(dir);
+    upstream.trust_service_account(SERVICE_ACCOUNT, &public);
+    json!({
         "type": "service_account",
         "project_id": "credd-sa-project",
         "private_key_id": "0123456789abcdef",
         "private_key": private,
-        "client_email": email,
+        "client_email": SERVICE_ACCOUNT,
         "token_uri": upstream.token_url(),
-    });
+    })
+}
+
+#[test]
+fn a_service_account_key_signs_an_assertion_the_upstream_verifies() {
+    let upstream = GoogleUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = service_account_key(&upstream, dir.path());
+    let email = SERVICE_ACCOUNT;
     let world = gcp_world(&key, "");
     let daemon = world.start_daemon();
     let detail = world.credd(&["get", "vertex", "--format", "json"]).json();

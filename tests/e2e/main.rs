@@ -12,6 +12,7 @@ mod doctor;
 mod entra_endpoint;
 mod entra_source;
 mod exec_source;
+mod gcp_id_tokens;
 mod gcp_metadata;
 mod gcp_source;
 mod lifecycle;

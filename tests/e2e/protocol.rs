@@ -34,7 +34,11 @@ fn malformed_frame_gets_a_bad_request_reply() {
     let (world, _daemon) = served_world();
     let r = reply(&world.raw_exchange(&frame_of(b"{this is not json")));
     assert_eq!(r["response"]["kind"], "bad_request", "{r}");
-    let r = reply(&world.raw_exchange(&frame_of(br#"{"version":1,"request":{"op":"teleport"}}"#)));
+    let unknown_op = format!(
+        r#"{{"version":{},"request":{{"op":"teleport"}}}}"#,
+        credd_proto::PROTOCOL_VERSION
+    );
+    let r = reply(&world.raw_exchange(&frame_of(unknown_op.as_bytes())));
     assert_eq!(r["response"]["kind"], "bad_request", "{r}");
     // The daemon still serves.
     assert_eq!(world.credd(&["get", "gateway"]).ok(), "tok-protocol\n");

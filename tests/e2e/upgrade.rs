@@ -7,6 +7,9 @@ use credd_tests::other_daemon::{OnStop, OtherDaemon, refusal};
 
 use crate::gateway_world;
 
+const OLDER: u32 = credd_proto::PROTOCOL_VERSION - 1;
+const NEWER: u32 = credd_proto::PROTOCOL_VERSION + 1;
+
 fn world_with_source() -> World {
     gateway_world("tok-upgrade")
 }
@@ -28,7 +31,7 @@ fn assert_version_failure(out: &credd_tests::Output, says: &[&str]) {
 #[test]
 fn an_older_daemon_is_replaced_and_answers_come_from_this_release() {
     let world = world_with_source();
-    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let old = OtherDaemon::start(&world.socket, OLDER, OnStop::Go, |_| refusal(OLDER));
     let out = world.credd(&["get", "gateway"]);
     assert_eq!(out.ok(), "tok-upgrade\n");
     assert_eq!(out.stderr, "", "a replacement is silent on success");
@@ -47,7 +50,7 @@ fn an_older_daemon_is_replaced_and_answers_come_from_this_release() {
 #[test]
 fn a_burst_of_newer_clients_replaces_the_older_daemon_once() {
     let world = world_with_source();
-    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let old = OtherDaemon::start(&world.socket, OLDER, OnStop::Go, |_| refusal(OLDER));
     let outs = world.credd_concurrently(8, &["get", "gateway"]);
     for out in &outs {
         assert_eq!(out.ok(), "tok-upgrade\n", "{out:?}");
@@ -60,9 +63,9 @@ fn a_burst_of_newer_clients_replaces_the_older_daemon_once() {
 #[test]
 fn an_older_daemon_that_will_not_stop_is_named() {
     let world = world_with_source();
-    let old = OtherDaemon::start(&world.socket, 0, OnStop::Stay, |_| refusal(0));
+    let old = OtherDaemon::start(&world.socket, OLDER, OnStop::Stay, |_| refusal(OLDER));
     let out = world.credd(&["get", "gateway"]);
-    assert_version_failure(&out, &["protocol 0", "asked to stop"]);
+    assert_version_failure(&out, &[&format!("protocol {OLDER}"), "asked to stop"]);
     assert_eq!(old.stops(), 1, "asked once, not in a loop");
     assert_eq!(world.runs("gw"), 0);
 }
@@ -70,9 +73,9 @@ fn an_older_daemon_that_will_not_stop_is_named() {
 #[test]
 fn a_newer_daemon_is_left_alone() {
     let world = world_with_source();
-    let newer = OtherDaemon::start(&world.socket, 2, OnStop::Go, |_| refusal(2));
+    let newer = OtherDaemon::start(&world.socket, NEWER, OnStop::Go, |_| refusal(NEWER));
     let out = world.credd(&["get", "gateway"]);
-    assert_version_failure(&out, &["protocol 2", "newer"]);
+    assert_version_failure(&out, &[&format!("protocol {NEWER}"), "newer"]);
     assert_eq!(newer.stops(), 0);
     // `credd stop` is understood by every version, so the person can act on the advice.
     assert_eq!(world.credd(&["stop"]).code, 0);
@@ -86,9 +89,9 @@ fn a_newer_daemon_is_left_alone() {
 #[test]
 fn without_autostart_the_older_daemon_is_named_not_replaced() {
     let world = world_with_source().with_env("CREDD_NO_AUTOSTART", "1");
-    let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+    let old = OtherDaemon::start(&world.socket, OLDER, OnStop::Go, |_| refusal(OLDER));
     let out = world.credd(&["get", "gateway"]);
-    assert_version_failure(&out, &["protocol 0", "credd stop"]);
+    assert_version_failure(&out, &[&format!("protocol {OLDER}"), "credd stop"]);
     assert_eq!(old.stops(), 0);
     assert_eq!(old.requests(), 1);
 }

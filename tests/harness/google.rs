@@ -1,8 +1,10 @@
 //! Google's upstreams for the gcp tests. `oauth2-mock-server` (npm) is the OAuth 2.0 token
 //! endpoint; in front of it sits a shim for what the mock does not do the way Google does:
 //! it verifies service-account assertions against the key in the test's key file (the mock
-//! does not check signatures), answers Google STS token exchanges and IAM Credentials
-//! `generateAccessToken` calls in their documented formats (minting the tokens with the mock),
+//! does not check signatures), answers Google STS token exchanges, IAM Credentials
+//! `generateAccessToken` and `generateIdToken` calls, and ID-token requests (a JWT-bearer
+//! assertion with `target_audience`) in their documented formats (minting the tokens with the
+//! mock, whose JWTs carry the audience asked),
 //! refuses revoked refresh tokens with `invalid_grant`, and can be told to fail. Every call that
 //! reaches it is counted.
 
@@ -91,6 +93,33 @@ impl Minter {
         };
         http::forward(self.port, &request)
     }
+
+    /// A JWT for `audience`, signed by the mock (as Google signs ID tokens).
+    pub fn mint_id_token(&self, audience: &str) -> String {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("aud", audience)
+            .finish();
+        let request = Request {
+            method: "POST".into(),
+            path: "/token".into(),
+            query: Vec::new(),
+            headers: vec![
+                ("host".into(), format!("127.0.0.1:{}", self.port)),
+                (
+                    "content-type".into(),
+                    "application/x-www-form-urlencoded".into(),
+                ),
+            ],
+            body: body.into_bytes(),
+        };
+        let minted: Value = serde_json::from_slice(&http::forward(self.port, &request).body)
+            .expect("the mock answers with JSON");
+        minted["access_token"]
+            .as_str()
+            .expect("the mock mints a JWT")
+            .to_string()
+    }
 }
 
 impl Drop for OAuthMock {
@@ -129,6 +158,8 @@ struct State {
     subject_tokens: HashSet<String>,
     calls: HashMap<&'static str, usize>,
     issued: Vec<String>,
+    /// Every ID token handed out, with the audience it was asked for.
+    id_tokens: Vec<(String, String)>,
 }
 
 pub struct GoogleUpstream {
@@ -141,6 +172,8 @@ pub const REFRESH: &str = "refresh_token";
 pub const JWT_BEARER: &str = "jwt_bearer";
 pub const TOKEN_EXCHANGE: &str = "token_exchange";
 pub const GENERATE_ACCESS_TOKEN: &str = "generate_access_token";
+pub const ID_TOKEN: &str = "id_token";
+pub const GENERATE_ID_TOKEN: &str = "generate_id_token";
 
 impl GoogleUpstream {
     pub fn start() -> Self {
@@ -232,6 +265,11 @@ impl GoogleUpstream {
     pub fn issued(&self) -> Vec<String> {
         self.state.lock().unwrap().issued.clone()
     }
+
+    /// Every ID token handed out, oldest first, with the audience it was asked for.
+    pub fn id_tokens(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().id_tokens.clone()
+    }
 }
 
 /// Every answer carries a `Date` by this upstream's clock, as real servers' answers do.
@@ -285,13 +323,18 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             }
             http::forward(mock.port, request)
         }
-        JWT_BEARER => {
+        JWT_BEARER | ID_TOKEN => {
             if let Err(why) = verify_assertion(state, field("assertion"), request) {
                 return oauth_error(400, "invalid_grant", &why);
             }
+            if kind == ID_TOKEN {
+                let audience = assertion_claim(field("assertion"), "target_audience");
+                let token = record_id_token(state, mock, &audience);
+                return Response::json(200, json!({ "id_token": token }));
+            }
             mock.mint(
                 "client_credentials",
-                &scope_of_assertion(field("assertion")),
+                &assertion_claim(field("assertion"), "scope"),
             )
         }
         TOKEN_EXCHANGE => {
@@ -310,6 +353,7 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             }
             response
         }
+        GENERATE_ID_TOKEN => return generate_id_token(state, mock, request),
         _ => return generate_access_token(state, mock, request),
     };
     record(state, minted)
@@ -322,6 +366,9 @@ fn classify(request: &Request) -> Option<&'static str> {
     if request.path.ends_with(":generateAccessToken") {
         return Some(GENERATE_ACCESS_TOKEN);
     }
+    if request.path.ends_with(":generateIdToken") {
+        return Some(GENERATE_ID_TOKEN);
+    }
     if request.path != "/token" {
         return None;
     }
@@ -331,7 +378,17 @@ fn classify(request: &Request) -> Option<&'static str> {
         .unwrap_or_default();
     match grant.as_str() {
         "refresh_token" => Some(REFRESH),
-        "urn:ietf:params:oauth:grant-type:jwt-bearer" => Some(JWT_BEARER),
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            let assertion: String = form_urlencoded::parse(&request.body)
+                .find(|(k, _)| k == "assertion")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if assertion_claim(&assertion, "target_audience").is_empty() {
+                Some(JWT_BEARER)
+            } else {
+                Some(ID_TOKEN)
+            }
+        }
         "urn:ietf:params:oauth:grant-type:token-exchange" => Some(TOKEN_EXCHANGE),
         _ => Some("other"),
     }
@@ -386,25 +443,63 @@ fn verify_assertion(
         .map_err(|e| format!("Invalid JWT: {e}"))
 }
 
-fn scope_of_assertion(assertion: &str) -> String {
+/// A string claim of an assertion (empty when it has none).
+fn assertion_claim(assertion: &str, claim: &str) -> String {
     jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
         .ok()
-        .and_then(|t| t.claims["scope"].as_str().map(str::to_string))
+        .and_then(|t| t.claims[claim].as_str().map(str::to_string))
         .unwrap_or_default()
 }
 
-/// IAM Credentials `generateAccessToken`: needs a bearer token this upstream issued.
-fn generate_access_token(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+/// Mints an ID token for `audience` and records it.
+fn record_id_token(state: &Mutex<State>, mock: Minter, audience: &str) -> String {
+    let token = mock.mint_id_token(audience);
+    state
+        .lock()
+        .unwrap()
+        .id_tokens
+        .push((token.clone(), audience.to_string()));
+    token
+}
+
+/// The IAM API's refusal of a call whose bearer token this upstream did not issue.
+fn unauthenticated(state: &Mutex<State>, request: &Request) -> Option<Response> {
     let bearer = request
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
-    if !state.lock().unwrap().issued.contains(&bearer) {
+    if state.lock().unwrap().issued.contains(&bearer) {
+        return None;
+    }
+    Some(Response::json(
+        401,
+        json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+    ))
+}
+
+/// IAM Credentials `generateIdToken`: needs a bearer token this upstream issued and an
+/// audience.
+fn generate_id_token(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+    if let Some(refusal) = unauthenticated(state, request) {
+        return refusal;
+    }
+    let body = request.json();
+    let audience = body["audience"].as_str().unwrap_or_default();
+    if audience.is_empty() {
         return Response::json(
-            401,
-            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+            400,
+            json!({"error": {"code": 400, "message": "Audience is required.", "status": "INVALID_ARGUMENT"}}),
         );
+    }
+    let token = record_id_token(state, mock, audience);
+    Response::json(200, json!({ "token": token }))
+}
+
+/// IAM Credentials `generateAccessToken`: needs a bearer token this upstream issued.
+fn generate_access_token(state: &Mutex<State>, mock: Minter, request: &Request) -> Response {
+    if let Some(refusal) = unauthenticated(state, request) {
+        return refusal;
     }
     let body = request.json();
     let scope: Vec<&str> = body["scope"]

@@ -1,7 +1,8 @@
 //! A GCE metadata server for one `gcp` source: Google's libraries (google-auth for Python,
 //! google-auth-library for Node, which Claude Code uses for Vertex AI) read
 //! `GCE_METADATA_HOST` / `GCE_METADATA_IP`, probe the server, then fetch the default service
-//! account's token, email and the project from it.
+//! account's token, email and the project from it, and ID tokens for an audience from its
+//! `identity` path.
 //!
 //! The protocol has no secret, so besides the Host check every request needs
 //! `Metadata-Flavor: Google` (as on GCE, which stops a browser or a plain proxy request), must
@@ -14,6 +15,7 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 
 use super::{Endpoint, EndpointRequest, EndpointResponse};
+use crate::audiences::Audiences;
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
 
@@ -21,12 +23,17 @@ const V1: &str = "/computeMetadata/v1";
 
 pub struct GceMetadata {
     slot: Arc<Slot>,
+    audiences: Arc<Audiences>,
     scopes: Vec<String>,
 }
 
 impl GceMetadata {
-    pub fn new(slot: Arc<Slot>, scopes: Vec<String>) -> Self {
-        GceMetadata { slot, scopes }
+    pub fn new(slot: Arc<Slot>, audiences: Arc<Audiences>, scopes: Vec<String>) -> Self {
+        GceMetadata {
+            slot,
+            audiences,
+            scopes,
+        }
     }
 
     async fn answer(&self, request: EndpointRequest) -> EndpointResponse {
@@ -98,15 +105,12 @@ impl GceMetadata {
                 }
                 match item {
                     "" if recursive => json_ok(account()),
-                    "" => text(200, "aliases\nemail\nscopes\ntoken\n"),
+                    "" => text(200, "aliases\nemail\nidentity\nscopes\ntoken\n"),
                     "email" => text(200, &email),
                     "aliases" => text(200, "default\n"),
                     "scopes" => text(200, &format!("{}\n", self.scopes.join("\n"))),
                     "token" => self.token(&credential, request),
-                    "identity" => text(
-                        404,
-                        "ID tokens are not served by credd's metadata endpoint.\n",
-                    ),
+                    "identity" => self.identity(request).await,
                     _ => not_found(),
                 }
             }
@@ -143,6 +147,26 @@ impl GceMetadata {
             "expires_in": expires_in,
             "token_type": "Bearer",
         }))
+    }
+
+    /// An ID token for the `audience` the query names, from its own cache slot. `format` and
+    /// `licenses` are GCE's instance claims, which a token minted for a service account has
+    /// not; they are ignored.
+    async fn identity(&self, request: &EndpointRequest) -> EndpointResponse {
+        let Some(audience) = request.query_param("audience").filter(|a| !a.is_empty()) else {
+            return text(400, "non-empty audience parameter required\n");
+        };
+        let slot = match self.audiences.slot(&audience) {
+            Ok(slot) => slot,
+            Err(e) => return text(400, &format!("{e}\n")),
+        };
+        match slot.get(DEFAULT_MIN_VALID, None).await {
+            Ok(credential) => match &credential.secret {
+                CredentialSecret::Token { token } => text(200, token.expose()),
+                _ => text(500, "This source does not hold an ID token.\n"),
+            },
+            Err(e) => text(503, &format!("{e}\n")),
+        }
     }
 
     /// The cached credential, or the response that says why there is none.

@@ -84,3 +84,15 @@ pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
         SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(entra.clone())),
     }
 }
+
+/// The source of ID tokens for `audience` a config entry describes, for the kinds that mint
+/// them (`gcp`); `None` for the others.
+pub fn build_id_token(spec: &SourceSpec, audience: &str) -> Option<Box<dyn Source>> {
+    match spec {
+        SourceSpec::Gcp(gcp) => Some(Box::new(gcp::id_token::GcpIdTokenSource::new(
+            gcp::GcpSource::new(gcp.clone()),
+            audience.to_string(),
+        ))),
+        SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) => None,
+    }
+}

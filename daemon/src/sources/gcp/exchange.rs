@@ -2,7 +2,8 @@
 //! credential file names: the OAuth 2.0 refresh-token grant (`authorized_user`), the JWT-bearer
 //! grant with an RS256 assertion signed by `jsonwebtoken` (`service_account`), the RFC 8693
 //! token exchange at Google's STS (`external_account`), and the IAM Credentials
-//! `generateAccessToken` call (impersonation).
+//! `generateAccessToken` call (impersonation). ID tokens for an audience come from the same
+//! JWT-bearer grant (with `target_audience`) and from IAM Credentials `generateIdToken`.
 //!
 //! Upstream error bodies are reduced to their documented `error` / `error_description` (or
 //! `error.message`) fields, with every secret of the request scrubbed from them.
@@ -17,7 +18,7 @@ use crate::redact;
 use crate::sources::SourceError;
 use crate::upstream_clock::DateProbe;
 
-/// What an exchange yields.
+/// What an exchange yields: an access token, or an ID token from the ID-token calls.
 #[derive(Debug, Clone)]
 pub struct AccessToken {
     pub token: Secret,
@@ -70,7 +71,11 @@ pub async fn refresh_grant(
 #[derive(Serialize)]
 struct AssertionClaims<'a> {
     iss: &'a str,
-    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    /// Asks for an ID token for this audience instead of an access token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_audience: Option<&'a str>,
     aud: &'a str,
     iat: i64,
     exp: i64,
@@ -84,11 +89,52 @@ pub async fn jwt_bearer_grant(
     now: SystemTime,
 ) -> Result<AccessToken, SourceError> {
     let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
+    let assertion = sign_assertion(key, Some(scopes.join(" ")), None, now)?;
+    let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
+    let request = http.post(token_uri).form(&form);
+    token_call(request, token_uri, &[&assertion], now).await
+}
+
+/// An ID token for `audience`, signed by Google for the service account of a key file: the
+/// JWT-bearer grant with a `target_audience` claim.
+pub async fn jwt_bearer_id_token(
+    http: &reqwest::Client,
+    key: &ServiceAccount,
+    audience: &str,
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
+    let assertion = sign_assertion(key, None, Some(audience), now)?;
+    let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
+    let request = http.post(token_uri).form(&form);
+    let answer = send(request, token_uri, &[&assertion]).await?;
+    #[derive(Deserialize)]
+    struct IdTokenResponse {
+        id_token: String,
+    }
+    let response: IdTokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{} answered with something that is not an ID token response",
+            host(token_uri)
+        ))
+    })?;
+    id_token(response.id_token, &answer, token_uri, now)
+}
+
+/// The assertion a service account signs with its key: for an access token with `scope`, or
+/// for an ID token with `target_audience`.
+fn sign_assertion(
+    key: &ServiceAccount,
+    scope: Option<String>,
+    target_audience: Option<&str>,
+    now: SystemTime,
+) -> Result<String, SourceError> {
     let iat = crate::clock::unix_secs(now);
     let claims = AssertionClaims {
         iss: &key.client_email,
-        scope: scopes.join(" "),
-        aud: token_uri,
+        scope,
+        target_audience,
+        aud: key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI),
         iat,
         exp: iat + ASSERTION_LIFETIME.as_secs() as i64,
     };
@@ -101,15 +147,12 @@ pub async fn jwt_bearer_grant(
                 key.client_email
             ))
         })?;
-    let assertion = jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| {
+    jsonwebtoken::encode(&header, &claims, &signing_key).map_err(|e| {
         SourceError::Upstream(format!(
             "cannot sign the assertion for {}: {e}",
             key.client_email
         ))
-    })?;
-    let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
-    let request = http.post(token_uri).form(&form);
-    token_call(request, token_uri, &[&assertion], now).await
+    })
 }
 
 /// What an STS token exchange needs besides the subject token.
@@ -181,16 +224,7 @@ pub async fn generate_access_token(
 ) -> Result<AccessToken, SourceError> {
     let body = GenerateAccessTokenRequest {
         scope: scopes,
-        delegates: delegates
-            .iter()
-            .map(|d| {
-                if d.starts_with("projects/") {
-                    d.clone()
-                } else {
-                    format!("projects/-/serviceAccounts/{d}")
-                }
-            })
-            .collect(),
+        delegates: delegate_names(delegates),
         lifetime: format!("{}s", lifetime.as_secs()),
     };
     let request = http
@@ -220,12 +254,114 @@ pub async fn generate_access_token(
     })
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GenerateIdTokenRequest<'a> {
+    audience: &'a str,
+    delegates: Vec<String>,
+    include_email: bool,
+}
+
+/// `generateIdToken` of the IAM Credentials API: an ID token for `audience`, signed by Google
+/// for the service account `url` names, asked with `source` (which needs the cloud-platform
+/// scope).
+pub async fn generate_id_token(
+    http: &reqwest::Client,
+    url: &str,
+    source: &AccessToken,
+    audience: &str,
+    delegates: &[String],
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    let body = GenerateIdTokenRequest {
+        audience,
+        delegates: delegate_names(delegates),
+        include_email: true,
+    };
+    let request = http
+        .post(url)
+        .bearer_auth(source.token.expose())
+        .json(&body);
+    let answer = send(request, url, &[source.token.expose()]).await?;
+    #[derive(Deserialize)]
+    struct GenerateIdTokenResponse {
+        token: String,
+    }
+    let response: GenerateIdTokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{} answered with something that is not a generateIdToken response",
+            host(url)
+        ))
+    })?;
+    id_token(response.token, &answer, url, now)
+}
+
+/// Delegates as the IAM Credentials API names them.
+fn delegate_names(delegates: &[String]) -> Vec<String> {
+    delegates
+        .iter()
+        .map(|d| {
+            if d.starts_with("projects/") {
+                d.clone()
+            } else {
+                format!("projects/-/serviceAccounts/{d}")
+            }
+        })
+        .collect()
+}
+
+/// An ID token as an upstream answered it, with the expiry its own `exp` claim states (by the
+/// upstream's clock, so corrected by the answer's `Date`).
+fn id_token(
+    token: String,
+    answer: &Answer,
+    url: &str,
+    now: SystemTime,
+) -> Result<AccessToken, SourceError> {
+    #[derive(Deserialize)]
+    struct Expiry {
+        exp: u64,
+    }
+    // Only the expiry is read: the token is Google's to sign and the audience's to verify.
+    let exp = jsonwebtoken::dangerous::insecure_decode_claims::<Expiry>(&token)
+        .map_err(|_| {
+            SourceError::Upstream(format!(
+                "{} answered with an ID token that is not a JWT with an expiry",
+                host(url)
+            ))
+        })?
+        .exp;
+    let stated = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
+    let (expires_at, clock_offset_secs) = answer.dates.to_local(stated, now);
+    Ok(AccessToken {
+        token: Secret::new(token),
+        expires_at,
+        clock_offset_secs,
+    })
+}
+
 /// The IAM Credentials URL that impersonates `service_account`.
 pub fn impersonation_url(iam_endpoint: &str, service_account: &str) -> String {
+    iam_credentials_url(iam_endpoint, service_account, "generateAccessToken")
+}
+
+/// The IAM Credentials URL that mints ID tokens for `service_account`.
+pub fn id_token_url(iam_endpoint: &str, service_account: &str) -> String {
+    iam_credentials_url(iam_endpoint, service_account, "generateIdToken")
+}
+
+fn iam_credentials_url(iam_endpoint: &str, service_account: &str, method: &str) -> String {
     format!(
-        "{}/v1/projects/-/serviceAccounts/{service_account}:generateAccessToken",
+        "{}/v1/projects/-/serviceAccounts/{service_account}:{method}",
         iam_endpoint.trim_end_matches('/')
     )
+}
+
+/// The `generateIdToken` URL beside a credential file's `generateAccessToken` URL.
+pub fn id_token_url_beside(impersonation_url: &str) -> Option<String> {
+    impersonation_url
+        .strip_suffix(":generateAccessToken")
+        .map(|base| format!("{base}:generateIdToken"))
 }
 
 /// The service account an impersonation URL names.
@@ -399,6 +535,13 @@ mod tests {
             impersonated_account(&url),
             Some("sa@p.iam.gserviceaccount.com")
         );
+        let id_url = id_token_url("https://iam.example/", "sa@p.iam.gserviceaccount.com");
+        assert_eq!(
+            id_url,
+            "https://iam.example/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateIdToken"
+        );
+        assert_eq!(id_token_url_beside(&url).as_deref(), Some(id_url.as_str()));
+        assert_eq!(id_token_url_beside("https://iam.example/v1/other"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod adc;
 pub mod exchange;
+pub mod id_token;
 mod subject_token;
 
 use std::collections::BTreeMap;
