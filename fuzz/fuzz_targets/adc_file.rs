@@ -5,9 +5,9 @@ use credd_daemon::sources::gcp::adc;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(file) = adc::parse(text) {
-            let _ = (file.type_name(), file.project(), file.quota_project());
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(file) = adc::parse(text)
+    {
+        let _ = (file.type_name(), file.project(), file.quota_project());
     }
 });
