@@ -113,7 +113,14 @@ impl Audiences {
     }
 
     pub fn statuses(&self) -> Vec<credd_proto::SourceStatus> {
-        self.lock().values().map(|a| a.slot.status()).collect()
+        self.lock()
+            .iter()
+            .map(|(audience, a)| credd_proto::SourceStatus {
+                name: self.source_name.clone(),
+                audience: Some(audience.clone()),
+                ..a.slot.status()
+            })
+            .collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Audience>> {

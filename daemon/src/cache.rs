@@ -355,6 +355,7 @@ impl Slot {
         };
         SourceStatus {
             name: self.name.clone(),
+            audience: None,
             kind: self.kind().to_string(),
             state,
             expires_at: st.current.as_ref().map(|c| c.credential.expires_at),

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use credd_proto::{CREDD_VERSION, CredentialSecret, PROTOCOL_VERSION, Request, Response};
+use credd_proto::{
+    CREDD_VERSION, CredentialSecret, PROTOCOL_VERSION, Request, Response, SourceStatus,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -100,7 +102,11 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
                 format!(
                     "{} is valid ({} sources)",
                     status.config_path,
-                    status.sources.len()
+                    status
+                        .sources
+                        .iter()
+                        .filter(|s| s.audience.is_none())
+                        .count()
                 ),
                 None,
             ),
@@ -112,7 +118,11 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             ),
         });
         for source in &status.sources {
-            facts.push(source_check(ask, &source.name, now, &mut checks));
+            let fact = source_check(ask, source, now, &mut checks);
+            // What Claude Code's settings name is the source itself.
+            if source.audience.is_none() {
+                facts.push(fact);
+            }
             for endpoint in &source.endpoints {
                 checks.push(endpoint_check(&source.name, endpoint));
             }
@@ -123,13 +133,19 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
     checks
 }
 
-fn source_check(ask: Ask<'_>, name: &str, now: i64, checks: &mut Vec<Check>) -> SourceFacts {
-    let what = format!("source {name}");
+fn source_check(
+    ask: Ask<'_>,
+    source: &SourceStatus,
+    now: i64,
+    checks: &mut Vec<Check>,
+) -> SourceFacts {
+    let name = source.name.as_str();
+    let what = format!("source {}", source.label());
     let request = Request::Get {
         source: name.to_string(),
         min_valid_secs: 0,
         caller: None,
-        audience: None,
+        audience: source.audience.clone(),
     };
     match ask(request) {
         Ok(Response::Credential(c)) => {

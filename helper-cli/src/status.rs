@@ -43,7 +43,7 @@ pub fn render(report: &StatusReport) -> String {
         .iter()
         .map(|s| {
             [
-                s.name.clone(),
+                s.label(),
                 s.kind.clone(),
                 s.state.as_str().to_string(),
                 s.expires_at
@@ -84,7 +84,7 @@ pub fn render(report: &StatusReport) -> String {
             let _ = writeln!(
                 out,
                 "\n{}: the upstream's clock is {} {side} this machine's; expiry times are corrected for it",
-                source.name,
+                source.label(),
                 span(offset.abs())
             );
         }

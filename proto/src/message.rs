@@ -193,6 +193,9 @@ pub struct StatusReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceStatus {
     pub name: String,
+    /// Set on the status of a source's ID tokens for this audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
     pub kind: String,
     pub state: SourceState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +215,16 @@ pub struct SourceStatus {
     /// Local endpoints serving this source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointStatus>,
+}
+
+impl SourceStatus {
+    /// How a person names what this status is about: `vertex`, or `vertex --audience A`.
+    pub fn label(&self) -> String {
+        match &self.audience {
+            Some(audience) => format!("{} --audience {audience}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// A local endpoint and how to use it.

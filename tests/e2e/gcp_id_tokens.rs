@@ -88,6 +88,27 @@ fn a_service_account_key_mints_an_id_token_per_audience_and_caches_each() {
         );
     }
 
+    // `credd doctor` checks each audience under its own name, and counts one source.
+    let doctor = world.credd(&["doctor", "--json"]);
+    let checks: Vec<Value> = serde_json::from_str(&doctor.stdout).unwrap();
+    let verdict = |what: &str| {
+        checks
+            .iter()
+            .find(|c| c["what"] == what)
+            .map(|c| c["verdict"].clone())
+    };
+    assert_eq!(verdict("source vertex"), Some(json!("ok")), "{checks:?}");
+    assert_eq!(
+        verdict(&format!("source vertex --audience {RUN_URL}")),
+        Some(json!("ok")),
+        "{checks:?}"
+    );
+    let config = checks.iter().find(|c| c["what"] == "config").unwrap();
+    assert!(
+        config["detail"].as_str().unwrap().ends_with("(1 sources)"),
+        "{config}"
+    );
+
     // 55 minutes on, the hour-long ID token is renewed, once (the mock's tokens minted within
     // one second are alike, so the count of minted ones tells).
     world.advance_clock(55 * 60);
