@@ -12,7 +12,8 @@ use credd_tests::peers::{self, free_port};
 use serde_json::{Value, json};
 
 use crate::gcp_source::{
-    REFRESH_TOKEN, SERVICE_ACCOUNT, authorized_user, gcp_world, service_account_key,
+    REFRESH_TOKEN, SERVICE_ACCOUNT, authorized_user, gcp_world, impersonated_file,
+    impersonating_world, service_account_key,
 };
 
 const RUN_URL: &str = "https://gateway-4kq2x7-uc.a.run.app";
@@ -134,13 +135,7 @@ fn impersonation_mints_id_tokens_with_generate_id_token() {
     let upstream = GoogleUpstream::start();
     // `impersonate` in the config, over a user's own login.
     let invoker = "gateway-invoker@credd-test.iam.gserviceaccount.com";
-    let world = gcp_world(
-        &authorized_user(&upstream, REFRESH_TOKEN),
-        &format!(
-            "impersonate = \"{invoker}\"\niam_endpoint = \"{}\"\n",
-            upstream.url()
-        ),
-    );
+    let world = impersonating_world(&upstream, invoker);
     let _daemon = world.start_daemon();
     let detail = world
         .credd(&["get", "vertex", "--audience", RUN_URL, "--format", "json"])
@@ -160,16 +155,9 @@ fn impersonation_mints_id_tokens_with_generate_id_token() {
         "the user's token asked IAM"
     );
 
-    // An impersonated_service_account file (as `gcloud auth application-default login
-    // --impersonate-service-account` writes it).
+    // An impersonated_service_account file.
     let target = "deployer@credd-test.iam.gserviceaccount.com";
-    let file = json!({
-        "type": "impersonated_service_account",
-        "service_account_impersonation_url": upstream.impersonation_url(target),
-        "source_credentials": authorized_user(&upstream, REFRESH_TOKEN),
-        "delegates": [],
-    });
-    let world = gcp_world(&file, "");
+    let world = gcp_world(&impersonated_file(&upstream, target), "");
     let _daemon = world.start_daemon();
     let detail = world
         .credd(&[

@@ -37,6 +37,29 @@ pub fn gcp_world(credential: &Value, extra: &str) -> World {
     world
 }
 
+/// A world whose `vertex` source is a user's login impersonating `account` (`impersonate` in
+/// the config).
+pub fn impersonating_world(upstream: &GoogleUpstream, account: &str) -> World {
+    gcp_world(
+        &authorized_user(upstream, REFRESH_TOKEN),
+        &format!(
+            "impersonate = \"{account}\"\niam_endpoint = \"{}\"\n",
+            upstream.url()
+        ),
+    )
+}
+
+/// An `impersonated_service_account` file (as `gcloud auth application-default login
+/// --impersonate-service-account` writes it) over a user's login.
+pub fn impersonated_file(upstream: &GoogleUpstream, account: &str) -> Value {
+    json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": upstream.impersonation_url(account),
+        "source_credentials": authorized_user(upstream, REFRESH_TOKEN),
+        "delegates": [],
+    })
+}
+
 fn gcloud_adc(world: &World) -> PathBuf {
     world
         .home
@@ -227,13 +250,7 @@ fn an_executable_source_runs_only_when_allowed() {
 fn impersonation_from_a_file_or_from_the_config() {
     let upstream = GoogleUpstream::start();
     let target = "deployer@credd-test.iam.gserviceaccount.com";
-    let file = json!({
-        "type": "impersonated_service_account",
-        "service_account_impersonation_url": upstream.impersonation_url(target),
-        "source_credentials": authorized_user(&upstream, REFRESH_TOKEN),
-        "delegates": [],
-    });
-    let world = gcp_world(&file, "");
+    let world = gcp_world(&impersonated_file(&upstream, target), "");
     let _daemon = world.start_daemon();
     let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
     assert_eq!(detail["metadata"]["account"], target);
@@ -243,13 +260,7 @@ fn impersonation_from_a_file_or_from_the_config() {
     );
 
     let configured = "other-sa@credd-test.iam.gserviceaccount.com";
-    let world = gcp_world(
-        &authorized_user(&upstream, REFRESH_TOKEN),
-        &format!(
-            "impersonate = \"{configured}\"\niam_endpoint = \"{}\"\n",
-            upstream.url()
-        ),
-    );
+    let world = impersonating_world(&upstream, configured);
     let _daemon = world.start_daemon();
     let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
     assert_eq!(detail["metadata"]["account"], configured);
@@ -268,13 +279,7 @@ fn google_clocks_ten_minutes_off_change_no_lifetime() {
     for offset in [600, -600] {
         upstream.set_clock_offset(offset);
         let user = gcp_world(&authorized_user(&upstream, REFRESH_TOKEN), "");
-        let impersonating = gcp_world(
-            &authorized_user(&upstream, REFRESH_TOKEN),
-            &format!(
-                "impersonate = \"{target}\"\niam_endpoint = \"{}\"\n",
-                upstream.url()
-            ),
-        );
+        let impersonating = impersonating_world(&upstream, target);
         for (world, corrected) in [(user, 0), (impersonating, offset)] {
             let _daemon = world.start_daemon();
             let first = world.assert_lifetime_and_clock_offset("vertex", "token", 3600, corrected);

@@ -73,10 +73,28 @@ impl Minter {
     /// A token minted by the mock with `grant` (`client_credentials`, or `refresh_token` for
     /// one that comes with a refresh token) and `scope`.
     pub fn mint(&self, grant: &str, scope: &str) -> Response {
+        self.token_request(&[
+            ("grant_type", grant),
+            ("refresh_token", "mock"),
+            ("scope", scope),
+        ])
+    }
+
+    /// A JWT for `audience`, signed by the mock (as Google signs ID tokens).
+    pub fn mint_id_token(&self, audience: &str) -> String {
+        let answer = self.token_request(&[("grant_type", "client_credentials"), ("aud", audience)]);
+        let minted: Value =
+            serde_json::from_slice(&answer.body).expect("the mock answers with JSON");
+        minted["access_token"]
+            .as_str()
+            .expect("the mock mints a JWT")
+            .to_string()
+    }
+
+    /// The mock's answer to a token request with `form`.
+    fn token_request(&self, form: &[(&str, &str)]) -> Response {
         let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", grant)
-            .append_pair("refresh_token", "mock")
-            .append_pair("scope", scope)
+            .extend_pairs(form)
             .finish();
         let request = Request {
             method: "POST".into(),
@@ -92,33 +110,6 @@ impl Minter {
             body: body.into_bytes(),
         };
         http::forward(self.port, &request)
-    }
-
-    /// A JWT for `audience`, signed by the mock (as Google signs ID tokens).
-    pub fn mint_id_token(&self, audience: &str) -> String {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("aud", audience)
-            .finish();
-        let request = Request {
-            method: "POST".into(),
-            path: "/token".into(),
-            query: Vec::new(),
-            headers: vec![
-                ("host".into(), format!("127.0.0.1:{}", self.port)),
-                (
-                    "content-type".into(),
-                    "application/x-www-form-urlencoded".into(),
-                ),
-            ],
-            body: body.into_bytes(),
-        };
-        let minted: Value = serde_json::from_slice(&http::forward(self.port, &request).body)
-            .expect("the mock answers with JSON");
-        minted["access_token"]
-            .as_str()
-            .expect("the mock mints a JWT")
-            .to_string()
     }
 }
 

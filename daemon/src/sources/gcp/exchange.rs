@@ -112,12 +112,7 @@ pub async fn jwt_bearer_id_token(
     struct IdTokenResponse {
         id_token: String,
     }
-    let response: IdTokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
-        SourceError::Upstream(format!(
-            "{} answered with something that is not an ID token response",
-            host(token_uri)
-        ))
-    })?;
+    let response: IdTokenResponse = answer.read(token_uri, "an ID token response")?;
     id_token(response.id_token, &answer, token_uri, now)
 }
 
@@ -233,12 +228,7 @@ pub async fn generate_access_token(
         .json(&body);
     let answer = send(request, url, &[source.token.expose()]).await?;
     let response: GenerateAccessTokenResponse =
-        serde_json::from_str(&answer.body).map_err(|_| {
-            SourceError::Upstream(format!(
-                "{} answered with something that is not a generateAccessToken response",
-                host(url)
-            ))
-        })?;
+        answer.read(url, "a generateAccessToken response")?;
     let expire_time = humantime::parse_rfc3339_weak(&response.expire_time).map_err(|_| {
         SourceError::Upstream(format!(
             "{} answered with an unreadable expireTime",
@@ -287,12 +277,7 @@ pub async fn generate_id_token(
     struct GenerateIdTokenResponse {
         token: String,
     }
-    let response: GenerateIdTokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
-        SourceError::Upstream(format!(
-            "{} answered with something that is not a generateIdToken response",
-            host(url)
-        ))
-    })?;
+    let response: GenerateIdTokenResponse = answer.read(url, "a generateIdToken response")?;
     id_token(response.token, &answer, url, now)
 }
 
@@ -377,12 +362,7 @@ async fn token_call(
     now: SystemTime,
 ) -> Result<AccessToken, SourceError> {
     let answer = send(request, url, secrets).await?;
-    let response: TokenResponse = serde_json::from_str(&answer.body).map_err(|_| {
-        SourceError::Upstream(format!(
-            "{} answered with something that is not a token response",
-            host(url)
-        ))
-    })?;
+    let response: TokenResponse = answer.read(url, "a token response")?;
     if response.access_token.is_empty() {
         return Err(SourceError::Upstream(format!(
             "{} answered with an empty access token",
@@ -404,6 +384,22 @@ async fn token_call(
 struct Answer {
     body: String,
     dates: DateProbe,
+}
+
+impl Answer {
+    /// The body as the JSON of `what` (for the message when it is not), from `url`.
+    fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        what: &str,
+    ) -> Result<T, SourceError> {
+        serde_json::from_str(&self.body).map_err(|_| {
+            SourceError::Upstream(format!(
+                "{} answered with something that is not {what}",
+                host(url)
+            ))
+        })
+    }
 }
 
 /// Sends a request and returns a successful answer; anything else becomes an error that says
