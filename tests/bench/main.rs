@@ -626,7 +626,11 @@ fn replacing_an_older_daemon(runs: usize) {
                 "[sources.gateway]\nkind = \"exec\"\ncommand = {}\n",
                 serde_json::to_string(&cmd).unwrap()
             ));
-            let old = OtherDaemon::start(&world.socket, 0, OnStop::Go, |_| refusal(0));
+            // A daemon of the protocol before this one, which lets go of its lock as it stops.
+            let older = credd_proto::PROTOCOL_VERSION - 1;
+            let old = OtherDaemon::start(&world.socket, older, OnStop::GoAtOnce, move |_| {
+                refusal(older)
+            });
             let t = Instant::now();
             world.credd(&["get", "gateway"]).ok();
             let elapsed = t.elapsed();

@@ -18,11 +18,17 @@ use serde_json::{Value, json};
 /// What the stand-in does when asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnStop {
-    /// Stops: removes its socket, accepts no one else, and lets go of the lock.
+    /// Stops: removes its socket, accepts no one else, and lets go of the lock [`LINGER`]
+    /// later (a daemon finishing its last answers), so a replacement meets the lock still held.
     Go,
+    /// Stops, letting go of the lock as it removes its socket.
+    GoAtOnce,
     /// Answers and carries on (a daemon from before stops were understood, or a stuck one).
     Stay,
 }
+
+/// How long a stopping stand-in ([`OnStop::Go`]) holds the lock after removing its socket.
+pub const LINGER: Duration = Duration::from_millis(200);
 
 type Answer = dyn Fn(&Value) -> Value + Send + Sync;
 
@@ -125,7 +131,7 @@ impl Shared {
                 &json!({"version": self.protocol, "response": response}),
             ));
             if stop {
-                if self.on_stop == OnStop::Go {
+                if self.on_stop != OnStop::Stay {
                     self.go();
                 }
                 return;
@@ -133,11 +139,14 @@ impl Shared {
         }
     }
 
-    /// Removes the socket, accepts no one else, and a little later lets go of the lock.
+    /// Removes the socket, accepts no one else, and lets go of the lock ([`LINGER`] later
+    /// unless it stops at once).
     fn go(&self) {
         if !self.gone.swap(true, Ordering::SeqCst) {
             let _ = std::fs::remove_file(&self.socket);
-            std::thread::sleep(Duration::from_millis(200));
+            if self.on_stop != OnStop::GoAtOnce {
+                std::thread::sleep(LINGER);
+            }
             self.lock.lock().unwrap().take();
         }
     }
