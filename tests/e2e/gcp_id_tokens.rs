@@ -250,3 +250,47 @@ fn google_auth_fetches_id_tokens_from_the_metadata_endpoint() {
     assert!(missing.starts_with("HTTP/1.1 400"), "{missing}");
     assert!(missing.contains("non-empty audience parameter required"));
 }
+
+#[test]
+fn an_audience_nobody_asks_for_stops_being_refreshed_and_is_forgotten() {
+    let upstream = GoogleUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let world = service_account_world(&upstream, dir.path(), "");
+    let _daemon = world.start_daemon();
+    id_token(&world, RUN_URL);
+    let listed = || {
+        world
+            .credd(&["status"])
+            .ok()
+            .contains(&format!("vertex --audience {RUN_URL}"))
+    };
+    assert!(listed());
+
+    // Kept fresh while asked for lately: renewed 55 and 110 minutes on without a caller waiting.
+    for renewals in [2, 3] {
+        world.advance_clock(55 * 60);
+        world.eventually(Duration::from_secs(10), "the ID token renewed", || {
+            upstream.calls(google::ID_TOKEN) == renewals
+        });
+    }
+    // Two hours after the last ask nobody wants it any more: no more upstream calls, and
+    // `status` no longer lists it.
+    world.advance_clock(11 * 60);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(300));
+        world.advance_clock(55 * 60);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(upstream.calls(google::ID_TOKEN), 3, "refreshed while idle");
+    assert!(!listed(), "an idle audience is still listed");
+
+    // Asked for again, it is minted anew and kept fresh again.
+    let token = id_token(&world, RUN_URL);
+    assert_eq!(upstream.calls(google::ID_TOKEN), 4);
+    assert_eq!(claims(&token)["aud"], RUN_URL);
+    assert!(listed());
+    world.advance_clock(55 * 60);
+    world.eventually(Duration::from_secs(10), "the ID token renewed", || {
+        upstream.calls(google::ID_TOKEN) == 5
+    });
+}
