@@ -1,0 +1,44 @@
+//! Timing runs of a command and printing their median and tail.
+
+use std::time::{Duration, Instant};
+
+/// Runs `run` five times to warm up, then `runs` times; the durations, sorted.
+pub fn time_runs(runs: usize, mut run: impl FnMut() -> bool) -> Vec<Duration> {
+    for _ in 0..5 {
+        assert!(run(), "warm-up run failed");
+    }
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            assert!(run(), "run failed");
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+pub fn report(what: &str, times: &[Duration], floor: Option<&[Duration]>) {
+    let median = pct(times, 0.5);
+    let ratio = floor
+        .map(|f| {
+            format!(
+                "  ({:.2}x /bin/true)",
+                median.as_secs_f64() / pct(f, 0.5).as_secs_f64()
+            )
+        })
+        .unwrap_or_default();
+    println!(
+        "  {what:<38} median {:>8.3} ms  p95 {:>8.3} ms{ratio}",
+        ms(median),
+        ms(pct(times, 0.95))
+    );
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
