@@ -31,7 +31,7 @@ use std::time::Duration;
 use credd_tests::World;
 
 use crate::process::{idle_cpu, rss_kib, start_to_serving};
-use crate::timing::{pct, report, time_runs};
+use crate::timing::{print_ratio, report, time_runs};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -97,9 +97,10 @@ fn main() {
         Some(mut boto3) => {
             let python = time_runs(runs.min(30), || boto3().status().unwrap().success());
             report("python3 boto3 (profile credentials)", &python, Some(&floor));
-            println!(
-                "  boto3 / credd --format aws: {:.0}x (target >= 100x)",
-                pct(&python, 0.5).as_secs_f64() / pct(&credd_aws, 0.5).as_secs_f64()
+            print_ratio(
+                "boto3 / credd --format aws (target >= 100x)",
+                &python,
+                &credd_aws,
             );
         }
         None => println!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use credd_tests::World;
 
-use crate::timing::{pct, report, time_runs};
+use crate::timing::{print_ratio, report, time_runs};
 
 /// Google and Entra tokens: a cached `credd get` against what a helper would otherwise run, the
 /// Python library getting a token from the same credentials (from the same local upstreams the
@@ -91,10 +91,7 @@ pub fn providers(runs: usize, floor: &[Duration]) {
         &python_gcp,
         Some(floor),
     );
-    println!(
-        "  google-auth / credd: {:.0}x",
-        pct(&python_gcp, 0.5).as_secs_f64() / pct(&credd, 0.5).as_secs_f64()
-    );
+    print_ratio("google-auth / credd", &python_gcp, &credd);
 
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::create(dir.path());
@@ -129,10 +126,7 @@ pub fn providers(runs: usize, floor: &[Duration]) {
         &python_entra,
         Some(floor),
     );
-    println!(
-        "  azure-identity / credd: {:.0}x",
-        pct(&python_entra, 0.5).as_secs_f64() / pct(&credd, 0.5).as_secs_f64()
-    );
+    print_ratio("azure-identity / credd", &python_entra, &credd);
     assert_eq!(
         world.source_status("foundry")["upstream_calls"],
         1,

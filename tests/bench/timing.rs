@@ -42,3 +42,11 @@ pub fn report(what: &str, times: &[Duration], floor: Option<&[Duration]>) {
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Prints how many times slower the median of `slow` is than the median of `fast`.
+pub fn print_ratio(what: &str, slow: &[Duration], fast: &[Duration]) {
+    println!(
+        "  {what}: {:.0}x",
+        pct(slow, 0.5).as_secs_f64() / pct(fast, 0.5).as_secs_f64()
+    );
+}
