@@ -6,6 +6,7 @@
 //!   against boto3 loading a profile's credentials (the Python path a user would otherwise call);
 //! - `credd get` on cached gcp and entra sources against google-auth and azure-identity getting
 //!   a token from the same credentials (the local upstreams the tests use);
+//! - a refresh storm: as many clients at once on an expired source (one upstream call each time);
 //! - a soak: 24 simulated hours of 5-minute credentials polled by 50 clients (zero expired,
 //!   upstream calls, RSS and descriptors flat);
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
@@ -22,6 +23,7 @@ mod process;
 mod python;
 mod soak;
 mod socket;
+mod storm;
 mod timing;
 mod upgrade;
 
@@ -109,6 +111,7 @@ fn main() {
     }
 
     python::providers(runs.min(100), &floor);
+    storm::storm(clients, 5);
     let soak_hours = env_num("CREDD_SOAK_HOURS", 24);
     if soak_hours > 0 {
         soak::soak(soak_hours, env_num("CREDD_SOAK_CLIENTS", 50) as usize);
