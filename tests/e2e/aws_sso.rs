@@ -1,4 +1,5 @@
-//! SSO sessions: device login shared by concurrent callers, renewal with the refresh token and
+//! SSO sessions: device login shared by concurrent callers (of one source, and of profiles on
+//! one session), renewal with the refresh token and
 //! no browser, token files interoperable with the AWS CLI's format in both directions, and the
 //! bad cases (corrupted cache file, refresh token refused).
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use sha1::Digest;
 
 const CONFIG: &str = "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Developer\nregion = us-east-1\n\n\
+[profile prod]\nsso_session = corp\nsso_account_id = 444455556666\nsso_role_name = Admin\nregion = us-east-1\n\n\
 [sso-session corp]\nsso_start_url = https://corp.awsapps.example/start\nsso_region = us-east-1\nsso_registration_scopes = sso:account:access\n";
 
 struct SsoWorld {
@@ -165,6 +167,62 @@ print(c.access_key)
 "#;
     let key = peers::run_python(script, &[], |cmd| t.world.isolate(cmd));
     assert!(key.starts_with("ASIASSOSTUB"), "{key}");
+}
+
+#[test]
+fn profiles_on_one_sso_session_share_one_login() {
+    let t = sso_world();
+    t.world.write_config(
+        "[sources.dev]\nkind = \"aws\"\nprofile = \"dev\"\n\n[sources.prod]\nkind = \"aws\"\nprofile = \"prod\"\n",
+    );
+    let _daemon = t.world.start_daemon();
+    // Two sessions' awsAuthRefresh at once, one for each account.
+    let children: Vec<_> = ["dev", "prod", "dev", "prod"]
+        .into_iter()
+        .map(|source| {
+            t.world
+                .credd_command(&["login", source])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    t.world
+        .eventually(Duration::from_secs(20), "a device code", || {
+            t.sso.pending_devices() >= 1
+        });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        t.sso.pending_devices(),
+        1,
+        "two device logins for one session"
+    );
+    t.sso.approve_all();
+    let mut codes = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{stdout} {:?}", out.stderr);
+        assert!(stdout.contains("signed in"), "{stdout}");
+        // The first line names the source; the page and its code are the same for all.
+        let page = stdout.lines().find(|l| l.contains("user_code="));
+        codes.push(page.expect("a verification page").trim().to_string());
+    }
+    codes.dedup();
+    assert_eq!(codes.len(), 1, "callers saw different codes: {codes:?}");
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
+    for source in ["dev", "prod"] {
+        let creds = t.world.credd(&["get", source, "--format", "aws"]).json();
+        assert!(
+            creds["Credentials"]["AccessKeyId"]
+                .as_str()
+                .unwrap()
+                .starts_with("ASIASSOSTUB"),
+            "{source}: {creds}"
+        );
+    }
 }
 
 #[test]

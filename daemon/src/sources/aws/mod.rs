@@ -257,7 +257,7 @@ impl Source for AwsSource {
                 ProfileAuth::Mfa(role) => self.mfa_login(&role, deadline, io).await,
                 ProfileAuth::Sso(session) => {
                     let sdk = self.sdk_config(&DateProbe::default()).await?;
-                    sso::device_login(&session, &sdk, deadline, io.report).await
+                    sso::shared_device_login(&session, &sdk, deadline, io.report).await
                 }
                 ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
                     Err(SourceError::Upstream(format!(

@@ -1,5 +1,6 @@
 //! IAM Identity Center (SSO) sessions: finding the session a profile uses, keeping its access
-//! token fresh with its refresh token, and the device-authorization login.
+//! token fresh with its refresh token, and the device-authorization login (one per session at a
+//! time, whichever profile asked).
 //!
 //! Tokens live where the AWS CLI keeps them, `~/.aws/sso/cache/<sha1>.json`, in the CLI's own
 //! format, so a login done by `aws sso login` serves credd and a login done by credd serves the
@@ -7,6 +8,7 @@
 //! left in place, never deleted.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -16,6 +18,7 @@ use credd_proto::LoginPrompt;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+use crate::login::flow::Flows;
 use crate::sources::SourceError;
 
 /// The access token is renewed when less than this is left, well before the SDK would need it.
@@ -278,10 +281,30 @@ pub async fn ensure_fresh(
     }
 }
 
+/// The device-authorization login of `session`, one at a time: a profile on a session whose
+/// login is in progress (another source's `credd login`) joins it and shows the same code, so
+/// the person approves once. On success the token file is written.
+pub async fn shared_device_login(
+    session: &SsoSession,
+    sdk: &SdkConfig,
+    deadline: SystemTime,
+    report: impl FnOnce(LoginPrompt),
+) -> Result<(), SourceError> {
+    static RUNNING: LazyLock<Flows<PathBuf>> = LazyLock::new(Flows::default);
+    let (owned, sdk) = (session.clone(), sdk.clone());
+    let flow = RUNNING.join_or_start(session.cache_path(), move |io| async move {
+        device_login(&owned, &sdk, deadline, io.report).await
+    });
+    if let Some(prompt) = flow.prompt().await {
+        report(prompt);
+    }
+    flow.done().await
+}
+
 /// The device-authorization login: registers a client (or reuses the cached registration),
 /// starts the authorization, reports the prompt, and polls until the person approves, the code
 /// expires or `deadline` passes. On success the token file is written.
-pub async fn device_login(
+async fn device_login(
     session: &SsoSession,
     sdk: &SdkConfig,
     deadline: SystemTime,
