@@ -335,7 +335,7 @@ pub fn daemon_program() -> PathBuf {
 }
 
 /// Opens (creating with mode 0600) a file beside the socket.
-fn open_private(path: &Path, append: bool) -> io::Result<File> {
+pub(crate) fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(append).write(!append);
     #[cfg(unix)]

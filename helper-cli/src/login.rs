@@ -3,21 +3,31 @@
 //! terminal, or run the cloud's own login tool (gcloud, az) with its output on our stdout,
 //! which is what Claude Code shows from `awsAuthRefresh` / `gcpAuthRefresh`.
 //!
+//! Several callers at once (Claude Code sessions whose Vertex credentials ran out together) run a
+//! login tool once: the others wait for it and share its outcome.
+//!
 //! Nothing here waits longer than Claude Code's three minutes.
 
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret};
+use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, paths};
 
+use crate::connection::open_private;
 use crate::{Failure, ask, done, terminal};
 
 /// What a login may take in all, inside Claude Code's three-minute timeout.
 const LOGIN_BOUND: Duration = Duration::from_secs(170);
 
 pub fn run(source: String) -> Result<String, Failure> {
-    let started = Instant::now();
+    login(source, Instant::now() + LOGIN_BOUND)
+}
+
+fn login(source: String, deadline: Instant) -> Result<String, Failure> {
     let request = Request::Login {
         source: source.clone(),
     };
@@ -53,12 +63,92 @@ pub fn run(source: String) -> Result<String, Failure> {
             instructions,
         }) => {
             say(&instructions);
-            run_login_tool(&source, &command, &env, started + LOGIN_BOUND)?;
-            done(ask(Request::LoginWait { source }, false)?)
+            let lock = ToolLock::open(&command, &env);
+            if let Some(lock) = lock.as_ref().filter(|lock| !lock.take()) {
+                say(&format!(
+                    "Another `credd login` is running `{}`; waiting for it to finish...",
+                    command.join(" ")
+                ));
+                let other_succeeded = lock.wait(deadline).ok_or_else(|| {
+                    (
+                        ErrorKind::NeedsLogin.exit_code(),
+                        format!(
+                            "the other login did not finish within {} minutes; `{source}` is not logged in",
+                            LOGIN_BOUND.as_secs().div_ceil(60)
+                        ),
+                    )
+                })?;
+                if other_succeeded {
+                    return done(ask(Request::LoginWait { source }, false)?);
+                }
+                // Its tool failed or was stopped: this caller runs it.
+                return login(source, deadline);
+            }
+            run_login_tool(&source, &command, &env, deadline)?;
+            if let Some(lock) = &lock {
+                lock.succeeded();
+            }
+            // The lock is held until the daemon has seen the outcome.
+            let answer = ask(Request::LoginWait { source }, false);
+            drop(lock);
+            done(answer?)
         }
         other => done(other),
     }
 }
+
+/// Lets one `credd login` at a time run a login tool with a given command and environment
+/// (several sources may share one gcloud or az login): a lock file beside the socket, named after
+/// both, in which the runner notes its tool's success for those who waited.
+struct ToolLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl ToolLock {
+    /// `None` when there is no command to run, or no lock file can be had (the tool then
+    /// simply runs).
+    fn open(command: &[String], env: &[String]) -> Option<ToolLock> {
+        if command.is_empty() {
+            return None;
+        }
+        let mut hasher = DefaultHasher::new();
+        (command, env).hash(&mut hasher);
+        let name = format!(".login-{:016x}.lock", hasher.finish());
+        let path = paths::sibling(&paths::socket_path(), &name);
+        let file = open_private(&path, false).ok()?;
+        Some(ToolLock { file, path })
+    }
+
+    /// Takes the lock if it is free, clearing the last runner's note.
+    fn take(&self) -> bool {
+        if self.file.try_lock().is_err() {
+            return false;
+        }
+        let _ = self.file.set_len(0);
+        true
+    }
+
+    fn succeeded(&self) {
+        let _ = (&self.file).write_all(SUCCEEDED);
+    }
+
+    /// Waits until the runner lets go (finished, or died), or `deadline` passes: whether its
+    /// tool succeeded. Lets go again at once, for the others waiting.
+    fn wait(&self, deadline: Instant) -> Option<bool> {
+        while self.file.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let succeeded = std::fs::read(&self.path).is_ok_and(|note| note == SUCCEEDED);
+        let _ = self.file.unlock();
+        Some(succeeded)
+    }
+}
+
+const SUCCEEDED: &[u8] = b"succeeded\n";
 
 /// Runs the cloud's login tool with its output on our stdout, stopping it at `deadline`.
 fn run_login_tool(

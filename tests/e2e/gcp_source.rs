@@ -403,7 +403,8 @@ fn every_upstream_fault_keeps_the_valid_token_served_without_a_storm_until_recov
 }
 
 /// A stand-in for gcloud in `world/bin`: prints what gcloud prints and writes the ADC file it
-/// writes (in `CLOUDSDK_CONFIG`, else `~/.config/gcloud`), with `credential` in it.
+/// writes (in `CLOUDSDK_CONFIG`, else `~/.config/gcloud`), with `credential` in it; counts its
+/// runs in `gcloud.runs`, and takes a second while `gcloud.slow` exists.
 fn fake_gcloud(world: &World, credential: &Value) -> PathBuf {
     let bin = world.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -413,11 +414,14 @@ fn fake_gcloud(world: &World, credential: &Value) -> PathBuf {
         &gcloud,
         format!(
             "#!/bin/sh\n[ \"$*\" = \"auth application-default login\" ] || exit 2\n\
+             echo run >> {runs}\n[ -e {slow} ] && sleep 1\n\
              echo 'Go to the following link in your browser: https://accounts.google.com/o/oauth2/auth?stub' >&2\n\
              dir=\"${{CLOUDSDK_CONFIG:-$HOME/.config/gcloud}}\"\nmkdir -p \"$dir\"\n\
              cp {src} \"$dir/application_default_credentials.json\"\n\
              echo \"Credentials saved to file: [$dir/application_default_credentials.json]\"\n",
             src = world.path("new-adc.json").display(),
+            runs = world.path("gcloud.runs").display(),
+            slow = world.path("gcloud.slow").display(),
         ),
     )
     .unwrap();
@@ -477,6 +481,120 @@ fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
     cmd.env("PATH", &path);
     assert!(cmd.output().unwrap().status.success());
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn concurrent_logins_run_gcloud_once_for_every_source_on_its_file() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let gcloud = fake_gcloud(&world, &authorized_user(&upstream, REFRESH_TOKEN));
+    std::fs::write(world.path("gcloud.slow"), "").unwrap();
+    // Two sources on gcloud's one ADC file, as two projects' quota might be.
+    world.write_config(
+        "[sources.vertex]\nkind = \"gcp\"\n\n[sources.vertex-eu]\nkind = \"gcp\"\nquota_project = \"credd-eu\"\n",
+    );
+    let _daemon = world.start_daemon();
+    // Claude Code sessions whose Vertex credentials ran out together: gcpAuthRefresh in each.
+    let path = path_with(gcloud.parent().unwrap());
+    let children: Vec<_> = ["vertex", "vertex-eu", "vertex", "vertex-eu"]
+        .into_iter()
+        .map(|source| {
+            world
+                .credd_command(&["login", source])
+                .env("PATH", &path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success(),
+                "{stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            stdout
+        })
+        .collect();
+    let runs = std::fs::read_to_string(world.path("gcloud.runs")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "gcloud ran more than once: {outputs:?}"
+    );
+    let ran = outputs
+        .iter()
+        .filter(|o| o.contains("Credentials saved to file"))
+        .count();
+    let waited = outputs
+        .iter()
+        .filter(|o| {
+            o.contains("Another `credd login` is running `gcloud auth application-default login`")
+        })
+        .count();
+    assert_eq!((ran, waited), (1, 3), "{outputs:?}");
+    for source in ["vertex", "vertex-eu"] {
+        let token = world.credd(&["get", source]).ok().trim().to_string();
+        assert!(upstream.issued().contains(&token), "{source}");
+    }
+}
+
+#[test]
+fn a_login_waiting_on_a_gcloud_that_fails_runs_gcloud_itself() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let gcloud = fake_gcloud(&world, &authorized_user(&upstream, REFRESH_TOKEN));
+    // The first run fails after a second (the person closed the browser, say); the next works.
+    let script = std::fs::read_to_string(&gcloud).unwrap().replacen(
+        "[ -e ",
+        &format!(
+            "if [ ! -e {failed} ]; then touch {failed}; sleep 1; echo 'ERROR: login cancelled' >&2; exit 1; fi\n[ -e ",
+            failed = world.path("gcloud.failed").display()
+        ),
+        1,
+    );
+    std::fs::write(&gcloud, script).unwrap();
+    world.write_config("[sources.vertex]\nkind = \"gcp\"\n");
+    let _daemon = world.start_daemon();
+    let path = path_with(gcloud.parent().unwrap());
+    let login = || {
+        world
+            .credd_command(&["login", "vertex"])
+            .env("PATH", &path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = login();
+    world.eventually(Duration::from_secs(10), "gcloud started", || {
+        world.path("gcloud.failed").exists()
+    });
+    let second = login();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(5), "{first:?}");
+    let second = second.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("Another `credd login` is running"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Credentials saved to file"), "{stdout}");
+    let runs = std::fs::read_to_string(world.path("gcloud.runs")).unwrap();
+    assert_eq!(
+        runs.lines().count(),
+        2,
+        "the failed run and the second caller's"
+    );
+    world.credd(&["get", "vertex"]).ok();
 }
 
 #[test]
