@@ -3,8 +3,9 @@
 //! terminal, or run the cloud's own login tool (gcloud, az) with its output on our stdout,
 //! which is what Claude Code shows from `awsAuthRefresh` / `gcpAuthRefresh`.
 //!
-//! Several callers at once (Claude Code sessions whose Vertex credentials ran out together) run a
-//! login tool once: the others wait for it and share its outcome.
+//! Several callers at once (Claude Code sessions whose credentials ran out together) run a login
+//! tool once, the others waiting for it and sharing its outcome, and open a device login's page
+//! once.
 //!
 //! Nothing here waits longer than Claude Code's three minutes.
 
@@ -52,10 +53,17 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                 "To sign in to `{source}`, open this page and confirm the code {user_code}:\n  {verification_uri}\nWaiting for approval (the code expires in {} minutes)...",
                 expires_in_secs.div_ceil(60)
             ));
-            if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+            // One browser for the page however many callers show its code: the first to take
+            // the page's lock opens it and holds the lock until the login ends.
+            let lock = ToolLock::open(&verification_uri);
+            if std::env::var_os("CREDD_NO_BROWSER").is_none()
+                && lock.as_ref().is_none_or(ToolLock::take)
+            {
                 open_browser(&verification_uri);
             }
-            done(ask(Request::LoginWait { source }, false)?)
+            let answer = ask(Request::LoginWait { source }, false);
+            drop(lock);
+            done(answer?)
         }
         Response::LoginPrompt(LoginPrompt::Command {
             command,
@@ -63,7 +71,9 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             instructions,
         }) => {
             say(&instructions);
-            let lock = ToolLock::open(&command, &env);
+            let lock = (!command.is_empty())
+                .then(|| ToolLock::open((&command, &env)))
+                .flatten();
             if let Some(lock) = lock.as_ref().filter(|lock| !lock.take()) {
                 say(&format!(
                     "Another `credd login` is running `{}`; waiting for it to finish...",
@@ -97,23 +107,20 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
     }
 }
 
-/// Lets one `credd login` at a time run a login tool with a given command and environment
-/// (several sources may share one gcloud or az login): a lock file beside the socket, named after
-/// both, in which the runner notes its tool's success for those who waited.
+/// Lets one `credd login` at a time play a part of a login that concurrent callers share: run
+/// a login tool with a given command and environment (several sources may share one gcloud or
+/// az login), or open a device login's page. A lock file beside the socket, named after what
+/// it guards, in which a tool's runner notes its success for those who waited.
 struct ToolLock {
     file: File,
     path: PathBuf,
 }
 
 impl ToolLock {
-    /// `None` when there is no command to run, or no lock file can be had (the tool then
-    /// simply runs).
-    fn open(command: &[String], env: &[String]) -> Option<ToolLock> {
-        if command.is_empty() {
-            return None;
-        }
+    /// `None` when no lock file can be had (the part is then played regardless).
+    fn open(key: impl Hash) -> Option<ToolLock> {
         let mut hasher = DefaultHasher::new();
-        (command, env).hash(&mut hasher);
+        key.hash(&mut hasher);
         let name = format!(".login-{:016x}.lock", hasher.finish());
         let path = paths::sibling(&paths::socket_path(), &name);
         let file = open_private(&path, false).ok()?;

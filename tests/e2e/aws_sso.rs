@@ -86,10 +86,23 @@ fn get_never_starts_a_login_and_names_the_command() {
 fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() {
     let t = sso_world();
     let _daemon = t.world.start_daemon();
+    // A browser opener that notes the pages it was asked to open.
+    let bin = t.world.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = t.world.path("opened");
+    std::fs::write(
+        bin.join("xdg-open"),
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
+    )
+    .unwrap();
+    credd_tests::world::make_executable(&bin.join("xdg-open"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let children: Vec<_> = (0..5)
         .map(|_| {
             t.world
                 .credd_command(&["login", "dev"])
+                .env_remove("CREDD_NO_BROWSER")
+                .env("PATH", &path)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -123,6 +136,13 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
     assert_eq!(codes.len(), 1, "callers saw different codes: {codes:?}");
     assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
     assert_eq!(t.sso.calls("RegisterClient"), 1);
+    // Five callers, one browser tab.
+    let opened = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(opened.lines().count(), 1, "{opened}");
+    assert!(
+        opened.starts_with("https://device.sso.example/?user_code="),
+        "{opened}"
+    );
 
     // The token file is in the AWS CLI's format, private.
     let path = cache_file(&t.world);
