@@ -4,21 +4,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credd_proto::{Request, frame};
 use credd_tests::World;
 
-use crate::socket::one_request;
-use crate::timing::{ms, pct};
+use crate::socket::{get_frame, one_request};
+use crate::timing::print_spread;
 
 /// Runs `clients` threads asking for `gateway` as fast as they can for `duration`, and prints
 /// requests, errors, throughput and latency.
 pub fn load(world: &World, clients: usize, duration: Duration) {
-    let request = frame::encode_request(Request::Get {
-        source: "gateway".into(),
-        min_valid_secs: 600,
-        caller: None,
-        audience: None,
-    });
+    let request = get_frame("gateway", 600);
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(1 << 20)));
@@ -64,12 +58,5 @@ pub fn load(world: &World, clients: usize, duration: Duration) {
         "  throughput: {:.0} requests/s",
         all.len() as f64 / elapsed.as_secs_f64()
     );
-    if !all.is_empty() {
-        println!(
-            "  latency:    p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
-            ms(pct(&all, 0.5)),
-            ms(pct(&all, 0.99)),
-            ms(*all.last().unwrap())
-        );
-    }
+    print_spread("latency:   ", &all);
 }

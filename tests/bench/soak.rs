@@ -4,11 +4,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credd_proto::{Request, frame};
 use credd_tests::World;
 
 use crate::process::{open_fds, rss_kib};
-use crate::socket::one_credential;
+use crate::socket::{get_frame, one_credential};
 
 /// The soak: `hours` simulated hours (the daemon's test clock, moved 15 s a step) of 5-minute
 /// credentials, with `clients` clients each asking once a step for a credential valid a minute
@@ -20,22 +19,10 @@ pub fn soak(hours: u64, clients: usize) {
     println!(
         "\n## soak: {hours} simulated hours of {TTL}s credentials, {clients} clients asking every {STEP}s"
     );
-    let world = World::new()
-        .with_env("CREDD_LOG", "warn")
-        .with_env("CREDD_TEST_CLOCK", "1");
-    let cmd = world.counting_command("soak", "tok-soak");
-    world.write_config(&format!(
-        "[sources.soak]\nkind = \"exec\"\ncommand = {}\nttl = \"{TTL}s\"\n",
-        serde_json::to_string(&cmd).unwrap()
-    ));
+    let world = clocked_world("soak", TTL);
     let daemon = world.start_daemon();
     let pid = daemon.pid();
-    let request = frame::encode_request(Request::Get {
-        source: "soak".into(),
-        min_valid_secs: 60,
-        caller: None,
-        audience: None,
-    });
+    let request = get_frame("soak", 60);
     let advanced = Arc::new(AtomicU64::new(0));
     let expired = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -121,4 +108,18 @@ pub fn soak(hours: u64, clients: usize) {
         "{calls} upstream calls for {credentials} credentials"
     );
     assert!(end.1 <= hour_one.1 + 2, "descriptors grew");
+}
+
+/// A world whose daemon's clock the benchmark moves, with one exec source `name` whose
+/// credentials live `ttl` seconds and whose runs are counted under `name`.
+pub fn clocked_world(name: &str, ttl: u64) -> World {
+    let world = World::new()
+        .with_env("CREDD_LOG", "warn")
+        .with_env("CREDD_TEST_CLOCK", "1");
+    let cmd = world.counting_command(name, &format!("tok-{name}"));
+    world.write_config(&format!(
+        "[sources.{name}]\nkind = \"exec\"\ncommand = {}\nttl = \"{ttl}s\"\n",
+        serde_json::to_string(&cmd).unwrap()
+    ));
+    world
 }

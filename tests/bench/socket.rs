@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use credd_proto::frame;
+use credd_proto::{Request, frame};
 
 pub fn one_request(socket: &Path, request: &[u8]) -> std::io::Result<()> {
     one_credential(socket, request).map(|_| ())
@@ -22,4 +22,14 @@ pub fn one_credential(socket: &Path, request: &[u8]) -> std::io::Result<credd_pr
         credd_proto::Response::Credential(credential) => Ok(credential),
         other => Err(std::io::Error::other(format!("{other:?}"))),
     }
+}
+
+/// The frame of a `get` for `source`, valid at least `min_valid_secs`, as a plain caller sends it.
+pub fn get_frame(source: &str, min_valid_secs: u64) -> Vec<u8> {
+    frame::encode_request(Request::Get {
+        source: source.into(),
+        min_valid_secs,
+        caller: None,
+        audience: None,
+    })
 }

@@ -5,11 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
-use credd_proto::{Request, frame};
-use credd_tests::World;
-
-use crate::socket::one_credential;
-use crate::timing::{ms, pct};
+use crate::soak::clocked_world;
+use crate::socket::{get_frame, one_credential};
+use crate::timing::print_spread;
 
 /// `rounds` times: the 5-minute credential expires (the daemon's test clock jumps past it), then
 /// `clients` clients ask at the same instant while the upstream takes 200 ms to answer. Prints
@@ -19,23 +17,11 @@ pub fn storm(clients: usize, rounds: u64) {
     println!(
         "\n## refresh storm: {clients} clients at once on an expired source, {rounds} rounds (upstream answers in 200 ms)"
     );
-    let world = World::new()
-        .with_env("CREDD_LOG", "warn")
-        .with_env("CREDD_TEST_CLOCK", "1");
-    let cmd = world.counting_command("storm", "tok-storm");
+    let world = clocked_world("storm", TTL);
     std::fs::write(world.path("storm.sleep"), "0.2").unwrap();
-    world.write_config(&format!(
-        "[sources.storm]\nkind = \"exec\"\ncommand = {}\nttl = \"{TTL}s\"\n",
-        serde_json::to_string(&cmd).unwrap()
-    ));
     let _daemon = world.start_daemon();
     world.credd(&["get", "storm"]).ok();
-    let request = frame::encode_request(Request::Get {
-        source: "storm".into(),
-        min_valid_secs: 60,
-        caller: None,
-        audience: None,
-    });
+    let request = get_frame("storm", 60);
     let errors = Arc::new(AtomicU64::new(0));
     let stale = Arc::new(AtomicU64::new(0));
     let waits = Arc::new(Mutex::new(Vec::new()));
@@ -90,14 +76,7 @@ pub fn storm(clients: usize, rounds: u64) {
         errors.load(Ordering::Relaxed)
     );
     println!("  upstream calls:  {calls} for {rounds} expiries");
-    if !waits.is_empty() {
-        println!(
-            "  client waits:    p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
-            ms(pct(&waits, 0.5)),
-            ms(pct(&waits, 0.99)),
-            ms(*waits.last().unwrap())
-        );
-    }
+    print_spread("client waits:   ", &waits);
     assert_eq!(errors.load(Ordering::Relaxed), 0, "the storm had errors");
     assert_eq!(stale.load(Ordering::Relaxed), 0, "stale credentials served");
     assert_eq!(calls, rounds, "more than one upstream call per expiry");

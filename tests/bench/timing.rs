@@ -50,3 +50,15 @@ pub fn print_ratio(what: &str, slow: &[Duration], fast: &[Duration]) {
         pct(slow, 0.5).as_secs_f64() / pct(fast, 0.5).as_secs_f64()
     );
 }
+
+/// Prints `label` (padded by the caller to line up with its other lines) and the p50, p99 and maximum of `sorted` (nothing when it is empty).
+pub fn print_spread(label: &str, sorted: &[Duration]) {
+    if let Some(max) = sorted.last() {
+        println!(
+            "  {label} p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+            ms(pct(sorted, 0.5)),
+            ms(pct(sorted, 0.99)),
+            ms(*max)
+        );
+    }
+}

@@ -5,12 +5,11 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use credd_tests::World;
 use credd_tests::peers::{self, Moto};
 use credd_tests::sso_stub::SsoStub;
+use credd_tests::{Output, World};
 use serde_json::{Value, json};
 use sha1::Digest;
 
@@ -99,15 +98,9 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let children: Vec<_> = (0..5)
         .map(|_| {
-            t.world
-                .credd_command(&["login", "dev"])
-                .env_remove("CREDD_NO_BROWSER")
-                .env("PATH", &path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
+            t.world.spawn_credd(&["login", "dev"], |cmd| {
+                cmd.env_remove("CREDD_NO_BROWSER").env("PATH", &path);
+            })
         })
         .collect();
     t.world
@@ -118,13 +111,7 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
     t.sso.approve_all();
     let mut codes = Vec::new();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "stdout {stdout} stderr {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = Output::of(child).ok().to_string();
         assert!(
             stdout.contains("https://device.sso.example/?user_code="),
             "{stdout}"
@@ -199,15 +186,7 @@ fn profiles_on_one_sso_session_share_one_login() {
     // Two sessions' awsAuthRefresh at once, one for each account.
     let children: Vec<_> = ["dev", "prod", "dev", "prod"]
         .into_iter()
-        .map(|source| {
-            t.world
-                .credd_command(&["login", source])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|source| t.world.spawn_credd(&["login", source], |_| {}))
         .collect();
     t.world
         .eventually(Duration::from_secs(20), "a device code", || {
@@ -222,9 +201,7 @@ fn profiles_on_one_sso_session_share_one_login() {
     t.sso.approve_all();
     let mut codes = Vec::new();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(out.status.success(), "{stdout} {:?}", out.stderr);
+        let stdout = Output::of(child).ok().to_string();
         assert!(stdout.contains("signed in"), "{stdout}");
         // The first line names the source; the page and its code are the same for all.
         let page = stdout.lines().find(|l| l.contains("user_code="));

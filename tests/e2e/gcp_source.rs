@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use credd_tests::World;
 use credd_tests::google::{self, Fault, GoogleUpstream};
 use credd_tests::world::make_executable;
+use credd_tests::{Output, World};
 use serde_json::{Value, json};
 
 pub const CLIENT_SECRET: &str = "d-FL95Q19q7MQmFpd7hHD0Ty";
@@ -499,28 +499,14 @@ fn concurrent_logins_run_gcloud_once_for_every_source_on_its_file() {
     let children: Vec<_> = ["vertex", "vertex-eu", "vertex", "vertex-eu"]
         .into_iter()
         .map(|source| {
-            world
-                .credd_command(&["login", source])
-                .env("PATH", &path)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
+            world.spawn_credd(&["login", source], |cmd| {
+                cmd.env("PATH", &path);
+            })
         })
         .collect();
     let outputs: Vec<String> = children
         .into_iter()
-        .map(|child| {
-            let out = child.wait_with_output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            assert!(
-                out.status.success(),
-                "{stdout} {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            stdout
-        })
+        .map(|child| Output::of(child).ok().to_string())
         .collect();
     let runs = std::fs::read_to_string(world.path("gcloud.runs")).unwrap();
     assert_eq!(
@@ -564,25 +550,19 @@ fn a_login_waiting_on_a_gcloud_that_fails_runs_gcloud_itself() {
     let _daemon = world.start_daemon();
     let path = path_with(gcloud.parent().unwrap());
     let login = || {
-        world
-            .credd_command(&["login", "vertex"])
-            .env("PATH", &path)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+        world.spawn_credd(&["login", "vertex"], |cmd| {
+            cmd.env("PATH", &path);
+        })
     };
     let first = login();
     world.eventually(Duration::from_secs(10), "gcloud started", || {
         world.path("gcloud.failed").exists()
     });
     let second = login();
-    let first = first.wait_with_output().unwrap();
-    assert_eq!(first.status.code(), Some(5), "{first:?}");
-    let second = second.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&second.stdout);
-    assert!(second.status.success(), "{stdout}");
+    let first = Output::of(first);
+    assert_eq!(first.code, 5, "{first:?}");
+    let second = Output::of(second);
+    let stdout = second.ok();
     assert!(
         stdout.contains("Another `credd login` is running"),
         "{stdout}"

@@ -25,7 +25,22 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Output {
+    /// Waits for a `credd` started by [`World::spawn_credd`].
+    pub fn of(child: Child) -> Output {
+        child.wait_with_output().expect("wait for credd").into()
+    }
+
     pub fn ok(&self) -> &str {
         assert_eq!(self.code, 0, "credd failed: {}", self.stderr);
         &self.stdout
@@ -137,41 +152,28 @@ impl World {
 
     /// Runs `credd` to completion.
     pub fn credd(&self, args: &[&str]) -> Output {
-        let out = self
-            .credd_command(args)
+        self.credd_command(args)
             .stdin(Stdio::null())
             .output()
-            .expect("run credd");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .expect("run credd")
+            .into()
+    }
+
+    /// Starts `credd ARGS` (after `adjust` has its say) with its output captured for
+    /// [`Output::of`], and no stdin, as the helper hooks run it.
+    pub fn spawn_credd(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Child {
+        let mut cmd = self.credd_command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        cmd.spawn().expect("run credd")
     }
 
     /// Runs `n` copies of `credd ARGS` at once and returns what each printed.
     pub fn credd_concurrently(&self, n: usize, args: &[&str]) -> Vec<Output> {
-        let children: Vec<_> = (0..n)
-            .map(|_| {
-                self.credd_command(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("run credd")
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|child| {
-                let out = child.wait_with_output().expect("wait for credd");
-                Output {
-                    code: out.status.code().unwrap_or(-1),
-                    stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                }
-            })
-            .collect()
+        let children: Vec<_> = (0..n).map(|_| self.spawn_credd(args, |_| {})).collect();
+        children.into_iter().map(Output::of).collect()
     }
 
     pub fn status(&self) -> Value {
