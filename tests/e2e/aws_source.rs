@@ -14,6 +14,7 @@ fn config(web_identity_token: &str) -> String {
          [profile mid]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/mid\nsource_profile = base\n\n\
          [profile top]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/top\nsource_profile = mid\nrole_session_name = credd-top\n\n\
          [profile wi]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/federated\nweb_identity_token_file = {web_identity_token}\nrole_session_name = credd-wi\n\n\
+         [profile ci]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/ci\ncredential_source = Environment\nrole_session_name = credd-ci\n\n\
          [profile loop-a]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/a\nsource_profile = loop-b\n\n\
          [profile loop-b]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/b\nsource_profile = loop-a\n"
     )
@@ -102,6 +103,37 @@ fn web_identity_resolves_through_sts() {
         .json();
     let arn = peers::caller_arn(&moto.url(), &creds);
     assert!(arn.contains(":assumed-role/federated/credd-wi"), "{arn}");
+}
+
+#[test]
+fn a_role_whose_credential_source_is_the_environment_is_assumed_with_the_daemons_keys() {
+    let moto = Moto::start();
+    // A CI runner or a VM: the keys are in the daemon's environment, the role in the profile.
+    let world = aws_world(&moto)
+        .with_env("AWS_ACCESS_KEY_ID", "AKIACREDDENVIRON0001")
+        .with_env("AWS_SECRET_ACCESS_KEY", "credd-environment-secret");
+    world.write_config("[sources.ci]\nkind = \"aws\"\nprofile = \"ci\"\n");
+    let daemon = world.start_daemon();
+    let creds = world
+        .credd(&["get", "ci", "--format", "aws-process"])
+        .json();
+    let arn = peers::caller_arn(&moto.url(), &creds);
+    assert!(arn.contains(":assumed-role/ci/credd-ci"), "{arn}");
+    assert_ne!(creds["AccessKeyId"], "AKIACREDDENVIRON0001");
+    assert!(!daemon.log().contains("credd-environment-secret"));
+
+    // Without keys in the environment the error says where they were looked for.
+    let world = aws_world(&moto);
+    world.write_config("[sources.ci]\nkind = \"aws\"\nprofile = \"ci\"\n");
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "ci", "--format", "aws"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("profile `ci`"), "{}", out.stderr);
+    assert!(
+        out.stderr.to_lowercase().contains("environment"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
