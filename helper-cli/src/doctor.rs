@@ -193,20 +193,14 @@ fn endpoint_check(source: &str, endpoint: &credd_proto::EndpointStatus) -> Check
             Some("free the port or set another `port` in the config".into()),
         );
     }
-    let answers = endpoint
-        .url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .is_some_and(|addr| std::net::TcpStream::connect(addr).is_ok());
-    if answers {
-        check(Verdict::Ok, what, format!("{} answers", endpoint.url), None)
-    } else {
-        check(
+    match crate::endpoint_probe::probe(endpoint) {
+        Ok(detail) => check(Verdict::Ok, what, detail, None),
+        Err(detail) => check(
             Verdict::Fail,
             what,
-            format!("nothing answers at {}", endpoint.url),
-            Some("see the daemon log".into()),
-        )
+            detail,
+            Some("see the daemon log; `credd stop` and retry restarts it".into()),
+        ),
     }
 }
 

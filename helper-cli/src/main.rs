@@ -9,6 +9,7 @@ mod caller;
 mod cli;
 mod connection;
 mod doctor;
+mod endpoint_probe;
 mod login;
 mod output;
 mod service;

@@ -91,7 +91,7 @@ print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn
 
 #[test]
 fn the_endpoint_refuses_wrong_tokens_and_foreign_hosts() {
-    let (_moto, _world, _daemon, port, env) = serving_endpoint();
+    let (_moto, world, _daemon, port, env) = serving_endpoint();
     let token_file = &env
         .iter()
         .find(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
@@ -117,4 +117,24 @@ fn the_endpoint_refuses_wrong_tokens_and_foreign_hosts() {
         ok.contains("\"AccessKeyId\"") && ok.contains("\"Token\"") && ok.contains("\"Expiration\""),
         "{ok}"
     );
+
+    // `credd doctor` asks as boto3 does, with the token file's token; a file that no longer
+    // holds the endpoint's token is found, and nothing secret is printed either way.
+    let check = "endpoint aws-container of app";
+    let (verdict, detail, _) = world.doctor_check(check);
+    assert_eq!(
+        (verdict.as_str(), detail.contains("answers")),
+        ("ok", true),
+        "{detail}"
+    );
+    std::fs::write(token_file, "a-token-from-before").unwrap();
+    let (verdict, detail, report) = world.doctor_check(check);
+    assert_eq!(verdict, "fail", "{report}");
+    assert!(
+        detail.contains("answered 403") && detail.contains("wrong Authorization token"),
+        "{detail}"
+    );
+    for secret in [token.trim(), "a-token-from-before", "AccessKeyId"] {
+        assert!(!report.contains(secret), "doctor printed {secret}");
+    }
 }

@@ -99,8 +99,16 @@ fn azure_identity_gets_credds_token_from_the_managed_identity_endpoint() {
 #[test]
 fn wrong_or_missing_identity_headers_foreign_hosts_and_other_resources_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_ca, upstream, _world, daemon, port, env) = serving(&dir);
+    let (_ca, upstream, world, daemon, port, env) = serving(&dir);
     let secret = &env[1].1;
+    // `credd doctor` sends the identity header from its file, and is let in.
+    let (verdict, detail, report) =
+        world.doctor_check("endpoint azure-managed-identity of foundry");
+    assert_eq!(verdict, "ok", "{detail}");
+    assert!(
+        !report.contains(secret.as_str()),
+        "doctor printed the identity header"
+    );
     let host = format!("Host: 127.0.0.1:{port}\r\n");
     let good = "/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com";
     let ok = raw_get(

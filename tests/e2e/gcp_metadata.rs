@@ -84,7 +84,10 @@ fn google_auth_gets_credds_token_and_project_from_the_metadata_endpoint() {
 #[test]
 fn requests_without_the_flavor_header_for_another_host_or_forwarded_are_refused() {
     let upstream = GoogleUpstream::start();
-    let (_world, daemon, port, _) = serving(&upstream);
+    let (world, daemon, port, _) = serving(&upstream);
+    // What google-auth sends is let in: `credd doctor` asks the same.
+    let (verdict, detail, _) = world.doctor_check("endpoint gce-metadata of vertex");
+    assert_eq!(verdict, "ok", "{detail}");
     let token_path = "/computeMetadata/v1/instance/service-accounts/default/token";
     let host = format!("Host: 127.0.0.1:{port}\r\n");
     let flavor = "Metadata-Flavor: Google\r\n";

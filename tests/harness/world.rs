@@ -216,6 +216,19 @@ impl World {
             .collect()
     }
 
+    /// `credd doctor`'s check named `what`: its verdict and detail, and the whole report.
+    pub fn doctor_check(&self, what: &str) -> (String, String, String) {
+        let out = self.credd(&["doctor", "--json"]);
+        let checks: Vec<Value> = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor printed no JSON ({e}): {out:?}"));
+        let check = checks
+            .iter()
+            .find(|c| c["what"] == what)
+            .unwrap_or_else(|| panic!("no `{what}` check: {}", out.stdout));
+        let field = |name: &str| check[name].as_str().unwrap_or_default().to_string();
+        (field("verdict"), field("detail"), out.stdout)
+    }
+
     /// Gets `source` five times, wanting a minute of validity, and asserts each answer is
     /// `expected` (the still-valid credential, while the upstream fails); returns how many
     /// upstream calls `calls` counted meanwhile, background retries included.
