@@ -54,15 +54,21 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                 expires_in_secs.div_ceil(60)
             ));
             // One browser for the page however many callers show its code: the first to take
-            // the page's lock opens it and holds the lock until the login ends.
-            let lock = ToolLock::open(&verification_uri);
-            if std::env::var_os("CREDD_NO_BROWSER").is_none()
-                && lock.as_ref().is_none_or(ToolLock::take)
-            {
-                open_browser(&verification_uri);
+            // the page's lock opens it, holds the lock until the login ends, and removes it
+            // (each login has a page of its own).
+            let mut held = None;
+            if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+                // Without a lock file, every caller opens it.
+                let lock = ToolLock::open(&verification_uri);
+                if lock.as_ref().is_none_or(ToolLock::take) {
+                    open_browser(&verification_uri);
+                    held = lock;
+                }
             }
             let answer = ask(Request::LoginWait { source }, false);
-            drop(lock);
+            if let Some(lock) = held {
+                lock.remove();
+            }
             done(answer?)
         }
         Response::LoginPrompt(LoginPrompt::Command {
@@ -134,6 +140,11 @@ impl ToolLock {
         }
         let _ = self.file.set_len(0);
         true
+    }
+
+    /// Removes the lock file, for locks whose key is used once; the holder's to call.
+    fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 
     fn succeeded(&self) {

@@ -130,6 +130,14 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
         opened.starts_with("https://device.sso.example/?user_code="),
         "{opened}"
     );
+    // The page's lock is gone with its login.
+    let dir = t.world.socket.parent().unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".login-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // The token file is in the AWS CLI's format, private.
     let path = cache_file(&t.world);
