@@ -30,7 +30,8 @@ fn default_socket_dir() -> PathBuf {
     std::env::temp_dir().join("credd")
 }
 
-/// Files that live beside the socket: the start-up lock and the autostarted daemon's log.
+/// Files that live beside the socket: the daemon's lock, the start-up and login locks, and the
+/// autostarted daemon's log.
 pub fn sibling(socket: &Path, suffix: &str) -> PathBuf {
     let mut name = socket.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
