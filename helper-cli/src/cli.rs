@@ -37,11 +37,14 @@ pub enum Command {
     },
     /// Fetch a new credential for SOURCE now, whatever the cache holds.
     Refresh { source: String },
-    /// Sign in to SOURCE if it needs it (an SSO device login), for Claude Code's awsAuthRefresh.
+    /// Sign in to SOURCE if it needs it, for Claude Code's awsAuthRefresh and gcpAuthRefresh.
     ///
-    /// Exits 0 at once when SOURCE already has valid credentials. Otherwise prints the URL and
-    /// code to approve on stdout, opens a browser (unless CREDD_NO_BROWSER is set), and waits at
-    /// most about three minutes. Concurrent logins for one source share one flow.
+    /// Exits 0 at once when SOURCE already has valid credentials. Otherwise plays your part of
+    /// its login, with everything on stdout: an SSO or Entra device login (the URL and code to
+    /// approve, and a browser unless CREDD_NO_BROWSER is set), an MFA code read from the
+    /// terminal, or the cloud's own tool (gcloud, az login). Waits at most about three minutes.
+    /// Concurrent logins share: one code for a source, and for profiles on one SSO session; one
+    /// browser; one run of gcloud or az.
     Login { source: String },
     /// Show the daemon and every source: state, expiry, next refresh, last error.
     Status {
