@@ -59,8 +59,8 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             let mut held = None;
             if std::env::var_os("CREDD_NO_BROWSER").is_none() {
                 // Without a lock file, every caller opens it.
-                let lock = ToolLock::open(&verification_uri);
-                if lock.as_ref().is_none_or(ToolLock::take) {
+                let lock = LoginLock::open(&verification_uri);
+                if lock.as_ref().is_none_or(LoginLock::take) {
                     open_browser(&verification_uri);
                     held = lock;
                 }
@@ -78,7 +78,7 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
         }) => {
             say(&instructions);
             let lock = (!command.is_empty())
-                .then(|| ToolLock::open((&command, &env)))
+                .then(|| LoginLock::open((&command, &env)))
                 .flatten();
             if let Some(lock) = lock.as_ref().filter(|lock| !lock.take()) {
                 say(&format!(
@@ -117,20 +117,20 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
 /// a login tool with a given command and environment (several sources may share one gcloud or
 /// az login), or open a device login's page. A lock file beside the socket, named after what
 /// it guards, in which a tool's runner notes its success for those who waited.
-struct ToolLock {
+struct LoginLock {
     file: File,
     path: PathBuf,
 }
 
-impl ToolLock {
+impl LoginLock {
     /// `None` when no lock file can be had (the part is then played regardless).
-    fn open(key: impl Hash) -> Option<ToolLock> {
+    fn open(key: impl Hash) -> Option<LoginLock> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let name = format!(".login-{:016x}.lock", hasher.finish());
         let path = paths::sibling(&paths::socket_path(), &name);
         let file = open_private(&path, false).ok()?;
-        Some(ToolLock { file, path })
+        Some(LoginLock { file, path })
     }
 
     /// Takes the lock if it is free, clearing the last runner's note.
