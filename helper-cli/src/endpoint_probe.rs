@@ -2,8 +2,8 @@
 //! SDK would send (read from the file `credd status` names), so an endpoint that accepts
 //! connections but refuses its callers (a wrong token file, a peer it cannot identify) is
 //! found. A plain HTTP/1.1 GET over std's TCP: the client links no HTTP library. Bodies of
-//! answers that succeed hold credentials and are never kept; error bodies are the endpoint's
-//! own messages, which name no secret.
+//! answers that succeed may hold credentials and are never shown; error bodies are the
+//! endpoint's own messages, which name no secret.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -34,6 +34,12 @@ pub fn probe(endpoint: &EndpointStatus) -> Result<String, String> {
         get(addr, &question).map_err(|e| format!("nothing answers at {} ({e})", endpoint.url))?;
     if (question.expected)(status, &body) {
         Ok(format!("{} answers an SDK's request", endpoint.url))
+    } else if (200..300).contains(&status) {
+        // A body that succeeded may hold a credential: it is never shown.
+        Err(format!(
+            "{} answered {status}, not what an SDK expects",
+            endpoint.url
+        ))
     } else {
         let message = body.lines().next().unwrap_or("").trim();
         let message: String = message.chars().take(200).collect();
@@ -99,11 +105,11 @@ fn get(addr: SocketAddr, question: &Question) -> std::io::Result<(u16, String)> 
         .as_ref()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: credd-doctor\r\n{header}Connection: close\r\n\r\n",
         question.path
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut answer = Vec::new();
     stream.take(MAX_ANSWER).read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer);
@@ -118,4 +124,70 @@ fn get(addr: SocketAddr, question: &Question) -> std::io::Result<(u16, String)> 
         .map_or("", |(_, body)| body)
         .to_string();
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// An endpoint that answers every request with `answer`, once.
+    fn answering(answer: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        url
+    }
+
+    fn managed_identity(url: String, secret_file: &std::path::Path) -> EndpointStatus {
+        EndpointStatus {
+            kind: "azure-managed-identity".into(),
+            url,
+            env: vec![format!("IDENTITY_HEADER=$(cat {})", secret_file.display())],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_unexpected_success_is_reported_without_its_body() {
+        let secret_file =
+            std::env::temp_dir().join(format!("credd-probe-{}.secret", std::process::id()));
+        std::fs::write(&secret_file, "header-secret").unwrap();
+        let url = answering(
+            "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n{\"access_token\":\"tok-secret\"}\n",
+        );
+        let verdict = probe(&managed_identity(url, &secret_file));
+        let detail = verdict.unwrap_err();
+        assert!(detail.contains("answered 200"), "{detail}");
+        assert!(!detail.contains("tok-secret"), "{detail}");
+
+        // A refusal is shown with the endpoint's message.
+        let url = answering(
+            "HTTP/1.1 401 Unauthorized\r\n\r\n{\"statusCode\":401,\"message\":\"missing or wrong X-IDENTITY-HEADER\"}",
+        );
+        let detail = probe(&managed_identity(url, &secret_file)).unwrap_err();
+        assert!(
+            detail.contains("answered 401") && detail.contains("X-IDENTITY-HEADER"),
+            "{detail}"
+        );
+        assert!(!detail.contains("header-secret"), "{detail}");
+
+        // No secret file: said plainly, nothing sent.
+        std::fs::remove_file(&secret_file).unwrap();
+        let detail = probe(&managed_identity(
+            "http://127.0.0.1:9/msi/token".into(),
+            &secret_file,
+        ))
+        .unwrap_err();
+        assert!(detail.starts_with("cannot read "), "{detail}");
+    }
 }
