@@ -26,6 +26,11 @@ pub enum ConnectError {
     NotRunning {
         socket: PathBuf,
     },
+    /// What answers (or would answer) on the socket is not this user's own: its directory is
+    /// another user's or open to others, or the server runs as another user. Nothing was sent.
+    Untrusted {
+        reason: String,
+    },
     StartFailed {
         message: String,
     },
@@ -64,6 +69,9 @@ impl std::fmt::Display for ConnectError {
                 socket.display()
             ),
             ConnectError::StartFailed { message } => f.write_str(message),
+            ConnectError::Untrusted { reason } => {
+                write!(f, "refusing to talk to credd-daemon: {reason}")
+            }
             ConnectError::Io { socket, error } => {
                 write!(
                     f,
@@ -203,16 +211,67 @@ fn autostart_allowed() -> bool {
     std::env::var_os("CREDD_NO_AUTOSTART").is_none_or(|v| v != "1")
 }
 
-/// Connects without starting anything; `None` when no daemon answers.
+/// Connects without starting anything; `None` when no daemon answers. The socket's directory is
+/// checked before connecting and the server's user after, so nothing is ever sent to a socket
+/// another user could have put there.
 pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
-    match try_connect(socket) {
-        Ok(stream) => Ok(Some(stream)),
-        Err(e) if nobody_listening(&e) => Ok(None),
-        Err(error) => Err(ConnectError::Io {
-            socket: socket.to_path_buf(),
-            error,
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        match paths::check_private_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.is_missing() => return Ok(None),
+            Err(e) => {
+                return Err(ConnectError::Untrusted {
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    let stream = match try_connect(socket) {
+        Ok(stream) => stream,
+        Err(e) if nobody_listening(&e) => return Ok(None),
+        Err(error) => {
+            return Err(ConnectError::Io {
+                socket: socket.to_path_buf(),
+                error,
+            });
+        }
+    };
+    check_server_user(&stream, socket)?;
+    // A daemon that stops answering must not hang its caller forever: the longest request (a
+    // login waiting for approval) is bounded by the daemon well inside this.
+    let _ = stream.set_recv_timeout(Some(REPLY_TIMEOUT));
+    let _ = stream.set_send_timeout(Some(REPLY_TIMEOUT));
+    Ok(Some(stream))
+}
+
+/// How long the client waits for the daemon's answer to one request.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(200);
+
+/// Whether the server on the other end runs as this user (`SO_PEERCRED` / `getpeereid`).
+#[cfg(unix)]
+fn check_server_user(stream: &Stream, socket: &Path) -> Result<(), ConnectError> {
+    let me = paths::effective_uid();
+    match stream.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == me => Ok(()),
+        Ok(uid) => Err(ConnectError::Untrusted {
+            reason: format!(
+                "the server on {} runs as uid {}, not as this user (uid {me}); another user may be posing as credd-daemon",
+                socket.display(),
+                uid.map_or_else(|| "unknown".to_string(), |u| u.to_string())
+            ),
+        }),
+        Err(e) => Err(ConnectError::Untrusted {
+            reason: format!(
+                "the user of the server on {} cannot be told ({e})",
+                socket.display()
+            ),
         }),
     }
+}
+
+#[cfg(not(unix))]
+fn check_server_user(_stream: &Stream, _socket: &Path) -> Result<(), ConnectError> {
+    Ok(())
 }
 
 fn connect(socket: &Path, autostart: bool) -> Result<Stream, ConnectError> {
@@ -241,8 +300,14 @@ fn nobody_listening(e: &io::Error) -> bool {
 fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
     let fail = |message: String| ConnectError::StartFailed { message };
     if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        paths::ensure_private_dir(dir)
-            .map_err(|e| fail(format!("cannot start credd-daemon: {e}")))?;
+        paths::ensure_private_dir(dir).map_err(|e| match e {
+            paths::PrivateDirError::Create { .. } => {
+                fail(format!("cannot start credd-daemon: {e}"))
+            }
+            e => ConnectError::Untrusted {
+                reason: e.to_string(),
+            },
+        })?;
     }
     let lock_path = paths::sibling(socket, ".start.lock");
     let lock = open_private(&lock_path, false)
@@ -302,19 +367,37 @@ fn spawn_daemon(socket: &Path, log_path: &Path) -> Result<Child, ConnectError> {
     let log = open_private(log_path, true).map_err(|e| ConnectError::StartFailed {
         message: format!("cannot open {}: {e}", log_path.display()),
     })?;
+    // The daemon works from `/` (so it holds no caller's directory busy), so every path it is
+    // given is made absolute first.
+    let socket = std::path::absolute(socket).unwrap_or_else(|_| socket.to_path_buf());
     let mut command = Command::new(&program);
     command
         .arg("--socket")
-        .arg(socket)
+        .arg(&socket)
+        .current_dir("/")
         // The daemon must not hold our caller's pipes open: Claude Code waits for EOF.
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
+    if let Some(config) = std::env::var_os("CREDD_CONFIG").filter(|c| !c.is_empty())
+        && let Ok(config) = std::path::absolute(&config)
+    {
+        command.env("CREDD_CONFIG", config);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
-        // Its own process group: a Ctrl-C in the caller's terminal does not stop it.
-        command.process_group(0);
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent's.
+        unsafe {
+            // A session of its own: no controlling terminal, so neither a Ctrl-C nor the
+            // terminal closing reaches it. (It closes the descriptors it inherits itself.)
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     command.spawn().map_err(|e| ConnectError::StartFailed {
         message: format!(
@@ -334,14 +417,14 @@ pub fn daemon_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Opens (creating with mode 0600) a file beside the socket.
+/// Opens (creating with mode 0600) a file beside the socket, never through a symbolic link.
 pub(crate) fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(append).write(!append);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     options.open(path)
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, paths};
+use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, login_tools, paths};
 
 use crate::connection::open_private;
 use crate::{Failure, ask, done, terminal};
@@ -57,7 +57,9 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             // the page's lock opens it, holds the lock until the login ends, and removes it
             // (each login has a page of its own).
             let mut held = None;
-            if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+            if !login_tools::openable_page(&verification_uri) {
+                say("(Not opening that page in the browser: credd opens only https: pages.)");
+            } else if std::env::var_os("CREDD_NO_BROWSER").is_none() {
                 // Without a lock file, every caller opens it.
                 let lock = LoginLock::open(&verification_uri);
                 if lock.as_ref().is_none_or(LoginLock::take) {
@@ -77,6 +79,10 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             instructions,
         }) => {
             say(&instructions);
+            if !command.is_empty() {
+                login_tools::known_login_tool(&command, &env)
+                    .map_err(|e| (ErrorKind::Refused.exit_code(), e))?;
+            }
             let lock = (!command.is_empty())
                 .then(|| LoginLock::open((&command, &env)))
                 .flatten();

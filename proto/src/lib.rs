@@ -4,9 +4,11 @@
 //! This crate is linked into the tiny client, so it stays small: std, serde and nothing async.
 
 pub mod frame;
+pub mod login_tools;
 pub mod message;
 pub mod paths;
 pub mod secret;
+pub mod tcp_owner;
 
 pub use frame::{FrameError, MAX_FRAME_LEN};
 pub use message::*;

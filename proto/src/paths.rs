@@ -2,12 +2,23 @@
 //!
 //! Both sides must agree on the path without talking, so it is decided here: `CREDD_SOCKET` if
 //! set, else `credd/credd.sock` in the per-user runtime directory (`$XDG_RUNTIME_DIR`), else
-//! `credd-<uid>/credd.sock` in the temporary directory (per-user `$TMPDIR` on macOS).
+//! `credd/credd.sock` in the user's state directory (`~/.local/state`), and only when that path
+//! is too long for a socket, `credd-<uid>/credd.sock` in the temporary directory (per-user
+//! `$TMPDIR` on macOS).
+//!
+//! A directory in a shared place such as `/tmp` can be made first by another user, who then
+//! answers in credd's name. So both sides check the directory before they use it, without
+//! following symbolic links: it must belong to this user and be closed to everyone else
+//! ([`check_private_dir`]).
 
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the socket path.
 pub const SOCKET_ENV: &str = "CREDD_SOCKET";
+
+/// The longest socket path every Unix accepts (`sun_path` is 104 bytes on macOS, 108 on Linux,
+/// both with the terminating NUL).
+const MAX_SOCKET_PATH: usize = 103;
 
 pub fn socket_path() -> PathBuf {
     if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
@@ -18,16 +29,30 @@ pub fn socket_path() -> PathBuf {
 
 #[cfg(unix)]
 fn default_socket_dir() -> PathBuf {
-    match directories::BaseDirs::new().and_then(|d| d.runtime_dir().map(Path::to_path_buf)) {
-        Some(runtime) => runtime.join("credd"),
-        // SAFETY: getuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("credd-{}", unsafe { libc::getuid() })),
+    let dirs = directories::BaseDirs::new();
+    if let Some(runtime) = dirs.as_ref().and_then(|d| d.runtime_dir()) {
+        return runtime.join("credd");
     }
+    // The user's own state directory, not a shared one, when its path fits in a socket address.
+    if let Some(state) = dirs.as_ref().and_then(|d| d.state_dir())
+        && state.is_absolute()
+        && state.join("credd/credd.sock").as_os_str().len() <= MAX_SOCKET_PATH
+    {
+        return state.join("credd");
+    }
+    std::env::temp_dir().join(format!("credd-{}", effective_uid()))
 }
 
 #[cfg(not(unix))]
 fn default_socket_dir() -> PathBuf {
     std::env::temp_dir().join("credd")
+}
+
+/// The user this process acts as.
+#[cfg(unix)]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Files that live beside the socket: the daemon's lock, the start-up and login locks, and the
@@ -45,22 +70,36 @@ pub enum PrivateDirError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} belongs to uid {owner}, not to this user (uid {me}); refusing to use it")]
+    #[error("cannot inspect {path}: {source}")]
+    Inspect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} belongs to uid {owner}, not to this user (uid {me}): another user may be posing as credd-daemon, so credd will not use it; remove it (as root or uid {owner}) or set CREDD_SOCKET to a path in a directory of your own"
+    )]
     WrongOwner { path: PathBuf, owner: u32, me: u32 },
     #[error("{path} is open to other users (mode {mode:o}); run `chmod 700 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} is a symbolic link or not a directory; credd uses only a real directory of its own there: remove it, or set CREDD_SOCKET elsewhere"
+    )]
+    NotADirectory { path: PathBuf },
 }
 
-/// Creates the directory that holds the socket (mode 0700) and checks that nobody else owns it
-/// or can reach into it. An existing directory is accepted only if it is already private.
+impl PrivateDirError {
+    /// Whether the directory is simply not there yet (nothing to distrust, nothing listening).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, PrivateDirError::Inspect { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Creates the directory that holds the socket (mode 0700), then checks it as
+/// [`check_private_dir`] does. An existing directory is accepted only if it is already private.
 #[cfg(unix)]
 pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::DirBuilderExt;
 
-    let create = |source| PrivateDirError::Create {
-        path: dir.to_path_buf(),
-        source,
-    };
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -68,24 +107,42 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(create(e)),
+        Err(source) => {
+            return Err(PrivateDirError::Create {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
     }
-    let meta = std::fs::metadata(dir).map_err(create)?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let me = unsafe { libc::getuid() };
+    check_private_dir(dir)
+}
+
+/// Checks, without following a symbolic link, that `dir` is a directory owned by this user
+/// (the effective uid) and closed to group and others, so nobody else can have put a socket or
+/// a file in it.
+#[cfg(unix)]
+pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| PrivateDirError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.to_path_buf();
+    let me = effective_uid();
     if meta.uid() != me {
         return Err(PrivateDirError::WrongOwner {
-            path: dir.to_path_buf(),
+            path,
             owner: meta.uid(),
             me,
         });
     }
+    if !meta.file_type().is_dir() {
+        return Err(PrivateDirError::NotADirectory { path });
+    }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(PrivateDirError::TooOpen {
-            path: dir.to_path_buf(),
-            mode,
-        });
+        return Err(PrivateDirError::TooOpen { path, mode });
     }
     Ok(())
 }
@@ -96,6 +153,11 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
         path: dir.to_path_buf(),
         source,
     })
+}
+
+#[cfg(not(unix))]
+pub fn check_private_dir(_dir: &Path) -> Result<(), PrivateDirError> {
+    Ok(())
 }
 
 #[cfg(all(test, unix))]
@@ -116,6 +178,37 @@ mod tests {
             Err(PrivateDirError::TooOpen { .. })
         ));
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_to_a_private_directory_is_refused() {
+        let base = tempfile_dir("symlink");
+        let real = base.join("real");
+        ensure_private_dir(&real).unwrap();
+        let link = base.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(
+            matches!(
+                check_private_dir(&link),
+                Err(PrivateDirError::NotADirectory { .. })
+            ),
+            "{:?}",
+            check_private_dir(&link)
+        );
+        assert!(ensure_private_dir(&link).is_err());
+        let missing = check_private_dir(&base.join("none")).unwrap_err();
+        assert!(missing.is_missing(), "{missing}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "credd-proto-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

@@ -382,7 +382,9 @@ impl EntraSource {
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
     /// then wait until a token can be had.
     async fn azure_cli_login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
-        let mut command = vec!["az".to_string(), "login".to_string()];
+        let mut command: Vec<String> = credd_proto::login_tools::AZ_LOGIN
+            .map(String::from)
+            .to_vec();
         if let Some(tenant) = &self.spec.tenant_id {
             command.extend(["--tenant".to_string(), tenant.clone()]);
         }

@@ -27,7 +27,7 @@ use crate::config::{GCP_DEFAULT_SCOPE, GcpSpec};
 use crate::filewatch::Target;
 
 /// What `credd login` runs for gcloud's Application Default Credentials.
-pub const GCLOUD_LOGIN: [&str; 4] = ["gcloud", "auth", "application-default", "login"];
+pub use credd_proto::login_tools::GCLOUD_LOGIN;
 
 /// How often a login in progress looks whether the credential file changed.
 const LOGIN_POLL: Duration = Duration::from_millis(500);
