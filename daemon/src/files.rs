@@ -17,13 +17,22 @@ pub fn write_private(path: &Path, contents: &[u8], private_dir: bool) -> std::io
     } else {
         create_dir_0700(dir)?;
     }
+    // A name of its own for every write (two writers of one file must not share a temporary
+    // one), created new and never through a symbolic link someone left in its place.
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".credd-{}.tmp", std::process::id()));
+    tmp_name.push(format!(
+        ".credd-{}-{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let tmp = path.with_file_name(tmp_name);
     let mut options = std::fs::OpenOptions::new();
-    options.create(true).write(true).truncate(true);
+    options.create_new(true).write(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
     let written = options.open(&tmp).and_then(|mut file| {
         file.write_all(contents)?;
         file.sync_all()
@@ -52,6 +61,7 @@ fn remove_orphaned_temporaries(path: &Path) {
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
             .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;

@@ -15,6 +15,8 @@ pub mod dispatch;
 pub mod endpoints;
 pub mod files;
 pub mod filewatch;
+pub mod harden;
+pub mod logging;
 pub mod login;
 pub mod net;
 pub mod policy;

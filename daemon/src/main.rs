@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use credd_daemon::{clock, config, dispatch, filewatch, registry, server};
+use credd_daemon::{clock, config, dispatch, filewatch, harden, logging, registry, server};
 use tokio::sync::watch;
 
 /// Caches and proactively refreshes cloud credentials, and serves them to `credd` over a
@@ -25,8 +25,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything is opened or any secret is held.
+    let unhardened = harden::harden_process();
     let args = Args::parse();
-    init_logging();
+    logging::init();
+    for problem in unhardened {
+        tracing::warn!("{problem}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -51,16 +56,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CREDD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -23,8 +23,16 @@ use crate::dispatch::Dispatcher;
 /// How long a client may take to send a whole request once connected (or between requests).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the kernel's backlog.
+/// Connections served at once; more wait in the kernel's backlog. Fewer when the open-file
+/// limit is low, so the endpoints, the upstream calls and the files still have descriptors.
 const MAX_CONNECTIONS: usize = 4096;
+
+fn connection_cap() -> usize {
+    let limit = crate::harden::descriptor_limit();
+    MAX_CONNECTIONS
+        .min(usize::try_from(limit / 2).unwrap_or(MAX_CONNECTIONS))
+        .max(16)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,6 +40,8 @@ pub enum StartError {
     AlreadyRunning { socket: PathBuf, pid: Option<u32> },
     #[error(transparent)]
     Dir(#[from] PrivateDirError),
+    #[error("{} exists and is not a socket; credd-daemon will not remove it: move it away, or set CREDD_SOCKET to another path", .socket.display())]
+    NotASocket { socket: PathBuf },
     #[error("cannot listen on {}: {source}", .socket.display())]
     Listen {
         socket: PathBuf,
@@ -63,6 +73,8 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
     options.create(true).truncate(false).read(true).write(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
     let mut lock = options.open(&lock_path).map_err(listen_error)?;
     if let Err(e) = lock.try_lock() {
         let pid = std::fs::read_to_string(&lock_path)
@@ -89,10 +101,17 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
         });
     }
 
-    // We hold the lock, so no live daemon owns a socket file that is still there.
-    match std::fs::remove_file(socket) {
-        Ok(()) => {
-            tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited")
+    // We hold the lock, so no live daemon owns a socket file that is still there. Only a
+    // socket is removed: a file of the user's at that path is theirs.
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if is_socket(&meta) => {
+            std::fs::remove_file(socket).map_err(listen_error)?;
+            tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited");
+        }
+        Ok(_) => {
+            return Err(StartError::NotASocket {
+                socket: socket.to_path_buf(),
+            });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(listen_error(e)),
@@ -115,6 +134,16 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
     })
 }
 
+#[cfg(unix)]
+fn is_socket(meta: &std::fs::Metadata) -> bool {
+    std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type())
+}
+
+#[cfg(not(unix))]
+fn is_socket(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
 /// The listening socket systemd passed (`LISTEN_FDS`, socket activation), if any.
 #[cfg(unix)]
 fn activated_listener() -> std::io::Result<Option<Listener>> {
@@ -134,7 +163,7 @@ fn activated_listener() -> std::io::Result<Option<Listener>> {
 
 /// Accepts clients until `shutdown` turns true, then removes the socket.
 pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let permits = Arc::new(Semaphore::new(connection_cap()));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
@@ -167,7 +196,9 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
             }
         }
     }
-    if !bound.activated {
+    if !bound.activated
+        && std::fs::symlink_metadata(&bound.socket).is_ok_and(|meta| is_socket(&meta))
+    {
         let _ = std::fs::remove_file(&bound.socket);
     }
     tracing::info!(socket = %bound.socket.display(), "stopped listening");
