@@ -14,6 +14,8 @@ const LAUNCHD_PLIST: &str = include_str!("../../packaging/launchd/dev.credd.daem
 /// The daemon path in the committed templates, replaced by the real one.
 const TEMPLATE_SERVICE_PATH: &str = "%h/.cargo/bin/credd-daemon";
 const TEMPLATE_PLIST_PATH: &str = "/usr/local/bin/credd-daemon";
+/// The home directory in the template's log path.
+const TEMPLATE_PLIST_HOME: &str = "/Users/you";
 const LAUNCHD_LABEL: &str = "dev.credd.daemon";
 
 pub use crate::cli::ServiceAction as Action;
@@ -158,6 +160,13 @@ fn systemd(action: Action) -> Result<String, String> {
     Ok(out)
 }
 
+/// The launchd agent for `daemon`, logging under `home`'s `Library/Logs`.
+fn render_plist(daemon: &str, home: &std::path::Path) -> String {
+    LAUNCHD_PLIST
+        .replace(TEMPLATE_PLIST_PATH, daemon)
+        .replace(TEMPLATE_PLIST_HOME, &home.display().to_string())
+}
+
 fn launchd(action: Action) -> Result<String, String> {
     let plist = home()?.join(format!("Library/LaunchAgents/{LAUNCHD_LABEL}.plist"));
     // SAFETY: getuid has no preconditions.
@@ -169,7 +178,7 @@ fn launchd(action: Action) -> Result<String, String> {
     match action {
         Action::Install => {
             let daemon = daemon_path()?;
-            write(&plist, &LAUNCHD_PLIST.replace(TEMPLATE_PLIST_PATH, &daemon))?;
+            write(&plist, &render_plist(&daemon, &home()?))?;
             out += &format!("wrote {} (runs {daemon})\n", plist.display());
             let _ = crate::connection::request(credd_proto::Request::Stop, false);
             match manager(
@@ -205,4 +214,21 @@ fn launchd(action: Action) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launchd_agent_logs_under_the_users_library() {
+        let plist = render_plist(
+            "/opt/credd/bin/credd-daemon",
+            std::path::Path::new("/Users/ada"),
+        );
+        assert!(plist.contains("<string>/opt/credd/bin/credd-daemon</string>"));
+        assert!(plist.contains("<string>/Users/ada/Library/Logs/credd-daemon.log</string>"));
+        assert!(!plist.contains("/tmp"), "{plist}");
+        assert!(!plist.contains(TEMPLATE_PLIST_HOME));
+    }
 }

@@ -265,7 +265,6 @@ fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String
 }
 
 fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<PathBuf>, String> {
-    use std::io::Write as _;
     let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().readonly()
@@ -277,9 +276,12 @@ fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<P
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of", e))?;
+    // The backup and the new file are written to files made new for this run (never through a
+    // symbolic link left at their names), then renamed into place.
     let backup = if path.exists() {
         let backup = path.with_extension("json.bak");
-        std::fs::copy(path, &backup).map_err(|e| fail("back up", e))?;
+        let copy = std::fs::read(path).map_err(|e| fail("back up", e))?;
+        write_new_then_rename(&copy, &backup).map_err(|e| fail("back up", e))?;
         Some(backup)
     } else {
         None
@@ -287,22 +289,38 @@ fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<P
     let mut text =
         serde_json::to_string_pretty(&Value::Object(settings.clone())).expect("settings serialize");
     text.push('\n');
-    let tmp = path.with_extension("json.credd-tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).write(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(|e| fail("write", e))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| fail("write", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
+    write_new_then_rename(text.as_bytes(), path).map_err(|e| fail("write", e))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     }
     Ok(backup)
+}
+
+/// Writes `contents` to a new private file beside `target` (`O_EXCL`, `O_NOFOLLOW`, mode 0600),
+/// flushes it, and renames it over `target`.
+fn write_new_then_rename(contents: &[u8], target: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".credd-{}.tmp", std::process::id()));
+    let tmp = target.with_file_name(name);
+    let mut options = std::fs::OpenOptions::new();
+    options.create_new(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, target));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    renamed
 }
 
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
