@@ -175,13 +175,8 @@ fn start_endpoint(
     let (kind, port, endpoint): (_, _, Arc<dyn endpoints::Endpoint>) = match spec {
         SourceSpec::Aws(aws) => {
             let port = aws.container_endpoint.as_ref()?.port;
-            match endpoints::aws_container::AwsContainer::new(slot.clone(), name) {
-                Ok(container) => ("aws-container", port, Arc::new(container)),
-                Err(e) => {
-                    tracing::error!(source = %name, "cannot write the container endpoint's token file: {e}");
-                    return None;
-                }
-            }
+            let container = endpoints::aws_container::AwsContainer::new(slot.clone(), name);
+            ("aws-container", port, Arc::new(container))
         }
         SourceSpec::Gcp(gcp) => {
             let port = gcp.metadata_endpoint.as_ref()?.port;
@@ -194,17 +189,12 @@ fn start_endpoint(
         }
         SourceSpec::Entra(entra) => {
             let port = entra.identity_endpoint.as_ref()?.port;
-            match endpoints::azure_managed_identity::AzureManagedIdentity::new(
+            let identity = endpoints::azure_managed_identity::AzureManagedIdentity::new(
                 slot.clone(),
                 name,
                 entra.scopes(),
-            ) {
-                Ok(identity) => ("azure-managed-identity", port, Arc::new(identity)),
-                Err(e) => {
-                    tracing::error!(source = %name, "cannot write the managed-identity endpoint's secret file: {e}");
-                    return None;
-                }
-            }
+            );
+            ("azure-managed-identity", port, Arc::new(identity))
         }
         SourceSpec::Exec(_) => return None,
     };

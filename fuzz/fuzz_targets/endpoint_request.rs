@@ -80,17 +80,16 @@ fn endpoints() -> &'static Endpoints {
             Box::new(Fixed { aws: true }),
             clock.clone(),
         );
-        let container = AwsContainer::new(aws, "fuzz").unwrap();
-        let container_secret = std::fs::read_to_string(
-            credd_daemon::endpoints::state_dir().join("container-fuzz.token"),
-        )
-        .unwrap();
-        let identity =
-            AzureManagedIdentity::new(token.clone(), "fuzz", vec![SCOPE.into()]).unwrap();
-        let identity_secret = std::fs::read_to_string(
-            credd_daemon::endpoints::state_dir().join("identity-fuzz.secret"),
-        )
-        .unwrap();
+        // Each endpoint's secret, made as when it takes its port.
+        let with_secret = |endpoint: &dyn Endpoint| {
+            let secret = endpoint.secret().unwrap();
+            secret.rotate().unwrap();
+            std::fs::read_to_string(secret.file()).unwrap()
+        };
+        let container = AwsContainer::new(aws, "fuzz");
+        let container_secret = with_secret(&container);
+        let identity = AzureManagedIdentity::new(token.clone(), "fuzz", vec![SCOPE.into()]);
+        let identity_secret = with_secret(&identity);
         // ID tokens from a source whose credential file is missing: every audience fails
         // fast, without a network call.
         let config = credd_daemon::config::parse(

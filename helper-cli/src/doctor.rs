@@ -190,7 +190,7 @@ fn endpoint_check(source: &str, endpoint: &credd_proto::EndpointStatus) -> Check
             Verdict::Fail,
             what,
             error.clone(),
-            Some("free the port or set another `port` in the config".into()),
+            Some("free the port or set another `port` in the config; if another user holds it, report it to whoever runs this machine".into()),
         );
     }
     match crate::endpoint_probe::probe(endpoint) {

@@ -1,7 +1,9 @@
 //! `credd doctor`'s look at a local endpoint: it asks what an SDK would ask, with the header an
 //! SDK would send (read from the file `credd status` names), so an endpoint that accepts
 //! connections but refuses its callers (a wrong token file, a peer it cannot identify) is
-//! found. A plain HTTP/1.1 GET over std's TCP: the client links no HTTP library. Bodies of
+//! found. Before it sends a header read from a secret file, it asks the kernel who holds the
+//! port: another user's listener there is an impostor, and gets nothing. A plain HTTP/1.1 GET
+//! over std's TCP: the client links no HTTP library. Bodies of
 //! answers that succeed may hold credentials and are never shown; error bodies are the
 //! endpoint's own messages, which name no secret.
 
@@ -30,8 +32,10 @@ pub fn probe(endpoint: &EndpointStatus) -> Result<String, String> {
         return Err(format!("cannot read the endpoint URL {}", endpoint.url));
     };
     let question = question(endpoint, base)?;
-    let (status, body) =
-        get(addr, &question).map_err(|e| format!("nothing answers at {} ({e})", endpoint.url))?;
+    let (status, body) = get(addr, &question).map_err(|e| match e {
+        Probe::Io(e) => format!("nothing answers at {} ({e})", endpoint.url),
+        Probe::Impostor(why) => why,
+    })?;
     if (question.expected)(status, &body) {
         Ok(format!("{} answers an SDK's request", endpoint.url))
     } else if (200..300).contains(&status) {
@@ -95,9 +99,22 @@ fn split_url(url: &str) -> Option<(SocketAddr, &str)> {
     Some((host.parse().ok()?, path))
 }
 
+enum Probe {
+    Io(std::io::Error),
+    /// The port is held by someone this user must not send a secret to.
+    Impostor(String),
+}
+
+impl From<std::io::Error> for Probe {
+    fn from(e: std::io::Error) -> Self {
+        Probe::Io(e)
+    }
+}
+
 /// The status code and body of a GET.
-fn get(addr: SocketAddr, question: &Question) -> std::io::Result<(u16, String)> {
+fn get(addr: SocketAddr, question: &Question) -> Result<(u16, String), Probe> {
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    check_listener(&stream, addr).map_err(Probe::Impostor)?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
     let header = question
@@ -118,12 +135,32 @@ fn get(addr: SocketAddr, question: &Question) -> std::io::Result<(u16, String)> 
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
+        .ok_or_else(|| Probe::Io(std::io::Error::other("not an HTTP answer")))?;
     let body = answer
         .split_once("\r\n\r\n")
         .map_or("", |(_, body)| body)
         .to_string();
     Ok((status, body))
+}
+
+/// Whether the socket `stream` reached at `addr` is this user's (the endpoint's accepted end,
+/// or its listener). Where the kernel cannot say (not Linux), the answer is yes: the daemon's
+/// status, which says whether it holds the port, has been read before.
+fn check_listener(stream: &TcpStream, addr: SocketAddr) -> Result<(), String> {
+    let me = credd_proto::paths::effective_uid();
+    let owner = stream
+        .local_addr()
+        .and_then(|ours| credd_proto::tcp_owner::owner_uid(addr, ours));
+    match owner {
+        Ok(uid) if uid == me => Ok(()),
+        Ok(uid) => Err(format!(
+            "{addr} is held by uid {uid}, not by this user's credd-daemon (uid {me}): another user may be posing as this endpoint; nothing from its secret file was sent"
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => Ok(()),
+        Err(e) => Err(format!(
+            "cannot tell who holds {addr} ({e}); nothing from its secret file was sent"
+        )),
+    }
 }
 
 #[cfg(test)]

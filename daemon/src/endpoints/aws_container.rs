@@ -3,8 +3,9 @@
 //! set fetch `{AccessKeyId, SecretAccessKey, Token, Expiration}` from it, with the token in the
 //! `Authorization` header.
 //!
-//! The token is random, made at every start, and written to a 0600 file the SDKs read on each
-//! fetch; the env lines stay the same across restarts.
+//! The token is random, made each time the endpoint takes its port ([`EndpointSecret`]), and
+//! written to a 0600 file the SDKs read on each fetch; the env lines stay the same across
+//! restarts.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use credd_proto::CredentialSecret;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
+use super::secret::EndpointSecret;
 use super::{Endpoint, EndpointRequest, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::AWS_FLOOR;
@@ -21,21 +23,17 @@ pub const PATH: &str = "/aws/credentials";
 
 pub struct AwsContainer {
     slot: Arc<Slot>,
-    token: String,
-    token_file: PathBuf,
+    token: EndpointSecret,
 }
 
 impl AwsContainer {
-    /// Makes a new token and writes it to the source's token file.
-    pub fn new(slot: Arc<Slot>, source: &str) -> std::io::Result<Self> {
-        let token = super::random_secret();
-        let token_file = super::state_dir().join(format!("container-{source}.token"));
-        crate::files::write_private(&token_file, token.as_bytes(), true)?;
-        Ok(AwsContainer {
+    /// The endpoint for `slot`; its token is made when it has its port.
+    pub fn new(slot: Arc<Slot>, source: &str) -> Self {
+        let token_file: PathBuf = super::state_dir().join(format!("container-{source}.token"));
+        AwsContainer {
             slot,
-            token,
-            token_file,
-        })
+            token: EndpointSecret::new(token_file),
+        }
     }
 
     async fn credentials(&self, request: EndpointRequest) -> EndpointResponse {
@@ -49,7 +47,7 @@ impl AwsContainer {
             None => {
                 return EndpointResponse::error(401, "missing Authorization token");
             }
-            Some(given) if !super::secret_matches(given, &self.token) => {
+            Some(given) if !self.token.matches(given) => {
                 tracing::warn!("container endpoint: refused a request with a wrong token");
                 return EndpointResponse::error(403, "wrong Authorization token");
             }
@@ -95,9 +93,13 @@ impl Endpoint for AwsContainer {
             format!("AWS_CONTAINER_CREDENTIALS_FULL_URI={}", self.url(port)),
             format!(
                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={}",
-                self.token_file.display()
+                self.token.file().display()
             ),
         ]
+    }
+
+    fn secret(&self) -> Option<&EndpointSecret> {
+        Some(&self.token)
     }
 
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {

@@ -5,8 +5,9 @@
 //!
 //! `GET /msi/token?api-version=2019-08-01&resource=R` with the secret in `X-IDENTITY-HEADER`
 //! answers `{access_token, expires_on, resource, token_type, client_id}`. `R` is served only
-//! when `R/.default` is one of the source's scopes. The secret is random, made once, and kept
-//! in a 0600 file, so the settings that name it stay valid across restarts.
+//! when `R/.default` is one of the source's scopes. The secret is random, made each time the
+//! endpoint takes its port ([`EndpointSecret`]), and kept in a 0600 file: a shell that exported
+//! `IDENTITY_HEADER` before the daemon restarted must read the file again.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use credd_proto::CredentialSecret;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
+use super::secret::EndpointSecret;
 use super::{Endpoint, EndpointRequest, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
@@ -25,28 +27,18 @@ const API_VERSION: &str = "2019-08-01";
 pub struct AzureManagedIdentity {
     slot: Arc<Slot>,
     scopes: Vec<String>,
-    secret: String,
-    secret_file: PathBuf,
+    secret: EndpointSecret,
 }
 
 impl AzureManagedIdentity {
-    /// Reads the source's secret, or makes it the first time.
-    pub fn new(slot: Arc<Slot>, source: &str, scopes: Vec<String>) -> std::io::Result<Self> {
-        let secret_file = super::state_dir().join(format!("identity-{source}.secret"));
-        let secret = match std::fs::read_to_string(&secret_file) {
-            Ok(secret) if secret.trim().len() >= 32 => secret.trim().to_string(),
-            _ => {
-                let secret = super::random_secret();
-                crate::files::write_private(&secret_file, secret.as_bytes(), true)?;
-                secret
-            }
-        };
-        Ok(AzureManagedIdentity {
+    /// The endpoint for `slot`; its secret is made when it has its port.
+    pub fn new(slot: Arc<Slot>, source: &str, scopes: Vec<String>) -> Self {
+        let secret_file: PathBuf = super::state_dir().join(format!("identity-{source}.secret"));
+        AzureManagedIdentity {
             slot,
             scopes,
-            secret,
-            secret_file,
-        })
+            secret: EndpointSecret::new(secret_file),
+        }
     }
 
     async fn token(&self, request: EndpointRequest) -> EndpointResponse {
@@ -57,7 +49,7 @@ impl AzureManagedIdentity {
             return error(404, &format!("tokens are served at {PATH}"));
         }
         match request.headers.get("x-identity-header") {
-            Some(given) if super::secret_matches(given, &self.secret) => {}
+            Some(given) if self.secret.matches(given) => {}
             given => {
                 tracing::warn!(
                     missing = given.is_none(),
@@ -130,8 +122,12 @@ impl Endpoint for AzureManagedIdentity {
     fn env_lines(&self, port: u16) -> Vec<String> {
         vec![
             format!("IDENTITY_ENDPOINT={}", self.url(port)),
-            format!("IDENTITY_HEADER=$(cat {})", self.secret_file.display()),
+            format!("IDENTITY_HEADER=$(cat {})", self.secret.file().display()),
         ]
+    }
+
+    fn secret(&self) -> Option<&EndpointSecret> {
+        Some(&self.secret)
     }
 
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {

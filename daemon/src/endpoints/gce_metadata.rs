@@ -6,7 +6,8 @@
 //!
 //! The protocol has no secret, so besides the Host check every request needs
 //! `Metadata-Flavor: Google` (as on GCE, which stops a browser or a plain proxy request), must
-//! not carry `X-Forwarded-For`, and must come from the daemon's own user.
+//! not carry `X-Forwarded-For`, and must come from the daemon's own user: where that cannot be
+//! told, the endpoint serves nobody (see [`super::peer`]).
 
 use std::sync::Arc;
 
@@ -217,9 +218,5 @@ impl Endpoint for GceMetadata {
 
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
         Box::pin(self.answer(request))
-    }
-
-    fn same_user_only(&self) -> bool {
-        true
     }
 }

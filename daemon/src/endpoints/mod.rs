@@ -3,13 +3,22 @@
 //!
 //! Every endpoint listens on 127.0.0.1 only and refuses a request whose `Host` header names
 //! anything but the loopback address it listens on (a web page cannot reach it through DNS
-//! rebinding). The protocol-specific secret checks live in each endpoint; an endpoint whose
-//! protocol has no secret serves only the user the daemon runs as ([`peer`]).
+//! rebinding). A connection from another local user is closed before it is read ([`peer`]);
+//! the protocol-specific secret checks live in each endpoint, and the secret itself is made
+//! anew whenever the endpoint takes its port ([`secret`]).
+//!
+//! Another user can take an endpoint's port first (the ports are predictable, and the daemon
+//! is not always running). The endpoint then keeps trying to take it, with backoff, says who
+//! holds it in `status` (and so in `doctor`), and withdraws its secret's file meanwhile.
+//! Connections are capped per endpoint, headers must arrive within seconds and fit a small
+//! buffer, so neither another user nor a broken client can take the daemon's descriptors or
+//! memory.
 
 pub mod aws_container;
 pub mod azure_managed_identity;
 pub mod gce_metadata;
 pub mod peer;
+pub mod secret;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,6 +33,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 /// A request, reduced to what endpoint logic looks at.
@@ -79,11 +89,27 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The URL to show in `status`.
     fn url(&self, port: u16) -> String;
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse>;
-    /// Whether only the daemon's own user may connect: for protocols with no secret.
-    fn same_user_only(&self) -> bool {
-        false
+    /// The secret a request must carry, for protocols that have one.
+    fn secret(&self) -> Option<&secret::EndpointSecret> {
+        None
     }
 }
+
+/// Connections of the daemon's own user one endpoint serves at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Connections accepted and waiting for their owner to be looked up (a lookup takes
+/// microseconds, so this is only reached by a flood); more are closed at once.
+const MAX_UNCHECKED: usize = 128;
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most a request's headers may take (hyper's buffer; its floor is 8 KiB).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Bounds on the wait between attempts to take a port someone else holds.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(15);
+/// Failed attempts before the port counts as held by someone else (not an endpoint of ours
+/// letting go of it after a config edit): about a second and a half.
+const QUIET_FAILURES: u32 = 4;
 
 /// A running endpoint; stops when dropped.
 pub struct EndpointHandle {
@@ -125,65 +151,7 @@ pub fn default_port(kind: &str, source: &str) -> u16 {
 /// Serves `endpoint` on 127.0.0.1:`port` until the handle is dropped.
 pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
     let error = Arc::new(Mutex::new(None));
-    let handle_error = error.clone();
-    let server = endpoint.clone();
-    let task = tokio::spawn(async move {
-        let listener = match bind(port).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                let message = format!("cannot listen on 127.0.0.1:{port}: {e}");
-                tracing::error!(endpoint = server.kind(), "{message}");
-                *handle_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
-                return;
-            }
-        };
-        tracing::info!(endpoint = server.kind(), url = %server.url(port), "endpoint listening");
-        loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("endpoint accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            if !peer.ip().is_loopback() {
-                tracing::warn!(%peer, "refused a connection from off this machine");
-                continue;
-            }
-            let refusal = if server.same_user_only() {
-                foreign_user(&stream, peer)
-            } else {
-                None
-            };
-            if let Some(why) = &refusal {
-                tracing::warn!(endpoint = server.kind(), %peer, "refused a connection: {why}");
-            }
-            let endpoint = server.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let endpoint = endpoint.clone();
-                    let refused = refusal.is_some();
-                    async move {
-                        let response = if refused {
-                            plain_response(EndpointResponse::error(
-                                403,
-                                "this endpoint serves only the user credd runs as",
-                            ))
-                        } else {
-                            respond(&*endpoint, port, request).await
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let task = tokio::spawn(run(port, endpoint.clone(), error.clone()));
     EndpointHandle {
         kind: endpoint.kind(),
         url: endpoint.url(port),
@@ -193,20 +161,136 @@ pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
     }
 }
 
-/// Binds, retrying briefly: the endpoint this one replaces after a config edit may still hold
-/// the port for a moment.
-async fn bind(port: u16) -> std::io::Result<TcpListener> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut attempts = 0;
+async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<String>>>) {
+    let listener = take_port(port, &*endpoint, &error).await;
+    tracing::info!(endpoint = endpoint.kind(), url = %endpoint.url(port), "endpoint listening");
+    // Two budgets, so that a flood from another user, whose connections are closed as soon as
+    // they are looked up, never takes the places of this user's connections being served.
+    let unchecked = Arc::new(Semaphore::new(MAX_UNCHECKED));
+    let served = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(peer::RefusalLog::default());
     loop {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 20 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("endpoint accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-            Err(e) => return Err(e),
+        };
+        if !peer.ip().is_loopback() {
+            tracing::warn!(%peer, "refused a connection from off this machine");
+            continue;
         }
+        let Ok(checking) = unchecked.clone().try_acquire_owned() else {
+            refusals.refused(
+                endpoint.kind(),
+                &format!("{MAX_UNCHECKED} connections are waiting to be checked already"),
+            );
+            continue;
+        };
+        let (endpoint, served, refusals) = (endpoint.clone(), served.clone(), refusals.clone());
+        tokio::spawn(async move {
+            let verdict = peer::check(&stream, peer, endpoint.secret().is_some());
+            drop(checking);
+            if let peer::Verdict::Refuse(why) = verdict {
+                refusals.refused(endpoint.kind(), &why);
+                return;
+            }
+            let Ok(_serving) = served.try_acquire_owned() else {
+                refusals.refused(
+                    endpoint.kind(),
+                    &format!("{MAX_CONNECTIONS} connections are open already"),
+                );
+                return;
+            };
+            serve_connection(stream, port, endpoint).await;
+        });
+    }
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, port: u16, endpoint: Arc<dyn Endpoint>) {
+    let service = hyper::service::service_fn(move |request| {
+        let endpoint = endpoint.clone();
+        async move { Ok::<_, Infallible>(respond(&*endpoint, port, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// Binds 127.0.0.1:`port`, trying until it can: at first briefly (the endpoint this one
+/// replaces after a config edit may hold the port for a moment), then with backoff up to
+/// [`LAST_RETRY`], saying in `error` who holds it. The secret is made once the port is ours.
+async fn take_port(
+    port: u16,
+    endpoint: &dyn Endpoint,
+    error: &Mutex<Option<String>>,
+) -> TcpListener {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let set_error = |message: Option<String>| {
+        *error.lock().unwrap_or_else(|p| p.into_inner()) = message;
+    };
+    let mut failures = 0u32;
+    let mut wait = FIRST_RETRY;
+    loop {
+        let problem = match TcpListener::bind(addr).await {
+            Ok(listener) => match endpoint.secret().map(secret::EndpointSecret::rotate) {
+                None | Some(Ok(())) => {
+                    if failures > QUIET_FAILURES {
+                        tracing::warn!(endpoint = endpoint.kind(), %addr, "took the port back; the endpoint's secret is a new one");
+                    }
+                    set_error(None);
+                    return listener;
+                }
+                Some(Err(e)) => format!(
+                    "cannot write {}: {e}",
+                    endpoint
+                        .secret()
+                        .map(|s| s.file().display().to_string())
+                        .unwrap_or_default()
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                format!("{addr} is held by {}", port_holder(addr))
+            }
+            Err(e) => format!("cannot listen on {addr}: {e}"),
+        };
+        if failures == 0
+            && let Some(secret) = endpoint.secret()
+        {
+            // Nothing for an SDK to send to whoever holds the port.
+            secret.withdraw();
+        }
+        failures += 1;
+        if failures > QUIET_FAILURES {
+            let message = format!(
+                "{problem}; SDKs pointed at this endpoint must not be used until credd has it (trying again every {}s at most)",
+                LAST_RETRY.as_secs()
+            );
+            if failures == QUIET_FAILURES + 1 {
+                tracing::error!(endpoint = endpoint.kind(), "{message}");
+            }
+            set_error(Some(message));
+        }
+        // Jitter keeps several endpoints (or daemons) from retrying in step.
+        tokio::time::sleep(wait.mul_f64(0.8 + fastrand::f64() * 0.4)).await;
+        wait = (wait * 2).min(LAST_RETRY);
+    }
+}
+
+/// Who listens on `addr`, as far as the kernel says.
+fn port_holder(addr: SocketAddr) -> String {
+    let anyone = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+    match credd_proto::tcp_owner::owner_uid(addr, anyone) {
+        Ok(uid) if uid == credd_proto::paths::effective_uid() => {
+            format!("another process of this user (uid {uid})")
+        }
+        Ok(uid) => format!("ANOTHER USER (uid {uid})"),
+        Err(_) => "another process".to_string(),
     }
 }
 
@@ -223,21 +307,6 @@ async fn respond(
         endpoint.handle(request).await
     };
     plain_response(response)
-}
-
-/// Why the connection's peer is not the daemon's own user, if it is not (or cannot be told).
-fn foreign_user(stream: &tokio::net::TcpStream, peer: SocketAddr) -> Option<String> {
-    let local = match stream.local_addr() {
-        Ok(local) => local,
-        Err(e) => return Some(format!("cannot read the socket's address: {e}")),
-    };
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    match peer::owner_uid(peer, local) {
-        Ok(uid) if uid == me => None,
-        Ok(uid) => Some(format!("the client runs as uid {uid}, not {me}")),
-        Err(why) => Some(why),
-    }
 }
 
 fn plain_response(response: EndpointResponse) -> hyper::Response<Full<Bytes>> {
@@ -295,7 +364,13 @@ pub fn state_dir() -> PathBuf {
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| d.data_local_dir().to_path_buf())
         })
-        .unwrap_or_else(|| std::env::temp_dir().join("credd-state"))
+        // Never a shared path: this user's own, checked private when a file is written there.
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!(
+                "credd-state-{}",
+                credd_proto::paths::effective_uid()
+            ))
+        })
 }
 
 #[cfg(test)]
