@@ -143,3 +143,20 @@ pub fn descriptor_limit() -> u64 {
 fn close_inherited_descriptors() -> io::Result<()> {
     Ok(())
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn core_dumps_are_off_and_the_process_is_not_dumpable() {
+        super::forbid_core_dumps().unwrap();
+        // SAFETY: PR_GET_DUMPABLE takes no argument.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }, 0);
+        let mut core = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: getrlimit writes a valid rlimit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut core) }, 0);
+        assert_eq!((core.rlim_cur, core.rlim_max), (0, 0));
+    }
+}
