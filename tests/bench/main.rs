@@ -7,6 +7,8 @@
 //! - `credd get` on cached gcp and entra sources against google-auth and azure-identity getting
 //!   a token from the same credentials (the local upstreams the tests use);
 //! - a refresh storm: as many clients at once on an expired source (one upstream call each time);
+//! - another user's flood of 1500 connections on an endpoint: the daemon's descriptors and this
+//!   user's answer times (as root, acting as uid 65534);
 //! - a soak: 24 simulated hours of 5-minute credentials polled by 50 clients (zero expired,
 //!   upstream calls, RSS and descriptors flat);
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
@@ -18,6 +20,7 @@
 //! (default 300), `CREDD_SOAK_HOURS` (default 24; 0 skips it) and `CREDD_SOAK_CLIENTS`
 //! (default 50) scale it.
 
+mod flood;
 mod load;
 mod process;
 mod python;
@@ -112,6 +115,7 @@ fn main() {
 
     python::providers(runs.min(100), &floor);
     storm::storm(clients, 5);
+    flood::flood(1500, 10);
     let soak_hours = env_num("CREDD_SOAK_HOURS", 24);
     if soak_hours > 0 {
         soak::soak(soak_hours, env_num("CREDD_SOAK_CLIENTS", 50) as usize);

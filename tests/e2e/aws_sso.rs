@@ -17,13 +17,13 @@ const CONFIG: &str = "[profile dev]\nsso_session = corp\nsso_account_id = 111122
 [profile prod]\nsso_session = corp\nsso_account_id = 444455556666\nsso_role_name = Admin\nregion = us-east-1\n\n\
 [sso-session corp]\nsso_start_url = https://corp.awsapps.example/start\nsso_region = us-east-1\nsso_registration_scopes = sso:account:access\n";
 
-struct SsoWorld {
-    world: World,
-    sso: SsoStub,
+pub(crate) struct SsoWorld {
+    pub(crate) world: World,
+    pub(crate) sso: SsoStub,
     _moto: Moto,
 }
 
-fn sso_world() -> SsoWorld {
+pub(crate) fn sso_world() -> SsoWorld {
     let moto = Moto::start();
     let sso = SsoStub::start();
     let world = World::new()
@@ -40,7 +40,7 @@ fn sso_world() -> SsoWorld {
 }
 
 /// Where the AWS CLI keeps the token of sso-session `corp`.
-fn cache_file(world: &World) -> PathBuf {
+pub(crate) fn cache_file(world: &World) -> PathBuf {
     let digest = sha1::Sha1::digest(b"corp");
     world
         .home
@@ -53,7 +53,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// A token file as `aws sso login` writes it.
-fn write_cli_cache(world: &World, access: &str, refresh: &str, expires_in: Duration) {
+pub(crate) fn write_cli_cache(world: &World, access: &str, refresh: &str, expires_in: Duration) {
     let path = cache_file(world);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let token = json!({

@@ -137,8 +137,8 @@ fn requests_without_the_flavor_header_for_another_host_or_forwarded_are_refused(
 
 #[test]
 fn another_local_user_is_refused_by_the_metadata_endpoint() {
-    if !credd_tests::running_as_root() {
-        eprintln!("NOT RUN: another_local_user_is_refused_by_the_metadata_endpoint needs root");
+    if !credd_tests::other_user::available("another_local_user_is_refused_by_the_metadata_endpoint")
+    {
         return;
     }
     use std::os::unix::process::CommandExt;
@@ -153,12 +153,9 @@ fn another_local_user_is_refused_by_the_metadata_endpoint() {
         .gid(65534)
         .output()
         .unwrap();
+    // Closed before a byte of the request is read: no answer at all.
     let answer = String::from_utf8_lossy(&out.stdout);
-    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-    assert!(
-        answer.contains("serves only the user credd runs as"),
-        "{answer}"
-    );
+    assert!(answer.is_empty(), "another user was answered: {answer}");
     assert!(
         upstream.issued().is_empty(),
         "nothing was fetched for the other user"

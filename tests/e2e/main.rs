@@ -7,6 +7,7 @@ mod aws_source;
 mod aws_sso;
 mod claude_code;
 mod config_reload;
+mod daemon_hygiene;
 mod docs;
 mod doctor;
 mod entra_endpoint;
@@ -15,6 +16,7 @@ mod exec_source;
 mod gcp_id_tokens;
 mod gcp_metadata;
 mod gcp_source;
+mod impostors;
 mod lifecycle;
 mod network;
 mod protocol;
@@ -23,6 +25,7 @@ mod second_user;
 mod secrets;
 mod service;
 mod setup;
+mod trace_secrets;
 mod upgrade;
 
 /// A world whose one source, `gateway`, runs a counted command (`gw`) that prints `token`.

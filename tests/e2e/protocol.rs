@@ -101,29 +101,55 @@ fn a_silent_client_does_not_delay_others() {
 
 #[test]
 fn a_peer_of_another_user_is_refused() {
-    if !credd_tests::running_as_root() {
-        eprintln!("NOT RUN: a_peer_of_another_user_is_refused needs root to act as a second user");
+    use credd_tests::other_user;
+    use std::os::unix::fs::PermissionsExt;
+    if !other_user::available("a_peer_of_another_user_is_refused") {
         return;
     }
-    use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
     let (world, daemon) = served_world();
     // Open the way to the socket, as a careless chmod would: the peer check must still refuse.
     for dir in [world.dir.path(), world.socket.parent().unwrap()] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(&world.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The other user's own credd will not use a directory it does not own...
     let mut cmd = world.credd_command(&["get", "gateway"]);
     cmd.env("CREDD_NO_AUTOSTART", "1");
-    cmd.uid(65534).gid(65534);
+    std::os::unix::process::CommandExt::uid(&mut cmd, other_user::NOBODY);
+    std::os::unix::process::CommandExt::gid(&mut cmd, other_user::NOBODY);
     let out = cmd.output().unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3));
     assert_eq!(out.stdout, b"", "another user was served");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("belongs to uid 0"), "{stderr}");
+    // ...and a client of its own making that connects anyway is refused by the daemon.
+    let frame = world.path("get.frame");
+    std::fs::write(
+        &frame,
+        credd_proto::frame::encode_request(credd_proto::Request::Get {
+            source: "gateway".into(),
+            min_valid_secs: 60,
+            caller: None,
+            audience: None,
+        }),
+    )
+    .unwrap();
+    std::fs::set_permissions(&frame, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let asked = other_user::command(credd_tests::bin("impostor"))
+        .args([
+            "ask",
+            &world.socket.display().to_string(),
+            &frame.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&asked.stdout);
     assert!(
-        stderr.contains("serves only the user it runs as"),
-        "{stderr}"
+        answer.contains("serves only the user it runs as"),
+        "{answer}{}",
+        String::from_utf8_lossy(&asked.stderr)
     );
+    assert!(!answer.contains("tok-protocol"), "{answer}");
     assert!(
         daemon
             .log()

@@ -5,10 +5,12 @@
 
 pub mod entra;
 pub mod fault_proxy;
+pub mod flood;
 pub mod google;
 pub mod http;
 pub mod model_api;
 pub mod other_daemon;
+pub mod other_user;
 pub mod peers;
 pub mod sso_stub;
 pub mod world;

@@ -338,6 +338,11 @@ impl World {
 
     /// Starts `credd-daemon` in the foreground of this test, logging to `daemon.log`.
     pub fn start_daemon(&self) -> Daemon {
+        self.start_daemon_with(|_| {})
+    }
+
+    /// [`World::start_daemon`], with the command adjusted first (limits, environment).
+    pub fn start_daemon_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log_path = self.path("daemon.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -346,6 +351,7 @@ impl World {
             .unwrap();
         let mut cmd = Command::new(crate::bin("credd-daemon"));
         self.isolate(&mut cmd);
+        adjust(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
