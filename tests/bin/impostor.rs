@@ -85,9 +85,8 @@ fn ask(socket: &str, frame: &str) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    stream
-        .write_all(&std::fs::read(frame).expect("frame"))
-        .unwrap();
+    // The daemon may answer (a refusal) and close before the request is written.
+    let _ = stream.write_all(&std::fs::read(frame).expect("frame"));
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
