@@ -85,7 +85,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _config_watch = watch_config(&config_path, &registry);
 
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
-        registry,
+        registry.clone(),
         socket.clone(),
         shutdown_tx,
     ));
@@ -97,6 +97,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "credd-daemon serving"
     );
     server::serve(bound, dispatcher, shutdown_rx).await;
+    // Their secret files go with them: no SDK sends one to whoever takes a port next.
+    registry.stop_endpoints();
     tracing::info!("credd-daemon stopped");
     Ok(())
 }

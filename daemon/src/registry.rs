@@ -73,6 +73,13 @@ impl Registry {
         &self.clock
     }
 
+    /// Stops every local endpoint (at shutdown).
+    pub fn stop_endpoints(&self) {
+        for entry in self.write().entries.values_mut() {
+            entry.endpoint = None;
+        }
+    }
+
     /// Reads the config file and applies it; on error the old config stays in force.
     pub fn reload(&self) -> Result<(), config::ConfigError> {
         match config::load(&self.config_path) {

@@ -15,7 +15,21 @@ use std::net::SocketAddr;
 /// `remote`. For a listener, `remote` is the unspecified address with port 0 (or any peer: the
 /// kernel falls back to the listener on `local` when no connected socket matches).
 pub fn owner_uid(local: SocketAddr, remote: SocketAddr) -> io::Result<u32> {
-    imp::owner_uid(local, remote)
+    imp::owner(local, remote).map(|(uid, _)| uid)
+}
+
+/// The uid of a connected client's socket (`peer` -> `local`), only if the kernel's answer is
+/// that very connection: not the listener it falls back to when none matches, and not a socket
+/// already closing (`TIME_WAIT` and half-open entries are reported as root's).
+pub fn client_uid(peer: SocketAddr, local: SocketAddr) -> io::Result<u32> {
+    const ESTABLISHED: u8 = 1;
+    const CLOSE_WAIT: u8 = 8;
+    match imp::owner(peer, local)? {
+        (uid, ESTABLISHED | CLOSE_WAIT) => Ok(uid),
+        (_, state) => Err(io::Error::other(format!(
+            "the connection from {peer} is in TCP state {state}, not established"
+        ))),
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -62,7 +76,8 @@ mod imp {
     /// (4) + `inet_diag_sockid` (48) + expires, rqueue, wqueue (12).
     const UID_OFFSET: usize = 16 + 4 + 48 + 12;
 
-    pub fn owner_uid(local: SocketAddr, remote: SocketAddr) -> io::Result<u32> {
+    /// The uid and TCP state of the socket the kernel answers for.
+    pub fn owner(local: SocketAddr, remote: SocketAddr) -> io::Result<(u32, u8)> {
         let (family, src, dst) = match (local.ip(), remote.ip()) {
             (IpAddr::V4(l), IpAddr::V4(r)) => (libc::AF_INET, pad(&l.octets()), pad(&r.octets())),
             (IpAddr::V6(l), IpAddr::V6(r)) => (libc::AF_INET6, l.octets(), r.octets()),
@@ -158,8 +173,11 @@ mod imp {
         out
     }
 
-    /// The uid in a `SOCK_DIAG_BY_FAMILY` reply, or the error the kernel answered with.
-    fn parse_reply(reply: &[u8]) -> io::Result<u32> {
+    /// The offset of `idiag_state` in a reply, after `nlmsghdr` and `idiag_family`.
+    const STATE_OFFSET: usize = 16 + 1;
+
+    /// The uid and state in a `SOCK_DIAG_BY_FAMILY` reply, or the error the kernel answered with.
+    fn parse_reply(reply: &[u8]) -> io::Result<(u32, u8)> {
         let word = |at: usize| -> io::Result<[u8; 4]> {
             reply
                 .get(at..at + 4)
@@ -168,7 +186,10 @@ mod imp {
         };
         let kind = u16::from_ne_bytes(word(4)?[..2].try_into().expect("two bytes"));
         match kind {
-            SOCK_DIAG_BY_FAMILY => Ok(u32::from_ne_bytes(word(UID_OFFSET)?)),
+            SOCK_DIAG_BY_FAMILY => Ok((
+                u32::from_ne_bytes(word(UID_OFFSET)?),
+                word(STATE_OFFSET)?[0],
+            )),
             NLMSG_ERROR => {
                 let errno = i32::from_ne_bytes(word(16)?);
                 Err(io::Error::from_raw_os_error(errno.saturating_neg()))
@@ -185,7 +206,7 @@ mod imp {
     use std::io;
     use std::net::SocketAddr;
 
-    pub fn owner_uid(_local: SocketAddr, _remote: SocketAddr) -> io::Result<u32> {
+    pub fn owner(_local: SocketAddr, _remote: SocketAddr) -> io::Result<(u32, u8)> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "the owner of a TCP socket cannot be told on this system",
@@ -206,10 +227,14 @@ mod tests {
         let me = crate::paths::effective_uid();
         // The client's socket, as the server sees it: its own address is the peer's.
         assert_eq!(owner_uid(peer, at).unwrap(), me);
+        assert_eq!(client_uid(peer, at).unwrap(), me);
         assert_eq!(owner_uid(client.local_addr().unwrap(), at).unwrap(), me);
         // The listener, as a prober asks for it.
         let nobody: SocketAddr = "0.0.0.0:0".parse().unwrap();
         assert_eq!(owner_uid(at, nobody).unwrap(), me);
+        // A client lookup that finds only the listener is no client.
+        let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(client_uid(at, gone).is_err());
     }
 
     #[test]

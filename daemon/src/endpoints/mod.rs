@@ -111,8 +111,10 @@ const LAST_RETRY: Duration = Duration::from_secs(15);
 /// letting go of it after a config edit): about a second and a half.
 const QUIET_FAILURES: u32 = 4;
 
-/// A running endpoint; stops when dropped.
+/// A running endpoint; stops when dropped, and its secret with it (the file is removed, so no
+/// SDK sends it to whoever takes the port next).
 pub struct EndpointHandle {
+    endpoint: Arc<dyn Endpoint>,
     kind: &'static str,
     url: String,
     env: Vec<String>,
@@ -123,6 +125,9 @@ pub struct EndpointHandle {
 impl Drop for EndpointHandle {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(secret) = self.endpoint.secret() {
+            secret.release();
+        }
     }
 }
 
@@ -153,6 +158,7 @@ pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
     let error = Arc::new(Mutex::new(None));
     let task = tokio::spawn(run(port, endpoint.clone(), error.clone()));
     EndpointHandle {
+        endpoint: endpoint.clone(),
         kind: endpoint.kind(),
         url: endpoint.url(port),
         env: endpoint.env_lines(port),
@@ -234,9 +240,11 @@ async fn take_port(
     let set_error = |message: Option<String>| {
         *error.lock().unwrap_or_else(|p| p.into_inner()) = message;
     };
+    let me = credd_proto::paths::effective_uid();
     let mut failures = 0u32;
     let mut wait = FIRST_RETRY;
     loop {
+        let mut held_by_another_user = false;
         let problem = match TcpListener::bind(addr).await {
             Ok(listener) => match endpoint.secret().map(secret::EndpointSecret::rotate) {
                 None | Some(Ok(())) => {
@@ -255,14 +263,16 @@ async fn take_port(
                 ),
             },
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                format!("{addr} is held by {}", port_holder(addr))
+                let holder = port_holder(addr);
+                held_by_another_user = holder.is_some_and(|uid| uid != me);
+                format!("{addr} is held by {}", describe_holder(holder))
             }
             Err(e) => format!("cannot listen on {addr}: {e}"),
         };
-        if failures == 0
-            && let Some(secret) = endpoint.secret()
-        {
-            // Nothing for an SDK to send to whoever holds the port.
+        // Nothing for an SDK to send to another user holding the port. (The file is left alone
+        // when the holder is this user's: most likely the same endpoint of another daemon of
+        // this user's, serving with that very file.)
+        if held_by_another_user && let Some(secret) = endpoint.secret() {
             secret.withdraw();
         }
         failures += 1;
@@ -282,15 +292,19 @@ async fn take_port(
     }
 }
 
-/// Who listens on `addr`, as far as the kernel says.
-fn port_holder(addr: SocketAddr) -> String {
+/// The uid that listens on `addr`, as far as the kernel says.
+fn port_holder(addr: SocketAddr) -> Option<u32> {
     let anyone = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
-    match credd_proto::tcp_owner::owner_uid(addr, anyone) {
-        Ok(uid) if uid == credd_proto::paths::effective_uid() => {
-            format!("another process of this user (uid {uid})")
+    credd_proto::tcp_owner::owner_uid(addr, anyone).ok()
+}
+
+fn describe_holder(holder: Option<u32>) -> String {
+    match holder {
+        Some(uid) if uid == credd_proto::paths::effective_uid() => {
+            format!("another process of this user (uid {uid}), perhaps another credd-daemon")
         }
-        Ok(uid) => format!("ANOTHER USER (uid {uid})"),
-        Err(_) => "another process".to_string(),
+        Some(uid) => format!("ANOTHER USER (uid {uid})"),
+        None => "another process".to_string(),
     }
 }
 

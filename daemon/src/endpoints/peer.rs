@@ -1,9 +1,10 @@
 //! Who may talk to an endpoint. TCP does not say who connected, so the endpoint asks the kernel
 //! who owns the client's socket ([`credd_proto::tcp_owner`], one exact lookup per connection,
 //! made in the connection's own task, never on the accept loop). A connection from another user
-//! is closed before a byte of it is read, whatever the endpoint; where the owner cannot be told
-//! (not Linux), an endpoint with a secret still serves (the secret decides), and one without a
-//! secret refuses.
+//! is closed before a byte of it is read, whatever the endpoint. Where the system cannot tell
+//! owners at all (not Linux), an endpoint with a secret still serves (the secret decides) and
+//! one without refuses; a lookup that fails on Linux (a closing socket, no descriptors left)
+//! refuses, so nobody unknown holds one of the endpoint's places.
 //!
 //! A flood of refused connections must not flood the log: each user's refusals are reported at
 //! most once a minute, with how many there were.
@@ -26,7 +27,7 @@ pub fn decide(owner: std::io::Result<u32>, me: u32, has_secret: bool) -> Verdict
     match owner {
         Ok(uid) if uid == me => Verdict::Serve,
         Ok(uid) => Verdict::Refuse(format!("the client runs as uid {uid}, not {me}")),
-        Err(_) if has_secret => Verdict::Serve,
+        Err(e) if has_secret && e.kind() == std::io::ErrorKind::Unsupported => Verdict::Serve,
         Err(e) => Verdict::Refuse(format!("the client's user cannot be told ({e})")),
     }
 }
@@ -35,7 +36,7 @@ pub fn decide(owner: std::io::Result<u32>, me: u32, has_secret: bool) -> Verdict
 pub fn check(stream: &tokio::net::TcpStream, peer: SocketAddr, has_secret: bool) -> Verdict {
     let owner = stream
         .local_addr()
-        .and_then(|local| credd_proto::tcp_owner::owner_uid(peer, local));
+        .and_then(|local| credd_proto::tcp_owner::client_uid(peer, local));
     decide(owner, credd_proto::paths::effective_uid(), has_secret)
 }
 
@@ -86,9 +87,14 @@ mod tests {
             Verdict::Refuse("the client runs as uid 65534, not 1000".into())
         );
         assert_eq!(decide(Ok(0), 1000, false), decide(Ok(0), 1000, true));
-        let unknown = || Err(std::io::Error::other("unsupported"));
-        assert_eq!(decide(unknown(), 1000, true), Verdict::Serve);
-        assert!(matches!(decide(unknown(), 1000, false), Verdict::Refuse(_)));
+        let unsupported = || Err(std::io::ErrorKind::Unsupported.into());
+        assert_eq!(decide(unsupported(), 1000, true), Verdict::Serve);
+        assert!(matches!(
+            decide(unsupported(), 1000, false),
+            Verdict::Refuse(_)
+        ));
+        let failed = || Err(std::io::Error::other("no descriptors left"));
+        assert!(matches!(decide(failed(), 1000, true), Verdict::Refuse(_)));
     }
 
     #[cfg(target_os = "linux")]

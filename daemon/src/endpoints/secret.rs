@@ -41,6 +41,19 @@ impl EndpointSecret {
         let _ = std::fs::remove_file(&self.file);
     }
 
+    /// [`EndpointSecret::withdraw`], if this endpoint made a secret (an endpoint that never had
+    /// its port leaves the file alone: it may be another daemon's).
+    pub fn release(&self) {
+        let held = self
+            .value
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if held {
+            self.withdraw();
+        }
+    }
+
     /// Whether `given` is the current secret (compared in constant time).
     pub fn matches(&self, given: &str) -> bool {
         self.value
@@ -74,5 +87,9 @@ mod tests {
         secret.withdraw();
         assert!(!secret.matches(&second));
         assert!(!secret.file().exists());
+        // Releasing a secret never made leaves someone else's file alone.
+        std::fs::write(secret.file(), "another daemon's").unwrap();
+        secret.release();
+        assert!(secret.file().exists());
     }
 }
