@@ -65,9 +65,7 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
         socket: socket.to_path_buf(),
         source,
     };
-    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        paths::ensure_private_dir(dir)?;
-    }
+    paths::ensure_private_dir(paths::socket_dir(socket)?)?;
     let lock_path = paths::sibling(socket, ".lock");
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).read(true).write(true);

@@ -215,15 +215,13 @@ fn autostart_allowed() -> bool {
 /// checked before connecting and the server's user after, so nothing is ever sent to a socket
 /// another user could have put there.
 pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
-    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        match paths::check_private_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.is_missing() => return Ok(None),
-            Err(e) => {
-                return Err(ConnectError::Untrusted {
-                    reason: e.to_string(),
-                });
-            }
+    match paths::socket_dir(socket).and_then(paths::check_private_dir) {
+        Ok(()) => {}
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(e) => {
+            return Err(ConnectError::Untrusted {
+                reason: e.to_string(),
+            });
         }
     }
     let stream = match try_connect(socket) {

@@ -33,6 +33,7 @@ fn default_socket_dir() -> PathBuf {
     if let Some(runtime) = dirs.as_ref().and_then(|d| d.runtime_dir()) {
         return runtime.join("credd");
     }
+
     // The user's own state directory, not a shared one, when its path fits in a socket address.
     if let Some(state) = dirs.as_ref().and_then(|d| d.state_dir())
         && state.is_absolute()
@@ -82,6 +83,16 @@ pub enum PrivateDirError {
     #[error("{path} is open to other users (mode {mode:o}); run `chmod 700 {path}`")]
     TooOpen { path: PathBuf, mode: u32 },
     #[error(
+        "{ancestor}, above {path}, can be changed by other users (mode {mode:o}, no sticky bit), so they could swap what is below it; credd will not use it: set CREDD_SOCKET to a path under a directory only you can change"
+    )]
+    OpenAncestor {
+        path: PathBuf,
+        ancestor: PathBuf,
+        mode: u32,
+    },
+    #[error("CREDD_SOCKET must be an absolute path, not {path}")]
+    RelativeSocket { path: PathBuf },
+    #[error(
         "{path} is a symbolic link or not a directory; credd uses only a real directory of its own there: remove it, or set CREDD_SOCKET elsewhere"
     )]
     NotADirectory { path: PathBuf },
@@ -91,6 +102,17 @@ impl PrivateDirError {
     /// Whether the directory is simply not there yet (nothing to distrust, nothing listening).
     pub fn is_missing(&self) -> bool {
         matches!(self, PrivateDirError::Inspect { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// The directory that holds `socket`, which must be named by an absolute path (a relative one
+/// would mean another socket, lock and log in every directory a caller runs in).
+pub fn socket_dir(socket: &Path) -> Result<&Path, PrivateDirError> {
+    match socket.parent() {
+        Some(dir) if socket.is_absolute() => Ok(dir),
+        _ => Err(PrivateDirError::RelativeSocket {
+            path: socket.to_path_buf(),
+        }),
     }
 }
 
@@ -119,7 +141,8 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
 
 /// Checks, without following a symbolic link, that `dir` is a directory owned by this user
 /// (the effective uid) and closed to group and others, so nobody else can have put a socket or
-/// a file in it.
+/// a file in it; and that no directory above it lets others rename what is in it (writable by
+/// group or others without the sticky bit, as `/tmp` has).
 #[cfg(unix)]
 pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     use std::os::unix::fs::MetadataExt;
@@ -143,6 +166,24 @@ pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(PrivateDirError::TooOpen { path, mode });
+    }
+    for ancestor in dir
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+    {
+        // Links above are followed: /tmp and $TMPDIR are links on macOS.
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(PrivateDirError::OpenAncestor {
+                path,
+                ancestor: ancestor.to_path_buf(),
+                mode,
+            });
+        }
     }
     Ok(())
 }
@@ -209,6 +250,29 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn a_directory_under_one_others_can_change_is_refused() {
+        let base = tempfile_dir("ancestor");
+        let open = base.join("open");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let dir = open.join("credd");
+        let refused = ensure_private_dir(&dir).unwrap_err();
+        assert!(
+            matches!(&refused, PrivateDirError::OpenAncestor { ancestor, .. } if *ancestor == open),
+            "{refused}"
+        );
+        // The sticky bit (as on /tmp) keeps others from renaming what is not theirs.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        ensure_private_dir(&dir).unwrap();
+        assert!(socket_dir(Path::new("credd.sock")).is_err());
+        assert_eq!(
+            socket_dir(Path::new("/run/u/credd/credd.sock")).unwrap(),
+            Path::new("/run/u/credd")
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
