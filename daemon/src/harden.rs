@@ -40,8 +40,8 @@ fn forbid_core_dumps() -> io::Result<()> {
     Ok(())
 }
 
-/// The soft limit on open descriptors raised to the hard one: the common soft limit (1024) is
-/// less than what the socket and the endpoints may hold at once.
+/// The soft limit on open descriptors raised to the hard one (at most 65536): the common soft
+/// limit (1024) is less than what the socket and the endpoints may hold at once.
 #[cfg(unix)]
 fn raise_descriptor_limit() -> io::Result<()> {
     let mut limit = libc::rlimit {
@@ -52,12 +52,15 @@ fn raise_descriptor_limit() -> io::Result<()> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // macOS refuses more than OPEN_MAX for the soft limit, whatever the hard one says.
-    let wanted = if cfg!(target_os = "macos") {
-        limit.rlim_max.min(10_240)
+    // macOS refuses more than OPEN_MAX for the soft limit, whatever the hard one says; and
+    // where the hard limit is huge (containers: a million and more) the children credd runs
+    // (helpers, gcloud, az) inherit it, and some loop over every possible descriptor.
+    let ceiling = if cfg!(target_os = "macos") {
+        10_240
     } else {
-        limit.rlim_max
+        65_536
     };
+    let wanted = limit.rlim_max.min(ceiling);
     if limit.rlim_cur >= wanted {
         return Ok(());
     }
