@@ -162,9 +162,18 @@ fn systemd(action: Action) -> Result<String, String> {
 
 /// The launchd agent for `daemon`, logging under `home`'s `Library/Logs`.
 fn render_plist(daemon: &str, home: &std::path::Path) -> String {
+    // The home first: the template names it only in the log path, while the daemon's path may
+    // begin like the placeholder (`/Users/young/.cargo/bin`).
     LAUNCHD_PLIST
-        .replace(TEMPLATE_PLIST_PATH, daemon)
-        .replace(TEMPLATE_PLIST_HOME, &home.display().to_string())
+        .replace(TEMPLATE_PLIST_HOME, &xml_text(&home.display().to_string()))
+        .replace(TEMPLATE_PLIST_PATH, &xml_text(daemon))
+}
+
+/// `text` as XML character data.
+fn xml_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn launchd(action: Action) -> Result<String, String> {
@@ -230,5 +239,15 @@ mod tests {
         assert!(plist.contains("<string>/Users/ada/Library/Logs/credd-daemon.log</string>"));
         assert!(!plist.contains("/tmp"), "{plist}");
         assert!(!plist.contains(TEMPLATE_PLIST_HOME));
+        // A user whose name starts like the template's, and a path with XML in it.
+        let plist = render_plist(
+            "/Users/young/.cargo/bin/credd-daemon",
+            std::path::Path::new("/Users/young"),
+        );
+        assert!(plist.contains("<string>/Users/young/.cargo/bin/credd-daemon</string>"));
+        assert!(plist.contains("<string>/Users/young/Library/Logs/credd-daemon.log</string>"));
+        let plist = render_plist("/opt/R&D/credd-daemon", std::path::Path::new("/Users/a<b"));
+        assert!(plist.contains("/opt/R&amp;D/credd-daemon"), "{plist}");
+        assert!(plist.contains("/Users/a&lt;b/Library"), "{plist}");
     }
 }
