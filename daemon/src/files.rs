@@ -2,10 +2,9 @@
 //! whole or not at all).
 //!
 //! A reader (the AWS CLI, an SDK, a second credd) sees either the old file or the new one, never
-//! a torn one, even if the daemon dies mid-write: the bytes go to a temporary file beside the
-//! target, are flushed to disk, and the temporary file is renamed over the target.
+//! a torn one, even if the daemon dies mid-write ([`credd_proto::private_file`]); temporary
+//! files that writers killed mid-write left behind are removed.
 
-use std::io::Write as _;
 use std::path::Path;
 
 /// Writes `contents` to `path` atomically with mode 0600. With `private_dir`, the directory is
@@ -17,30 +16,7 @@ pub fn write_private(path: &Path, contents: &[u8], private_dir: bool) -> std::io
     } else {
         create_dir_0700(dir)?;
     }
-    // A name of its own for every write (two writers of one file must not share a temporary
-    // one), created new and never through a symbolic link someone left in its place.
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(
-        ".credd-{}-{:016x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let tmp = path.with_file_name(tmp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.create_new(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    credd_proto::private_file::replace(path, contents)?;
     remove_orphaned_temporaries(path);
     Ok(())
 }
@@ -51,18 +27,15 @@ fn remove_orphaned_temporaries(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
-    let prefix = format!("{}.credd-", name.to_string_lossy());
+    let name = name.to_string_lossy();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
+        let Some(pid) = entry
+            .file_name()
             .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
+            .and_then(|n| credd_proto::private_file::temporary_writer(&name, n))
         else {
             continue;
         };

@@ -281,7 +281,7 @@ fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<P
     let backup = if path.exists() {
         let backup = path.with_extension("json.bak");
         let copy = std::fs::read(path).map_err(|e| fail("back up", e))?;
-        write_new_then_rename(&copy, &backup).map_err(|e| fail("back up", e))?;
+        credd_proto::private_file::replace(&backup, &copy).map_err(|e| fail("back up", e))?;
         Some(backup)
     } else {
         None
@@ -289,38 +289,8 @@ fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<P
     let mut text =
         serde_json::to_string_pretty(&Value::Object(settings.clone())).expect("settings serialize");
     text.push('\n');
-    write_new_then_rename(text.as_bytes(), path).map_err(|e| fail("write", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
+    credd_proto::private_file::replace(path, text.as_bytes()).map_err(|e| fail("write", e))?;
     Ok(backup)
-}
-
-/// Writes `contents` to a new private file beside `target` (`O_EXCL`, `O_NOFOLLOW`, mode 0600),
-/// flushes it, and renames it over `target`.
-fn write_new_then_rename(contents: &[u8], target: &Path) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".credd-{}.tmp", std::process::id()));
-    let tmp = target.with_file_name(name);
-    let mut options = std::fs::OpenOptions::new();
-    options.create_new(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-    }
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, target));
-    if renamed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    renamed
 }
 
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.

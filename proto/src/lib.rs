@@ -7,6 +7,7 @@ pub mod frame;
 pub mod login_tools;
 pub mod message;
 pub mod paths;
+pub mod private_file;
 pub mod secret;
 pub mod tcp_owner;
 
