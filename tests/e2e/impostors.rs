@@ -43,6 +43,20 @@ fn impostor_answer(login: bool, pwned: &Path) -> Vec<u8> {
     frame::encode_response(response)
 }
 
+/// The impostor serving `socket`, answering with `shared/reply` and noting what it receives in
+/// the log returned.
+fn serve_as_impostor(shared: &Path, socket: &Path) -> (Impostor, std::path::PathBuf) {
+    let log = shared.join("impostor.log");
+    std::fs::write(shared.join("reply"), b"").unwrap();
+    let impostor = Impostor::start(&[
+        "unix",
+        &socket.display().to_string(),
+        &shared.join("reply").display().to_string(),
+        &log.display().to_string(),
+    ]);
+    (impostor, log)
+}
+
 /// Runs `credd get` and `credd login` against `socket` (served by the impostor) and checks
 /// that each failed with exit code 3 naming `why`, printed nothing, and ran nothing.
 fn assert_refused(world: &World, socket: &Path, shared: &Path, why: &str) {
@@ -87,14 +101,7 @@ fn a_socket_directory_made_first_by_another_user_is_never_used() {
         .unwrap();
     assert!(made.success());
     let socket = squatted.join("credd.sock");
-    let log = shared.join("impostor.log");
-    std::fs::write(shared.join("reply"), b"").unwrap();
-    let _impostor = Impostor::start(&[
-        "unix",
-        &socket.display().to_string(),
-        &shared.join("reply").display().to_string(),
-        &log.display().to_string(),
-    ]);
+    let (_impostor, log) = serve_as_impostor(&shared, &socket);
 
     assert_refused(
         &world,
@@ -136,15 +143,8 @@ fn a_server_of_another_user_on_the_socket_is_sent_nothing() {
     }
     let world = gateway_world("tok-real");
     let shared = other_user::shared_dir(world.dir.path());
-    let log = shared.join("impostor.log");
     let theirs = shared.join("impostor.sock");
-    std::fs::write(shared.join("reply"), b"").unwrap();
-    let _impostor = Impostor::start(&[
-        "unix",
-        &theirs.display().to_string(),
-        &shared.join("reply").display().to_string(),
-        &log.display().to_string(),
-    ]);
+    let (_impostor, log) = serve_as_impostor(&shared, &theirs);
     // Its socket, moved into this user's own private directory: the directory passes every
     // check, so only the server's uid tells.
     credd_proto::paths::ensure_private_dir(world.socket.parent().unwrap()).unwrap();
