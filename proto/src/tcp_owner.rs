@@ -19,16 +19,20 @@ pub fn owner_uid(local: SocketAddr, remote: SocketAddr) -> io::Result<u32> {
 }
 
 /// The uid of a connected client's socket (`peer` -> `local`), only if the kernel's answer is
-/// that very connection: not the listener it falls back to when none matches, and not a socket
-/// already closing (`TIME_WAIT` and half-open entries are reported as root's).
+/// that very socket: not the listener it falls back to when none matches, and not a `TIME_WAIT`
+/// or half-open entry (reported as root's). A client that has sent its request and shut its
+/// side (`FIN_WAIT`) is still its owner's.
 pub fn client_uid(peer: SocketAddr, local: SocketAddr) -> io::Result<u32> {
-    const ESTABLISHED: u8 = 1;
-    const CLOSE_WAIT: u8 = 8;
+    // linux/tcp_states.h: the states of entries that are not a connected socket of their own.
+    const SYN_RECV: u8 = 3;
+    const TIME_WAIT: u8 = 6;
+    const LISTEN: u8 = 10;
+    const NEW_SYN_RECV: u8 = 12;
     match imp::owner(peer, local)? {
-        (uid, ESTABLISHED | CLOSE_WAIT) => Ok(uid),
-        (_, state) => Err(io::Error::other(format!(
-            "the connection from {peer} is in TCP state {state}, not established"
-        ))),
+        (_, state @ (SYN_RECV | TIME_WAIT | LISTEN | NEW_SYN_RECV)) => Err(io::Error::other(
+            format!("the kernel lists no connected socket from {peer} (TCP state {state})"),
+        )),
+        (uid, _) => Ok(uid),
     }
 }
 

@@ -163,7 +163,13 @@ fn another_users_flood_takes_neither_the_daemons_descriptors_nor_its_answers() {
         let (status, _) = flood::metadata_index(port);
         assert!(
             status.contains(" 200"),
-            "this user's request failed under the flood: {status}"
+            "this user's request failed under the flood: {status:?}; the daemon said: {}",
+            daemon
+                .log()
+                .lines()
+                .filter(|l| l.contains("refused"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -98,7 +98,7 @@ pub trait Endpoint: Send + Sync + 'static {
 /// Connections of the daemon's own user one endpoint serves at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Connections accepted and waiting for their owner to be looked up (a lookup takes
-/// microseconds, so this is only reached by a flood); more are closed at once.
+/// microseconds, so this is only reached by a flood); more wait to be accepted.
 const MAX_UNCHECKED: usize = 128;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -171,11 +171,19 @@ async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<Str
     let listener = take_port(port, &*endpoint, &error).await;
     tracing::info!(endpoint = endpoint.kind(), url = %endpoint.url(port), "endpoint listening");
     // Two budgets, so that a flood from another user, whose connections are closed as soon as
-    // they are looked up, never takes the places of this user's connections being served.
+    // they are looked up, never takes the places of this user's connections being served, and
+    // a flood's pending checks never take more than their share of descriptors.
     let unchecked = Arc::new(Semaphore::new(MAX_UNCHECKED));
     let served = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusals = Arc::new(peer::RefusalLog::default());
     loop {
+        // While the checks are behind, connections wait in the kernel's queue, unread and
+        // holding no descriptor of ours, rather than being closed: this user's among them.
+        let checking = unchecked
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -188,13 +196,6 @@ async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<Str
             tracing::warn!(%peer, "refused a connection from off this machine");
             continue;
         }
-        let Ok(checking) = unchecked.clone().try_acquire_owned() else {
-            refusals.refused(
-                endpoint.kind(),
-                &format!("{MAX_UNCHECKED} connections are waiting to be checked already"),
-            );
-            continue;
-        };
         let (endpoint, served, refusals) = (endpoint.clone(), served.clone(), refusals.clone());
         tokio::spawn(async move {
             let verdict = peer::check(&stream, peer, endpoint.secret().is_some());
@@ -245,15 +246,27 @@ async fn take_port(
     let mut wait = FIRST_RETRY;
     loop {
         let mut held_by_another_user = false;
-        let problem = match TcpListener::bind(addr).await {
-            Ok(listener) => match endpoint.secret().map(secret::EndpointSecret::rotate) {
-                None | Some(Ok(())) => {
-                    if failures > QUIET_FAILURES {
-                        tracing::warn!(endpoint = endpoint.kind(), %addr, "took the port back; the endpoint's secret is a new one");
+        let problem = match bind(addr) {
+            // The secret is made once the port is ours, and before anyone can connect: an SDK
+            // that reaches the endpoint finds the new file.
+            Ok(socket) => match endpoint.secret().map(secret::EndpointSecret::rotate) {
+                None | Some(Ok(())) => match socket.listen(1024) {
+                    Ok(listener) => {
+                        if failures > QUIET_FAILURES {
+                            tracing::warn!(endpoint = endpoint.kind(), %addr, "took the port back; the endpoint's secret is a new one");
+                        }
+                        set_error(None);
+                        return listener;
                     }
-                    set_error(None);
-                    return listener;
-                }
+                    Err(e) => {
+                        // Someone bound the port too and listened first: the new secret is
+                        // theirs to collect, so it goes.
+                        if let Some(secret) = endpoint.secret() {
+                            secret.withdraw();
+                        }
+                        format!("cannot listen on {addr}: {e}")
+                    }
+                },
                 Some(Err(e)) => format!(
                     "cannot write {}: {e}",
                     endpoint
@@ -290,6 +303,15 @@ async fn take_port(
         tokio::time::sleep(wait.mul_f64(0.8 + fastrand::f64() * 0.4)).await;
         wait = (wait * 2).min(LAST_RETRY);
     }
+}
+
+/// `addr` bound, not yet listening.
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // As a listener's bind does (a port in TIME_WAIT is still free to take).
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 /// The uid that listens on `addr`, as far as the kernel says.
