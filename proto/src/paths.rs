@@ -56,6 +56,12 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+#[cfg(unix)]
+fn effective_gid() -> u32 {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    unsafe { libc::getegid() }
+}
+
 /// Files that live beside the socket: the daemon's lock, the start-up and login locks, and the
 /// autostarted daemon's log.
 pub fn sibling(socket: &Path, suffix: &str) -> PathBuf {
@@ -142,7 +148,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
 /// Checks, without following a symbolic link, that `dir` is a directory owned by this user
 /// (the effective uid) and closed to group and others, so nobody else can have put a socket or
 /// a file in it; and that no directory above it lets others rename what is in it (writable by
-/// group or others without the sticky bit, as `/tmp` has).
+/// others, or by a group not the user's own, without the sticky bit that `/tmp` has).
 #[cfg(unix)]
 pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     use std::os::unix::fs::MetadataExt;
@@ -177,7 +183,10 @@ pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
             continue;
         };
         let mode = meta.mode() & 0o7777;
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        // Group-writable is fine for the user's own group (user private groups, umask 002).
+        let others_write =
+            mode & 0o002 != 0 || (mode & 0o020 != 0 && meta.gid() != effective_gid());
+        if others_write && mode & 0o1000 == 0 {
             return Err(PrivateDirError::OpenAncestor {
                 path,
                 ancestor: ancestor.to_path_buf(),
@@ -264,6 +273,12 @@ mod tests {
             matches!(&refused, PrivateDirError::OpenAncestor { ancestor, .. } if *ancestor == open),
             "{refused}"
         );
+        // Writable by the user's own group only (user private groups): fine.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
+        ensure_private_dir(&dir).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_private_dir(&dir).is_err());
         // The sticky bit (as on /tmp) keeps others from renaming what is not theirs.
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
         ensure_private_dir(&dir).unwrap();
