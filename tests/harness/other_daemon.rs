@@ -124,6 +124,9 @@ impl Shared {
                 (self.answer)(&request)
             };
             if response.is_null() {
+                // Gone from the socket before the client learns it: a client that asks again
+                // at once must not reach this daemon a second time.
+                self.leave_socket();
                 drop(stream);
                 return self.go();
             }
@@ -142,13 +145,21 @@ impl Shared {
     /// Removes the socket, accepts no one else, and lets go of the lock ([`LINGER`] later
     /// unless it stops at once).
     fn go(&self) {
-        if !self.gone.swap(true, Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.socket);
+        if self.leave_socket() || self.lock.lock().unwrap().is_some() {
             if self.on_stop != OnStop::GoAtOnce {
                 std::thread::sleep(LINGER);
             }
             self.lock.lock().unwrap().take();
         }
+    }
+
+    /// Accepts no one else and removes the socket; whether this call did it.
+    fn leave_socket(&self) -> bool {
+        let first = !self.gone.swap(true, Ordering::SeqCst);
+        if first {
+            let _ = std::fs::remove_file(&self.socket);
+        }
+        first
     }
 }
 
