@@ -297,8 +297,9 @@ fn nobody_listening(e: &io::Error) -> bool {
 
 fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
     let fail = |message: String| ConnectError::StartFailed { message };
-    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
-        paths::ensure_private_dir(dir).map_err(|e| match e {
+    paths::socket_dir(socket)
+        .and_then(paths::ensure_private_dir)
+        .map_err(|e| match e {
             paths::PrivateDirError::Create { .. } => {
                 fail(format!("cannot start credd-daemon: {e}"))
             }
@@ -306,7 +307,6 @@ fn start_daemon(socket: &Path) -> Result<Stream, ConnectError> {
                 reason: e.to_string(),
             },
         })?;
-    }
     let lock_path = paths::sibling(socket, ".start.lock");
     let lock = open_private(&lock_path, false)
         .map_err(|e| fail(format!("cannot create {}: {e}", lock_path.display())))?;
@@ -365,13 +365,12 @@ fn spawn_daemon(socket: &Path, log_path: &Path) -> Result<Child, ConnectError> {
     let log = open_private(log_path, true).map_err(|e| ConnectError::StartFailed {
         message: format!("cannot open {}: {e}", log_path.display()),
     })?;
-    // The daemon works from `/` (so it holds no caller's directory busy), so every path it is
-    // given is made absolute first.
-    let socket = std::path::absolute(socket).unwrap_or_else(|_| socket.to_path_buf());
+    // The daemon works from `/` (so it holds no caller's directory busy): the socket's path is
+    // absolute already (`paths::socket_dir`), and the config's is made so.
     let mut command = Command::new(&program);
     command
         .arg("--socket")
-        .arg(&socket)
+        .arg(socket)
         .current_dir("/")
         // The daemon must not hold our caller's pipes open: Claude Code waits for EOF.
         .stdin(Stdio::null())

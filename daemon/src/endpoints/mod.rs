@@ -278,7 +278,7 @@ async fn take_port(
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 let holder = port_holder(addr);
                 held_by_another_user = holder.is_some_and(|uid| uid != me);
-                format!("{addr} is held by {}", describe_holder(holder))
+                format!("{addr} is held by {}", describe_holder(holder, me))
             }
             Err(e) => format!("cannot listen on {addr}: {e}"),
         };
@@ -320,9 +320,9 @@ fn port_holder(addr: SocketAddr) -> Option<u32> {
     credd_proto::tcp_owner::owner_uid(addr, anyone).ok()
 }
 
-fn describe_holder(holder: Option<u32>) -> String {
+fn describe_holder(holder: Option<u32>, me: u32) -> String {
     match holder {
-        Some(uid) if uid == credd_proto::paths::effective_uid() => {
+        Some(uid) if uid == me => {
             format!("another process of this user (uid {uid}), perhaps another credd-daemon")
         }
         Some(uid) => format!("ANOTHER USER (uid {uid})"),
