@@ -253,3 +253,28 @@ fn an_endpoint_caps_connections_header_time_and_header_size() {
         answer.lines().next().unwrap_or("")
     );
 }
+
+#[test]
+fn a_relative_socket_path_is_refused_and_nothing_is_left_in_the_callers_directory() {
+    let world = gateway_world("tok-relative");
+    let cwd = world.path("caller-cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = world
+        .credd_command(&["get", "gateway"])
+        .env("CREDD_SOCKET", "credd.sock")
+        .current_dir(&cwd)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("CREDD_SOCKET must be an absolute path"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&cwd).unwrap().count(),
+        0,
+        "files left in the caller's directory"
+    );
+}
