@@ -15,7 +15,7 @@ pub mod peers;
 pub mod sso_stub;
 pub mod world;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use world::{Daemon, Output, World};
 
@@ -45,7 +45,66 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is not built; run `cargo build --workspace --bins` first (or the README's test command)",
         path.display()
     );
+    if std::env::var_os("CREDD_BIN_DIR").is_none() {
+        assert_fresh(name, &path);
+    }
     path
+}
+
+/// Fails when `binary` (built in this workspace) is older than a source it is built from: the
+/// tests would otherwise run yesterday's daemon against today's expectations and pass or fail
+/// for the wrong reason. `CREDD_BIN_DIR` (another build, on purpose) skips the check.
+fn assert_fresh(name: &str, binary: &Path) {
+    static CHECKED: [std::sync::OnceLock<()>; 2] = [const { std::sync::OnceLock::new() }; 2];
+    let (crate_dir, checked) = match name {
+        "credd" => ("helper-cli", &CHECKED[0]),
+        "credd-daemon" => ("daemon", &CHECKED[1]),
+        // This package's own binaries: cargo builds them for its tests.
+        _ => return,
+    };
+    checked.get_or_init(|| check_fresh(crate_dir, binary));
+}
+
+fn check_fresh(crate_dir: &str, binary: &Path) {
+    let built = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .expect("binary mtime");
+    let root = workspace_root();
+    let inputs = [
+        root.join(crate_dir).join("src"),
+        root.join(crate_dir).join("Cargo.toml"),
+        root.join("proto/src"),
+        root.join("proto/Cargo.toml"),
+        root.join("Cargo.lock"),
+    ];
+    let mut newer = Vec::new();
+    for input in &inputs {
+        collect_newer(input, built, &mut newer);
+    }
+    assert!(
+        newer.is_empty(),
+        "{} is older than its sources ({}); run `cargo build --workspace --bins` (or the README's test command) so the tests run the code you changed",
+        binary.display(),
+        newer
+            .iter()
+            .take(3)
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn collect_newer(path: &Path, than: std::time::SystemTime, out: &mut Vec<PathBuf>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            collect_newer(&entry.path(), than, out);
+        }
+    } else if meta.modified().is_ok_and(|m| m > than) {
+        out.push(path.to_path_buf());
+    }
 }
 
 /// The workspace root.
