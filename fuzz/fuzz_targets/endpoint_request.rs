@@ -19,6 +19,9 @@ use credd_daemon::sources::{Fetched, Source, SourceError};
 use credd_proto::{CredentialSecret, Secret};
 use libfuzzer_sys::fuzz_target;
 
+/// Every credential the endpoints can serve.
+const SERVED: [&str; 3] = ["fuzz-secret", "fuzz-session", "fuzz-token"];
+
 const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 
 /// An upstream that always answers at once.
@@ -38,12 +41,12 @@ impl Source for Fixed {
         let secret = if self.aws {
             CredentialSecret::Aws {
                 access_key_id: "ASIAFUZZ".into(),
-                secret_access_key: Secret::new("fuzz-secret"),
-                session_token: Some(Secret::new("fuzz-session")),
+                secret_access_key: Secret::new(SERVED[0]),
+                session_token: Some(Secret::new(SERVED[1])),
             }
         } else {
             CredentialSecret::Token {
-                token: Secret::new("fuzz-token"),
+                token: Secret::new(SERVED[2]),
             }
         };
         Box::pin(async move {
@@ -124,6 +127,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let endpoints = endpoints();
     for (endpoint, secret) in &endpoints.all {
+        let text_has_secret = text.contains("$SECRET");
         let text = text.replace("$SECRET", secret);
         let mut lines = text.split("\r\n").flat_map(|l| l.split('\n'));
         let Some(first) = lines.next() else {
@@ -145,7 +149,27 @@ fuzz_target!(|data: &[u8]| {
             query,
             headers,
         };
+        let flavor = request.headers.get("metadata-flavor").cloned();
         let response = endpoints.runtime.block_on(endpoint.handle(request));
         assert!((200..600).contains(&response.status));
+        // Errors do not quote the request, so a credential in the body was served.
+        let leaked = SERVED.iter().any(|s| response.body.contains(s));
+        assert!(
+            !(leaked && response.status >= 400),
+            "a refusal carries a credential: {} {}",
+            response.status,
+            response.body
+        );
+        // Without the caller secret (or, for the metadata server, its flavor header) nothing
+        // is served.
+        let authorized = if secret.is_empty() {
+            flavor.as_deref() == Some("Google")
+        } else {
+            text_has_secret
+        };
+        assert!(
+            authorized || !leaked,
+            "served a credential to a caller without the secret: {first}"
+        );
     }
 });

@@ -112,6 +112,9 @@ pub fn parse_output(out: &[u8], now: SystemTime, ttl: Duration) -> Result<Fetche
         if value.get("token").is_some() {
             let t: TokenOutput = serde_json::from_value(value)
                 .map_err(|_| "printed a `token` object of the wrong shape (want {\"token\": string, \"expires_at\": RFC 3339 string})")?;
+            if t.token.trim().is_empty() {
+                return Err("printed an empty `token`".into());
+            }
             let expires_at = expiry(t.expires_at.as_deref(), now, ttl)?;
             return Ok(token(t.token, expires_at));
         }
@@ -146,6 +149,17 @@ fn parse_credential_process(
             "printed credential_process JSON of Version {}; only Version 1 exists",
             c.version
         ));
+    }
+    if c.access_key_id.trim().is_empty() || c.secret_access_key.trim().is_empty() {
+        return Err(
+            "printed credential_process JSON with an empty AccessKeyId or SecretAccessKey".into(),
+        );
+    }
+    if c.session_token
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty())
+    {
+        return Err("printed credential_process JSON with an empty SessionToken".into());
     }
     let expires_at = expiry(c.expiration.as_deref(), now, ttl)?;
     Ok(Fetched {
@@ -186,6 +200,24 @@ mod tests {
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn empty_secrets_are_refused() {
+        for out in [
+            &br#"{"token":""}"#[..],
+            br#"{"token":"  "}"#,
+            br#"{"Version":1,"AccessKeyId":"","SecretAccessKey":"s"}"#,
+            br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":""}"#,
+            br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"s","SessionToken":""}"#,
+        ] {
+            let e = parse_output(out, NOW, HOUR).err();
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("empty")),
+                "{}: {e:?}",
+                String::from_utf8_lossy(out)
+            );
+        }
+    }
 
     #[test]
     fn bare_token_lives_for_the_ttl() {

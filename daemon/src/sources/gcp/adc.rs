@@ -264,10 +264,19 @@ pub fn parse(text: &str) -> Result<CredentialFile, String> {
         "impersonated_service_account",
     ];
     if !KNOWN.contains(&kind.as_str()) {
-        // `kind` is a short word chosen by whoever wrote the file, never a secret field.
-        let kind: String = kind.chars().take(40).collect();
+        // `kind` is a short word chosen by whoever wrote the file; anything else (a damaged
+        // file can put any text there) is not quoted.
+        let word = kind.len() <= 40
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let named = if word {
+            format!(" `{kind}`")
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "credential type `{kind}` is not supported (credd reads {})",
+            "credential type{named} is not supported (credd reads {})",
             KNOWN.join(", ")
         ));
     }
