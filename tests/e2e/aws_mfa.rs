@@ -10,6 +10,7 @@ use credd_tests::peers::{self, Moto};
 const CONFIG: &str = "[profile base]\nregion = us-east-1\n\n\
 [profile admin]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n\
 mfa_serial = arn:aws:iam::123456789012:mfa/dev-user\nrole_session_name = credd-mfa\n";
+const SERIAL: &str = "arn:aws:iam::123456789012:mfa/dev-user";
 const CREDENTIALS: &str =
     "[base]\naws_access_key_id = AKIACREDDLONGTERM004\naws_secret_access_key = long-term-secret\n";
 
@@ -80,8 +81,36 @@ fn an_mfa_role_is_assumed_with_the_code_typed_on_the_terminal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no terminal"), "{stderr}");
 
+    // STS checks the code against the device, as the real one does: a wrong code is refused
+    // and nothing is cached.
+    moto.sts.set_mfa_code(SERIAL, "123456");
+    let (code, shown) = login_on_a_terminal(&world, "654321");
+    assert_ne!(code, 0, "{shown}");
+    assert!(shown.contains("STS refused the MFA code"), "{shown}");
+    assert_eq!(world.credd(&["get", "admin"]).code, 5);
+
     let (code, shown) = login_on_a_terminal(&world, "123456");
     assert_eq!(code, 0, "{shown}");
+    // What reached STS: the role's device and the code typed, signed with the long-term key.
+    let assumed: Vec<_> = moto
+        .sts
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "AssumeRole" && c.status == 200)
+        .collect();
+    assert_eq!(assumed.len(), 1, "{assumed:?}");
+    assert_eq!(
+        assumed[0].params.get("SerialNumber").map(String::as_str),
+        Some(SERIAL)
+    );
+    assert_eq!(
+        assumed[0].params.get("TokenCode").map(String::as_str),
+        Some("123456")
+    );
+    assert_eq!(
+        assumed[0].signed_by.as_deref(),
+        Some("AKIACREDDLONGTERM004")
+    );
     assert!(
         shown.contains("MFA code for `admin` (arn:aws:iam::123456789012:mfa/dev-user)"),
         "{shown}"

@@ -109,6 +109,13 @@ fn web_identity_resolves_through_sts() {
 fn a_role_whose_credential_source_is_the_environment_is_assumed_with_the_daemons_keys() {
     let moto = Moto::start();
     // A CI runner or a VM: the keys are in the daemon's environment, the role in the profile.
+    credd_tests::sigv4::trust(
+        "AKIACREDDENVIRON0001",
+        credd_tests::sigv4::Key {
+            secret: "credd-environment-secret".into(),
+            session_token: None,
+        },
+    );
     let world = aws_world(&moto)
         .with_env("AWS_ACCESS_KEY_ID", "AKIACREDDENVIRON0001")
         .with_env("AWS_SECRET_ACCESS_KEY", "credd-environment-secret");

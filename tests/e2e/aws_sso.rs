@@ -7,9 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use credd_tests::World;
 use credd_tests::peers::{self, Moto};
-use credd_tests::sso_stub::SsoStub;
-use credd_tests::{Output, World};
+use credd_tests::sso_stub::{SEEDED_CLIENT, SsoStub};
 use serde_json::{Value, json};
 use sha1::Digest;
 
@@ -61,8 +61,8 @@ pub(crate) fn write_cli_cache(world: &World, access: &str, refresh: &str, expire
         "region": "us-east-1",
         "accessToken": access,
         "expiresAt": rfc3339(SystemTime::now() + expires_in),
-        "clientId": "stub-client-seeded",
-        "clientSecret": "stub-secret-seeded",
+        "clientId": SEEDED_CLIENT.0,
+        "clientSecret": SEEDED_CLIENT.1,
         "registrationExpiresAt": rfc3339(SystemTime::now() + Duration::from_secs(60 * 86400)),
         "refreshToken": refresh,
     });
@@ -98,20 +98,19 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let children: Vec<_> = (0..5)
         .map(|_| {
-            t.world.spawn_credd(&["login", "dev"], |cmd| {
+            t.world.spawn_watched(&["login", "dev"], |cmd| {
                 cmd.env_remove("CREDD_NO_BROWSER").env("PATH", &path);
             })
         })
         .collect();
-    t.world
-        .eventually(Duration::from_secs(20), "a device code", || {
-            t.sso.pending_devices() == 1
-        });
-    std::thread::sleep(Duration::from_millis(500));
+    // The person approves once every caller shows the page: all five have joined the login.
+    for child in &children {
+        child.wait_for("user_code=", Duration::from_secs(20));
+    }
     t.sso.approve_all();
     let mut codes = Vec::new();
     for child in children {
-        let stdout = Output::of(child).ok().to_string();
+        let stdout = child.finish().ok().to_string();
         assert!(
             stdout.contains("https://device.sso.example/?user_code="),
             "{stdout}"
@@ -194,13 +193,12 @@ fn profiles_on_one_sso_session_share_one_login() {
     // Two sessions' awsAuthRefresh at once, one for each account.
     let children: Vec<_> = ["dev", "prod", "dev", "prod"]
         .into_iter()
-        .map(|source| t.world.spawn_credd(&["login", source], |_| {}))
+        .map(|source| t.world.spawn_watched(&["login", source], |_| {}))
         .collect();
-    t.world
-        .eventually(Duration::from_secs(20), "a device code", || {
-            t.sso.pending_devices() >= 1
-        });
-    std::thread::sleep(Duration::from_millis(500));
+    // Every caller shows a page before the person approves, so all four have joined.
+    for child in &children {
+        child.wait_for("user_code=", Duration::from_secs(20));
+    }
     assert_eq!(
         t.sso.pending_devices(),
         1,
@@ -209,7 +207,7 @@ fn profiles_on_one_sso_session_share_one_login() {
     t.sso.approve_all();
     let mut codes = Vec::new();
     for child in children {
-        let stdout = Output::of(child).ok().to_string();
+        let stdout = child.finish().ok().to_string();
         assert!(stdout.contains("signed in"), "{stdout}");
         // The first line names the source; the page and its code are the same for all.
         let page = stdout.lines().find(|l| l.contains("user_code="));
@@ -218,13 +216,16 @@ fn profiles_on_one_sso_session_share_one_login() {
     codes.dedup();
     assert_eq!(codes.len(), 1, "callers saw different codes: {codes:?}");
     assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
-    for source in ["dev", "prod"] {
+    // Each profile's own account and role, as the SSO portal issued them.
+    for (source, account, role) in [
+        ("dev", "111122223333", "Developer"),
+        ("prod", "444455556666", "Admin"),
+    ] {
         let creds = t.world.credd(&["get", source, "--format", "aws"]).json();
-        assert!(
-            creds["Credentials"]["AccessKeyId"]
-                .as_str()
-                .unwrap()
-                .starts_with("ASIASSOSTUB"),
+        let key_id = creds["Credentials"]["AccessKeyId"].as_str().unwrap();
+        assert_eq!(
+            t.sso.role_of(key_id),
+            Some((account.to_string(), role.to_string())),
             "{source}: {creds}"
         );
     }

@@ -24,53 +24,83 @@ fn aws_calls_use_the_proxy_and_the_given_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::create(dir.path());
     let moto = Moto::start_tls(&ca.server_pem, &ca.server_key);
-    let proxy = Tinyproxy::start(dir.path());
-    let moto_url = format!("https://127.0.0.1:{}", moto.port);
+    let moto_url = moto.url();
+    // Each phase has its own proxy and stops its daemon before the next starts, so a CONNECT
+    // counted in one phase cannot come from another's background retries.
+    let phase_dir = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
 
     // Without the CA, the upstream's certificate is refused, and the error says so.
-    let untrusting = world(&moto_url, "").with_env("HTTPS_PROXY", &proxy.url());
-    let _d1 = untrusting.start_daemon();
-    let out = untrusting.credd(&["get", "corp", "--format", "aws"]);
-    assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stderr.to_lowercase().contains("certificate"),
-        "{}",
-        out.stderr
-    );
+    {
+        let proxy = Tinyproxy::start(&phase_dir("untrusting"));
+        let untrusting = world(&moto_url, "").with_env("HTTPS_PROXY", &proxy.url());
+        let _daemon = untrusting.start_daemon();
+        let out = untrusting.credd(&["get", "corp", "--format", "aws"]);
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr.to_lowercase().contains("certificate"),
+            "{}",
+            out.stderr
+        );
+    }
 
     // With the CA as the source's ca_bundle: served, through the proxy.
-    let before = proxy.connects();
-    let trusting = world(
-        &moto_url,
-        &format!("ca_bundle = \"{}\"", ca.ca_pem.display()),
-    )
-    .with_env("HTTPS_PROXY", &proxy.url());
-    let _d2 = trusting.start_daemon();
-    let creds = trusting.credd(&["get", "corp", "--format", "aws"]).json();
-    assert!(
-        creds["Credentials"]["SessionToken"]
-            .as_str()
-            .unwrap()
-            .starts_with(MOTO_SESSION_TOKEN)
-    );
-    assert!(
-        proxy.connects() > before,
-        "the call did not go through the proxy"
-    );
+    {
+        let proxy = Tinyproxy::start(&phase_dir("trusting"));
+        let trusting = world(
+            &moto_url,
+            &format!("ca_bundle = \"{}\"", ca.ca_pem.display()),
+        )
+        .with_env("HTTPS_PROXY", &proxy.url());
+        let _daemon = trusting.start_daemon();
+        let creds = trusting.credd(&["get", "corp", "--format", "aws"]).json();
+        assert!(
+            creds["Credentials"]["SessionToken"]
+                .as_str()
+                .unwrap()
+                .starts_with(MOTO_SESSION_TOKEN)
+        );
+        let relayed = proxy.connect_requests();
+        assert!(
+            relayed
+                .iter()
+                .any(|l| l.contains(&format!("CONNECT 127.0.0.1:{}", moto.port))),
+            "the call did not go through the proxy: {relayed:?}"
+        );
+    }
 
-    // With the CA from AWS_CA_BUNDLE and the host in NO_PROXY: served directly.
-    let before = proxy.connects();
-    let direct = world(&moto_url, "")
-        .with_env("AWS_CA_BUNDLE", &ca.ca_pem.display().to_string())
-        .with_env("HTTPS_PROXY", &proxy.url())
-        .with_env("NO_PROXY", "127.0.0.1,localhost");
-    let _d3 = direct.start_daemon();
-    let creds = direct.credd(&["get", "corp", "--format", "aws"]).json();
+    // With the CA from AWS_CA_BUNDLE and the host in NO_PROXY: served directly. The proxy
+    // is this phase's own and the earlier daemons are stopped, so any CONNECT is this one's.
+    {
+        let proxy = Tinyproxy::start(&phase_dir("direct"));
+        let direct = world(&moto_url, "")
+            .with_env("AWS_CA_BUNDLE", &ca.ca_pem.display().to_string())
+            .with_env("HTTPS_PROXY", &proxy.url())
+            .with_env("NO_PROXY", "127.0.0.1,localhost");
+        let _daemon = direct.start_daemon();
+        let creds = direct.credd(&["get", "corp", "--format", "aws"]).json();
+        assert!(
+            creds["Credentials"]["SessionToken"]
+                .as_str()
+                .unwrap()
+                .starts_with(MOTO_SESSION_TOKEN)
+        );
+        assert_eq!(
+            proxy.connects(),
+            0,
+            "NO_PROXY was not honoured: {:?}",
+            proxy.connect_requests()
+        );
+    }
+    // Every call that reached STS was signed with the long-term key.
+    let calls = moto.sts.calls();
     assert!(
-        creds["Credentials"]["SessionToken"]
-            .as_str()
-            .unwrap()
-            .starts_with(MOTO_SESSION_TOKEN)
+        calls
+            .iter()
+            .all(|c| c.signed_by.as_deref() == Some("AKIACREDDLONGTERM006")),
+        "{calls:?}"
     );
-    assert_eq!(proxy.connects(), before, "NO_PROXY was not honoured");
 }

@@ -186,6 +186,9 @@ fn serve(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<Requ
     while let Some(request) = read_request(&mut reader) {
         let writer = reader.get_mut();
         let response = handler(&request);
+        let close = request
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         requests.lock().unwrap().push(request);
         if response.status == 0 {
             return;
@@ -206,7 +209,8 @@ fn serve(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<Requ
         out += &format!("content-length: {}\r\n\r\n", response.body.len());
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&response.body);
-        if writer.write_all(&bytes).is_err() {
+        if writer.write_all(&bytes).is_err() || close {
+            let _ = writer.flush();
             return;
         }
     }
@@ -219,7 +223,17 @@ fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next()?.to_string();
-    let target = parts.next()?.to_string();
+    let mut target = parts.next()?.to_string();
+    // The absolute form (`POST https://host:port/path`), which clients send through proxies
+    // and servers must accept (RFC 9112, 3.2.2): the path is what follows the authority.
+    if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        target = rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string());
+    }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let query = query
         .split('&')

@@ -6,8 +6,11 @@
 //! Bedrock: `GET /inference-profiles`, `POST /model/<id>/invoke` (one JSON message) and
 //! `POST /model/<id>/invoke-with-response-stream`, answered in AWS event-stream framing with each
 //! chunk `{"bytes": base64(<the same event JSON>)}`.
-//! It records the headers of every request, and can answer 401 to the next N messages, as the
-//! real API does for a rejected key.
+//! Bedrock requests signed with SigV4 are checked as Bedrock checks them: the signature must
+//! hold with the secret AWS issued for the access key id (see [`crate::sigv4`]), and the
+//! session token must be the one issued with it; anything else is refused with 403 in
+//! Bedrock's error format. It records the headers of every request, and can answer 401 to the
+//! next N messages, as the real API does for a rejected key.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,6 +73,33 @@ impl ModelApi {
 }
 
 fn answer(reject_next: &AtomicUsize, request: &Request) -> Response {
+    let bedrock =
+        request.path.starts_with("/model/") || request.path.starts_with("/inference-profiles");
+    let signed = request
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 "));
+    // A Bedrock API key (`Authorization: Bearer`) has no issuer here to check it against.
+    let bearer = request
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer "));
+    if bedrock && !bearer {
+        let checked = if signed {
+            crate::sigv4::verify(request, crate::sigv4::known).map(|_| ())
+        } else {
+            Err(crate::sigv4::Refusal::Missing(
+                "Missing Authentication Token".into(),
+            ))
+        };
+        if let Err(refusal) = checked {
+            let kind = match refusal.code() {
+                "SignatureDoesNotMatch" => "InvalidSignatureException",
+                "InvalidClientTokenId" => "UnrecognizedClientException",
+                _ => "AccessDeniedException",
+            };
+            return Response::json(403, serde_json::json!({"message": refusal.message()}))
+                .with_header("x-amzn-errortype", kind);
+        }
+    }
     if request.method == "GET" && request.path.starts_with("/inference-profiles") {
         return Response::json(200, serde_json::json!({"inferenceProfileSummaries": []}));
     }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::sts_check::StsCheck;
 use crate::workspace_root;
 
 fn venv_bin(name: &str) -> PathBuf {
@@ -86,43 +87,47 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// moto's server on 127.0.0.1, stopped when dropped.
+/// moto's server on 127.0.0.1 behind a [`StsCheck`] front (which checks signatures and MFA
+/// codes, as moto does not), stopped when dropped. `port` and `url` are the front's.
 pub struct Moto {
     pub port: u16,
+    pub sts: StsCheck,
+    tls: bool,
     child: Child,
 }
 
 impl Moto {
     pub fn start() -> Self {
-        Self::start_with(&[])
+        Self::start_with(None)
     }
 
-    /// moto over HTTPS with this certificate and key (see [`TestCa`]).
+    /// The same over HTTPS with this certificate and key (see [`TestCa`]).
     pub fn start_tls(cert: &Path, key: &Path) -> Self {
-        Self::start_with(&[
-            "--ssl-cert".as_ref(),
-            cert.as_os_str(),
-            "--ssl-key".as_ref(),
-            key.as_os_str(),
-        ])
+        Self::start_with(Some((cert, key)))
     }
 
-    fn start_with(extra: &[&std::ffi::OsStr]) -> Self {
-        let port = free_port();
+    fn start_with(tls: Option<(&Path, &Path)>) -> Self {
+        let moto_port = free_port();
         let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .args(extra)
+            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        wait_for_port(port, Duration::from_secs(30), "moto_server");
-        Moto { port, child }
+        wait_for_port(moto_port, Duration::from_secs(30), "moto_server");
+        let sts = StsCheck::start(moto_port, tls);
+        Moto {
+            port: sts.port(),
+            sts,
+            tls: tls.is_some(),
+            child,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }
 
@@ -250,13 +255,21 @@ impl Tinyproxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// The CONNECT requests it relayed (one per TLS connection through it).
+    /// The CONNECT requests it relayed (one per TLS connection through it). Not every
+    /// connection: tinyproxy logs those at its `CONNECT` level too, and the port probe that
+    /// waited for it to start is one.
     pub fn connects(&self) -> usize {
+        self.connect_requests().len()
+    }
+
+    /// The log lines of those requests (for failure messages): `Request (…): CONNECT host:port`.
+    pub fn connect_requests(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("CONNECT"))
-            .count()
+            .filter(|l| l.contains("Request (") && l.contains("): CONNECT "))
+            .map(str::to_string)
+            .collect()
     }
 }
 

@@ -2,10 +2,13 @@
 //! StartDeviceAuthorization, CreateToken) and the SSO portal (GetRoleCredentials), speaking their
 //! documented REST/JSON wire formats. No real emulator of these exists.
 //!
+//! It checks what the real service checks: a device code and a refresh token are bound to the
+//! client registration that asked for them (its id and secret must come with every CreateToken),
+//! and role credentials are handed out only for the account and role the person is assigned.
 //! A simulated person approves device codes with [`SsoStub::approve_all`]. Every operation is
 //! counted, so tests can assert how often credd called it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,10 +19,17 @@ use crate::http::{HttpStub, Request, Response};
 #[derive(Default)]
 struct State {
     calls: HashMap<&'static str, usize>,
-    /// device code -> approved
-    devices: HashMap<String, bool>,
+    /// client id -> client secret, of every registration.
+    clients: HashMap<String, String>,
+    /// device code -> (the client that asked for it, approved)
+    devices: HashMap<String, (String, bool)>,
     access_tokens: HashMap<String, SystemTime>,
-    refresh_tokens: Vec<String>,
+    /// refresh token -> the client it was issued to
+    refresh_tokens: HashMap<String, String>,
+    /// The (account id, role name) pairs the person may use.
+    assignments: HashSet<(String, String)>,
+    /// access key id -> the (account id, role name) it was issued for
+    role_credentials: HashMap<String, (String, String)>,
     next: u64,
     /// Lifetime of access tokens issued from now on.
     token_lifetime: Duration,
@@ -32,6 +42,17 @@ pub struct SsoStub {
 }
 
 /// A session as the stub issued it, to seed a token cache file with.
+/// The client registration a session issued by [`SsoStub::issue_session`] belongs to (as
+/// `aws sso login` would have left it in the token file).
+pub const SEEDED_CLIENT: (&str, &str) = ("stub-client-seeded", "stub-secret-seeded");
+
+/// The accounts and roles the simulated person is assigned (the profiles the tests use).
+pub const ASSIGNMENTS: [(&str, &str); 3] = [
+    ("111122223333", "Developer"),
+    ("444455556666", "Admin"),
+    ("111122223333", "ReadOnly"),
+];
+
 pub struct IssuedSession {
     pub access_token: String,
     pub refresh_token: String,
@@ -43,6 +64,11 @@ impl SsoStub {
     pub fn start() -> Self {
         let state = Arc::new(Mutex::new(State {
             token_lifetime: Duration::from_secs(3600),
+            clients: HashMap::from([(SEEDED_CLIENT.0.into(), SEEDED_CLIENT.1.into())]),
+            assignments: ASSIGNMENTS
+                .iter()
+                .map(|(a, r)| (a.to_string(), r.to_string()))
+                .collect(),
             ..State::default()
         }));
         let handler_state = state.clone();
@@ -66,7 +92,7 @@ impl SsoStub {
 
     /// The simulated person approves every pending device code.
     pub fn approve_all(&self) {
-        for approved in self.state.lock().unwrap().devices.values_mut() {
+        for (_, approved) in self.state.lock().unwrap().devices.values_mut() {
             *approved = true;
         }
     }
@@ -77,25 +103,35 @@ impl SsoStub {
             .unwrap()
             .devices
             .values()
-            .filter(|a| !**a)
+            .filter(|(_, approved)| !approved)
             .count()
     }
 
     /// Issues a session directly (as if `aws sso login` had run).
     pub fn issue_session(&self) -> IssuedSession {
         let mut st = self.state.lock().unwrap();
-        let (access, refresh) = issue(&mut st);
+        let (access, refresh) = issue(&mut st, SEEDED_CLIENT.0);
         IssuedSession {
             access_token: access,
             refresh_token: refresh,
-            client_id: "stub-client-seeded".into(),
-            client_secret: "stub-secret-seeded".into(),
+            client_id: SEEDED_CLIENT.0.into(),
+            client_secret: SEEDED_CLIENT.1.into(),
         }
     }
 
     /// Refresh tokens issued so far stop working (the session was ended).
     pub fn revoke_refresh_tokens(&self) {
         self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
+    /// The account and role the role credentials with `access_key_id` were issued for.
+    pub fn role_of(&self, access_key_id: &str) -> Option<(String, String)> {
+        self.state
+            .lock()
+            .unwrap()
+            .role_credentials
+            .get(access_key_id)
+            .cloned()
     }
 
     pub fn access_token_valid(&self, token: &str) -> bool {
@@ -108,14 +144,29 @@ impl SsoStub {
     }
 }
 
-fn issue(st: &mut State) -> (String, String) {
+fn issue(st: &mut State, client_id: &str) -> (String, String) {
     st.next += 1;
     let access = format!("sso-access-{}-{}", st.next, std::process::id());
     let refresh = format!("sso-refresh-{}-{}", st.next, std::process::id());
     st.access_tokens
         .insert(access.clone(), SystemTime::now() + st.token_lifetime);
-    st.refresh_tokens.push(refresh.clone());
+    st.refresh_tokens
+        .insert(refresh.clone(), client_id.to_string());
     (access, refresh)
+}
+
+/// The registered client the body names with its secret, or the error SSO-OIDC answers.
+fn client(st: &State, body: &serde_json::Value) -> Result<String, Response> {
+    let id = body["clientId"].as_str().unwrap_or_default();
+    let secret = body["clientSecret"].as_str().unwrap_or_default();
+    match st.clients.get(id) {
+        Some(registered) if registered == secret => Ok(id.to_string()),
+        _ => Err(error(
+            401,
+            "InvalidClientException",
+            json!({"error": "invalid_client", "error_description": "client id or secret is not valid"}),
+        )),
+    }
 }
 
 fn error(status: u16, kind: &str, body: serde_json::Value) -> Response {
@@ -133,11 +184,16 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
         ("POST", "/client/register") => {
             *st.calls.entry("RegisterClient").or_default() += 1;
             st.next += 1;
+            let (id, secret) = (
+                format!("stub-client-{}", st.next),
+                format!("stub-secret-{}", st.next),
+            );
+            st.clients.insert(id.clone(), secret.clone());
             Response::json(
                 200,
                 json!({
-                    "clientId": format!("stub-client-{}", st.next),
-                    "clientSecret": format!("stub-secret-{}", st.next),
+                    "clientId": id,
+                    "clientSecret": secret,
                     "clientIdIssuedAt": epoch(SystemTime::now()),
                     "clientSecretExpiresAt": epoch(SystemTime::now() + Duration::from_secs(90 * 86400)),
                 }),
@@ -145,10 +201,14 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
         }
         ("POST", "/device_authorization") => {
             *st.calls.entry("StartDeviceAuthorization").or_default() += 1;
+            let client_id = match client(&st, &body) {
+                Ok(id) => id,
+                Err(refused) => return refused,
+            };
             st.next += 1;
             let device = format!("device-{}", st.next);
             let user_code = format!("ABCD-{:04}", st.next);
-            st.devices.insert(device.clone(), false);
+            st.devices.insert(device.clone(), (client_id, false));
             Response::json(
                 200,
                 json!({
@@ -163,18 +223,23 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
         }
         ("POST", "/token") => {
             *st.calls.entry("CreateToken").or_default() += 1;
+            let client_id = match client(&st, &body) {
+                Ok(id) => id,
+                Err(refused) => return refused,
+            };
             match body["grantType"].as_str().unwrap_or_default() {
                 "refresh_token" => {
                     *st.calls.entry("CreateToken:refresh_token").or_default() += 1;
                     let given = body["refreshToken"].as_str().unwrap_or_default();
-                    if !st.refresh_tokens.iter().any(|t| t == given) {
+                    // A refresh token works only for the client it was issued to.
+                    if st.refresh_tokens.get(given) != Some(&client_id) {
                         return error(
                             400,
                             "InvalidGrantException",
                             json!({"error": "invalid_grant", "error_description": "refresh token is not valid"}),
                         );
                     }
-                    let (access, refresh) = issue(&mut st);
+                    let (access, refresh) = issue(&mut st, &client_id);
                     Response::json(
                         200,
                         json!({"accessToken": access, "tokenType": "Bearer", "expiresIn": st.token_lifetime.as_secs(), "refreshToken": refresh}),
@@ -182,7 +247,12 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                 }
                 "urn:ietf:params:oauth:grant-type:device_code" => {
                     let device = body["deviceCode"].as_str().unwrap_or_default().to_string();
-                    match st.devices.get(&device) {
+                    match st
+                        .devices
+                        .get(&device)
+                        .filter(|(owner, _)| *owner == client_id)
+                        .map(|(_, approved)| *approved)
+                    {
                         None => error(
                             400,
                             "InvalidGrantException",
@@ -195,7 +265,7 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                         ),
                         Some(true) => {
                             st.devices.remove(&device);
-                            let (access, refresh) = issue(&mut st);
+                            let (access, refresh) = issue(&mut st, &client_id);
                             Response::json(
                                 200,
                                 json!({"accessToken": access, "tokenType": "Bearer", "expiresIn": st.token_lifetime.as_secs(), "refreshToken": refresh}),
@@ -224,14 +294,32 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                     json!({"message": "Session token not found or invalid"}),
                 );
             }
+            let assignment = (
+                request.query("account_id").unwrap_or_default().to_string(),
+                request.query("role_name").unwrap_or_default().to_string(),
+            );
+            if !st.assignments.contains(&assignment) {
+                return error(403, "ForbiddenException", json!({"message": "No access"}));
+            }
             st.next += 1;
             let expiration = SystemTime::now() + Duration::from_secs(3600);
+            let key_id = format!("ASIASSOSTUB{:09}", st.next);
+            let key = crate::sigv4::Key {
+                secret: format!("sso-role-secret-{}-{}", st.next, std::process::id()),
+                session_token: Some(format!(
+                    "sso-role-session-{}-{}",
+                    st.next,
+                    std::process::id()
+                )),
+            };
+            crate::sigv4::trust(&key_id, key.clone());
+            st.role_credentials.insert(key_id.clone(), assignment);
             Response::json(
                 200,
                 json!({"roleCredentials": {
-                    "accessKeyId": format!("ASIASSOSTUB{:09}", st.next),
-                    "secretAccessKey": format!("sso-role-secret-{}", st.next),
-                    "sessionToken": format!("sso-role-session-{}", st.next),
+                    "accessKeyId": key_id,
+                    "secretAccessKey": key.secret,
+                    "sessionToken": key.session_token,
                     "expiration": epoch(expiration) * 1000,
                 }}),
             )

@@ -77,7 +77,10 @@ impl World {
 
     /// Writes `~/.aws/config` and `~/.aws/credentials` for this world and points every AWS
     /// endpoint at `endpoint` (moto); the daemon must be started afterwards.
+    /// The long-term keys in `credentials` become known to the STS checks (see
+    /// [`crate::sigv4`]), as a real account's keys are known to AWS.
     pub fn with_aws(mut self, config: &str, credentials: &str, endpoint: &str) -> Self {
+        crate::sigv4::trust_credentials_file(credentials);
         let aws = self.home.join(".aws");
         std::fs::create_dir_all(&aws).unwrap();
         std::fs::write(aws.join("config"), config).unwrap();
@@ -168,6 +171,31 @@ impl World {
             .stderr(Stdio::piped());
         adjust(&mut cmd);
         cmd.spawn().expect("run credd")
+    }
+
+    /// Starts `credd ARGS` like [`World::spawn_credd`], reading its stdout as it comes, so a
+    /// test can wait for what it has printed so far.
+    pub fn spawn_watched(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Watched {
+        let mut child = self.spawn_credd(args, adjust);
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = printed.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Watched {
+            child,
+            printed,
+            reader,
+        }
     }
 
     /// Runs `n` copies of `credd ARGS` at once and returns what each printed.
@@ -426,6 +454,44 @@ impl Drop for World {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+    }
+}
+
+/// A running `credd` whose stdout is read as it comes (see [`World::spawn_watched`]).
+pub struct Watched {
+    child: Child,
+    printed: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    /// Waits until it has printed `needle`, failing the test after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.printed.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "credd did not print {needle:?} in {timeout:?}; it printed {:?}",
+                self.printed.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for it to exit and returns what it printed.
+    pub fn finish(mut self) -> Output {
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().expect("wait for credd");
+        self.reader.join().unwrap();
+        let stdout = self.printed.lock().unwrap().clone();
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
         }
     }
 }
