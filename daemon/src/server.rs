@@ -19,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
 use crate::dispatch::Dispatcher;
+#[cfg(unix)]
+use crate::endpoints::peer;
 
 /// How long a client may take to send a whole request once connected (or between requests).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -202,19 +204,23 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
     tracing::info!(socket = %bound.socket.display(), "stopped listening");
 }
 
-/// Only the user the daemon runs as may talk to it.
+/// Only the user the daemon runs as may talk to it: the kernel's answer (`SO_PEERCRED`) goes
+/// through the same decision as the endpoints' ([`peer::decide`]), with no secret to fall
+/// back on.
 #[cfg(unix)]
 fn peer_allowed(stream: &Stream) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    match stream.peer_creds().map(|c| c.euid()) {
-        Ok(Some(uid)) if uid == me => true,
-        Ok(uid) => {
-            tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
-            false
-        }
-        Err(e) => {
-            tracing::warn!("refused a connection whose user cannot be told: {e}");
+    let owner = stream.peer_creds().and_then(|c| {
+        c.euid().map(|uid| uid as u32).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the system does not say who connected",
+            )
+        })
+    });
+    match peer::decide(owner, credd_proto::paths::effective_uid(), false) {
+        peer::Verdict::Serve => true,
+        peer::Verdict::Refuse(why) => {
+            tracing::warn!("refused a connection on the socket: {why}");
             false
         }
     }

@@ -1,4 +1,5 @@
-//! Who may talk to an endpoint. TCP does not say who connected, so the endpoint asks the kernel
+//! Who may talk to credd: the one decision ([`decide`]) for the socket (whose peer the kernel
+//! names) and the endpoints. TCP does not say who connected, so the endpoint asks the kernel
 //! who owns the client's socket ([`credd_proto::tcp_owner`], one exact lookup per connection,
 //! made in the connection's own task, never on the accept loop). A connection from another user
 //! is closed before a byte of it is read, whatever the endpoint. Where the system cannot tell
@@ -95,6 +96,16 @@ mod tests {
         ));
         let failed = || Err(std::io::Error::other("no descriptors left"));
         assert!(matches!(decide(failed(), 1000, true), Verdict::Refuse(_)));
+    }
+
+    #[test]
+    fn the_socket_serves_only_its_own_user_and_never_an_unknown_one() {
+        // The socket has no secret: an owner the system cannot name is refused.
+        assert_eq!(decide(Ok(1000), 1000, false), Verdict::Serve);
+        assert!(matches!(decide(Ok(1001), 1000, false), Verdict::Refuse(_)));
+        assert!(matches!(decide(Ok(0), 1000, false), Verdict::Refuse(_)));
+        let unknown = Err(std::io::ErrorKind::Unsupported.into());
+        assert!(matches!(decide(unknown, 1000, false), Verdict::Refuse(_)));
     }
 
     #[cfg(target_os = "linux")]
