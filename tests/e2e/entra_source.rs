@@ -52,6 +52,11 @@ fn a_client_secret_gets_a_token_with_its_expiry_and_never_shows_the_secret() {
     let daemon = world.start_daemon();
     let token = world.credd(&["get", "foundry"]).ok().trim().to_string();
     assert_eq!(upstream.issued(), vec![token.clone()]);
+    // What Entra was asked for, not only what credd reports.
+    assert_eq!(
+        upstream.scopes(),
+        vec!["https://cognitiveservices.azure.com/.default".to_string()]
+    );
     let detail = world.credd(&["get", "foundry", "--format", "json"]).json();
     assert_eq!(detail["metadata"]["tenant"], TENANT);
     assert_eq!(
@@ -264,6 +269,7 @@ fn device_code_login_prints_the_code_then_refreshes_without_a_person() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::create(dir.path());
     let upstream = EntraUpstream::start(&ca);
+    upstream.register_public(CLIENT_ID);
     upstream.set_expires_in(1800);
     let world = entra_world(&ca, &upstream, "device-code", "").with_env("CREDD_NO_BROWSER", "1");
     let daemon = world.start_daemon();
@@ -291,23 +297,23 @@ fn device_code_login_prints_the_code_then_refreshes_without_a_person() {
     let issued = upstream.issued();
     assert_eq!(issued.len(), 2, "the login's token, then the refreshed one");
     assert_eq!(issued.last(), Some(&second));
-    for refresh in upstream.refresh_tokens() {
-        assert!(
-            !daemon.log().contains(&refresh),
-            "a refresh token reached the log"
+    // The device code asked for the source's scope and a refresh token; the refresh asked
+    // for the same.
+    let scope = "https://cognitiveservices.azure.com/.default offline_access";
+    assert_eq!(upstream.scopes().last().map(String::as_str), Some(scope));
+    let refresh_tokens = upstream.refresh_tokens();
+    assert_eq!(refresh_tokens.len(), 2, "{refresh_tokens:?}");
+    // Nowhere on disk: not the log, the state directory or anything else the world holds.
+    assert!(
+        !daemon.log().is_empty(),
+        "the daemon wrote no log to search"
+    );
+    for refresh in refresh_tokens {
+        assert_eq!(
+            world.files_containing(&refresh),
+            Vec::<std::path::PathBuf>::new(),
+            "a refresh token was written to disk"
         );
-    }
-    let state_dir = world.home.join(".local/state/credd");
-    if state_dir.exists() {
-        for entry in std::fs::read_dir(&state_dir).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-            for refresh in upstream.refresh_tokens() {
-                assert!(
-                    !text.contains(&refresh),
-                    "a refresh token was written to disk"
-                );
-            }
-        }
     }
 }
 

@@ -172,6 +172,11 @@ fn impersonation_mints_id_tokens_with_generate_id_token() {
     assert_eq!(detail["metadata"]["account"], target);
     assert_eq!(claims(detail["token"].as_str().unwrap())["aud"], IAP_CLIENT);
     assert_eq!(upstream.calls(google::GENERATE_ID_TOKEN), 2);
+    // The accounts IAM was asked for (not only what credd says it asked for).
+    assert_eq!(
+        upstream.impersonated(),
+        vec![invoker.to_string(), target.to_string()]
+    );
 }
 
 #[test]

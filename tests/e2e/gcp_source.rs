@@ -13,10 +13,15 @@ use serde_json::{Value, json};
 pub const CLIENT_SECRET: &str = "d-FL95Q19q7MQmFpd7hHD0Ty";
 pub const REFRESH_TOKEN: &str = "1//0credd-test-refresh-token";
 
+pub const CLIENT_ID: &str = "764086051850-credd.apps.googleusercontent.com";
+
+/// A user's login (as `gcloud auth application-default login` writes it); the upstream grants
+/// the refresh token to the client.
 pub fn authorized_user(upstream: &GoogleUpstream, refresh_token: &str) -> Value {
+    upstream.grant_refresh_token(CLIENT_ID, CLIENT_SECRET, refresh_token);
     json!({
         "type": "authorized_user",
-        "client_id": "764086051850-credd.apps.googleusercontent.com",
+        "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
         "refresh_token": refresh_token,
         "token_uri": upstream.token_url(),
@@ -40,6 +45,7 @@ pub fn gcp_world(credential: &Value, extra: &str) -> World {
 /// A world whose `vertex` source is a user's login impersonating `account` (`impersonate` in
 /// the config).
 pub fn impersonating_world(upstream: &GoogleUpstream, account: &str) -> World {
+    upstream.allow_impersonation(account);
     gcp_world(
         &authorized_user(upstream, REFRESH_TOKEN),
         &format!(
@@ -52,6 +58,7 @@ pub fn impersonating_world(upstream: &GoogleUpstream, account: &str) -> World {
 /// An `impersonated_service_account` file (as `gcloud auth application-default login
 /// --impersonate-service-account` writes it) over a user's login.
 pub fn impersonated_file(upstream: &GoogleUpstream, account: &str) -> Value {
+    upstream.allow_impersonation(account);
     json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url": upstream.impersonation_url(account),
@@ -180,12 +187,16 @@ fn an_external_account_exchanges_its_subject_token_and_impersonates() {
     let world = World::new();
     let subject = world.path("oidc-token");
     std::fs::write(&subject, "{\"id_token\": \"eyJ.subject.credd\"}").unwrap();
-    upstream.accept_subject_token("eyJ.subject.credd");
+    let audience =
+        "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh";
+    let token_type = "urn:ietf:params:oauth:token-type:jwt";
+    upstream.accept_subject_token("eyJ.subject.credd", audience, token_type);
     let account = "federated@credd-test.iam.gserviceaccount.com";
+    upstream.allow_impersonation(account);
     let file = json!({
         "type": "external_account",
-        "audience": "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/ci/providers/gh",
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "audience": audience,
+        "subject_token_type": token_type,
         "token_url": upstream.token_url(),
         "credential_source": {
             "file": subject,
@@ -204,13 +215,16 @@ fn an_external_account_exchanges_its_subject_token_and_impersonates() {
         "the impersonated token is served, not the federated one"
     );
     assert_eq!(detail["metadata"]["account"], account);
+    assert_eq!(upstream.impersonated(), vec![account.to_string()]);
     assert_eq!(detail["metadata"]["credential_type"], "external_account");
 }
 
 #[test]
 fn an_executable_source_runs_only_when_allowed() {
     let upstream = GoogleUpstream::start();
-    upstream.accept_subject_token("eyJ.from-executable");
+    let audience = "//iam.googleapis.com/locations/global/workforcePools/p/providers/x";
+    let token_type = "urn:ietf:params:oauth:token-type:id_token";
+    upstream.accept_subject_token("eyJ.from-executable", audience, token_type);
     let world = World::new();
     let script = world.path("token-helper");
     std::fs::write(
@@ -223,8 +237,8 @@ fn an_executable_source_runs_only_when_allowed() {
     make_executable(&script);
     let file = json!({
         "type": "external_account",
-        "audience": "//iam.googleapis.com/locations/global/workforcePools/p/providers/x",
-        "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+        "audience": audience,
+        "subject_token_type": token_type,
         "token_url": upstream.token_url(),
         "credential_source": { "executable": { "command": format!("{} --quiet", script.display()), "timeout_millis": 5000 } },
     });
@@ -265,6 +279,23 @@ fn impersonation_from_a_file_or_from_the_config() {
     let detail = world.credd(&["get", "vertex", "--format", "json"]).json();
     assert_eq!(detail["metadata"]["account"], configured);
     assert_eq!(upstream.calls(google::GENERATE_ACCESS_TOKEN), 2);
+    // The accounts IAM was asked for, not only what credd says it asked for.
+    assert_eq!(
+        upstream.impersonated(),
+        vec![target.to_string(), configured.to_string()]
+    );
+
+    // An account the login may not impersonate: IAM's refusal, named.
+    let forbidden = impersonating_world(&upstream, "not-mine@credd-test.iam.gserviceaccount.com");
+    upstream.forbid_impersonation("not-mine@credd-test.iam.gserviceaccount.com");
+    let _daemon = forbidden.start_daemon();
+    let out = forbidden.credd(&["get", "vertex"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("PERMISSION_DENIED") || out.stderr.contains("denied"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Google's clocks ten minutes off either way. The token endpoint states a lifetime

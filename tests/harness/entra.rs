@@ -48,7 +48,13 @@ enum AppCredential {
     Federated {
         token: String,
     },
+    /// A public client (no credential of its own), as the Azure CLI's app is in every tenant:
+    /// the only kind the device-code flow accepts.
+    Public,
 }
+
+/// The Azure CLI's public client, which exists in every tenant.
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 #[derive(Default)]
 struct State {
@@ -58,7 +64,12 @@ struct State {
     device_polls: usize,
     calls: HashMap<String, usize>,
     issued: Vec<String>,
-    refresh_tokens: Vec<String>,
+    /// refresh token -> the client it was issued to
+    refresh_tokens: HashMap<String, String>,
+    /// The client the pending device code was issued to, and the scope it asked for.
+    device_client: Option<(String, String)>,
+    /// The `scope` of every token request, in order.
+    scopes: Vec<String>,
     expires_in: Option<u64>,
     /// How far this upstream's clock runs ahead of the machine's (behind when negative).
     clock_offset: i64,
@@ -75,6 +86,7 @@ impl EntraUpstream {
         let mock = OAuthMock::start();
         let state = Arc::new(Mutex::new(State {
             device_polls_until_approved: 2,
+            apps: HashMap::from([(AZURE_CLI_CLIENT_ID.to_string(), AppCredential::Public)]),
             ..State::default()
         }));
         let (shared, minter) = (state.clone(), mock.minter());
@@ -111,6 +123,15 @@ impl EntraUpstream {
                 thumbprint: thumbprint.into(),
             },
         );
+    }
+
+    /// Registers `client_id` as a public client (one the device-code flow may use).
+    pub fn register_public(&self, client_id: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .apps
+            .insert(client_id.into(), AppCredential::Public);
     }
 
     pub fn register_federated(&self, client_id: &str, token: &str) {
@@ -159,7 +180,18 @@ impl EntraUpstream {
 
     /// Every refresh token handed out.
     pub fn refresh_tokens(&self) -> Vec<String> {
-        self.state.lock().unwrap().refresh_tokens.clone()
+        self.state
+            .lock()
+            .unwrap()
+            .refresh_tokens
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The `scope` of every token request that named one, oldest first.
+    pub fn scopes(&self) -> Vec<String> {
+        self.state.lock().unwrap().scopes.clone()
     }
 }
 
@@ -251,9 +283,23 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
     };
     let client_id = field("client_id").to_string();
     let app = state.lock().unwrap().apps.get(&client_id).cloned();
+    let scope = field("scope").to_string();
+    if endpoint == "token" && !scope.is_empty() {
+        state.lock().unwrap().scopes.push(scope.clone());
+    }
+    if let Some(refusal) = scope_refusal(kind, &scope) {
+        return refusal;
+    }
+    let record = |state: &Mutex<State>, minted: Response| record(state, minted, &client_id);
     match (endpoint, kind) {
         ("devicecode", _) => {
-            state.lock().unwrap().device_polls = 0;
+            if !matches!(app, Some(AppCredential::Public)) {
+                return unknown_client(&client_id);
+            }
+            let mut st = state.lock().unwrap();
+            st.device_polls = 0;
+            st.device_client = Some((client_id.clone(), scope.clone()));
+            drop(st);
             Response::json(
                 200,
                 json!({
@@ -272,14 +318,18 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                 st.device_polls += 1;
                 st.device_polls > st.device_polls_until_approved
             };
-            if field("device_code") != "credd-device-code-0001" {
+            let issued = state.lock().unwrap().device_client.clone();
+            let Some((_, scope)) = issued
+                .filter(|(to, _)| *to == client_id)
+                .filter(|_| field("device_code") == "credd-device-code-0001")
+            else {
                 return entra_error(
                     400,
                     "expired_token",
                     70020,
                     "AADSTS70020: The provided value for the input parameter 'device_code' is not valid.",
                 );
-            }
+            };
             if !approved {
                 return entra_error(
                     400,
@@ -288,15 +338,22 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                     "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending.",
                 );
             }
-            record(state, mock.mint("refresh_token", field("scope")))
+            // A refresh token comes only with `offline_access`.
+            let kind = if scope.split(' ').any(|s| s == "offline_access") {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            record(state, mock.mint(kind, &scope))
         }
         ("token", "refresh_token") => {
-            if !state
+            // A refresh token works only for the client it was issued to.
+            if state
                 .lock()
                 .unwrap()
                 .refresh_tokens
-                .iter()
-                .any(|t| t == field("refresh_token"))
+                .get(field("refresh_token"))
+                != Some(&client_id)
             {
                 return entra_error(
                     400,
@@ -392,7 +449,34 @@ fn unknown_client(client_id: &str) -> Response {
 }
 
 /// Reshapes the mock's answer into Entra's (`ext_expires_in`; no id token), and records it.
-fn record(state: &Mutex<State>, response: Response) -> Response {
+/// Entra's refusal of a scope the grant cannot have: client-credential flows take exactly one
+/// `<resource>/.default`; the device-code request and a refresh need a resource scope besides
+/// the OpenID ones.
+fn scope_refusal(kind: &str, scope: &str) -> Option<Response> {
+    let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    let ok = match kind {
+        "client_secret" | "client_assertion" => {
+            scopes.len() == 1 && scopes[0].ends_with("/.default")
+        }
+        // The device-code poll names no scope: the code carries it.
+        "devicecode" | "refresh_token" => scopes
+            .iter()
+            .any(|s| !matches!(*s, "openid" | "profile" | "offline_access")),
+        _ => true,
+    };
+    (!ok).then(|| {
+        entra_error(
+            400,
+            "invalid_scope",
+            1002012,
+            &format!(
+                "AADSTS1002012: The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
+    })
+}
+
+fn record(state: &Mutex<State>, response: Response, client_id: &str) -> Response {
     let minted: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
     let Some(token) = minted["access_token"].as_str() else {
         return response;
@@ -411,7 +495,8 @@ fn record(state: &Mutex<State>, response: Response) -> Response {
         "access_token": token,
     });
     if let Some(refresh) = minted["refresh_token"].as_str() {
-        st.refresh_tokens.push(refresh.to_string());
+        st.refresh_tokens
+            .insert(refresh.to_string(), client_id.to_string());
         body["refresh_token"] = json!(refresh);
         body["scope"] = minted["scope"].clone();
     }

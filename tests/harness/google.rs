@@ -146,7 +146,16 @@ struct State {
     /// How far this upstream's clock runs ahead of the machine's (behind when negative).
     clock_offset: i64,
     service_accounts: HashMap<String, String>,
-    subject_tokens: HashSet<String>,
+    /// OAuth client id -> its secret.
+    clients: HashMap<String, String>,
+    /// refresh token -> the client it was granted to
+    refresh_tokens: HashMap<String, String>,
+    /// subject token -> (the workload identity pool audience, its token type)
+    subject_tokens: HashMap<String, (String, String)>,
+    /// Service accounts that tokens from this upstream may impersonate.
+    impersonable: HashSet<String>,
+    /// The service account each `generateAccessToken` / `generateIdToken` named, in order.
+    impersonated: Vec<String>,
     calls: HashMap<&'static str, usize>,
     issued: Vec<String>,
     /// Every ID token handed out, with the audience it was asked for.
@@ -228,13 +237,43 @@ impl GoogleUpstream {
             .insert(email.into(), public_pem.into());
     }
 
-    /// Accepts `token` as an external account's subject token.
-    pub fn accept_subject_token(&self, token: &str) {
+    /// Accepts `token` as the subject token of the workload identity pool provider
+    /// `audience`, of `token_type` (an STS exchange must name both, as Google checks).
+    pub fn accept_subject_token(&self, token: &str, audience: &str, token_type: &str) {
         self.state
             .lock()
             .unwrap()
             .subject_tokens
-            .insert(token.into());
+            .insert(token.into(), (audience.into(), token_type.into()));
+    }
+
+    /// The OAuth client `client_id` (with `client_secret`) holds `refresh_token`, as after
+    /// a person's consent.
+    pub fn grant_refresh_token(&self, client_id: &str, client_secret: &str, refresh_token: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.clients.insert(client_id.into(), client_secret.into());
+        st.refresh_tokens
+            .insert(refresh_token.into(), client_id.into());
+    }
+
+    /// Tokens from this upstream may impersonate `account` (the caller holds
+    /// `roles/iam.serviceAccountTokenCreator` on it).
+    pub fn allow_impersonation(&self, account: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .impersonable
+            .insert(account.into());
+    }
+
+    /// Takes back [`GoogleUpstream::allow_impersonation`].
+    pub fn forbid_impersonation(&self, account: &str) {
+        self.state.lock().unwrap().impersonable.remove(account);
+    }
+
+    /// The service account each impersonation call named, oldest first.
+    pub fn impersonated(&self) -> Vec<String> {
+        self.state.lock().unwrap().impersonated.clone()
     }
 
     /// Calls of one kind ([`REFRESH`], [`JWT_BEARER`], ...), failed ones included.
@@ -301,17 +340,23 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     let minted = match kind {
         REFRESH => {
-            if field("client_id").is_empty() || field("client_secret").is_empty() {
+            let st = state.lock().unwrap();
+            if st.clients.get(field("client_id")).map(String::as_str)
+                != Some(field("client_secret"))
+            {
                 return oauth_error(401, "invalid_client", "The OAuth client was not found.");
             }
-            if state
-                .lock()
-                .unwrap()
-                .revoked
-                .contains(field("refresh_token"))
+            // A refresh token works only with the client it was granted to.
+            if st.revoked.contains(field("refresh_token"))
+                || st
+                    .refresh_tokens
+                    .get(field("refresh_token"))
+                    .map(String::as_str)
+                    != Some(field("client_id"))
             {
                 return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
             }
+            drop(st);
             http::forward(mock.port, request)
         }
         JWT_BEARER | ID_TOKEN => {
@@ -329,13 +374,30 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             )
         }
         TOKEN_EXCHANGE => {
-            let known = state
+            let expected = state
                 .lock()
                 .unwrap()
                 .subject_tokens
-                .contains(field("subject_token"));
-            if !known || field("audience").is_empty() || field("subject_token_type").is_empty() {
+                .get(field("subject_token"))
+                .cloned();
+            let Some((audience, token_type)) = expected else {
                 return oauth_error(400, "invalid_grant", "The subject token is not valid.");
+            };
+            if field("audience") != audience {
+                return oauth_error(
+                    400,
+                    "invalid_target",
+                    "The target service indicated by the \"audience\" parameters is invalid.",
+                );
+            }
+            if field("subject_token_type") != token_type
+                || field("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token"
+            {
+                return oauth_error(
+                    400,
+                    "invalid_request",
+                    "Invalid value for \"subject_token_type\" or \"requested_token_type\".",
+                );
             }
             let mut response = mock.mint("client_credentials", field("scope"));
             if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
@@ -454,19 +516,35 @@ fn record_id_token(state: &Mutex<State>, mock: Minter, audience: &str) -> String
 }
 
 /// The IAM API's refusal of a call whose bearer token this upstream did not issue.
+/// Also the refusal of impersonating a service account the caller may not, and a record of
+/// which one the URL named (`…/serviceAccounts/<account>:generate…`).
 fn unauthenticated(state: &Mutex<State>, request: &Request) -> Option<Response> {
     let bearer = request
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
-    if state.lock().unwrap().issued.contains(&bearer) {
-        return None;
+    let mut st = state.lock().unwrap();
+    if !st.issued.contains(&bearer) {
+        return Some(Response::json(
+            401,
+            json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
+        ));
     }
-    Some(Response::json(
-        401,
-        json!({"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}),
-    ))
+    let account = request
+        .path
+        .rsplit_once("/serviceAccounts/")
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .map(|(account, _)| account.replace("%40", "@"))
+        .unwrap_or_default();
+    st.impersonated.push(account.clone());
+    if !st.impersonable.contains(&account) {
+        return Some(Response::json(
+            403,
+            json!({"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).", "status": "PERMISSION_DENIED"}}),
+        ));
+    }
+    None
 }
 
 /// IAM Credentials `generateIdToken`: needs a bearer token this upstream issued and an

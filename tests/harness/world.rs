@@ -406,6 +406,30 @@ impl World {
         }
     }
 
+    /// Every file under this world's directory (its HOME, socket directory, config, logs,
+    /// autostart log and state included), searched recursively, that contains `needle`.
+    pub fn files_containing(&self, needle: &str) -> Vec<PathBuf> {
+        fn walk(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    walk(&path, needle, found);
+                } else if kind.is_file()
+                    && std::fs::read(&path)
+                        .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.dir.path(), needle.as_bytes(), &mut found);
+        found
+    }
+
     /// The log of a daemon that `credd` started by itself.
     pub fn autostart_log(&self) -> String {
         std::fs::read_to_string(self.socket.with_file_name("credd.sock.log")).unwrap_or_default()
