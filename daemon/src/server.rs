@@ -210,7 +210,7 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
 #[cfg(unix)]
 fn peer_allowed(stream: &Stream) -> bool {
     let owner = stream.peer_creds().and_then(|c| {
-        c.euid().map(|uid| uid as u32).ok_or_else(|| {
+        c.euid().ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 "the system does not say who connected",
