@@ -7,16 +7,16 @@ use std::process::Command;
 use credd_tests::World;
 use credd_tests::peers::{self, Moto};
 
-const CONFIG: &str = "[profile base]\nregion = us-east-1\n\n\
+pub(crate) const CONFIG: &str = "[profile base]\nregion = us-east-1\n\n\
 [profile admin]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\n\
 mfa_serial = arn:aws:iam::123456789012:mfa/dev-user\nrole_session_name = credd-mfa\n";
-const SERIAL: &str = "arn:aws:iam::123456789012:mfa/dev-user";
-const CREDENTIALS: &str =
+pub(crate) const SERIAL: &str = "arn:aws:iam::123456789012:mfa/dev-user";
+pub(crate) const CREDENTIALS: &str =
     "[base]\naws_access_key_id = AKIACREDDLONGTERM004\naws_secret_access_key = long-term-secret\n";
 
 /// Runs `credd login admin` on a pseudo-terminal, typing `code` when it asks; returns
 /// (exit code, everything the terminal showed).
-fn login_on_a_terminal(world: &World, code: &str) -> (i32, String) {
+pub(crate) fn login_on_a_terminal(world: &World, code: &str) -> (i32, String) {
     let script = r#"
 import os, pty, sys
 credd, code = sys.argv[1], sys.argv[2]

@@ -1,4 +1,6 @@
-//! Secrets never reach the daemon's log (even at debug level), `status`, or error messages.
+//! Secrets never reach the daemon's log (even at trace level), `status`, error messages, or any
+//! file credd writes. The daemon here is the one `credd` starts by itself, so its log is the
+//! autostart log beside the socket.
 
 use std::time::Duration;
 
@@ -28,8 +30,7 @@ fn issued_secrets_appear_in_no_log_line_and_no_status() {
         ]
         .concat(),
     );
-    let daemon = world.start_daemon();
-
+    // No daemon yet: the first `get` starts one.
     assert_eq!(world.credd(&["get", "gateway"]).ok().trim(), token);
     world.credd(&["get", "dev", "--format", "aws"]).ok();
     world.credd(&["get", "dev", "--format", "env"]).ok();
@@ -43,8 +44,10 @@ fn issued_secrets_appear_in_no_log_line_and_no_status() {
     let status_json = world.credd(&["status", "--json"]).ok().to_string();
     let wrong_format = world.credd(&["get", "dev", "--format", "token"]);
 
-    let log = daemon.log();
+    let log = world.autostart_log();
     assert!(log.contains("DEBUG"), "debug logging was not on: {log}");
+    // The commands' own output files hold what they print; nothing else may.
+    let outputs = ["gw.out", "aws.out", "bad.out"].map(|f| world.path(f));
     for secret in [token, aws_secret, session, "two words here"] {
         assert!(!log.contains(secret), "secret {secret} in the daemon log");
         assert!(!status_human.contains(secret), "secret {secret} in status");
@@ -60,5 +63,11 @@ fn issued_secrets_appear_in_no_log_line_and_no_status() {
             !wrong_format.stderr.contains(secret),
             "secret {secret} in an error"
         );
+        let written: Vec<_> = world
+            .files_containing(secret)
+            .into_iter()
+            .filter(|f| !outputs.contains(f))
+            .collect();
+        assert!(written.is_empty(), "secret {secret} written to {written:?}");
     }
 }

@@ -33,6 +33,9 @@ pub enum Fault {
     Reset,
     /// A token that has already expired (`expires_in: 0`).
     ExpiredOnArrival,
+    /// HTTP 400 whose error description quotes the request back (its form values, decoded,
+    /// and its Authorization header), as careless servers do.
+    EchoRequest,
 }
 
 #[derive(Clone)]
@@ -263,6 +266,17 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
         Fault::Garbage => return Response::new(200, "text/html", "<html>maintenance</html>"),
         Fault::Reset => return Response::reset(),
         Fault::ExpiredOnArrival => {}
+        Fault::EchoRequest => {
+            return entra_error(
+                400,
+                "invalid_request",
+                900144,
+                &format!(
+                    "AADSTS900144: The request body is not valid: {}",
+                    crate::http::echo(request)
+                ),
+            );
+        }
     }
     let prefix = format!("/{TENANT}/oauth2/v2.0/");
     let Some(endpoint) = request.path.strip_prefix(&prefix) else {

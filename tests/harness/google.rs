@@ -136,6 +136,9 @@ pub enum Fault {
     Reset,
     /// A token that has already expired (`expires_in: 0`).
     ExpiredOnArrival,
+    /// HTTP 400 whose error description quotes the request back (its form values, decoded,
+    /// and its Authorization header), as careless servers do.
+    EchoRequest,
 }
 
 #[derive(Default)]
@@ -334,6 +337,13 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
         }
         Fault::Reset => return Response::reset(),
         Fault::ExpiredOnArrival => {}
+        Fault::EchoRequest => {
+            return oauth_error(
+                400,
+                "invalid_request",
+                &format!("Invalid request: {}", crate::http::echo(request)),
+            );
+        }
     }
     let form: HashMap<String, String> =
         form_urlencoded::parse(&request.body).into_owned().collect();

@@ -299,6 +299,26 @@ fn read_body(reader: &mut impl BufRead, request: &Request) -> Vec<u8> {
     body
 }
 
+/// What a careless server quotes back of `request`: its form values (decoded) or other body,
+/// and its Authorization header.
+pub fn echo(request: &Request) -> String {
+    let form = request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    let body = if form {
+        form_urlencoded::parse(&request.body)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        String::from_utf8_lossy(&request.body).into_owned()
+    };
+    format!(
+        "{body} {}",
+        request.header("authorization").unwrap_or_default()
+    )
+}
+
 /// Sends `request` on to the server on 127.0.0.1:`port` and returns its answer (a proxy's
 /// forwarding, for stubs that sit in front of a real upstream).
 pub fn forward(port: u16, request: &Request) -> Response {
