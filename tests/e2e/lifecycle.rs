@@ -157,6 +157,8 @@ fn a_writer_killed_mid_write_leaves_the_old_file_or_the_new_one_never_a_torn_one
             .arg(&path)
             .spawn()
             .unwrap();
+        // Not a wait for something to happen: the kill lands at a different moment of the
+        // write in each round, which is the point.
         std::thread::sleep(std::time::Duration::from_millis(3 + (round * 7) % 40));
         writer.kill().unwrap();
         writer.wait().unwrap();

@@ -135,7 +135,15 @@ fn the_daemon_serves_a_socket_systemd_activated() {
     );
 
     world.credd(&["stop"]).ok();
-    std::thread::sleep(Duration::from_millis(300));
+    // The activator execs the daemon: its exit is the daemon's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while activator.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(
         world.socket.exists(),
         "the daemon removed a socket that belongs to systemd"

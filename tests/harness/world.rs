@@ -244,6 +244,48 @@ impl World {
             .collect()
     }
 
+    /// Waits until `source` is settled: no fetch in flight and, by the daemon's own clock, its
+    /// next refresh (or retry) not yet due, so it makes no upstream call until that instant.
+    /// This is the daemon's plan read from `status`, not a guess at how long it needs; returns
+    /// the source's status then.
+    pub fn settled(&self, source: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status();
+            let now = status["now"].as_i64().expect("status has the daemon's now");
+            let source_status = status["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == source && s["audience"].is_null())
+                .unwrap_or_else(|| panic!("no source {source} in status"))
+                .clone();
+            let idle = source_status["state"] != "refreshing";
+            let not_due = source_status["next_refresh_at"]
+                .as_i64()
+                .is_none_or(|at| at > now);
+            if idle && not_due {
+                return source_status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{source} did not settle: {source_status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts that the daemon plans no refresh of `source` before its clock moves on, with
+    /// `calls` upstream calls made so far.
+    pub fn assert_no_refresh_due(&self, source: &str, calls: u64, why: &str) {
+        let status = self.settled(source);
+        assert_eq!(
+            status["upstream_calls"].as_u64(),
+            Some(calls),
+            "{why}: {status}"
+        );
+    }
+
     /// `credd doctor`'s check named `what`: its verdict and detail, and the whole report.
     pub fn doctor_check(&self, what: &str) -> (String, String, String) {
         let out = self.credd(&["doctor", "--json"]);
@@ -275,7 +317,8 @@ impl World {
                 "the valid credential is still served"
             );
         }
-        std::thread::sleep(Duration::from_millis(1500));
+        // Every call the gets and the background made: the daemon waits for its backoff now.
+        self.settled(source);
         calls() - before
     }
 
@@ -306,7 +349,8 @@ impl World {
             if i + 1 == faults.len() {
                 let before = calls();
                 self.advance_clock(180);
-                std::thread::sleep(Duration::from_millis(500));
+                // Three minutes on, the daemon's next try is still in the future.
+                self.settled(source);
                 assert_eq!(calls(), before, "retried before Retry-After passed");
             }
             heal();
