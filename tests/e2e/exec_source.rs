@@ -2,7 +2,6 @@
 //! command that fails, hangs or prints garbage.
 
 use credd_tests::World;
-use serde_json::Value;
 
 use crate::exec_config;
 
@@ -75,26 +74,38 @@ fn credential_process_output_serves_every_aws_format() {
 }
 
 #[test]
-fn credential_process_output_works_for_boto3_style_callers() {
-    // The same JSON the AWS CLI and SDKs read from `credential_process`.
+fn credential_process_output_works_for_boto3() {
+    // boto3 itself runs `credd get --format aws-process` as a profile's credential_process.
     let world = World::new();
     let cmd = world.counting_command(
         "aws",
-        r#"{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "s", "SessionToken": "t", "Expiration": "2099-01-01T00:00:00Z"}"#,
+        r#"{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "exec-secret-4f1", "SessionToken": "exec-session-9c2", "Expiration": "2099-01-01T00:00:00Z"}"#,
     );
     world.write_config(&exec_config("dev", &cmd, ""));
-    let v: Value = world
-        .credd(&["get", "dev", "--format", "aws-process"])
-        .json();
-    for key in [
-        "Version",
-        "AccessKeyId",
-        "SecretAccessKey",
-        "SessionToken",
-        "Expiration",
-    ] {
-        assert!(v.get(key).is_some(), "missing {key}: {v}");
-    }
+    let aws_config = world.path("aws-config");
+    std::fs::write(
+        &aws_config,
+        format!(
+            "[profile dev]\ncredential_process = {} get dev --format aws-process\n",
+            credd_tests::bin("credd").display()
+        ),
+    )
+    .unwrap();
+    let script = r#"
+import boto3
+c = boto3.Session(profile_name="dev").get_credentials().get_frozen_credentials()
+print(c.access_key, c.secret_key, c.token)
+"#;
+    let printed = credd_tests::peers::run_python(script, &[], |cmd| {
+        world.isolate(cmd);
+        cmd.env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", world.path("none"));
+    });
+    assert_eq!(
+        printed.trim(),
+        "ASIAEXAMPLE exec-secret-4f1 exec-session-9c2"
+    );
+    assert_eq!(world.runs("aws"), 1);
 }
 
 #[test]
@@ -134,11 +145,25 @@ fn a_failing_command_is_reported_with_its_stderr_summarised() {
 }
 
 #[test]
-fn a_hanging_command_is_killed_at_its_timeout() {
+fn a_hanging_command_is_killed_at_its_timeout_with_all_its_children() {
     let world = World::new();
-    let cmd = world.counting_command("gw", "tok-late");
-    std::fs::write(world.path("gw.sleep"), "30").unwrap();
-    world.write_config(&exec_config("gateway", &cmd, "timeout = \"1s\""));
+    // A shell that starts a child of its own and waits for it, noting both pids.
+    let script = world.path("hang.sh");
+    let pids = world.path("hang.pids");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ > '{0}.tmp'\nsleep 30 &\necho $! >> '{0}.tmp'\nmv '{0}.tmp' '{0}'\nwait\n",
+            pids.display()
+        ),
+    )
+    .unwrap();
+    credd_tests::world::make_executable(&script);
+    world.write_config(&exec_config(
+        "gateway",
+        &[script.display().to_string()],
+        "timeout = \"1s\"",
+    ));
     let started = std::time::Instant::now();
     let out = world.credd(&["get", "gateway"]);
     assert_eq!(out.code, 1);
@@ -148,6 +173,18 @@ fn a_hanging_command_is_killed_at_its_timeout() {
         out.stderr
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The shell and its `sleep` are both gone: the whole process group was killed.
+    let pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    world.eventually(
+        std::time::Duration::from_secs(5),
+        "the command and its child to be gone",
+        || pids.iter().all(|&pid| credd_tests::process_gone(pid)),
+    );
 }
 
 #[test]

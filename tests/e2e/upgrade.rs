@@ -10,6 +10,16 @@ use crate::gateway_world;
 const OLDER: u32 = credd_proto::PROTOCOL_VERSION - 1;
 const NEWER: u32 = credd_proto::PROTOCOL_VERSION + 1;
 
+/// How many daemons the clients started that went on to serve (the autostart log is appended
+/// to by each).
+fn new_daemons(world: &World) -> usize {
+    world
+        .autostart_log()
+        .lines()
+        .filter(|l| l.contains("credd-daemon serving"))
+        .count()
+}
+
 fn world_with_source() -> World {
     gateway_world("tok-upgrade")
 }
@@ -37,6 +47,7 @@ fn an_older_daemon_is_replaced_and_answers_come_from_this_release() {
     assert_eq!(out.stderr, "", "a replacement is silent on success");
     assert_eq!(old.stops(), 1);
     assert_eq!(world.runs("gw"), 1);
+    assert_eq!(new_daemons(&world), 1, "{}", world.autostart_log());
     // This release's daemon now serves, started by the client.
     let status = world.status();
     assert_eq!(
@@ -55,8 +66,10 @@ fn a_burst_of_newer_clients_replaces_the_older_daemon_once() {
     for out in &outs {
         assert_eq!(out.ok(), "tok-upgrade\n", "{out:?}");
     }
+    // Each client may have asked the old one to stop; the replacement started once.
     assert!(old.stops() >= 1);
     // One new daemon, one upstream call for all eight.
+    assert_eq!(new_daemons(&world), 1, "{}", world.autostart_log());
     assert_eq!(world.runs("gw"), 1);
 }
 

@@ -172,6 +172,18 @@ pub fn claude_say_hi(world: &World, cwd: &std::path::Path, env: &[(&str, &str)])
     stdout
 }
 
+/// Whether process `pid` has ended (it is gone, or a zombie waiting to be reaped).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // `pid (comm) S ...`: the state follows the last `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
+
 /// Whether the tests run as root (as CI does), so they can act as a second local user.
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
