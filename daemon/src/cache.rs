@@ -223,7 +223,18 @@ impl Slot {
         let task = tokio::spawn(async move {
             let started = slot.clock.now();
             tracing::debug!(source = %slot.name, "calling upstream");
-            let result = slot.source.fetch(started).await;
+            // A fetch that panics is a failure like any other: it must not leave the slot
+            // waiting forever on a call that is over.
+            let result = std::panic::AssertUnwindSafe(slot.source.fetch(started))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(source = %slot.name, "the upstream call failed unexpectedly (a bug in credd); it will be retried");
+                    Err(SourceError::Upstream(format!(
+                        "internal error in the {} source; retrying",
+                        slot.kind()
+                    )))
+                });
             slot.finish_fetch(started, result)
         });
         let inflight: BoxFuture<'static, FetchOutcome> = Box::pin(task.map(|joined| {
@@ -246,8 +257,11 @@ impl Slot {
             Ok(fetched) if fetched.expires_at <= now => Err(SourceError::Upstream(
                 "the upstream handed out a credential that has already expired".into(),
             )),
-            Ok(fetched) => Ok(fetched),
-            Err(e) => Err(e),
+            Ok(mut fetched) => {
+                fetched.expires_at = policy::bounded_expiry(now, fetched.expires_at);
+                Ok(fetched)
+            }
+            Err(e) => Err(e.one_line()),
         };
         let outcome = match outcome {
             Ok(fetched) => {

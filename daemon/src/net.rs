@@ -115,12 +115,50 @@ pub fn oauth_http_client(
         );
     }
     reqwest::Client::builder()
+        // A token endpoint that redirects is not followed: a 307/308 would re-send the form
+        // (client secrets, refresh tokens, assertions) to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
         .tls_certs_merge(roots)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .timeout(timeout)
         .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot set up HTTPS: {e}"))
+}
+
+/// The most credd reads of one upstream answer: token responses are a few KiB; anything far
+/// larger is refused before it is held in memory.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
+/// Why an answer could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("sent an answer larger than {} KiB", MAX_ANSWER / 1024)]
+    TooLarge,
+    #[error("broke off its answer: {0}")]
+    Broken(String),
+}
+
+/// Reads `response`'s body, at most [`MAX_ANSWER`] bytes of it, as text.
+pub async fn read_text(mut response: reqwest::Response) -> Result<String, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_ANSWER as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Broken(e.without_url().to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// An [`oauth_http_client`] built on first use, once (building reads the CA bundles).

@@ -5,7 +5,7 @@
 //! Everything here is a pure function of times and durations, so the whole policy is unit-tested
 //! without a clock, a socket or an upstream.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use credd_proto::CredentialSecret;
 
@@ -107,6 +107,43 @@ impl Validity {
     }
 }
 
+/// The longest lifetime an upstream may state for a token: beyond it the token is treated as
+/// living this long (and refreshed accordingly), so an absurd `expires_in` can neither overflow
+/// the clock arithmetic nor keep a token past its real end.
+pub const MAX_STATED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The furthest expiry credd keeps for any credential, however far away its source says it
+/// is (an AWS `Expiration` in 2099 is kept as said): a century, so every expiry can be
+/// formatted and moved by a clock correction without overflow.
+pub const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// When a token that an upstream says lives `stated_secs` from `now` expires: the stated
+/// lifetime, capped at [`MAX_STATED_LIFETIME`] (and logged when capped).
+pub fn expires_after(now: SystemTime, stated_secs: u64, what: &str) -> SystemTime {
+    let stated = Duration::from_secs(stated_secs);
+    if stated > MAX_STATED_LIFETIME {
+        tracing::warn!(
+            stated_secs,
+            "{what} stated a lifetime over 24 h; it is treated as 24 h"
+        );
+    }
+    now + stated.min(MAX_STATED_LIFETIME)
+}
+
+/// When a token that an upstream says expires at Unix time `exp_secs` expires, as a time: a
+/// value past what a clock can hold is treated as [`MAX_STATED_LIFETIME`] from `now`.
+pub fn expires_at_unix(now: SystemTime, exp_secs: u64, what: &str) -> SystemTime {
+    match UNIX_EPOCH.checked_add(Duration::from_secs(exp_secs)) {
+        Some(at) if at <= now + MAX_EXPIRY_AHEAD => at,
+        _ => expires_after(now, u64::MAX, what),
+    }
+}
+
+/// `expires_at` held within [`MAX_EXPIRY_AHEAD`] of `now`.
+pub fn bounded_expiry(now: SystemTime, expires_at: SystemTime) -> SystemTime {
+    expires_at.min(now + MAX_EXPIRY_AHEAD)
+}
+
 /// A random jitter for the next background refresh.
 pub fn jitter() -> Duration {
     Duration::from_millis(fastrand::u64(0..=MAX_JITTER.as_millis() as u64))
@@ -138,6 +175,31 @@ pub fn is_reask_after_rejection(since_last: Duration, caller_cache_ttl: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_upstream_lifetimes_are_capped_not_overflowed() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            expires_after(now, 3599, "t"),
+            now + Duration::from_secs(3599)
+        );
+        assert_eq!(expires_after(now, u64::MAX, "t"), now + MAX_STATED_LIFETIME);
+        assert_eq!(
+            expires_at_unix(now, 1_800_003_600, "t"),
+            now + Duration::from_secs(3600)
+        );
+        assert_eq!(
+            expires_at_unix(now, u64::MAX, "t"),
+            now + MAX_STATED_LIFETIME
+        );
+        assert_eq!(
+            expires_at_unix(now, i64::MAX as u64, "t"),
+            now + MAX_STATED_LIFETIME
+        );
+        let far = now + Duration::from_secs(200 * 365 * 24 * 3600);
+        assert_eq!(bounded_expiry(now, far), now + MAX_EXPIRY_AHEAD);
+        assert_eq!(bounded_expiry(now, now), now);
+    }
 
     const T0: SystemTime = SystemTime::UNIX_EPOCH;
     const MIN: Duration = Duration::from_secs(60);

@@ -48,6 +48,39 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/' | '=')
 }
 
+/// Whether `word` is the rest of a `scheme://` URL whose scheme `out` ends with: a URL names
+/// a place, not a secret. Only then: a base64 secret can hold `//` anywhere.
+fn follows_scheme(out: &str, word: &str) -> bool {
+    let Some(before) = out.strip_suffix(':') else {
+        return false;
+    };
+    let scheme: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        .collect();
+    word.starts_with("//")
+        && scheme.len() >= 2
+        && scheme
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+}
+
+/// One line of at most [`MAX_ERROR`] characters: how every error leaves the daemon (in
+/// `status`, a reply, the log), whatever its source put in it.
+pub fn one_line(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > MAX_ERROR {
+        line.chars().take(MAX_ERROR).collect::<String>() + "…"
+    } else {
+        line
+    }
+}
+
+/// The longest error message the daemon hands out.
+pub const MAX_ERROR: usize = 300;
+
 /// A GUID (a tenant, an application, a request id) names something; it is not a secret.
 fn is_guid(word: &str) -> bool {
     word.len() == 36
@@ -65,7 +98,7 @@ fn flush_word(out: &mut String, word: &mut String) {
         && !is_guid(word)
         && word.chars().any(|c| c.is_ascii_digit())
         && word.chars().any(|c| c.is_ascii_alphabetic())
-        && !word.contains("//"); // a URL is not a secret
+        && !follows_scheme(out, word);
     if looks_secret {
         out.push_str("[redacted]");
     } else {
@@ -77,6 +110,30 @@ fn flush_word(out: &mut String, word: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_real_url_is_spared() {
+        let token = "AQoDYXdzEJr//////////wEaoAK1wvxJY12r2IrDFT2IvAzTCn3zHoZ7YNtpiQLF0MqZye";
+        let text = format!("denied for {token} at https://sts.example.com/path2026abcdefgh");
+        let out = redact(&text, &[]);
+        assert!(!out.contains(token), "{out}");
+        assert!(
+            out.contains("https://sts.example.com/path2026abcdefgh"),
+            "{out}"
+        );
+        // `//` after something that is not a scheme is no URL.
+        let out = redact(&format!("x ://{token}"), &[]);
+        assert!(!out.contains("wEaoAK1wvxJY"), "{out}");
+    }
+
+    #[test]
+    fn errors_leave_as_one_bounded_line() {
+        assert_eq!(one_line("a\n  b\tc\n"), "a b c");
+        let long = "word ".repeat(200);
+        let line = one_line(&long);
+        assert_eq!(line.chars().count(), MAX_ERROR + 1);
+        assert!(line.ends_with('…'));
+    }
 
     #[test]
     fn guids_stay_and_secret_looking_words_go() {

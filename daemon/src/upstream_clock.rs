@@ -57,8 +57,12 @@ impl DateProbe {
 /// `time` moved back by `offset_secs` (forward when negative).
 fn shift(time: SystemTime, offset_secs: Option<i64>) -> SystemTime {
     match offset_secs {
-        Some(ahead) if ahead >= 0 => time - Duration::from_secs(ahead as u64),
-        Some(behind) => time + Duration::from_secs(behind.unsigned_abs()),
+        Some(ahead) if ahead >= 0 => time
+            .checked_sub(Duration::from_secs(ahead as u64))
+            .unwrap_or(time),
+        Some(behind) => time
+            .checked_add(Duration::from_secs(behind.unsigned_abs()))
+            .unwrap_or(time),
         None => time,
     }
 }

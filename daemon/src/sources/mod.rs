@@ -41,6 +41,20 @@ pub enum SourceError {
     Throttled(String, std::time::Duration),
 }
 
+impl SourceError {
+    /// The same error with its message made one bounded line ([`crate::redact::one_line`]):
+    /// what `status`, replies and the log get.
+    pub fn one_line(self) -> Self {
+        match self {
+            SourceError::Upstream(m) => SourceError::Upstream(crate::redact::one_line(&m)),
+            SourceError::NeedsLogin(m) => SourceError::NeedsLogin(crate::redact::one_line(&m)),
+            SourceError::Throttled(m, wait) => {
+                SourceError::Throttled(crate::redact::one_line(&m), wait)
+            }
+        }
+    }
+}
+
 pub trait Source: Send + Sync {
     /// The kind named in the config (`exec`, `aws`, ...).
     fn kind(&self) -> &'static str;

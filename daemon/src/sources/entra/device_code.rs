@@ -87,7 +87,8 @@ pub async fn login(
         user_code: device.user_code.clone(),
         expires_in_secs: device.expires_in,
     });
-    let expires = SystemTime::now() + Duration::from_secs(device.expires_in);
+    let expires =
+        crate::policy::expires_after(SystemTime::now(), device.expires_in, "a device code");
     let mut interval = Duration::from_secs(device.interval.max(1));
     loop {
         tokio::time::sleep(interval).await;
@@ -150,7 +151,7 @@ impl TokenResponse {
     fn into_tokens(self, now: SystemTime) -> Tokens {
         Tokens {
             access_token: Secret::new(self.access_token),
-            expires_at: now + Duration::from_secs(self.expires_in),
+            expires_at: crate::policy::expires_after(now, self.expires_in, "Entra"),
             refresh_token: self.refresh_token.map(Secret::new),
         }
     }
@@ -190,7 +191,15 @@ async fn read<T: serde::de::DeserializeOwned>(
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let text = response.text().await.unwrap_or_default();
+    let text = match crate::net::read_text(response).await {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(Polled::Failed(SourceError::Upstream(format!(
+                "{} {e}",
+                authority.host
+            ))));
+        }
+    };
     if status.is_success() {
         return serde_json::from_str(&text).map_err(|_| {
             Polled::Failed(SourceError::Upstream(format!(

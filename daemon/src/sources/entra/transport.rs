@@ -59,6 +59,23 @@ impl RecordingClient {
     }
 }
 
+/// The body, at most [`crate::net::MAX_ANSWER`] bytes of it.
+async fn read_capped(mut body: azure_core::http::AsyncResponseBody) -> azure_core::Result<Vec<u8>> {
+    use futures_util::StreamExt as _;
+    let mut read = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if read.len() + chunk.len() > crate::net::MAX_ANSWER {
+            return Err(azure_core::Error::with_message(
+                azure_core::error::ErrorKind::Io,
+                crate::net::ReadError::TooLarge.to_string(),
+            ));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read)
+}
+
 #[async_trait::async_trait]
 impl HttpClient for RecordingClient {
     async fn execute_request(&self, request: &Request) -> azure_core::Result<AsyncRawResponse> {
@@ -68,11 +85,12 @@ impl HttpClient for RecordingClient {
         self.dates
             .record(response.headers().get_optional_str(&"date".into()));
         let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await?;
+        // Read here, whole but bounded, for the SDK (which would read any length).
+        let body = read_capped(response.into_body()).await?;
+        if status.is_success() {
+            return Ok(AsyncRawResponse::from_bytes(status, headers, body));
+        }
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let text = |key: &str| json[key].as_str().map(str::to_string);
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {

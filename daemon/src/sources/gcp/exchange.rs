@@ -316,7 +316,7 @@ fn id_token(
             ))
         })?
         .exp;
-    let stated = SystemTime::UNIX_EPOCH + Duration::from_secs(exp);
+    let stated = crate::policy::expires_at_unix(now, exp, "an ID token's exp");
     let (expires_at, clock_offset_secs) = answer.dates.to_local(stated, now);
     Ok(AccessToken {
         token: Secret::new(token),
@@ -369,13 +369,11 @@ async fn token_call(
             host(url)
         )));
     }
-    let lifetime = response
-        .expires_in
-        .map_or(ASSUMED_LIFETIME, Duration::from_secs);
+    let lifetime = response.expires_in.unwrap_or(ASSUMED_LIFETIME.as_secs());
     // A lifetime, which no clock difference affects.
     Ok(AccessToken {
         token: Secret::new(response.access_token),
-        expires_at: now + lifetime,
+        expires_at: crate::policy::expires_after(now, lifetime, &host(url)),
         clock_offset_secs: None,
     })
 }
@@ -432,13 +430,9 @@ async fn send(
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok()),
     );
-    let text = response.text().await.map_err(|e| {
-        SourceError::Upstream(format!(
-            "{} broke off its answer: {}",
-            host(url),
-            e.without_url()
-        ))
-    })?;
+    let text = crate::net::read_text(response)
+        .await
+        .map_err(|e| SourceError::Upstream(format!("{} {e}", host(url))))?;
     if status.is_success() {
         return Ok(Answer { body: text, dates });
     }

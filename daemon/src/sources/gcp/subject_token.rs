@@ -52,10 +52,9 @@ pub async fn fetch(
                 status.as_u16()
             )));
         }
-        let text = response
-            .text()
+        let text = crate::net::read_text(response)
             .await
-            .map_err(|e| SourceError::Upstream(format!("{what} failed: {}", e.without_url())))?;
+            .map_err(|e| SourceError::Upstream(format!("{what} {e}")))?;
         extract(source, &text, &what)?
     } else if let Some(executable) = &source.executable {
         let allowed =
