@@ -314,7 +314,19 @@ async fn read_frame(stream: &mut Stream) -> Result<Option<Vec<u8>>, Response> {
 }
 
 async fn write(stream: &mut Stream, response: Response) -> std::io::Result<()> {
-    let bytes = frame::encode_response(response);
+    let mut bytes = frame::encode_response(response);
+    // Never a frame the client must refuse: an answer too large to send says so instead.
+    if bytes.len() - 4 > frame::MAX_FRAME_LEN {
+        tracing::warn!(bytes = bytes.len(), "an answer was too large to send");
+        bytes = frame::encode_response(Response::error(
+            ErrorKind::Internal,
+            format!(
+                "the answer ({} KiB) is larger than the {} KiB a frame may hold",
+                bytes.len() / 1024,
+                frame::MAX_FRAME_LEN / 1024
+            ),
+        ));
+    }
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await {
         Ok(result) => result,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),

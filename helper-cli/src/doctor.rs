@@ -74,7 +74,22 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             }
             match ask(Request::Status) {
                 Ok(Response::Status(status)) => Some(status),
-                _ => None,
+                // A daemon that answers but cannot say how its sources are is not healthy.
+                answer => {
+                    let why = match answer {
+                        Err((_, message)) => message,
+                        Ok(_) => "the daemon gave an unexpected answer to status".into(),
+                    };
+                    checks.push(check(
+                        Verdict::Fail,
+                        "status",
+                        format!("status cannot be read: {why}"),
+                        Some(
+                            "see the daemon log; `credd stop` and the next call restart it".into(),
+                        ),
+                    ));
+                    None
+                }
             }
         }
         answer => {
@@ -128,7 +143,10 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             }
         }
     }
-    settings_checks(&facts, &mut checks);
+    // Without the daemon's sources, every source the settings name would look undefined.
+    if status.is_some() {
+        settings_checks(&facts, &mut checks);
+    }
     proxy_checks(&mut checks);
     checks
 }
