@@ -56,6 +56,9 @@ pub async fn run(
         source,
     })?;
     let pgid = child.id();
+    // Whatever ends this call early (the deadline here, or a caller's own timeout dropping
+    // it) takes the whole group down, not only the program itself.
+    let mut group = GroupGuard(pgid);
 
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -73,19 +76,32 @@ pub async fn run(
             stderr: err,
         })
     };
-    match tokio::time::timeout(timeout, collect).await {
+    let outcome = tokio::time::timeout(timeout, collect).await;
+    if matches!(outcome, Ok(Ok(_))) {
+        group.0 = None;
+    }
+    match outcome {
         Ok(Ok(done)) => Ok(done),
         Ok(Err(source)) => Err(RunError::Read {
             program: program.to_string(),
             source,
         }),
         Err(_) => {
-            kill_group(pgid);
+            drop(group);
             Err(RunError::TimedOut {
                 program: program.to_string(),
                 timeout,
             })
         }
+    }
+}
+
+/// Kills the process group it holds when dropped, unless disarmed (set to `None`).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0.take());
     }
 }
 

@@ -34,34 +34,53 @@ impl ExecSource {
     }
 
     async fn run(&self, now: SystemTime) -> Result<Fetched, SourceError> {
-        let program = self.program();
-        let finished = process::run(&self.spec.command, &[], self.spec.timeout)
-            .await
-            .map_err(|e| match e {
-                RunError::TimedOut { .. } => SourceError::Upstream(format!(
-                    "{e} (raise `timeout` in the config if it needs longer)"
-                )),
-                e => SourceError::Upstream(e.to_string()),
-            })?;
-        let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
-        let parsed = parse_output(&out, now, self.spec.ttl);
-        let known: Vec<&str> = match &parsed {
-            Ok(f) => f.secret.secret_values(),
-            Err(_) => Vec::new(),
-        };
-        if !status.success() {
-            let summary = redact::summarize(&err, &known);
-            let detail = if summary.is_empty() {
-                String::new()
-            } else {
-                format!(": {summary}")
-            };
-            return Err(SourceError::Upstream(format!(
-                "`{program}` failed ({status}){detail}"
-            )));
-        }
-        parsed.map_err(|why| SourceError::Upstream(format!("`{program}` {why}")))
+        run_command(
+            &self.spec.command,
+            self.program(),
+            self.spec.timeout,
+            self.spec.ttl,
+            now,
+        )
+        .await
     }
+}
+
+/// Runs `argv` (named `program` in messages) under `timeout` and reads a credential from what
+/// it prints (see [`parse_output`]; `ttl` when it states no expiry). A failure is summarised
+/// from its stderr in one redacted line; the output itself is never quoted.
+pub async fn run_command(
+    argv: &[String],
+    program: &str,
+    timeout: Duration,
+    ttl: Duration,
+    now: SystemTime,
+) -> Result<Fetched, SourceError> {
+    let finished = process::run(argv, &[], timeout)
+        .await
+        .map_err(|e| match e {
+            RunError::TimedOut { .. } => SourceError::Upstream(format!(
+                "{e} (raise `timeout` in the config if it needs longer)"
+            )),
+            e => SourceError::Upstream(e.to_string()),
+        })?;
+    let (status, out, err) = (finished.status, finished.stdout, finished.stderr);
+    let parsed = parse_output(&out, now, ttl);
+    let known: Vec<&str> = match &parsed {
+        Ok(f) => f.secret.secret_values(),
+        Err(_) => Vec::new(),
+    };
+    if !status.success() {
+        let summary = redact::summarize(&err, &known);
+        let detail = if summary.is_empty() {
+            String::new()
+        } else {
+            format!(": {summary}")
+        };
+        return Err(SourceError::Upstream(format!(
+            "`{program}` failed ({status}){detail}"
+        )));
+    }
+    parsed.map_err(|why| SourceError::Upstream(format!("`{program}` {why}")))
 }
 
 impl Source for ExecSource {

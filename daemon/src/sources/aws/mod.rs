@@ -37,6 +37,10 @@ pub enum ProfileAuth {
     Mfa(mfa::MfaRole),
     /// An IAM Identity Center session, which credd keeps fresh.
     Sso(sso::SsoSession),
+    /// The profile's own `credential_process`: credd runs it (see [`crate::process`]), so a
+    /// command that hangs is killed with everything it started, and its stderr is summarised
+    /// like an `exec` source's, never quoted whole.
+    Process(String),
     /// Anything else the SDK's profile provider resolves by itself.
     Other,
     Unknown {
@@ -108,13 +112,17 @@ impl AwsSource {
         if let ProfileAuth::Sso(session) = &auth {
             sso::ensure_fresh(session, &sdk, SystemTime::now()).await?;
         }
-        let provider = ProfileFileCredentialsProvider::builder()
-            .profile_name(profile)
-            .configure(&provider_config(&sdk))
-            .build();
-        let credentials = match provider.provide_credentials().await {
-            Ok(c) => c,
-            Err(e) => return Err(self.explain(e).await),
+        let credentials = if let ProfileAuth::Process(command) = &auth {
+            self.run_credential_process(command, now).await?
+        } else {
+            let provider = ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .configure(&provider_config(&sdk))
+                .build();
+            match provider.provide_credentials().await {
+                Ok(c) => c,
+                Err(e) => return Err(self.explain(e).await),
+            }
         };
         let credentials = if credentials.session_token().is_none() {
             self.session_from_long_term_keys(&sdk, credentials).await?
@@ -141,6 +149,53 @@ impl AwsSource {
             metadata,
             clock_offset_secs,
         })
+    }
+
+    /// Runs the profile's `credential_process` as the AWS CLI does (`sh -c`), bounded by the
+    /// source's timeout.
+    async fn run_credential_process(
+        &self,
+        command: &str,
+        now: SystemTime,
+    ) -> Result<Credentials, SourceError> {
+        let argv = ["sh".to_string(), "-c".to_string(), command.to_string()];
+        let program = command
+            .split_whitespace()
+            .next()
+            .unwrap_or("credential_process");
+        let fetched = crate::sources::exec::run_command(
+            &argv,
+            program,
+            self.spec.timeout,
+            self.spec.duration,
+            now,
+        )
+        .await
+        .map_err(|e| match e {
+            SourceError::Upstream(m) => SourceError::Upstream(format!(
+                "profile `{}`: credential_process {m}",
+                self.spec.profile
+            )),
+            other => other,
+        })?;
+        let CredentialSecret::Aws {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } = fetched.secret
+        else {
+            return Err(SourceError::Upstream(format!(
+                "profile `{}`: credential_process printed a bare token, not AWS credentials (Version 1 JSON)",
+                self.spec.profile
+            )));
+        };
+        Ok(Credentials::new(
+            access_key_id,
+            secret_access_key.expose(),
+            session_token.map(|t| t.expose().to_string()),
+            Some(fetched.expires_at),
+            "credential_process",
+        ))
     }
 
     /// STS GetSessionToken with long-term keys: session credentials that carry an expiry.
@@ -259,7 +314,7 @@ impl Source for AwsSource {
                     let sdk = self.sdk_config(&DateProbe::default()).await?;
                     sso::shared_device_login(&session, &sdk, deadline, io.report).await
                 }
-                ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
+                ProfileAuth::Process(_) | ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
                     Err(SourceError::Upstream(format!(
                         "profile `{}` uses neither SSO nor MFA; there is nothing to log in to (see `credd status` for its error)",
                         self.spec.profile
@@ -306,9 +361,17 @@ pub fn classify(
     if let Some(role) = mfa::mfa_role(set, profile)? {
         return Ok(ProfileAuth::Mfa(role));
     }
-    Ok(match sso::session_for_profile(set, profile)? {
-        Some(session) => ProfileAuth::Sso(session),
-        None => ProfileAuth::Other,
+    if let Some(session) = sso::session_for_profile(set, profile)? {
+        return Ok(ProfileAuth::Sso(session));
+    }
+    // A credential_process at the root of a role chain is run by the SDK, which has no hook
+    // for it; a profile's own is credd's to run.
+    let own = set
+        .get_profile(profile)
+        .filter(|p| p.get("role_arn").is_none());
+    Ok(match own.and_then(|p| p.get("credential_process")) {
+        Some(command) if !command.trim().is_empty() => ProfileAuth::Process(command.to_string()),
+        _ => ProfileAuth::Other,
     })
 }
 
