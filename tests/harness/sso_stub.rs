@@ -33,6 +33,8 @@ struct State {
     next: u64,
     /// Lifetime of access tokens issued from now on.
     token_lifetime: Duration,
+    /// Whether a refresh token works once only (it is rotated by its use).
+    single_use_refresh: bool,
 }
 
 #[derive(Clone)]
@@ -117,6 +119,11 @@ impl SsoStub {
             client_id: SEEDED_CLIENT.0.into(),
             client_secret: SEEDED_CLIENT.1.into(),
         }
+    }
+
+    /// From now on a refresh token works once: its use rotates it.
+    pub fn rotate_refresh_tokens(&self) {
+        self.state.lock().unwrap().single_use_refresh = true;
     }
 
     /// Refresh tokens issued so far stop working (the session was ended).
@@ -238,6 +245,9 @@ fn handle(state: &Mutex<State>, request: &Request) -> Response {
                             "InvalidGrantException",
                             json!({"error": "invalid_grant", "error_description": "refresh token is not valid"}),
                         );
+                    }
+                    if st.single_use_refresh {
+                        st.refresh_tokens.remove(given);
                     }
                     let (access, refresh) = issue(&mut st, &client_id);
                     Response::json(
