@@ -7,6 +7,7 @@ pub mod aws;
 pub mod entra;
 pub mod exec;
 pub mod gcp;
+pub mod upstream;
 
 use std::time::SystemTime;
 

@@ -20,6 +20,7 @@ use sha1::{Digest, Sha1};
 
 use crate::login::flow::Flows;
 use crate::sources::SourceError;
+use crate::sources::upstream::{self, Verdict};
 
 /// The access token is renewed when less than this is left, well before the SDK would need it.
 pub const REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -331,7 +332,7 @@ async fn device_login(
     report: impl FnOnce(LoginPrompt),
 ) -> Result<(), SourceError> {
     let client = oidc_client(session, sdk);
-    let upstream = |what: &str, e: &dyn std::error::Error| {
+    let failed = |what: &str, e: &dyn std::error::Error| {
         SourceError::Upstream(format!(
             "SSO {what} for {} failed: {}",
             session.describe(),
@@ -362,7 +363,7 @@ async fn device_login(
                     .grant_types("refresh_token")
                     .send()
                     .await
-                    .map_err(|e| upstream("RegisterClient", &e))?;
+                    .map_err(|e| failed("RegisterClient", &e))?;
                 let expires = SystemTime::UNIX_EPOCH
                     + Duration::from_secs(reg.client_secret_expires_at().max(0) as u64);
                 (
@@ -379,7 +380,7 @@ async fn device_login(
         .start_url(&session.start_url)
         .send()
         .await
-        .map_err(|e| upstream("StartDeviceAuthorization", &e))?;
+        .map_err(|e| failed("StartDeviceAuthorization", &e))?;
     report(LoginPrompt::Device {
         verification_uri: auth
             .verification_uri_complete()
@@ -391,57 +392,60 @@ async fn device_login(
     });
     let code_expires = SystemTime::now() + Duration::from_secs(auth.expires_in().max(0) as u64);
     let deadline = deadline.min(code_expires);
-    let mut interval = Duration::from_secs(auth.interval().clamp(1, 30) as u64);
-    loop {
-        if SystemTime::now() + interval > deadline {
-            return Err(needs_login(
+    let device_code = auth.device_code().unwrap_or_default();
+    let (client_id, client_secret) = (client_id.as_str(), client_secret.as_str());
+    let out = upstream::poll_device_code(
+        Duration::from_secs(auth.interval().clamp(1, 30) as u64),
+        deadline,
+        || {
+            needs_login(
                 session,
                 "login was not approved in time; run `credd login` again",
-            ));
-        }
-        tokio::time::sleep(interval).await;
-        let result = client
-            .create_token()
-            .client_id(&client_id)
-            .client_secret(&client_secret)
-            .grant_type("urn:ietf:params:oauth:grant-type:device_code")
-            .device_code(auth.device_code().unwrap_or_default())
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let token = CachedToken {
-                    access_token: out.access_token().unwrap_or_default().to_string(),
-                    expires_at: rfc3339(
-                        SystemTime::now() + Duration::from_secs(out.expires_in().max(0) as u64),
-                    ),
-                    refresh_token: out.refresh_token().map(str::to_string),
-                    client_id: Some(client_id.clone()),
-                    client_secret: Some(client_secret.clone()),
-                    registration_expires_at: registration_expires_at.clone(),
-                    region: Some(session.region.clone()),
-                    start_url: Some(session.start_url.clone()),
-                };
-                write_cache(session, &token)?;
-                tracing::info!(session = %session.describe(), "SSO login approved");
-                return Ok(());
+            )
+        },
+        || {
+            let client = &client;
+            async move {
+                client
+                    .create_token()
+                    .client_id(client_id)
+                    .client_secret(client_secret)
+                    .grant_type("urn:ietf:params:oauth:grant-type:device_code")
+                    .device_code(device_code)
+                    .send()
+                    .await
+                    .map_err(|e| match e.as_service_error() {
+                        Some(CreateTokenError::AuthorizationPendingException(_)) => {
+                            Verdict::Pending
+                        }
+                        Some(CreateTokenError::SlowDownException(_)) => Verdict::SlowDown,
+                        Some(CreateTokenError::ExpiredTokenException(_)) => Verdict::Failed(
+                            needs_login(session, "login code expired before it was approved"),
+                        ),
+                        Some(CreateTokenError::AccessDeniedException(_)) => {
+                            Verdict::Failed(needs_login(session, "login was denied"))
+                        }
+                        _ => Verdict::Failed(failed("CreateToken", &e)),
+                    })
             }
-            Err(e) => match e.as_service_error() {
-                Some(CreateTokenError::AuthorizationPendingException(_)) => {}
-                Some(CreateTokenError::SlowDownException(_)) => interval += Duration::from_secs(5),
-                Some(CreateTokenError::ExpiredTokenException(_)) => {
-                    return Err(needs_login(
-                        session,
-                        "login code expired before it was approved",
-                    ));
-                }
-                Some(CreateTokenError::AccessDeniedException(_)) => {
-                    return Err(needs_login(session, "login was denied"));
-                }
-                _ => return Err(upstream("CreateToken", &e)),
-            },
-        }
-    }
+        },
+    )
+    .await?;
+    let token = CachedToken {
+        access_token: out.access_token().unwrap_or_default().to_string(),
+        expires_at: rfc3339(
+            SystemTime::now() + Duration::from_secs(out.expires_in().max(0) as u64),
+        ),
+        refresh_token: out.refresh_token().map(str::to_string),
+        client_id: Some(client_id.to_string()),
+        client_secret: Some(client_secret.to_string()),
+        registration_expires_at,
+        region: Some(session.region.clone()),
+        start_url: Some(session.start_url.clone()),
+    };
+    write_cache(session, &token)?;
+    tracing::info!(session = %session.describe(), "SSO login approved");
+    Ok(())
 }
 
 fn rfc3339(t: SystemTime) -> String {

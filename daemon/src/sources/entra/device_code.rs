@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use credd_proto::{LoginPrompt, Secret};
 use serde::Deserialize;
 
-use crate::redact;
 use crate::sources::SourceError;
+use crate::sources::upstream::{self, Verdict};
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -57,13 +57,6 @@ struct TokenResponse {
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorResponse {
-    error: String,
-    #[serde(default)]
-    error_description: Option<String>,
-}
-
 /// Runs the flow: shows the code through `report`, polls until the person approves, the code
 /// expires or `deadline` passes.
 pub async fn login(
@@ -75,13 +68,11 @@ pub async fn login(
     report: Box<dyn FnOnce(LoginPrompt) + Send>,
 ) -> Result<Tokens, SourceError> {
     let scope = with_offline_access(scopes);
-    let response = http
+    let request = http
         .post(authority.url("devicecode"))
-        .form(&[("client_id", client_id), ("scope", &scope)])
-        .send()
-        .await
-        .map_err(|e| unreachable_error(authority, &e))?;
-    let device: DeviceCodeResponse = read(response, authority, &[]).await?;
+        .form(&[("client_id", client_id), ("scope", &scope)]);
+    let reply = upstream::send(request, authority.host).await?;
+    let device: DeviceCodeResponse = read(&reply, authority, &[]).map_err(failure)?;
     report(LoginPrompt::Device {
         verification_uri: device.verification_uri.clone(),
         user_code: device.user_code.clone(),
@@ -89,32 +80,26 @@ pub async fn login(
     });
     let expires =
         crate::policy::expires_after(SystemTime::now(), device.expires_in, "a device code");
-    let mut interval = Duration::from_secs(device.interval.max(1));
-    loop {
-        tokio::time::sleep(interval).await;
-        let now = SystemTime::now();
-        if now >= deadline || now >= expires {
-            return Err(SourceError::NeedsLogin(
-                "the device code was not approved in time".into(),
-            ));
-        }
-        let response = http
-            .post(authority.url("token"))
-            .form(&[
+    let device_code = device.device_code.as_str();
+    upstream::poll_device_code(
+        Duration::from_secs(device.interval.max(1)),
+        deadline.min(expires),
+        || SourceError::NeedsLogin("the device code was not approved in time".into()),
+        || async move {
+            let now = SystemTime::now();
+            let request = http.post(authority.url("token")).form(&[
                 ("grant_type", DEVICE_CODE_GRANT),
                 ("client_id", client_id),
-                ("device_code", device.device_code.as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|e| unreachable_error(authority, &e))?;
-        match read::<TokenResponse>(response, authority, &[&device.device_code]).await {
-            Ok(tokens) => return Ok(tokens.into_tokens(now)),
-            Err(Polled::Pending) => {}
-            Err(Polled::SlowDown) => interval += Duration::from_secs(5),
-            Err(Polled::Failed(e)) => return Err(e),
-        }
-    }
+                ("device_code", device_code),
+            ]);
+            let reply = upstream::send(request, authority.host)
+                .await
+                .map_err(Verdict::Failed)?;
+            read::<TokenResponse>(&reply, authority, &[device_code])
+                .map(|tokens| tokens.into_tokens(now))
+        },
+    )
+    .await
 }
 
 /// Trades the refresh token for a new access token (and usually a new refresh token).
@@ -127,24 +112,16 @@ pub async fn refresh(
     now: SystemTime,
 ) -> Result<Tokens, SourceError> {
     let scope = with_offline_access(scopes);
-    let response = http
-        .post(authority.url("token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", refresh_token.expose()),
-            ("scope", &scope),
-        ])
-        .send()
-        .await
-        .map_err(|e| unreachable_error(authority, &e))?;
-    match read::<TokenResponse>(response, authority, &[refresh_token.expose()]).await {
-        Ok(tokens) => Ok(tokens.into_tokens(now)),
-        Err(Polled::Failed(e)) => Err(e),
-        Err(_) => Err(SourceError::Upstream(
-            "the token endpoint answered a refresh with a device-code status".into(),
-        )),
-    }
+    let request = http.post(authority.url("token")).form(&[
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", refresh_token.expose()),
+        ("scope", &scope),
+    ]);
+    let reply = upstream::send(request, authority.host).await?;
+    read::<TokenResponse>(&reply, authority, &[refresh_token.expose()])
+        .map(|tokens| tokens.into_tokens(now))
+        .map_err(failure)
 }
 
 impl TokenResponse {
@@ -165,92 +142,34 @@ fn with_offline_access(scopes: &[String]) -> String {
     scope
 }
 
-enum Polled {
-    Pending,
-    SlowDown,
-    Failed(SourceError),
-}
-
-impl From<Polled> for SourceError {
-    fn from(polled: Polled) -> Self {
-        match polled {
-            Polled::Failed(e) => e,
-            _ => SourceError::Upstream("unexpected device-code status".into()),
-        }
+/// A verdict outside a polling loop: device-code states there are an upstream's confusion.
+fn failure(verdict: Verdict) -> SourceError {
+    match verdict {
+        Verdict::Failed(e) => e,
+        _ => SourceError::Upstream(
+            "the token endpoint answered with a device-code status where none was pending".into(),
+        ),
     }
 }
 
-async fn read<T: serde::de::DeserializeOwned>(
-    response: reqwest::Response,
+/// The JSON of a successful answer, or the verdict on a refusal.
+fn read<T: serde::de::DeserializeOwned>(
+    reply: &upstream::Reply,
     authority: &Authority<'_>,
     secrets: &[&str],
-) -> Result<T, Polled> {
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let text = match crate::net::read_text(response).await {
-        Ok(text) => text,
-        Err(e) => {
-            return Err(Polled::Failed(SourceError::Upstream(format!(
-                "{} {e}",
-                authority.host
-            ))));
-        }
-    };
-    if status.is_success() {
-        return serde_json::from_str(&text).map_err(|_| {
-            Polled::Failed(SourceError::Upstream(format!(
-                "{} answered with something that is not a token response",
-                authority.host
-            )))
-        });
+) -> Result<T, Verdict> {
+    if !reply.is_success() {
+        return Err(reply.verdict(authority.host, secrets));
     }
-    let error: Option<ErrorResponse> = serde_json::from_str(&text).ok();
-    let code = error.as_ref().map(|e| e.error.as_str()).unwrap_or_default();
-    let said = error
-        .as_ref()
-        .and_then(|e| e.error_description.as_deref())
-        .map(|d| first_line(&redact::redact(d, secrets)))
-        .unwrap_or_default();
-    match code {
-        "authorization_pending" => Err(Polled::Pending),
-        "slow_down" => Err(Polled::SlowDown),
-        "invalid_grant" | "expired_token" | "access_denied" | "interaction_required" => {
-            Err(Polled::Failed(SourceError::NeedsLogin(format!(
-                "{} refused: {code} {said}",
-                authority.host
-            ))))
-        }
-        _ if status.as_u16() == 429 => Err(Polled::Failed(SourceError::Throttled(
-            format!("{} is throttling requests (HTTP 429)", authority.host),
-            Duration::from_secs(retry_after.unwrap_or(30)),
-        ))),
-        _ => Err(Polled::Failed(SourceError::Upstream(format!(
-            "{} answered HTTP {}{}",
-            authority.host,
-            status.as_u16(),
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(" ({code}: {said})")
-            }
-        )))),
-    }
+    serde_json::from_str(&reply.body).map_err(|_| {
+        Verdict::Failed(SourceError::Upstream(format!(
+            "{} answered with something that is not a token response",
+            authority.host
+        )))
+    })
 }
 
 /// Entra's descriptions run on with trace and correlation ids; the first line says it.
 pub fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
-}
-
-fn unreachable_error(authority: &Authority<'_>, e: &reqwest::Error) -> SourceError {
-    let why = if e.is_timeout() {
-        "did not answer in time"
-    } else {
-        "cannot be reached"
-    };
-    SourceError::Upstream(format!("{} {why}", authority.host))
 }

@@ -22,7 +22,7 @@ use credd_proto::{CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use self::transport::RecordingClient;
-use super::{Fetched, LoginIo, Source, SourceError};
+use super::{Fetched, LoginIo, Source, SourceError, upstream};
 use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
 
@@ -463,24 +463,16 @@ impl EntraSource {
             .and_then(RecordingClient::last_origin)
             .unwrap_or_else(|| self.authority());
         if let Some(failure) = http.and_then(RecordingClient::last_failure) {
-            let said = match (&failure.error, &failure.description) {
-                (Some(code), Some(description)) => {
-                    format!(" ({code}: {})", device_code::first_line(description))
-                }
-                (Some(code), None) => format!(" ({code})"),
-                _ => String::new(),
-            };
-            let message = redact::redact(
-                &format!("{host} answered HTTP {}{said}", failure.status),
+            return match upstream::classify(
+                &host,
+                failure.status,
+                failure.refusal.as_ref(),
+                failure.retry_after,
                 &secrets,
-            );
-            if failure.status == 429 {
-                return SourceError::Throttled(
-                    format!("{message}; Entra ID is throttling requests"),
-                    Duration::from_secs(failure.retry_after.unwrap_or(30)),
-                );
-            }
-            return SourceError::Upstream(message);
+            ) {
+                upstream::Verdict::Failed(e) => e,
+                _ => SourceError::Upstream(format!("{host} answered HTTP {}", failure.status)),
+            };
         }
         let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(err) = current {

@@ -8,15 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use azure_core::http::{AsyncRawResponse, HttpClient, Request};
 
+use crate::sources::upstream;
 use crate::upstream_clock::DateProbe;
 
 /// A failed answer from the token endpoint.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub status: u16,
-    pub retry_after: Option<u64>,
-    pub error: Option<String>,
-    pub description: Option<String>,
+    pub retry_after: Option<std::time::Duration>,
+    /// What Entra said, read as every upstream's refusal is read.
+    pub refusal: Option<crate::sources::upstream::Refusal>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,15 +92,12 @@ impl HttpClient for RecordingClient {
         if status.is_success() {
             return Ok(AsyncRawResponse::from_bytes(status, headers, body));
         }
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let text = |key: &str| json[key].as_str().map(str::to_string);
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(Failure {
             status: u16::from(status),
             retry_after: headers
                 .get_optional_str(&"retry-after".into())
-                .and_then(|v| v.trim().parse().ok()),
-            error: text("error"),
-            description: text("error_description"),
+                .and_then(|v| upstream::retry_after(v, std::time::SystemTime::now())),
+            refusal: upstream::parse_refusal(&String::from_utf8_lossy(&body)),
         });
         Ok(AsyncRawResponse::from_bytes(status, headers, body))
     }

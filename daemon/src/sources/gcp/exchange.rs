@@ -14,8 +14,7 @@ use credd_proto::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::adc::{DEFAULT_TOKEN_URI, ServiceAccount};
-use crate::redact;
-use crate::sources::SourceError;
+use crate::sources::{SourceError, upstream};
 use crate::upstream_clock::DateProbe;
 
 /// What an exchange yields: an access token, or an ID token from the ID-token calls.
@@ -400,91 +399,28 @@ impl Answer {
     }
 }
 
-/// Sends a request and returns a successful answer; anything else becomes an error that says
-/// what the upstream said, scrubbed of `secrets`.
+/// Sends a request through the upstream layer and returns a successful answer; anything else
+/// becomes the error [`upstream::classify`] makes of it, scrubbed of `secrets`.
 async fn send(
     request: reqwest::RequestBuilder,
     url: &str,
     secrets: &[&str],
 ) -> Result<Answer, SourceError> {
-    let response = request.send().await.map_err(|e| {
-        let why = if e.is_timeout() {
-            "did not answer in time".to_string()
-        } else if e.is_connect() {
-            "cannot be reached".to_string()
-        } else {
-            format!("failed: {}", e.without_url())
-        };
-        SourceError::Upstream(format!("{} {why}", host(url)))
-    })?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let host = host(url);
+    let reply = upstream::send(request, &host).await?;
     let dates = DateProbe::default();
-    dates.record(
-        response
-            .headers()
-            .get(reqwest::header::DATE)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let text = crate::net::read_text(response)
-        .await
-        .map_err(|e| SourceError::Upstream(format!("{} {e}", host(url))))?;
-    if status.is_success() {
-        return Ok(Answer { body: text, dates });
+    dates.record(reply.date.as_deref());
+    if reply.is_success() {
+        return Ok(Answer {
+            body: reply.body,
+            dates,
+        });
     }
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(SourceError::Throttled(
-            format!("{} is throttling requests (HTTP 429)", host(url)),
-            Duration::from_secs(retry_after.unwrap_or(30)),
-        ));
-    }
-    let said = upstream_error(&text)
-        .map(|(code, description)| {
-            let text = match description {
-                Some(d) => format!("{code}: {d}"),
-                None => code.clone(),
-            };
-            (code, redact::redact(&text, secrets))
-        })
-        .filter(|(_, text)| !text.is_empty());
-    match said {
-        Some((code, text)) if code == "invalid_grant" || code == "invalid_rapt" => Err(
-            SourceError::NeedsLogin(format!("{} refused the credentials ({text})", host(url))),
-        ),
-        Some((_, text)) => Err(SourceError::Upstream(format!(
-            "{} answered HTTP {} ({text})",
-            host(url),
-            status.as_u16()
-        ))),
-        None => Err(SourceError::Upstream(format!(
-            "{} answered HTTP {}",
-            host(url),
-            status.as_u16()
-        ))),
-    }
-}
-
-/// `(error, error_description)` of an OAuth error, or `(status, message)` of a Google API error.
-fn upstream_error(body: &str) -> Option<(String, Option<String>)> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
-    let short = |v: &serde_json::Value| v.as_str().map(|s| s.chars().take(300).collect::<String>());
-    match value.get("error")? {
-        serde_json::Value::String(code) => Some((
-            code.chars().take(60).collect(),
-            value.get("error_description").and_then(short),
-        )),
-        serde_json::Value::Object(api) => Some((
-            api.get("status")
-                .and_then(short)
-                .unwrap_or_else(|| "error".into()),
-            api.get("message").and_then(short),
-        )),
-        _ => None,
-    }
+    Err(match reply.verdict(&host, secrets) {
+        upstream::Verdict::Failed(e) => e,
+        // A device-code state from a token endpoint that runs no device flow.
+        _ => SourceError::Upstream(format!("{host} answered HTTP {}", reply.status)),
+    })
 }
 
 /// `scheme://host[:port]` of a URL, for messages: the path and query stay out of them.
@@ -498,21 +434,6 @@ pub fn host(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oauth_and_api_errors_are_read() {
-        assert_eq!(
-            upstream_error(r#"{"error":"invalid_grant","error_description":"Bad Request"}"#),
-            Some(("invalid_grant".into(), Some("Bad Request".into())))
-        );
-        assert_eq!(
-            upstream_error(
-                r#"{"error":{"code":403,"message":"denied","status":"PERMISSION_DENIED"}}"#
-            ),
-            Some(("PERMISSION_DENIED".into(), Some("denied".into())))
-        );
-        assert_eq!(upstream_error("<html>oops</html>"), None);
-    }
 
     #[test]
     fn impersonation_urls_name_their_account() {
