@@ -202,14 +202,22 @@ impl Slot {
             .clone()
             .unwrap_or_else(|| SourceError::Upstream("no credential could be obtained".into()));
         Err(match (error, st.retry_at) {
-            (SourceError::Upstream(m) | SourceError::Throttled(m, _), Some(retry)) => {
+            (error, Some(retry)) => {
                 let wait = retry
                     .duration_since(now)
                     .unwrap_or(Duration::ZERO)
                     .as_secs();
-                SourceError::Upstream(format!("{m} (retrying in {wait}s)"))
+                match error {
+                    SourceError::Upstream(m) | SourceError::Throttled(m, _) => {
+                        SourceError::Upstream(format!("{m} (retrying in {wait}s)"))
+                    }
+                    SourceError::Internal(m) => {
+                        SourceError::Internal(format!("{m} (retrying in {wait}s)"))
+                    }
+                    other => other,
+                }
             }
-            (error, _) => error,
+            (error, None) => error,
         })
     }
 
@@ -230,7 +238,7 @@ impl Slot {
                 .await
                 .unwrap_or_else(|_| {
                     tracing::error!(source = %slot.name, "the upstream call failed unexpectedly (a bug in credd); it will be retried");
-                    Err(SourceError::Upstream(format!(
+                    Err(SourceError::Internal(format!(
                         "internal error in the {} source; retrying",
                         slot.kind()
                     )))
@@ -295,11 +303,14 @@ impl Slot {
             }
             Err(error) => {
                 st.failures += 1;
-                let asked = match &error {
-                    SourceError::Throttled(_, asked) => Some(*asked),
-                    _ => None,
+                let wait = match &error {
+                    SourceError::Throttled(_, asked) => {
+                        policy::retry_wait(st.failures, Some(*asked))
+                    }
+                    // Nothing changes by retrying; a config edit rebuilds the slot at once.
+                    SourceError::Misconfigured(_) => policy::MISCONFIGURED_RETRY,
+                    _ => policy::retry_wait(st.failures, None),
                 };
-                let wait = policy::retry_wait(st.failures, asked);
                 st.retry_at = Some(now + wait);
                 tracing::warn!(source = %self.name, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
                 st.last_error = Some(error.clone());

@@ -222,14 +222,5 @@ fn until(expires_at: i64) -> String {
 }
 
 fn source_error(name: &str, error: SourceError) -> Response {
-    match error {
-        SourceError::NeedsLogin(m) => Response::error(
-            ErrorKind::NeedsLogin,
-            format!("source `{name}` needs a login: {m}; run `credd login {name}`"),
-        ),
-        SourceError::Upstream(m) | SourceError::Throttled(m, _) => Response::error(
-            ErrorKind::Upstream,
-            format!("source `{name}`: {m}; see `credd status`"),
-        ),
-    }
+    Response::error(error.kind(), error.present(name))
 }

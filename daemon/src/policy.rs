@@ -107,6 +107,10 @@ impl Validity {
     }
 }
 
+/// How long a source whose settings are wrong waits before it tries again by itself: a config
+/// edit, `credd refresh` or `credd login` try at once.
+pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(15 * 60);
+
 /// The longest lifetime an upstream may state for a token: beyond it the token is treated as
 /// living this long (and refreshed accordingly), so an absurd `expires_in` can neither overflow
 /// the clock arithmetic nor keep a token past its real end.

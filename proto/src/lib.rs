@@ -27,7 +27,7 @@ pub use secret::Secret;
 ///
 /// Version 2: `get` carries an optional `audience` (a daemon of version 1 would have ignored it
 /// and answered with an access token).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -285,6 +285,10 @@ pub enum ErrorKind {
     NeedsLogin,
     /// The request is not allowed (for example a test-only request on a normal daemon).
     Refused,
+    /// The source's settings are missing or wrong (a setting neither the config nor the
+    /// environment gives, a profile that does not exist, a program that is not there): no
+    /// retry helps until they are fixed.
+    Misconfigured,
     /// Anything else inside the daemon.
     Internal,
 }
@@ -298,6 +302,7 @@ impl ErrorKind {
             ErrorKind::NeedsLogin => 5,
             ErrorKind::UnsupportedVersion => 6,
             ErrorKind::BadRequest | ErrorKind::Refused | ErrorKind::Internal => 7,
+            ErrorKind::Misconfigured => 8,
         }
     }
 }

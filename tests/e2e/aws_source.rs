@@ -177,7 +177,8 @@ fn an_unknown_profile_lists_the_known_ones() {
     let world = aws_world(&moto);
     let _daemon = world.start_daemon();
     let out = world.credd(&["get", "missing", "--format", "aws"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 8, "a misconfigured source: {out:?}");
+    assert!(out.stderr.contains("is misconfigured"), "{}", out.stderr);
     assert_eq!(out.stdout, "");
     assert!(out.stderr.contains("no profile `nope`"), "{}", out.stderr);
     assert!(

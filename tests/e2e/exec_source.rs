@@ -202,7 +202,7 @@ fn garbage_output_is_refused_without_being_quoted() {
 }
 
 #[test]
-fn a_missing_program_is_named() {
+fn a_missing_program_is_named_as_a_misconfiguration_not_retried_in_a_loop() {
     let world = World::new();
     world.write_config(&exec_config(
         "gateway",
@@ -210,12 +210,30 @@ fn a_missing_program_is_named() {
         "",
     ));
     let out = world.credd(&["get", "gateway"]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 8, "{out:?}");
     assert!(
-        out.stderr.contains("cannot run `/nonexistent/op`"),
+        out.stderr.contains("cannot run `/nonexistent/op`")
+            && out.stderr.contains("is misconfigured"),
         "{}",
         out.stderr
     );
+    // No backoff loop: the next try by itself is a quarter of an hour away.
+    let status = world.settled("gateway");
+    let now = world.status()["now"].as_i64().unwrap();
+    let next = status["next_refresh_at"].as_i64().unwrap();
+    assert!(
+        next >= now + 14 * 60,
+        "retries at {next}, now {now}: {status}"
+    );
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run `/nonexistent/op`"),
+        "{status}"
+    );
+    // Asked explicitly, it tries again at once.
+    assert_eq!(world.credd(&["refresh", "gateway"]).code, 8);
 }
 
 #[test]

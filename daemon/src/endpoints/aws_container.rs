@@ -74,7 +74,8 @@ impl AwsContainer {
                     EndpointResponse::error(500, "this source does not hold AWS credentials")
                 }
             },
-            Err(e) => EndpointResponse::error(503, e.to_string()),
+            // What the socket's callers are told, advice included.
+            Err(e) => EndpointResponse::error(503, e.present(self.slot.name())),
         }
     }
 }

@@ -99,7 +99,7 @@ impl AzureManagedIdentity {
                     }),
                 )
             }
-            Err(e) => error(503, &e.to_string()),
+            Err(e) => error(503, &e.present(self.slot.name())),
         }
     }
 }

@@ -167,7 +167,7 @@ impl GceMetadata {
                 CredentialSecret::Token { token } => text(200, token.expose()),
                 _ => text(500, "This source does not hold an ID token.\n"),
             },
-            Err(e) => text(503, &format!("{e}\n")),
+            Err(e) => text(503, &format!("{}\n", e.present(slot.name()))),
         }
     }
 
@@ -176,7 +176,7 @@ impl GceMetadata {
         self.slot
             .get(DEFAULT_MIN_VALID, None)
             .await
-            .map_err(|e| text(503, &format!("{e}\n")))
+            .map_err(|e| text(503, &format!("{}\n", e.present(self.slot.name()))))
     }
 }
 

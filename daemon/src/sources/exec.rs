@@ -61,6 +61,15 @@ pub async fn run_command(
             RunError::TimedOut { .. } => SourceError::Upstream(format!(
                 "{e} (raise `timeout` in the config if it needs longer)"
             )),
+            // No such program, or not one that can run: only the config can change that.
+            RunError::Spawn { ref source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                SourceError::Misconfigured(e.to_string())
+            }
             e => SourceError::Upstream(e.to_string()),
         })?;
     let (status, out, err) = (finished.status, finished.stdout, finished.stderr);

@@ -40,17 +40,56 @@ pub enum SourceError {
     /// least that long.
     #[error("{0}")]
     Throttled(String, std::time::Duration),
+    /// The source's settings are missing or wrong: retrying is pointless until they change.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// A bug in credd met while fetching (a panic): retried like an upstream failure.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl SourceError {
     /// The same error with its message made one bounded line ([`crate::redact::one_line`]):
     /// what `status`, replies and the log get.
     pub fn one_line(self) -> Self {
+        let line = |m: String| crate::redact::one_line(&m);
         match self {
-            SourceError::Upstream(m) => SourceError::Upstream(crate::redact::one_line(&m)),
-            SourceError::NeedsLogin(m) => SourceError::NeedsLogin(crate::redact::one_line(&m)),
-            SourceError::Throttled(m, wait) => {
-                SourceError::Throttled(crate::redact::one_line(&m), wait)
+            SourceError::Upstream(m) => SourceError::Upstream(line(m)),
+            SourceError::NeedsLogin(m) => SourceError::NeedsLogin(line(m)),
+            SourceError::Throttled(m, wait) => SourceError::Throttled(line(m), wait),
+            SourceError::Misconfigured(m) => SourceError::Misconfigured(line(m)),
+            SourceError::Internal(m) => SourceError::Internal(line(m)),
+        }
+    }
+
+    /// The kind of failure a caller is told (and its exit code).
+    pub fn kind(&self) -> credd_proto::ErrorKind {
+        use credd_proto::ErrorKind;
+        match self {
+            SourceError::Upstream(_) | SourceError::Throttled(..) => ErrorKind::Upstream,
+            SourceError::NeedsLogin(_) => ErrorKind::NeedsLogin,
+            SourceError::Misconfigured(_) => ErrorKind::Misconfigured,
+            SourceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The message for whoever asked for `source` (the socket's callers and the endpoints
+    /// alike): what failed and what to do about it.
+    pub fn present(&self, source: &str) -> String {
+        match self {
+            SourceError::NeedsLogin(m) => {
+                format!("source `{source}` needs a login: {m}; run `credd login {source}`")
+            }
+            SourceError::Misconfigured(m) => {
+                format!(
+                    "source `{source}` is misconfigured: {m}; fix its settings (see `credd status`)"
+                )
+            }
+            SourceError::Upstream(m) | SourceError::Throttled(m, _) => {
+                format!("source `{source}`: {m}; see `credd status`")
+            }
+            SourceError::Internal(m) => {
+                format!("source `{source}`: {m}; see the daemon log")
             }
         }
     }

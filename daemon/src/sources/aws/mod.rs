@@ -86,7 +86,7 @@ impl AwsSource {
         let profile = self.spec.profile.as_str();
         let auth = self.auth().await?;
         if let ProfileAuth::Unknown { known } = &auth {
-            return Err(SourceError::Upstream(format!(
+            return Err(SourceError::Misconfigured(format!(
                 "no profile `{profile}` in the AWS config files (they define: {})",
                 known.join(", ")
             )));

@@ -84,7 +84,7 @@ impl EntraSource {
 
     fn required(&self, what: Option<String>, key: &str, var: &str) -> Result<String, SourceError> {
         what.ok_or_else(|| {
-            SourceError::Upstream(format!(
+            SourceError::Misconfigured(format!(
                 "method `{}` needs `{key}` in the config (or {var})",
                 method_name(self.spec.method)
             ))
