@@ -119,14 +119,16 @@ impl Dispatcher {
         &self,
         name: &str,
         audience: Option<&str>,
-        min_valid_secs: u64,
+        min_valid_secs: Option<u64>,
         caller: Option<&Caller>,
     ) -> Response {
         let slot = match self.slot_for(name, audience) {
             Ok(slot) => slot,
             Err(error) => return Response::Error(error),
         };
-        match slot.get(Duration::from_secs(min_valid_secs), caller).await {
+        let min_valid =
+            min_valid_secs.map_or(crate::policy::DEFAULT_MIN_VALID, Duration::from_secs);
+        match slot.get(min_valid, caller).await {
             Ok(credential) => Response::Credential((*credential).clone()),
             Err(e) => source_error(name, e),
         }

@@ -27,9 +27,10 @@ pub enum Command {
         /// How to print it.
         #[arg(long, short, value_enum, default_value = "token")]
         format: Format,
-        /// The credential must stay valid at least this long ("10m", "1h").
-        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
-        min_valid: Duration,
+        /// The credential must stay valid at least this long ("10m", "1h"); the daemon's
+        /// default, ten minutes, when not given.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        min_valid: Option<Duration>,
         /// Print a Google-signed ID token for AUDIENCE instead of the access token (gcp sources
         /// with a service account): for Cloud Run, IAP, or a gateway behind them.
         #[arg(long, value_name = "AUDIENCE")]

@@ -161,7 +161,7 @@ fn source_check(
     let what = format!("source {}", source.label());
     let request = Request::Get {
         source: name.to_string(),
-        min_valid_secs: 0,
+        min_valid_secs: Some(0),
         caller: None,
         audience: source.audience.clone(),
     };

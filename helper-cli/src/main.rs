@@ -73,7 +73,7 @@ fn run(command: Command) -> Result<String, Failure> {
         } => {
             let request = Request::Get {
                 source,
-                min_valid_secs: min_valid.as_secs(),
+                min_valid_secs: min_valid.map(|d| d.as_secs()),
                 caller: caller::detect(),
                 audience,
             };
@@ -119,7 +119,7 @@ fn run(command: Command) -> Result<String, Failure> {
             let credential = match ask(
                 Request::Get {
                     source: source.clone(),
-                    min_valid_secs: 0,
+                    min_valid_secs: Some(0),
                     caller: None,
                     audience: None,
                 },

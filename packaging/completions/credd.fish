@@ -39,7 +39,7 @@ json\t'The whole credential with its metadata'
 aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredentialExport)'
 aws-process\t'{"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process)'
 env\t'`export NAME=\'value\'` lines for `eval`'"
-complete -c credd -n "__fish_credd_using_subcommand get" -l min-valid -d 'The credential must stay valid at least this long ("10m", "1h")' -r
+complete -c credd -n "__fish_credd_using_subcommand get" -l min-valid -d 'The credential must stay valid at least this long ("10m", "1h"); the daemon\'s default, ten minutes, when not given' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -l audience -d 'Print a Google-signed ID token for AUDIENCE instead of the access token (gcp sources with a service account): for Cloud Run, IAP, or a gateway behind them' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand refresh" -s h -l help -d 'Print help'

@@ -179,7 +179,7 @@ mod tests {
     fn request_round_trips() {
         let req = Request::Get {
             source: "gateway".into(),
-            min_valid_secs: 600,
+            min_valid_secs: Some(600),
             caller: None,
             audience: None,
         };

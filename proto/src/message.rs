@@ -28,11 +28,13 @@ pub struct ResponseFrame {
 pub enum Request {
     /// Who is there, and which version.
     Hello,
-    /// A credential for `source` that stays valid for at least `min_valid_secs`; with an
-    /// `audience`, an ID token for that audience instead (`gcp` sources).
+    /// A credential for `source` that stays valid for at least `min_valid_secs` (the
+    /// daemon's default, ten minutes, when absent); with an `audience`, an ID token for that
+    /// audience instead (`gcp` sources).
     Get {
         source: String,
-        min_valid_secs: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_valid_secs: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caller: Option<Caller>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

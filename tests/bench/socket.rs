@@ -28,7 +28,7 @@ pub fn one_credential(socket: &Path, request: &[u8]) -> std::io::Result<credd_pr
 pub fn get_frame(source: &str, min_valid_secs: u64) -> Vec<u8> {
     frame::encode_request(Request::Get {
         source: source.into(),
-        min_valid_secs,
+        min_valid_secs: Some(min_valid_secs),
         caller: None,
         audience: None,
     })

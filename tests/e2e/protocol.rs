@@ -128,7 +128,7 @@ fn a_peer_of_another_user_is_refused() {
         &frame,
         credd_proto::frame::encode_request(credd_proto::Request::Get {
             source: "gateway".into(),
-            min_valid_secs: 60,
+            min_valid_secs: Some(60),
             caller: None,
             audience: None,
         }),
