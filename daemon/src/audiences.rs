@@ -108,7 +108,7 @@ impl Audiences {
         }
         tracing::info!(source = %self.source_name, audience, "minting ID tokens for a new audience");
         let slot = Slot::new(
-            format!("{} --audience {audience}", self.source_name),
+            crate::cache::SlotId::audience(&self.source_name, audience),
             source,
             self.clock.clone(),
         );
@@ -138,12 +138,8 @@ impl Audiences {
 
     pub fn statuses(&self) -> Vec<credd_proto::SourceStatus> {
         self.lock_forgetting_idle(self.clock.now())
-            .iter()
-            .map(|(audience, a)| credd_proto::SourceStatus {
-                name: self.source_name.clone(),
-                audience: Some(audience.clone()),
-                ..a.slot.status()
-            })
+            .values()
+            .map(|a| a.slot.status())
             .collect()
     }
 

@@ -25,8 +25,50 @@ type Inflight = Shared<BoxFuture<'static, FetchOutcome>>;
 /// Remembered callers per source, at most; the oldest are forgotten first.
 const MAX_CALLERS: usize = 1024;
 
+/// What a slot holds credentials for: a source, or one audience of a source's ID tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotId {
+    /// The source's own name in the config.
+    pub source: String,
+    pub audience: Option<String>,
+}
+
+impl SlotId {
+    pub fn audience(source: &str, audience: &str) -> Self {
+        SlotId {
+            source: source.to_string(),
+            audience: Some(audience.to_string()),
+        }
+    }
+}
+
+impl From<&str> for SlotId {
+    fn from(source: &str) -> Self {
+        SlotId::from(source.to_string())
+    }
+}
+
+impl From<String> for SlotId {
+    fn from(source: String) -> Self {
+        SlotId {
+            source,
+            audience: None,
+        }
+    }
+}
+
+/// How a person names it: `vertex`, or `vertex --audience A` (as `credd get` takes it).
+impl std::fmt::Display for SlotId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.audience {
+            Some(audience) => write!(f, "{} --audience {audience}", self.source),
+            None => f.write_str(&self.source),
+        }
+    }
+}
+
 pub struct Slot {
-    name: String,
+    id: SlotId,
     source: Box<dyn Source>,
     clock: Arc<Clock>,
     state: Mutex<SlotState>,
@@ -69,9 +111,9 @@ struct CallerSeen {
 }
 
 impl Slot {
-    pub fn new(name: String, source: Box<dyn Source>, clock: Arc<Clock>) -> Arc<Self> {
+    pub fn new(id: impl Into<SlotId>, source: Box<dyn Source>, clock: Arc<Clock>) -> Arc<Self> {
         Arc::new(Slot {
-            name,
+            id: id.into(),
             source,
             clock,
             state: Mutex::new(SlotState::default()),
@@ -83,8 +125,13 @@ impl Slot {
         self.source.kind()
     }
 
+    /// The source's own name (an audience's slot has its source's).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.id.source
+    }
+
+    pub fn id(&self) -> &SlotId {
+        &self.id
     }
 
     /// The daemon's clock, in Unix seconds (lifetimes handed to callers are counted from it).
@@ -155,7 +202,7 @@ impl Slot {
     pub fn retry_now(&self) {
         let mut st = self.lock();
         if st.failures > 0 && st.retry_at.is_some() {
-            tracing::info!(source = %self.name, "upstream files changed; retrying now");
+            tracing::info!(source = %self.id, "upstream files changed; retrying now");
             st.retry_at = Some(self.clock.now());
             drop(st);
             self.changed.notify_one();
@@ -177,10 +224,10 @@ impl Slot {
             now.duration_since(t).unwrap_or(Duration::ZERO) >= policy::FORCED_REFRESH_INTERVAL
         });
         if allowed {
-            tracing::info!(source = %self.name, caller = %caller.id, "caller asked again at once; its credential was likely rejected, refreshing");
+            tracing::info!(source = %self.id, caller = %caller.id, "caller asked again at once; its credential was likely rejected, refreshing");
             st.last_forced_at = Some(now);
         } else {
-            tracing::info!(source = %self.name, caller = %caller.id, "caller asked again at once; a forced refresh ran less than {}s ago, serving the cached credential", policy::FORCED_REFRESH_INTERVAL.as_secs());
+            tracing::info!(source = %self.id, caller = %caller.id, "caller asked again at once; a forced refresh ran less than {}s ago, serving the cached credential", policy::FORCED_REFRESH_INTERVAL.as_secs());
         }
         allowed
     }
@@ -230,14 +277,14 @@ impl Slot {
         let slot = Arc::clone(self);
         let task = tokio::spawn(async move {
             let started = slot.clock.now();
-            tracing::debug!(source = %slot.name, "calling upstream");
+            tracing::debug!(source = %slot.id, "calling upstream");
             // A fetch that panics is a failure like any other: it must not leave the slot
             // waiting forever on a call that is over.
             let result = std::panic::AssertUnwindSafe(slot.source.fetch(started))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
-                    tracing::error!(source = %slot.name, "the upstream call failed unexpectedly (a bug in credd); it will be retried");
+                    tracing::error!(source = %slot.id, "the upstream call failed unexpectedly (a bug in credd); it will be retried");
                     Err(SourceError::Internal(format!(
                         "internal error in the {} source; retrying",
                         slot.kind()
@@ -277,11 +324,11 @@ impl Slot {
                 if let Some(offset) = fetched.clock_offset_secs
                     && Some(offset) != previous_offset
                 {
-                    tracing::info!(source = %self.name, offset_secs = offset, "the upstream's clock differs from this machine's (positive: ahead); expiries are corrected");
+                    tracing::info!(source = %self.id, offset_secs = offset, "the upstream's clock differs from this machine's (positive: ahead); expiries are corrected");
                 }
                 let issued_at = started.min(now);
                 let credential = Arc::new(Credential {
-                    source: self.name.clone(),
+                    source: self.id.source.clone(),
                     issued_at: unix_secs(issued_at),
                     expires_at: unix_secs(fetched.expires_at),
                     metadata: fetched.metadata,
@@ -298,7 +345,7 @@ impl Slot {
                 st.last_error = None;
                 st.retry_at = None;
                 st.last_refresh_at = Some(now);
-                tracing::info!(source = %self.name, expires_at = %humantime::format_rfc3339_seconds(fetched.expires_at), "new credential");
+                tracing::info!(source = %self.id, expires_at = %humantime::format_rfc3339_seconds(fetched.expires_at), "new credential");
                 Ok(credential)
             }
             Err(error) => {
@@ -312,7 +359,7 @@ impl Slot {
                     _ => policy::retry_wait(st.failures, None),
                 };
                 st.retry_at = Some(now + wait);
-                tracing::warn!(source = %self.name, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
+                tracing::warn!(source = %self.id, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
                 st.last_error = Some(error.clone());
                 Err(error)
             }
@@ -379,8 +426,8 @@ impl Slot {
             _ => None,
         };
         SourceStatus {
-            name: self.name.clone(),
-            audience: None,
+            name: self.id.source.clone(),
+            audience: self.id.audience.clone(),
             kind: self.kind().to_string(),
             state,
             expires_at: st.current.as_ref().map(|c| c.credential.expires_at),
@@ -481,7 +528,7 @@ mod tests {
             delay,
         };
         Fixture {
-            slot: Slot::new("s".into(), Box::new(source), clock.clone()),
+            slot: Slot::new("s", Box::new(source), clock.clone()),
             clock,
             calls,
             fail,

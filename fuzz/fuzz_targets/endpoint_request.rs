@@ -77,12 +77,8 @@ fn endpoints() -> &'static Endpoints {
             .unwrap();
         let _guard = runtime.enter();
         let clock = Arc::new(Clock::system());
-        let token = Slot::new("fuzz".into(), Box::new(Fixed { aws: false }), clock.clone());
-        let aws = Slot::new(
-            "fuzz-aws".into(),
-            Box::new(Fixed { aws: true }),
-            clock.clone(),
-        );
+        let token = Slot::new("fuzz", Box::new(Fixed { aws: false }), clock.clone());
+        let aws = Slot::new("fuzz-aws", Box::new(Fixed { aws: true }), clock.clone());
         // Each endpoint's secret, made as when it takes its port.
         let with_secret = |endpoint: &dyn Endpoint| {
             let secret = endpoint.secret().unwrap();

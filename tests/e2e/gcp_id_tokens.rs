@@ -68,6 +68,8 @@ fn a_service_account_key_mints_an_id_token_per_audience_and_caches_each() {
         .credd(&["get", "vertex", "--audience", RUN_URL, "--format", "json"])
         .json();
     assert_eq!(detail["token"], token.as_str());
+    // The source's own name, not the label of the audience's slot.
+    assert_eq!(detail["source"], "vertex", "{detail}");
     assert_eq!(detail["metadata"]["audience"], RUN_URL);
     assert_eq!(detail["metadata"]["account"], SERVICE_ACCOUNT);
     let exp = claims(&token)["exp"].as_u64().unwrap();
