@@ -300,6 +300,12 @@ impl Slot {
         inflight
     }
 
+    /// Takes a credential an interactive login obtained, as if a fetch had just returned it.
+    pub fn accept(&self, fetched: crate::sources::Fetched) -> FetchOutcome {
+        let now = self.clock.now();
+        self.finish_fetch(now, Ok(fetched))
+    }
+
     fn finish_fetch(
         &self,
         started: SystemTime,

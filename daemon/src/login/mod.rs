@@ -99,10 +99,16 @@ impl Logins {
                         slot.kind()
                     ))),
                 };
-                if outcome.is_ok() {
-                    // Pick up the new session at once, clearing any backoff from before.
-                    let _ = slot.refresh().await;
-                }
+                let outcome = match outcome {
+                    // The login's own credential goes straight into the cache.
+                    Ok(Some(fetched)) => slot.accept(fetched).map(|_| ()),
+                    // The login left a session behind: fetch with it now, past any backoff.
+                    Ok(None) => {
+                        let _ = slot.refresh().await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
                 tracing::info!(source = %name, ok = outcome.is_ok(), "interactive login finished");
                 outcome
             })

@@ -105,12 +105,10 @@ pub trait Source: Send + Sync {
 
     /// The interactive login, for kinds that have one: reports the prompt to show as soon as it
     /// is known, and finishes when the person has approved (or the login failed or `deadline`
-    /// passed). `None` when the kind has no interactive login.
-    fn login(
-        &self,
-        _deadline: SystemTime,
-        _io: LoginIo,
-    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    /// passed), with the credential the login obtained when it obtained one (the cache takes
+    /// it as it is: no second upstream call), or `None` when a fetch makes it now (a login
+    /// that left a file or session behind). `None` when the kind has no interactive login.
+    fn login(&self, _deadline: SystemTime, _io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {
         None
     }
 
@@ -120,6 +118,9 @@ pub trait Source: Send + Sync {
         Vec::new()
     }
 }
+
+/// What a login ends with: the credential it obtained, if it obtained one.
+pub type LoginOutcome = Result<Option<Fetched>, SourceError>;
 
 /// How a login talks to the person through `credd login`.
 pub struct LoginIo {

@@ -27,7 +27,7 @@ pub mod sso;
 
 use credd_proto::LoginPrompt;
 
-use super::{Fetched, LoginIo, Source, SourceError};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError};
 use crate::config::AwsSpec;
 use crate::upstream_clock::DateProbe;
 
@@ -50,16 +50,11 @@ pub enum ProfileAuth {
 
 pub struct AwsSource {
     spec: AwsSpec,
-    /// Credentials from the last MFA login, until the cache takes them.
-    mfa_session: std::sync::Mutex<Option<Fetched>>,
 }
 
 impl AwsSource {
     pub fn new(spec: AwsSpec) -> Self {
-        AwsSource {
-            spec,
-            mfa_session: std::sync::Mutex::new(None),
-        }
+        AwsSource { spec }
     }
 
     /// The SDK's config for this profile, reaching upstreams through the proxy and CA bundle
@@ -92,18 +87,12 @@ impl AwsSource {
             )));
         }
         if let ProfileAuth::Mfa(role) = &auth {
-            // Only a login (with a person and a code) makes these credentials.
-            return self
-                .mfa_session
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .ok_or_else(|| {
-                    SourceError::NeedsLogin(format!(
-                        "profile `{profile}` needs an MFA code ({})",
-                        role.serial
-                    ))
-                });
+            // Only a login (with a person and a code) makes these credentials; it hands them
+            // to the cache itself.
+            return Err(SourceError::NeedsLogin(format!(
+                "profile `{profile}` needs an MFA code ({})",
+                role.serial
+            )));
         }
         let dates = DateProbe::default();
         let sdk = self.sdk_config(&dates).await?;
@@ -233,13 +222,14 @@ impl AwsSource {
         ))
     }
 
-    /// Asks for the MFA code, assumes the role with it, and keeps the credentials for the cache.
+    /// Asks for the MFA code and assumes the role with it: the credentials are the login's
+    /// outcome (only a login, with a person and a code, makes them).
     async fn mfa_login(
         &self,
         role: &mfa::MfaRole,
         deadline: SystemTime,
         io: LoginIo,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Fetched, SourceError> {
         (io.report)(LoginPrompt::MfaCode {
             mfa_serial: role.serial.clone(),
         });
@@ -266,7 +256,7 @@ impl AwsSource {
         let mut metadata = BTreeMap::new();
         metadata.insert("profile".to_string(), role.profile.clone());
         metadata.insert("mfa_serial".to_string(), role.serial.clone());
-        *self.mfa_session.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fetched {
+        Ok(Fetched {
             secret: CredentialSecret::Aws {
                 access_key_id: c.access_key_id().to_string(),
                 secret_access_key: Secret::new(c.secret_access_key()),
@@ -275,8 +265,7 @@ impl AwsSource {
             expires_at,
             metadata,
             clock_offset_secs,
-        });
-        Ok(())
+        })
     }
 
     /// Turns the SDK's error into one line that says what to do.
@@ -302,17 +291,16 @@ impl Source for AwsSource {
         watched_files()
     }
 
-    fn login(
-        &self,
-        deadline: SystemTime,
-        io: LoginIo,
-    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {
         Some(Box::pin(async move {
             match self.auth().await? {
-                ProfileAuth::Mfa(role) => self.mfa_login(&role, deadline, io).await,
+                ProfileAuth::Mfa(role) => self.mfa_login(&role, deadline, io).await.map(Some),
                 ProfileAuth::Sso(session) => {
                     let sdk = self.sdk_config(&DateProbe::default()).await?;
-                    sso::shared_device_login(&session, &sdk, deadline, io.report).await
+                    // The token file is written; role credentials are fetched with it.
+                    sso::shared_device_login(&session, &sdk, deadline, io.report)
+                        .await
+                        .map(|()| None)
                 }
                 ProfileAuth::Process(_) | ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
                     Err(SourceError::Upstream(format!(

@@ -22,7 +22,7 @@ use credd_proto::{CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use self::transport::RecordingClient;
-use super::{Fetched, LoginIo, Source, SourceError, upstream};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, upstream};
 use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
 
@@ -40,8 +40,6 @@ pub struct EntraSource {
     http: crate::net::LazyOAuthClient,
     /// The device-code flow's refresh token: in memory only, never written anywhere.
     refresh_token: Mutex<Option<Secret>>,
-    /// The access token a device-code login just got, for the fetch that follows it.
-    from_login: Mutex<Option<(String, SystemTime)>>,
 }
 
 impl EntraSource {
@@ -50,7 +48,6 @@ impl EntraSource {
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             spec,
             refresh_token: Mutex::new(None),
-            from_login: Mutex::new(None),
         }
     }
 
@@ -123,7 +120,7 @@ impl EntraSource {
                 let lifetime = (token.expires_on - azure_core::time::OffsetDateTime::now_utc())
                     .whole_seconds()
                     .max(0) as u64;
-                let counted = now + Duration::from_secs(lifetime);
+                let counted = crate::policy::expires_after(now, lifetime, "Entra");
                 // Token endpoints state a lifetime (`expires_in`); a managed-identity endpoint
                 // states `expires_on`, by its own clock.
                 let (expires_at, offset) = match method {
@@ -138,6 +135,17 @@ impl EntraSource {
                 (token.token.secret().to_string(), expires_at, offset)
             }
         };
+        Ok(self.fetched(token, expires_at, clock_offset_secs, &scopes))
+    }
+
+    /// A token as the cache takes it, with what `status` and the endpoints show of it.
+    fn fetched(
+        &self,
+        token: String,
+        expires_at: SystemTime,
+        clock_offset_secs: Option<i64>,
+        scopes: &[String],
+    ) -> Fetched {
         let mut metadata = BTreeMap::new();
         metadata.insert("method".into(), method_name(self.spec.method).into());
         metadata.insert("scope".into(), scopes.join(" "));
@@ -147,14 +155,14 @@ impl EntraSource {
         if let Some(client) = self.client_id() {
             metadata.insert("client_id".into(), client);
         }
-        Ok(Fetched {
+        Fetched {
             secret: CredentialSecret::Token {
                 token: Secret::new(token),
             },
             expires_at,
             metadata,
             clock_offset_secs,
-        })
+        }
     }
 
     /// The `azure_identity` credential for the configured method, and the secrets it was given
@@ -314,14 +322,6 @@ impl EntraSource {
         scopes: &[String],
         now: SystemTime,
     ) -> Result<(String, SystemTime), SourceError> {
-        let from_login = self
-            .from_login
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some((token, expires_at)) = from_login.filter(|(_, exp)| *exp > now) {
-            return Ok((token, expires_at));
-        }
         let refresh_token = self
             .refresh_token
             .lock()
@@ -355,11 +355,13 @@ impl EntraSource {
         (tokens.access_token.expose().to_string(), tokens.expires_at)
     }
 
+    /// The device-code flow; its access token is the login's outcome, its refresh token is
+    /// kept for the refreshes after it.
     async fn device_code_login(
         &self,
         deadline: SystemTime,
         io: LoginIo,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Fetched, SourceError> {
         let (host, tenant, client) = self.device_authority();
         let authority = device_code::Authority {
             host: &host,
@@ -374,14 +376,17 @@ impl EntraSource {
             io.report,
         )
         .await?;
-        let token = self.keep(tokens);
-        *self.from_login.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
-        Ok(())
+        let (token, expires_at) = self.keep(tokens);
+        Ok(self.fetched(token, expires_at, None, &self.spec.scopes()))
     }
 
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
-    /// then wait until a token can be had.
-    async fn azure_cli_login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
+    /// then wait until a token can be had, which is the login's outcome.
+    async fn azure_cli_login(
+        &self,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Result<Fetched, SourceError> {
         let mut command: Vec<String> = credd_proto::login_tools::AZ_LOGIN
             .map(String::from)
             .to_vec();
@@ -403,8 +408,8 @@ impl EntraSource {
                     "`az login` did not finish before the login timed out".into(),
                 ));
             }
-            if self.fetch_token(SystemTime::now()).await.is_ok() {
-                return Ok(());
+            if let Ok(fetched) = self.fetch_token(SystemTime::now()).await {
+                return Ok(fetched);
             }
         }
     }
@@ -419,14 +424,14 @@ impl Source for EntraSource {
         Box::pin(self.fetch_token(now))
     }
 
-    fn login(
-        &self,
-        deadline: SystemTime,
-        io: LoginIo,
-    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {
         match self.spec.method {
-            EntraMethod::DeviceCode => Some(Box::pin(self.device_code_login(deadline, io))),
-            EntraMethod::AzureCli => Some(Box::pin(self.azure_cli_login(deadline, io))),
+            EntraMethod::DeviceCode => Some(Box::pin(async move {
+                self.device_code_login(deadline, io).await.map(Some)
+            })),
+            EntraMethod::AzureCli => Some(Box::pin(async move {
+                self.azure_cli_login(deadline, io).await.map(Some)
+            })),
             _ => None,
         }
     }

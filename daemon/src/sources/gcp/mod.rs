@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 
 use self::adc::{CredentialFile, Located};
 use self::exchange::AccessToken;
-use super::{Fetched, LoginIo, Source, SourceError};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError};
 use crate::config::{GCP_DEFAULT_SCOPE, GcpSpec};
 use crate::filewatch::Target;
 
@@ -231,8 +231,8 @@ impl GcpSource {
     }
 
     /// The login: show how to log in (gcloud's ADC login, or replacing a named file), then wait
-    /// until the credential file changes and yields a token.
-    async fn login(&self, deadline: SystemTime, io: LoginIo) -> Result<(), SourceError> {
+    /// until the credential file changes and yields a token, which is the login's outcome.
+    async fn login(&self, deadline: SystemTime, io: LoginIo) -> Result<Fetched, SourceError> {
         let watched = adc::intended(self.spec.credentials_file.as_deref()).path;
         let prompt = login_prompt(&watched, self.spec.credentials_file.is_some());
         (io.report)(prompt);
@@ -245,9 +245,10 @@ impl GcpSource {
                 )));
             }
             tokio::time::sleep(LOGIN_POLL).await;
-            if fingerprint(&watched) != before && self.fetch_token(SystemTime::now()).await.is_ok()
+            if fingerprint(&watched) != before
+                && let Ok(fetched) = self.fetch_token(SystemTime::now()).await
             {
-                return Ok(());
+                return Ok(fetched);
             }
         }
     }
@@ -302,12 +303,10 @@ impl Source for GcpSource {
         Box::pin(self.fetch_token(now))
     }
 
-    fn login(
-        &self,
-        deadline: SystemTime,
-        io: LoginIo,
-    ) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
-        Some(Box::pin(GcpSource::login(self, deadline, io)))
+    fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {
+        Some(Box::pin(async move {
+            GcpSource::login(self, deadline, io).await.map(Some)
+        }))
     }
 
     fn watched_files(&self) -> Vec<Target> {
