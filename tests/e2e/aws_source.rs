@@ -134,7 +134,7 @@ fn a_role_whose_credential_source_is_the_environment_is_assumed_with_the_daemons
     world.write_config("[sources.ci]\nkind = \"aws\"\nprofile = \"ci\"\n");
     let _daemon = world.start_daemon();
     let out = world.credd(&["get", "ci", "--format", "aws"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 8, "missing keys are a misconfiguration: {out:?}");
     assert!(out.stderr.contains("profile `ci`"), "{}", out.stderr);
     assert!(
         out.stderr.to_lowercase().contains("environment"),
@@ -194,7 +194,7 @@ fn a_profile_chain_with_a_cycle_is_an_error_not_a_hang() {
     let world = aws_world(&moto);
     let _daemon = world.start_daemon();
     let out = world.credd(&["get", "cycle", "--format", "aws"]);
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 8, "a cycle is a misconfiguration: {out:?}");
     assert!(
         out.stderr.to_lowercase().contains("loop") || out.stderr.contains("cycle"),
         "{}",

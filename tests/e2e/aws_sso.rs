@@ -270,6 +270,25 @@ fn an_expiring_session_is_renewed_with_its_refresh_token_without_a_browser() {
 }
 
 #[test]
+fn a_token_the_portal_refuses_asks_for_a_login() {
+    let t = sso_world();
+    // Not expired by the file's word, but the portal never issued it (a session ended
+    // elsewhere): GetRoleCredentials answers UnauthorizedException.
+    write_cli_cache(
+        &t.world,
+        "sso-access-never-issued",
+        "sso-refresh-never-issued",
+        Duration::from_secs(3600),
+    );
+    let _daemon = t.world.start_daemon();
+    let out = t.world.credd(&["get", "dev", "--format", "aws"]);
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(out.stderr.contains("was refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("credd login dev"), "{}", out.stderr);
+    assert_eq!(t.sso.calls("GetRoleCredentials"), 1);
+}
+
+#[test]
 fn a_corrupted_token_file_is_reported_and_left_in_place() {
     let t = sso_world();
     let path = cache_file(&t.world);

@@ -110,7 +110,7 @@ impl AwsSource {
                 .build();
             match provider.provide_credentials().await {
                 Ok(c) => c,
-                Err(e) => return Err(self.explain(e).await),
+                Err(e) => return Err(self.explain(e, &auth)),
             }
         };
         let credentials = if credentials.session_token().is_none() {
@@ -269,16 +269,32 @@ impl AwsSource {
     }
 
     /// Turns the SDK's error into one line that says what to do.
-    async fn explain(&self, error: CredentialsError) -> SourceError {
+    /// By the error's type, not its words: settings the SDK found missing or wrong are a
+    /// misconfiguration; the SSO portal refusing the session's token needs a login; the rest
+    /// is the upstream's.
+    fn explain(&self, error: CredentialsError, auth: &ProfileAuth) -> SourceError {
         let profile = &self.spec.profile;
         let detail = DisplayErrorContext(&error).to_string();
-        let lower = detail.to_ascii_lowercase();
-        if lower.contains("sso") && (lower.contains("expired") || lower.contains("token")) {
-            return SourceError::NeedsLogin(format!(
+        let sso = matches!(auth, ProfileAuth::Sso(_));
+        // A provider in a chain wraps the error of the one it sourced from: the innermost
+        // says what went wrong.
+        let innermost = causes(&error)
+            .filter_map(|e| e.downcast_ref::<CredentialsError>())
+            .last()
+            .unwrap_or(&error);
+        match innermost {
+            _ if sso_session_refused(&error) => SourceError::NeedsLogin(format!(
+                "the SSO session of profile `{profile}` was refused ({detail})"
+            )),
+            CredentialsError::CredentialsNotLoaded(_) if sso => SourceError::NeedsLogin(format!(
                 "the SSO session of profile `{profile}` has expired or is missing ({detail})"
-            ));
+            )),
+            CredentialsError::CredentialsNotLoaded(_)
+            | CredentialsError::InvalidConfiguration(_) => {
+                SourceError::Misconfigured(format!("profile `{profile}`: {detail}"))
+            }
+            _ => SourceError::Upstream(format!("profile `{profile}`: {detail}")),
         }
-        SourceError::Upstream(format!("profile `{profile}`: {detail}"))
     }
 }
 
@@ -324,6 +340,27 @@ impl Source for AwsSource {
             }
         })
     }
+}
+
+/// Whether the SSO portal refused the session's access token (GetRoleCredentials answered
+/// UnauthorizedException), somewhere in the chain of `error`'s causes.
+fn sso_session_refused(error: &CredentialsError) -> bool {
+    use aws_sdk_sso::operation::get_role_credentials::GetRoleCredentialsError;
+    causes(error)
+        .filter_map(|e| e.downcast_ref::<aws_sdk_sso::error::SdkError<GetRoleCredentialsError>>())
+        .any(|sdk| {
+            matches!(
+                sdk.as_service_error(),
+                Some(GetRoleCredentialsError::UnauthorizedException(_))
+            )
+        })
+}
+
+/// `error` and the errors that caused it, outermost first.
+fn causes<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |e| e.source())
 }
 
 /// The config for the SDK's credential providers: the same region and HTTP client (proxy, CA
