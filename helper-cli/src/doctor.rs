@@ -76,34 +76,22 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
                 Ok(Response::Status(status)) => Some(status),
                 // A daemon that answers but cannot say how its sources are is not healthy.
                 answer => {
-                    let why = match answer {
-                        Err((_, message)) => message,
-                        Ok(_) => "the daemon gave an unexpected answer to status".into(),
-                    };
-                    checks.push(check(
-                        Verdict::Fail,
+                    checks.push(failed_to_answer(
+                        answer,
                         "status",
-                        format!("status cannot be read: {why}"),
-                        Some(
-                            "see the daemon log; `credd stop` and the next call restart it".into(),
-                        ),
+                        "status cannot be read: ",
+                        "see the daemon log; `credd stop` and the next call restart it",
                     ));
                     None
                 }
             }
         }
         answer => {
-            let why = match answer {
-                Err((_, message)) => message,
-                Ok(_) => "the daemon gave an unexpected answer".into(),
-            };
-            checks.push(check(
-                Verdict::Fail,
+            checks.push(failed_to_answer(
+                answer,
                 "daemon",
-                why,
-                Some(
-                    "start it with `credd status`, or see the daemon log beside its socket".into(),
-                ),
+                "",
+                "start it with `credd status`, or see the daemon log beside its socket",
             ));
             None
         }
@@ -405,6 +393,26 @@ pub fn render(checks: &[Check]) -> String {
         }
     }
     out
+}
+
+/// The failed check `what` for a request the daemon did not answer as asked: its error, or
+/// that the answer was of the wrong kind, after `lead`.
+fn failed_to_answer(
+    answer: Result<Response, crate::Failure>,
+    what: &str,
+    lead: &str,
+    fix: &str,
+) -> Check {
+    let why = match answer {
+        Err((_, message)) => message,
+        Ok(_) => "the daemon gave an unexpected answer".into(),
+    };
+    check(
+        Verdict::Fail,
+        what,
+        format!("{lead}{why}"),
+        Some(fix.into()),
+    )
 }
 
 #[cfg(test)]

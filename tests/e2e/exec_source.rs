@@ -148,17 +148,14 @@ fn a_failing_command_is_reported_with_its_stderr_summarised() {
 fn a_hanging_command_is_killed_at_its_timeout_with_all_its_children() {
     let world = World::new();
     // A shell that starts a child of its own and waits for it, noting both pids.
-    let script = world.path("hang.sh");
     let pids = world.path("hang.pids");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\necho $$ > '{0}.tmp'\nsleep 30 &\necho $! >> '{0}.tmp'\nmv '{0}.tmp' '{0}'\nwait\n",
+    let script = world.script(
+        "hang.sh",
+        &format!(
+            "echo $$ > '{0}.tmp'\nsleep 30 &\necho $! >> '{0}.tmp'\nmv '{0}.tmp' '{0}'\nwait\n",
             pids.display()
         ),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&script);
+    );
     world.write_config(&exec_config(
         "gateway",
         &[script.display().to_string()],

@@ -24,6 +24,20 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/<pid>/status")
 }
 
+/// `world` with an AWS profile `tool` whose credential_process is a script of `body` (no AWS
+/// endpoint is reachable: the process is all there is).
+fn with_process_profile(world: World, body: &str) -> World {
+    let process = world.script("process.sh", body);
+    world.with_aws(
+        &format!(
+            "[profile tool]\nregion = us-east-1\ncredential_process = {}\n",
+            process.display()
+        ),
+        "",
+        "http://127.0.0.1:9",
+    )
+}
+
 /// A user's login whose token endpoint is `token_uri`.
 fn user_login_at(upstream: &GoogleUpstream, token_uri: &str) -> serde_json::Value {
     let mut file = gcp_source::authorized_user(upstream, gcp_source::REFRESH_TOKEN);
@@ -156,32 +170,18 @@ fn floods_of_stderr_and_tokens_with_slashes_stay_out_of_status() {
     // A token with `//` inside, as about one base64 token in five has.
     let slashed = format!("{}//{}", "Zm9vYmFy".repeat(6), "QUJDRA1234xyz".repeat(4));
     assert!(slashed.len() >= 100);
-    let script = world.path("noisy.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho 'upstream rejected {slashed}' >&2\nexit 2\n"),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&script);
+    let script = world.script(
+        "noisy.sh",
+        &format!("echo 'upstream rejected {slashed}' >&2\nexit 2\n"),
+    );
     // An AWS profile whose credential_process fails with 2000 lines of stderr holding a
     // secret.
     let secret = "procSECRET0123456789abcdefXYZ";
-    let process = world.path("process.sh");
-    std::fs::write(
-        &process,
-        format!(
-            "#!/bin/sh\ni=0\nwhile [ $i -lt 2000 ]; do echo \"line $i token={secret}\" >&2; i=$((i+1)); done\nexit 1\n"
-        ),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&process);
-    let world = world.with_aws(
+    let world = with_process_profile(
+        world,
         &format!(
-            "[profile tool]\nregion = us-east-1\ncredential_process = {}\n",
-            process.display()
+            "i=0\nwhile [ $i -lt 2000 ]; do echo \"line $i token={secret}\" >&2; i=$((i+1)); done\nexit 1\n"
         ),
-        "",
-        "http://127.0.0.1:9",
     );
     world.write_config(
         &[
@@ -230,24 +230,13 @@ fn floods_of_stderr_and_tokens_with_slashes_stay_out_of_status() {
 #[test]
 fn a_hanging_credential_process_leaves_no_process_behind() {
     let world = World::new().with_env("CREDD_TEST_CLOCK", "1");
-    let process = world.path("hang.sh");
     let pids = world.path("hang.pids");
-    std::fs::write(
-        &process,
-        format!(
-            "#!/bin/sh\necho $$ >> '{0}'\nsleep 60 &\necho $! >> '{0}'\nwait\n",
+    let world = with_process_profile(
+        world,
+        &format!(
+            "echo $$ >> '{0}'\nsleep 60 &\necho $! >> '{0}'\nwait\n",
             pids.display()
         ),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&process);
-    let world = world.with_aws(
-        &format!(
-            "[profile tool]\nregion = us-east-1\ncredential_process = {}\n",
-            process.display()
-        ),
-        "",
-        "http://127.0.0.1:9",
     );
     world.write_config("[sources.tool]\nkind = \"aws\"\nprofile = \"tool\"\ntimeout = \"2s\"\n");
     let _daemon = world.start_daemon();

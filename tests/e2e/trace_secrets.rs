@@ -13,7 +13,7 @@ use std::time::Duration;
 use credd_tests::entra::{self, EntraUpstream};
 use credd_tests::google::{self, GoogleUpstream};
 use credd_tests::peers::{Moto, TestCa};
-use credd_tests::{Output, World};
+use credd_tests::{Daemon, Output, World};
 use serde_json::{Value, json};
 
 use crate::{aws_mfa, aws_sso, entra_source, gcp_source};
@@ -52,6 +52,23 @@ impl<'a> Seen<'a> {
     fn status(&mut self) {
         self.credd(&["status"]).ok();
         self.credd(&["status", "--json"]).ok();
+    }
+
+    /// With the upstream echoing requests: moves the clock on, refreshes every source in
+    /// `names` (each must fail), keeps `status`, and reads the log, which must hold `echoed`
+    /// (the upstream's refusal, so the echo was met).
+    fn refresh_against_echo(&mut self, names: &[&str], daemon: &Daemon, echoed: &str) {
+        self.world.advance_clock(58 * 60);
+        for name in names {
+            let out = self.credd(&["refresh", name]);
+            assert_ne!(out.code, 0, "{name}: the echoing upstream was not asked");
+        }
+        self.status();
+        self.log = daemon.log();
+        assert!(
+            self.log.contains(echoed),
+            "the echoed refusals are not in the log"
+        );
     }
 
     /// Fails, naming `what` and where, if any of `secrets` is in the log, in what credd
@@ -268,17 +285,7 @@ fn gcp_secrets_stay_out_of_trace_logs_files_and_output_even_when_echoed() {
 
     // Now the upstream quotes every request back in its refusal.
     upstream.set_fault(google::Fault::EchoRequest);
-    world.advance_clock(58 * 60);
-    for name in names {
-        let out = seen.credd(&["refresh", name]);
-        assert_ne!(out.code, 0, "{name}: the echoing upstream was not asked");
-    }
-    seen.status();
-    seen.log = daemon.log();
-    assert!(
-        seen.log.contains("Invalid request"),
-        "the echoed refusals are not in the log"
-    );
+    seen.refresh_against_echo(&names, &daemon, "Invalid request");
 
     let private_key = sa["private_key"].as_str().unwrap();
     // Not the first line of base64: that is the same ASN.1 header in every RSA key.
@@ -344,17 +351,7 @@ fn entra_secrets_stay_out_of_trace_logs_files_and_output_even_when_echoed() {
     assert!(upstream.calls("refresh_token") >= 1);
 
     upstream.set_fault(entra::Fault::EchoRequest);
-    world.advance_clock(58 * 60);
-    for name in names {
-        let out = seen.credd(&["refresh", name]);
-        assert_ne!(out.code, 0, "{name}: the echoing upstream was not asked");
-    }
-    seen.status();
-    seen.log = daemon.log();
-    assert!(
-        seen.log.contains("AADSTS900144"),
-        "the echoed refusals are not in the log"
-    );
+    seen.refresh_against_echo(&names, &daemon, "AADSTS900144");
 
     let key = std::fs::read_to_string(&pem).unwrap();
     let key_line = key

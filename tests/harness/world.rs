@@ -139,6 +139,15 @@ impl World {
         vec![script.display().to_string()]
     }
 
+    /// An executable shell script `name` in the world's directory holding `body` (after the
+    /// `#!/bin/sh` line).
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        make_executable(&path);
+        path
+    }
+
     pub fn runs(&self, name: &str) -> usize {
         std::fs::read_to_string(self.path(&format!("{name}.runs")))
             .map(|s| s.lines().count())
