@@ -25,6 +25,8 @@ use crate::endpoints::peer;
 /// How long a client may take to send a whole request once connected (or between requests).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stopping daemon waits for the answers it is still working on.
+const DRAIN_BOUND: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the kernel's backlog. Fewer when the open-file
 /// limit is low, so the endpoints, the upstream calls and the files still have descriptors.
 const MAX_CONNECTIONS: usize = 4096;
@@ -161,9 +163,11 @@ fn activated_listener() -> std::io::Result<Option<Listener>> {
     Ok(None)
 }
 
-/// Accepts clients until `shutdown` turns true, then removes the socket.
+/// Accepts clients until `shutdown` turns true, lets the connections in progress finish
+/// (within [`DRAIN_BOUND`]), then removes the socket.
 pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(connection_cap()));
+    let cap = connection_cap();
+    let permits = Arc::new(Semaphore::new(cap));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
@@ -194,6 +198,21 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+    // Every connection holds a permit until it is done: all of them back means all answered.
+    let busy = cap - permits.available_permits();
+    if busy > 0 {
+        tracing::info!(connections = busy, "finishing the answers in progress");
+        let all = u32::try_from(cap).unwrap_or(u32::MAX);
+        if tokio::time::timeout(DRAIN_BOUND, permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "answers still in progress after {}s are cut off",
+                DRAIN_BOUND.as_secs()
+            );
         }
     }
     if !bound.activated

@@ -89,6 +89,30 @@ fn credd_stop_stops_the_daemon() {
 }
 
 #[test]
+fn a_stop_lets_the_answers_in_progress_finish() {
+    let world = world_with_gateway();
+    // The command takes a second: the get is in progress when the stop comes.
+    std::fs::write(world.path("gw.sleep"), "1").unwrap();
+    let mut daemon = world.start_daemon();
+    // No autostart: only the daemon being stopped can answer this get.
+    let get = world.spawn_credd(&["get", "gateway"], |cmd| {
+        cmd.env("CREDD_NO_AUTOSTART", "1");
+    });
+    world.eventually(Duration::from_secs(5), "the command to start", || {
+        world.runs("gw") == 1
+    });
+    assert!(world.credd(&["stop"]).ok().contains("stopping"));
+    let out = credd_tests::Output::of(get);
+    assert_eq!(
+        out.ok(),
+        "tok-lifecycle-1\n",
+        "the answer in progress was cut off"
+    );
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(!world.socket.exists());
+}
+
+#[test]
 fn after_sigkill_the_next_get_replaces_the_stale_socket() {
     let world = world_with_gateway();
     let mut daemon = world.start_daemon();
