@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
     name = "credd",
     version,
     disable_help_subcommand = true,
-    after_help = EXIT_CODES
+    after_help = credd_proto::exit::help_text()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -133,13 +133,6 @@ pub enum Via {
     /// metadata, Azure managed identity).
     Endpoint,
 }
-
-/// The exit codes, shown in `--help` and the man page.
-pub const EXIT_CODES: &str = "Exit codes: 0 success; 1 the upstream failed and nothing valid is cached; \
-2 usage error, or the credential cannot be printed in that format; 3 credd-daemon cannot be reached \
-or started; 4 no such source; 5 the source needs `credd login`; 6 client and daemon speak different \
-protocol versions; 7 the daemon refused the request or failed internally; 8 the source's settings \
-are missing or wrong.";
 
 /// What `credd service` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

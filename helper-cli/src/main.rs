@@ -25,12 +25,13 @@ use credd_proto::{ErrorKind, Request, Response};
 
 use crate::cli::{Cli, Command, SetupTarget};
 
-/// Exit codes, documented in the README. Errors reported by the daemon use
-/// [`ErrorKind::exit_code`]: 1 upstream failed, 4 unknown source, 5 needs login, 6 version
-/// mismatch, 7 refused or internal.
+/// The client's own exit codes; errors the daemon reports use [`ErrorKind::exit_code`]. All
+/// are in [`credd_proto::exit::Exit`].
 mod exit {
-    pub const USAGE: u8 = 2;
-    pub const DAEMON_UNREACHABLE: u8 = 3;
+    use credd_proto::exit::Exit;
+
+    pub const USAGE: u8 = Exit::Usage as u8;
+    pub const DAEMON_UNREACHABLE: u8 = Exit::Unreachable as u8;
 }
 
 fn main() -> ExitCode {

@@ -298,14 +298,16 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The client's exit code for this error; documented in the README.
     pub fn exit_code(self) -> u8 {
+        use crate::exit::Exit;
         match self {
-            ErrorKind::Upstream => 1,
-            ErrorKind::UnknownSource => 4,
-            ErrorKind::NeedsLogin => 5,
-            ErrorKind::UnsupportedVersion => 6,
-            ErrorKind::BadRequest | ErrorKind::Refused | ErrorKind::Internal => 7,
-            ErrorKind::Misconfigured => 8,
+            ErrorKind::Upstream => Exit::Upstream,
+            ErrorKind::UnknownSource => Exit::UnknownSource,
+            ErrorKind::NeedsLogin => Exit::NeedsLogin,
+            ErrorKind::UnsupportedVersion => Exit::Version,
+            ErrorKind::BadRequest | ErrorKind::Refused | ErrorKind::Internal => Exit::Refused,
+            ErrorKind::Misconfigured => Exit::Misconfigured,
         }
+        .code()
     }
 }
 

@@ -99,3 +99,13 @@ fn the_readme_config_examples_are_valid() {
         .collect();
     assert_eq!(names, ["bedrock", "foundry", "gateway", "vertex"]);
 }
+
+#[test]
+fn the_readme_exit_code_table_is_the_clients() {
+    let readme = std::fs::read_to_string(credd_tests::workspace_root().join("README.md")).unwrap();
+    let table = credd_proto::exit::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "the README's exit code table differs from credd_proto::exit; it should read:\n{table}"
+    );
+}
