@@ -107,6 +107,10 @@ impl Validity {
     }
 }
 
+/// An SSO session's access token is renewed when less than this is left, well before the SDK
+/// would need it.
+pub const SSO_REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
+
 /// How long a source whose settings are wrong waits before it tries again by itself: a config
 /// edit, `credd refresh` or `credd login` try at once.
 pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(15 * 60);
@@ -146,6 +150,12 @@ pub fn expires_at_unix(now: SystemTime, exp_secs: u64, what: &str) -> SystemTime
 /// `expires_at` held within [`MAX_EXPIRY_AHEAD`] of `now`.
 pub fn bounded_expiry(now: SystemTime, expires_at: SystemTime) -> SystemTime {
     expires_at.min(now + MAX_EXPIRY_AHEAD)
+}
+
+/// Whether a credential that expires at `expires_at` is dead on arrival at `now`: an upstream
+/// that hands one out has failed.
+pub fn expired_on_arrival(expires_at: SystemTime, now: SystemTime) -> bool {
+    expires_at <= now
 }
 
 /// A random jitter for the next background refresh.

@@ -8,16 +8,14 @@
 
 use credd_proto::Caller;
 
-/// Claude Code's default `apiKeyHelper` cache time.
-const CLAUDE_CODE_DEFAULT_TTL_MS: u64 = 5 * 60 * 1000;
-
 /// The calling program, when it is one that caches our answer for a known time.
 pub fn detect() -> Option<Caller> {
-    let cache_ttl_ms = match std::env::var("CLAUDE_CODE_API_KEY_HELPER_TTL_MS") {
+    use credd_proto::claude_code::{DEFAULT_HELPER_TTL, ENTRYPOINT_ENV, HELPER_TTL_ENV};
+    let cache_ttl_ms = match std::env::var(HELPER_TTL_ENV) {
         Ok(v) => v.trim().parse().ok()?,
-        // Claude Code sets CLAUDE_CODE_ENTRYPOINT for everything it runs.
-        Err(_) if std::env::var_os("CLAUDE_CODE_ENTRYPOINT").is_some() => {
-            CLAUDE_CODE_DEFAULT_TTL_MS
+        // Claude Code sets its entrypoint variable for everything it runs.
+        Err(_) if std::env::var_os(ENTRYPOINT_ENV).is_some() => {
+            DEFAULT_HELPER_TTL.as_millis() as u64
         }
         Err(_) => return None,
     };

@@ -21,8 +21,7 @@ use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, login_tools
 use crate::connection::open_private;
 use crate::{Failure, ask, done, terminal};
 
-/// What a login may take in all, inside Claude Code's three-minute timeout.
-const LOGIN_BOUND: Duration = Duration::from_secs(170);
+use credd_proto::claude_code::LOGIN_BOUND;
 
 pub fn run(source: String) -> Result<String, Failure> {
     login(source, Instant::now() + LOGIN_BOUND)

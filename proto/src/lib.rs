@@ -3,6 +3,7 @@
 //!
 //! This crate is linked into the tiny client, so it stays small: std, serde and nothing async.
 
+pub mod claude_code;
 pub mod exit;
 pub mod frame;
 pub mod login_tools;

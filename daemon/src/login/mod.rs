@@ -7,7 +7,7 @@
 pub mod flow;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use credd_proto::{Credential, LoginPrompt, Secret};
 
@@ -16,8 +16,7 @@ use crate::policy::DEFAULT_MIN_VALID;
 use crate::sources::SourceError;
 use flow::{Flow, Flows};
 
-/// Claude Code gives `awsAuthRefresh` and `gcpAuthRefresh` three minutes; a flow ends before.
-pub const LOGIN_BOUND: Duration = Duration::from_secs(170);
+pub use credd_proto::claude_code::LOGIN_BOUND;
 
 pub enum Started {
     /// No login needed: this credential could be had without one.

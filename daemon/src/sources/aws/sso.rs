@@ -22,8 +22,7 @@ use crate::login::flow::Flows;
 use crate::sources::SourceError;
 use crate::sources::upstream::{self, Verdict};
 
-/// The access token is renewed when less than this is left, well before the SDK would need it.
-pub const REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
+use crate::policy::SSO_REFRESH_WINDOW as REFRESH_WINDOW;
 /// A client registration this close to its end is replaced at the next login.
 const REGISTRATION_MARGIN: Duration = Duration::from_secs(60 * 60);
 const DEFAULT_SCOPE: &str = "sso:account:access";

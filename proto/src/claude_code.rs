@@ -1,0 +1,18 @@
+//! What Claude Code does with a helper, read from its code, in one place: the client and the
+//! daemon both plan around these.
+
+use std::time::Duration;
+
+/// Claude Code kills `awsAuthRefresh` and `gcpAuthRefresh` after three minutes; a login (in
+/// the client and in the daemon's flow) ends before that.
+pub const LOGIN_BOUND: Duration = Duration::from_secs(170);
+
+/// How long Claude Code keeps an `apiKeyHelper`'s answer when
+/// `CLAUDE_CODE_API_KEY_HELPER_TTL_MS` does not say: five minutes.
+pub const DEFAULT_HELPER_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The variable that sets that time, in milliseconds.
+pub const HELPER_TTL_ENV: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
+
+/// Set by Claude Code for every command it runs.
+pub const ENTRYPOINT_ENV: &str = "CLAUDE_CODE_ENTRYPOINT";
