@@ -112,11 +112,18 @@ struct CallerSeen {
 
 impl Slot {
     pub fn new(id: impl Into<SlotId>, source: Box<dyn Source>, clock: Arc<Clock>) -> Arc<Self> {
+        // Settings found wrong when the source was built show at once, as its error.
+        let problem = source.settings_problem();
+        let state = SlotState {
+            failures: u32::from(problem.is_some()),
+            last_error: problem,
+            ..SlotState::default()
+        };
         Arc::new(Slot {
             id: id.into(),
             source,
             clock,
-            state: Mutex::new(SlotState::default()),
+            state: Mutex::new(state),
             changed: Notify::new(),
         })
     }
@@ -315,9 +322,11 @@ impl Slot {
         let mut st = self.lock();
         st.inflight = None;
         let outcome = match result {
-            Ok(fetched) if fetched.expires_at <= now => Err(SourceError::Upstream(
-                "the upstream handed out a credential that has already expired".into(),
-            )),
+            Ok(fetched) if policy::expired_on_arrival(fetched.expires_at, now) => {
+                Err(SourceError::Upstream(
+                    "the upstream handed out a credential that has already expired".into(),
+                ))
+            }
             Ok(mut fetched) => {
                 fetched.expires_at = policy::bounded_expiry(now, fetched.expires_at);
                 Ok(fetched)
@@ -384,11 +393,10 @@ impl Slot {
                 let st = self.lock();
                 match (&st.wanted_min_valid, &st.inflight) {
                     (None, _) | (_, Some(_)) => None,
-                    (Some(wanted), None) => Some(match (st.retry_at, &st.current) {
-                        (Some(retry), _) => retry,
-                        (None, Some(c)) => c.validity.refresh_at(*wanted, c.jitter),
-                        (None, None) => self.clock.now(),
-                    }),
+                    // Wanted but never fetched: now.
+                    (Some(_), None) => {
+                        Some(st.planned_refresh().unwrap_or_else(|| self.clock.now()))
+                    }
                 }
             };
             match wake_at {
@@ -426,11 +434,7 @@ impl Slot {
                 Some(_) => SourceState::Fresh,
             }
         };
-        let next_refresh = match (st.retry_at, &st.current, st.wanted_min_valid) {
-            (Some(retry), _, _) => Some(retry),
-            (None, Some(c), Some(wanted)) => Some(c.validity.refresh_at(wanted, c.jitter)),
-            _ => None,
-        };
+        let next_refresh = st.planned_refresh();
         SourceStatus {
             name: self.id.source.clone(),
             audience: self.id.audience.clone(),
@@ -444,6 +448,19 @@ impl Slot {
             upstream_calls: st.upstream_calls,
             upstream_clock_offset_secs: st.current.as_ref().and_then(|c| c.clock_offset_secs),
             endpoints: Vec::new(),
+        }
+    }
+}
+
+impl SlotState {
+    /// When the next upstream call is planned: the retry after a failure, else the refresh
+    /// before the credential falls under what callers want. The background task sleeps until
+    /// it and `status` shows it: one computation for both.
+    fn planned_refresh(&self) -> Option<SystemTime> {
+        match (self.retry_at, &self.current, self.wanted_min_valid) {
+            (Some(retry), _, _) => Some(retry),
+            (None, Some(c), Some(wanted)) => Some(c.validity.refresh_at(wanted, c.jitter)),
+            _ => None,
         }
     }
 }
