@@ -344,3 +344,31 @@ fn every_upstream_fault_keeps_the_valid_token_served_without_a_storm_until_recov
         upstream.issued().last().unwrap()
     );
 }
+
+#[test]
+fn a_missing_setting_shows_in_status_at_once_and_calls_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::create(dir.path());
+    let upstream = EntraUpstream::start(&ca);
+    let world = World::new()
+        .with_env("SSL_CERT_FILE", &ca.ca_pem.display().to_string())
+        .with_env("AZURE_AUTHORITY_HOST", &upstream.authority());
+    // No tenant_id in the config and no AZURE_TENANT_ID in the daemon's environment.
+    world.write_config(&format!(
+        "[sources.foundry]\nkind = \"entra\"\nmethod = \"client-secret\"\nclient_id = \"{CLIENT_ID}\"\n"
+    ));
+    let _daemon = world.start_daemon();
+    let status = world.source_status("foundry");
+    assert_eq!(status["state"], "failing", "{status}");
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs `tenant_id` in the config (or AZURE_TENANT_ID)"),
+        "{status}"
+    );
+    let out = world.credd(&["get", "foundry"]);
+    assert_eq!(out.code, 8, "{out:?}");
+    assert!(out.stderr.contains("is misconfigured"), "{}", out.stderr);
+    assert_eq!(upstream.total_calls(), 0);
+}

@@ -112,6 +112,12 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// What is wrong with the source's settings, found when it was built (a setting that
+    /// neither the config nor the environment gives): `status` shows it before any fetch.
+    fn settings_problem(&self) -> Option<SourceError> {
+        None
+    }
+
     /// Files whose change may end a failure (a login done elsewhere, a rotated key): the source
     /// is retried at once when one changes.
     fn watched_files(&self) -> Vec<crate::filewatch::Target> {

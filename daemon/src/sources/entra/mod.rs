@@ -37,6 +37,7 @@ const AZ_LOGIN_POLL: Duration = Duration::from_secs(2);
 
 pub struct EntraSource {
     spec: EntraSpec,
+    settings: Settings,
     http: crate::net::LazyOAuthClient,
     /// The device-code flow's refresh token: in memory only, never written anywhere.
     refresh_token: Mutex<Option<Secret>>,
@@ -46,6 +47,7 @@ impl EntraSource {
     pub fn new(spec: EntraSpec) -> Self {
         EntraSource {
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
+            settings: Settings::resolve(&spec),
             spec,
             refresh_token: Mutex::new(None),
         }
@@ -56,36 +58,20 @@ impl EntraSource {
     }
 
     fn authority(&self) -> String {
-        self.spec
-            .authority
-            .clone()
-            .or_else(|| env("AZURE_AUTHORITY_HOST"))
-            .unwrap_or_else(|| DEFAULT_AUTHORITY.to_string())
-            .trim_end_matches('/')
-            .to_string()
+        self.settings.authority.clone()
     }
 
     fn tenant(&self) -> Option<String> {
-        self.spec
-            .tenant_id
-            .clone()
-            .or_else(|| env("AZURE_TENANT_ID"))
+        self.settings.tenant.clone()
     }
 
     fn client_id(&self) -> Option<String> {
-        self.spec
-            .client_id
-            .clone()
-            .or_else(|| env("AZURE_CLIENT_ID"))
+        self.settings.client_id.clone()
     }
 
+    /// A setting the method needs; resolved (and found present) when the source was built.
     fn required(&self, what: Option<String>, key: &str, var: &str) -> Result<String, SourceError> {
-        what.ok_or_else(|| {
-            SourceError::Misconfigured(format!(
-                "method `{}` needs `{key}` in the config (or {var})",
-                method_name(self.spec.method)
-            ))
-        })
+        what.ok_or_else(|| missing(self.spec.method, key, var))
     }
 
     /// The options every `azure_identity` credential gets: credd's HTTP client, no retries,
@@ -102,6 +88,9 @@ impl EntraSource {
     }
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        if let Some(problem) = self.settings.problem(self.spec.method) {
+            return Err(problem);
+        }
         let scopes = self.spec.scopes();
         let (token, expires_at, clock_offset_secs) = match self.spec.method {
             EntraMethod::DeviceCode => {
@@ -202,16 +191,13 @@ impl EntraSource {
             EntraMethod::ClientCertificate => {
                 let tenant = self.required(self.tenant(), "tenant_id", "AZURE_TENANT_ID")?;
                 let client = self.required(self.client_id(), "client_id", "AZURE_CLIENT_ID")?;
-                let path = self
-                    .spec
-                    .certificate
-                    .clone()
-                    .or_else(|| env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from))
-                    .ok_or_else(|| {
-                        SourceError::Upstream(
-                            "method `client-certificate` needs `certificate` in the config (or AZURE_CLIENT_CERTIFICATE_PATH)".into(),
-                        )
-                    })?;
+                let path = self.settings.certificate.clone().ok_or_else(|| {
+                    missing(
+                        self.spec.method,
+                        "certificate",
+                        "AZURE_CLIENT_CERTIFICATE_PATH",
+                    )
+                })?;
                 let audience = format!("{}/{tenant}/oauth2/v2.0/token", self.authority());
                 let assertion =
                     certificate::CertificateAssertion::load(&path, audience, client.clone())
@@ -231,16 +217,13 @@ impl EntraSource {
                 )
             }
             EntraMethod::WorkloadIdentity => {
-                let token_file = self
-                    .spec
-                    .federated_token_file
-                    .clone()
-                    .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
-                    .ok_or_else(|| {
-                        SourceError::Upstream(
-                            "method `workload-identity` needs `federated_token_file` in the config (or AZURE_FEDERATED_TOKEN_FILE)".into(),
-                        )
-                    })?;
+                let token_file = self.settings.federated_token_file.clone().ok_or_else(|| {
+                    missing(
+                        self.spec.method,
+                        "federated_token_file",
+                        "AZURE_FEDERATED_TOKEN_FILE",
+                    )
+                })?;
                 if !token_file.exists() {
                     return Err(SourceError::Upstream(format!(
                         "the federated token file {} does not exist",
@@ -420,6 +403,10 @@ impl Source for EntraSource {
         "entra"
     }
 
+    fn settings_problem(&self) -> Option<SourceError> {
+        self.settings.problem(self.spec.method)
+    }
+
     fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
         Box::pin(self.fetch_token(now))
     }
@@ -450,6 +437,80 @@ pub fn method_name(method: EntraMethod) -> &'static str {
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn missing(method: EntraMethod, key: &str, var: &str) -> SourceError {
+    SourceError::Misconfigured(format!(
+        "method `{}` needs `{key}` in the config (or {var})",
+        method_name(method)
+    ))
+}
+
+/// The source's settings with their environment fallbacks, read once when it is built (the
+/// daemon's environment does not change under it).
+struct Settings {
+    authority: String,
+    tenant: Option<String>,
+    client_id: Option<String>,
+    certificate: Option<PathBuf>,
+    federated_token_file: Option<PathBuf>,
+}
+
+impl Settings {
+    fn resolve(spec: &EntraSpec) -> Self {
+        Settings {
+            authority: spec
+                .authority
+                .clone()
+                .or_else(|| env("AZURE_AUTHORITY_HOST"))
+                .unwrap_or_else(|| DEFAULT_AUTHORITY.to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            tenant: spec.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID")),
+            client_id: spec.client_id.clone().or_else(|| env("AZURE_CLIENT_ID")),
+            certificate: spec
+                .certificate
+                .clone()
+                .or_else(|| env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from)),
+            federated_token_file: spec
+                .federated_token_file
+                .clone()
+                .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from)),
+        }
+    }
+
+    /// The first setting `method` needs and does not have.
+    fn problem(&self, method: EntraMethod) -> Option<SourceError> {
+        let needs: &[(&str, &str, bool)] = match method {
+            EntraMethod::ClientSecret => &[
+                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
+                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
+            ],
+            EntraMethod::ClientCertificate => &[
+                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
+                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
+                (
+                    "certificate",
+                    "AZURE_CLIENT_CERTIFICATE_PATH",
+                    self.certificate.is_some(),
+                ),
+            ],
+            EntraMethod::WorkloadIdentity => &[
+                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
+                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
+                (
+                    "federated_token_file",
+                    "AZURE_FEDERATED_TOKEN_FILE",
+                    self.federated_token_file.is_some(),
+                ),
+            ],
+            _ => &[],
+        };
+        needs
+            .iter()
+            .find(|(_, _, present)| !present)
+            .map(|(key, var, _)| missing(method, key, var))
+    }
 }
 
 impl EntraSource {
