@@ -41,21 +41,16 @@ pub async fn fetch(
             request = request.header(name, value);
         }
         let what = format!("the subject token URL {}", super::exchange::host(url));
-        let response = request
-            .send()
-            .await
-            .map_err(|e| SourceError::Upstream(format!("{what} failed: {}", e.without_url())))?;
-        let status = response.status();
-        if !status.is_success() {
+        let reply = crate::sources::upstream::send(request, &what).await?;
+        if !reply.is_success() {
+            // Whatever it said, it is the upstream's failure: an identity provider's refusal
+            // here is no OAuth grant of credd's.
             return Err(SourceError::Upstream(format!(
                 "{what} answered HTTP {}",
-                status.as_u16()
+                reply.status
             )));
         }
-        let text = crate::net::read_text(response)
-            .await
-            .map_err(|e| SourceError::Upstream(format!("{what} {e}")))?;
-        extract(source, &text, &what)?
+        extract(source, &reply.body, &what)?
     } else if let Some(executable) = &source.executable {
         let allowed =
             allow_executables || std::env::var(ALLOW_EXECUTABLES_ENV).is_ok_and(|v| v == "1");
