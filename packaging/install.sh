@@ -11,8 +11,14 @@ command -v cargo >/dev/null 2>&1 || {
 }
 echo "==> installing credd-daemon"
 cargo install --locked --path daemon
-echo "==> installing credd (built for size)"
-cargo install --locked --profile client --path helper-cli
+echo "==> installing credd (built for size and start-up)"
+target="$(sh packaging/static-client-target.sh)"
+if [ -n "$target" ]; then
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo install --locked --profile client --target "$target" --path helper-cli
+else
+    cargo install --locked --profile client --path helper-cli
+fi
 bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 echo "==> setting up the user service"
 "$bin/credd" service install

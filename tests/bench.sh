@@ -14,7 +14,15 @@ fi
 export CREDD_BENCH_PYTHON="$venv/bin/python"
 
 cargo build --locked --release --bins
-# The client as it is installed: the `client` profile (built for size, aborts on panic).
-cargo build --locked --profile client -p credd
-export CREDD_CLIENT_BIN="$PWD/target/client/credd"
+# The client as packaging/install.sh installs it: the `client` profile (built for size, aborts
+# on panic), statically linked where that applies.
+target="$(sh packaging/static-client-target.sh)"
+if [ -n "$target" ]; then
+    RUSTFLAGS="-C target-feature=+crt-static" \
+        cargo build --locked --profile client -p credd --target "$target"
+    export CREDD_CLIENT_BIN="$PWD/target/$target/client/credd"
+else
+    cargo build --locked --profile client -p credd
+    export CREDD_CLIENT_BIN="$PWD/target/client/credd"
+fi
 cargo bench --locked -p credd-tests
