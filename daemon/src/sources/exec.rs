@@ -205,9 +205,14 @@ fn parse_credential_process(
 fn expiry(stated: Option<&str>, now: SystemTime, ttl: Duration) -> Result<SystemTime, String> {
     match stated {
         None => Ok(now + ttl),
-        Some(s) => humantime::parse_rfc3339_weak(s)
-            .or_else(|_| humantime::parse_rfc3339(s))
-            .map_err(|_| "printed an expiry that is not an RFC 3339 time".to_string()),
+        // RFC 3339 with any offset (`Z`, `+02:00`, fractional seconds); a time without an
+        // offset is taken as UTC, as the AWS CLI takes it.
+        Some(s) => {
+            time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+                .map(SystemTime::from)
+                .or_else(|_| humantime::parse_rfc3339_weak(s.trim()))
+                .map_err(|_| "printed an expiry that is not an RFC 3339 time".to_string())
+        }
     }
 }
 
@@ -228,6 +233,24 @@ mod tests {
 
     const NOW: SystemTime = SystemTime::UNIX_EPOCH;
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn expiries_keep_their_offset() {
+        let at = |s: &str| {
+            let out = format!(r#"{{"token":"t","expires_at":"{s}"}}"#);
+            parse_output(out.as_bytes(), NOW, HOUR).map(|f| f.expires_at)
+        };
+        let utc = humantime::parse_rfc3339("2026-01-01T16:36:00Z").unwrap();
+        assert_eq!(at("2026-01-01T16:36:00Z"), Ok(utc));
+        assert_eq!(at("2026-01-01T18:36:00+02:00"), Ok(utc));
+        assert_eq!(at("2026-01-01T11:36:00-05:00"), Ok(utc));
+        assert_eq!(
+            at("2026-01-01T18:36:00.5+02:00"),
+            Ok(utc + Duration::from_millis(500))
+        );
+        assert_eq!(at("2026-01-01T16:36:00"), Ok(utc), "no offset: UTC");
+        assert!(at("tomorrow").is_err());
+    }
 
     #[test]
     fn empty_secrets_are_refused() {
