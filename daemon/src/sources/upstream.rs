@@ -11,6 +11,9 @@ use std::time::{Duration, SystemTime};
 use crate::redact;
 use crate::sources::SourceError;
 
+/// The longest wait between two polls of a device code, whatever the upstream asks.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How long to wait when an upstream throttles without saying for how long.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -87,13 +90,14 @@ pub struct Refusal {
 }
 
 /// Reads the refusal in `body`, if it is one. Codes are cut at 60 characters and descriptions
-/// at their first line (Entra's run on with trace and correlation ids) and 300 characters.
+/// at their first line (Entra's run on with trace and correlation ids).
 pub fn parse_refusal(body: &str) -> Option<Refusal> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    // The first line whole: it is cut only after it is scrubbed (see `classify`), so that a
+    // secret the cut would split is still recognised.
     let short = |v: &serde_json::Value| {
         v.as_str()
-            .map(|s| s.lines().next().unwrap_or_default().trim())
-            .map(|s| s.chars().take(300).collect::<String>())
+            .map(|s| s.lines().next().unwrap_or_default().trim().to_string())
             .filter(|s| !s.is_empty())
     };
     match value.get("error")? {
@@ -138,7 +142,7 @@ pub fn classify(
             Some(d) => format!("{}: {d}", r.code),
             None => r.code.clone(),
         })
-        .map(|said| redact::redact(&said, secrets))
+        .map(|said| redact::one_line(&redact::redact(&said, secrets)))
         .map(|said| format!(" ({said})"))
         .unwrap_or_default();
     match code {
@@ -187,15 +191,22 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Verdict>>,
 {
+    // An upstream's interval is a hint: at least a second, at most half a minute.
+    interval = interval.clamp(Duration::from_secs(1), MAX_POLL_INTERVAL);
     loop {
-        if SystemTime::now() + interval > deadline {
+        if SystemTime::now()
+            .checked_add(interval)
+            .is_none_or(|next| next > deadline)
+        {
             return Err(expired());
         }
         tokio::time::sleep(interval).await;
         match poll().await {
             Ok(done) => return Ok(done),
             Err(Verdict::Pending) => {}
-            Err(Verdict::SlowDown) => interval += Duration::from_secs(5),
+            Err(Verdict::SlowDown) => {
+                interval = (interval + Duration::from_secs(5)).min(MAX_POLL_INTERVAL);
+            }
             Err(Verdict::Failed(e)) => return Err(e),
         }
     }
@@ -290,6 +301,23 @@ mod tests {
         );
         let e = failed(verdict(429, "", None));
         assert!(matches!(e, SourceError::Throttled(_, wait) if wait == DEFAULT_RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn an_absurd_poll_interval_is_clamped_not_overflowed() {
+        let deadline = SystemTime::now() + Duration::from_secs(5);
+        let polled = poll_device_code(
+            Duration::from_secs(u64::MAX),
+            deadline,
+            || SourceError::NeedsLogin("expired".into()),
+            || async { Err::<(), _>(Verdict::Pending) },
+        )
+        .await;
+        // Clamped to half a minute, the first poll would come after the deadline.
+        assert!(
+            matches!(polled, Err(SourceError::NeedsLogin(_))),
+            "{polled:?}"
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_sdk_ssooidc::operation::create_token::CreateTokenError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use credd_proto::LoginPrompt;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
@@ -288,13 +287,13 @@ pub async fn ensure_fresh(
                     "has ended (its refresh token was refused)",
                 ))
             } else if expires > now {
-                tracing::warn!(session = %session.describe(), "renewing the SSO access token failed; it is still valid: {}", DisplayErrorContext(&e));
+                tracing::warn!(session = %session.describe(), "renewing the SSO access token failed; it is still valid: {}", super::service_error(&e));
                 Ok(())
             } else {
                 Err(SourceError::Upstream(format!(
                     "renewing the token of {} failed: {}",
                     session.describe(),
-                    DisplayErrorContext(&e)
+                    super::service_error(&e)
                 )))
             }
         }
@@ -335,7 +334,7 @@ async fn device_login(
         SourceError::Upstream(format!(
             "SSO {what} for {} failed: {}",
             session.describe(),
-            DisplayErrorContext(e)
+            super::service_error(e)
         ))
     };
     let now = SystemTime::now();
@@ -363,8 +362,11 @@ async fn device_login(
                     .send()
                     .await
                     .map_err(|e| failed("RegisterClient", &e))?;
-                let expires = SystemTime::UNIX_EPOCH
-                    + Duration::from_secs(reg.client_secret_expires_at().max(0) as u64);
+                let expires = crate::policy::expires_at_unix(
+                    SystemTime::now(),
+                    reg.client_secret_expires_at().max(0) as u64,
+                    "the SSO client registration",
+                );
                 (
                     reg.client_id().unwrap_or_default().to_string(),
                     reg.client_secret().unwrap_or_default().to_string(),
