@@ -92,7 +92,22 @@ impl Logins {
                 tracing::info!(source = %name, "interactive login started");
                 let deadline = SystemTime::now() + LOGIN_BOUND;
                 let outcome = match slot.source().login(deadline, io) {
-                    Some(login) => login.await,
+                    // Bounded, and a login that panics ends like any failed one: the flow
+                    // must finish, or every later login would join it.
+                    Some(login) => {
+                        let login = futures_util::FutureExt::catch_unwind(
+                            std::panic::AssertUnwindSafe(login),
+                        );
+                        match tokio::time::timeout(LOGIN_BOUND, login).await {
+                            Ok(Ok(outcome)) => outcome,
+                            Ok(Err(_)) => Err(SourceError::Internal(
+                                "the login failed unexpectedly (a bug in credd)".into(),
+                            )),
+                            Err(_) => Err(SourceError::NeedsLogin(
+                                "the login did not finish in time".into(),
+                            )),
+                        }
+                    }
                     None => Err(SourceError::Upstream(format!(
                         "sources of kind `{}` have no interactive login",
                         slot.kind()
@@ -106,7 +121,7 @@ impl Logins {
                         let _ = slot.refresh().await;
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.one_line()),
                 };
                 tracing::info!(source = %name, ok = outcome.is_ok(), "interactive login finished");
                 outcome
