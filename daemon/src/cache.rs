@@ -281,23 +281,30 @@ impl Slot {
             return inflight.clone();
         }
         st.upstream_calls += 1;
+        let generation = st.generation;
         let slot = Arc::clone(self);
         let task = tokio::spawn(async move {
             let started = slot.clock.now();
             tracing::debug!(source = %slot.id, "calling upstream");
             // A fetch that panics is a failure like any other: it must not leave the slot
             // waiting forever on a call that is over.
-            let result = std::panic::AssertUnwindSafe(slot.source.fetch(started))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| {
+            let fetch = std::panic::AssertUnwindSafe(slot.source.fetch(started)).catch_unwind();
+            let result = match tokio::time::timeout(policy::FETCH_BOUND, fetch).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => {
                     tracing::error!(source = %slot.id, "the upstream call failed unexpectedly (a bug in credd); it will be retried");
                     Err(SourceError::Internal(format!(
                         "internal error in the {} source; retrying",
                         slot.kind()
                     )))
-                });
-            slot.finish_fetch(started, result)
+                }
+                // Each source bounds its own calls; this bounds whatever a source cannot.
+                Err(_) => Err(SourceError::Upstream(format!(
+                    "the upstream call did not finish within {} minutes",
+                    policy::FETCH_BOUND.as_secs() / 60
+                ))),
+            };
+            slot.finish_fetch(started, Some(generation), result)
         });
         let inflight: BoxFuture<'static, FetchOutcome> = Box::pin(task.map(|joined| {
             joined.unwrap_or_else(|e| Err(SourceError::Upstream(format!("internal error: {e}"))))
@@ -307,20 +314,34 @@ impl Slot {
         inflight
     }
 
-    /// Takes a credential an interactive login obtained, as if a fetch had just returned it.
+    /// Takes a credential an interactive login obtained, as if a fetch had just returned it
+    /// (a fetch still in flight keeps its place, and its failure will not undo this).
     pub fn accept(&self, fetched: crate::sources::Fetched) -> FetchOutcome {
         let now = self.clock.now();
-        self.finish_fetch(now, Ok(fetched))
+        self.finish_fetch(now, None, Ok(fetched))
     }
 
+    /// Records what a fetch (started when the slot was at `generation`), or a login (`None`),
+    /// came back with.
     fn finish_fetch(
         &self,
         started: SystemTime,
+        generation: Option<u64>,
         result: Result<crate::sources::Fetched, SourceError>,
     ) -> FetchOutcome {
         let now = self.clock.now();
         let mut st = self.lock();
-        st.inflight = None;
+        if generation.is_some() {
+            st.inflight = None;
+        }
+        // A fetch that failed after a login brought a newer credential: the newer one stands.
+        if result.is_err()
+            && generation.is_some_and(|g| g != st.generation)
+            && let Some(current) = &st.current
+            && !current.validity.remaining(now).is_zero()
+        {
+            return Ok(current.credential.clone());
+        }
         let outcome = match result {
             Ok(fetched) if policy::expired_on_arrival(fetched.expires_at, now) => {
                 Err(SourceError::Upstream(

@@ -111,6 +111,10 @@ impl Validity {
 /// would need it.
 pub const SSO_REFRESH_WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// The longest any fetch may take, whatever its source: each bounds its own calls, and this
+/// bounds what a source cannot (a tool it runs through an SDK, say), so no slot waits forever.
+pub const FETCH_BOUND: Duration = Duration::from_secs(10 * 60);
+
 /// How long a source whose settings are wrong waits before it tries again by itself: a config
 /// edit, `credd refresh` or `credd login` try at once.
 pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(15 * 60);
