@@ -25,8 +25,9 @@ use crate::endpoints::peer;
 /// How long a client may take to send a whole request once connected (or between requests).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a stopping daemon waits for the answers it is still working on.
-const DRAIN_BOUND: Duration = Duration::from_secs(5);
+/// How long a stopping daemon waits for the answers it is still working on: less than a newer
+/// client waits for it to go when it replaces it.
+const DRAIN_BOUND: Duration = Duration::from_secs(3);
 /// Connections served at once; more wait in the kernel's backlog. Fewer when the open-file
 /// limit is low, so the endpoints, the upstream calls and the files still have descriptors.
 const MAX_CONNECTIONS: usize = 4096;
@@ -180,10 +181,11 @@ pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watc
         match stream {
             Ok(stream) => {
                 let dispatcher = dispatcher.clone();
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let mut stream = stream;
                     if peer_allowed(&stream) {
-                        serve_connection(stream, &dispatcher).await;
+                        serve_connection(stream, &dispatcher, shutdown).await;
                     } else {
                         let refusal = Response::error(
                             ErrorKind::Refused,
@@ -251,15 +253,26 @@ fn peer_allowed(_stream: &Stream) -> bool {
     true
 }
 
-async fn serve_connection(mut stream: Stream, dispatcher: &Dispatcher) {
+async fn serve_connection(
+    mut stream: Stream,
+    dispatcher: &Dispatcher,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
-        let body = match read_frame(&mut stream).await {
-            Ok(Some(body)) => body,
-            Ok(None) => return,
-            Err(reply) => {
-                let _ = write(&mut stream, reply).await;
-                return;
-            }
+        // A stopping daemon finishes the request it is answering, but reads no new one.
+        if *shutdown.borrow() {
+            return;
+        }
+        let body = tokio::select! {
+            read = read_frame(&mut stream) => match read {
+                Ok(Some(body)) => body,
+                Ok(None) => return,
+                Err(reply) => {
+                    let _ = write(&mut stream, reply).await;
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
         };
         let decoded = frame::decode_request(&body);
         // After a stop the connection ends, so the client knows the daemon is going.
