@@ -29,6 +29,9 @@ pub use secret::Secret;
 ///
 /// Version 2: `get` carries an optional `audience` (a daemon of version 1 would have ignored it
 /// and answered with an access token).
+///
+/// Version 3: `get`'s `min_valid_secs` is optional (the daemon's default applies), and errors
+/// may be of kind `misconfigured` (exit 8).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.

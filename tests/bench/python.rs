@@ -52,6 +52,8 @@ pub fn providers(runs: usize, floor: &[Duration]) {
     };
 
     let google = GoogleUpstream::start();
+    // The login the file holds, as the upstream granted it.
+    google.grant_refresh_token("c", "s", "r");
     let world = World::new().with_env("CREDD_LOG", "warn");
     let adc = world.path("adc.json");
     std::fs::write(

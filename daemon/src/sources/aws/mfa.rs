@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::sources::SourceError;
 
@@ -62,7 +61,7 @@ pub async fn assume_with_code(
                 "source profile `{}` of `{}`: {}",
                 role.source_profile,
                 role.profile,
-                DisplayErrorContext(&e)
+                super::service_error(&e)
             ))
         })?;
     let config = aws_sdk_sts::config::Builder::from(sdk)
@@ -87,7 +86,7 @@ pub async fn assume_with_code(
             SourceError::NeedsLogin(format!(
                 "STS refused the MFA code for `{}`: {}",
                 role.profile,
-                DisplayErrorContext(&e)
+                super::service_error(&e)
             ))
         })?;
     out.credentials()

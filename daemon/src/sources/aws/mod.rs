@@ -206,7 +206,7 @@ impl AwsSource {
                 SourceError::Upstream(format!(
                     "STS GetSessionToken for profile `{}` failed: {}",
                     self.spec.profile,
-                    DisplayErrorContext(&e)
+                    service_error(&e)
                 ))
             })?;
         let c = out.credentials().ok_or_else(|| {
@@ -354,6 +354,15 @@ fn sso_session_refused(error: &CredentialsError) -> bool {
                 Some(GetRoleCredentialsError::UnauthorizedException(_))
             )
         })
+}
+
+/// What an AWS service said when a call failed, as credd passes it on: one bounded line with
+/// anything secret-looking replaced (a service may quote what it was sent).
+pub(crate) fn service_error<E: std::error::Error>(error: E) -> String {
+    crate::redact::one_line(&crate::redact::redact(
+        &DisplayErrorContext(error).to_string(),
+        &[],
+    ))
 }
 
 /// `error` and the errors that caused it, outermost first.
