@@ -415,6 +415,30 @@ fn failed_to_answer(
     )
 }
 
+/// `credd doctor`: the checks, as text or JSON; when one fails the report is printed and the
+/// exit code says so.
+pub fn command(json: bool) -> Result<String, crate::Failure> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let checks = run(&|request| crate::ask(request, true), now);
+    let failed = checks.iter().any(|c| c.verdict == Verdict::Fail);
+    let text = if json {
+        format!(
+            "{}\n",
+            serde_json::to_string_pretty(&checks).expect("checks serialize")
+        )
+    } else {
+        render(&checks)
+    };
+    if failed {
+        // The report is the answer; the exit code says something needs fixing.
+        print!("{text}");
+        return Err((1, "some checks failed; see the fixes above".into()));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use crate::cli::{Cli, Command, SetupTarget};
 
 /// The client's own exit codes; errors the daemon reports use [`ErrorKind::exit_code`]. All
 /// are in [`credd_proto::exit::Exit`].
-mod exit {
+pub(crate) mod exit {
     use credd_proto::exit::Exit;
 
     pub const USAGE: u8 = Exit::Usage as u8;
@@ -106,63 +106,8 @@ fn run(command: Command) -> Result<String, Failure> {
                     region,
                     dry_run,
                 },
-        } => {
-            let settings_path = match project {
-                Some(dir) => dir.join(".claude/settings.json"),
-                None => std::env::var_os("HOME")
-                    .map(std::path::PathBuf::from)
-                    .ok_or((
-                        exit::USAGE,
-                        "HOME is not set; use --project DIR".to_string(),
-                    ))?
-                    .join(".claude/settings.json"),
-            };
-            let credential = match ask(
-                Request::Get {
-                    source: source.clone(),
-                    min_valid_secs: Some(0),
-                    caller: None,
-                    audience: None,
-                },
-                true,
-            )? {
-                Response::Credential(c) => c,
-                other => return Err(unexpected(other)),
-            };
-            let status = match ask(Request::Status, true)? {
-                Response::Status(status) => status,
-                other => return Err(unexpected(other)),
-            };
-            let plan = setup::Plan {
-                settings_path,
-                source,
-                via,
-                base_url,
-                region,
-            };
-            setup::run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
-        }
-        Command::Doctor { json } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let checks = doctor::run(&|request| ask(request, true), now);
-            let failed = checks.iter().any(|c| c.verdict == doctor::Verdict::Fail);
-            let text = if json {
-                format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&checks).expect("checks serialize")
-                )
-            } else {
-                doctor::render(&checks)
-            };
-            if failed {
-                // The report is the answer; the exit code says something needs fixing.
-                print!("{text}");
-                return Err((1, "some checks failed; see the fixes above".into()));
-            }
-            Ok(text)
-        }
+        } => setup::command(source, project, via, base_url, region, dry_run),
+        Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
         Command::Stop => match ask(Request::Stop, false) {
             Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),

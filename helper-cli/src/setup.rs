@@ -353,6 +353,55 @@ pub fn run(
     Ok(out)
 }
 
+/// `credd setup claude-code`: the plan from the command line, then the settings written (or
+/// shown, with `dry_run`).
+pub fn command(
+    source: String,
+    project: Option<std::path::PathBuf>,
+    via: Option<crate::cli::Via>,
+    base_url: Option<String>,
+    region: Option<String>,
+    dry_run: bool,
+) -> Result<String, crate::Failure> {
+    use credd_proto::{Request, Response};
+
+    use crate::{ask, exit, unexpected};
+    let settings_path = match project {
+        Some(dir) => dir.join(".claude/settings.json"),
+        None => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .ok_or((
+                exit::USAGE,
+                "HOME is not set; use --project DIR".to_string(),
+            ))?
+            .join(".claude/settings.json"),
+    };
+    let credential = match ask(
+        Request::Get {
+            source: source.clone(),
+            min_valid_secs: Some(0),
+            caller: None,
+            audience: None,
+        },
+        true,
+    )? {
+        Response::Credential(c) => c,
+        other => return Err(unexpected(other)),
+    };
+    let status = match ask(Request::Status, true)? {
+        Response::Status(status) => status,
+        other => return Err(unexpected(other)),
+    };
+    let plan = Plan {
+        settings_path,
+        source,
+        via,
+        base_url,
+        region,
+    };
+    run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
