@@ -153,12 +153,19 @@ pub async fn read_text(mut response: reqwest::Response) -> Result<String, ReadEr
         .await
         .map_err(|e| ReadError::Broken(e.without_url().to_string()))?
     {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
+        append_capped(&mut body, &chunk)?;
     }
     Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Adds `chunk` to an answer being read, unless that takes it past [`MAX_ANSWER`]: the one
+/// bound every reader of upstream answers applies (reqwest's here, the Azure SDK's transport).
+pub fn append_capped(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), ReadError> {
+    if body.len() + chunk.len() > MAX_ANSWER {
+        return Err(ReadError::TooLarge);
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
 }
 
 /// An [`oauth_http_client`] built on first use, once (building reads the CA bundles).

@@ -65,14 +65,9 @@ async fn read_capped(mut body: azure_core::http::AsyncResponseBody) -> azure_cor
     use futures_util::StreamExt as _;
     let mut read = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk?;
-        if read.len() + chunk.len() > crate::net::MAX_ANSWER {
-            return Err(azure_core::Error::with_message(
-                azure_core::error::ErrorKind::Io,
-                crate::net::ReadError::TooLarge.to_string(),
-            ));
-        }
-        read.extend_from_slice(&chunk);
+        crate::net::append_capped(&mut read, &chunk?).map_err(|e| {
+            azure_core::Error::with_message(azure_core::error::ErrorKind::Io, e.to_string())
+        })?;
     }
     Ok(read)
 }
