@@ -268,10 +268,9 @@ impl AwsSource {
         })
     }
 
-    /// Turns the SDK's error into one line that says what to do.
-    /// By the error's type, not its words: settings the SDK found missing or wrong are a
-    /// misconfiguration; the SSO portal refusing the session's token needs a login; the rest
-    /// is the upstream's.
+    /// Turns the SDK's error into what credd reports, by the error's type, not its words:
+    /// settings the SDK found missing or wrong are a misconfiguration; the SSO portal refusing
+    /// the session's token needs a login; the rest is the upstream's.
     fn explain(&self, error: CredentialsError, auth: &ProfileAuth) -> SourceError {
         let profile = &self.spec.profile;
         let detail = DisplayErrorContext(&error).to_string();

@@ -479,37 +479,31 @@ impl Settings {
         }
     }
 
-    /// The first setting `method` needs and does not have.
+    /// The first setting `method` needs and does not have: the app's tenant and client id,
+    /// and for two methods one more.
     fn problem(&self, method: EntraMethod) -> Option<SourceError> {
-        let needs: &[(&str, &str, bool)] = match method {
-            EntraMethod::ClientSecret => &[
-                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
-                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
-            ],
-            EntraMethod::ClientCertificate => &[
-                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
-                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
-                (
-                    "certificate",
-                    "AZURE_CLIENT_CERTIFICATE_PATH",
-                    self.certificate.is_some(),
-                ),
-            ],
-            EntraMethod::WorkloadIdentity => &[
-                ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
-                ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
-                (
-                    "federated_token_file",
-                    "AZURE_FEDERATED_TOKEN_FILE",
-                    self.federated_token_file.is_some(),
-                ),
-            ],
-            _ => &[],
+        let third = match method {
+            EntraMethod::ClientSecret => None,
+            EntraMethod::ClientCertificate => Some((
+                "certificate",
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+                self.certificate.is_some(),
+            )),
+            EntraMethod::WorkloadIdentity => Some((
+                "federated_token_file",
+                "AZURE_FEDERATED_TOKEN_FILE",
+                self.federated_token_file.is_some(),
+            )),
+            _ => return None,
         };
-        needs
-            .iter()
-            .find(|(_, _, present)| !present)
-            .map(|(key, var, _)| missing(method, key, var))
+        [
+            ("tenant_id", "AZURE_TENANT_ID", self.tenant.is_some()),
+            ("client_id", "AZURE_CLIENT_ID", self.client_id.is_some()),
+        ]
+        .into_iter()
+        .chain(third)
+        .find(|(_, _, present)| !present)
+        .map(|(key, var, _)| missing(method, key, var))
     }
 }
 
