@@ -367,7 +367,7 @@ impl Slot {
                     source: self.id.source.clone(),
                     issued_at: unix_secs(issued_at),
                     expires_at: unix_secs(fetched.expires_at),
-                    metadata: fetched.metadata,
+                    metadata: Box::new(fetched.metadata),
                     secret: fetched.secret,
                 });
                 st.current = Some(Cached {

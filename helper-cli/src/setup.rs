@@ -44,7 +44,7 @@ fn owned_settings(
             let region = plan
                 .region
                 .clone()
-                .or_else(|| credential.metadata.get("region").cloned())
+                .or_else(|| credential.metadata.region.clone())
                 .ok_or_else(|| {
                     format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
                 })?;
@@ -71,7 +71,7 @@ fn owned_settings(
             }
         }
         ("gcp", Via::Endpoint) => {
-            let project = credential.metadata.get("project").ok_or_else(|| {
+            let project = credential.metadata.project.as_ref().ok_or_else(|| {
                 format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
             })?;
             env.insert("CLAUDE_CODE_USE_VERTEX".into(), json!("1"));

@@ -32,7 +32,9 @@ pub use secret::Secret;
 ///
 /// Version 3: `get`'s `min_valid_secs` is optional (the daemon's default applies), and errors
 /// may be of kind `misconfigured` (exit 8).
-pub const PROTOCOL_VERSION: u32 = 3;
+///
+/// Version 4: a credential's `metadata` has named fields, and its `scopes` are a list.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,8 +3,6 @@
 //! Times are Unix seconds (UTC): both sides agree on them without a date library, and the
 //! client turns them into RFC 3339 only where a caller wants that.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::Secret;
@@ -136,8 +134,60 @@ pub struct Credential {
     pub issued_at: i64,
     pub expires_at: i64,
     /// Facts about the credential that are not secret (account, scopes, ...).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "CredentialFacts::is_empty")]
+    pub metadata: Box<CredentialFacts>,
+}
+
+/// What is known about a credential besides its secret: what `--format json` shows and what
+/// `credd setup` and the endpoints read (a project, a client id, scopes). Each kind of source
+/// sets the fields that apply to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialFacts {
+    /// `aws`: the profile the credentials are for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// `aws`: the profile's region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `aws`: the MFA device an MFA login used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_serial: Option<String>,
+    /// `gcp`: the credential file's `type` (`authorized_user`, `service_account`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_type: Option<String>,
+    /// `gcp`: the credential file used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<String>,
+    /// `gcp`: the account the token acts as (an email), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// `gcp`: the project reported to callers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// `gcp`: the project billed for quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_project: Option<String>,
+    /// `gcp` ID tokens: the audience the token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// `entra`: how the token was obtained (`client-secret`, `device-code`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `entra`: the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// `entra`: the application (client) id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `gcp` and `entra`: the OAuth scopes the token carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl CredentialFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

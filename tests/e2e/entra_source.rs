@@ -60,8 +60,8 @@ fn a_client_secret_gets_a_token_with_its_expiry_and_never_shows_the_secret() {
     let detail = world.credd(&["get", "foundry", "--format", "json"]).json();
     assert_eq!(detail["metadata"]["tenant"], TENANT);
     assert_eq!(
-        detail["metadata"]["scope"],
-        "https://cognitiveservices.azure.com/.default"
+        detail["metadata"]["scopes"],
+        serde_json::json!(["https://cognitiveservices.azure.com/.default"])
     );
     assert_eq!(detail["metadata"]["method"], "client-secret");
     let lifetime = detail["expires_at"].as_str().map(|t| {

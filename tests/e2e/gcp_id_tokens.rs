@@ -187,7 +187,8 @@ fn id_tokens_are_refused_clearly_where_google_signs_none() {
     let world = gcp_world(&authorized_user(&upstream, REFRESH_TOKEN), "");
     let _daemon = world.start_daemon();
     let out = world.credd(&["get", "vertex", "--audience", RUN_URL]);
-    assert_eq!(out.code, 1, "{out:?}");
+    // The settings must change, so it is a misconfiguration, not an upstream failure.
+    assert_eq!(out.code, 8, "{out:?}");
     assert_eq!(out.stdout, "");
     assert!(
         out.stderr.contains("only for service accounts") && out.stderr.contains("impersonate"),

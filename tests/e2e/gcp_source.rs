@@ -112,7 +112,7 @@ fn gcloud_adc_file_is_found_and_its_token_uri_honoured() {
     assert_eq!(detail["metadata"]["quota_project"], "credd-quota");
     assert_eq!(
         detail["metadata"]["scopes"],
-        "https://www.googleapis.com/auth/cloud-platform"
+        serde_json::json!(["https://www.googleapis.com/auth/cloud-platform"])
     );
     let lifetime = humantime::parse_rfc3339(detail["expires_at"].as_str().unwrap())
         .unwrap()

@@ -95,7 +95,7 @@ impl AzureManagedIdentity {
                         "expires_on": credential.expires_at.to_string(),
                         "resource": resource,
                         "token_type": "Bearer",
-                        "client_id": credential.metadata.get("client_id").cloned().unwrap_or_default(),
+                        "client_id": credential.metadata.client_id.clone().unwrap_or_default(),
                     }),
                 )
             }

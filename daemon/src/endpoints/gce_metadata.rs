@@ -60,7 +60,7 @@ impl GceMetadata {
             V1 => text(200, "instance/\nproject/\nuniverse/\n"),
             "/computeMetadata/v1/universe/universe-domain" => text(200, "googleapis.com"),
             "/computeMetadata/v1/project/project-id" => match self.credential().await {
-                Ok(credential) => match credential.metadata.get("project") {
+                Ok(credential) => match &credential.metadata.project {
                     Some(project) => text(200, project),
                     None => text(
                         404,
@@ -88,8 +88,8 @@ impl GceMetadata {
         };
         let email = credential
             .metadata
-            .get("account")
-            .cloned()
+            .account
+            .clone()
             .unwrap_or_else(|| "default".into());
         let account = || json!({ "aliases": ["default"], "email": email, "scopes": self.scopes });
         match rest {

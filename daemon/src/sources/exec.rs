@@ -8,7 +8,6 @@
 //! Nothing the command prints on stdout ever reaches an error message: that is where its secret
 //! is. Its stderr is summarised through [`crate::redact`].
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use credd_proto::{CredentialSecret, Secret};
@@ -197,7 +196,7 @@ fn parse_credential_process(
             session_token: c.session_token.map(Secret::new),
         },
         expires_at,
-        metadata: BTreeMap::new(),
+        metadata: Default::default(),
         clock_offset_secs: None,
     })
 }
@@ -222,7 +221,7 @@ fn token(value: String, expires_at: SystemTime) -> Fetched {
             token: Secret::new(value),
         },
         expires_at,
-        metadata: BTreeMap::new(),
+        metadata: Default::default(),
         clock_offset_secs: None,
     }
 }

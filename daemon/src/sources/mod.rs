@@ -11,7 +11,7 @@ pub mod upstream;
 
 use std::time::SystemTime;
 
-use credd_proto::{CredentialSecret, LoginPrompt, Secret};
+use credd_proto::{CredentialFacts, CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use crate::config::SourceSpec;
@@ -22,10 +22,37 @@ pub struct Fetched {
     pub secret: CredentialSecret,
     /// On credd's clock (see [`crate::upstream_clock`]).
     pub expires_at: SystemTime,
-    pub metadata: std::collections::BTreeMap<String, String>,
+    pub metadata: CredentialFacts,
     /// How far the upstream's clock was ahead of credd's (negative: behind), in seconds, when
     /// `expires_at` had to be corrected for it.
     pub clock_offset_secs: Option<i64>,
+}
+
+/// A bearer token (an access or ID token) as every token endpoint credd asks hands it out,
+/// whichever source asked: the token, when it runs out on credd's clock, and the correction
+/// that needed.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub secret: Secret,
+    /// On credd's clock (see [`crate::upstream_clock`]).
+    pub expires_at: SystemTime,
+    /// How far the upstream's clock was ahead of credd's, in seconds, when `expires_at` was
+    /// corrected for it; `None` for a stated lifetime, which no clock difference affects.
+    pub clock_offset_secs: Option<i64>,
+}
+
+impl Fetched {
+    /// A bearer token with what is known about it.
+    pub fn bearer(token: Token, metadata: CredentialFacts) -> Self {
+        Fetched {
+            secret: CredentialSecret::Token {
+                token: token.secret,
+            },
+            expires_at: token.expires_at,
+            metadata,
+            clock_offset_secs: token.clock_offset_secs,
+        }
+    }
 }
 
 /// Why an upstream call failed. The message is for a person and never holds a secret.

@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use credd_proto::Secret;
+
 use crate::redact;
-use crate::sources::SourceError;
+use crate::sources::{SourceError, Token};
 
 /// The longest wait between two polls of a device code, whatever the upstream asks.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -79,6 +81,50 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// An OAuth 2.0 token response (RFC 6749 section 5.1), as Google's and Entra's token endpoints
+/// answer.
+#[derive(serde::Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Reads a successful token response from `host`: the access token (never empty), counted to
+/// run out `expires_in` after `now` (`assumed` when the answer states no lifetime; long ones
+/// capped by [`crate::policy::expires_after`]), and the refresh token when one came with it.
+pub fn read_token(
+    body: &str,
+    host: &str,
+    assumed: Duration,
+    now: SystemTime,
+) -> Result<(Token, Option<Secret>), SourceError> {
+    let answer: TokenAnswer = serde_json::from_str(body).map_err(|_| {
+        SourceError::Upstream(format!(
+            "{host} answered with something that is not a token response"
+        ))
+    })?;
+    if answer.access_token.is_empty() {
+        return Err(SourceError::Upstream(format!(
+            "{host} answered with an empty access token"
+        )));
+    }
+    let lifetime = answer.expires_in.unwrap_or(assumed.as_secs());
+    let token = Token {
+        secret: Secret::new(answer.access_token),
+        // A lifetime, which no clock difference affects.
+        expires_at: crate::policy::expires_after(now, lifetime, host),
+        clock_offset_secs: None,
+    };
+    let refresh = answer
+        .refresh_token
+        .filter(|r| !r.is_empty())
+        .map(Secret::new);
+    Ok((token, refresh))
 }
 
 /// What an upstream said when it refused: an OAuth error (`error`, `error_description`), or a
@@ -215,6 +261,49 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_answers_are_read_once_for_every_source() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour = Duration::from_secs(3600);
+        let (token, refresh) = read_token(
+            r#"{"access_token":"at","expires_in":600,"refresh_token":"rt","token_type":"Bearer"}"#,
+            "https://t.example",
+            hour,
+            now,
+        )
+        .unwrap();
+        assert_eq!(token.secret.expose(), "at");
+        assert_eq!(token.expires_at, now + Duration::from_secs(600));
+        assert_eq!(refresh.unwrap().expose(), "rt");
+        // No stated lifetime: the assumed one; no refresh token, or an empty one: none.
+        let (token, refresh) = read_token(
+            r#"{"access_token":"at","refresh_token":""}"#,
+            "h",
+            hour,
+            now,
+        )
+        .unwrap();
+        assert_eq!(token.expires_at, now + hour);
+        assert!(refresh.is_none());
+        // A lifetime past any clock is capped, never an overflow.
+        let (token, _) = read_token(
+            r#"{"access_token":"at","expires_in":18446744073709551615}"#,
+            "h",
+            hour,
+            now,
+        )
+        .unwrap();
+        assert!(token.expires_at <= now + Duration::from_secs(24 * 3600));
+        for bad in [r#"{"access_token":""}"#, r#"{"token":"x"}"#, "<html>"] {
+            let error = read_token(bad, "https://t.example", hour, now).unwrap_err();
+            assert!(matches!(error, SourceError::Upstream(_)), "{error:?}");
+            assert!(
+                error.to_string().starts_with("https://t.example "),
+                "{error}"
+            );
+        }
+    }
 
     fn verdict(status: u16, body: &str, retry_after: Option<u64>) -> Verdict {
         classify(

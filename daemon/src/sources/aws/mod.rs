@@ -8,7 +8,6 @@
 //! (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`) work as they do for the SDKs.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use aws_config::BehaviorVersion;
@@ -19,7 +18,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_types::os_shim_internal::{Env, Fs};
-use credd_proto::{CredentialSecret, Secret};
+use credd_proto::{CredentialFacts, CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
 pub mod mfa;
@@ -123,11 +122,11 @@ impl AwsSource {
             Some(expiry) => dates.to_local(expiry, now),
             None => (now + self.spec.duration, None),
         };
-        let mut metadata = BTreeMap::new();
-        metadata.insert("profile".to_string(), profile.to_string());
-        if let Some(region) = sdk.region() {
-            metadata.insert("region".to_string(), region.to_string());
-        }
+        let metadata = CredentialFacts {
+            profile: Some(profile.to_string()),
+            region: sdk.region().map(|r| r.to_string()),
+            ..CredentialFacts::default()
+        };
         Ok(Fetched {
             secret: CredentialSecret::Aws {
                 access_key_id: credentials.access_key_id().to_string(),
@@ -253,9 +252,11 @@ impl AwsSource {
             Ok(expiry) => dates.to_local(expiry, started),
             Err(_) => (started + self.spec.duration, None),
         };
-        let mut metadata = BTreeMap::new();
-        metadata.insert("profile".to_string(), role.profile.clone());
-        metadata.insert("mfa_serial".to_string(), role.serial.clone());
+        let metadata = CredentialFacts {
+            profile: Some(role.profile.clone()),
+            mfa_serial: Some(role.serial.clone()),
+            ..CredentialFacts::default()
+        };
         Ok(Fetched {
             secret: CredentialSecret::Aws {
                 access_key_id: c.access_key_id().to_string(),

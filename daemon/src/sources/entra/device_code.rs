@@ -7,10 +7,14 @@ use std::time::{Duration, SystemTime};
 use credd_proto::{LoginPrompt, Secret};
 use serde::Deserialize;
 
-use crate::sources::SourceError;
 use crate::sources::upstream::{self, Verdict};
+use crate::sources::{SourceError, Token};
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// Lifetime assumed when a token answer states none (Entra's state one; an hour is its
+/// shortest).
+const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Where a tenant's endpoints are.
 pub struct Authority<'a> {
@@ -28,12 +32,8 @@ impl Authority<'_> {
     }
 }
 
-/// Tokens from the flow: the access token, its expiry, and the refresh token to keep.
-pub struct Tokens {
-    pub access_token: Secret,
-    pub expires_at: SystemTime,
-    pub refresh_token: Option<Secret>,
-}
+/// What the flow yields: the access token, and the refresh token to keep when one came.
+pub type Tokens = (Token, Option<Secret>);
 
 #[derive(Deserialize)]
 struct DeviceCodeResponse {
@@ -47,14 +47,6 @@ struct DeviceCodeResponse {
 
 fn default_interval() -> u64 {
     5
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    expires_in: u64,
-    #[serde(default)]
-    refresh_token: Option<String>,
 }
 
 /// Runs the flow: shows the code through `report`, polls until the person approves, the code
@@ -95,8 +87,7 @@ pub async fn login(
             let reply = upstream::send(request, authority.host)
                 .await
                 .map_err(Verdict::Failed)?;
-            read::<TokenResponse>(&reply, authority, &[device_code])
-                .map(|tokens| tokens.into_tokens(now))
+            tokens(&reply, authority, &[device_code], now)
         },
     )
     .await
@@ -119,19 +110,21 @@ pub async fn refresh(
         ("scope", &scope),
     ]);
     let reply = upstream::send(request, authority.host).await?;
-    read::<TokenResponse>(&reply, authority, &[refresh_token.expose()])
-        .map(|tokens| tokens.into_tokens(now))
-        .map_err(failure)
+    tokens(&reply, authority, &[refresh_token.expose()], now).map_err(failure)
 }
 
-impl TokenResponse {
-    fn into_tokens(self, now: SystemTime) -> Tokens {
-        Tokens {
-            access_token: Secret::new(self.access_token),
-            expires_at: crate::policy::expires_after(now, self.expires_in, "Entra"),
-            refresh_token: self.refresh_token.map(Secret::new),
-        }
+/// The tokens of a successful answer, or the verdict on a refusal.
+fn tokens(
+    reply: &upstream::Reply,
+    authority: &Authority<'_>,
+    secrets: &[&str],
+    now: SystemTime,
+) -> Result<Tokens, Verdict> {
+    if !reply.is_success() {
+        return Err(reply.verdict(authority.host, secrets));
     }
+    upstream::read_token(&reply.body, authority.host, ASSUMED_LIFETIME, now)
+        .map_err(Verdict::Failed)
 }
 
 fn with_offline_access(scopes: &[String]) -> String {

@@ -11,18 +11,17 @@ mod certificate;
 mod device_code;
 mod transport;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
-use credd_proto::{CredentialSecret, LoginPrompt, Secret};
+use credd_proto::{CredentialFacts, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use self::transport::RecordingClient;
-use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, upstream};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token, upstream};
 use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
 
@@ -92,11 +91,8 @@ impl EntraSource {
             return Err(problem);
         }
         let scopes = self.spec.scopes();
-        let (token, expires_at, clock_offset_secs) = match self.spec.method {
-            EntraMethod::DeviceCode => {
-                let (token, expires_at) = self.device_code_refresh(&scopes, now).await?;
-                (token, expires_at, None)
-            }
+        let token = match self.spec.method {
+            EntraMethod::DeviceCode => self.device_code_refresh(&scopes, now).await?,
             method => {
                 let http = RecordingClient::new(self.http()?.clone());
                 let (credential, secrets) = self.credential(&http)?;
@@ -112,7 +108,7 @@ impl EntraSource {
                 let counted = crate::policy::expires_after(now, lifetime, "Entra");
                 // Token endpoints state a lifetime (`expires_in`); a managed-identity endpoint
                 // states `expires_on`, by its own clock.
-                let (expires_at, offset) = match method {
+                let (expires_at, clock_offset_secs) = match method {
                     EntraMethod::ManagedIdentity => {
                         match http.dates().to_local(token.expires_on.into(), now) {
                             (corrected, Some(offset)) => (corrected, Some(offset)),
@@ -121,37 +117,26 @@ impl EntraSource {
                     }
                     _ => (counted, None),
                 };
-                (token.token.secret().to_string(), expires_at, offset)
+                Token {
+                    secret: Secret::new(token.token.secret()),
+                    expires_at,
+                    clock_offset_secs,
+                }
             }
         };
-        Ok(self.fetched(token, expires_at, clock_offset_secs, &scopes))
+        Ok(self.fetched(token, &scopes))
     }
 
     /// A token as the cache takes it, with what `status` and the endpoints show of it.
-    fn fetched(
-        &self,
-        token: String,
-        expires_at: SystemTime,
-        clock_offset_secs: Option<i64>,
-        scopes: &[String],
-    ) -> Fetched {
-        let mut metadata = BTreeMap::new();
-        metadata.insert("method".into(), method_name(self.spec.method).into());
-        metadata.insert("scope".into(), scopes.join(" "));
-        if let Some(tenant) = self.tenant() {
-            metadata.insert("tenant".into(), tenant);
-        }
-        if let Some(client) = self.client_id() {
-            metadata.insert("client_id".into(), client);
-        }
-        Fetched {
-            secret: CredentialSecret::Token {
-                token: Secret::new(token),
-            },
-            expires_at,
-            metadata,
-            clock_offset_secs,
-        }
+    fn fetched(&self, token: Token, scopes: &[String]) -> Fetched {
+        let facts = CredentialFacts {
+            method: Some(method_name(self.spec.method).into()),
+            scopes: scopes.to_vec(),
+            tenant: self.tenant(),
+            client_id: self.client_id(),
+            ..CredentialFacts::default()
+        };
+        Fetched::bearer(token, facts)
     }
 
     /// The `azure_identity` credential for the configured method, and the secrets it was given
@@ -304,7 +289,7 @@ impl EntraSource {
         &self,
         scopes: &[String],
         now: SystemTime,
-    ) -> Result<(String, SystemTime), SourceError> {
+    ) -> Result<Token, SourceError> {
         let refresh_token = self
             .refresh_token
             .lock()
@@ -331,11 +316,11 @@ impl EntraSource {
     }
 
     /// Keeps the refresh token a grant handed out and returns the access token.
-    fn keep(&self, tokens: device_code::Tokens) -> (String, SystemTime) {
-        if let Some(refresh) = tokens.refresh_token {
+    fn keep(&self, (access, refresh): (Token, Option<Secret>)) -> Token {
+        if let Some(refresh) = refresh {
             *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
         }
-        (tokens.access_token.expose().to_string(), tokens.expires_at)
+        access
     }
 
     /// The device-code flow; its access token is the login's outcome, its refresh token is
@@ -359,8 +344,7 @@ impl EntraSource {
             io.report,
         )
         .await?;
-        let (token, expires_at) = self.keep(tokens);
-        Ok(self.fetched(token, expires_at, None, &self.spec.scopes()))
+        Ok(self.fetched(self.keep(tokens), &self.spec.scopes()))
     }
 
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),

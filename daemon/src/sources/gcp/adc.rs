@@ -41,21 +41,22 @@ pub fn gcloud_adc_file() -> PathBuf {
     gcloud_config_dir().join(ADC_FILE_NAME)
 }
 
-/// The credential file to use: the configured one, else `GOOGLE_APPLICATION_CREDENTIALS`, else
-/// gcloud's ADC file. A missing file means nobody has logged in yet.
-pub fn locate(configured: Option<&Path>) -> Result<Located, SourceError> {
-    let located = intended(configured);
-    if !located.path.exists() {
-        return Err(SourceError::NeedsLogin(format!(
-            "no Google credentials: {} ({}) does not exist",
-            located.path.display(),
-            located.origin
-        )));
+impl Located {
+    /// The file, when it exists: a missing one means nobody has logged in yet.
+    pub fn existing(&self) -> Result<&Located, SourceError> {
+        if !self.path.exists() {
+            return Err(SourceError::NeedsLogin(format!(
+                "no Google credentials: {} ({}) does not exist",
+                self.path.display(),
+                self.origin
+            )));
+        }
+        Ok(self)
     }
-    Ok(located)
 }
 
-/// Where the credential file is looked for, whether or not it exists.
+/// Where the credential file is looked for, whether or not it exists: the configured one, else
+/// `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's ADC file.
 pub fn intended(configured: Option<&Path>) -> Located {
     if let Some(path) = configured {
         Located {

@@ -14,19 +14,8 @@ use credd_proto::Secret;
 use serde::{Deserialize, Serialize};
 
 use super::adc::{DEFAULT_TOKEN_URI, ServiceAccount};
-use crate::sources::{SourceError, upstream};
+use crate::sources::{SourceError, Token, upstream};
 use crate::upstream_clock::DateProbe;
-
-/// What an exchange yields: an access token, or an ID token from the ID-token calls.
-#[derive(Debug, Clone)]
-pub struct AccessToken {
-    pub token: Secret,
-    /// On credd's clock.
-    pub expires_at: SystemTime,
-    /// The correction `expires_at` needed for the upstream's clock (see
-    /// [`crate::upstream_clock`]).
-    pub clock_offset_secs: Option<i64>,
-}
 
 /// Lifetime assumed when a token response states none (Google's tokens live an hour).
 const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
@@ -41,13 +30,6 @@ const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-excha
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
 /// The refresh-token grant of an `authorized_user` file.
 pub async fn refresh_grant(
     http: &reqwest::Client,
@@ -56,7 +38,7 @@ pub async fn refresh_grant(
     client_secret: &str,
     refresh_token: &str,
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let form = [
         ("grant_type", "refresh_token"),
         ("client_id", client_id),
@@ -86,7 +68,7 @@ pub async fn jwt_bearer_grant(
     key: &ServiceAccount,
     scopes: &[String],
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
     let assertion = sign_assertion(key, Some(scopes.join(" ")), None, now)?;
     let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
@@ -101,7 +83,7 @@ pub async fn jwt_bearer_id_token(
     key: &ServiceAccount,
     audience: &str,
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let token_uri = key.token_uri.as_deref().unwrap_or(DEFAULT_TOKEN_URI);
     let assertion = sign_assertion(key, None, Some(audience), now)?;
     let form = [("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)];
@@ -165,7 +147,7 @@ pub async fn sts_exchange(
     exchange: &Exchange<'_>,
     subject_token: &str,
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let scope = exchange.scopes.join(" ");
     let options = match (exchange.workforce_pool_user_project, exchange.client) {
         (Some(project), None) => Some(serde_json::json!({ "userProject": project }).to_string()),
@@ -210,12 +192,12 @@ struct GenerateAccessTokenResponse {
 pub async fn generate_access_token(
     http: &reqwest::Client,
     url: &str,
-    source: &AccessToken,
+    source: &Token,
     scopes: &[String],
     delegates: &[String],
     lifetime: Duration,
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let body = GenerateAccessTokenRequest {
         scope: scopes,
         delegates: delegate_names(delegates),
@@ -223,9 +205,9 @@ pub async fn generate_access_token(
     };
     let request = http
         .post(url)
-        .bearer_auth(source.token.expose())
+        .bearer_auth(source.secret.expose())
         .json(&body);
-    let answer = send(request, url, &[source.token.expose()]).await?;
+    let answer = send(request, url, &[source.secret.expose()]).await?;
     let response: GenerateAccessTokenResponse =
         answer.read(url, "a generateAccessToken response")?;
     let expire_time = humantime::parse_rfc3339_weak(&response.expire_time).map_err(|_| {
@@ -236,8 +218,8 @@ pub async fn generate_access_token(
     })?;
     // An absolute time, by the IAM service's clock.
     let (expires_at, clock_offset_secs) = answer.dates.to_local(expire_time, now);
-    Ok(AccessToken {
-        token: Secret::new(response.access_token),
+    Ok(Token {
+        secret: Secret::new(response.access_token),
         expires_at,
         clock_offset_secs,
     })
@@ -257,11 +239,11 @@ struct GenerateIdTokenRequest<'a> {
 pub async fn generate_id_token(
     http: &reqwest::Client,
     url: &str,
-    source: &AccessToken,
+    source: &Token,
     audience: &str,
     delegates: &[String],
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let body = GenerateIdTokenRequest {
         audience,
         delegates: delegate_names(delegates),
@@ -269,9 +251,9 @@ pub async fn generate_id_token(
     };
     let request = http
         .post(url)
-        .bearer_auth(source.token.expose())
+        .bearer_auth(source.secret.expose())
         .json(&body);
-    let answer = send(request, url, &[source.token.expose()]).await?;
+    let answer = send(request, url, &[source.secret.expose()]).await?;
     #[derive(Deserialize)]
     struct GenerateIdTokenResponse {
         token: String,
@@ -301,7 +283,7 @@ fn id_token(
     answer: &Answer,
     url: &str,
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     #[derive(Deserialize)]
     struct Expiry {
         exp: u64,
@@ -317,8 +299,8 @@ fn id_token(
         .exp;
     let stated = crate::policy::expires_at_unix(now, exp, "an ID token's exp");
     let (expires_at, clock_offset_secs) = answer.dates.to_local(stated, now);
-    Ok(AccessToken {
-        token: Secret::new(token),
+    Ok(Token {
+        secret: Secret::new(token),
         expires_at,
         clock_offset_secs,
     })
@@ -359,22 +341,11 @@ async fn token_call(
     url: &str,
     secrets: &[&str],
     now: SystemTime,
-) -> Result<AccessToken, SourceError> {
+) -> Result<Token, SourceError> {
     let answer = send(request, url, secrets).await?;
-    let response: TokenResponse = answer.read(url, "a token response")?;
-    if response.access_token.is_empty() {
-        return Err(SourceError::Upstream(format!(
-            "{} answered with an empty access token",
-            host(url)
-        )));
-    }
-    let lifetime = response.expires_in.unwrap_or(ASSUMED_LIFETIME.as_secs());
-    // A lifetime, which no clock difference affects.
-    Ok(AccessToken {
-        token: Secret::new(response.access_token),
-        expires_at: crate::policy::expires_after(now, lifetime, &host(url)),
-        clock_offset_secs: None,
-    })
+    // A refresh token that comes along is not kept: Google's stay the same.
+    let (token, _) = upstream::read_token(&answer.body, &host(url), ASSUMED_LIFETIME, now)?;
+    Ok(token)
 }
 
 /// A successful answer: its body, and the upstream's clock when it answered.

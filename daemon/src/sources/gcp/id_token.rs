@@ -6,10 +6,9 @@
 //! with any credential as the source. A source of its own, so each audience is cached and kept
 //! fresh by the same policy as the access token.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use credd_proto::CredentialSecret;
+use credd_proto::CredentialFacts;
 use futures_util::future::BoxFuture;
 
 use super::adc::{self, CredentialFile};
@@ -29,7 +28,7 @@ impl GcpIdTokenSource {
 
     async fn fetch_id_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let spec = &self.base.spec;
-        let located = adc::locate(spec.credentials_file.as_deref())?;
+        let located = self.base.credentials.existing()?;
         let file = adc::read(&located.path)?;
         let http = self.base.http()?;
         // The token that asks IAM needs the IAM scope, whatever the source's scopes are.
@@ -78,27 +77,21 @@ impl GcpIdTokenSource {
                 (token, account.to_string())
             }
             (None, other) => {
-                return Err(SourceError::Upstream(format!(
+                return Err(SourceError::Misconfigured(format!(
                     "Google signs ID tokens only for service accounts, and {} holds `{}` credentials: set `impersonate = \"SERVICE_ACCOUNT_EMAIL\"` for this source in credd's config (the account needs roles/iam.serviceAccountTokenCreator on it), or use a service-account key",
                     located.path.display(),
                     other.type_name()
                 )));
             }
         };
-        let mut metadata = BTreeMap::new();
-        metadata.insert("credential_type".into(), file.type_name().into());
-        metadata.insert(
-            "credentials_file".into(),
-            located.path.display().to_string(),
-        );
-        metadata.insert("audience".into(), self.audience.clone());
-        metadata.insert("account".into(), account);
-        Ok(Fetched {
-            secret: CredentialSecret::Token { token: token.token },
-            expires_at: token.expires_at,
-            metadata,
-            clock_offset_secs: token.clock_offset_secs,
-        })
+        let facts = CredentialFacts {
+            credential_type: Some(file.type_name().into()),
+            credentials_file: Some(located.path.display().to_string()),
+            audience: Some(self.audience.clone()),
+            account: Some(account),
+            ..CredentialFacts::default()
+        };
+        Ok(Fetched::bearer(token, facts))
     }
 }
 

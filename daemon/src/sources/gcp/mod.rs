@@ -13,16 +13,14 @@ pub mod exchange;
 pub mod id_token;
 mod subject_token;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use credd_proto::{CredentialSecret, LoginPrompt};
+use credd_proto::{CredentialFacts, LoginPrompt};
 use futures_util::future::BoxFuture;
 
 use self::adc::{CredentialFile, Located};
-use self::exchange::AccessToken;
-use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token};
 use crate::config::{GCP_DEFAULT_SCOPE, GcpSpec};
 use crate::filewatch::Target;
 
@@ -34,13 +32,28 @@ const LOGIN_POLL: Duration = Duration::from_millis(500);
 
 pub struct GcpSource {
     spec: GcpSpec,
+    /// Where the credential file is, resolved once from the config and the environment.
+    credentials: Located,
+    /// The project the environment names (`GOOGLE_CLOUD_PROJECT`, ...), read once.
+    env_project: Option<String>,
     http: crate::net::LazyOAuthClient,
 }
+
+/// Where Google's libraries look for the project when nothing else names it, in their order.
+const PROJECT_VARIABLES: [&str; 3] = [
+    "GOOGLE_CLOUD_PROJECT",
+    "GCLOUD_PROJECT",
+    "CLOUDSDK_CORE_PROJECT",
+];
 
 impl GcpSource {
     pub fn new(spec: GcpSpec) -> Self {
         GcpSource {
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
+            credentials: adc::intended(spec.credentials_file.as_deref()),
+            env_project: PROJECT_VARIABLES
+                .iter()
+                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty())),
             spec,
         }
     }
@@ -50,7 +63,7 @@ impl GcpSource {
     }
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
-        let located = adc::locate(self.spec.credentials_file.as_deref())?;
+        let located = self.credentials.existing()?;
         let file = adc::read(&located.path)?;
         let http = self.http()?;
         let (mut token, mut account) = self.token_for(http, &file, &self.spec.scopes, now).await?;
@@ -72,12 +85,7 @@ impl GcpSource {
             .await?;
             account = Some(target.clone());
         }
-        Ok(Fetched {
-            secret: CredentialSecret::Token { token: token.token },
-            expires_at: token.expires_at,
-            metadata: self.metadata(&located, &file, account),
-            clock_offset_secs: token.clock_offset_secs,
-        })
+        Ok(Fetched::bearer(token, self.facts(located, &file, account)))
     }
 
     /// A token made with the credential `file` describes, and the account it acts as when
@@ -88,7 +96,7 @@ impl GcpSource {
         file: &'a CredentialFile,
         scopes: &'a [String],
         now: SystemTime,
-    ) -> BoxFuture<'a, Result<(AccessToken, Option<String>), SourceError>> {
+    ) -> BoxFuture<'a, Result<(Token, Option<String>), SourceError>> {
         Box::pin(async move {
             match file {
                 CredentialFile::AuthorizedUser(user) => {
@@ -182,34 +190,27 @@ impl GcpSource {
         })
     }
 
-    fn metadata(
+    /// What `status`, `--format json` and the metadata endpoint show of a token made from
+    /// `file`.
+    fn facts(
         &self,
         located: &Located,
         file: &CredentialFile,
         account: Option<String>,
-    ) -> BTreeMap<String, String> {
-        let mut metadata = BTreeMap::new();
-        metadata.insert("credential_type".into(), file.type_name().into());
-        metadata.insert(
-            "credentials_file".into(),
-            located.path.display().to_string(),
-        );
-        metadata.insert("scopes".into(), self.spec.scopes.join(" "));
-        if let Some(account) = account {
-            metadata.insert("account".into(), account);
+    ) -> CredentialFacts {
+        CredentialFacts {
+            credential_type: Some(file.type_name().into()),
+            credentials_file: Some(located.path.display().to_string()),
+            scopes: self.spec.scopes.clone(),
+            account,
+            project: self.project(file),
+            quota_project: self
+                .spec
+                .quota_project
+                .clone()
+                .or_else(|| file.quota_project().map(str::to_string)),
+            ..CredentialFacts::default()
         }
-        if let Some(project) = self.project(file) {
-            metadata.insert("project".into(), project);
-        }
-        if let Some(quota) = self
-            .spec
-            .quota_project
-            .clone()
-            .or_else(|| file.quota_project().map(str::to_string))
-        {
-            metadata.insert("quota_project".into(), quota);
-        }
-        metadata
     }
 
     /// The project: the config's, the file's, then the environment's, as Google's libraries
@@ -219,21 +220,13 @@ impl GcpSource {
             .project
             .clone()
             .or_else(|| file.project().map(str::to_string))
-            .or_else(|| {
-                [
-                    "GOOGLE_CLOUD_PROJECT",
-                    "GCLOUD_PROJECT",
-                    "CLOUDSDK_CORE_PROJECT",
-                ]
-                .iter()
-                .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-            })
+            .or_else(|| self.env_project.clone())
     }
 
     /// The login: show how to log in (gcloud's ADC login, or replacing a named file), then wait
     /// until the credential file changes and yields a token, which is the login's outcome.
     async fn login(&self, deadline: SystemTime, io: LoginIo) -> Result<Fetched, SourceError> {
-        let watched = adc::intended(self.spec.credentials_file.as_deref()).path;
+        let watched = self.credentials.path.clone();
         let prompt = login_prompt(&watched, self.spec.credentials_file.is_some());
         (io.report)(prompt);
         let before = fingerprint(&watched);
