@@ -15,9 +15,41 @@ use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{Fetched, Source, SourceError};
-use crate::config::ExecSpec;
 use crate::process::{self, RunError};
 use crate::redact;
+
+/// What an `exec` source's table in the config holds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// The program and its arguments; run directly, never through a shell.
+    pub command: Vec<String>,
+    /// Lifetime of a credential whose output states no expiry.
+    #[serde(
+        default = "crate::config::default_ttl",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub ttl: Duration,
+    /// How long the command may run before it is killed.
+    #[serde(
+        default = "crate::config::default_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
+}
+
+impl ExecSpec {
+    /// What is wrong with the table, for the config error.
+    pub fn check(&self) -> Result<(), String> {
+        if self.command.first().is_none_or(|p| p.is_empty()) {
+            return Err("`command` must name a program".into());
+        }
+        if self.ttl.is_zero() || self.timeout.is_zero() {
+            return Err("`ttl` and `timeout` must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
 
 pub struct ExecSource {
     spec: ExecSpec,

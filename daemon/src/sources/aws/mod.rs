@@ -22,12 +22,13 @@ use credd_proto::{CredentialFacts, CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
 pub mod mfa;
+mod spec;
 pub mod sso;
 
 use credd_proto::LoginPrompt;
 
+pub use self::spec::AwsSpec;
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError};
-use crate::config::AwsSpec;
 use crate::upstream_clock::DateProbe;
 
 /// How a profile gets its credentials, as far as credd must know.

@@ -9,6 +9,7 @@
 
 mod certificate;
 mod device_code;
+mod spec;
 mod transport;
 
 use std::path::PathBuf;
@@ -20,9 +21,9 @@ use azure_core::http::{ClientOptions, RetryOptions, Transport};
 use credd_proto::{CredentialFacts, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
+pub use self::spec::{ENTRA_DEFAULT_SCOPE, EntraMethod, EntraSpec};
 use self::transport::RecordingClient;
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token, upstream};
-use crate::config::{EntraMethod, EntraSpec};
 use crate::redact;
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use credd_proto::CredentialFacts;
 use futures_util::future::BoxFuture;
 
+use super::GCP_DEFAULT_SCOPE;
 use super::adc::{self, CredentialFile};
 use super::{GcpSource, exchange};
-use crate::config::GCP_DEFAULT_SCOPE;
 use crate::sources::{Fetched, Source, SourceError};
 
 pub struct GcpIdTokenSource {

@@ -11,6 +11,7 @@
 pub mod adc;
 pub mod exchange;
 pub mod id_token;
+mod spec;
 mod subject_token;
 
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ use credd_proto::{CredentialFacts, LoginPrompt};
 use futures_util::future::BoxFuture;
 
 use self::adc::{CredentialFile, Located};
+pub use self::spec::{GCP_DEFAULT_SCOPE, GcpSpec};
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token};
-use crate::config::{GCP_DEFAULT_SCOPE, GcpSpec};
 use crate::filewatch::Target;
 
 /// What `credd login` runs for gcloud's Application Default Credentials.

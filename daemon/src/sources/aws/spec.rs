@@ -1,0 +1,55 @@
+//! What an `aws` source's table in the config holds, and what makes it invalid.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::EndpointSpec;
+
+/// AWS credentials for a profile of `~/.aws/config`, resolved the way the AWS CLI does.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSpec {
+    /// The profile's name in the AWS config files.
+    pub profile: String,
+    /// Region for STS; defaults to the profile's `region`, then `AWS_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Lifetime asked of STS for session credentials made from long-term keys, and assumed for
+    /// credentials that state no expiry.
+    #[serde(
+        default = "crate::config::default_ttl",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub duration: Duration,
+    /// How long one refresh (every STS and SSO call it makes) may take.
+    #[serde(
+        default = "crate::config::default_aws_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
+    /// Serve this source on the AWS container-credentials endpoint too.
+    #[serde(default)]
+    pub container_endpoint: Option<EndpointSpec>,
+    /// A PEM file of CA certificates to trust for this source's upstreams, besides the
+    /// system's (a corporate TLS-inspecting proxy's CA, say).
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl AwsSpec {
+    /// What is wrong with the table, for the config error.
+    pub fn check(&self) -> Result<(), String> {
+        if self.profile.trim().is_empty() {
+            return Err("`profile` must name an AWS profile".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("`timeout` must be longer than zero".into());
+        }
+        if !(900..=129_600).contains(&self.duration.as_secs()) {
+            return Err("`duration` must be between 15m and 36h, as STS accepts".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! What a `gcp` source's table in the config holds, and what makes it invalid.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::EndpointSpec;
+
+/// The scope Google's client libraries ask for by default; it covers Vertex AI.
+pub const GCP_DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Google Application Default Credentials, resolved the way Google's libraries do, or a named
+/// credential file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSpec {
+    /// A credential file to use instead of Application Default Credentials.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// OAuth scopes of the access token.
+    #[serde(default = "default_gcp_scopes")]
+    pub scopes: Vec<String>,
+    /// A service account to impersonate with the credentials found (IAM Credentials API).
+    #[serde(default)]
+    pub impersonate: Option<String>,
+    /// Service accounts in the delegation chain for `impersonate`.
+    #[serde(default)]
+    pub delegates: Vec<String>,
+    /// Where the IAM Credentials API is reached for `impersonate` (a Private Service Connect
+    /// endpoint, say).
+    #[serde(default = "default_iam_endpoint")]
+    pub iam_endpoint: String,
+    /// The project billed for quota; defaults to the credential file's `quota_project_id`.
+    #[serde(default)]
+    pub quota_project: Option<String>,
+    /// The project reported to callers (the metadata endpoint's `project-id`); defaults to the
+    /// credential file's project, then `GOOGLE_CLOUD_PROJECT`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Lets `external_account` files with an `executable` source run their command, as
+    /// `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1` does for Google's libraries.
+    #[serde(default)]
+    pub allow_executables: bool,
+    /// How long one upstream call may take.
+    #[serde(
+        default = "crate::config::default_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
+    /// Serve this source on a GCE metadata endpoint too (`GCE_METADATA_HOST`).
+    #[serde(default)]
+    pub metadata_endpoint: Option<EndpointSpec>,
+    /// A PEM file of CA certificates to trust for this source's upstreams, besides the system's.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+fn default_gcp_scopes() -> Vec<String> {
+    vec![GCP_DEFAULT_SCOPE.to_string()]
+}
+
+fn default_iam_endpoint() -> String {
+    "https://iamcredentials.googleapis.com".to_string()
+}
+
+impl GcpSpec {
+    /// What is wrong with the table, for the config error.
+    pub fn check(&self) -> Result<(), String> {
+        if self.scopes.is_empty() || self.scopes.iter().any(|s| s.trim().is_empty()) {
+            return Err("`scopes` must name at least one scope".into());
+        }
+        if self
+            .impersonate
+            .as_ref()
+            .is_some_and(|sa| !sa.contains('@'))
+        {
+            return Err("`impersonate` must be a service account's email".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("`timeout` must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
