@@ -14,6 +14,7 @@ use aws_smithy_runtime_api::client::http::{
     http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
 
 use crate::upstream_clock::DateProbe;
 
@@ -82,7 +83,9 @@ pub fn aws_http_client(
     }))
 }
 
-/// A connector that notes the `Date` of each answer.
+/// A connector that notes the `Date` of each answer and bounds its body: the SDK reads a whole
+/// answer before it parses one, so an upstream that sends without end would otherwise be held
+/// in memory whole. A body past [`MAX_ANSWER`] fails the call while it is read.
 #[derive(Debug)]
 struct DateRecorder {
     inner: SharedHttpConnector,
@@ -96,7 +99,8 @@ impl HttpConnector for DateRecorder {
         HttpConnectorFuture::new(async move {
             let response = answer.await?;
             dates.record(response.headers().get("date"));
-            Ok(response)
+            Ok(response
+                .map(|body| SdkBody::from_body_1_x(http_body_util::Limited::new(body, MAX_ANSWER))))
         })
     }
 }

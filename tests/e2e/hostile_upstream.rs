@@ -168,6 +168,37 @@ fn a_huge_answer_is_refused_without_holding_it() {
 }
 
 #[test]
+fn a_huge_answer_to_the_aws_sdk_is_refused_without_holding_it() {
+    // STS answering GetSessionToken (a profile of long-term keys) with 64 MiB.
+    let huge = HttpStub::start(|_| {
+        let mut body = b"<GetSessionTokenResponse><SessionToken>".to_vec();
+        body.resize(64 * 1024 * 1024, b'a');
+        Response::new(200, "text/xml", body)
+    });
+    let world = World::new()
+        .with_aws(
+            "[profile dev]\nregion = us-east-1\n",
+            "[dev]\naws_access_key_id = AKIACREDDLONGTERM009\naws_secret_access_key = long-term-secret\n",
+            &huge.url(),
+        );
+    world.write_config("[sources.dev]\nkind = \"aws\"\nprofile = \"dev\"\n");
+    let daemon = world.start_daemon();
+    let out = world.credd(&["get", "dev", "--format", "aws"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("sent an answer larger than 1024 KiB"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout, "");
+    let peak = peak_rss_kib(daemon.pid());
+    assert!(
+        peak < 64 * 1024,
+        "the daemon peaked at {peak} KiB while the SDK read a 64 MiB answer"
+    );
+}
+
+#[test]
 fn floods_of_stderr_and_tokens_with_slashes_stay_out_of_status() {
     let world = World::new();
     // A token with `//` inside, as about one base64 token in five has.

@@ -358,8 +358,16 @@ fn sso_session_refused(error: &CredentialsError) -> bool {
 }
 
 /// What an AWS service said when a call failed, as credd passes it on: one bounded line with
-/// anything secret-looking replaced (a service may quote what it was sent).
+/// anything secret-looking replaced (a service may quote what it was sent). An answer cut off
+/// at [`crate::net::MAX_ANSWER`] is said so, without the SDK's dump of the raw response.
 pub(crate) fn service_error<E: std::error::Error>(error: E) -> String {
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return format!("the service {}", crate::net::ReadError::TooLarge);
+        }
+        cause = e.source();
+    }
     crate::redact::one_line(&crate::redact::redact(
         &DisplayErrorContext(error).to_string(),
         &[],
