@@ -358,3 +358,53 @@ fn a_credential_process_profile_is_served_with_its_expiry() {
         "the profile's process ran again for a cached credential"
     );
 }
+
+#[test]
+fn a_role_chain_rooted_in_a_credential_process_is_assumed_from_what_credd_ran() {
+    let moto = Moto::start();
+    let world = World::new();
+    // The process hands out long-term keys that STS knows, as a company's vault would.
+    credd_tests::sigv4::trust_credentials_file(
+        "[vault]\naws_access_key_id = AKIACREDDVAULT0001\naws_secret_access_key = vault-secret\n",
+    );
+    let helper = world.script(
+        "vault.sh",
+        &format!(
+            "echo run >> '{}'\necho '{{\"Version\": 1, \"AccessKeyId\": \"AKIACREDDVAULT0001\", \"SecretAccessKey\": \"vault-secret\"}}'\n",
+            world.path("vault.runs").display()
+        ),
+    );
+    let world = world.with_aws(
+        &format!(
+            "[profile vault]\nregion = us-east-1\ncredential_process = {}\n\n\
+             [profile app]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/app\nsource_profile = vault\nrole_session_name = credd-app\nexternal_id = credd-ext\n",
+            helper.display()
+        ),
+        "",
+        &moto.url(),
+    );
+    world.write_config("[sources.app]\nkind = \"aws\"\nprofile = \"app\"\n");
+    let _daemon = world.start_daemon();
+    let creds = world
+        .credd(&["get", "app", "--format", "aws-process"])
+        .json();
+    let arn = peers::caller_arn(&moto.url(), &creds);
+    assert!(arn.contains(":assumed-role/app/credd-app"), "{arn}");
+    let runs = std::fs::read_to_string(world.path("vault.runs")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "the vault command ran {runs:?}");
+    // STS was asked by the vault's key, for the role, with the profile's external id.
+    let calls = moto.sts.calls();
+    let assume = calls
+        .iter()
+        .find(|c| c.action == "AssumeRole")
+        .expect("an AssumeRole call");
+    assert_eq!(assume.signed_by.as_deref(), Some("AKIACREDDVAULT0001"));
+    assert_eq!(
+        assume.params.get("RoleArn").map(String::as_str),
+        Some("arn:aws:iam::123456789012:role/app")
+    );
+    assert_eq!(
+        assume.params.get("ExternalId").map(String::as_str),
+        Some("credd-ext")
+    );
+}

@@ -290,6 +290,43 @@ fn a_hanging_credential_process_leaves_no_process_behind() {
 }
 
 #[test]
+fn a_hanging_credential_process_at_a_role_chains_root_leaves_no_process_behind() {
+    let world = World::new().with_env("CREDD_TEST_CLOCK", "1");
+    let pids = world.path("hang.pids");
+    let process = world.script(
+        "process.sh",
+        &format!(
+            "echo $$ >> '{0}'\nsleep 60 &\necho $! >> '{0}'\nwait\n",
+            pids.display()
+        ),
+    );
+    let world = world.with_aws(
+        &format!(
+            "[profile vault]\nregion = us-east-1\ncredential_process = {}\n\n\
+             [profile app]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/app\nsource_profile = vault\n",
+            process.display()
+        ),
+        "",
+        "http://127.0.0.1:9",
+    );
+    world.write_config("[sources.app]\nkind = \"aws\"\nprofile = \"app\"\ntimeout = \"2s\"\n");
+    let _daemon = world.start_daemon();
+    for _ in 0..2 {
+        let out = world.credd(&["refresh", "app"]);
+        assert_ne!(out.code, 0, "{out:?}");
+    }
+    let pids: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(pids.len() >= 4, "{pids:?}");
+    world.eventually(Duration::from_secs(5), "every process gone", || {
+        pids.iter().all(|&pid| credd_tests::process_gone(pid))
+    });
+}
+
+#[test]
 fn two_profiles_on_one_sso_session_renew_it_once_each_time() {
     let t = aws_sso::sso_world();
     t.world.write_config(

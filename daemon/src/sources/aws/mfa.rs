@@ -3,7 +3,7 @@
 //! STS AssumeRole with it, and the session credentials serve until they expire. `get` and the
 //! background refresh never ask; when the credentials run out they say `credd login S`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
@@ -67,12 +67,7 @@ pub async fn assume_with_code(
     let config = aws_sdk_sts::config::Builder::from(sdk)
         .credentials_provider(source)
         .build();
-    let session_name = role.session_name.clone().unwrap_or_else(|| {
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        format!("credd-{secs}")
-    });
+    let session_name = super::chain::session_name(role.session_name.as_deref());
     let out = aws_sdk_sts::Client::from_conf(config)
         .assume_role()
         .role_arn(&role.role_arn)

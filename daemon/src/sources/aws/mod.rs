@@ -21,6 +21,7 @@ use aws_types::os_shim_internal::{Env, Fs};
 use credd_proto::{CredentialFacts, CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
+mod chain;
 pub mod mfa;
 mod spec;
 pub mod sso;
@@ -37,10 +38,10 @@ pub enum ProfileAuth {
     Mfa(mfa::MfaRole),
     /// An IAM Identity Center session, which credd keeps fresh.
     Sso(sso::SsoSession),
-    /// The profile's own `credential_process`: credd runs it (see [`crate::process`]), so a
-    /// command that hangs is killed with everything it started, and its stderr is summarised
-    /// like an `exec` source's, never quoted whole.
-    Process(String),
+    /// A `credential_process`, the profile's own or at the root of its role chain: credd runs
+    /// it (see [`crate::process`]), so a command that hangs is killed with everything it
+    /// started, and its stderr is summarised like an `exec` source's, never quoted whole.
+    Process(chain::ProcessChain),
     /// Anything else the SDK's profile provider resolves by itself.
     Other,
     Unknown {
@@ -101,8 +102,14 @@ impl AwsSource {
         if let ProfileAuth::Sso(session) = &auth {
             sso::ensure_fresh(session, &sdk, SystemTime::now()).await?;
         }
-        let credentials = if let ProfileAuth::Process(command) = &auth {
-            self.run_credential_process(command, now).await?
+        let credentials = if let ProfileAuth::Process(process) = &auth {
+            let mut credentials = self
+                .run_credential_process(&process.root, &process.command, now)
+                .await?;
+            for role in &process.roles {
+                credentials = chain::assume(role, &sdk, credentials).await?;
+            }
+            credentials
         } else {
             let provider = ProfileFileCredentialsProvider::builder()
                 .profile_name(profile)
@@ -144,6 +151,7 @@ impl AwsSource {
     /// source's timeout.
     async fn run_credential_process(
         &self,
+        profile: &str,
         command: &str,
         now: SystemTime,
     ) -> Result<Credentials, SourceError> {
@@ -161,10 +169,9 @@ impl AwsSource {
         )
         .await
         .map_err(|e| match e {
-            SourceError::Upstream(m) => SourceError::Upstream(format!(
-                "profile `{}`: credential_process {m}",
-                self.spec.profile
-            )),
+            SourceError::Upstream(m) => {
+                SourceError::Upstream(format!("profile `{}`: credential_process {m}", profile))
+            }
             other => other,
         })?;
         let CredentialSecret::Aws {
@@ -175,7 +182,7 @@ impl AwsSource {
         else {
             return Err(SourceError::Upstream(format!(
                 "profile `{}`: credential_process printed a bare token, not AWS credentials (Version 1 JSON)",
-                self.spec.profile
+                profile
             )));
         };
         Ok(Credentials::new(
@@ -407,14 +414,9 @@ pub fn classify(
     if let Some(session) = sso::session_for_profile(set, profile)? {
         return Ok(ProfileAuth::Sso(session));
     }
-    // A credential_process at the root of a role chain is run by the SDK, which has no hook
-    // for it; a profile's own is credd's to run.
-    let own = set
-        .get_profile(profile)
-        .filter(|p| p.get("role_arn").is_none());
-    Ok(match own.and_then(|p| p.get("credential_process")) {
-        Some(command) if !command.trim().is_empty() => ProfileAuth::Process(command.to_string()),
-        _ => ProfileAuth::Other,
+    Ok(match chain::process_chain(set, profile) {
+        Some(process) => ProfileAuth::Process(process),
+        None => ProfileAuth::Other,
     })
 }
 
