@@ -25,6 +25,11 @@ pub fn detect() -> Option<Caller> {
     })
 }
 
+/// Why an inference helper runs, as Claude Code says (`CLAUDE_HELPER_CONTEXT`).
+pub fn helper_context() -> Option<String> {
+    std::env::var(credd_proto::claude_code::HELPER_CONTEXT_ENV).ok()
+}
+
 #[cfg(target_os = "linux")]
 fn caller_id() -> Option<String> {
     const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ash", "ksh", "fish", "busybox"];

@@ -35,6 +35,14 @@ pub enum Command {
         /// with a service account): for Cloud Run, IAP, or a gateway behind them.
         #[arg(long, value_name = "AUDIENCE")]
         audience: Option<String>,
+        /// The header `--format headers` puts the token in [default: Authorization]; with
+        /// `--format helper-json`, a header to send besides the token.
+        #[arg(long, value_name = "NAME")]
+        header: Option<String>,
+        /// What comes before the token in that header ("" for an API key header such as
+        /// x-api-key).
+        #[arg(long, value_name = "TEXT", default_value = "Bearer ")]
+        header_prefix: String,
     },
     /// Fetch a new credential for SOURCE now, whatever the cache holds.
     Refresh { source: String },
@@ -52,6 +60,10 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Print one line for Claude Code's statusLine ("bedrock 47m · vertex needs login"),
+        /// from the cache; never starts the daemon, and exits 0 whatever it says.
+        #[arg(long, conflicts_with = "json")]
+        short: bool,
     },
     /// Stop credd-daemon.
     Stop,
@@ -79,7 +91,9 @@ pub enum SetupTarget {
     /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
     /// (a backup is kept next to it, and what changed is printed).
     ClaudeCode {
-        source: String,
+        /// The source Claude Code should use (optional with --statusline).
+        #[arg(required_unless_present = "statusline")]
+        source: Option<String>,
         /// Write ~/.claude/settings.json (the default).
         #[arg(long, conflicts_with = "project")]
         user: bool,
@@ -99,6 +113,10 @@ pub enum SetupTarget {
         /// for gcp sources (CLOUD_ML_REGION, default: global).
         #[arg(long)]
         region: Option<String>,
+        /// Show credd's one-line status in Claude Code's status line (`credd status --short`),
+        /// unless a status line of your own is set.
+        #[arg(long)]
+        statusline: bool,
         /// Print what would change, without writing.
         #[arg(long)]
         dry_run: bool,
@@ -122,6 +140,12 @@ pub enum Format {
     AwsProcess,
     /// `export NAME='value'` lines for `eval`.
     Env,
+    /// {"Authorization":"Bearer ..."}: a JSON object of HTTP headers (MCP servers'
+    /// headersHelper, otelHeadersHelper); see --header and --header-prefix.
+    Headers,
+    /// {"token":"...","headers":{...}} (inferenceCredentialHelper). Signs in first when the
+    /// source needs it and CLAUDE_HELPER_CONTEXT is `interactive`, never otherwise.
+    HelperJson,
 }
 
 /// How Claude Code should get credentials from credd.

@@ -14,6 +14,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, login_tools, paths};
@@ -25,6 +26,17 @@ use credd_proto::claude_code::LOGIN_BOUND;
 
 pub fn run(source: String) -> Result<String, Failure> {
     login(source, Instant::now() + LOGIN_BOUND)
+}
+
+/// Whether what the person is shown goes to stderr: when stdout is a helper's answer
+/// (`credd get --format helper-json`), which must hold nothing else.
+static ON_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// The login for a helper whose stdout is its answer: everything the person is shown goes to
+/// stderr instead.
+pub fn run_beside_an_answer(source: String) -> Result<(), Failure> {
+    ON_STDERR.store(true, Ordering::Relaxed);
+    run(source).map(drop)
 }
 
 fn login(source: String, deadline: Instant) -> Result<String, Failure> {
@@ -191,8 +203,8 @@ fn run_login_tool(
         .args(&command[1..])
         .envs(env.iter().filter_map(|line| line.split_once('=')))
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(stdout_as_stdio())
+        .stdout(shown_as_stdio())
+        .stderr(shown_as_stdio())
         .spawn()
         .map_err(|e| {
             needs_login(format!(
@@ -223,21 +235,31 @@ fn run_login_tool(
     }
 }
 
-/// The login tool's stderr goes to our stdout: Claude Code shows a helper's stdout only, and
-/// that is where gcloud and az print the URL to open.
-fn stdout_as_stdio() -> Stdio {
+/// Where the login tool's output goes: both its streams to ours that the person is shown
+/// (stdout: Claude Code shows a helper's stdout only, and that is where gcloud and az print the
+/// URL to open).
+fn shown_as_stdio() -> Stdio {
     #[cfg(unix)]
     {
         use std::os::fd::AsFd as _;
-        if let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() {
+        let fd = if ON_STDERR.load(Ordering::Relaxed) {
+            std::io::stderr().as_fd().try_clone_to_owned()
+        } else {
+            std::io::stdout().as_fd().try_clone_to_owned()
+        };
+        if let Ok(fd) = fd {
             return Stdio::from(fd);
         }
     }
     Stdio::inherit()
 }
 
-/// A line for the person, on stdout at once.
+/// A line for the person, at once.
 fn say(text: &str) {
+    if ON_STDERR.load(Ordering::Relaxed) {
+        eprintln!("{text}");
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();

@@ -71,23 +71,42 @@ fn run(command: Command) -> Result<String, Failure> {
             format,
             min_valid,
             audience,
+            header,
+            header_prefix,
         } => {
             let request = Request::Get {
-                source,
+                source: source.clone(),
                 min_valid_secs: min_valid.map(|d| d.as_secs()),
                 caller: caller::detect(),
                 audience,
             };
-            match ask(request, true)? {
+            let answer = match ask(request.clone(), true) {
+                // An inference helper asked while a person is there may sign them in.
+                Err((code, _))
+                    if format == output::Format::HelperJson
+                        && code == ErrorKind::NeedsLogin.exit_code()
+                        && caller::helper_context().as_deref() == Some("interactive") =>
+                {
+                    login::run_beside_an_answer(source)?;
+                    ask(request, true)?
+                }
+                answer => answer?,
+            };
+            let header = output::Header {
+                name: header,
+                prefix: header_prefix,
+            };
+            match answer {
                 Response::Credential(credential) => {
-                    output::render(&credential, format).map_err(|m| (exit::USAGE, m))
+                    output::render(&credential, format, &header).map_err(|m| (exit::USAGE, m))
                 }
                 other => Err(unexpected(other)),
             }
         }
         Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
         Command::Login { source } => login::run(source),
-        Command::Status { json } => match ask(Request::Status, true)? {
+        Command::Status { short: true, .. } => Ok(status::short_line()),
+        Command::Status { json, .. } => match ask(Request::Status, true)? {
             Response::Status(report) if json => Ok(format!(
                 "{}\n",
                 serde_json::to_string_pretty(&report).expect("status serializes")
@@ -104,9 +123,10 @@ fn run(command: Command) -> Result<String, Failure> {
                     via,
                     base_url,
                     region,
+                    statusline,
                     dry_run,
                 },
-        } => setup::command(source, project, via, base_url, region, dry_run),
+        } => setup::command(source, project, via, base_url, region, statusline, dry_run),
         Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
         Command::Stop => match ask(Request::Stop, false) {

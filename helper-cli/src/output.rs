@@ -8,9 +8,64 @@ use serde_json::{Map, Value, json};
 
 pub use crate::cli::Format;
 
-pub fn render(credential: &Credential, format: Format) -> Result<String, String> {
+/// The HTTP header a token goes in, for `headers` and `helper-json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// `None`: `Authorization` for `headers`, no header for `helper-json`.
+    pub name: Option<String>,
+    pub prefix: String,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header {
+            name: None,
+            prefix: "Bearer ".into(),
+        }
+    }
+}
+
+impl Header {
+    /// The header's name and value for `token`, or why they cannot be sent.
+    fn for_token(&self, name: &str, token: &str) -> Result<(String, String), String> {
+        // RFC 9110 token characters; no line breaks in the value.
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+        if !valid_name {
+            return Err(format!("`{name}` is not an HTTP header name"));
+        }
+        if self.prefix.contains(['\r', '\n']) {
+            return Err("--header-prefix may not hold a line break".into());
+        }
+        Ok((name.to_string(), format!("{}{token}", self.prefix)))
+    }
+}
+
+pub fn render(credential: &Credential, format: Format, header: &Header) -> Result<String, String> {
     let expiration = rfc3339(credential.expires_at);
     match (format, &credential.secret) {
+        (Format::Headers | Format::HelperJson, CredentialSecret::Aws { .. }) => Err(format!(
+            "source `{}` holds AWS credentials, which sign requests and go in no header; use --format aws, aws-process or env",
+            credential.source
+        )),
+        (Format::Headers, CredentialSecret::Token { token }) => {
+            let name = header.name.as_deref().unwrap_or("Authorization");
+            let (name, value) = header.for_token(name, token.expose())?;
+            Ok(format!("{}\n", json!({ name: value })))
+        }
+        (Format::HelperJson, CredentialSecret::Token { token }) => {
+            let mut headers = Map::new();
+            if let Some(name) = &header.name {
+                let (name, value) = header.for_token(name, token.expose())?;
+                headers.insert(name, json!(value));
+            }
+            Ok(format!(
+                "{}\n",
+                json!({ "token": token.expose(), "headers": headers })
+            ))
+        }
         (Format::Token, CredentialSecret::Token { token }) => Ok(format!("{}\n", token.expose())),
         (Format::Token, CredentialSecret::Aws { .. }) => Err(format!(
             "source `{}` holds AWS credentials, not a token; use --format aws, aws-process or env",
@@ -149,8 +204,10 @@ mod tests {
 
     #[test]
     fn aws_export_shape_always_has_expiration() {
-        let out: Value =
-            serde_json::from_str(&render(&aws(Some("st")), Format::Aws).unwrap()).unwrap();
+        let out: Value = serde_json::from_str(
+            &render(&aws(Some("st")), Format::Aws, &Header::default()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["Credentials"]["AccessKeyId"], "AKIAEXAMPLE");
         assert_eq!(out["Credentials"]["SessionToken"], "st");
         assert_eq!(out["Credentials"]["Expiration"], "1970-01-01T01:00:00Z");
@@ -159,7 +216,7 @@ mod tests {
     #[test]
     fn aws_export_refuses_long_term_keys() {
         assert!(
-            render(&aws(None), Format::Aws)
+            render(&aws(None), Format::Aws, &Header::default())
                 .unwrap_err()
                 .contains("SessionToken")
         );
@@ -167,25 +224,67 @@ mod tests {
 
     #[test]
     fn credential_process_shape_has_version_1() {
-        let out: Value =
-            serde_json::from_str(&render(&aws(Some("st")), Format::AwsProcess).unwrap()).unwrap();
+        let out: Value = serde_json::from_str(
+            &render(&aws(Some("st")), Format::AwsProcess, &Header::default()).unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["Version"], 1);
         assert_eq!(out["Expiration"], "1970-01-01T01:00:00Z");
     }
 
     #[test]
     fn token_is_printed_alone() {
-        assert_eq!(render(&token(), Format::Token).unwrap(), "it's-a-token\n");
-        assert!(render(&token(), Format::Aws).is_err());
-        assert!(render(&aws(Some("st")), Format::Token).is_err());
+        assert_eq!(
+            render(&token(), Format::Token, &Header::default()).unwrap(),
+            "it's-a-token\n"
+        );
+        assert!(render(&token(), Format::Aws, &Header::default()).is_err());
+        assert!(render(&aws(Some("st")), Format::Token, &Header::default()).is_err());
     }
 
     #[test]
     fn env_lines_are_quoted_for_the_shell() {
-        let out = render(&token(), Format::Env).unwrap();
+        let out = render(&token(), Format::Env, &Header::default()).unwrap();
         assert!(
             out.starts_with("export CREDD_TOKEN='it'\\''s-a-token'\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn headers_carry_the_token_where_asked() {
+        let plain = Header::default();
+        let out: Value =
+            serde_json::from_str(&render(&token(), Format::Headers, &plain).unwrap()).unwrap();
+        assert_eq!(out, json!({"Authorization": "Bearer it's-a-token"}));
+        let api_key = Header {
+            name: Some("x-api-key".into()),
+            prefix: String::new(),
+        };
+        let out: Value =
+            serde_json::from_str(&render(&token(), Format::Headers, &api_key).unwrap()).unwrap();
+        assert_eq!(out, json!({"x-api-key": "it's-a-token"}));
+        let out: Value =
+            serde_json::from_str(&render(&token(), Format::HelperJson, &plain).unwrap()).unwrap();
+        assert_eq!(out, json!({"token": "it's-a-token", "headers": {}}));
+        let out: Value =
+            serde_json::from_str(&render(&token(), Format::HelperJson, &api_key).unwrap()).unwrap();
+        assert_eq!(out["headers"], json!({"x-api-key": "it's-a-token"}));
+        for bad in ["", "Bad Header", "x:y", "a\nb"] {
+            let header = Header {
+                name: Some(bad.into()),
+                prefix: String::new(),
+            };
+            assert!(
+                render(&token(), Format::Headers, &header).is_err(),
+                "{bad:?}"
+            );
+        }
+        let split = Header {
+            name: None,
+            prefix: "Bearer\r\nX-Evil: 1 ".into(),
+        };
+        assert!(render(&token(), Format::Headers, &split).is_err());
+        assert!(render(&aws(Some("st")), Format::Headers, &plain).is_err());
     }
 }

@@ -14,23 +14,47 @@ pub use crate::cli::Via;
 
 pub struct Plan {
     pub settings_path: PathBuf,
-    pub source: String,
+    /// The source to set up; `None` with `statusline` alone.
+    pub source: Option<String>,
     /// `None`: the endpoint for gcp sources (Vertex AI has no helper hook), the helper otherwise.
     pub via: Option<Via>,
     pub base_url: Option<String>,
     pub region: Option<String>,
+    /// Show `credd status --short` as Claude Code's status line.
+    pub statusline: bool,
+}
+
+/// What Claude Code's `statusLine` runs for credd's one line.
+const STATUS_LINE_ARGS: &str = "status --short";
+
+/// The `statusLine` setting that shows credd's line, or the note that says why it was left:
+/// a status line of the person's own is never replaced.
+fn status_line(old: &Map<String, Value>, credd: &str) -> Result<Value, String> {
+    let command = format!("{credd} {STATUS_LINE_ARGS}");
+    match old.get("statusLine") {
+        Some(existing)
+            if !existing["command"]
+                .as_str()
+                .is_some_and(|c| c.ends_with(STATUS_LINE_ARGS)) =>
+        {
+            Err(format!(
+                "Kept the statusLine already in the settings; to show credd's line in it too, have its command also run `{command}`."
+            ))
+        }
+        _ => Ok(json!({ "type": "command", "command": command })),
+    }
 }
 
 /// What the settings for `source` should contain, given what the daemon says about it, and
 /// what the person must do besides (lines to print).
 fn owned_settings(
     plan: &Plan,
+    source: &str,
     credd: &str,
     kind: &str,
     credential: &Credential,
     status: &StatusReport,
 ) -> Result<(Map<String, Value>, Vec<String>), String> {
-    let source = &plan.source;
     let mut top = Map::new();
     let mut env = Map::new();
     let mut notes = Vec::new();
@@ -296,22 +320,34 @@ fn write_settings(path: &Path, settings: &Map<String, Value>) -> Result<Option<P
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
 pub fn run(
     plan: &Plan,
-    status: &StatusReport,
-    credential: &Credential,
+    daemon: Option<(&StatusReport, &Credential)>,
     dry_run: bool,
 ) -> Result<String, String> {
-    let kind = status
-        .sources
-        .iter()
-        .find(|s| s.name == plan.source)
-        .map(|s| s.kind.clone())
-        .ok_or_else(|| format!("no source named `{}`", plan.source))?;
     let credd = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
     let credd = credd.display().to_string();
-    let (owned, notes) = owned_settings(plan, &credd, &kind, credential, status)?;
     let old = read_settings(&plan.settings_path)?;
+    let (mut owned, mut notes) = match (&plan.source, daemon) {
+        (Some(source), Some((status, credential))) => {
+            let kind = status
+                .sources
+                .iter()
+                .find(|s| &s.name == source)
+                .map(|s| s.kind.clone())
+                .ok_or_else(|| format!("no source named `{source}`"))?;
+            owned_settings(plan, source, &credd, &kind, credential, status)?
+        }
+        _ => (Map::new(), Vec::new()),
+    };
+    if plan.statusline {
+        match status_line(&old, &credd) {
+            Ok(setting) => {
+                owned.insert("statusLine".into(), setting);
+            }
+            Err(note) => notes.push(note),
+        }
+    }
     let new = merge(old.clone(), owned);
     let changes = diff(&old, &new);
     let mut out = String::new();
@@ -342,8 +378,9 @@ pub fn run(
         None => out += &format!("Delete {path} to undo.\n"),
     }
     out += &notes;
-    if new["env"]["GCE_METADATA_HOST"].is_string()
-        && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(&new["env"])
+    if let Some(env) = new.get("env")
+        && env["GCE_METADATA_HOST"].is_string()
+        && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(env)
     {
         out += &format!(
             "Note: Claude Code reads {} itself before it asks a metadata server; move that file where only credd reads it and name it in the source's `credentials_file`, or credd's endpoint is never asked.\n",
@@ -356,11 +393,12 @@ pub fn run(
 /// `credd setup claude-code`: the plan from the command line, then the settings written (or
 /// shown, with `dry_run`).
 pub fn command(
-    source: String,
+    source: Option<String>,
     project: Option<std::path::PathBuf>,
     via: Option<crate::cli::Via>,
     base_url: Option<String>,
     region: Option<String>,
+    statusline: bool,
     dry_run: bool,
 ) -> Result<String, crate::Failure> {
     use credd_proto::{Request, Response};
@@ -376,9 +414,20 @@ pub fn command(
             ))?
             .join(".claude/settings.json"),
     };
+    let plan = Plan {
+        settings_path,
+        source,
+        via,
+        base_url,
+        region,
+        statusline,
+    };
+    let Some(source) = plan.source.clone() else {
+        return run(&plan, None, dry_run).map_err(|m| (exit::USAGE, m));
+    };
     let credential = match ask(
         Request::Get {
-            source: source.clone(),
+            source,
             min_valid_secs: Some(0),
             caller: None,
             audience: None,
@@ -392,14 +441,7 @@ pub fn command(
         Response::Status(status) => status,
         other => return Err(unexpected(other)),
     };
-    let plan = Plan {
-        settings_path,
-        source,
-        via,
-        base_url,
-        region,
-    };
-    run(&plan, &status, &credential, dry_run).map_err(|m| (exit::USAGE, m))
+    run(&plan, Some((&status, &credential)), dry_run).map_err(|m| (exit::USAGE, m))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use credd_proto::StatusReport;
+use credd_proto::{Request, Response, SourceState, StatusReport};
 
 pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
@@ -105,6 +105,56 @@ pub fn render(report: &StatusReport) -> String {
     out
 }
 
+/// `credd status --short`: one line for Claude Code's `statusLine`, which runs it often. It
+/// never starts the daemon (a status line must not), and says so rather than failing.
+pub fn short_line() -> String {
+    match crate::ask(Request::Status, false) {
+        Ok(Response::Status(report)) => short(&report),
+        Err((crate::exit::DAEMON_UNREACHABLE, _)) => "credd: not running\n".into(),
+        _ => "credd: status unreadable (see `credd doctor`)\n".into(),
+    }
+}
+
+/// Each source that has been asked for, with how long its credential lasts or what it needs:
+/// `bedrock 47m · vertex needs login`.
+pub fn short(report: &StatusReport) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if report.config_error.is_some() {
+        parts.push("config error".into());
+    }
+    for source in report.sources.iter().filter(|s| s.audience.is_none()) {
+        let left = source
+            .expires_at
+            .map(|t| t - report.now)
+            .filter(|&left| left > 0)
+            .map(compact);
+        let what = match (source.state, left) {
+            (SourceState::Idle, _) => continue,
+            (SourceState::NeedsLogin, _) => "needs login".to_string(),
+            (SourceState::Failing, Some(left)) => format!("{left} (failing)"),
+            (SourceState::Failing, None) => "failing".into(),
+            (_, Some(left)) => left,
+            (_, None) => "expired".into(),
+        };
+        parts.push(format!("{} {what}", source.name));
+    }
+    if parts.is_empty() {
+        return "credd: nothing fetched yet\n".into();
+    }
+    format!("{}\n", parts.join(" · "))
+}
+
+/// "47m", "3h05m", "2d": how long, for a status line.
+fn compact(secs: i64) -> String {
+    if secs < 3600 {
+        format!("{}m", (secs + 59) / 60)
+    } else if secs < 86400 {
+        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    } else {
+        format!("{}d", secs / 86400)
+    }
+}
+
 /// "in 52m" or "3m ago".
 fn relative(delta_secs: i64) -> String {
     if delta_secs >= 0 {
@@ -127,6 +177,51 @@ fn span(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credd_proto::SourceStatus;
+
+    fn source(name: &str, state: SourceState, expires_in: Option<i64>) -> SourceStatus {
+        SourceStatus {
+            name: name.into(),
+            audience: None,
+            kind: "aws".into(),
+            state,
+            expires_at: expires_in.map(|e| 1000 + e),
+            next_refresh_at: None,
+            last_refresh_at: None,
+            last_error: None,
+            consecutive_failures: 0,
+            upstream_calls: 0,
+            upstream_clock_offset_secs: None,
+            endpoints: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_short_line_names_what_lasts_and_what_needs_a_person() {
+        let mut report = StatusReport {
+            daemon_version: "0".into(),
+            protocol: 4,
+            pid: 1,
+            uptime_secs: 1,
+            now: 1000,
+            socket: String::new(),
+            config_path: String::new(),
+            config_error: None,
+            sources: vec![
+                source("bedrock", SourceState::Fresh, Some(47 * 60 - 10)),
+                source("vertex", SourceState::NeedsLogin, None),
+                source("unused", SourceState::Idle, None),
+                source("gateway", SourceState::Failing, Some(7200)),
+                source("old", SourceState::Expired, Some(-5)),
+            ],
+        };
+        assert_eq!(
+            short(&report),
+            "bedrock 47m · vertex needs login · gateway 2h00m (failing) · old expired\n"
+        );
+        report.sources.retain(|s| s.state == SourceState::Idle);
+        assert_eq!(short(&report), "credd: nothing fetched yet\n");
+    }
 
     #[test]
     fn spans_read_naturally() {

@@ -78,18 +78,18 @@ _credd() {
             return 0
             ;;
         credd__subcmd__get)
-            opts="-f -h --format --min-valid --audience --help"
+            opts="-f -h --format --min-valid --audience --header --header-prefix --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "token json aws aws-process env" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json" -- "${cur}"))
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -W "token json aws aws-process env" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json" -- "${cur}"))
                     return 0
                     ;;
                 --min-valid)
@@ -97,6 +97,14 @@ _credd() {
                     return 0
                     ;;
                 --audience)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -164,7 +172,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__setup__subcmd__claude__subcmd__code)
-            opts="-h --user --project --via --base-url --region --dry-run --help"
+            opts="-h --user --project --via --base-url --region --statusline --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -194,7 +202,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__status)
-            opts="-h --json --help"
+            opts="-h --json --short --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -38,13 +38,18 @@ complete -c credd -n "__fish_credd_using_subcommand get" -s f -l format -d 'How 
 json\t'The whole credential with its metadata'
 aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredentialExport)'
 aws-process\t'{"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process)'
-env\t'`export NAME=\'value\'` lines for `eval`'"
+env\t'`export NAME=\'value\'` lines for `eval`'
+headers\t'{"Authorization":"Bearer ..."}: a JSON object of HTTP headers (MCP servers\' headersHelper, otelHeadersHelper); see --header and --header-prefix'
+helper-json\t'{"token":"...","headers":{...}} (inferenceCredentialHelper). Signs in first when the source needs it and CLAUDE_HELPER_CONTEXT is `interactive`, never otherwise'"
 complete -c credd -n "__fish_credd_using_subcommand get" -l min-valid -d 'The credential must stay valid at least this long ("10m", "1h"); the daemon\'s default, ten minutes, when not given' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -l audience -d 'Print a Google-signed ID token for AUDIENCE instead of the access token (gcp sources with a service account): for Cloud Run, IAP, or a gateway behind them' -r
+complete -c credd -n "__fish_credd_using_subcommand get" -l header -d 'The header `--format headers` puts the token in [default: Authorization]; with `--format helper-json`, a header to send besides the token' -r
+complete -c credd -n "__fish_credd_using_subcommand get" -l header-prefix -d 'What comes before the token in that header ("" for an API key header such as x-api-key)' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand refresh" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand login" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand status" -l json -d 'Print the report as JSON'
+complete -c credd -n "__fish_credd_using_subcommand status" -l short -d 'Print one line for Claude Code\'s statusLine ("bedrock 47m · vertex needs login"), from the cache; never starts the daemon, and exits 0 whatever it says'
 complete -c credd -n "__fish_credd_using_subcommand status" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand doctor" -l json -d 'Print the checks as JSON'
@@ -58,5 +63,6 @@ endpoint\t'Through a local endpoint the SDK reads without a helper (AWS containe
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l base-url -d 'The gateway\'s URL, written as ANTHROPIC_BASE_URL (with --via helper), or the Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources through the endpoint)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region for Bedrock (default: the source\'s region), or the Vertex AI region for gcp sources (CLOUD_ML_REGION, default: global)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l user -d 'Write ~/.claude/settings.json (the default)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l statusline -d 'Show credd\'s one-line status in Claude Code\'s status line (`credd status --short`), unless a status line of your own is set'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l dry-run -d 'Print what would change, without writing'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -16,3 +16,8 @@ pub const HELPER_TTL_ENV: &str = "CLAUDE_CODE_API_KEY_HELPER_TTL_MS";
 
 /// Set by Claude Code for every command it runs.
 pub const ENTRYPOINT_ENV: &str = "CLAUDE_CODE_ENTRYPOINT";
+
+/// Set by Claude Code (and Claude Desktop) for an `inferenceCredentialHelper`: why it runs
+/// (`interactive`, `mid-session-refresh`, `background`, ...). Only `interactive` has a person
+/// waiting to sign in.
+pub const HELPER_CONTEXT_ENV: &str = "CLAUDE_HELPER_CONTEXT";

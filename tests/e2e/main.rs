@@ -16,6 +16,7 @@ mod exec_source;
 mod gcp_id_tokens;
 mod gcp_metadata;
 mod gcp_source;
+mod helper_hooks;
 mod hostile_upstream;
 mod impostors;
 mod lifecycle;
