@@ -84,7 +84,10 @@ fn an_inference_helper_signs_in_only_when_a_person_is_there() {
         let out: credd_tests::Output = cmd.output().unwrap().into();
         // Stdout is left out of the messages: it would hold a token.
         assert_eq!(out.code, 5, "{context:?}: {}", out.stderr);
-        assert!(out.stdout.is_empty(), "{context:?}: a credential was printed");
+        assert!(
+            out.stdout.is_empty(),
+            "{context:?}: a credential was printed"
+        );
         assert!(started.elapsed() < Duration::from_secs(5), "{context:?}");
     }
     assert_eq!(upstream.calls("devicecode"), 0, "a login began unasked");

@@ -3,6 +3,7 @@
 //!
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
+pub mod desktop;
 pub mod entra;
 pub mod fault_proxy;
 pub mod flood;

@@ -224,6 +224,24 @@ timeout = "30s"
     }
 
     #[test]
+    fn an_empty_mfa_process_is_refused() {
+        let err = parse_str("[sources.a]\nkind = \"aws\"\nprofile = \"p\"\nmfa_process = []\n")
+            .unwrap_err();
+        assert!(
+            err.message.contains("`mfa_process` must name a program"),
+            "{err}"
+        );
+        let ok = parse_str(
+            "[sources.a]\nkind = \"aws\"\nprofile = \"p\"\nmfa_process = [\"ykman\", \"oath\"]\n",
+        )
+        .unwrap();
+        let SourceSpec::Aws(aws) = &ok.sources["a"] else {
+            panic!("not an aws source")
+        };
+        assert_eq!(aws.mfa_process.as_deref().map(<[String]>::len), Some(2));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err =
             parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\ncomand = 1\n").unwrap_err();

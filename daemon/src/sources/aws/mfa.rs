@@ -1,6 +1,7 @@
 //! Roles that require MFA (`mfa_serial` in the profile). The SDK's profile provider cannot ask a
-//! person for a code, so credd does: `credd login S` reads the code on the terminal, credd calls
-//! STS AssumeRole with it, and the session credentials serve until they expire. `get` and the
+//! person for a code, so credd does: `credd login S` gets the code (from the source's
+//! `mfa_process`, else from the person, on a desktop prompt or the terminal), credd calls STS
+//! AssumeRole with it, and the session credentials serve until they expire. `get` and the
 //! background refresh never ask; when the credentials run out they say `credd login S`.
 
 use std::time::Duration;
@@ -8,7 +9,51 @@ use std::time::Duration;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_credential_types::provider::ProvideCredentials;
 
+use credd_proto::Secret;
+
+use crate::process::{self, RunError};
+use crate::redact;
 use crate::sources::SourceError;
+
+/// Runs `argv`, a command that prints the current MFA code (a password manager's or an
+/// authenticator's CLI), and returns the code: 6 to 8 digits. Nothing it prints reaches a
+/// message, only a redacted summary of its stderr.
+pub async fn code_from_process(argv: &[String], timeout: Duration) -> Result<Secret, SourceError> {
+    let program = argv.first().map(String::as_str).unwrap_or_default();
+    let finished = process::run(argv, &[], timeout)
+        .await
+        .map_err(|e| match e {
+            RunError::Spawn { ref source, .. }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                SourceError::Misconfigured(format!("mfa_process: {e}"))
+            }
+            e => SourceError::NeedsLogin(format!("mfa_process: {e}")),
+        })?;
+    let printed = String::from_utf8_lossy(&finished.stdout);
+    let code = printed.trim();
+    if !finished.status.success() {
+        let summary = redact::summarize(&finished.stderr, &[code]);
+        let detail = if summary.is_empty() {
+            String::new()
+        } else {
+            format!(": {summary}")
+        };
+        return Err(SourceError::NeedsLogin(format!(
+            "mfa_process `{program}` failed ({}){detail}",
+            finished.status
+        )));
+    }
+    if !(6..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SourceError::NeedsLogin(format!(
+            "mfa_process `{program}` printed something that is not an MFA code (6 to 8 digits)"
+        )));
+    }
+    Ok(Secret::new(code))
+}
 
 /// A role assumed with an MFA code.
 #[derive(Debug, Clone)]

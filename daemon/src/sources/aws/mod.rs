@@ -237,19 +237,25 @@ impl AwsSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
-        (io.report)(LoginPrompt::MfaCode {
-            mfa_serial: role.serial.clone(),
-        });
-        let wait = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        let code = match tokio::time::timeout(wait, io.code).await {
-            Ok(Ok(code)) => code,
-            _ => {
-                return Err(SourceError::NeedsLogin(format!(
-                    "no MFA code for `{}` was given in time",
-                    role.profile
-                )));
+        let code = match &self.spec.mfa_process {
+            // A command gives the code: no one is asked.
+            Some(argv) => mfa::code_from_process(argv, self.spec.timeout).await?,
+            None => {
+                (io.report)(LoginPrompt::MfaCode {
+                    mfa_serial: role.serial.clone(),
+                });
+                let wait = deadline
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                match tokio::time::timeout(wait, io.code).await {
+                    Ok(Ok(code)) => code,
+                    _ => {
+                        return Err(SourceError::NeedsLogin(format!(
+                            "no MFA code for `{}` was given in time",
+                            role.profile
+                        )));
+                    }
+                }
             }
         };
         let dates = DateProbe::default();

@@ -36,6 +36,11 @@ pub struct AwsSpec {
     /// system's (a corporate TLS-inspecting proxy's CA, say).
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
+    /// For a role with `mfa_serial`: a command (argv, no shell) that prints the current MFA
+    /// code, such as `["ykman", "oath", "accounts", "code", "-s", "aws"]`; `credd login` then
+    /// needs no one to type it.
+    #[serde(default)]
+    pub mfa_process: Option<Vec<String>>,
 }
 
 impl AwsSpec {
@@ -46,6 +51,11 @@ impl AwsSpec {
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be longer than zero".into());
+        }
+        if let Some(argv) = &self.mfa_process
+            && argv.first().is_none_or(|p| p.trim().is_empty())
+        {
+            return Err("`mfa_process` must name a program".into());
         }
         if !(900..=129_600).contains(&self.duration.as_secs()) {
             return Err("`duration` must be between 15m and 36h, as STS accepts".into());
