@@ -53,7 +53,7 @@ pub enum Command {
     /// approve, and a browser unless CREDD_NO_BROWSER is set), an MFA code (from the source's
     /// mfa_process, else from the terminal when a person is at it, else a desktop prompt; with
     /// none of these it says what to run and exits 5 at once), or the cloud's own tool (gcloud,
-    /// az login). Waits at most about three minutes.
+    /// az login, aws login). Waits at most about three minutes.
     /// Concurrent logins share: one code for a source, and for profiles on one SSO session; one
     /// browser; one run of gcloud or az.
     Login { source: String },

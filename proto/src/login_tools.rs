@@ -10,6 +10,8 @@
 pub const GCLOUD_LOGIN: [&str; 4] = ["gcloud", "auth", "application-default", "login"];
 /// The Azure CLI's login, optionally followed by `--tenant TENANT`.
 pub const AZ_LOGIN: [&str; 2] = ["az", "login"];
+/// The AWS CLI's console login, followed by the profile's name.
+pub const AWS_LOGIN: [&str; 3] = ["aws", "login", "--profile"];
 
 /// Whether `command` with `env` (`NAME=value` lines) is one of the login tools credd knows.
 pub fn known_login_tool(command: &[String], env: &[String]) -> Result<(), String> {
@@ -21,6 +23,8 @@ pub fn known_login_tool(command: &[String], env: &[String]) -> Result<(), String
                     .is_some_and(|dir| dir.starts_with('/') && !dir.contains('\n'))
             })
             && env.len() <= 1
+    } else if words.starts_with(&AWS_LOGIN) {
+        env.is_empty() && matches!(&words[AWS_LOGIN.len()..], [profile] if is_profile_name(profile))
     } else if words.starts_with(&AZ_LOGIN) {
         env.is_empty()
             && match &words[AZ_LOGIN.len()..] {
@@ -35,12 +39,23 @@ pub fn known_login_tool(command: &[String], env: &[String]) -> Result<(), String
         Ok(())
     } else {
         Err(format!(
-            "the daemon asked to run `{}`, which is not a login tool credd knows (`{}`, `{}`); it was not run",
+            "the daemon asked to run `{}`, which is not a login tool credd knows (`{}`, `{}`, `{} PROFILE`); it was not run",
             words.join(" "),
             GCLOUD_LOGIN.join(" "),
-            AZ_LOGIN.join(" ")
+            AZ_LOGIN.join(" "),
+            AWS_LOGIN.join(" ")
         ))
     }
+}
+
+/// An AWS profile name as a login command may carry it: letters, digits, `.`, `_`, `-`, `+`,
+/// `@` and `/`, not starting with `-`.
+fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+@/".contains(c))
 }
 
 /// A tenant id or domain: letters, digits, `.` and `-`, not starting with `-`.
@@ -77,12 +92,17 @@ mod tests {
         assert!(known_login_tool(&words("gcloud auth application-default login"), &config).is_ok());
         assert!(known_login_tool(&words("az login"), &[]).is_ok());
         assert!(known_login_tool(&words("az login --tenant contoso.onmicrosoft.com"), &[]).is_ok());
+        assert!(known_login_tool(&words("aws login --profile console"), &[]).is_ok());
 
         for refused in [
             "sh -c id",
             "gcloud auth application-default login --flag",
             "az login --tenant -x",
             "az login --use-device-code --tenant t",
+            "aws login",
+            "aws login --profile --debug",
+            "aws login --profile p extra",
+            "aws s3 ls",
             "/tmp/gcloud auth application-default login",
             "bash",
         ] {

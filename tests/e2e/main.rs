@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `credd` and `credd-daemon` against real peers. One file per
 //! capability; the harness (`credd_tests`) gives each test its own isolated world.
 
+mod aws_console;
 mod aws_container;
 mod aws_mfa;
 mod aws_source;

@@ -13,6 +13,7 @@ pub mod model_api;
 pub mod other_daemon;
 pub mod other_user;
 pub mod peers;
+pub mod signin;
 pub mod sigv4;
 pub mod sso_stub;
 pub mod sts_check;

@@ -22,6 +22,7 @@ use credd_proto::{CredentialFacts, CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
 mod chain;
+mod console;
 pub mod mfa;
 mod spec;
 pub mod sso;
@@ -38,6 +39,8 @@ pub enum ProfileAuth {
     Mfa(mfa::MfaRole),
     /// An IAM Identity Center session, which credd keeps fresh.
     Sso(sso::SsoSession),
+    /// An `aws login` console session, which credd keeps fresh.
+    Console(console::ConsoleSession),
     /// A `credential_process`, the profile's own or at the root of its role chain: credd runs
     /// it (see [`crate::process`]), so a command that hangs is killed with everything it
     /// started, and its stderr is summarised like an `exec` source's, never quoted whole.
@@ -47,6 +50,24 @@ pub enum ProfileAuth {
     Unknown {
         known: Vec<String>,
     },
+}
+
+/// How often a login in progress looks whether `aws login` has written its session.
+const CONSOLE_LOGIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One renewal at a time per token file (an SSO session's, an `aws login` session's): sources
+/// whose profiles share the file share its refresh token, which the first renewal may rotate.
+pub(crate) fn file_lock(path: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    type Locks =
+        std::collections::HashMap<std::path::PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>;
+    static LOCKS: std::sync::LazyLock<std::sync::Mutex<Locks>> =
+        std::sync::LazyLock::new(Default::default);
+    LOCKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(path.to_path_buf())
+        .or_default()
+        .clone()
 }
 
 pub struct AwsSource {
@@ -101,6 +122,9 @@ impl AwsSource {
         // with time to spare in the cache.
         if let ProfileAuth::Sso(session) = &auth {
             sso::ensure_fresh(session, &sdk, SystemTime::now()).await?;
+        }
+        if let ProfileAuth::Console(session) = &auth {
+            console::ensure_fresh(session, &sdk, SystemTime::now()).await?;
         }
         let credentials = if let ProfileAuth::Process(process) = &auth {
             let mut credentials = self
@@ -283,6 +307,45 @@ impl AwsSource {
         })
     }
 
+    /// `aws login` is the AWS CLI's own: show it (the client runs it when `aws` is installed),
+    /// then wait until the session it leaves yields credentials, which are the login's outcome.
+    async fn console_login(
+        &self,
+        session: &console::ConsoleSession,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Result<Fetched, SourceError> {
+        let command: Vec<String> = credd_proto::login_tools::AWS_LOGIN
+            .iter()
+            .map(|w| w.to_string())
+            .chain([session.profile.clone()])
+            .collect();
+        (io.report)(LoginPrompt::Command {
+            instructions: format!(
+                "Sign in with `{}`; credd keeps the session fresh from then on.",
+                command.join(" ")
+            ),
+            command,
+            env: Vec::new(),
+        });
+        let before = std::fs::read(session.cache_path()).ok();
+        loop {
+            tokio::time::sleep(CONSOLE_LOGIN_POLL).await;
+            if SystemTime::now() >= deadline {
+                return Err(SourceError::NeedsLogin(
+                    "`aws login` did not finish before the login timed out".into(),
+                ));
+            }
+            // The ended session's file stays until `aws login` replaces it.
+            if std::fs::read(session.cache_path()).ok() == before {
+                continue;
+            }
+            if let Ok(fetched) = self.resolve(SystemTime::now()).await {
+                return Ok(fetched);
+            }
+        }
+    }
+
     /// Turns the SDK's error into what credd reports, by the error's type, not its words:
     /// settings the SDK found missing or wrong are a misconfiguration; the SSO portal refusing
     /// the session's token needs a login; the rest is the upstream's.
@@ -300,6 +363,17 @@ impl AwsSource {
             _ if sso_session_refused(&error) => SourceError::NeedsLogin(format!(
                 "the SSO session of profile `{profile}` was refused ({detail})"
             )),
+            // The SDK's own renewal of an `aws login` session, refused because it is over.
+            _ if causes(&error)
+                .filter_map(|e| {
+                    e.downcast_ref::<aws_sdk_signin::operation::create_o_auth2_token::CreateOAuth2TokenError>()
+                })
+                .any(console::ended) =>
+            {
+                SourceError::NeedsLogin(format!(
+                    "the `aws login` session of profile `{profile}` has ended ({detail})"
+                ))
+            }
             CredentialsError::CredentialsNotLoaded(_) if sso => SourceError::NeedsLogin(format!(
                 "the SSO session of profile `{profile}` has expired or is missing ({detail})"
             )),
@@ -332,9 +406,12 @@ impl Source for AwsSource {
                         .await
                         .map(|()| None)
                 }
+                ProfileAuth::Console(session) => {
+                    self.console_login(&session, deadline, io).await.map(Some)
+                }
                 ProfileAuth::Process(_) | ProfileAuth::Other | ProfileAuth::Unknown { .. } => {
                     Err(SourceError::Upstream(format!(
-                        "profile `{}` uses neither SSO nor MFA; there is nothing to log in to (see `credd status` for its error)",
+                        "profile `{}` uses neither SSO, `aws login` nor MFA; there is nothing to log in to (see `credd status` for its error)",
                         self.spec.profile
                     )))
                 }
@@ -420,6 +497,9 @@ pub fn classify(
     if let Some(session) = sso::session_for_profile(set, profile)? {
         return Ok(ProfileAuth::Sso(session));
     }
+    if let Some(session) = console::ConsoleSession::of_profile(set, profile) {
+        return Ok(ProfileAuth::Console(session));
+    }
     Ok(match chain::process_chain(set, profile) {
         Some(process) => ProfileAuth::Process(process),
         None => ProfileAuth::Other,
@@ -453,6 +533,9 @@ pub fn watched_files() -> Vec<crate::filewatch::Target> {
         if let Some(path) = std::env::var_os(var) {
             targets.push(crate::filewatch::Target::file(std::path::Path::new(&path)));
         }
+    }
+    if let Some(dir) = std::env::var_os(console::CACHE_DIRECTORY_ENV).filter(|d| !d.is_empty()) {
+        targets.push(crate::filewatch::Target::tree(std::path::Path::new(&dir)));
     }
     targets
 }

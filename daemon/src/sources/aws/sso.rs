@@ -203,32 +203,17 @@ fn needs_login(session: &SsoSession, why: &str) -> SourceError {
     SourceError::NeedsLogin(format!("{} {why}", session.describe()))
 }
 
-/// One renewal at a time per token file: profiles (sources) on one `sso_session` share its
-/// file and its refresh token, which the first renewal may rotate.
-fn renewal_lock(session: &SsoSession) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: LazyLock<
-        std::sync::Mutex<
-            std::collections::HashMap<PathBuf, std::sync::Arc<tokio::sync::Mutex<()>>>,
-        >,
-    > = LazyLock::new(Default::default);
-    LOCKS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(session.cache_path())
-        .or_default()
-        .clone()
-}
-
 /// Makes sure the session's token file holds an access token with more than
 /// [`REFRESH_WINDOW`] left, renewing it with its refresh token when it can. Never interactive.
-/// The file is read under the session's [`renewal_lock`], so a caller that waited for another's
+/// The file is read under its [`super::file_lock`] (profiles on one `sso_session` share the file
+/// and its refresh token, which the first renewal may rotate), so a caller that waited for another's
 /// renewal finds the renewed token and makes no call of its own.
 pub async fn ensure_fresh(
     session: &SsoSession,
     sdk: &SdkConfig,
     now: SystemTime,
 ) -> Result<(), SourceError> {
-    let lock = renewal_lock(session);
+    let lock = super::file_lock(&session.cache_path());
     let _renewing = lock.lock().await;
     let token = match read_cache(session) {
         Cached::Missing => return Err(needs_login(session, "has no cached token")),
