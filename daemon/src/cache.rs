@@ -16,6 +16,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Notify;
 
 use crate::clock::{Clock, unix_secs};
+use crate::notify;
 use crate::policy::{self, Validity};
 use crate::sources::{Source, SourceError};
 
@@ -91,6 +92,8 @@ struct SlotState {
     wanted_min_valid: Option<Duration>,
     last_forced_at: Option<SystemTime>,
     callers: HashMap<String, CallerSeen>,
+    /// The person was told this source needs them; cleared by the next credential.
+    alerted: bool,
 }
 
 #[derive(Clone)]
@@ -323,6 +326,31 @@ impl Slot {
 
     /// Records what a fetch (started when the slot was at `generation`), or a login (`None`),
     /// came back with.
+    /// Tells the person, once until the next credential, that this source needs them: it was
+    /// serving, and now only a login can renew it, or its refreshes keep failing and what it
+    /// serves runs out within [`notify::AHEAD`]. A source that served nothing has no one to
+    /// warn: whoever asked for it sees the error.
+    fn alert_if_needed(&self, st: &mut SlotState, error: &SourceError, now: SystemTime) {
+        let Some(current) = &st.current else {
+            return;
+        };
+        if st.alerted {
+            return;
+        }
+        let left = current.validity.remaining(now);
+        let summary = match error {
+            SourceError::NeedsLogin(_) => format!("credd: {} needs you to sign in", self.id),
+            _ if left < notify::AHEAD => format!(
+                "credd: {} runs out in {} min and cannot be renewed",
+                self.id,
+                left.as_secs().div_ceil(60)
+            ),
+            _ => return,
+        };
+        st.alerted = true;
+        notify::alert(summary, error.present(&self.id.to_string()));
+    }
+
     fn finish_fetch(
         &self,
         started: SystemTime,
@@ -378,6 +406,7 @@ impl Slot {
                 });
                 st.generation += 1;
                 st.failures = 0;
+                st.alerted = false;
                 st.last_error = None;
                 st.retry_at = None;
                 st.last_refresh_at = Some(now);
@@ -396,6 +425,7 @@ impl Slot {
                 };
                 st.retry_at = Some(now + wait);
                 tracing::warn!(source = %self.id, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
+                self.alert_if_needed(&mut st, &error, now);
                 st.last_error = Some(error.clone());
                 Err(error)
             }

@@ -19,6 +19,7 @@ pub mod harden;
 pub mod logging;
 pub mod login;
 pub mod net;
+pub mod notify;
 pub mod policy;
 pub mod process;
 pub mod redact;

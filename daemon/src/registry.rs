@@ -96,6 +96,7 @@ impl Registry {
     }
 
     fn apply(&self, config: Config) {
+        crate::notify::set_enabled(config.notifications);
         let mut inner = self.write();
         inner.config_error = None;
         let mut old = std::mem::take(&mut inner.entries);

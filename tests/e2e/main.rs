@@ -22,6 +22,7 @@ mod hostile_upstream;
 mod impostors;
 mod lifecycle;
 mod network;
+mod notifications;
 mod protocol;
 mod refresh;
 mod second_user;

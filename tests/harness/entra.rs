@@ -192,6 +192,12 @@ impl EntraUpstream {
             .collect()
     }
 
+    /// Every refresh token handed out so far is revoked (as a password reset or an admin's
+    /// revocation does): using one is refused with `invalid_grant`.
+    pub fn revoke_refresh_tokens(&self) {
+        self.state.lock().unwrap().refresh_tokens.clear();
+    }
+
     /// The `scope` of every token request that named one, oldest first.
     pub fn scopes(&self) -> Vec<String> {
         self.state.lock().unwrap().scopes.clone()

@@ -25,11 +25,27 @@ pub use crate::sources::gcp::{GCP_DEFAULT_SCOPE, GcpSpec};
 /// Environment variable that overrides the config path.
 pub const CONFIG_ENV: &str = "CREDD_CONFIG";
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Desktop notifications when a source needs the person (see `notify`); on by default.
+    #[serde(default = "enabled")]
+    pub notifications: bool,
     #[serde(default)]
     pub sources: BTreeMap<String, SourceSpec>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            notifications: true,
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// A source's table: its `kind`, and that kind's settings, whose spec lives beside the source
