@@ -5,8 +5,8 @@
 # oauth2-mock-server from npm; moto's STS server, boto3, google-auth and azure-identity from
 # PyPI, in a virtualenv), builds the binaries, and runs every
 # test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
-# npm, python3-venv, systemd's tools, tinyproxy, openssl, and Xvfb, xdotool and zenity, when
-# missing).
+# npm, python3-venv, systemd's tools, tinyproxy, openssl, and a desktop to test against: Xvfb,
+# xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,9 +34,14 @@ command -v systemd-socket-activate >/dev/null 2>&1 || apt_install systemd
 command -v tinyproxy >/dev/null 2>&1 || apt_install tinyproxy
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
-# A desktop for the desktop-prompt tests: an X server, a person typing, and the prompt itself.
-command -v Xvfb >/dev/null 2>&1 && command -v xdotool >/dev/null 2>&1 && command -v zenity >/dev/null 2>&1 \
-    || apt_install xvfb xdotool zenity
+# A desktop for the desktop-prompt, notification and secret-store tests: an X server, a person
+# typing, the prompt itself, a session D-Bus with a notification server and a Secret Service.
+for tool in Xvfb xdotool zenity dbus-daemon dbus-send dunst dunstctl gnome-keyring-daemon secret-tool; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        apt_install xvfb xdotool zenity dbus-daemon dbus-bin dunst gnome-keyring libsecret-tools
+        break
+    fi
+done
 
 venv="$PEERS/venv"
 if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION'" 2>/dev/null; then

@@ -324,8 +324,6 @@ impl Slot {
         self.finish_fetch(now, None, Ok(fetched))
     }
 
-    /// Records what a fetch (started when the slot was at `generation`), or a login (`None`),
-    /// came back with.
     /// Tells the person, once until the next credential, that this source needs them: it was
     /// serving, and now only a login can renew it, or its refreshes keep failing and what it
     /// serves runs out within [`notify::AHEAD`]. A source that served nothing has no one to
@@ -351,6 +349,8 @@ impl Slot {
         notify::alert(summary, error.present(&self.id.to_string()));
     }
 
+    /// Records what a fetch (started when the slot was at `generation`), or a login (`None`),
+    /// came back with.
     fn finish_fetch(
         &self,
         started: SystemTime,
@@ -499,7 +499,29 @@ impl Slot {
             upstream_calls: st.upstream_calls,
             upstream_clock_offset_secs: st.current.as_ref().and_then(|c| c.clock_offset_secs),
             endpoints: Vec::new(),
+            persistence: self.source.persistence(),
         }
+    }
+
+    /// Signs out: the source forgets its login (in memory and in the secret store) and the
+    /// cache drops what it holds, so the next caller is told to log in.
+    pub async fn logout(&self) -> Result<(), SourceError> {
+        let Some(logout) = self.source.logout() else {
+            return Err(SourceError::Misconfigured(format!(
+                "sources of kind `{}` keep no login of their own to sign out of",
+                self.kind()
+            )));
+        };
+        logout.await?;
+        let mut st = self.lock();
+        st.current = None;
+        st.generation += 1;
+        st.failures = 1;
+        st.retry_at = None;
+        st.last_error = Some(SourceError::NeedsLogin("signed out".into()));
+        self.changed.notify_waiters();
+        tracing::info!(source = %self.id, "signed out");
+        Ok(())
     }
 }
 

@@ -55,6 +55,7 @@ impl Dispatcher {
                 .await
             }
             Request::Refresh { source } => self.refresh(&source).await,
+            Request::Logout { source } => self.logout(&source).await,
             Request::Login { source } => self.login(&source).await,
             Request::LoginWait { source } => self.login_wait(&source).await,
             Request::LoginCode { source, code } => self.login_code(&source, code).await,
@@ -144,6 +145,21 @@ impl Dispatcher {
                 message: format!(
                     "refreshed `{name}`; valid until {}",
                     until(credential.expires_at)
+                ),
+            },
+            Err(e) => source_error(name, e),
+        }
+    }
+
+    async fn logout(&self, name: &str) -> Response {
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(error) => return Response::Error(error),
+        };
+        match slot.logout().await {
+            Ok(()) => Response::Done {
+                message: format!(
+                    "signed out of `{name}`: its login is forgotten; `credd login {name}` signs in again"
                 ),
             },
             Err(e) => source_error(name, e),

@@ -24,6 +24,7 @@ pub mod policy;
 pub mod process;
 pub mod redact;
 pub mod registry;
+pub mod secret_store;
 pub mod server;
 pub mod sources;
 pub mod upstream_clock;

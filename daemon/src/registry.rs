@@ -107,7 +107,11 @@ impl Registry {
                     tracing::info!(source = %name, kind = spec.kind(), "{}", if previous.is_some() { "source changed" } else { "source added" });
                     // The old entry lets go of its endpoint's port before the new one binds it.
                     drop(previous);
-                    let slot = Slot::new(name.clone(), sources::build(&spec), self.clock.clone());
+                    let slot = Slot::new(
+                        name.clone(),
+                        sources::build(&name, &spec),
+                        self.clock.clone(),
+                    );
                     let audiences =
                         Arc::new(Audiences::new(&name, spec.clone(), self.clock.clone()));
                     let refresher = tokio::spawn(slot.clone().keep_fresh());

@@ -57,6 +57,9 @@ pub enum Command {
     /// Concurrent logins share: one code for a source, and for profiles on one SSO session; one
     /// browser; one run of gcloud or az.
     Login { source: String },
+    /// Sign out of SOURCE: credd forgets its login (in memory, and in the OS secret store with
+    /// persist = "keyring") and what it has cached for it.
+    Logout { source: String },
     /// Show the daemon and every source: state, expiry, next refresh, last error.
     Status {
         /// Print the report as JSON.

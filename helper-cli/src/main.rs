@@ -104,6 +104,7 @@ fn run(command: Command) -> Result<String, Failure> {
             }
         }
         Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
+        Command::Logout { source } => done(ask(Request::Logout { source }, true)?),
         Command::Login { source } => login::run(source),
         Command::Status { short: true, .. } => Ok(status::short_line()),
         Command::Status { json, .. } => match ask(Request::Status, true)? {

@@ -88,6 +88,9 @@ pub fn render(report: &StatusReport) -> String {
                 span(offset.abs())
             );
         }
+        if let Some(persistence) = &source.persistence {
+            let _ = writeln!(out, "\n{}: {persistence}", source.label());
+        }
         for endpoint in &source.endpoints {
             let _ = writeln!(
                 out,
@@ -193,6 +196,7 @@ mod tests {
             upstream_calls: 0,
             upstream_clock_offset_secs: None,
             endpoints: Vec::new(),
+            persistence: None,
         }
     }
 

@@ -25,6 +25,9 @@ _credd() {
             credd,login)
                 cmd="credd__subcmd__login"
                 ;;
+            credd,logout)
+                cmd="credd__subcmd__logout"
+                ;;
             credd,refresh)
                 cmd="credd__subcmd__refresh"
                 ;;
@@ -50,7 +53,7 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login status stop doctor service setup"
+            opts="-h -V --help --version get refresh login logout status stop doctor service setup"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +119,20 @@ _credd() {
             return 0
             ;;
         credd__subcmd__login)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__logout)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -34,7 +34,9 @@ pub use secret::Secret;
 /// may be of kind `misconfigured` (exit 8).
 ///
 /// Version 4: a credential's `metadata` has named fields, and its `scopes` are a list.
-pub const PROTOCOL_VERSION: u32 = 4;
+///
+/// Version 5: `logout`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");

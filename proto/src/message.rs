@@ -42,6 +42,11 @@ pub enum Request {
     Refresh {
         source: String,
     },
+    /// Forget the source's login (in memory and in the OS secret store) and what the cache
+    /// holds.
+    Logout {
+        source: String,
+    },
     /// Start (or join) the source's interactive login; answered at once with the prompt to show,
     /// or with `Done` when no login is needed.
     Login {
@@ -267,6 +272,9 @@ pub struct SourceStatus {
     /// Local endpoints serving this source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<EndpointStatus>,
+    /// Where the source keeps its login (`persist`), or why it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<String>,
 }
 
 impl SourceStatus {

@@ -20,6 +20,7 @@ mod gcp_source;
 mod helper_hooks;
 mod hostile_upstream;
 mod impostors;
+mod keyring;
 mod lifecycle;
 mod network;
 mod notifications;

@@ -59,6 +59,14 @@ pub enum SourceSpec {
     Entra(EntraSpec),
 }
 
+/// Where a source keeps the long-lived part of an interactive login besides memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persist {
+    /// The OS secret store (Secret Service, the login Keychain); see `secret_store`.
+    Keyring,
+}
+
 /// A local HTTP endpoint for a source (127.0.0.1 only).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

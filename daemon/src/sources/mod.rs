@@ -139,6 +139,17 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// Forgets the source's own login (in memory and in the secret store), for `credd
+    /// logout`. `None` for kinds that keep no login of their own.
+    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        None
+    }
+
+    /// Where the source keeps its login, for `status`, when it is told to keep it.
+    fn persistence(&self) -> Option<String> {
+        None
+    }
+
     /// What is wrong with the source's settings, found when it was built (a setting that
     /// neither the config nor the environment gives): `status` shows it before any fetch.
     fn settings_problem(&self) -> Option<SourceError> {
@@ -163,13 +174,13 @@ pub struct LoginIo {
     pub code: tokio::sync::oneshot::Receiver<Secret>,
 }
 
-/// Builds the source a config entry describes.
-pub fn build(spec: &SourceSpec) -> Box<dyn Source> {
+/// Builds the source a config entry named `name` describes.
+pub fn build(name: &str, spec: &SourceSpec) -> Box<dyn Source> {
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
-        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(aws.clone())),
+        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(name, aws.clone())),
         SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone())),
-        SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(entra.clone())),
+        SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone())),
     }
 }
 

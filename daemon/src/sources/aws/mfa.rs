@@ -133,3 +133,64 @@ pub async fn assume_with_code(
         .cloned()
         .ok_or_else(|| SourceError::Upstream("STS AssumeRole answered without credentials".into()))
 }
+
+/// An MFA session as the secret store keeps it: the credentials and their end, and the profile
+/// they are for.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptSession {
+    profile: String,
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expires_at: u64,
+}
+
+/// The session `fetched` holds, as the secret store keeps it.
+pub fn to_kept(fetched: &crate::sources::Fetched) -> Option<Secret> {
+    let credd_proto::CredentialSecret::Aws {
+        access_key_id,
+        secret_access_key,
+        session_token: Some(session_token),
+    } = &fetched.secret
+    else {
+        return None;
+    };
+    let kept = KeptSession {
+        profile: fetched.metadata.profile.clone()?,
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret_access_key.expose().to_string(),
+        session_token: session_token.expose().to_string(),
+        expires_at: fetched
+            .expires_at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .ok()?
+            .as_secs(),
+    };
+    Some(Secret::new(serde_json::to_string(&kept).ok()?))
+}
+
+/// A kept session for `profile` that still has the AWS floor to live; `None` otherwise.
+pub fn from_kept(
+    stored: &Secret,
+    profile: &str,
+    now: std::time::SystemTime,
+) -> Option<crate::sources::Fetched> {
+    let kept: KeptSession = serde_json::from_str(stored.expose()).ok()?;
+    let expires_at = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(kept.expires_at);
+    if kept.profile != profile || expires_at < now + crate::policy::AWS_FLOOR {
+        return None;
+    }
+    Some(crate::sources::Fetched {
+        secret: credd_proto::CredentialSecret::Aws {
+            access_key_id: kept.access_key_id,
+            secret_access_key: Secret::new(kept.secret_access_key),
+            session_token: Some(Secret::new(kept.session_token)),
+        },
+        expires_at,
+        metadata: credd_proto::CredentialFacts {
+            profile: Some(kept.profile),
+            ..Default::default()
+        },
+        clock_offset_secs: None,
+    })
+}

@@ -72,11 +72,42 @@ pub(crate) fn file_lock(path: &std::path::Path) -> std::sync::Arc<tokio::sync::M
 
 pub struct AwsSource {
     spec: AwsSpec,
+    /// Where an MFA session is kept across restarts, with `persist = "keyring"`.
+    kept: Option<crate::secret_store::Kept>,
+    /// The MFA session the store held when the daemon started, until it is used up.
+    kept_session: std::sync::Mutex<Option<Secret>>,
 }
 
 impl AwsSource {
-    pub fn new(spec: AwsSpec) -> Self {
-        AwsSource { spec }
+    pub fn new(name: &str, spec: AwsSpec) -> Self {
+        AwsSource {
+            kept: spec
+                .persist
+                .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
+            spec,
+            kept_session: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The MFA session kept from before the daemon started, while it has the AWS floor left.
+    async fn kept_session(&self, now: SystemTime) -> Option<Fetched> {
+        let kept = self.kept.as_ref()?;
+        kept.restore_once(|stored| {
+            *self.kept_session.lock().unwrap_or_else(|p| p.into_inner()) = stored;
+        })
+        .await;
+        let stored = self
+            .kept_session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let restored = mfa::from_kept(&stored, &self.spec.profile, now);
+        if restored.is_none() {
+            // Run out (or another profile's): of no more use.
+            *self.kept_session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            kept.delete().await;
+        }
+        restored
     }
 
     /// The SDK's config for this profile, reaching upstreams through the proxy and CA bundle
@@ -109,6 +140,9 @@ impl AwsSource {
             )));
         }
         if let ProfileAuth::Mfa(role) = &auth {
+            if let Some(session) = self.kept_session(SystemTime::now()).await {
+                return Ok(session);
+            }
             // Only a login (with a person and a code) makes these credentials; it hands them
             // to the cache itself.
             return Err(SourceError::NeedsLogin(format!(
@@ -295,7 +329,7 @@ impl AwsSource {
             mfa_serial: Some(role.serial.clone()),
             ..CredentialFacts::default()
         };
-        Ok(Fetched {
+        let fetched = Fetched {
             secret: CredentialSecret::Aws {
                 access_key_id: c.access_key_id().to_string(),
                 secret_access_key: Secret::new(c.secret_access_key()),
@@ -304,7 +338,13 @@ impl AwsSource {
             expires_at,
             metadata,
             clock_offset_secs,
-        })
+        };
+        if let Some(kept) = &self.kept
+            && let Some(session) = mfa::to_kept(&fetched)
+        {
+            kept.save(&session).await;
+        }
+        Ok(fetched)
     }
 
     /// `aws login` is the AWS CLI's own: show it (the client runs it when `aws` is installed),
@@ -393,6 +433,20 @@ impl Source for AwsSource {
 
     fn watched_files(&self) -> Vec<crate::filewatch::Target> {
         watched_files()
+    }
+
+    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        Some(Box::pin(async move {
+            *self.kept_session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if let Some(kept) = &self.kept {
+                kept.delete().await;
+            }
+            Ok(())
+        }))
+    }
+
+    fn persistence(&self) -> Option<String> {
+        self.kept.as_ref().map(crate::secret_store::Kept::describe)
     }
 
     fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {

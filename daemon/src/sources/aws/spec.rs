@@ -41,6 +41,10 @@ pub struct AwsSpec {
     /// needs no one to type it.
     #[serde(default)]
     pub mfa_process: Option<Vec<String>>,
+    /// For a role with `mfa_serial`: keep the MFA session's credentials in the OS secret
+    /// store until they expire, so a restart needs no new code.
+    #[serde(default)]
+    pub persist: Option<crate::config::Persist>,
 }
 
 impl AwsSpec {

@@ -39,15 +39,20 @@ pub struct EntraSource {
     spec: EntraSpec,
     settings: Settings,
     http: crate::net::LazyOAuthClient,
-    /// The device-code flow's refresh token: in memory only, never written anywhere.
+    /// The device-code flow's refresh token: in memory, and in the OS secret store with
+    /// `persist = "keyring"` (never in a file).
     refresh_token: Mutex<Option<Secret>>,
+    kept: Option<crate::secret_store::Kept>,
 }
 
 impl EntraSource {
-    pub fn new(spec: EntraSpec) -> Self {
+    pub fn new(name: &str, spec: EntraSpec) -> Self {
         EntraSource {
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             settings: Settings::resolve(&spec),
+            kept: spec
+                .persist
+                .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             refresh_token: Mutex::new(None),
         }
@@ -291,13 +296,26 @@ impl EntraSource {
         scopes: &[String],
         now: SystemTime,
     ) -> Result<Token, SourceError> {
+        if let Some(kept) = &self.kept {
+            kept.restore_once(|stored| {
+                if let Some(refresh) = stored {
+                    tracing::info!("a device-code login was kept from before; refreshing with it");
+                    *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
+                }
+            })
+            .await;
+        }
         let refresh_token = self
             .refresh_token
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or_else(|| {
-                SourceError::NeedsLogin("no device-code login since the daemon started".into())
+                SourceError::NeedsLogin(if self.kept.is_some() {
+                    "no device-code login kept".into()
+                } else {
+                    "no device-code login since the daemon started".into()
+                })
             })?;
         let (host, tenant, client) = self.device_authority();
         let authority = device_code::Authority {
@@ -312,16 +330,36 @@ impl EntraSource {
             scopes,
             now,
         )
-        .await?;
-        Ok(self.keep(tokens))
+        .await;
+        match tokens {
+            Ok(tokens) => Ok(self.keep(tokens).await),
+            Err(e @ SourceError::NeedsLogin(_)) => {
+                // Refused: it will never work again, here or after a restart.
+                self.forget().await;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Keeps the refresh token a grant handed out and returns the access token.
-    fn keep(&self, (access, refresh): (Token, Option<Secret>)) -> Token {
+    /// Keeps the refresh token a grant handed out (in the secret store too, when told to)
+    /// and returns the access token.
+    async fn keep(&self, (access, refresh): (Token, Option<Secret>)) -> Token {
         if let Some(refresh) = refresh {
+            if let Some(kept) = &self.kept {
+                kept.save(&refresh).await;
+            }
             *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
         }
         access
+    }
+
+    /// Drops the refresh token, from memory and the secret store.
+    async fn forget(&self) {
+        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(kept) = &self.kept {
+            kept.delete().await;
+        }
     }
 
     /// The device-code flow; its access token is the login's outcome, its refresh token is
@@ -345,7 +383,7 @@ impl EntraSource {
             io.report,
         )
         .await?;
-        Ok(self.fetched(self.keep(tokens), &self.spec.scopes()))
+        Ok(self.fetched(self.keep(tokens).await, &self.spec.scopes()))
     }
 
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
@@ -394,6 +432,19 @@ impl Source for EntraSource {
 
     fn fetch(&self, now: SystemTime) -> BoxFuture<'_, Result<Fetched, SourceError>> {
         Box::pin(self.fetch_token(now))
+    }
+
+    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+        (self.spec.method == EntraMethod::DeviceCode).then(|| {
+            Box::pin(async move {
+                self.forget().await;
+                Ok(())
+            }) as BoxFuture<'_, _>
+        })
+    }
+
+    fn persistence(&self) -> Option<String> {
+        self.kept.as_ref().map(crate::secret_store::Kept::describe)
     }
 
     fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {

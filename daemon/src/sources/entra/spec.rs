@@ -71,6 +71,10 @@ pub struct EntraSpec {
     /// A PEM file of CA certificates to trust for this source's upstreams, besides the system's.
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
+    /// `device-code`: keep the login's refresh token in the OS secret store, so the login
+    /// survives a restart.
+    #[serde(default)]
+    pub persist: Option<crate::config::Persist>,
 }
 
 impl EntraSpec {
@@ -96,6 +100,12 @@ impl EntraSpec {
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be longer than zero".into());
+        }
+        if self.persist.is_some() && self.method != EntraMethod::DeviceCode {
+            return Err(
+                "`persist` keeps a device-code login; other methods keep nothing of their own"
+                    .into(),
+            );
         }
         Ok(())
     }
