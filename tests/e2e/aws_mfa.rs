@@ -42,11 +42,17 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
+    run_on_a_terminal(world, script, code)
+}
+
+/// Runs the Python `script` (which drives `credd` on a pseudo-terminal) in `world` with the
+/// credd binary and `arg`: (exit code, what the terminal showed).
+fn run_on_a_terminal(world: &World, script: &str, arg: &str) -> (i32, String) {
     let mut cmd = Command::new(peers::python());
     world.isolate(&mut cmd);
     let credd = credd_tests::bin("credd");
     let out = cmd
-        .args(["-c", script, credd.to_str().unwrap(), code])
+        .args(["-c", script, credd.to_str().unwrap(), arg])
         .output()
         .unwrap();
     (
@@ -280,19 +286,9 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))
 "#;
-    let mut cmd = Command::new(peers::python());
-    world.isolate(&mut cmd);
-    let credd = credd_tests::bin("credd");
     let started = std::time::Instant::now();
-    let out = cmd
-        .args(["-c", script, credd.to_str().unwrap(), shape])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        started.elapsed(),
-    )
+    let (code, shown) = run_on_a_terminal(world, script, shape);
+    (code, shown, started.elapsed())
 }
 
 #[test]

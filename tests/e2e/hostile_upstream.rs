@@ -38,6 +38,20 @@ fn with_process_profile(world: World, body: &str) -> World {
     )
 }
 
+/// Every process whose pid a hanging script wrote to `pids` (at least `at_least` of them) is
+/// gone within five seconds.
+fn assert_all_gone(world: &World, pids: &std::path::Path, at_least: usize) {
+    let pids: Vec<u32> = std::fs::read_to_string(pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(pids.len() >= at_least, "{pids:?}");
+    world.eventually(Duration::from_secs(5), "every process gone", || {
+        pids.iter().all(|&pid| credd_tests::process_gone(pid))
+    });
+}
+
 /// A user's login whose token endpoint is `token_uri`.
 fn user_login_at(upstream: &GoogleUpstream, token_uri: &str) -> serde_json::Value {
     let mut file = gcp_source::authorized_user(upstream, gcp_source::REFRESH_TOKEN);
@@ -278,15 +292,7 @@ fn a_hanging_credential_process_leaves_no_process_behind() {
         let out = world.credd(&["refresh", "tool"]);
         assert_ne!(out.code, 0, "{out:?}");
     }
-    let pids: Vec<u32> = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    assert!(pids.len() >= 6, "{pids:?}");
-    world.eventually(Duration::from_secs(5), "every process gone", || {
-        pids.iter().all(|&pid| credd_tests::process_gone(pid))
-    });
+    assert_all_gone(&world, &pids, 6);
 }
 
 #[test]
@@ -315,15 +321,7 @@ fn a_hanging_credential_process_at_a_role_chains_root_leaves_no_process_behind()
         let out = world.credd(&["refresh", "app"]);
         assert_ne!(out.code, 0, "{out:?}");
     }
-    let pids: Vec<u32> = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    assert!(pids.len() >= 4, "{pids:?}");
-    world.eventually(Duration::from_secs(5), "every process gone", || {
-        pids.iter().all(|&pid| credd_tests::process_gone(pid))
-    });
+    assert_all_gone(&world, &pids, 4);
 }
 
 #[test]

@@ -23,16 +23,7 @@ struct Session {
 
 impl Desktop {
     pub fn start() -> Self {
-        for program in ["Xvfb", "xdotool", "zenity"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {program}")])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success()),
-                "{program} is missing; run the README's test command (tests/run.sh), which installs it"
-            );
-        }
+        require(&["Xvfb", "xdotool", "zenity"]);
         // Xvfb picks a display no other server has and says which on stdout.
         let mut server = Command::new("Xvfb")
             .args([
@@ -117,16 +108,7 @@ impl Desktop {
 impl Desktop {
     /// Starts a session D-Bus on this desktop with a notification server (dunst) on it.
     pub fn with_session_bus(mut self) -> Self {
-        for program in ["dbus-daemon", "dunst", "dunstctl"] {
-            assert!(
-                Command::new("sh")
-                    .args(["-c", &format!("command -v {program}")])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success()),
-                "{program} is missing; run the README's test command (tests/run.sh), which installs it"
-            );
-        }
+        require(&["dbus-daemon", "dunst", "dunstctl"]);
         let out = Command::new("dbus-daemon")
             .args(["--session", "--fork", "--print-address=1", "--print-pid=1"])
             .output()
@@ -255,6 +237,20 @@ impl Desktop {
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+/// Fails the test, saying how to get them, unless `programs` are all installed.
+fn require(programs: &[&str]) {
+    for program in programs {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {program}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+            "{program} is missing; run the README's test command (tests/run.sh), which installs it"
+        );
     }
 }
 

@@ -104,10 +104,7 @@ pub async fn assume(
     sdk: &aws_config::SdkConfig,
     base: Credentials,
 ) -> Result<Credentials, SourceError> {
-    let config = aws_sdk_sts::config::Builder::from(sdk)
-        .credentials_provider(base)
-        .build();
-    let out = aws_sdk_sts::Client::from_conf(config)
+    let out = super::sts_signed_by(sdk, base)
         .assume_role()
         .role_arn(&role.role_arn)
         .role_session_name(session_name(role.session_name.as_deref()))

@@ -109,11 +109,8 @@ pub async fn assume_with_code(
                 super::service_error(&e)
             ))
         })?;
-    let config = aws_sdk_sts::config::Builder::from(sdk)
-        .credentials_provider(source)
-        .build();
     let session_name = super::chain::session_name(role.session_name.as_deref());
-    let out = aws_sdk_sts::Client::from_conf(config)
+    let out = super::sts_signed_by(sdk, source)
         .assume_role()
         .role_arn(&role.role_arn)
         .role_session_name(session_name)

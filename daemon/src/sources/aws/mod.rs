@@ -52,6 +52,18 @@ pub enum ProfileAuth {
     },
 }
 
+/// An STS client on the SDK's config (region, HTTP client) that signs with `credentials`.
+pub(crate) fn sts_signed_by(
+    sdk: &aws_config::SdkConfig,
+    credentials: impl aws_credential_types::provider::ProvideCredentials + 'static,
+) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(sdk)
+            .credentials_provider(credentials)
+            .build(),
+    )
+}
+
 /// How often a login in progress looks whether `aws login` has written its session.
 const CONSOLE_LOGIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -258,11 +270,7 @@ impl AwsSource {
         sdk: &aws_config::SdkConfig,
         long_term: Credentials,
     ) -> Result<Credentials, SourceError> {
-        let config = aws_sdk_sts::config::Builder::from(sdk)
-            .credentials_provider(long_term)
-            .build();
-        let sts = aws_sdk_sts::Client::from_conf(config);
-        let out = sts
+        let out = sts_signed_by(sdk, long_term)
             .get_session_token()
             .duration_seconds(self.spec.duration.as_secs() as i32)
             .send()
