@@ -94,6 +94,8 @@ struct SlotState {
     callers: HashMap<String, CallerSeen>,
     /// The person was told this source needs them; cleared by the next credential.
     alerted: bool,
+    /// The generation of the last logout: fetches begun before it are discarded.
+    signed_out_at: u64,
 }
 
 #[derive(Clone)]
@@ -336,17 +338,29 @@ impl Slot {
             return;
         }
         let left = current.validity.remaining(now);
-        let summary = match error {
-            SourceError::NeedsLogin(_) => format!("credd: {} needs you to sign in", self.id),
-            _ if left < notify::AHEAD => format!(
-                "credd: {} runs out in {} min and cannot be renewed",
-                self.id,
-                left.as_secs().div_ceil(60)
+        // Nothing an upstream said goes on the desktop (notification servers read markup, and
+        // a hostile upstream could word a link): the source, the time and what to run.
+        let (summary, body) = match error {
+            SourceError::NeedsLogin(_) => (
+                format!("credd: {} needs you to sign in", self.id),
+                format!(
+                    "What it holds lasts {} min more. Run `credd login {}` (Claude Code's awsAuthRefresh or gcpAuthRefresh runs it too).",
+                    left.as_secs().div_ceil(60),
+                    self.id.source
+                ),
+            ),
+            _ if left < notify::AHEAD => (
+                format!(
+                    "credd: {} runs out in {} min and cannot be renewed",
+                    self.id,
+                    left.as_secs().div_ceil(60)
+                ),
+                "Its refreshes keep failing; `credd status` says why.".to_string(),
             ),
             _ => return,
         };
         st.alerted = true;
-        notify::alert(summary, error.present(&self.id.to_string()));
+        notify::alert(summary, body);
     }
 
     /// Records what a fetch (started when the slot was at `generation`), or a login (`None`),
@@ -362,6 +376,13 @@ impl Slot {
         if generation.is_some() {
             st.inflight = None;
         }
+        // A fetch that began before a logout brings nothing back: the person signed out.
+        let result = match result {
+            Ok(_) if generation.is_some_and(|g| g < st.signed_out_at) => Err(
+                SourceError::NeedsLogin("signed out while a refresh was under way".into()),
+            ),
+            other => other,
+        };
         // A fetch that failed after a login brought a newer credential: the newer one stands.
         if result.is_err()
             && generation.is_some_and(|g| g != st.generation)
@@ -504,24 +525,26 @@ impl Slot {
     }
 
     /// Signs out: the source forgets its login (in memory and in the secret store) and the
-    /// cache drops what it holds, so the next caller is told to log in.
-    pub async fn logout(&self) -> Result<(), SourceError> {
+    /// cache drops what it holds, so the next caller is told to log in. Returns what stays
+    /// signed in elsewhere, if anything, for the person.
+    pub async fn logout(&self) -> Result<Option<String>, SourceError> {
         let Some(logout) = self.source.logout() else {
             return Err(SourceError::Misconfigured(format!(
                 "sources of kind `{}` keep no login of their own to sign out of",
                 self.kind()
             )));
         };
-        logout.await?;
+        let remains = logout.await?;
         let mut st = self.lock();
         st.current = None;
         st.generation += 1;
+        st.signed_out_at = st.generation;
         st.failures = 1;
         st.retry_at = None;
         st.last_error = Some(SourceError::NeedsLogin("signed out".into()));
         self.changed.notify_waiters();
         tracing::info!(source = %self.id, "signed out");
-        Ok(())
+        Ok(remains)
     }
 }
 

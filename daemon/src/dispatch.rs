@@ -157,10 +157,15 @@ impl Dispatcher {
             Err(error) => return Response::Error(error),
         };
         match slot.logout().await {
-            Ok(()) => Response::Done {
-                message: format!(
-                    "signed out of `{name}`: its login is forgotten; `credd login {name}` signs in again"
-                ),
+            Ok(remains) => Response::Done {
+                message: match remains {
+                    None => format!(
+                        "signed out of `{name}`: its login is forgotten; `credd login {name}` signs in again"
+                    ),
+                    Some(remains) => {
+                        format!("credd forgot what it held for `{name}`, but {remains}")
+                    }
+                },
             },
             Err(e) => source_error(name, e),
         }

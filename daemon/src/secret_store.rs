@@ -122,8 +122,12 @@ impl Kept {
         self.note(self.entry.save(secret).await);
     }
 
-    pub async fn delete(&self) {
-        self.note(self.entry.delete().await);
+    /// Forgets the entry; the store's refusal is the caller's to report (a logout that did not
+    /// happen must not say it did).
+    pub async fn delete(&self) -> Result<(), Unavailable> {
+        let result = self.entry.delete().await;
+        self.note(result.clone());
+        result
     }
 
     /// For `status`: where the login is kept, or why it is not.

@@ -4,7 +4,7 @@
 //! is replaced by the endpoint's real secret, so that the fuzzer gets past the secret checks.
 #![no_main]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -53,7 +53,10 @@ impl Source for Fixed {
             Ok(Fetched {
                 secret,
                 expires_at: now + Duration::from_secs(3600),
-                metadata: BTreeMap::from([("project".to_string(), "fuzz".to_string())]),
+                metadata: credd_proto::CredentialFacts {
+                    project: Some("fuzz".to_string()),
+                    ..Default::default()
+                },
                 clock_offset_secs: None,
             })
         })

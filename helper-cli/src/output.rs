@@ -36,10 +36,16 @@ impl Header {
         if !valid_name {
             return Err(format!("`{name}` is not an HTTP header name"));
         }
-        if self.prefix.contains(['\r', '\n']) {
-            return Err("--header-prefix may not hold a line break".into());
+        // A header value is visible characters, spaces and tabs (RFC 9110): nothing that could
+        // end the header or start another, from the prefix or from what an upstream issued.
+        let value = format!("{}{token}", self.prefix);
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(
+                "the header's value would hold a control character (a line break, say); it was not printed"
+                    .into(),
+            );
         }
-        Ok((name.to_string(), format!("{}{token}", self.prefix)))
+        Ok((name.to_string(), value))
     }
 }
 
@@ -285,6 +291,11 @@ mod tests {
             prefix: "Bearer\r\nX-Evil: 1 ".into(),
         };
         assert!(render(&token(), Format::Headers, &split).is_err());
+        let mut issued = token();
+        issued.secret = CredentialSecret::Token {
+            token: credd_proto::Secret::new("tok\r\nX-Evil: 1"),
+        };
+        assert!(render(&issued, Format::Headers, &plain).is_err());
         assert!(render(&aws(Some("st")), Format::Headers, &plain).is_err());
     }
 }

@@ -106,14 +106,19 @@ fn desktop_prompt(prompt: &str) -> Option<Command> {
     if !graphical {
         return None;
     }
+    // Both read their text as markup (Pango, Qt rich text): it is escaped to show as written.
+    let text = prompt
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     if let Some(zenity) = on_path("zenity") {
         let mut command = Command::new(zenity);
-        command.args(["--entry", "--hide-text", "--title", title, "--text", prompt]);
+        command.args(["--entry", "--hide-text", "--title", title, "--text", &text]);
         return Some(command);
     }
     if let Some(kdialog) = on_path("kdialog") {
         let mut command = Command::new(kdialog);
-        command.args(["--title", title, "--password", prompt]);
+        command.args(["--title", title, "--password", &text]);
         return Some(command);
     }
     None

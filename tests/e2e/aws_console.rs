@@ -93,6 +93,13 @@ fn console_credentials_are_renewed_before_claude_code_would_hold_them_too_long()
     // Cached: no second call.
     world.credd(&["get", "console", "--format", "aws"]).ok();
     assert_eq!(signin.calls(), 1);
+    // The session is the AWS CLI's as much as credd's: logging out of credd says how to end it.
+    let out = world.credd(&["logout", "console"]);
+    assert!(
+        out.ok().contains("`aws logout --profile console` ends it"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -172,4 +179,26 @@ fn a_corrupted_console_token_file_is_reported_and_left_as_it_is() {
         b"{\"accessToken\": {\"expiresAt\": tru"
     );
     assert_eq!(signin.calls(), 0);
+}
+
+#[test]
+fn an_empty_answer_from_sign_in_leaves_the_session_file_as_it_was() {
+    let signin = SigninStub::start();
+    let world = console_world(&signin);
+    let ageing = signin.login(ARN, Duration::from_secs(8 * 60));
+    write_token_file(&world, &ageing);
+    signin.answer_empty();
+    let _daemon = world.start_daemon();
+    // The credentials in the file still serve; the file is not overwritten with nothing.
+    let creds = world.credd(&["get", "console", "--format", "aws"]).json();
+    assert_eq!(
+        creds["Credentials"]["AccessKeyId"],
+        ageing["accessToken"]["accessKeyId"]
+    );
+    assert!(signin.calls() >= 1);
+    assert_eq!(
+        read_token_file(&world),
+        ageing,
+        "the session file was changed"
+    );
 }

@@ -38,14 +38,23 @@ fn a_kept_device_code_login_survives_a_restart_until_logout() {
     let (upstream, world) = device_code_world(&dir, desktop.bus_address());
     let daemon = world.start_daemon();
     world.credd(&["login", "foundry"]).ok();
-    // What the store holds is a refresh token Entra issued (compared, never printed).
+    // What the store holds is a refresh token Entra issued (compared, never printed), with
+    // the authority, tenant and client it belongs to.
     let kept = desktop
         .secret(&ENTRY)
         .expect("nothing kept in the secret store");
+    let kept: serde_json::Value = serde_json::from_str(&kept).expect("the kept login is JSON");
     assert!(
-        upstream.refresh_tokens().contains(&kept.trim().to_string()),
+        upstream.refresh_tokens().contains(
+            &kept["refresh_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        ),
         "the store holds something that is not a refresh token Entra issued"
     );
+    assert_eq!(kept["authority"], upstream.authority().as_str());
+    assert_eq!(kept["client_id"], CLIENT_ID);
     let status = world.credd(&["status"]).ok().to_string();
     assert!(status.contains("kept in the OS secret store"), "{status}");
 

@@ -34,6 +34,8 @@ struct State {
     seen_proofs: HashSet<String>,
     /// Every session has ended: refresh tokens are refused (TOKEN_EXPIRED).
     ended: bool,
+    /// Answer 200 with an empty body, as a broken or hostile endpoint might.
+    answer_empty: bool,
     /// Access key ids handed out, in order.
     issued: Vec<String>,
     /// Why the last refused request was refused.
@@ -86,6 +88,12 @@ impl SigninStub {
         let mut state = self.state.lock().unwrap();
         state.ended = true;
         state.refresh_tokens.clear();
+    }
+
+    /// From now on every token request is answered `200 {}`, as a broken or hostile endpoint
+    /// might.
+    pub fn answer_empty(&self) {
+        self.state.lock().unwrap().answer_empty = true;
     }
 
     /// A session as `aws login` leaves it in its token file for `arn`: a new key for its
@@ -172,6 +180,9 @@ fn refuse(state: &mut State, status: u16, kind: &str, code: &str, why: &str) -> 
 fn handle(state: &Mutex<State>, url: &str, request: &Request) -> Response {
     let mut state = state.lock().unwrap();
     state.calls += 1;
+    if state.answer_empty {
+        return Response::json(200, json!({}));
+    }
     if request.method != "POST" || request.path != "/v1/token" {
         return Response::json(404, json!({"message": "no such operation"}));
     }

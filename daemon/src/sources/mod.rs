@@ -140,8 +140,9 @@ pub trait Source: Send + Sync {
     }
 
     /// Forgets the source's own login (in memory and in the secret store), for `credd
-    /// logout`. `None` for kinds that keep no login of their own.
-    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    /// logout`, with what stays signed in elsewhere (a session another tool keeps), if
+    /// anything. `None` for kinds that keep no login of their own.
+    fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
         None
     }
 

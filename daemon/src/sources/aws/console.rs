@@ -29,6 +29,10 @@ use crate::sources::SourceError;
 /// minutes, and the cache hands them out for their first half.
 const RENEW_WINDOW: Duration = Duration::from_secs(10 * 60);
 
+/// The longest lifetime credd believes of console credentials (they live 15 minutes): an answer
+/// stating more is refused, or credd would stop renewing credentials that have died.
+const MAX_LIFETIME_SECS: i32 = 3600;
+
 /// Where the AWS CLI keeps `aws login` tokens when this names no other place.
 pub const CACHE_DIRECTORY_ENV: &str = "AWS_LOGIN_CACHE_DIRECTORY";
 
@@ -142,8 +146,10 @@ pub async fn ensure_fresh(
         .customize()
         // The proof names the request's final URL, known only once the endpoint is resolved.
         .mutate_request(move |request| {
-            let proof = dpop_proof(&key, request.uri(), SystemTime::now());
-            request.headers_mut().insert("DPoP", proof);
+            // Without randomness for its `jti` no proof is sent, and Sign-In refuses the call.
+            if let Some(proof) = dpop_proof(&key, request.uri(), SystemTime::now()) {
+                request.headers_mut().insert("DPoP", proof);
+            }
         })
         .send()
         .await;
@@ -164,14 +170,29 @@ pub async fn ensure_fresh(
             };
         }
     };
-    let Some(output) = output.filter(|o| o.access_token().is_some()) else {
-        return Err(SourceError::Upstream(
-            "AWS Sign-In answered without credentials".into(),
-        ));
+    // The SDK fills fields an answer left out with empty defaults: an answer that would
+    // overwrite the session with nothing (its refresh token is the only copy) is refused.
+    let complete = output.as_ref().and_then(|o| {
+        let c = o.access_token()?;
+        let fields = [
+            c.access_key_id(),
+            c.secret_access_key(),
+            c.session_token(),
+            o.refresh_token(),
+        ];
+        (fields.iter().all(|f| !f.is_empty()) && (1..=MAX_LIFETIME_SECS).contains(&o.expires_in()))
+            .then_some((o, c))
+    });
+    let Some((output, credentials)) = complete else {
+        let why = "AWS Sign-In answered without complete credentials and a lifetime; the session file was left as it was";
+        return if expires > now {
+            tracing::warn!(profile = %session.profile, "{why}; the credentials in it are still valid");
+            Ok(())
+        } else {
+            Err(SourceError::Upstream(why.into()))
+        };
     };
-    let credentials = output.access_token().expect("checked above");
-    let lifetime = Duration::from_secs(output.expires_in().max(0) as u64);
-    let expires_at = crate::policy::expires_after(now, lifetime.as_secs(), "AWS Sign-In");
+    let expires_at = crate::policy::expires_after(now, output.expires_in() as u64, "AWS Sign-In");
     document["accessToken"]["accessKeyId"] = json!(credentials.access_key_id());
     document["accessToken"]["secretAccessKey"] = json!(credentials.secret_access_key());
     document["accessToken"]["sessionToken"] = json!(credentials.session_token());
@@ -197,7 +218,7 @@ pub fn ended(error: &CreateOAuth2TokenError) -> bool {
 
 /// A DPoP proof (RFC 9449) for a POST to `url`, signed with `key`: an ES256 JWT that carries
 /// the key's public half, so AWS Sign-In can tell that the refresh token's holder sent it.
-fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> String {
+fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> Option<String> {
     use p256::elliptic_curve::sec1::ToEncodedPoint as _;
     let point = key.public_key().to_encoded_point(false);
     let coordinate = |c: Option<&p256::FieldBytes>| {
@@ -209,7 +230,7 @@ fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> String {
         "jwk": {"kty": "EC", "crv": "P-256", "x": coordinate(point.x()), "y": coordinate(point.y())},
     });
     let mut jti = [0u8; 16];
-    let _ = getrandom::fill(&mut jti);
+    getrandom::fill(&mut jti).ok()?;
     let iat = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -221,7 +242,10 @@ fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> String {
     );
     let signature: p256::ecdsa::Signature =
         p256::ecdsa::SigningKey::from(key).sign(message.as_bytes());
-    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+    Some(format!(
+        "{message}.{}",
+        URL_SAFE_NO_PAD.encode(signature.to_bytes())
+    ))
 }
 
 #[cfg(test)]
@@ -236,7 +260,8 @@ mod tests {
             &key,
             "https://us-east-1.signin.aws.amazon.com/v1/token",
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        );
+        )
+        .unwrap();
         let parts: Vec<&str> = proof.split('.').collect();
         assert_eq!(parts.len(), 3);
         let decode = |part: &str| -> Value {

@@ -88,6 +88,8 @@ pub struct AwsSource {
     kept: Option<crate::secret_store::Kept>,
     /// The MFA session the store held when the daemon started, until it is used up.
     kept_session: std::sync::Mutex<Option<Secret>>,
+    /// The source's name, which files its entry in the secret store.
+    name: String,
 }
 
 impl AwsSource {
@@ -98,6 +100,7 @@ impl AwsSource {
                 .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             kept_session: std::sync::Mutex::new(None),
+            name: name.to_string(),
         }
     }
 
@@ -117,7 +120,7 @@ impl AwsSource {
         if restored.is_none() {
             // Run out (or another profile's): of no more use.
             *self.kept_session.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            kept.delete().await;
+            let _ = kept.delete().await;
         }
         restored
     }
@@ -376,7 +379,7 @@ impl AwsSource {
             command,
             env: Vec::new(),
         });
-        let before = std::fs::read(session.cache_path()).ok();
+        let mut tried = std::fs::read(session.cache_path()).ok();
         loop {
             tokio::time::sleep(CONSOLE_LOGIN_POLL).await;
             if SystemTime::now() >= deadline {
@@ -384,10 +387,13 @@ impl AwsSource {
                     "`aws login` did not finish before the login timed out".into(),
                 ));
             }
-            // The ended session's file stays until `aws login` replaces it.
-            if std::fs::read(session.cache_path()).ok() == before {
+            // The ended session's file stays until `aws login` replaces it; each version of
+            // the file is tried once.
+            let now_there = std::fs::read(session.cache_path()).ok();
+            if now_there == tried {
                 continue;
             }
+            tried = now_there;
             if let Ok(fetched) = self.resolve(SystemTime::now()).await {
                 return Ok(fetched);
             }
@@ -443,13 +449,35 @@ impl Source for AwsSource {
         watched_files()
     }
 
-    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
         Some(Box::pin(async move {
             *self.kept_session.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            if let Some(kept) = &self.kept {
-                kept.delete().await;
-            }
-            Ok(())
+            let forgotten = match &self.kept {
+                Some(kept) => kept.delete().await,
+                None => crate::secret_store::Entry::new(&self.name)
+                    .delete()
+                    .await
+                    .or(Ok(())),
+            };
+            forgotten.map_err(|e| {
+                SourceError::Upstream(format!(
+                    "the session is forgotten here, but the OS secret store kept it ({e}); it would come back at the next start"
+                ))
+            })?;
+            // What the AWS CLI keeps is shared with it, and the CLI's to end.
+            let profile = &self.spec.profile;
+            Ok(match self.auth().await {
+                Ok(ProfileAuth::Sso(_)) => Some(format!(
+                    "profile `{profile}`'s SSO session stays in ~/.aws/sso/cache, shared with the AWS CLI; `aws sso logout` ends it"
+                )),
+                Ok(ProfileAuth::Console(_)) => Some(format!(
+                    "profile `{profile}`'s `aws login` session stays in ~/.aws/login/cache, shared with the AWS CLI; `aws logout --profile {profile}` ends it"
+                )),
+                Ok(ProfileAuth::Mfa(_)) => None,
+                _ => Some(format!(
+                    "profile `{profile}` signs in without a login of credd's (keys, a role, a process): the next `credd get` fetches again"
+                )),
+            })
         }))
     }
 

@@ -13,6 +13,7 @@ mod spec;
 mod transport;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,10 @@ pub struct EntraSource {
     /// `persist = "keyring"` (never in a file).
     refresh_token: Mutex<Option<Secret>>,
     kept: Option<crate::secret_store::Kept>,
+    /// The source's name, which files its entry in the secret store.
+    name: String,
+    /// Bumped by every logout: a grant asked for before one keeps nothing it brings back.
+    logouts: AtomicU64,
 }
 
 impl EntraSource {
@@ -55,6 +60,8 @@ impl EntraSource {
                 .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             refresh_token: Mutex::new(None),
+            name: name.to_string(),
+            logouts: AtomicU64::new(0),
         }
     }
 
@@ -298,13 +305,22 @@ impl EntraSource {
     ) -> Result<Token, SourceError> {
         if let Some(kept) = &self.kept {
             kept.restore_once(|stored| {
-                if let Some(refresh) = stored {
-                    tracing::info!("a device-code login was kept from before; refreshing with it");
-                    *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
+                match stored.and_then(|stored| self.kept_refresh_token(&stored)) {
+                    Some(refresh) => {
+                        tracing::info!(
+                            "a device-code login was kept from before; refreshing with it"
+                        );
+                        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(refresh);
+                    }
+                    None => tracing::debug!(
+                        "no device-code login kept for this authority, tenant and client"
+                    ),
                 }
             })
             .await;
         }
+        let epoch = self.logouts.load(Ordering::SeqCst);
         let refresh_token = self
             .refresh_token
             .lock()
@@ -332,10 +348,10 @@ impl EntraSource {
         )
         .await;
         match tokens {
-            Ok(tokens) => Ok(self.keep(tokens).await),
+            Ok(tokens) => Ok(self.keep(tokens, epoch).await),
             Err(e @ SourceError::NeedsLogin(_)) => {
                 // Refused: it will never work again, here or after a restart.
-                self.forget().await;
+                let _ = self.forget().await;
                 Err(e)
             }
             Err(e) => Err(e),
@@ -343,23 +359,57 @@ impl EntraSource {
     }
 
     /// Keeps the refresh token a grant handed out (in the secret store too, when told to)
-    /// and returns the access token.
-    async fn keep(&self, (access, refresh): (Token, Option<Secret>)) -> Token {
-        if let Some(refresh) = refresh {
+    /// and returns the access token; unless the person signed out since the grant was asked
+    /// for (`epoch`), when nothing is kept.
+    async fn keep(&self, (access, refresh): (Token, Option<Secret>), epoch: u64) -> Token {
+        if let Some(refresh) = refresh
+            && self.logouts.load(Ordering::SeqCst) == epoch
+        {
             if let Some(kept) = &self.kept {
-                kept.save(&refresh).await;
+                kept.save(&self.as_kept(&refresh)).await;
             }
             *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
         }
         access
     }
 
-    /// Drops the refresh token, from memory and the secret store.
-    async fn forget(&self) {
+    /// Drops the refresh token, from memory and the secret store (which may still hold one
+    /// from before `persist` was turned off).
+    async fn forget(&self) -> Result<(), crate::secret_store::Unavailable> {
+        self.logouts.fetch_add(1, Ordering::SeqCst);
         *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if let Some(kept) = &self.kept {
-            kept.delete().await;
+        match &self.kept {
+            Some(kept) => kept.delete().await,
+            None => {
+                let _ = crate::secret_store::Entry::new(&self.name).delete().await;
+                Ok(())
+            }
         }
+    }
+
+    /// The refresh token as the secret store keeps it: with the authority, tenant and client
+    /// it belongs to, so a changed config never sends it elsewhere.
+    fn as_kept(&self, refresh: &Secret) -> Secret {
+        let (authority, tenant, client_id) = self.device_authority();
+        let kept = serde_json::json!({
+            "authority": authority,
+            "tenant": tenant,
+            "client_id": client_id,
+            "refresh_token": refresh.expose(),
+        });
+        Secret::new(kept.to_string())
+    }
+
+    /// The refresh token the store kept, if it belongs to this source's authority, tenant and
+    /// client.
+    fn kept_refresh_token(&self, stored: &Secret) -> Option<Secret> {
+        let kept: serde_json::Value = serde_json::from_str(stored.expose()).ok()?;
+        let (authority, tenant, client_id) = self.device_authority();
+        (kept["authority"] == authority.as_str()
+            && kept["tenant"] == tenant.as_str()
+            && kept["client_id"] == client_id.as_str())
+        .then(|| kept["refresh_token"].as_str().map(Secret::new))
+        .flatten()
     }
 
     /// The device-code flow; its access token is the login's outcome, its refresh token is
@@ -369,6 +419,7 @@ impl EntraSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
+        let epoch = self.logouts.load(Ordering::SeqCst);
         let (host, tenant, client) = self.device_authority();
         let authority = device_code::Authority {
             host: &host,
@@ -383,7 +434,7 @@ impl EntraSource {
             io.report,
         )
         .await?;
-        Ok(self.fetched(self.keep(tokens).await, &self.spec.scopes()))
+        Ok(self.fetched(self.keep(tokens, epoch).await, &self.spec.scopes()))
     }
 
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
@@ -434,11 +485,14 @@ impl Source for EntraSource {
         Box::pin(self.fetch_token(now))
     }
 
-    fn logout(&self) -> Option<BoxFuture<'_, Result<(), SourceError>>> {
+    fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
         (self.spec.method == EntraMethod::DeviceCode).then(|| {
             Box::pin(async move {
-                self.forget().await;
-                Ok(())
+                self.forget().await.map(|()| None).map_err(|e| {
+                    SourceError::Upstream(format!(
+                        "the login is forgotten here, but the OS secret store kept it ({e}); it would come back at the next start"
+                    ))
+                })
             }) as BoxFuture<'_, _>
         })
     }
