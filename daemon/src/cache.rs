@@ -210,6 +210,35 @@ impl Slot {
         inflight.await
     }
 
+    /// The upstream refused `given` (the proxy met a 401 or 403): a new credential to retry
+    /// with, when one can be had: a newer one already cached, or one fetched now (one fetch
+    /// for all who ask, and at most one forced by refusals per
+    /// [`policy::FORCED_REFRESH_INTERVAL`], so a caller that is refused for other reasons
+    /// cannot hammer the upstream). `None`: nothing better than `given`.
+    pub async fn rejected(self: &Arc<Self>, given: &Arc<Credential>) -> Option<Arc<Credential>> {
+        let inflight = {
+            let mut st = self.lock();
+            let now = self.clock.now();
+            if let Some(c) = &st.current
+                && !Arc::ptr_eq(&c.credential, given)
+                && c.validity.satisfies(now, Duration::ZERO)
+            {
+                return Some(c.credential.clone());
+            }
+            let allowed = st.last_forced_at.is_none_or(|t| {
+                now.duration_since(t).unwrap_or(Duration::ZERO) >= policy::FORCED_REFRESH_INTERVAL
+            });
+            if !allowed {
+                tracing::info!(source = %self.id, "the upstream refused the credential again; a forced refresh ran less than {}s ago", policy::FORCED_REFRESH_INTERVAL.as_secs());
+                return None;
+            }
+            st.last_forced_at = Some(now);
+            self.start_or_join(&mut st)
+        };
+        let fresh = inflight.await.ok()?;
+        (!Arc::ptr_eq(&fresh, given)).then_some(fresh)
+    }
+
     /// Ends the backoff of a failing source, so its background task tries again at once.
     pub fn retry_now(&self) {
         let mut st = self.lock();

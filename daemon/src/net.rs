@@ -111,6 +111,28 @@ pub fn oauth_http_client(
     ca_bundle: Option<&Path>,
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
+    hardened_client(ca_bundle, timeout.min(Duration::from_secs(10)))?
+        .timeout(timeout)
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))
+}
+
+/// An HTTPS client for the proxy's model-API calls, with the same settings but no bound on a
+/// whole call (an answer streams for as long as the model writes): only connecting is bounded.
+pub fn streaming_http_client(
+    ca_bundle: Option<&Path>,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    hardened_client(ca_bundle, connect_timeout)?
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))
+}
+
+/// What every client of credd's own shares: the CA bundles, no redirects, credd's agent.
+fn hardened_client(
+    ca_bundle: Option<&Path>,
+    connect_timeout: Duration,
+) -> Result<reqwest::ClientBuilder, String> {
     let mut roots = Vec::new();
     for (path, pem) in read_ca_bundles(ca_bundle)? {
         roots.extend(
@@ -118,16 +140,13 @@ pub fn oauth_http_client(
                 .map_err(|e| format!("the CA bundle {} cannot be used: {e}", path.display()))?,
         );
     }
-    reqwest::Client::builder()
-        // A token endpoint that redirects is not followed: a 307/308 would re-send the form
-        // (client secrets, refresh tokens, assertions) to wherever it points.
+    Ok(reqwest::Client::builder()
+        // An upstream that redirects is not followed: a 307/308 would re-send the form or the
+        // request (client secrets, refresh tokens, signed credentials) to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
         .tls_certs_merge(roots)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
-        .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot set up HTTPS: {e}"))
+        .connect_timeout(connect_timeout)
+        .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION"))))
 }
 
 /// The most credd reads of one upstream answer: token responses are a few KiB; anything far

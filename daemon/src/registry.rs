@@ -36,7 +36,7 @@ struct Entry {
     slot: Arc<Slot>,
     audiences: Arc<Audiences>,
     refresher: JoinHandle<()>,
-    endpoint: Option<EndpointHandle>,
+    endpoints: Vec<EndpointHandle>,
     /// Watches the files the source depends on; stops when dropped.
     _upstream_files: Option<filewatch::Watch>,
 }
@@ -76,7 +76,7 @@ impl Registry {
     /// Stops every local endpoint (at shutdown).
     pub fn stop_endpoints(&self) {
         for entry in self.write().entries.values_mut() {
-            entry.endpoint = None;
+            entry.endpoints.clear();
         }
     }
 
@@ -115,14 +115,18 @@ impl Registry {
                     let audiences =
                         Arc::new(Audiences::new(&name, spec.clone(), self.clock.clone()));
                     let refresher = tokio::spawn(slot.clone().keep_fresh());
-                    let endpoint = start_endpoint(&name, &spec, &slot, &audiences);
+                    let mut endpoints: Vec<EndpointHandle> =
+                        start_endpoint(&name, &spec, &slot, &audiences)
+                            .into_iter()
+                            .collect();
+                    endpoints.extend(start_proxy(&name, &spec, &slot));
                     let upstream_files = watch_upstream_files(&slot, &audiences);
                     Entry {
                         spec,
                         slot,
                         audiences,
                         refresher,
-                        endpoint,
+                        endpoints,
                         _upstream_files: upstream_files,
                     }
                 }
@@ -158,7 +162,7 @@ impl Registry {
                 let mut status = e.slot.status();
                 status
                     .endpoints
-                    .extend(e.endpoint.as_ref().map(EndpointHandle::status));
+                    .extend(e.endpoints.iter().map(EndpointHandle::status));
                 std::iter::once(status).chain(e.audiences.statuses())
             })
             .collect()
@@ -212,6 +216,64 @@ fn start_endpoint(
     };
     let port = port.unwrap_or_else(|| endpoints::default_port(kind, name));
     Some(endpoints::serve(port, endpoint))
+}
+
+/// Starts the authenticating proxy a source's config asks for, if any.
+fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<EndpointHandle> {
+    use endpoints::proxy::Route;
+    let proxy = spec.proxy()?;
+    let upstream = proxy.upstream.clone();
+    let (route, ca_bundle) = match spec {
+        SourceSpec::Aws(aws) => (
+            Route::Bedrock {
+                upstream: upstream.or_else(|| {
+                    std::env::var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+                        .ok()
+                        .filter(|u| !u.is_empty())
+                }),
+                region: aws.region.clone().or_else(|| {
+                    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                        .iter()
+                        .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+                }),
+            },
+            aws.ca_bundle.clone(),
+        ),
+        SourceSpec::Gcp(gcp) => (Route::Vertex { upstream }, gcp.ca_bundle.clone()),
+        // Checked when the config was read: an entra proxy names its upstream.
+        SourceSpec::Entra(entra) => (
+            Route::Bearer {
+                upstream: upstream?,
+            },
+            entra.ca_bundle.clone(),
+        ),
+        SourceSpec::Exec(_) => {
+            let send_as = proxy.send_as.unwrap_or(config::SendAs::Both);
+            (
+                Route::ApiKey {
+                    upstream: upstream.unwrap_or_else(|| "https://api.anthropic.com".into()),
+                    x_api_key: send_as != config::SendAs::Bearer,
+                    bearer: send_as != config::SendAs::XApiKey,
+                },
+                None,
+            )
+        }
+    };
+    let http = match crate::net::streaming_http_client(
+        ca_bundle.as_deref(),
+        endpoints::proxy::CONNECT_TIMEOUT,
+    ) {
+        Ok(http) => http,
+        Err(e) => {
+            tracing::error!(source = %name, "the proxy cannot start: {e}");
+            return None;
+        }
+    };
+    let port = proxy
+        .port
+        .unwrap_or_else(|| endpoints::default_port("proxy", name));
+    let endpoint = endpoints::proxy::Proxy::new(slot.clone(), name, route, http);
+    Some(endpoints::serve(port, Arc::new(endpoint)))
 }
 
 /// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS

@@ -161,6 +161,9 @@ pub enum Via {
     /// Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE
     /// metadata, Azure managed identity).
     Endpoint,
+    /// Through credd's authenticating proxy: Claude Code holds no credential at all, and
+    /// every request gets a current one (the source's `proxy` in the config).
+    Proxy,
 }
 
 /// What `credd service` does.

@@ -84,6 +84,28 @@ fn question(endpoint: &EndpointStatus, base: &str) -> Result<Question, String> {
             header: Some(("X-IDENTITY-HEADER", from_file("IDENTITY_HEADER=")?)),
             expected: |status, body| status == 400 && body.contains("resource is required"),
         },
+        // The proxy's health path proves the credential and that the model API can be
+        // reached, without calling the model.
+        "proxy" => Question {
+            path: format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                credd_proto::PROXY_HEALTH_PATH
+            ),
+            header: Some((
+                "X-Credd-Proxy-Secret",
+                endpoint
+                    .secret_file
+                    .as_deref()
+                    .ok_or("the daemon names no caller secret for its proxy")
+                    .and_then(|path| {
+                        std::fs::read_to_string(path)
+                            .map(|s| s.trim().to_string())
+                            .map_err(|_| "the proxy's caller secret cannot be read")
+                    })?,
+            )),
+            expected: |status, _| status == 200,
+        },
         _ => Question {
             path: base.to_string(),
             header: None,
@@ -191,6 +213,7 @@ mod tests {
             url,
             env: vec![format!("IDENTITY_HEADER=$(cat {})", secret_file.display())],
             error: None,
+            secret_file: Some(secret_file.display().to_string()),
         }
     }
 

@@ -63,6 +63,29 @@ fn owned_settings(
     } else {
         Via::Helper
     });
+    if via == Via::Proxy {
+        proxy_settings(plan, source, kind, credential, status, &mut env)?;
+        // The helper and endpoint settings credd owns are what the proxy replaces: removed.
+        for key in [
+            "apiKeyHelper",
+            "awsCredentialExport",
+            "awsAuthRefresh",
+            "gcpAuthRefresh",
+        ] {
+            top.insert(key.into(), Value::Null);
+        }
+        for key in [
+            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            "GCE_METADATA_HOST",
+            "GCE_METADATA_IP",
+        ] {
+            env.entry(key).or_insert(Value::Null);
+        }
+        top.insert("env".into(), Value::Object(env));
+        return Ok((top, notes));
+    }
     match (kind, via) {
         ("aws", via) => {
             let region = plan
@@ -85,7 +108,8 @@ fn owned_settings(
                         json!(format!("{credd} login {source}")),
                     );
                 }
-                Via::Endpoint => endpoint_env(
+                // The proxy's settings were written above.
+                Via::Endpoint | Via::Proxy => endpoint_env(
                     status,
                     source,
                     "aws-container",
@@ -136,7 +160,7 @@ fn owned_settings(
             notes.push("Claude Code reads IDENTITY_ENDPOINT and IDENTITY_HEADER before it applies settings.json, so export them in the shell (profile) that starts it:".to_string());
             notes.extend(lines.iter().map(|line| format!("  export {line}")));
         }
-        (_, Via::Endpoint) => {
+        (_, Via::Endpoint | Via::Proxy) => {
             return Err(format!(
                 "sources of kind `{kind}` have no local endpoint for Claude Code; use --via helper"
             ));
@@ -165,6 +189,72 @@ fn owned_settings(
     }
     top.insert("env".into(), Value::Object(env));
     Ok((top, notes))
+}
+
+/// The settings that send Claude Code through `source`'s proxy: its route's base URL with
+/// Claude Code's own authentication skipped, and the caller secret as a custom header.
+fn proxy_settings(
+    plan: &Plan,
+    source: &str,
+    kind: &str,
+    credential: &Credential,
+    status: &StatusReport,
+    env: &mut Map<String, Value>,
+) -> Result<(), String> {
+    endpoint_env(status, source, "proxy", "proxy", env)?;
+    let secret_file = status
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .and_then(|s| s.endpoints.iter().find(|e| e.kind == "proxy"))
+        .and_then(|e| e.secret_file.clone())
+        .ok_or_else(|| {
+            format!("the proxy of `{source}` has no caller secret yet; see `credd status`")
+        })?;
+    // A daemon that has just started may not have taken the proxy's port (and made its
+    // secret) yet: a few seconds' grace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let secret = loop {
+        match std::fs::read_to_string(&secret_file) {
+            Ok(secret) => break secret,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the proxy's caller secret {secret_file} ({e}); see `credd status` for the proxy"
+                ));
+            }
+        }
+    };
+    env.insert(
+        "ANTHROPIC_CUSTOM_HEADERS".into(),
+        json!(format!("X-Credd-Proxy-Secret: {}", secret.trim())),
+    );
+    match kind {
+        "aws" => {
+            let region = plan
+                .region
+                .clone()
+                .or_else(|| credential.metadata.region.clone())
+                .ok_or_else(|| {
+                    format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
+                })?;
+            env.insert("AWS_REGION".into(), json!(region));
+        }
+        "gcp" => {
+            let project = credential.metadata.project.as_ref().ok_or_else(|| {
+                format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
+            })?;
+            env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
+            env.insert(
+                "CLOUD_ML_REGION".into(),
+                json!(plan.region.as_deref().unwrap_or("global")),
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The env lines of `source`'s endpoint of `kind` (named `key` in the config).
@@ -230,7 +320,8 @@ fn read_settings(path: &Path) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// `settings` with `owned` merged in: top-level keys replaced, `env` merged key by key.
+/// `settings` with `owned` merged in: top-level keys replaced, `env` merged key by key, and a
+/// key owned as `null` removed.
 fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map<String, Value> {
     for (key, value) in owned {
         match (key.as_str(), value) {
@@ -240,7 +331,16 @@ fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map<Str
                     *env = json!({});
                 }
                 let env = env.as_object_mut().expect("made an object above");
-                env.extend(new_env);
+                for (name, value) in new_env {
+                    if value.is_null() {
+                        env.remove(&name);
+                    } else {
+                        env.insert(name, value);
+                    }
+                }
+            }
+            (_, Value::Null) => {
+                settings.remove(&key);
             }
             (_, value) => {
                 settings.insert(key, value);

@@ -200,7 +200,7 @@ _credd() {
                     return 0
                     ;;
                 --via)
-                    COMPREPLY=($(compgen -W "helper endpoint" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "helper endpoint proxy" -- "${cur}"))
                     return 0
                     ;;
                 --base-url)

@@ -41,6 +41,10 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The path on which credd's authenticating proxy answers for itself (with its caller secret):
+/// whether it has a credential and can reach the model API, without calling the model.
+pub const PROXY_HEALTH_PATH: &str = "/.credd/health";
+
 /// `credd-daemon`'s exit code when another daemon holds the socket's lock: one that serves, or
 /// one still shutting down. A client that started it waits for the socket to answer instead.
 pub const DAEMON_EXIT_ALREADY_RUNNING: u8 = 3;

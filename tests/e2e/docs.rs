@@ -97,7 +97,10 @@ fn the_readme_config_examples_are_valid() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["bedrock", "foundry", "gateway", "vertex"]);
+    assert_eq!(
+        names,
+        ["bedrock", "claude-bedrock", "foundry", "gateway", "vertex"]
+    );
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod lifecycle;
 mod network;
 mod notifications;
 mod protocol;
+mod proxy;
 mod refresh;
 mod second_user;
 mod secrets;

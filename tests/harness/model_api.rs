@@ -23,6 +23,8 @@ pub use crate::http::Request as RecordedRequest;
 pub struct ModelApi {
     stub: HttpStub,
     reject_next: Arc<AtomicUsize>,
+    /// The status a rejection answers with: 401, or 403.
+    reject_status: Arc<AtomicUsize>,
 }
 
 /// The reply text the stub streams.
@@ -31,9 +33,14 @@ pub const REPLY: &str = "hi from the stub";
 impl ModelApi {
     pub fn start() -> Self {
         let reject_next = Arc::new(AtomicUsize::new(0));
-        let rejects = reject_next.clone();
-        let stub = HttpStub::start(move |request| answer(&rejects, request));
-        ModelApi { stub, reject_next }
+        let reject_status = Arc::new(AtomicUsize::new(401));
+        let (rejects, status) = (reject_next.clone(), reject_status.clone());
+        let stub = HttpStub::start(move |request| answer(&rejects, &status, request));
+        ModelApi {
+            stub,
+            reject_next,
+            reject_status,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -42,6 +49,14 @@ impl ModelApi {
 
     /// Answer the next `n` message requests with 401 authentication_error.
     pub fn reject_next(&self, n: usize) {
+        self.reject_status.store(401, Ordering::SeqCst);
+        self.reject_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Answer the next `n` message requests with 403 permission_error, as an API does for a
+    /// credential it no longer accepts.
+    pub fn forbid_next(&self, n: usize) {
+        self.reject_status.store(403, Ordering::SeqCst);
         self.reject_next.store(n, Ordering::SeqCst);
     }
 
@@ -72,7 +87,7 @@ impl ModelApi {
     }
 }
 
-fn answer(reject_next: &AtomicUsize, request: &Request) -> Response {
+fn answer(reject_next: &AtomicUsize, reject_status: &AtomicUsize, request: &Request) -> Response {
     let bedrock =
         request.path.starts_with("/model/") || request.path.starts_with("/inference-profiles");
     let signed = request
@@ -110,10 +125,16 @@ fn answer(reject_next: &AtomicUsize, request: &Request) -> Response {
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if rejected {
-        return Response::json(
-            401,
-            serde_json::json!({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}),
-        );
+        return match reject_status.load(Ordering::SeqCst) {
+            403 => Response::json(
+                403,
+                serde_json::json!({"type":"error","error":{"type":"permission_error","message":"the credential is not allowed"}}),
+            ),
+            _ => Response::json(
+                401,
+                serde_json::json!({"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}),
+            ),
+        };
     }
     if request.path.ends_with("/invoke-with-response-stream") {
         return Response::new(

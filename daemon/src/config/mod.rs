@@ -67,6 +67,57 @@ pub enum Persist {
     Keyring,
 }
 
+/// The authenticating proxy for a source (127.0.0.1 only): see `endpoints::proxy`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    /// The port; by default one derived from the source's name.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Where requests go. `aws`: the region's Bedrock runtime (or
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`); `gcp`: the Vertex AI host of the location each
+    /// request names; `exec`: the first-party API; `entra`: required (the Foundry resource's
+    /// URL).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `exec` sources: how the token is sent: `x-api-key`, `bearer`, or `both` (the default,
+    /// as Claude Code sends an API key).
+    #[serde(default)]
+    pub send_as: Option<SendAs>,
+}
+
+/// How a gateway takes the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendAs {
+    XApiKey,
+    Bearer,
+    Both,
+}
+
+impl ProxySpec {
+    /// What is wrong with the table, for the config error.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(upstream) = &self.upstream {
+            let url = reqwest::Url::parse(upstream)
+                .map_err(|_| format!("proxy `upstream` `{upstream}` is not a URL"))?;
+            let loopback = url
+                .host_str()
+                .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+            let plain_ok = url.scheme() == "http" && loopback;
+            if url.scheme() != "https" && !plain_ok {
+                return Err(format!(
+                    "proxy `upstream` must be an https:// URL (plain http only on this machine), not `{upstream}`"
+                ));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err("proxy `upstream` is a base URL, without a query".into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A local HTTP endpoint for a source (127.0.0.1 only).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +235,17 @@ impl SourceSpec {
             SourceSpec::Aws(aws) => aws.check(),
             SourceSpec::Gcp(gcp) => gcp.check(),
             SourceSpec::Entra(entra) => entra.check(),
+        }?;
+        self.proxy().map_or(Ok(()), ProxySpec::check)
+    }
+
+    /// The source's authenticating proxy, when its table asks for one.
+    pub fn proxy(&self) -> Option<&ProxySpec> {
+        match self {
+            SourceSpec::Exec(exec) => exec.proxy.as_ref(),
+            SourceSpec::Aws(aws) => aws.proxy.as_ref(),
+            SourceSpec::Gcp(gcp) => gcp.proxy.as_ref(),
+            SourceSpec::Entra(entra) => entra.proxy.as_ref(),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod aws_container;
 pub mod azure_managed_identity;
 pub mod gce_metadata;
 pub mod peer;
+pub mod proxy;
 pub mod secret;
 
 use std::collections::HashMap;
@@ -29,8 +30,8 @@ use std::time::Duration;
 
 use credd_proto::EndpointStatus;
 use futures_util::future::BoxFuture;
-use http_body_util::Full;
-use hyper::body::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -81,6 +82,12 @@ impl EndpointResponse {
     }
 }
 
+/// An error in a body an endpoint sends (an upstream's answer the proxy streams).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every endpoint's answers: a whole one, or the proxy's stream.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
 pub trait Endpoint: Send + Sync + 'static {
     /// For logs and `status`.
     fn kind(&self) -> &'static str;
@@ -92,6 +99,16 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The secret a request must carry, for protocols that have one.
     fn secret(&self) -> Option<&secret::EndpointSecret> {
         None
+    }
+
+    /// Answers a whole HTTP request, once its `Host` was checked. Endpoints that read no body
+    /// and answer whole keep this: the request reduced to [`EndpointRequest`] goes to
+    /// [`Endpoint::handle`].
+    fn serve_http(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        Box::pin(async move { plain_response(self.handle(reduce(request)).await) })
     }
 }
 
@@ -138,6 +155,10 @@ impl EndpointHandle {
             url: self.url.clone(),
             env: self.env.clone(),
             error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            secret_file: self
+                .endpoint
+                .secret()
+                .map(|s| s.file().display().to_string()),
         }
     }
 }
@@ -333,29 +354,41 @@ fn describe_holder(holder: Option<u32>, me: u32) -> String {
 async fn respond(
     endpoint: &dyn Endpoint,
     port: u16,
-    request: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<Full<Bytes>> {
-    let request = reduce(request);
-    let response = if !host_allowed(request.headers.get("host").map(String::as_str), port) {
-        tracing::warn!(endpoint = endpoint.kind(), host = ?request.headers.get("host"), "refused a request for a foreign Host");
-        EndpointResponse::error(403, "Host header must name this loopback endpoint")
-    } else {
-        endpoint.handle(request).await
-    };
-    plain_response(response)
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Body> {
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host_allowed(host, port) {
+        tracing::warn!(
+            endpoint = endpoint.kind(),
+            ?host,
+            "refused a request for a foreign Host"
+        );
+        return plain_response(EndpointResponse::error(
+            403,
+            "Host header must name this loopback endpoint",
+        ));
+    }
+    endpoint.serve_http(request).await
 }
 
-fn plain_response(response: EndpointResponse) -> hyper::Response<Full<Bytes>> {
+fn plain_response(response: EndpointResponse) -> hyper::Response<Body> {
     let mut builder = hyper::Response::builder().status(response.status);
     for (name, value) in &response.headers {
         builder = builder.header(*name, value);
     }
     builder
-        .body(Full::new(Bytes::from(response.body)))
+        .body(
+            Full::new(Bytes::from(response.body))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .expect("endpoint responses are well-formed")
 }
 
-fn reduce(request: hyper::Request<hyper::body::Incoming>) -> EndpointRequest {
+fn reduce(request: hyper::Request<Incoming>) -> EndpointRequest {
     let uri = request.uri();
     EndpointRequest {
         method: request.method().to_string(),

@@ -12,6 +12,8 @@ use std::sync::Mutex;
 pub struct EndpointSecret {
     file: PathBuf,
     value: Mutex<Option<String>>,
+    /// Whether a secret still in its file is taken up again when the endpoint takes its port.
+    stable: bool,
 }
 
 impl EndpointSecret {
@@ -20,6 +22,19 @@ impl EndpointSecret {
         EndpointSecret {
             file,
             value: Mutex::new(None),
+            stable: false,
+        }
+    }
+
+    /// The same, for a secret that settings hold (the proxy's, in Claude Code's
+    /// `ANTHROPIC_CUSTOM_HEADERS`): one still in its file when the endpoint takes its port is
+    /// taken up again, so a restart does not break those settings. It is made anew when the
+    /// file is gone, which it is after another user held the port (see
+    /// [`EndpointSecret::withdraw`]): whatever was sent there is then worthless.
+    pub fn stable(file: PathBuf) -> Self {
+        EndpointSecret {
+            stable: true,
+            ..Self::new(file)
         }
     }
 
@@ -27,8 +42,17 @@ impl EndpointSecret {
         &self.file
     }
 
-    /// Makes a new secret and writes it to the file; the old one is refused from now on.
+    /// Makes a new secret and writes it to the file; the old one is refused from now on. A
+    /// stable secret still in its file (this user's own, private) is taken up instead.
     pub fn rotate(&self) -> std::io::Result<()> {
+        if self.stable
+            && let Some(kept) = read_private(&self.file)
+                .map(|text| text.trim().to_string())
+                .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
+            return Ok(());
+        }
         let secret = super::random_secret();
         crate::files::write_private(&self.file, secret.as_bytes(), true)?;
         *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
@@ -64,6 +88,34 @@ impl EndpointSecret {
     }
 }
 
+/// A file's text, when it is a regular file of this user's that no one else can read or write
+/// (never through a symbolic link).
+#[cfg(unix)]
+fn read_private(path: &Path) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file()
+        || meta.uid() != credd_proto::paths::effective_uid()
+        || meta.mode() & 0o077 != 0
+    {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(256).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
+#[cfg(not(unix))]
+fn read_private(_path: &Path) -> Option<String> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +143,30 @@ mod tests {
         std::fs::write(secret.file(), "another daemon's").unwrap();
         secret.release();
         assert!(secret.file().exists());
+    }
+
+    #[test]
+    fn a_stable_secret_survives_a_restart_but_not_a_withdrawal() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state/p.secret");
+        let first = EndpointSecret::stable(file.clone());
+        first.rotate().unwrap();
+        let kept = std::fs::read_to_string(&file).unwrap();
+        // The next daemon takes it up.
+        let next = EndpointSecret::stable(file.clone());
+        next.rotate().unwrap();
+        assert!(next.matches(&kept));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), kept);
+        // After another user held the port, it is made anew.
+        next.withdraw();
+        next.rotate().unwrap();
+        assert!(!next.matches(&kept));
+        // A file others could read or write is never taken up.
+        let fresh = std::fs::read_to_string(&file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let wary = EndpointSecret::stable(file.clone());
+        wary.rotate().unwrap();
+        assert!(!wary.matches(&fresh));
     }
 }

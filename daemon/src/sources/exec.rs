@@ -36,6 +36,10 @@ pub struct ExecSpec {
         deserialize_with = "crate::config::duration"
     )]
     pub timeout: Duration,
+    /// Serve this source through the authenticating proxy too, to a gateway or the
+    /// first-party API (see `endpoints::proxy`).
+    #[serde(default)]
+    pub proxy: Option<crate::config::ProxySpec>,
 }
 
 impl ExecSpec {

@@ -45,6 +45,9 @@ pub struct AwsSpec {
     /// store until they expire, so a restart needs no new code.
     #[serde(default)]
     pub persist: Option<crate::config::Persist>,
+    /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
+    #[serde(default)]
+    pub proxy: Option<crate::config::ProxySpec>,
 }
 
 impl AwsSpec {

@@ -75,6 +75,9 @@ pub struct EntraSpec {
     /// survives a restart.
     #[serde(default)]
     pub persist: Option<crate::config::Persist>,
+    /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
+    #[serde(default)]
+    pub proxy: Option<crate::config::ProxySpec>,
 }
 
 impl EntraSpec {
@@ -100,6 +103,12 @@ impl EntraSpec {
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be longer than zero".into());
+        }
+        if self.proxy.as_ref().is_some_and(|p| p.upstream.is_none()) {
+            return Err(
+                "`proxy` needs `upstream`: the Foundry resource's URL (https://RESOURCE.services.ai.azure.com/anthropic)"
+                    .into(),
+            );
         }
         if self.persist.is_some() && self.method != EntraMethod::DeviceCode {
             return Err(

@@ -54,6 +54,9 @@ pub struct GcpSpec {
     /// A PEM file of CA certificates to trust for this source's upstreams, besides the system's.
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
+    /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
+    #[serde(default)]
+    pub proxy: Option<crate::config::ProxySpec>,
 }
 
 fn default_gcp_scopes() -> Vec<String> {

@@ -1,0 +1,555 @@
+//! The authenticating proxy: Claude Code talks to it with its own authentication skipped
+//! (`CLAUDE_CODE_SKIP_{BEDROCK,VERTEX,FOUNDRY}_AUTH=1`, or a gateway's base URL), and it adds
+//! the source's credential to each request on its way to the model API. No credential enters
+//! Claude Code's process or the environment of what it runs, and no stale one reaches the
+//! model API: every request gets the cache's current credential, and one the upstream refuses
+//! (401 or 403, before any byte of the answer reached the caller) is retried once with a
+//! freshly refreshed one.
+//!
+//! Served with the other endpoints' checks (127.0.0.1, the peer's uid, the `Host` header, caps
+//! on connections and headers), and more: a request must carry the caller secret (a browser
+//! page cannot send it, and `OPTIONS` is refused, so no preflight can be passed), its body is
+//! read whole and bounded, and answers stream back as they come (Server-Sent Events and AWS
+//! event-stream alike).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use credd_proto::{Credential, CredentialSecret};
+use futures_util::TryStreamExt as _;
+use futures_util::future::BoxFuture;
+use http_body_util::BodyExt as _;
+use hyper::body::{Bytes, Frame, Incoming};
+
+use super::secret::EndpointSecret;
+use super::{Body, Endpoint, EndpointRequest, EndpointResponse};
+use crate::cache::Slot;
+use crate::policy::DEFAULT_MIN_VALID;
+
+/// The header that carries the caller secret (Claude Code sends it from
+/// `ANTHROPIC_CUSTOM_HEADERS`).
+pub const SECRET_HEADER: &str = "x-credd-proxy-secret";
+
+/// What Claude Code is given as its API key on a gateway route, where it insists on one: the
+/// proxy replaces it.
+pub const PLACEHOLDER: &str = "credd-proxy-adds-the-credential";
+
+/// The largest request body passed on; a Messages request with images stays well below.
+pub const MAX_BODY: usize = 32 * 1024 * 1024;
+
+/// How long connecting to the upstream may take; an answer may stream for as long as it needs.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Headers that belong to one connection (RFC 9110 section 7.6.1), never passed on.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Where the proxy sends requests, and how it signs them.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// `Authorization: Bearer` (Vertex AI, Microsoft Foundry, a gateway that takes it).
+    Bearer { upstream: String },
+    /// An Anthropic-API gateway or the first-party API: the token as `x-api-key`, as
+    /// `Authorization: Bearer`, or both.
+    ApiKey {
+        upstream: String,
+        x_api_key: bool,
+        bearer: bool,
+    },
+    /// Vertex AI: `Authorization: Bearer`, to the regional host the request's path names
+    /// (`.../locations/REGION/...`), unless an upstream is configured.
+    Vertex { upstream: Option<String> },
+    /// Bedrock: SigV4 with the cached AWS credentials, service `bedrock`, in the configured
+    /// region (else the profile's); to the configured upstream, else the region's runtime.
+    Bedrock {
+        upstream: Option<String>,
+        region: Option<String>,
+    },
+}
+
+pub struct Proxy {
+    slot: Arc<Slot>,
+    route: Route,
+    secret: EndpointSecret,
+    http: reqwest::Client,
+}
+
+impl Proxy {
+    pub fn new(slot: Arc<Slot>, source: &str, route: Route, http: reqwest::Client) -> Self {
+        Proxy {
+            slot,
+            route,
+            secret: EndpointSecret::stable(
+                super::state_dir().join(format!("proxy-{source}.secret")),
+            ),
+            http,
+        }
+    }
+
+    async fn proxy(&self, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
+        match self.try_proxy(request).await {
+            Ok(response) => response,
+            Err(refusal) => super::plain_response(refusal),
+        }
+    }
+
+    async fn try_proxy(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<hyper::Response<Body>, EndpointResponse> {
+        let refuse = |status, message: &str| EndpointResponse::error(status, message.to_string());
+        if request.method() == hyper::Method::OPTIONS {
+            return Err(refuse(403, "the proxy answers no preflight"));
+        }
+        let given = request
+            .headers()
+            .get(SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match given {
+            None => {
+                return Err(refuse(
+                    401,
+                    "the proxy needs its caller secret in X-Credd-Proxy-Secret (see `credd status`)",
+                ));
+            }
+            Some(given) if !self.secret.matches(given) => {
+                tracing::warn!(
+                    endpoint = "proxy",
+                    "refused a request with a wrong caller secret"
+                );
+                return Err(refuse(403, "wrong caller secret"));
+            }
+            Some(_) => {}
+        }
+        if request.uri().path() == credd_proto::PROXY_HEALTH_PATH {
+            return Ok(super::plain_response(self.health().await));
+        }
+        let (parts, body) = request.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    refuse(
+                        413,
+                        &format!("the request is larger than {} MiB", MAX_BODY >> 20),
+                    )
+                } else {
+                    refuse(400, "the request's body could not be read")
+                }
+            })?
+            .to_bytes();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let credential = self.credential().await?;
+        let answer = self
+            .send(&parts, &path_and_query, &body, &credential)
+            .await?;
+        let answer = if matches!(answer.status().as_u16(), 401 | 403) {
+            // Refused before any byte reached the caller: once more with a new credential,
+            // when the cache can have one.
+            match self.slot.rejected(&credential).await {
+                Some(fresh) => {
+                    tracing::info!(source = %self.slot.name(), status = answer.status().as_u16(), "the upstream refused the credential; retrying once with a new one");
+                    self.send(&parts, &path_and_query, &body, &fresh).await?
+                }
+                None => answer,
+            }
+        } else {
+            answer
+        };
+        Ok(stream_back(answer))
+    }
+
+    /// For `credd doctor`: whether a credential can be had, and whether the model API answers
+    /// at all (any HTTP status will do: nothing is asked of the model).
+    async fn health(&self) -> EndpointResponse {
+        let credential = match self.credential().await {
+            Ok(credential) => credential,
+            Err(refusal) => return refusal,
+        };
+        let base = match &self.route {
+            Route::Bearer { upstream } | Route::ApiKey { upstream, .. } => upstream.clone(),
+            Route::Vertex { upstream } => upstream
+                .clone()
+                .unwrap_or_else(|| "https://aiplatform.googleapis.com".into()),
+            Route::Bedrock { upstream, region } => upstream.clone().unwrap_or_else(|| {
+                let region = region
+                    .clone()
+                    .or_else(|| credential.metadata.region.clone())
+                    .unwrap_or_else(|| "us-east-1".into());
+                format!("https://bedrock-runtime.{region}.amazonaws.com")
+            }),
+        };
+        match self.http.head(&base).send().await {
+            Ok(answer) => EndpointResponse::json(
+                200,
+                serde_json::json!({
+                    "credential": format!("valid until {}", humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(credential.expires_at))),
+                    "upstream": format!("{base} answers (HTTP {})", answer.status().as_u16()),
+                }),
+            ),
+            Err(e) => EndpointResponse::error(
+                502,
+                format!(
+                    "{base} cannot be reached: {}",
+                    crate::redact::one_line(&e.without_url().to_string())
+                ),
+            ),
+        }
+    }
+
+    async fn credential(&self) -> Result<Arc<Credential>, EndpointResponse> {
+        self.slot.get(DEFAULT_MIN_VALID, None).await.map_err(|e| {
+            // What the socket's callers are told, advice included.
+            EndpointResponse::error(503, e.present(self.slot.name()))
+        })
+    }
+
+    /// Sends the request upstream with `credential`; the answer's body is not read yet.
+    async fn send(
+        &self,
+        parts: &hyper::http::request::Parts,
+        path_and_query: &str,
+        body: &Bytes,
+        credential: &Credential,
+    ) -> Result<reqwest::Response, EndpointResponse> {
+        let region = match &self.route {
+            Route::Bedrock { region, .. } => Some(
+                region
+                    .clone()
+                    .or_else(|| credential.metadata.region.clone())
+                    .ok_or_else(|| {
+                        EndpointResponse::error(
+                            500,
+                            "no region for Bedrock: set `region` in the source's table",
+                        )
+                    })?,
+            ),
+            _ => None,
+        };
+        let base = match &self.route {
+            Route::Bearer { upstream } | Route::ApiKey { upstream, .. } => upstream.clone(),
+            Route::Bedrock { upstream, .. } => upstream.clone().unwrap_or_else(|| {
+                format!(
+                    "https://bedrock-runtime.{}.amazonaws.com",
+                    region.as_deref().unwrap_or_default()
+                )
+            }),
+            Route::Vertex {
+                upstream: Some(upstream),
+            } => upstream.clone(),
+            Route::Vertex { upstream: None } => vertex_host(path_and_query).ok_or_else(|| {
+                EndpointResponse::error(
+                    400,
+                    "a Vertex AI request names its location (/v1/projects/P/locations/L/...)",
+                )
+            })?,
+        };
+        let url = format!("{}{path_and_query}", base.trim_end_matches('/'));
+        let mut headers = reqwest::header::HeaderMap::new();
+        let hop_by_hop = connection_listed(&parts.headers);
+        for (name, value) in &parts.headers {
+            let name_str = name.as_str();
+            let dropped = HOP_BY_HOP.contains(&name_str)
+                || hop_by_hop.iter().any(|h| h == name_str)
+                || matches!(
+                    name_str,
+                    "host" | "content-length" | "authorization" | "x-api-key" | SECRET_HEADER
+                )
+                || name_str.starts_with("x-amz-");
+            if !dropped {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let token = |credential: &Credential| match &credential.secret {
+            CredentialSecret::Token { token } => Ok(token.expose().to_string()),
+            CredentialSecret::Aws { .. } => Err(EndpointResponse::error(
+                500,
+                "this source holds AWS credentials; only a Bedrock route can use them",
+            )),
+        };
+        let value = |text: String| {
+            reqwest::header::HeaderValue::from_str(&text).map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        let bad_token = |_| EndpointResponse::error(500, "the credential cannot go in a header");
+        match &self.route {
+            Route::Bearer { .. } | Route::Vertex { .. } => {
+                let bearer = value(format!("Bearer {}", token(credential)?)).map_err(bad_token)?;
+                headers.insert(reqwest::header::AUTHORIZATION, bearer);
+            }
+            Route::ApiKey {
+                x_api_key, bearer, ..
+            } => {
+                let token = token(credential)?;
+                if *x_api_key {
+                    headers.insert("x-api-key", value(token.clone()).map_err(bad_token)?);
+                }
+                if *bearer {
+                    let bearer = value(format!("Bearer {token}")).map_err(bad_token)?;
+                    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+                }
+            }
+            Route::Bedrock { .. } => {
+                let signed = sign_bedrock(
+                    parts.method.as_str(),
+                    &url,
+                    &headers,
+                    body,
+                    credential,
+                    region.as_deref().unwrap_or_default(),
+                )?;
+                for (name, text) in signed {
+                    headers.insert(
+                        reqwest::header::HeaderName::from_static(name),
+                        value(text).map_err(bad_token)?,
+                    );
+                }
+            }
+        }
+        let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+            .map_err(|_| EndpointResponse::error(405, "an unknown method"))?;
+        self.http
+            .request(method, &url)
+            .headers(headers)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let why = if e.is_timeout() || e.is_connect() {
+                    "cannot be reached"
+                } else {
+                    "failed"
+                };
+                tracing::warn!(
+                    endpoint = "proxy",
+                    "the upstream {why}: {}",
+                    e.without_url()
+                );
+                EndpointResponse::error(502, format!("the model API {why} through the proxy"))
+            })
+    }
+}
+
+/// Headers the request's `Connection` header names: hop-by-hop too.
+fn connection_listed(headers: &hyper::http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(hyper::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+/// Vertex AI's host for the location the request's path names.
+fn vertex_host(path: &str) -> Option<String> {
+    let location = path.split("/locations/").nth(1)?.split('/').next()?;
+    let valid = !location.is_empty()
+        && location
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return None;
+    }
+    Some(if location == "global" {
+        "https://aiplatform.googleapis.com".to_string()
+    } else {
+        format!("https://{location}-aiplatform.googleapis.com")
+    })
+}
+
+/// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`,
+/// `x-amz-content-sha256`) for a Bedrock request, made by the AWS SDK's own signer.
+fn sign_bedrock(
+    method: &str,
+    url: &str,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+    credential: &Credential,
+    region: &str,
+) -> Result<Vec<(&'static str, String)>, EndpointResponse> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let CredentialSecret::Aws {
+        access_key_id,
+        secret_access_key,
+        session_token,
+    } = &credential.secret
+    else {
+        return Err(EndpointResponse::error(
+            500,
+            "a Bedrock route needs AWS credentials; this source holds a token",
+        ));
+    };
+    let identity = aws_credential_types::Credentials::new(
+        access_key_id,
+        secret_access_key.expose(),
+        session_token.as_ref().map(|t| t.expose().to_string()),
+        None,
+        "credd",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("bedrock")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|_| EndpointResponse::error(500, "cannot sign for Bedrock"))?
+        .into();
+    let signable_headers: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    let request = SignableRequest::new(
+        method,
+        url,
+        signable_headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|_| EndpointResponse::error(400, "the request cannot be signed"))?;
+    let (instructions, _signature) = sign(request, &params)
+        .map_err(|_| EndpointResponse::error(500, "cannot sign for Bedrock"))?
+        .into_parts();
+    let (signed, _) = instructions.into_parts();
+    Ok(signed
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
+}
+
+/// The upstream's answer as it comes: its status and headers (less hop-by-hop ones), and its
+/// body streamed, never buffered.
+fn stream_back(answer: reqwest::Response) -> hyper::Response<Body> {
+    let mut builder = hyper::Response::builder().status(answer.status().as_u16());
+    let hop_by_hop = connection_listed(answer.headers());
+    for (name, value) in answer.headers() {
+        let name_str = name.as_str();
+        if !HOP_BY_HOP.contains(&name_str)
+            && !hop_by_hop.iter().any(|h| h == name_str)
+            && name_str != "content-length"
+        {
+            builder = builder.header(name, value);
+        }
+    }
+    let stream = answer
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(|e| -> super::BoxError { Box::new(e.without_url()) });
+    builder
+        .body(http_body_util::StreamBody::new(stream).boxed_unsync())
+        .unwrap_or_else(|_| super::plain_response(EndpointResponse::error(502, "a bad answer")))
+}
+
+impl Endpoint for Proxy {
+    fn kind(&self) -> &'static str {
+        "proxy"
+    }
+
+    fn url(&self, port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+
+    fn env_lines(&self, port: u16) -> Vec<String> {
+        let base = self.url(port);
+        let mut lines = match &self.route {
+            Route::Bedrock { region, .. } => {
+                let mut lines = vec![
+                    "CLAUDE_CODE_USE_BEDROCK=1".to_string(),
+                    format!("ANTHROPIC_BEDROCK_BASE_URL={base}"),
+                    "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1".to_string(),
+                ];
+                lines.extend(region.as_ref().map(|r| format!("AWS_REGION={r}")));
+                lines
+            }
+            Route::Vertex { .. } => vec![
+                "CLAUDE_CODE_USE_VERTEX=1".to_string(),
+                format!("ANTHROPIC_VERTEX_BASE_URL={base}/v1"),
+                "CLAUDE_CODE_SKIP_VERTEX_AUTH=1".to_string(),
+            ],
+            Route::Bearer { .. } => vec![
+                "CLAUDE_CODE_USE_FOUNDRY=1".to_string(),
+                format!("ANTHROPIC_FOUNDRY_BASE_URL={base}"),
+                "CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1".to_string(),
+            ],
+            // Claude Code will not start without some key: a placeholder, which the proxy
+            // replaces (it is no secret).
+            Route::ApiKey { .. } => vec![
+                format!("ANTHROPIC_BASE_URL={base}"),
+                format!("ANTHROPIC_AUTH_TOKEN={PLACEHOLDER}"),
+            ],
+        };
+        lines.push(format!(
+            "ANTHROPIC_CUSTOM_HEADERS=\"X-Credd-Proxy-Secret: $(cat {})\"",
+            self.secret.file().display()
+        ));
+        lines
+    }
+
+    fn secret(&self) -> Option<&EndpointSecret> {
+        Some(&self.secret)
+    }
+
+    fn handle(&self, _request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
+        Box::pin(async { EndpointResponse::error(500, "the proxy serves whole requests") })
+    }
+
+    fn serve_http(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        Box::pin(self.proxy(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vertex_requests_go_to_the_host_of_their_location() {
+        assert_eq!(
+            vertex_host(
+                "/v1/projects/p/locations/us-east5/publishers/anthropic/models/m:streamRawPredict"
+            )
+            .as_deref(),
+            Some("https://us-east5-aiplatform.googleapis.com")
+        );
+        assert_eq!(
+            vertex_host("/v1/projects/p/locations/global/publishers/anthropic/models/m:rawPredict")
+                .as_deref(),
+            Some("https://aiplatform.googleapis.com")
+        );
+        for bad in [
+            "/v1/messages",
+            "/v1/projects/p/locations/evil.example%2F/x",
+            "/v1/projects/p/locations//x",
+            "/v1/projects/p/locations/a.b/x",
+        ] {
+            assert_eq!(vertex_host(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers_named_by_connection_are_hop_by_hop() {
+        let mut headers = hyper::http::HeaderMap::new();
+        headers.insert("connection", "keep-alive, X-Secret-Hop".parse().unwrap());
+        assert_eq!(connection_listed(&headers), ["keep-alive", "x-secret-hop"]);
+    }
+}

@@ -1,0 +1,396 @@
+//! The authenticating proxy, with the real Claude Code going through it on every route
+//! (a gateway, Vertex AI, Microsoft Foundry, Bedrock) to the model-API stub: the credential is
+//! added by the proxy (and checked by the stub as the real API checks it), never held by
+//! Claude Code; a credential the API refuses is replaced once; and the proxy refuses what is
+//! not its caller's.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use credd_tests::World;
+use credd_tests::google::GoogleUpstream;
+use credd_tests::model_api::{self, ModelApi};
+use serde_json::Value;
+
+use crate::{entra_source, exec_config, gcp_source};
+
+/// The proxy's URL and caller secret, as `credd status --json` names them.
+fn proxy_of(world: &World, source: &str) -> (String, String) {
+    let status = world.source_status(source);
+    let endpoint = status["endpoints"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["kind"] == "proxy"))
+        .unwrap_or_else(|| panic!("no proxy in {status}"))
+        .clone();
+    let secret_file = endpoint["secret_file"].as_str().unwrap().to_string();
+    let mut secret = String::new();
+    world.eventually(Duration::from_secs(10), "the proxy's caller secret", || {
+        secret = std::fs::read_to_string(&secret_file).unwrap_or_default();
+        !secret.trim().is_empty()
+    });
+    (
+        endpoint["url"].as_str().unwrap().to_string(),
+        secret.trim().to_string(),
+    )
+}
+
+/// `credd setup claude-code SOURCE --via proxy`, then Claude Code with those settings alone.
+fn claude_through_the_proxy(world: &World, source: &str, extra: &[&str]) -> (String, Value) {
+    let mut args = vec!["setup", "claude-code", source, "--via", "proxy"];
+    args.extend(extra);
+    world.credd(&args).ok();
+    let settings: Value = serde_json::from_str(
+        &std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap(),
+    )
+    .unwrap();
+    let reply = credd_tests::claude_say_hi(world, world.dir.path(), &[]);
+    (reply, settings)
+}
+
+/// Nothing in Claude Code's settings is a credential: only the proxy's address and its caller
+/// secret, which is worthless to anyone but this user's Claude Code on this machine.
+fn assert_no_credential_in(settings: &Value, credentials: &[&str]) {
+    let text = settings.to_string();
+    for credential in credentials {
+        assert!(
+            !text.contains(credential),
+            "a credential is in Claude Code's settings"
+        );
+    }
+    for key in ["apiKeyHelper", "awsCredentialExport"] {
+        assert!(settings.get(key).is_none(), "{key} is still set");
+    }
+}
+
+#[test]
+fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
+    let world = World::new();
+    let api = ModelApi::start();
+    let cmd = world.counting_command("gw", "sk-gateway-token-1");
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!("ttl = \"1h\"\nproxy = {{ upstream = \"{}\" }}", api.url()),
+    ));
+    let _daemon = world.start_daemon();
+    let (reply, settings) = claude_through_the_proxy(&world, "gateway", &[]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    assert_no_credential_in(&settings, &["sk-gateway-token-1"]);
+    let messages = api.messages();
+    assert!(!messages.is_empty(), "no message reached the API");
+    for m in &messages {
+        assert_eq!(m.header("x-api-key"), Some("sk-gateway-token-1"));
+        assert_eq!(m.header("authorization"), Some("Bearer sk-gateway-token-1"));
+        assert_eq!(
+            m.header("x-credd-proxy-secret"),
+            None,
+            "the caller secret went upstream"
+        );
+    }
+}
+
+#[test]
+fn claude_code_reaches_vertex_through_the_proxy_with_a_google_token() {
+    let upstream = GoogleUpstream::start();
+    let api = ModelApi::start();
+    let world = gcp_source::gcp_world(
+        &gcp_source::authorized_user(&upstream, gcp_source::REFRESH_TOKEN),
+        &format!(
+            "project = \"credd-vertex\"\nproxy = {{ upstream = \"{}\" }}\n",
+            api.url()
+        ),
+    );
+    let _daemon = world.start_daemon();
+    let (reply, settings) = claude_through_the_proxy(&world, "vertex", &["--region", "us-east5"]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    let issued = upstream.issued();
+    assert_no_credential_in(
+        &settings,
+        &issued.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(settings["env"]["CLAUDE_CODE_SKIP_VERTEX_AUTH"], "1");
+    let messages = api.messages();
+    assert!(!messages.is_empty(), "no message reached the API");
+    for m in &messages {
+        assert!(
+            m.path
+                .starts_with("/v1/projects/credd-vertex/locations/us-east5/"),
+            "{}",
+            m.path
+        );
+        let bearer = m.header("authorization").unwrap_or_default();
+        assert!(
+            issued.iter().any(|t| bearer == format!("Bearer {t}")),
+            "the API did not get a token Google issued"
+        );
+    }
+}
+
+#[test]
+fn claude_code_reaches_foundry_through_the_proxy_with_an_entra_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = ModelApi::start();
+    let (_ca, upstream, world) = entra_source::secret_world(
+        &dir,
+        &format!("proxy = {{ upstream = \"{}/anthropic\" }}\n", api.url()),
+    );
+    let _daemon = world.start_daemon();
+    let (reply, settings) = claude_through_the_proxy(&world, "foundry", &[]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    let issued = upstream.issued();
+    assert_no_credential_in(
+        &settings,
+        &issued.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let messages = api.messages();
+    assert!(!messages.is_empty(), "no message reached the API");
+    for m in &messages {
+        assert!(m.path.starts_with("/anthropic/"), "{}", m.path);
+        let bearer = m.header("authorization").unwrap_or_default();
+        assert!(
+            issued.iter().any(|t| bearer == format!("Bearer {t}")),
+            "the API did not get a token Entra issued (Claude Code's placeholder: {})",
+            bearer == "Bearer skip-foundry-auth"
+        );
+    }
+}
+
+#[test]
+fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() {
+    let moto = credd_tests::peers::Moto::start();
+    let api = ModelApi::start();
+    let world = World::new().with_aws(
+        "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
+        "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
+        &moto.url(),
+    );
+    world.write_config(&format!(
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ upstream = \"{}\" }}\n",
+        api.url()
+    ));
+    let _daemon = world.start_daemon();
+    let (reply, settings) = claude_through_the_proxy(&world, "bedrock", &[]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    assert_eq!(settings["env"]["CLAUDE_CODE_SKIP_BEDROCK_AUTH"], "1");
+    assert_no_credential_in(&settings, &["long-term-secret"]);
+    // The stub verified each signature with the secret moto issued for the key it names.
+    let messages = api.messages();
+    assert!(
+        messages
+            .iter()
+            .any(|r| r.path.ends_with("/invoke-with-response-stream")),
+        "{messages:?}"
+    );
+    for m in &messages {
+        let auth = m.header("authorization").unwrap_or_default();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIA"),
+            "{auth}"
+        );
+        assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
+    }
+}
+
+/// A gateway world whose token rotates: the command prints `first`, and `second` from the
+/// time the test says.
+fn rotating_gateway(api: &ModelApi) -> World {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-first");
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!("ttl = \"1h\"\nproxy = {{ upstream = \"{}\" }}", api.url()),
+    ));
+    world
+}
+
+#[test]
+fn a_refused_credential_is_replaced_once_and_the_caller_never_sees_it() {
+    for forbidden in [false, true] {
+        let api = ModelApi::start();
+        let world = rotating_gateway(&api);
+        let _daemon = world.start_daemon();
+        world
+            .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+            .ok();
+        world.credd(&["get", "gateway"]).ok();
+        // The gateway revokes the first token and accepts the next one only.
+        std::fs::write(world.path("gw.out"), "sk-second").unwrap();
+        if forbidden {
+            api.forbid_next(1);
+        } else {
+            api.reject_next(1);
+        }
+        let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &[]);
+        assert!(reply.contains(model_api::REPLY), "{reply}");
+        assert_eq!(world.runs("gw"), 2, "one extra credential fetch");
+        let keys: Vec<Option<String>> = api
+            .messages()
+            .iter()
+            .map(|m| m.header("x-api-key").map(str::to_string))
+            .collect();
+        assert_eq!(keys[0].as_deref(), Some("sk-first"), "{keys:?}");
+        assert!(
+            keys[1..].iter().all(|k| k.as_deref() == Some("sk-second")),
+            "{keys:?}"
+        );
+    }
+}
+
+#[test]
+fn an_api_that_always_refuses_gets_one_retry_and_the_refusal_reaches_the_caller() {
+    let api = ModelApi::start();
+    let world = rotating_gateway(&api);
+    let _daemon = world.start_daemon();
+    let (url, secret) = proxy_of(&world, "gateway");
+    api.reject_next(1000);
+    let (status, _) = raw_request(
+        &url,
+        &format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            host_of(&url)
+        ),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(api.messages().len(), 2, "one request, one retry");
+    assert_eq!(world.runs("gw"), 2, "one forced refresh");
+    // Another at once: no forced refresh within the interval, so no retry either.
+    let (status, _) = raw_request(
+        &url,
+        &format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            host_of(&url)
+        ),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(api.messages().len(), 3);
+    assert_eq!(world.runs("gw"), 2);
+}
+
+fn host_of(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// Sends `request` as it is to the proxy at `url`; (status, whole answer).
+fn raw_request(url: &str, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(host_of(url)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+#[test]
+fn the_proxy_refuses_what_is_not_its_callers() {
+    let api = ModelApi::start();
+    let world = rotating_gateway(&api);
+    let _daemon = world.start_daemon();
+    let (url, secret) = proxy_of(&world, "gateway");
+    let host = host_of(&url);
+    let post = |headers: &str, body: &str| {
+        raw_request(
+            &url,
+            &format!(
+                "POST /v1/messages HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .0
+    };
+    // No secret, a wrong one, another Host (DNS rebinding), a preflight.
+    assert_eq!(post(&format!("Host: {host}\r\n"), "{}"), 401);
+    assert_eq!(
+        post(
+            &format!(
+                "Host: {host}\r\nX-Credd-Proxy-Secret: {}\r\n",
+                "0".repeat(64)
+            ),
+            "{}"
+        ),
+        403
+    );
+    assert_eq!(
+        post(
+            &format!("Host: evil.example\r\nX-Credd-Proxy-Secret: {secret}\r\n"),
+            "{}"
+        ),
+        403
+    );
+    let (status, _) = raw_request(
+        &url,
+        &format!(
+            "OPTIONS /v1/messages HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 403);
+    assert!(
+        api.messages().is_empty(),
+        "a refused request reached the API"
+    );
+    assert_eq!(
+        world.runs("gw"),
+        0,
+        "a refused request fetched a credential"
+    );
+    // A body past the bound is refused with 413, not read into memory whole.
+    let mut stream = TcpStream::connect(&host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let size = 40 * 1024 * 1024;
+    stream
+        .write_all(
+            format!("POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+    let chunk = vec![b'a'; 1024 * 1024];
+    for _ in 0..40 {
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        answer.lines().next().unwrap_or("")
+    );
+    // The health path, for `credd doctor`: the credential and the API answer.
+    let (status, body) = raw_request(
+        &url,
+        &format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nX-Credd-Proxy-Secret: {secret}\r\nConnection: close\r\n\r\n",
+            credd_proto::PROXY_HEALTH_PATH
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("answers (HTTP"), "{body}");
+    assert!(
+        !body.contains("sk-first"),
+        "the health answer holds the credential"
+    );
+    // `credd doctor` asks that path with the caller secret.
+    let doctor = world.credd(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .lines()
+            .any(|l| l.contains(&url) && l.contains("answers")),
+        "{}",
+        doctor.stdout
+    );
+}
