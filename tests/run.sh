@@ -16,6 +16,7 @@ BOTO3_VERSION=1.43.11
 GOOGLE_AUTH_VERSION=2.62.2
 REQUESTS_VERSION=2.32.5
 AZURE_IDENTITY_VERSION=1.27.0
+BEDROCK_TOKEN_GENERATOR_VERSION=1.1.0
 OAUTH2_MOCK_SERVER_VERSION=9.3.0
 PEERS="$PWD/target/peers"
 
@@ -44,13 +45,14 @@ for tool in Xvfb xdotool zenity dbus-daemon dbus-send dunst dunstctl gnome-keyri
 done
 
 venv="$PEERS/venv"
-if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION'" 2>/dev/null; then
-    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION, google-auth $GOOGLE_AUTH_VERSION and azure-identity $AZURE_IDENTITY_VERSION from PyPI into $venv"
+if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity, aws_bedrock_token_generator; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION'" 2>/dev/null; then
+    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION, google-auth $GOOGLE_AUTH_VERSION, azure-identity $AZURE_IDENTITY_VERSION and aws-bedrock-token-generator $BEDROCK_TOKEN_GENERATOR_VERSION from PyPI into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION" \
         "google-auth==$GOOGLE_AUTH_VERSION" "requests==$REQUESTS_VERSION" \
-        "azure-identity==$AZURE_IDENTITY_VERSION"
+        "azure-identity==$AZURE_IDENTITY_VERSION" \
+        "aws-bedrock-token-generator==$BEDROCK_TOKEN_GENERATOR_VERSION"
 fi
 export CREDD_PEERS_VENV="$venv"
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use credd_proto::{
     CREDD_VERSION, Caller, Credential, DaemonInfo, ErrorKind, ErrorReply, PROTOCOL_VERSION,
@@ -54,6 +54,10 @@ impl Dispatcher {
                 )
                 .await
             }
+            Request::BedrockApiKey {
+                source,
+                lifetime_secs,
+            } => self.bedrock_api_key(&source, lifetime_secs).await,
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Logout { source } => self.logout(&source).await,
             Request::Login { source } => self.login(&source).await,
@@ -132,6 +136,49 @@ impl Dispatcher {
         match slot.get(min_valid, caller).await {
             Ok(credential) => Response::Credential((*credential).clone()),
             Err(e) => source_error(name, e),
+        }
+    }
+
+    /// A Bedrock API key minted from the source's AWS credentials (see
+    /// [`crate::sources::aws::api_key`]), as a token credential of its own lifetime.
+    async fn bedrock_api_key(&self, name: &str, lifetime_secs: Option<u64>) -> Response {
+        use crate::sources::aws::api_key;
+        let slot = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(error) => return Response::Error(error),
+        };
+        let credential = match slot.get(crate::policy::AWS_FLOOR, None).await {
+            Ok(credential) => credential,
+            Err(e) => return source_error(name, e),
+        };
+        let Some(region) = credential.metadata.region.clone() else {
+            return source_error(
+                name,
+                SourceError::Misconfigured(
+                    "a Bedrock API key is for one region, and the profile names none: set `region` in the source's table".into(),
+                ),
+            );
+        };
+        let now = slot.now_unix();
+        let wanted = lifetime_secs.map_or(api_key::MAX_LIFETIME, Duration::from_secs);
+        let left = Duration::from_secs((credential.expires_at - now).max(0) as u64);
+        let lifetime = wanted.min(left).min(api_key::MAX_LIFETIME);
+        // Signed by the real clock, which is Bedrock's.
+        match api_key::mint(&credential.secret, &region, lifetime, SystemTime::now()) {
+            Ok(key) => Response::Credential(credd_proto::Credential {
+                source: name.to_string(),
+                secret: credd_proto::CredentialSecret::Token {
+                    token: credd_proto::Secret::new(key),
+                },
+                issued_at: now,
+                expires_at: now + lifetime.as_secs() as i64,
+                metadata: Box::new(credd_proto::CredentialFacts {
+                    region: Some(region),
+                    profile: credential.metadata.profile.clone(),
+                    ..Default::default()
+                }),
+            }),
+            Err(e) => source_error(name, SourceError::Misconfigured(e)),
         }
     }
 

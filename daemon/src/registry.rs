@@ -231,6 +231,7 @@ fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Endpoi
                         .ok()
                         .filter(|u| !u.is_empty())
                 }),
+                api_key: proxy.auth == Some(config::ProxyAuth::ApiKey),
                 region: aws.region.clone().or_else(|| {
                     ["AWS_REGION", "AWS_DEFAULT_REGION"]
                         .iter()

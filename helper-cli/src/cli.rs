@@ -151,6 +151,9 @@ pub enum Format {
     /// {"token":"...","headers":{...}} (inferenceCredentialHelper). Signs in first when the
     /// source needs it and CLAUDE_HELPER_CONTEXT is `interactive`, never otherwise.
     HelperJson,
+    /// A short-term Amazon Bedrock API key made from an aws source's credentials (for
+    /// AWS_BEARER_TOKEN_BEDROCK): valid for at most 12 hours, never past the credentials.
+    BedrockApiKey,
 }
 
 /// How Claude Code should get credentials from credd.

@@ -74,6 +74,23 @@ fn run(command: Command) -> Result<String, Failure> {
             header,
             header_prefix,
         } => {
+            if format == output::Format::BedrockApiKey {
+                return match ask(
+                    Request::BedrockApiKey {
+                        source,
+                        lifetime_secs: None,
+                    },
+                    true,
+                )? {
+                    Response::Credential(credential) => output::render(
+                        &credential,
+                        output::Format::Token,
+                        &output::Header::default(),
+                    )
+                    .map_err(|m| (exit::USAGE, m)),
+                    other => Err(unexpected(other)),
+                };
+            }
             let request = Request::Get {
                 source: source.clone(),
                 min_valid_secs: min_valid.map(|d| d.as_secs()),

@@ -52,6 +52,10 @@ impl Header {
 pub fn render(credential: &Credential, format: Format, header: &Header) -> Result<String, String> {
     let expiration = rfc3339(credential.expires_at);
     match (format, &credential.secret) {
+        // Minted by the daemon (`credd get S --format bedrock-api-key`), then printed as a token.
+        (Format::BedrockApiKey, _) => {
+            Err("a Bedrock API key is asked of the daemon with its own request".into())
+        }
         (Format::Headers | Format::HelperJson, CredentialSecret::Aws { .. }) => Err(format!(
             "source `{}` holds AWS credentials, which sign requests and go in no header; use --format aws, aws-process or env",
             credential.source

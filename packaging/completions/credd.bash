@@ -88,11 +88,11 @@ _credd() {
             fi
             case "${prev}" in
                 --format)
-                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json bedrock-api-key" -- "${cur}"))
                     return 0
                     ;;
                 -f)
-                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "token json aws aws-process env headers helper-json bedrock-api-key" -- "${cur}"))
                     return 0
                     ;;
                 --min-valid)

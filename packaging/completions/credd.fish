@@ -41,7 +41,8 @@ aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredential
 aws-process\t'{"Version":1,AccessKeyId,...,Expiration} (the AWS credential_process)'
 env\t'`export NAME=\'value\'` lines for `eval`'
 headers\t'{"Authorization":"Bearer ..."}: a JSON object of HTTP headers (MCP servers\' headersHelper, otelHeadersHelper); see --header and --header-prefix'
-helper-json\t'{"token":"...","headers":{...}} (inferenceCredentialHelper). Signs in first when the source needs it and CLAUDE_HELPER_CONTEXT is `interactive`, never otherwise'"
+helper-json\t'{"token":"...","headers":{...}} (inferenceCredentialHelper). Signs in first when the source needs it and CLAUDE_HELPER_CONTEXT is `interactive`, never otherwise'
+bedrock-api-key\t'A short-term Amazon Bedrock API key made from an aws source\'s credentials (for AWS_BEARER_TOKEN_BEDROCK): valid for at most 12 hours, never past the credentials'"
 complete -c credd -n "__fish_credd_using_subcommand get" -l min-valid -d 'The credential must stay valid at least this long ("10m", "1h"); the daemon\'s default, ten minutes, when not given' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -l audience -d 'Print a Google-signed ID token for AUDIENCE instead of the access token (gcp sources with a service account): for Cloud Run, IAP, or a gateway behind them' -r
 complete -c credd -n "__fish_credd_using_subcommand get" -l header -d 'The header `--format headers` puts the token in [default: Authorization]; with `--format helper-json`, a header to send besides the token' -r

@@ -36,7 +36,9 @@ pub use secret::Secret;
 /// Version 4: a credential's `metadata` has named fields, and its `scopes` are a list.
 ///
 /// Version 5: `logout`.
-pub const PROTOCOL_VERSION: u32 = 5;
+///
+/// Version 6: `bedrock_api_key`.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The version of the credd release this crate belongs to, shared by the client and the daemon.
 pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");

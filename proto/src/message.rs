@@ -38,6 +38,13 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         audience: Option<String>,
     },
+    /// A short-term Amazon Bedrock API key made from an `aws` source's credentials, living
+    /// `lifetime_secs` (at most 12 hours, and never past the credentials).
+    BedrockApiKey {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lifetime_secs: Option<u64>,
+    },
     /// Fetch a new credential now, whatever the cache holds.
     Refresh {
         source: String,

@@ -394,3 +394,142 @@ fn the_proxy_refuses_what_is_not_its_callers() {
         doctor.stdout
     );
 }
+
+/// A world whose `bedrock` source is a role moto issues credentials for, with `proxy` as its
+/// proxy table.
+fn bedrock_world(moto: &credd_tests::peers::Moto, proxy: &str) -> World {
+    let world = World::new().with_aws(
+        "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = eu-west-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
+        "[base]\naws_access_key_id = AKIACREDDLONGTERM013\naws_secret_access_key = long-term-secret\n",
+        &moto.url(),
+    );
+    world.write_config(&format!(
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {proxy}\n"
+    ));
+    world
+}
+
+/// The query of a Bedrock API key's presigned URL, as name -> value.
+fn api_key_query(key: &str) -> std::collections::BTreeMap<String, String> {
+    use base64::Engine as _;
+    let encoded = key
+        .strip_prefix("bedrock-api-key-")
+        .expect("a Bedrock API key");
+    let url = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    let query = url
+        .strip_prefix("bedrock.amazonaws.com/?")
+        .unwrap_or_else(|| panic!("not a presigned Bedrock call: {url}"));
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+#[test]
+fn a_bedrock_api_key_is_the_one_awss_own_generator_makes() {
+    let moto = credd_tests::peers::Moto::start();
+    let world = bedrock_world(&moto, "{}");
+    let _daemon = world.start_daemon();
+    let key = world
+        .credd(&["get", "bedrock", "--format", "bedrock-api-key"])
+        .ok()
+        .trim()
+        .to_string();
+    let ours = api_key_query(&key);
+    let creds = world
+        .credd(&["get", "bedrock", "--format", "aws-process"])
+        .json();
+    // AWS's generator (aws-bedrock-token-generator, botocore's signer), with the same
+    // credentials, region, lifetime and signing time, must make the same signature.
+    let script = r#"
+import base64, datetime, json, sys, urllib.parse
+from unittest import mock
+import botocore.auth
+from botocore.credentials import Credentials
+from aws_bedrock_token_generator import token_generator
+c, region, expires, stamp = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+at = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+with mock.patch.object(botocore.auth, "get_current_datetime", return_value=at):
+    token = token_generator._generate_token(
+        Credentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"]), region, expires)
+url = base64.b64decode(token[len("bedrock-api-key-"):]).decode()
+print(json.dumps(dict(urllib.parse.parse_qsl(url.split("?", 1)[1]))))
+"#;
+    let theirs: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&credd_tests::peers::run_python(
+            script,
+            &[
+                &creds.to_string(),
+                "eu-west-1",
+                &ours["X-Amz-Expires"],
+                &ours["X-Amz-Date"],
+            ],
+            |_| {},
+        ))
+        .unwrap();
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    // Never printed: the signature and the session token are as good as the credentials.
+    for name in [
+        "Action",
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "Version",
+    ] {
+        assert_eq!(ours.get(name), theirs.get(name), "{name}");
+    }
+    assert!(
+        ours == theirs,
+        "credd's key differs from the generator's (signature equal: {})",
+        ours.get("X-Amz-Signature") == theirs.get("X-Amz-Signature")
+    );
+    // Never past the credentials' own end, and at most 12 hours.
+    let expires: u64 = ours["X-Amz-Expires"].parse().unwrap();
+    let left = humantime::parse_rfc3339(creds["Expiration"].as_str().unwrap())
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap()
+        .as_secs();
+    assert!(
+        expires <= 43_200 && expires <= left + 5,
+        "{expires} > {left}"
+    );
+    assert!(ours["X-Amz-Credential"].starts_with(creds["AccessKeyId"].as_str().unwrap()));
+    assert!(ours["X-Amz-Credential"].contains("/eu-west-1/bedrock/aws4_request"));
+}
+
+#[test]
+fn claude_code_reaches_bedrock_through_the_proxy_with_an_api_key() {
+    let moto = credd_tests::peers::Moto::start();
+    let api = ModelApi::start();
+    let world = bedrock_world(
+        &moto,
+        &format!("{{ upstream = \"{}\", auth = \"api-key\" }}", api.url()),
+    );
+    let _daemon = world.start_daemon();
+    let (reply, _settings) = claude_through_the_proxy(&world, "bedrock", &[]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    let creds = world
+        .credd(&["get", "bedrock", "--format", "aws-process"])
+        .json();
+    let messages = api.messages();
+    assert!(!messages.is_empty(), "no message reached the API");
+    for m in &messages {
+        let bearer = m.header("authorization").unwrap_or_default();
+        let key = bearer.strip_prefix("Bearer ").expect("a bearer key");
+        let query = api_key_query(key);
+        assert!(
+            query["X-Amz-Credential"].starts_with(creds["AccessKeyId"].as_str().unwrap()),
+            "the key was not made from the credentials moto issued"
+        );
+    }
+}

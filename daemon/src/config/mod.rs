@@ -84,6 +84,18 @@ pub struct ProxySpec {
     /// as Claude Code sends an API key).
     #[serde(default)]
     pub send_as: Option<SendAs>,
+    /// `aws` sources: `sigv4` (the default: each request signed) or `api-key` (`Authorization:
+    /// Bearer` with a short-term Bedrock API key made from the same credentials).
+    #[serde(default)]
+    pub auth: Option<ProxyAuth>,
+}
+
+/// How the proxy authenticates Bedrock requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyAuth {
+    Sigv4,
+    ApiKey,
 }
 
 /// How a gateway takes the token.
@@ -236,7 +248,16 @@ impl SourceSpec {
             SourceSpec::Gcp(gcp) => gcp.check(),
             SourceSpec::Entra(entra) => entra.check(),
         }?;
-        self.proxy().map_or(Ok(()), ProxySpec::check)
+        if let Some(proxy) = self.proxy() {
+            proxy.check()?;
+            if proxy.auth.is_some() && !matches!(self, SourceSpec::Aws(_)) {
+                return Err("proxy `auth` applies to aws sources (Bedrock) only".into());
+            }
+            if proxy.send_as.is_some() && !matches!(self, SourceSpec::Exec(_)) {
+                return Err("proxy `send_as` applies to exec sources (gateways) only".into());
+            }
+        }
+        Ok(())
     }
 
     /// The source's authenticating proxy, when its table asks for one.

@@ -72,6 +72,8 @@ pub enum Route {
     Bedrock {
         upstream: Option<String>,
         region: Option<String>,
+        /// `Authorization: Bearer` with a short-term Bedrock API key instead of a signature.
+        api_key: bool,
     },
 }
 
@@ -184,7 +186,9 @@ impl Proxy {
             Route::Vertex { upstream } => upstream
                 .clone()
                 .unwrap_or_else(|| "https://aiplatform.googleapis.com".into()),
-            Route::Bedrock { upstream, region } => upstream.clone().unwrap_or_else(|| {
+            Route::Bedrock {
+                upstream, region, ..
+            } => upstream.clone().unwrap_or_else(|| {
                 let region = region
                     .clone()
                     .or_else(|| credential.metadata.region.clone())
@@ -303,6 +307,21 @@ impl Proxy {
                     let bearer = value(format!("Bearer {token}")).map_err(bad_token)?;
                     headers.insert(reqwest::header::AUTHORIZATION, bearer);
                 }
+            }
+            Route::Bedrock { api_key: true, .. } => {
+                let region = region.as_deref().unwrap_or_default();
+                let left = Duration::from_secs(
+                    (credential.expires_at - self.slot.now_unix()).max(0) as u64,
+                );
+                let key = crate::sources::aws::api_key::mint(
+                    &credential.secret,
+                    region,
+                    left,
+                    SystemTime::now(),
+                )
+                .map_err(|e| EndpointResponse::error(500, e))?;
+                let bearer = value(format!("Bearer {key}")).map_err(bad_token)?;
+                headers.insert(reqwest::header::AUTHORIZATION, bearer);
             }
             Route::Bedrock { .. } => {
                 let signed = sign_bedrock(
