@@ -88,13 +88,7 @@ fn owned_settings(
     }
     match (kind, via) {
         ("aws", via) => {
-            let region = plan
-                .region
-                .clone()
-                .or_else(|| credential.metadata.region.clone())
-                .ok_or_else(|| {
-                    format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
-                })?;
+            let region = bedrock_region(plan, source, credential)?;
             env.insert("CLAUDE_CODE_USE_BEDROCK".into(), json!("1"));
             env.insert("AWS_REGION".into(), json!(region));
             match via {
@@ -119,15 +113,8 @@ fn owned_settings(
             }
         }
         ("gcp", Via::Endpoint) => {
-            let project = credential.metadata.project.as_ref().ok_or_else(|| {
-                format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
-            })?;
             env.insert("CLAUDE_CODE_USE_VERTEX".into(), json!("1"));
-            env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
-            env.insert(
-                "CLOUD_ML_REGION".into(),
-                json!(plan.region.as_deref().unwrap_or("global")),
-            );
+            vertex_env(plan, source, credential, &mut env)?;
             endpoint_env(
                 status,
                 source,
@@ -233,27 +220,40 @@ fn proxy_settings(
     );
     match kind {
         "aws" => {
-            let region = plan
-                .region
-                .clone()
-                .or_else(|| credential.metadata.region.clone())
-                .ok_or_else(|| {
-                    format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
-                })?;
+            let region = bedrock_region(plan, source, credential)?;
             env.insert("AWS_REGION".into(), json!(region));
         }
-        "gcp" => {
-            let project = credential.metadata.project.as_ref().ok_or_else(|| {
-                format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
-            })?;
-            env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
-            env.insert(
-                "CLOUD_ML_REGION".into(),
-                json!(plan.region.as_deref().unwrap_or("global")),
-            );
-        }
+        "gcp" => vertex_env(plan, source, credential, env)?,
         _ => {}
     }
+    Ok(())
+}
+
+/// The region Bedrock is used in: `--region`, else the source's.
+fn bedrock_region(plan: &Plan, source: &str, credential: &Credential) -> Result<String, String> {
+    plan.region
+        .clone()
+        .or_else(|| credential.metadata.region.clone())
+        .ok_or_else(|| {
+            format!("source `{source}` names no region; pass --region (Bedrock needs AWS_REGION)")
+        })
+}
+
+/// Vertex AI's project (the source's) and region (`--region`, else global).
+fn vertex_env(
+    plan: &Plan,
+    source: &str,
+    credential: &Credential,
+    env: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let project = credential.metadata.project.as_ref().ok_or_else(|| {
+        format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
+    })?;
+    env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
+    env.insert(
+        "CLOUD_ML_REGION".into(),
+        json!(plan.region.as_deref().unwrap_or("global")),
+    );
     Ok(())
 }
 

@@ -404,25 +404,8 @@ fn sign_bedrock(
     region: &str,
 ) -> Result<Vec<(&'static str, String)>, EndpointResponse> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let CredentialSecret::Aws {
-        access_key_id,
-        secret_access_key,
-        session_token,
-    } = &credential.secret
-    else {
-        return Err(EndpointResponse::error(
-            500,
-            "a Bedrock route needs AWS credentials; this source holds a token",
-        ));
-    };
-    let identity = aws_credential_types::Credentials::new(
-        access_key_id,
-        secret_access_key.expose(),
-        session_token.as_ref().map(|t| t.expose().to_string()),
-        None,
-        "credd",
-    )
-    .into();
+    let identity = crate::sources::aws::api_key::signing_identity(&credential.secret)
+        .map_err(|e| EndpointResponse::error(500, e))?;
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)

@@ -16,6 +16,28 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 const HOST: &str = "bedrock.amazonaws.com";
 const PREFIX: &str = "bedrock-api-key-";
 
+/// What the AWS signer signs with: `credentials`, when they are AWS credentials.
+pub fn signing_identity(
+    credentials: &CredentialSecret,
+) -> Result<aws_smithy_runtime_api::client::identity::Identity, String> {
+    let CredentialSecret::Aws {
+        access_key_id,
+        secret_access_key,
+        session_token,
+    } = credentials
+    else {
+        return Err("Bedrock takes AWS credentials, and this source holds a token".into());
+    };
+    Ok(aws_credential_types::Credentials::new(
+        access_key_id,
+        secret_access_key.expose(),
+        session_token.as_ref().map(|t| t.expose().to_string()),
+        None,
+        "credd",
+    )
+    .into())
+}
+
 /// A key for `region` signed with `credentials` at `now`, valid for `lifetime` (at most
 /// [`MAX_LIFETIME`]).
 pub fn mint(
@@ -27,25 +49,8 @@ pub fn mint(
     use aws_sigv4::http_request::{
         SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
     };
-    let CredentialSecret::Aws {
-        access_key_id,
-        secret_access_key,
-        session_token,
-    } = credentials
-    else {
-        return Err(
-            "a Bedrock API key is made from AWS credentials; this source holds a token".into(),
-        );
-    };
+    let identity = signing_identity(credentials)?;
     let lifetime = lifetime.min(MAX_LIFETIME).max(Duration::from_secs(60));
-    let identity = aws_credential_types::Credentials::new(
-        access_key_id,
-        secret_access_key.expose(),
-        session_token.as_ref().map(|t| t.expose().to_string()),
-        None,
-        "credd",
-    )
-    .into();
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(lifetime);
