@@ -225,15 +225,22 @@ impl Slot {
             {
                 return Some(c.credential.clone());
             }
-            let allowed = st.last_forced_at.is_none_or(|t| {
-                now.duration_since(t).unwrap_or(Duration::ZERO) >= policy::FORCED_REFRESH_INTERVAL
-            });
-            if !allowed {
-                tracing::info!(source = %self.id, "the upstream refused the credential again; a forced refresh ran less than {}s ago", policy::FORCED_REFRESH_INTERVAL.as_secs());
-                return None;
+            // A refresh under way (forced by another refused request, or a scheduled one)
+            // brings what this caller needs: it waits for that one rather than for nothing.
+            if let Some(inflight) = &st.inflight {
+                inflight.clone()
+            } else {
+                let allowed = st.last_forced_at.is_none_or(|t| {
+                    now.duration_since(t).unwrap_or(Duration::ZERO)
+                        >= policy::FORCED_REFRESH_INTERVAL
+                });
+                if !allowed {
+                    tracing::info!(source = %self.id, "the upstream refused the credential again; a forced refresh ran less than {}s ago", policy::FORCED_REFRESH_INTERVAL.as_secs());
+                    return None;
+                }
+                st.last_forced_at = Some(now);
+                self.start_or_join(&mut st)
             }
-            st.last_forced_at = Some(now);
-            self.start_or_join(&mut st)
         };
         let fresh = inflight.await.ok()?;
         (!Arc::ptr_eq(&fresh, given)).then_some(fresh)
@@ -787,5 +794,25 @@ mod tests {
             "tok-3"
         );
         assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn requests_refused_together_all_get_the_one_forced_refresh() {
+        let f = fixture(HOUR, Duration::from_millis(100));
+        let given = f.slot.get(TEN_MIN, None).await.unwrap();
+        // Twenty requests the upstream refused at once: one refresh, and all retry with it.
+        let refused = (0..20).map(|_| {
+            let (slot, given) = (f.slot.clone(), given.clone());
+            tokio::spawn(async move { slot.rejected(&given).await })
+        });
+        for fresh in futures_util::future::join_all(refused).await {
+            let fresh = fresh.unwrap().expect("a new credential to retry with");
+            assert_eq!(token(&fresh), "tok-2");
+        }
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        // Refused again at once: nothing better, and no refresh within the interval.
+        let again = f.slot.get(TEN_MIN, None).await.unwrap();
+        assert!(f.slot.rejected(&again).await.is_none());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
     }
 }
