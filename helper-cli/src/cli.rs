@@ -102,7 +102,8 @@ pub enum SetupTarget {
         /// Write ~/.claude/settings.json (the default).
         #[arg(long, conflicts_with = "project")]
         user: bool,
-        /// Write DIR/.claude/settings.json instead.
+        /// Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the
+        /// caller secret stays out of what the project commits).
         #[arg(long, value_name = "DIR")]
         project: Option<std::path::PathBuf>,
         /// How Claude Code gets the credential: helper settings, or a local endpoint

@@ -505,6 +505,9 @@ pub fn command(
 
     use crate::{ask, exit, unexpected};
     let settings_path = match project {
+        // The proxy's caller secret is this user's, on this machine: never in the settings
+        // file a project commits, but in the one Claude Code keeps out of git.
+        Some(dir) if via == Some(Via::Proxy) => dir.join(".claude/settings.local.json"),
         Some(dir) => dir.join(".claude/settings.json"),
         None => std::env::var_os("HOME")
             .map(std::path::PathBuf::from)

@@ -60,7 +60,7 @@ complete -c credd -n "__fish_credd_using_subcommand doctor" -s h -l help -d 'Pri
 complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (a backup is kept next to it, and what changed is printed)'
-complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead' -r -F
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the caller secret stays out of what the project commits)' -r -F
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'
 endpoint\t'Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE metadata, Azure managed identity)'
 proxy\t'Through credd\'s authenticating proxy: Claude Code holds no credential at all, and every request gets a current one (the source\'s `proxy` in the config)'"
