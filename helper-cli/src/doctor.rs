@@ -97,6 +97,7 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
         }
     };
     let mut facts = Vec::new();
+    let mut proxies = Vec::new();
     if let Some(status) = &status {
         checks.push(match &status.config_error {
             None => check(
@@ -128,12 +129,15 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             }
             for endpoint in &source.endpoints {
                 checks.push(endpoint_check(&source.name, endpoint));
+                if endpoint.kind == "proxy" {
+                    proxies.push((source.name.clone(), endpoint.clone()));
+                }
             }
         }
     }
     // Without the daemon's sources, every source the settings name would look undefined.
     if status.is_some() {
-        settings_checks(&facts, &mut checks);
+        settings_checks(&facts, &proxies, &mut checks);
     }
     proxy_checks(&mut checks);
     checks
@@ -240,7 +244,82 @@ fn credd_get(command: &str) -> Option<(String, Option<String>)> {
     Some((source, format))
 }
 
-fn settings_checks(facts: &[SourceFacts], checks: &mut Vec<Check>) {
+/// The caller secret Claude Code's `ANTHROPIC_CUSTOM_HEADERS` sends to a credd proxy.
+fn proxy_secret_sent(settings_env: &Value) -> Option<&str> {
+    settings_env["ANTHROPIC_CUSTOM_HEADERS"]
+        .as_str()?
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| {
+            name.trim()
+                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
+        })
+        .map(|(_, value)| value.trim())
+}
+
+/// `host:port` of an `http://` URL.
+fn authority(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// Whether the caller secret a settings file sends is the one the proxy it points at takes.
+/// Off Linux the proxy makes a new one on every start, and everywhere after another user held
+/// its port: settings written before then are refused.
+fn proxy_settings_check(
+    settings_env: &Value,
+    shown: &str,
+    proxies: &[(String, credd_proto::EndpointStatus)],
+) -> Option<Check> {
+    let sent = proxy_secret_sent(settings_env)?;
+    let base = [
+        "ANTHROPIC_BEDROCK_BASE_URL",
+        "ANTHROPIC_VERTEX_BASE_URL",
+        "ANTHROPIC_FOUNDRY_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+    ]
+    .iter()
+    .find_map(|key| settings_env[key].as_str())?;
+    let Some((source, proxy)) = proxies
+        .iter()
+        .find(|(_, proxy)| authority(&proxy.url) == authority(base))
+    else {
+        return Some(check(
+            Verdict::Fail,
+            "claude code settings",
+            format!(
+                "{shown} sends a credd caller secret to {base}, where no credd proxy of the config listens"
+            ),
+            Some(
+                "run `credd setup claude-code SOURCE --via proxy` for a source with `proxy = {}`"
+                    .into(),
+            ),
+        ));
+    };
+    let current = proxy
+        .secret_file
+        .as_deref()
+        .and_then(|file| std::fs::read_to_string(file).ok());
+    if current.is_some_and(|current| current.trim() == sent) {
+        return None;
+    }
+    Some(check(
+        Verdict::Fail,
+        "claude code settings",
+        format!(
+            "the caller secret in {shown} is not the one the proxy of `{source}` takes now (it is made anew after another user held its port, and on every start where the system cannot tell who connects): Claude Code's requests are refused"
+        ),
+        Some(format!(
+            "run `credd setup claude-code {source} --via proxy` again"
+        )),
+    ))
+}
+
+fn settings_checks(
+    facts: &[SourceFacts],
+    proxies: &[(String, credd_proto::EndpointStatus)],
+    checks: &mut Vec<Check>,
+) {
     for file in settings_files() {
         let shown = file.display().to_string();
         let settings: Value = match std::fs::read_to_string(&file).map(|t| serde_json::from_str(&t))
@@ -296,6 +375,10 @@ fn settings_checks(facts: &[SourceFacts], checks: &mut Vec<Check>) {
             && let Some(file) = adc_file_ahead_of_metadata(&settings["env"])
         {
             checks.push(check(Verdict::Warn, "claude code settings", format!("Claude Code on Vertex AI reads {} itself (Google's libraries try it before the metadata server), so credd's endpoint in {shown} is never asked", file.display()), Some("move that file where only credd reads it and name it in the source's `credentials_file`".into())));
+            problems += 1;
+        }
+        if let Some(stale) = proxy_settings_check(&settings["env"], &shown, proxies) {
+            checks.push(stale);
             problems += 1;
         }
         if problems == 0 {

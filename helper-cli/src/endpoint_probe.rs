@@ -93,7 +93,7 @@ fn question(endpoint: &EndpointStatus, base: &str) -> Result<Question, String> {
                 credd_proto::PROXY_HEALTH_PATH
             ),
             header: Some((
-                "X-Credd-Proxy-Secret",
+                credd_proto::PROXY_SECRET_HEADER,
                 endpoint
                     .secret_file
                     .as_deref()

@@ -47,6 +47,10 @@ pub const CREDD_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// whether it has a credential and can reach the model API, without calling the model.
 pub const PROXY_HEALTH_PATH: &str = "/.credd/health";
 
+/// The header that carries the proxy's caller secret (Claude Code sends it from
+/// `ANTHROPIC_CUSTOM_HEADERS`); lower-case, as HTTP/2 and `http` header names are.
+pub const PROXY_SECRET_HEADER: &str = "x-credd-proxy-secret";
+
 /// `credd-daemon`'s exit code when another daemon holds the socket's lock: one that serves, or
 /// one still shutting down. A client that started it waits for the socket to answer instead.
 pub const DAEMON_EXIT_ALREADY_RUNNING: u8 = 3;

@@ -129,7 +129,8 @@ const LAST_RETRY: Duration = Duration::from_secs(15);
 const QUIET_FAILURES: u32 = 4;
 
 /// A running endpoint; stops when dropped, and its secret with it (the file is removed, so no
-/// SDK sends it to whoever takes the port next).
+/// SDK sends it to whoever takes the port next; a stable secret's stays, see
+/// [`secret::EndpointSecret::stable`]).
 pub struct EndpointHandle {
     endpoint: Arc<dyn Endpoint>,
     kind: &'static str,
@@ -298,7 +299,8 @@ async fn take_port(
             },
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 let holder = port_holder(addr);
-                held_by_another_user = holder.is_some_and(|uid| uid != me);
+                // A holder that cannot be told may be another user.
+                held_by_another_user = holder != Some(me);
                 format!("{addr} is held by {}", describe_holder(holder, me))
             }
             Err(e) => format!("cannot listen on {addr}: {e}"),

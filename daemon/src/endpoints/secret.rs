@@ -5,6 +5,9 @@
 //! then; while the port is held by someone else the file is removed, so an SDK finds no token
 //! to send to whoever holds the port, and a secret sent there before is worthless once credd
 //! has the port back.
+//!
+//! The proxy's caller secret is the exception: settings hold it, so it outlives a restart where
+//! that is safe (see [`EndpointSecret::stable`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,10 +30,15 @@ impl EndpointSecret {
     }
 
     /// The same, for a secret that settings hold (the proxy's, in Claude Code's
-    /// `ANTHROPIC_CUSTOM_HEADERS`): one still in its file when the endpoint takes its port is
-    /// taken up again, so a restart does not break those settings. It is made anew when the
-    /// file is gone, which it is after another user held the port (see
-    /// [`EndpointSecret::withdraw`]): whatever was sent there is then worthless.
+    /// `ANTHROPIC_CUSTOM_HEADERS`): its file outlives the endpoint (a clean stop, a config
+    /// edit), and one still there when the endpoint takes its port is taken up again, so a
+    /// restart does not break those settings.
+    ///
+    /// That is safe only where the endpoint can tell who connects ([`OWNERS_KNOWN`]): whoever
+    /// held the port while credd did not may have collected the secret from a caller, and only
+    /// the peer-uid check keeps them out afterwards. Elsewhere it is made anew on every bind.
+    /// It is made anew too when the file is gone, which it is after another user held the
+    /// port while credd was waiting for it (see [`EndpointSecret::withdraw`]).
     pub fn stable(file: PathBuf) -> Self {
         EndpointSecret {
             stable: true,
@@ -46,6 +54,7 @@ impl EndpointSecret {
     /// stable secret still in its file (this user's own, private) is taken up instead.
     pub fn rotate(&self) -> std::io::Result<()> {
         if self.stable
+            && OWNERS_KNOWN
             && let Some(kept) = read_private(&self.file)
                 .map(|text| text.trim().to_string())
                 .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -65,17 +74,25 @@ impl EndpointSecret {
         let _ = std::fs::remove_file(&self.file);
     }
 
-    /// [`EndpointSecret::withdraw`], if this endpoint made a secret (an endpoint that never had
-    /// its port leaves the file alone: it may be another daemon's).
+    /// What a stopping endpoint does with its secret. An ephemeral one is withdrawn, if this
+    /// endpoint made it (an endpoint that never had its port leaves the file alone: it may be
+    /// another daemon's). A stable one stops being accepted, and its file stays for the next
+    /// endpoint to take up where that is safe.
     pub fn release(&self) {
         let held = self
             .value
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .take()
             .is_some();
-        if held {
+        if held && !self.stable {
             self.withdraw();
         }
+    }
+
+    /// Whether a secret in the file is taken up again by the next endpoint.
+    pub fn outlives_restarts(&self) -> bool {
+        self.stable && OWNERS_KNOWN
     }
 
     /// Whether `given` is the current secret (compared in constant time).
@@ -87,6 +104,9 @@ impl EndpointSecret {
             .is_some_and(|secret| super::secret_matches(given, secret))
     }
 }
+
+/// Whether the owner of a connection to an endpoint can be told (the peer-uid check runs).
+pub const OWNERS_KNOWN: bool = cfg!(target_os = "linux");
 
 /// A file's text, when it is a regular file of this user's that no one else can read or write
 /// (never through a symbolic link).
@@ -146,6 +166,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_stable_secret_survives_a_restart_but_not_a_withdrawal() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
@@ -154,6 +175,12 @@ mod tests {
         first.rotate().unwrap();
         let kept = std::fs::read_to_string(&file).unwrap();
         // The next daemon takes it up.
+        first.release();
+        assert!(!first.matches(&kept), "a stopped endpoint takes nothing");
+        assert!(
+            file.exists(),
+            "a clean stop keeps the file for the next daemon"
+        );
         let next = EndpointSecret::stable(file.clone());
         next.rotate().unwrap();
         assert!(next.matches(&kept));
