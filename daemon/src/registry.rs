@@ -226,11 +226,8 @@ fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Endpoi
     let (route, ca_bundle) = match spec {
         SourceSpec::Aws(aws) => (
             Route::Bedrock {
-                upstream: upstream.or_else(|| {
-                    std::env::var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
-                        .ok()
-                        .filter(|u| !u.is_empty())
-                }),
+                // Checked with the config.
+                upstream: upstream.or_else(sources::aws::spec::bedrock_runtime_from_env),
                 api_key: proxy.auth == Some(config::ProxyAuth::ApiKey),
                 region: aws.region.clone().or_else(|| {
                     ["AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -273,7 +270,7 @@ fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Endpoi
     let port = proxy
         .port
         .unwrap_or_else(|| endpoints::default_port("proxy", name));
-    let endpoint = endpoints::proxy::Proxy::new(slot.clone(), name, route, http);
+    let endpoint = endpoints::proxy::Proxy::new(slot.clone(), name, route, http, proxy.timeout);
     Some(endpoints::serve(port, Arc::new(endpoint)))
 }
 

@@ -68,10 +68,14 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
     let world = World::new();
     let api = ModelApi::start();
     let cmd = world.counting_command("gw", "sk-gateway-token-1");
+    let port = credd_tests::peers::free_port();
     world.write_config(&exec_config(
         "gateway",
         &cmd,
-        &format!("ttl = \"1h\"\nproxy = {{ upstream = \"{}\" }}", api.url()),
+        &format!(
+            "ttl = \"1h\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
+            api.url()
+        ),
     ));
     let _daemon = world.start_daemon();
     let (reply, settings) = claude_through_the_proxy(&world, "gateway", &[]);
@@ -88,16 +92,42 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
             "the caller secret went upstream"
         );
     }
+    // For a project, the caller secret goes to the settings file Claude Code keeps out of git,
+    // never to the one a project commits.
+    let project = world.dir.path().join("app");
+    std::fs::create_dir_all(&project).unwrap();
+    world
+        .credd(&[
+            "setup",
+            "claude-code",
+            "gateway",
+            "--via",
+            "proxy",
+            "--project",
+            project.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(!project.join(".claude/settings.json").exists());
+    let local: Value = serde_json::from_str(
+        &std::fs::read_to_string(project.join(".claude/settings.local.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        local["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
+        "{:?}",
+        local["env"].as_object().map(|e| e.keys().collect::<Vec<_>>())
+    );
 }
 
 #[test]
 fn claude_code_reaches_vertex_through_the_proxy_with_a_google_token() {
     let upstream = GoogleUpstream::start();
     let api = ModelApi::start();
+    let port = credd_tests::peers::free_port();
     let world = gcp_source::gcp_world(
         &gcp_source::authorized_user(&upstream, gcp_source::REFRESH_TOKEN),
         &format!(
-            "project = \"credd-vertex\"\nproxy = {{ upstream = \"{}\" }}\n",
+            "project = \"credd-vertex\"\nproxy = {{ port = {port}, upstream = \"{}\" }}\n",
             api.url()
         ),
     );
@@ -131,9 +161,13 @@ fn claude_code_reaches_vertex_through_the_proxy_with_a_google_token() {
 fn claude_code_reaches_foundry_through_the_proxy_with_an_entra_token() {
     let dir = tempfile::tempdir().unwrap();
     let api = ModelApi::start();
+    let port = credd_tests::peers::free_port();
     let (_ca, upstream, world) = entra_source::secret_world(
         &dir,
-        &format!("proxy = {{ upstream = \"{}/anthropic\" }}\n", api.url()),
+        &format!(
+            "proxy = {{ port = {port}, upstream = \"{}/anthropic\" }}\n",
+            api.url()
+        ),
     );
     let _daemon = world.start_daemon();
     let (reply, settings) = claude_through_the_proxy(&world, "foundry", &[]);
@@ -165,8 +199,9 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
         "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
         &moto.url(),
     );
+    let port = credd_tests::peers::free_port();
     world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ upstream = \"{}\" }}\n",
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ port = {port}, upstream = \"{}\" }}\n",
         api.url()
     ));
     let _daemon = world.start_daemon();
@@ -190,6 +225,50 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
         );
         assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
     }
+    // An event-stream answer passes byte for byte (its frames carry checksums).
+    let (url, secret) = proxy_of(&world, "bedrock");
+    let (status, answer) = raw_exchange(
+        &url,
+        &format!(
+            "POST /model/anthropic.claude/invoke-with-response-stream HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            host_of(&url)
+        ),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body_of(&answer) == model_api::event_stream_message(),
+        "the event stream changed on its way"
+    );
+}
+
+/// The body of a whole HTTP/1.1 answer, de-chunked when it is chunked.
+fn body_of(answer: &[u8]) -> Vec<u8> {
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer with headers")
+        + 4;
+    let head = String::from_utf8_lossy(&answer[..split]).to_ascii_lowercase();
+    let mut rest = &answer[split..];
+    if !head.contains("transfer-encoding: chunked") {
+        return rest.to_vec();
+    }
+    let mut body = Vec::new();
+    loop {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                .unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
 }
 
 /// A gateway world whose token rotates: the command prints `first`, and `second` from the
@@ -197,10 +276,14 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
 fn rotating_gateway(api: &ModelApi) -> World {
     let world = World::new();
     let cmd = world.counting_command("gw", "sk-first");
+    let port = credd_tests::peers::free_port();
     world.write_config(&exec_config(
         "gateway",
         &cmd,
-        &format!("ttl = \"1h\"\nproxy = {{ upstream = \"{}\" }}", api.url()),
+        &format!(
+            "ttl = \"1h\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
+            api.url()
+        ),
     ));
     world
 }
@@ -276,15 +359,22 @@ fn host_of(url: &str) -> String {
 
 /// Sends `request` as it is to the proxy at `url`; (status, whole answer).
 fn raw_request(url: &str, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(host_of(url)).unwrap();
+    let (status, answer) = raw_exchange(url, request);
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// The same, with the answer's bytes.
+fn raw_exchange(url: &str, request: &str) -> (u16, Vec<u8>) {
+    let Ok(mut stream) = TcpStream::connect(host_of(url)) else {
+        return (0, Vec::new());
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
+    let status = String::from_utf8_lossy(&answer[..answer.len().min(16)])
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -335,8 +425,22 @@ fn the_proxy_refuses_what_is_not_its_callers() {
         ),
     );
     assert_eq!(status, 403);
+    // Nothing tunnels, nothing echoes, and no target names another host.
+    for request_line in [
+        "CONNECT evil.example:443 HTTP/1.1",
+        "TRACE /v1/messages HTTP/1.1",
+        "POST http://evil.example/v1/messages HTTP/1.1",
+    ] {
+        let (status, _) = raw_request(
+            &url,
+            &format!(
+                "{request_line}\r\nHost: {host}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        );
+        assert!(matches!(status, 400 | 405), "{request_line}: {status}");
+    }
     assert!(
-        api.messages().is_empty(),
+        api.requests().is_empty(),
         "a refused request reached the API"
     );
     assert_eq!(
@@ -404,7 +508,11 @@ fn bedrock_world(moto: &credd_tests::peers::Moto, proxy: &str) -> World {
         &moto.url(),
     );
     world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {proxy}\n"
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ {} }}\n",
+        std::iter::once(format!("port = {}", credd_tests::peers::free_port()))
+            .chain(Some(proxy.trim_matches(['{', '}', ' ']).to_string()).filter(|p| !p.is_empty()))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     world
 }
@@ -523,6 +631,7 @@ fn claude_code_reaches_bedrock_through_the_proxy_with_an_api_key() {
         .json();
     let messages = api.messages();
     assert!(!messages.is_empty(), "no message reached the API");
+    let mut keys = std::collections::BTreeSet::new();
     for m in &messages {
         let bearer = m.header("authorization").unwrap_or_default();
         let key = bearer.strip_prefix("Bearer ").expect("a bearer key");
@@ -531,5 +640,270 @@ fn claude_code_reaches_bedrock_through_the_proxy_with_an_api_key() {
             query["X-Amz-Credential"].starts_with(creds["AccessKeyId"].as_str().unwrap()),
             "the key was not made from the credentials moto issued"
         );
+        // A key caught on its way is good for minutes, not for the credentials' life.
+        let expires: u64 = query["X-Amz-Expires"].parse().unwrap();
+        assert!(expires <= 15 * 60, "a key valid for {expires}s");
+        keys.insert(key.to_string());
     }
+    assert_eq!(keys.len(), 1, "one key serves the requests of ten minutes");
+}
+
+/// The caller secret that `setup` wrote into Claude Code's settings keeps working after a
+/// clean restart and a config edit; after another user held the port it is made anew (what
+/// was sent there is worthless), and `credd doctor` says the settings need writing again.
+#[test]
+fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() {
+    use credd_tests::other_user::{self, Impostor};
+    if !other_user::available(
+        "the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port",
+    ) {
+        return;
+    }
+    let api = ModelApi::start();
+    let port = credd_tests::peers::free_port();
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-first");
+    let config = |ttl: &str| {
+        exec_config(
+            "gateway",
+            &cmd,
+            &format!(
+                "ttl = \"{ttl}\"\nproxy = {{ upstream = \"{}\", port = {port} }}",
+                api.url()
+            ),
+        )
+    };
+    world.write_config(&config("1h"));
+    let daemon = world.start_daemon();
+    let (url, first) = proxy_of(&world, "gateway");
+    world
+        .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+        .ok();
+    let post = |secret: &str| {
+        raw_request(
+            &url,
+            &format!(
+                "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+                host_of(&url)
+            ),
+        )
+        .0
+    };
+    let settings_agree = || {
+        let (verdict, detail, _) = world.doctor_check("claude code settings");
+        (verdict, detail)
+    };
+
+    // A clean stop, and the next daemon: the settings still work.
+    drop(daemon);
+    let daemon = world.start_daemon();
+    let (_, after_restart) = proxy_of(&world, "gateway");
+    assert!(after_restart == first, "a restart made a new caller secret");
+    let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &[]);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    // A config edit rebuilds the proxy: the same secret still.
+    world.write_config(&config("2h"));
+    world.eventually(Duration::from_secs(10), "the edit is read", || {
+        daemon.log().contains("source changed")
+    });
+    world.eventually(Duration::from_secs(10), "the rebuilt proxy serves", || {
+        post(&first) == 200
+    });
+    assert_eq!(settings_agree().0, "ok", "{:?}", settings_agree());
+
+    // Another user takes the port while credd is down, and collects what is sent there.
+    drop(daemon);
+    let shared = other_user::shared_dir(world.dir.path());
+    let squatter = Impostor::start(&[
+        "tcp",
+        &port.to_string(),
+        &shared.join("squatter.log").display().to_string(),
+    ]);
+    let _daemon = world.start_daemon();
+    world.eventually(
+        Duration::from_secs(10),
+        "the proxy says who holds its port",
+        || {
+            world.source_status("gateway")["endpoints"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("held by ANOTHER USER (uid 65534)"))
+        },
+    );
+    let secret_file = world.source_status("gateway")["endpoints"][0]["secret_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !std::path::Path::new(&secret_file).exists(),
+        "the caller secret's file stayed while another user held the port"
+    );
+    squatter.stop();
+    world.eventually(
+        Duration::from_secs(30),
+        "the proxy takes its port back",
+        || world.source_status("gateway")["endpoints"][0]["error"].is_null(),
+    );
+    let (_, fresh) = proxy_of(&world, "gateway");
+    assert!(
+        fresh != first,
+        "the secret sent to the squatter is still taken"
+    );
+    assert_eq!(post(&first), 403);
+    assert_eq!(post(&fresh), 200);
+    let (verdict, detail) = settings_agree();
+    assert_eq!(verdict, "fail", "{detail}");
+    assert!(
+        detail.contains("caller secret") && !detail.contains(&first) && !detail.contains(&fresh),
+        "{detail}"
+    );
+    world
+        .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+        .ok();
+    assert_eq!(settings_agree().0, "ok", "{:?}", settings_agree());
+}
+
+/// An upstream on 127.0.0.1 whose answer to each request is `answer(path, stream)`, run once
+/// the request was read.
+fn scripted_upstream(answer: impl Fn(&str, TcpStream) + Send + Sync + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                if let Some(path) = read_request(&stream) {
+                    answer(&path, stream);
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Reads one request (headers, and a body of its Content-Length); its path.
+fn read_request(mut stream: &TcpStream) -> Option<String> {
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        seen.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    head.split_whitespace().nth(1).map(str::to_string)
+}
+
+fn write_chunk(mut stream: &TcpStream, data: &str) -> std::io::Result<()> {
+    stream.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())?;
+    stream.flush()
+}
+
+/// Server-Sent Events reach the caller one by one, as the upstream sends them: the upstream
+/// sends each next event only once the caller has the one before, so a proxy that held any
+/// back would stall here. An upstream that never answers, or stops in the middle, and a caller
+/// that never sends its body are given up on after the proxy's `timeout`.
+#[test]
+fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
+    const EVENTS: usize = 5;
+    let (caller_has, upstream_waits) = std::sync::mpsc::channel::<usize>();
+    let upstream_waits = std::sync::Mutex::new(upstream_waits);
+    let upstream = scripted_upstream(move |path, mut stream| {
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        match path {
+            "/v1/messages" => {
+                stream.write_all(head.as_bytes()).unwrap();
+                let waits = upstream_waits.lock().unwrap();
+                for i in 0..EVENTS {
+                    write_chunk(&stream, &format!("event: ping\ndata: {i}\n\n")).unwrap();
+                    if waits.recv_timeout(Duration::from_secs(20)) != Ok(i) {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(b"0\r\n\r\n");
+            }
+            "/v1/stall" => {
+                stream.write_all(head.as_bytes()).unwrap();
+                write_chunk(&stream, "event: ping\ndata: 0\n\n").unwrap();
+                std::thread::sleep(Duration::from_secs(30));
+            }
+            // "/v1/hang": nothing at all.
+            _ => std::thread::sleep(Duration::from_secs(30)),
+        }
+    });
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-first");
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!(
+            "proxy = {{ port = {}, upstream = \"{upstream}\", timeout = \"2s\" }}",
+            credd_tests::peers::free_port()
+        ),
+    ));
+    let _daemon = world.start_daemon();
+    let (url, secret) = proxy_of(&world, "gateway");
+    let request = |path: &str, length: usize, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{body}",
+            host_of(&url)
+        )
+    };
+
+    let mut stream = TcpStream::connect(host_of(&url)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(request("/v1/messages", 2, "{}").as_bytes())
+        .unwrap();
+    let mut received = Vec::new();
+    let mut piece = [0u8; 4096];
+    for i in 0..EVENTS {
+        let wanted = format!("data: {i}\n");
+        while !String::from_utf8_lossy(&received).contains(&wanted) {
+            let n = stream
+                .read(&mut piece)
+                .unwrap_or_else(|e| panic!("event {i} did not come through: {e}"));
+            assert!(n > 0, "the answer ended before event {i}");
+            received.extend_from_slice(&piece[..n]);
+        }
+        caller_has.send(i).unwrap();
+    }
+    let _ = stream.read_to_end(&mut received);
+    let body = String::from_utf8_lossy(&body_of(&received)).into_owned();
+    assert_eq!(body.matches("event: ping").count(), EVENTS, "{body}");
+
+    // An upstream that sends nothing: 504, not a wait without end.
+    let (status, _) = raw_request(&url, &request("/v1/hang", 2, "{}"));
+    assert_eq!(status, 504);
+    // One that stops in the middle: the answer breaks off (no last chunk), and the
+    // connection closes.
+    let mut stream = TcpStream::connect(host_of(&url)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(request("/v1/stall", 2, "{}").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let ended = stream.read_to_end(&mut answer);
+    assert!(ended.is_ok(), "the stalled answer was never given up on");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 200")
+            && answer.contains("data: 0")
+            && !answer.ends_with("0\r\n\r\n"),
+        "{answer}"
+    );
+    // A caller that announces a body and sends a part of it: 408.
+    let (status, _) = raw_request(&url, &request("/v1/messages", 100, "{"));
+    assert_eq!(status, 408);
 }

@@ -68,7 +68,7 @@ pub enum Persist {
 }
 
 /// The authenticating proxy for a source (127.0.0.1 only): see `endpoints::proxy`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
     /// The port; by default one derived from the source's name.
@@ -88,6 +88,17 @@ pub struct ProxySpec {
     /// Bearer` with a short-term Bedrock API key made from the same credentials).
     #[serde(default)]
     pub auth: Option<ProxyAuth>,
+    /// How long either side may stay silent: the model API before its answer starts and
+    /// between its pieces, and the caller while sending a request's body (at most a minute).
+    #[serde(
+        default = "default_proxy_timeout",
+        deserialize_with = "crate::config::duration"
+    )]
+    pub timeout: Duration,
+}
+
+pub(crate) fn default_proxy_timeout() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 /// How the proxy authenticates Bedrock requests.
@@ -110,24 +121,36 @@ pub enum SendAs {
 impl ProxySpec {
     /// What is wrong with the table, for the config error.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(upstream) = &self.upstream {
-            let url = reqwest::Url::parse(upstream)
-                .map_err(|_| format!("proxy `upstream` `{upstream}` is not a URL"))?;
-            let loopback = url
-                .host_str()
-                .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
-            let plain_ok = url.scheme() == "http" && loopback;
-            if url.scheme() != "https" && !plain_ok {
-                return Err(format!(
-                    "proxy `upstream` must be an https:// URL (plain http only on this machine), not `{upstream}`"
-                ));
-            }
-            if url.query().is_some() || url.fragment().is_some() {
-                return Err("proxy `upstream` is a base URL, without a query".into());
-            }
+        if self.timeout.is_zero() {
+            return Err("proxy `timeout` must be longer than zero".into());
         }
-        Ok(())
+        match &self.upstream {
+            Some(upstream) => check_upstream(upstream, "proxy `upstream`"),
+            None => Ok(()),
+        }
     }
+}
+
+/// What is wrong with `upstream` as a base URL the proxy sends requests (and credentials) to;
+/// `what` names where it came from.
+pub fn check_upstream(upstream: &str, what: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(upstream).map_err(|_| format!("{what} is not a URL"))?;
+    let loopback = url
+        .host_str()
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    let plain_ok = url.scheme() == "http" && loopback;
+    if url.scheme() != "https" && !plain_ok {
+        return Err(format!(
+            "{what} must be an https:// URL (plain http only on this machine), not `{upstream}`"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{what} is a base URL, without a query"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{what} must not hold a user name or password"));
+    }
+    Ok(())
 }
 
 /// A local HTTP endpoint for a source (127.0.0.1 only).
@@ -353,5 +376,39 @@ timeout = "30s"
         let err =
             parse_str("[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\ncomand = 1\n").unwrap_err();
         assert!(err.message.contains("comand"), "{err}");
+    }
+
+    #[test]
+    fn proxy_upstreams_and_regions_that_could_send_elsewhere_are_refused() {
+        for (table, why) in [
+            (
+                r#"proxy = { upstream = "http://llm.example.com" }"#,
+                "https://",
+            ),
+            (
+                r#"proxy = { upstream = "https://me:pw@llm.example.com" }"#,
+                "user name",
+            ),
+            (
+                r#"proxy = { upstream = "https://llm.example.com/?to=x" }"#,
+                "without a query",
+            ),
+            (r#"proxy = { timeout = "0s" }"#, "longer than zero"),
+            (r#"region = "evil.example/x#""#, "not an AWS region name"),
+        ] {
+            let err = parse_str(&format!(
+                "[sources.a]\nkind = \"aws\"\nprofile = \"p\"\n{table}\n"
+            ))
+            .unwrap_err();
+            assert!(err.message.contains(why), "{table}: {err}");
+        }
+        let c = parse_str(
+            "[sources.a]\nkind = \"aws\"\nprofile = \"p\"\nregion = \"eu-west-1\"\nproxy = { upstream = \"http://127.0.0.1:8080\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.sources["a"].proxy().unwrap().timeout,
+            default_proxy_timeout()
+        );
     }
 }

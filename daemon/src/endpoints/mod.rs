@@ -96,6 +96,10 @@ pub trait Endpoint: Send + Sync + 'static {
     /// The URL to show in `status`.
     fn url(&self, port: u16) -> String;
     fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse>;
+    /// Connections of the daemon's own user it serves at once; more are closed at once.
+    fn max_connections(&self) -> usize {
+        MAX_CONNECTIONS
+    }
     /// The secret a request must carry, for protocols that have one.
     fn secret(&self) -> Option<&secret::EndpointSecret> {
         None
@@ -112,7 +116,8 @@ pub trait Endpoint: Send + Sync + 'static {
     }
 }
 
-/// Connections of the daemon's own user one endpoint serves at once; more are closed at once.
+/// Connections of the daemon's own user a credential endpoint serves at once (an SDK asks
+/// once in a while, and briefly); more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Connections accepted and waiting for their owner to be looked up (a lookup takes
 /// microseconds, so this is only reached by a flood); more wait to be accepted.
@@ -196,7 +201,8 @@ async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<Str
     // they are looked up, never takes the places of this user's connections being served, and
     // a flood's pending checks never take more than their share of descriptors.
     let unchecked = Arc::new(Semaphore::new(MAX_UNCHECKED));
-    let served = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let max_connections = endpoint.max_connections();
+    let served = Arc::new(Semaphore::new(max_connections));
     let refusals = Arc::new(peer::RefusalLog::default());
     loop {
         // While the checks are behind, connections wait in the kernel's queue, unread and
@@ -229,7 +235,7 @@ async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<Str
             let Ok(_serving) = served.try_acquire_owned() else {
                 refusals.refused(
                     endpoint.kind(),
-                    &format!("{MAX_CONNECTIONS} connections are open already"),
+                    &format!("{max_connections} connections are open already"),
                 );
                 return;
             };

@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use credd_proto::{Credential, CredentialSecret};
-use futures_util::TryStreamExt as _;
+use credd_proto::{Credential, CredentialSecret, Secret};
+use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use http_body_util::BodyExt as _;
 use hyper::body::{Bytes, Frame, Incoming};
@@ -26,9 +26,7 @@ use super::{Body, Endpoint, EndpointRequest, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
 
-/// The header that carries the caller secret (Claude Code sends it from
-/// `ANTHROPIC_CUSTOM_HEADERS`).
-pub const SECRET_HEADER: &str = "x-credd-proxy-secret";
+use credd_proto::PROXY_SECRET_HEADER as SECRET_HEADER;
 
 /// What Claude Code is given as its API key on a gateway route, where it insists on one: the
 /// proxy replaces it.
@@ -37,8 +35,19 @@ pub const PLACEHOLDER: &str = "credd-proxy-adds-the-credential";
 /// The largest request body passed on; a Messages request with images stays well below.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
 
+/// Requests the proxy carries at once (each answer may stream for minutes).
+pub const MAX_STREAMS: usize = 512;
+
 /// How long connecting to the upstream may take; an answer may stream for as long as it needs.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest a caller may take to send a request's body once its headers are in.
+const MAX_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bedrock API keys the proxy sends live this long, and each is sent for at most
+/// [`API_KEY_REUSE`] of it: a key caught on its way lasts minutes, not the credentials' life.
+const API_KEY_LIFETIME: Duration = Duration::from_secs(15 * 60);
+const API_KEY_REUSE: Duration = Duration::from_secs(10 * 60);
 
 /// Headers that belong to one connection (RFC 9110 section 7.6.1), never passed on.
 const HOP_BY_HOP: [&str; 8] = [
@@ -82,10 +91,30 @@ pub struct Proxy {
     route: Route,
     secret: EndpointSecret,
     http: reqwest::Client,
+    /// How long the upstream may stay silent (before its answer and between its pieces), and
+    /// (up to [`MAX_BODY_TIMEOUT`]) the caller while it sends a body: an upstream or caller
+    /// that goes quiet is given up on, so nothing waits on it forever.
+    timeout: Duration,
+    /// The Bedrock API key last made, for [`Route::Bedrock`] with `api_key`.
+    api_key: std::sync::Mutex<Option<MintedKey>>,
+}
+
+/// A Bedrock API key, and what it was made from.
+struct MintedKey {
+    credential: Arc<Credential>,
+    region: String,
+    made: SystemTime,
+    key: Secret,
 }
 
 impl Proxy {
-    pub fn new(slot: Arc<Slot>, source: &str, route: Route, http: reqwest::Client) -> Self {
+    pub fn new(
+        slot: Arc<Slot>,
+        source: &str,
+        route: Route,
+        http: reqwest::Client,
+        timeout: Duration,
+    ) -> Self {
         Proxy {
             slot,
             route,
@@ -93,7 +122,45 @@ impl Proxy {
                 super::state_dir().join(format!("proxy-{source}.secret")),
             ),
             http,
+            timeout,
+            api_key: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A Bedrock API key made from `credential` for `region`: the one made last while it is
+    /// young enough, else a new one.
+    fn bedrock_api_key(
+        &self,
+        credential: &Arc<Credential>,
+        region: &str,
+    ) -> Result<String, EndpointResponse> {
+        let now = SystemTime::now();
+        let mut kept = self.api_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(minted) = &*kept
+            && Arc::ptr_eq(&minted.credential, credential)
+            && minted.region == region
+            && now
+                .duration_since(minted.made)
+                .is_ok_and(|age| age < API_KEY_REUSE)
+        {
+            return Ok(minted.key.expose().to_string());
+        }
+        let left =
+            Duration::from_secs((credential.expires_at - self.slot.now_unix()).max(0) as u64);
+        let key = crate::sources::aws::api_key::mint(
+            &credential.secret,
+            region,
+            left.min(API_KEY_LIFETIME),
+            now,
+        )
+        .map_err(|e| EndpointResponse::error(500, e))?;
+        *kept = Some(MintedKey {
+            credential: credential.clone(),
+            region: region.to_string(),
+            made: now,
+            key: Secret::new(key.clone()),
+        });
+        Ok(key)
     }
 
     async fn proxy(&self, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
@@ -110,6 +177,20 @@ impl Proxy {
         let refuse = |status, message: &str| EndpointResponse::error(status, message.to_string());
         if request.method() == hyper::Method::OPTIONS {
             return Err(refuse(403, "the proxy answers no preflight"));
+        }
+        // A model API is asked with GET, POST and the like on a path: nothing tunnels through
+        // the proxy, nothing echoes its headers back, and no target names another host.
+        if matches!(
+            *request.method(),
+            hyper::Method::CONNECT | hyper::Method::TRACE
+        ) {
+            return Err(refuse(405, "the proxy passes on API requests only"));
+        }
+        if request.uri().scheme().is_some()
+            || request.uri().authority().is_some()
+            || !request.uri().path().starts_with('/')
+        {
+            return Err(refuse(400, "the request target must be a path"));
         }
         let given = request
             .headers()
@@ -135,20 +216,32 @@ impl Proxy {
             return Ok(super::plain_response(self.health().await));
         }
         let (parts, body) = request.into_parts();
-        let body = http_body_util::Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    refuse(
-                        413,
-                        &format!("the request is larger than {} MiB", MAX_BODY >> 20),
-                    )
-                } else {
-                    refuse(400, "the request's body could not be read")
-                }
-            })?
-            .to_bytes();
+        let body_timeout = self.timeout.min(MAX_BODY_TIMEOUT);
+        let body = tokio::time::timeout(
+            body_timeout,
+            http_body_util::Limited::new(body, MAX_BODY).collect(),
+        )
+        .await
+        .map_err(|_| {
+            refuse(
+                408,
+                &format!(
+                    "the request's body did not arrive within {}s",
+                    body_timeout.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                refuse(
+                    413,
+                    &format!("the request is larger than {} MiB", MAX_BODY >> 20),
+                )
+            } else {
+                refuse(400, "the request's body could not be read")
+            }
+        })?
+        .to_bytes();
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -171,7 +264,7 @@ impl Proxy {
         } else {
             answer
         };
-        Ok(stream_back(answer))
+        Ok(stream_back(answer, self.timeout))
     }
 
     /// For `credd doctor`: whether a credential can be had, and whether the model API answers
@@ -187,14 +280,17 @@ impl Proxy {
                 .clone()
                 .unwrap_or_else(|| "https://aiplatform.googleapis.com".into()),
             Route::Bedrock {
-                upstream, region, ..
-            } => upstream.clone().unwrap_or_else(|| {
-                let region = region
-                    .clone()
-                    .or_else(|| credential.metadata.region.clone())
-                    .unwrap_or_else(|| "us-east-1".into());
-                format!("https://bedrock-runtime.{region}.amazonaws.com")
-            }),
+                upstream: Some(upstream),
+                ..
+            } => upstream.clone(),
+            Route::Bedrock {
+                upstream: None,
+                region,
+                ..
+            } => match bedrock_region(region, &credential) {
+                Ok(region) => format!("https://bedrock-runtime.{region}.amazonaws.com"),
+                Err(refusal) => return refusal,
+            },
         };
         match self.http.head(&base).send().await {
             Ok(answer) => EndpointResponse::json(
@@ -227,20 +323,10 @@ impl Proxy {
         parts: &hyper::http::request::Parts,
         path_and_query: &str,
         body: &Bytes,
-        credential: &Credential,
+        credential: &Arc<Credential>,
     ) -> Result<reqwest::Response, EndpointResponse> {
         let region = match &self.route {
-            Route::Bedrock { region, .. } => Some(
-                region
-                    .clone()
-                    .or_else(|| credential.metadata.region.clone())
-                    .ok_or_else(|| {
-                        EndpointResponse::error(
-                            500,
-                            "no region for Bedrock: set `region` in the source's table",
-                        )
-                    })?,
-            ),
+            Route::Bedrock { region, .. } => Some(bedrock_region(region, credential)?),
             _ => None,
         };
         let base = match &self.route {
@@ -309,17 +395,8 @@ impl Proxy {
                 }
             }
             Route::Bedrock { api_key: true, .. } => {
-                let region = region.as_deref().unwrap_or_default();
-                let left = Duration::from_secs(
-                    (credential.expires_at - self.slot.now_unix()).max(0) as u64,
-                );
-                let key = crate::sources::aws::api_key::mint(
-                    &credential.secret,
-                    region,
-                    left,
-                    SystemTime::now(),
-                )
-                .map_err(|e| EndpointResponse::error(500, e))?;
+                let key =
+                    self.bedrock_api_key(credential, region.as_deref().unwrap_or_default())?;
                 let bearer = value(format!("Bearer {key}")).map_err(bad_token)?;
                 headers.insert(reqwest::header::AUTHORIZATION, bearer);
             }
@@ -342,12 +419,22 @@ impl Proxy {
         }
         let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
             .map_err(|_| EndpointResponse::error(405, "an unknown method"))?;
-        self.http
+        let sent = self
+            .http
             .request(method, &url)
             .headers(headers)
             .body(body.clone())
-            .send()
+            .send();
+        tokio::time::timeout(self.timeout, sent)
             .await
+            .map_err(|_| {
+                tracing::warn!(
+                    endpoint = "proxy",
+                    "the upstream sent no answer within {}s",
+                    self.timeout.as_secs()
+                );
+                EndpointResponse::error(504, "the model API did not answer in time")
+            })?
             .map_err(|e| {
                 let why = if e.is_timeout() || e.is_connect() {
                     "cannot be reached"
@@ -362,6 +449,30 @@ impl Proxy {
                 EndpointResponse::error(502, format!("the model API {why} through the proxy"))
             })
     }
+}
+
+/// The region a Bedrock request is signed for and sent to: the configured one, else the
+/// profile's. It becomes part of a host name, so only a region's name will do.
+fn bedrock_region(
+    configured: &Option<String>,
+    credential: &Credential,
+) -> Result<String, EndpointResponse> {
+    let region = configured
+        .clone()
+        .or_else(|| credential.metadata.region.clone())
+        .ok_or_else(|| {
+            EndpointResponse::error(
+                500,
+                "no region for Bedrock: set `region` in the source's table",
+            )
+        })?;
+    if !crate::sources::aws::spec::is_region_name(&region) {
+        return Err(EndpointResponse::error(
+            500,
+            format!("`{region}` is not an AWS region name; set `region` in the source's table"),
+        ));
+    }
+    Ok(region)
 }
 
 /// Headers the request's `Connection` header names: hop-by-hop too.
@@ -438,7 +549,7 @@ fn sign_bedrock(
 
 /// The upstream's answer as it comes: its status and headers (less hop-by-hop ones), and its
 /// body streamed, never buffered.
-fn stream_back(answer: reqwest::Response) -> hyper::Response<Body> {
+fn stream_back(answer: reqwest::Response, idle_timeout: Duration) -> hyper::Response<Body> {
     let mut builder = hyper::Response::builder().status(answer.status().as_u16());
     let hop_by_hop = connection_listed(answer.headers());
     for (name, value) in answer.headers() {
@@ -450,10 +561,19 @@ fn stream_back(answer: reqwest::Response) -> hyper::Response<Body> {
             builder = builder.header(name, value);
         }
     }
-    let stream = answer
-        .bytes_stream()
-        .map_ok(Frame::data)
-        .map_err(|e| -> super::BoxError { Box::new(e.without_url()) });
+    // Each piece within the idle timeout; after an error the stream ends.
+    let pieces = Some(Box::pin(answer.bytes_stream()));
+    let stream = futures_util::stream::unfold(pieces, move |pieces| async move {
+        let mut pieces = pieces?;
+        let piece = match tokio::time::timeout(idle_timeout, pieces.next()).await {
+            Ok(None) => return None,
+            Ok(Some(Ok(bytes))) => return Some((Ok(Frame::data(bytes)), Some(pieces))),
+            Ok(Some(Err(e))) => Box::new(e.without_url()) as super::BoxError,
+            Err(_) => format!("the model API sent nothing for {}s", idle_timeout.as_secs()).into(),
+        };
+        tracing::warn!(endpoint = "proxy", "an answer broke off: {piece}");
+        Some((Err(piece), None))
+    });
     builder
         .body(http_body_util::StreamBody::new(stream).boxed_unsync())
         .unwrap_or_else(|_| super::plain_response(EndpointResponse::error(502, "a bad answer")))
@@ -508,6 +628,12 @@ impl Endpoint for Proxy {
         Some(&self.secret)
     }
 
+    /// Each of Claude Code's requests holds a connection while its answer streams, and agents
+    /// run many at once.
+    fn max_connections(&self) -> usize {
+        MAX_STREAMS
+    }
+
     fn handle(&self, _request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
         Box::pin(async { EndpointResponse::error(500, "the proxy serves whole requests") })
     }
@@ -546,6 +672,38 @@ mod tests {
         ] {
             assert_eq!(vertex_host(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_region_becomes_part_of_a_host_only_when_it_names_a_region() {
+        let credential = |region: Option<&str>| Credential {
+            source: "s".into(),
+            secret: CredentialSecret::Token {
+                token: Secret::new("t"),
+            },
+            issued_at: 0,
+            expires_at: 1,
+            metadata: Box::new(credd_proto::CredentialFacts {
+                region: region.map(str::to_string),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(
+            bedrock_region(&None, &credential(Some("eu-west-1"))).unwrap(),
+            "eu-west-1"
+        );
+        assert_eq!(
+            bedrock_region(&Some("us-east-2".into()), &credential(Some("eu-west-1"))).unwrap(),
+            "us-east-2"
+        );
+        // A profile's region that would point the signed request at another host.
+        for bad in ["evil.example/x#", "us-east-1.evil.example", "EU-WEST-1", ""] {
+            assert!(
+                bedrock_region(&None, &credential(Some(bad))).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(bedrock_region(&None, &credential(None)).is_err());
     }
 
     #[test]

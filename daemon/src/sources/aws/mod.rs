@@ -25,7 +25,7 @@ pub mod api_key;
 mod chain;
 mod console;
 pub mod mfa;
-mod spec;
+pub mod spec;
 pub mod sso;
 
 use credd_proto::LoginPrompt;

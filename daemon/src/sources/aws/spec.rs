@@ -67,6 +67,33 @@ impl AwsSpec {
         if !(900..=129_600).contains(&self.duration.as_secs()) {
             return Err("`duration` must be between 15m and 36h, as STS accepts".into());
         }
+        if let Some(region) = &self.region
+            && !is_region_name(region)
+        {
+            return Err(format!("`region` `{region}` is not an AWS region name"));
+        }
+        if self.proxy.as_ref().is_some_and(|p| p.upstream.is_none())
+            && let Some(upstream) = bedrock_runtime_from_env()
+        {
+            crate::config::check_upstream(&upstream, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")?;
+        }
         Ok(())
     }
+}
+
+/// Whether `region` can name an AWS region (it becomes part of a host name: `us-east-1`, never
+/// anything with dots, slashes or capitals).
+pub fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= 32
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The Bedrock runtime endpoint the AWS SDKs' environment names, if any.
+pub fn bedrock_runtime_from_env() -> Option<String> {
+    std::env::var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
