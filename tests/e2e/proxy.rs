@@ -115,7 +115,9 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
     assert!(
         local["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
         "{:?}",
-        local["env"].as_object().map(|e| e.keys().collect::<Vec<_>>())
+        local["env"]
+            .as_object()
+            .map(|e| e.keys().collect::<Vec<_>>())
     );
 }
 

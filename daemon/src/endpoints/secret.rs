@@ -109,11 +109,12 @@ impl EndpointSecret {
 pub const OWNERS_KNOWN: bool = cfg!(target_os = "linux");
 
 /// A file's text, when it is a regular file of this user's that no one else can read or write
-/// (never through a symbolic link).
+/// (never through a symbolic link), in a directory no one else could have put it in.
 #[cfg(unix)]
 fn read_private(path: &Path) -> Option<String> {
     use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    credd_proto::paths::check_private_dir(path.parent()?).ok()?;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -195,5 +196,12 @@ mod tests {
         let wary = EndpointSecret::stable(file.clone());
         wary.rotate().unwrap();
         assert!(!wary.matches(&fresh));
+        // Nor one in a directory others can write to (they could have put it there).
+        let placed = std::fs::read_to_string(&file).unwrap();
+        let dir = file.parent().unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(read_private(&file).is_none());
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(read_private(&file).as_deref(), Some(placed.as_str()));
     }
 }
