@@ -79,12 +79,18 @@ pub fn wait_for_port(port: u16, timeout: Duration, what: &str) {
 }
 
 /// A free TCP port on 127.0.0.1.
+/// A port free to listen on now, for a test's endpoint: picked at random below the kernel's
+/// ephemeral range (32768 and up), where no outgoing connection of another test takes it
+/// meanwhile, as it could a port the kernel just handed out.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let mut bytes = [0u8; 2];
+        getrandom::fill(&mut bytes).unwrap();
+        let port = 20_000 + u16::from_le_bytes(bytes) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// moto's server on 127.0.0.1 behind a [`StsCheck`] front (which checks signatures and MFA
