@@ -229,6 +229,10 @@ impl Slot {
             // brings what this caller needs: it waits for that one rather than for nothing.
             if let Some(inflight) = &st.inflight {
                 inflight.clone()
+            } else if st.retry_at.is_some_and(|t| t > now) {
+                // A failing source backs off (an upstream's Retry-After among it): a refusal
+                // does not cut that short.
+                return None;
             } else {
                 let allowed = st.last_forced_at.is_none_or(|t| {
                     now.duration_since(t).unwrap_or(Duration::ZERO)
@@ -814,5 +818,20 @@ mod tests {
         let again = f.slot.get(TEN_MIN, None).await.unwrap();
         assert!(f.slot.rejected(&again).await.is_none());
         assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_does_not_cut_a_failing_sources_backoff_short() {
+        let f = fixture(HOUR, Duration::ZERO);
+        let given = f.slot.get(TEN_MIN, None).await.unwrap();
+        f.fail.store(true, Ordering::SeqCst);
+        assert!(f.slot.refresh().await.is_err());
+        assert_eq!(f.calls.load(Ordering::SeqCst), 2);
+        assert!(f.slot.rejected(&given).await.is_none());
+        assert_eq!(
+            f.calls.load(Ordering::SeqCst),
+            2,
+            "called during the backoff"
+        );
     }
 }
