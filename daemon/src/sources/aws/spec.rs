@@ -75,7 +75,7 @@ impl AwsSpec {
         if self.proxy.as_ref().is_some_and(|p| p.upstream.is_none())
             && let Some(upstream) = bedrock_runtime_from_env()
         {
-            crate::config::check_upstream(&upstream, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")?;
+            check_bedrock_runtime_from_env(&upstream)?;
         }
         Ok(())
     }
@@ -91,9 +91,57 @@ pub fn is_region_name(region: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// What is wrong with the Bedrock runtime endpoint the environment names. It came from
+/// whatever shell started the daemon, not from the config, so it may name only an AWS host
+/// (or this machine): another host is for `upstream` in the config, where it is seen.
+fn check_bedrock_runtime_from_env(upstream: &str) -> Result<(), String> {
+    const WHAT: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
+    crate::config::check_upstream(upstream, WHAT)?;
+    let host = reqwest::Url::parse(upstream)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
+        .iter()
+        .any(|suffix| host.ends_with(suffix));
+    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+    if aws || local {
+        Ok(())
+    } else {
+        Err(format!(
+            "{WHAT} names {host}, which is not an AWS endpoint; to send Bedrock requests there, name it as the proxy's `upstream` in the config"
+        ))
+    }
+}
+
 /// The Bedrock runtime endpoint the AWS SDKs' environment names, if any.
 pub fn bedrock_runtime_from_env() -> Option<String> {
     std::env::var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_may_name_only_an_aws_bedrock_endpoint() {
+        for ok in [
+            "https://bedrock-runtime.eu-west-1.amazonaws.com",
+            "https://bedrock-runtime-fips.us-east-1.amazonaws.com",
+            "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com",
+            "http://127.0.0.1:4566",
+        ] {
+            assert!(check_bedrock_runtime_from_env(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://evil.example",
+            "https://amazonaws.com.evil.example",
+            "https://evilamazonaws.com",
+            "http://bedrock-runtime.us-east-1.amazonaws.com",
+        ] {
+            assert!(check_bedrock_runtime_from_env(bad).is_err(), "{bad}");
+        }
+    }
 }
