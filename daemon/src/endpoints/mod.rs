@@ -305,8 +305,7 @@ async fn take_port(
             },
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 let holder = port_holder(addr);
-                // A holder that cannot be told may be another user.
-                held_by_another_user = holder != Some(me);
+                held_by_another_user = holder.is_some_and(|uid| uid != me);
                 format!("{addr} is held by {}", describe_holder(holder, me))
             }
             Err(e) => format!("cannot listen on {addr}: {e}"),

@@ -74,18 +74,20 @@ impl EndpointSecret {
         let _ = std::fs::remove_file(&self.file);
     }
 
-    /// What a stopping endpoint does with its secret. An ephemeral one is withdrawn, if this
-    /// endpoint made it (an endpoint that never had its port leaves the file alone: it may be
-    /// another daemon's). A stable one stops being accepted, and its file stays for the next
-    /// endpoint to take up where that is safe.
+    /// What a stopping endpoint does with its secret: it is withdrawn, if this endpoint made
+    /// it (an endpoint that never had its port leaves the file alone: it may be another
+    /// daemon's). A secret that outlives restarts stays, file and all: the next endpoint takes
+    /// it up, and connections still open to this one go on being served.
     pub fn release(&self) {
+        if self.outlives_restarts() {
+            return;
+        }
         let held = self
             .value
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take()
             .is_some();
-        if held && !self.stable {
+        if held {
             self.withdraw();
         }
     }
@@ -177,7 +179,10 @@ mod tests {
         let kept = std::fs::read_to_string(&file).unwrap();
         // The next daemon takes it up.
         first.release();
-        assert!(!first.matches(&kept), "a stopped endpoint takes nothing");
+        assert!(
+            first.matches(&kept),
+            "connections still open go on being served"
+        );
         assert!(
             file.exists(),
             "a clean stop keeps the file for the next daemon"
