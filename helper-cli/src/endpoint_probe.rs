@@ -57,7 +57,7 @@ fn question(endpoint: &EndpointStatus, base: &str) -> Result<Question, String> {
             .env
             .iter()
             .find_map(|line| line.strip_prefix(var))
-            .map(|rest| rest.trim_start_matches("$(cat ").trim_end_matches(')'))
+            .map(|rest| rest.trim_start_matches("$(cat '").trim_end_matches("')"))
             .ok_or_else(|| format!("the daemon names no {}", var.trim_end_matches('=')))?;
         std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
@@ -211,7 +211,10 @@ mod tests {
         EndpointStatus {
             kind: "azure-managed-identity".into(),
             url,
-            env: vec![format!("IDENTITY_HEADER=$(cat {})", secret_file.display())],
+            env: vec![format!(
+                "IDENTITY_HEADER=$(cat '{}')",
+                secret_file.display()
+            )],
             error: None,
             secret_file: Some(secret_file.display().to_string()),
         }

@@ -337,7 +337,7 @@ fn doctor_sends_no_secret_to_a_port_another_user_holds() {
         url: format!("http://127.0.0.1:{port}/msi/token"),
         env: vec![
             format!("IDENTITY_ENDPOINT=http://127.0.0.1:{port}/msi/token"),
-            format!("IDENTITY_HEADER=$(cat {})", secret.display()),
+            format!("IDENTITY_HEADER=$(cat '{}')", secret.display()),
         ],
         error: None,
         secret_file: Some(secret.display().to_string()),

@@ -88,8 +88,8 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
     let identity_secret_file = world.source_status("foundry")["endpoints"][0]["env"][1]
         .as_str()
         .unwrap()
-        .trim_start_matches("IDENTITY_HEADER=$(cat ")
-        .trim_end_matches(')')
+        .trim_start_matches("IDENTITY_HEADER=$(cat '")
+        .trim_end_matches("')")
         .to_string();
 
     // Open every directory on the way, as a careless chmod would: the files' own modes and

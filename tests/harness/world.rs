@@ -244,7 +244,7 @@ impl World {
             .iter()
             .map(|line| {
                 let (k, v) = line.as_str().unwrap().split_once('=').unwrap();
-                let v = match v.strip_prefix("$(cat ").and_then(|p| p.strip_suffix(')')) {
+                let v = match v.strip_prefix("$(cat '").and_then(|p| p.strip_suffix("')")) {
                     Some(path) => std::fs::read_to_string(path).unwrap().trim().to_string(),
                     None => v.to_string(),
                 };

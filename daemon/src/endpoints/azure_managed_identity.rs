@@ -122,7 +122,8 @@ impl Endpoint for AzureManagedIdentity {
     fn env_lines(&self, port: u16) -> Vec<String> {
         vec![
             format!("IDENTITY_ENDPOINT={}", self.url(port)),
-            format!("IDENTITY_HEADER=$(cat {})", self.secret.file().display()),
+            // Quoted: on macOS the state directory's path has a space.
+            format!("IDENTITY_HEADER=$(cat '{}')", self.secret.file().display()),
         ]
     }
 

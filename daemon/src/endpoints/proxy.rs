@@ -618,7 +618,7 @@ impl Endpoint for Proxy {
             ],
         };
         lines.push(format!(
-            "ANTHROPIC_CUSTOM_HEADERS=\"X-Credd-Proxy-Secret: $(cat {})\"",
+            "ANTHROPIC_CUSTOM_HEADERS=\"X-Credd-Proxy-Secret: $(cat '{}')\"",
             self.secret.file().display()
         ));
         lines
