@@ -831,6 +831,9 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
                 }
                 let _ = stream.write_all(b"0\r\n\r\n");
             }
+            "/v1/redirect" => {
+                let _ = stream.write_all(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://evil.example/v1/messages\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
             "/v1/stall" => {
                 stream.write_all(head.as_bytes()).unwrap();
                 write_chunk(&stream, "event: ping\ndata: 0\n\n").unwrap();
@@ -883,6 +886,10 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
     let body = String::from_utf8_lossy(&body_of(&received)).into_owned();
     assert_eq!(body.matches("event: ping").count(), EVENTS, "{body}");
 
+    // A redirect is not passed on: Claude Code would follow it with the caller secret.
+    let (status, answer) = raw_request(&url, &request("/v1/redirect", 2, "{}"));
+    assert_eq!(status, 502);
+    assert!(!answer.contains("evil.example"), "{answer}");
     // An upstream that sends nothing: 504, not a wait without end.
     let (status, _) = raw_request(&url, &request("/v1/hang", 2, "{}"));
     assert_eq!(status, 504);

@@ -41,6 +41,9 @@ pub const MAX_STREAMS: usize = 512;
 /// How long connecting to the upstream may take; an answer may stream for as long as it needs.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the health path waits for the model API to answer at all.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The longest a caller may take to send a request's body once its headers are in.
 const MAX_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -95,6 +98,8 @@ pub struct Proxy {
     /// (up to [`MAX_BODY_TIMEOUT`]) the caller while it sends a body: an upstream or caller
     /// that goes quiet is given up on, so nothing waits on it forever.
     timeout: Duration,
+    /// Requests refused for a wrong secret, for the log.
+    refusals: super::peer::RefusalLog,
     /// The Bedrock API key last made, for [`Route::Bedrock`] with `api_key`.
     api_key: std::sync::Mutex<Option<MintedKey>>,
 }
@@ -123,6 +128,7 @@ impl Proxy {
             ),
             http,
             timeout,
+            refusals: Default::default(),
             api_key: std::sync::Mutex::new(None),
         }
     }
@@ -166,7 +172,15 @@ impl Proxy {
     async fn proxy(&self, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
         match self.try_proxy(request).await {
             Ok(response) => response,
-            Err(refusal) => super::plain_response(refusal),
+            // The connection ends with a refusal: it holds none of the proxy's places.
+            Err(refusal) => {
+                let mut response = super::plain_response(refusal);
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+                response
+            }
         }
     }
 
@@ -204,10 +218,9 @@ impl Proxy {
                 ));
             }
             Some(given) if !self.secret.matches(given) => {
-                tracing::warn!(
-                    endpoint = "proxy",
-                    "refused a request with a wrong caller secret"
-                );
+                // Once a minute at most: where the system cannot tell who connects, anyone
+                // may try.
+                self.refusals.refused("proxy", "a wrong caller secret");
                 return Err(refuse(403, "wrong caller secret"));
             }
             Some(_) => {}
@@ -264,6 +277,19 @@ impl Proxy {
         } else {
             answer
         };
+        if answer.status().is_redirection() {
+            // Claude Code would follow it with the caller secret, and a 307 or 308 with the
+            // request: to wherever the upstream points.
+            tracing::warn!(
+                endpoint = "proxy",
+                status = answer.status().as_u16(),
+                "the upstream answered with a redirect, which is not passed on"
+            );
+            return Err(refuse(
+                502,
+                "the model API answered with a redirect, which the proxy does not pass on",
+            ));
+        }
         Ok(stream_back(answer, self.timeout))
     }
 
@@ -292,15 +318,20 @@ impl Proxy {
                 Err(refusal) => return refusal,
             },
         };
-        match self.http.head(&base).send().await {
-            Ok(answer) => EndpointResponse::json(
+        let asked = tokio::time::timeout(HEALTH_TIMEOUT, self.http.head(&base).send()).await;
+        match asked {
+            Err(_) => EndpointResponse::error(
+                504,
+                format!("{base} did not answer within {}s", HEALTH_TIMEOUT.as_secs()),
+            ),
+            Ok(Ok(answer)) => EndpointResponse::json(
                 200,
                 serde_json::json!({
                     "credential": format!("valid until {}", humantime::format_rfc3339_seconds(crate::clock::from_unix_secs(credential.expires_at))),
                     "upstream": format!("{base} answers (HTTP {})", answer.status().as_u16()),
                 }),
             ),
-            Err(e) => EndpointResponse::error(
+            Ok(Err(e)) => EndpointResponse::error(
                 502,
                 format!(
                     "{base} cannot be reached: {}",
