@@ -126,6 +126,11 @@ pub fn short(report: &StatusReport) -> String {
         parts.push("config error".into());
     }
     for source in report.sources.iter().filter(|s| s.audience.is_none()) {
+        // An endpoint without its port: whatever holds it gets what was meant for credd (the
+        // proxy's callers send it their prompts), so this shows even for a source not asked.
+        for endpoint in source.endpoints.iter().filter(|e| e.error.is_some()) {
+            parts.push(format!("{} {} PORT NOT HELD", source.name, endpoint.kind));
+        }
         let left = source
             .expires_at
             .map(|t| t - report.now)
@@ -225,6 +230,17 @@ mod tests {
         );
         report.sources.retain(|s| s.state == SourceState::Idle);
         assert_eq!(short(&report), "credd: nothing fetched yet\n");
+        // A port another process holds shows, asked for or not.
+        report.sources[0]
+            .endpoints
+            .push(credd_proto::EndpointStatus {
+                kind: "proxy".into(),
+                url: "http://127.0.0.1:47001".into(),
+                env: Vec::new(),
+                error: Some("127.0.0.1:47001 is held by ANOTHER USER (uid 1001)".into()),
+                secret_file: None,
+            });
+        assert_eq!(short(&report), "unused proxy PORT NOT HELD\n");
     }
 
     #[test]

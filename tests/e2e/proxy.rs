@@ -731,6 +731,12 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
                 .is_some_and(|e| e.contains("held by ANOTHER USER (uid 65534)"))
         },
     );
+    let short = world.credd(&["status", "--short"]);
+    assert!(
+        short.stdout.contains("gateway proxy PORT NOT HELD"),
+        "{}",
+        short.stdout
+    );
     let secret_file = world.source_status("gateway")["endpoints"][0]["secret_file"]
         .as_str()
         .unwrap()
