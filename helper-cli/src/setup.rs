@@ -22,6 +22,10 @@ pub struct Plan {
     pub region: Option<String>,
     /// Show `credd status --short` as Claude Code's status line.
     pub statusline: bool,
+    /// A project's other settings file (`settings.json` beside `settings.local.json`), where a
+    /// setup of the other kind may have left credd's settings: they are removed there too, or
+    /// they would go on taking effect.
+    pub other_path: Option<PathBuf>,
 }
 
 /// What Claude Code's `statusLine` runs for credd's one line.
@@ -65,25 +69,9 @@ fn owned_settings(
     });
     if via == Via::Proxy {
         proxy_settings(plan, source, kind, credential, status, &mut env)?;
-        // The helper and endpoint settings credd owns are what the proxy replaces: removed.
-        for key in [
-            "apiKeyHelper",
-            "awsCredentialExport",
-            "awsAuthRefresh",
-            "gcpAuthRefresh",
-        ] {
-            top.insert(key.into(), Value::Null);
-        }
-        for key in [
-            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            "GCE_METADATA_HOST",
-            "GCE_METADATA_IP",
-        ] {
-            env.entry(key).or_insert(Value::Null);
-        }
         top.insert("env".into(), Value::Object(env));
+        // The helper and endpoint settings credd owns are what the proxy replaces: removed.
+        top = merge_owned(top, leaving_helpers());
         return Ok((top, notes));
     }
     match (kind, via) {
@@ -227,6 +215,155 @@ fn proxy_settings(
         _ => {}
     }
     Ok(())
+}
+
+/// The helper and endpoint settings credd owns, as removals: what the proxy replaces.
+fn leaving_helpers() -> Map<String, Value> {
+    let mut top = Map::new();
+    for key in [
+        "apiKeyHelper",
+        "awsCredentialExport",
+        "awsAuthRefresh",
+        "gcpAuthRefresh",
+    ] {
+        top.insert(key.into(), Value::Null);
+    }
+    let env: Map<String, Value> = [
+        "CLAUDE_CODE_API_KEY_HELPER_TTL_MS",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "GCE_METADATA_HOST",
+        "GCE_METADATA_IP",
+    ]
+    .into_iter()
+    .map(|key| (key.to_string(), Value::Null))
+    .collect();
+    top.insert("env".into(), Value::Object(env));
+    top
+}
+
+/// What a `--via proxy` setup wrote into `old`, as removals, so that Claude Code stops going
+/// through the proxy: the caller secret (other custom headers stay), the skipped
+/// authentication, the base URLs that point at this machine, and the placeholder key. Empty
+/// when `old` sends no caller secret.
+fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
+    let mut removals = Map::new();
+    let Some(old_env) = old.get("env").and_then(Value::as_object) else {
+        return removals;
+    };
+    let is_secret = |line: &&str| {
+        line.split_once(':').is_some_and(|(name, _)| {
+            name.trim()
+                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
+        })
+    };
+    let Some(headers) = old_env
+        .get("ANTHROPIC_CUSTOM_HEADERS")
+        .and_then(Value::as_str)
+        .filter(|h| h.lines().any(|l| is_secret(&l)))
+    else {
+        return removals;
+    };
+    let mut env = Map::new();
+    let others: Vec<&str> = headers.lines().filter(|l| !is_secret(l)).collect();
+    env.insert(
+        "ANTHROPIC_CUSTOM_HEADERS".into(),
+        if others.is_empty() {
+            Value::Null
+        } else {
+            json!(others.join("\n"))
+        },
+    );
+    for key in [
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH",
+        "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
+    ] {
+        env.insert(key.into(), Value::Null);
+    }
+    for key in [
+        "ANTHROPIC_BEDROCK_BASE_URL",
+        "ANTHROPIC_VERTEX_BASE_URL",
+        "ANTHROPIC_FOUNDRY_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+    ] {
+        if old_env
+            .get(key)
+            .and_then(Value::as_str)
+            .is_some_and(|url| url.starts_with("http://127.0.0.1:"))
+        {
+            env.insert(key.into(), Value::Null);
+        }
+    }
+    if old_env.get("ANTHROPIC_AUTH_TOKEN").and_then(Value::as_str)
+        == Some(credd_proto::PROXY_PLACEHOLDER_KEY)
+    {
+        env.insert("ANTHROPIC_AUTH_TOKEN".into(), Value::Null);
+    }
+    removals.insert("env".into(), Value::Object(env));
+    removals
+}
+
+/// Removes from a project's other settings file what credd wrote there for the other kind of
+/// setup: the helper and endpoint settings when the proxy is set up (only those naming credd
+/// or this machine: the file is usually committed, and the rest is the project's), the
+/// proxy's otherwise. What to print.
+fn tidy_other(path: &Path, to_proxy: bool, dry_run: bool) -> Result<String, String> {
+    let old = read_settings(path)?;
+    let removals = if to_proxy {
+        let credds = |value: &Value| {
+            value
+                .as_str()
+                .is_some_and(|v| v.contains("credd") || v.contains("127.0.0.1"))
+        };
+        let mut removals = leaving_helpers();
+        removals.retain(|key, _| key == "env" || old.get(key).is_some_and(credds));
+        let old_env = old.get("env").and_then(Value::as_object);
+        if let Some(Value::Object(env)) = removals.get_mut("env") {
+            env.retain(|key, _| old_env.and_then(|e| e.get(key)).is_some_and(credds));
+        }
+        removals
+    } else {
+        leaving_the_proxy(&old)
+    };
+    let new = merge(old.clone(), removals);
+    let changes = diff(&old, &new);
+    if changes.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = format!(
+        "{} {} (credd's settings for the other route):\n",
+        if dry_run { "Would change" } else { "Changed" },
+        path.display()
+    );
+    for line in &changes {
+        out += &format!("  {line}\n");
+    }
+    if !dry_run && let Some(backup) = write_settings(path, &new)? {
+        out += &format!(
+            "The previous file is in {}; restore it to undo.\n",
+            backup.display()
+        );
+    }
+    Ok(out)
+}
+
+/// `owned` with `more` added where `owned` says nothing of a key (what `owned` sets wins).
+fn merge_owned(mut owned: Map<String, Value>, more: Map<String, Value>) -> Map<String, Value> {
+    for (key, value) in more {
+        match (owned.get_mut(&key), value) {
+            (Some(Value::Object(env)), Value::Object(more_env)) => {
+                for (name, value) in more_env {
+                    env.entry(name).or_insert(value);
+                }
+            }
+            (Some(_), _) => {}
+            (None, value) => {
+                owned.insert(key, value);
+            }
+        }
+    }
+    owned
 }
 
 /// The region Bedrock is used in: `--region`, else the source's.
@@ -440,6 +577,9 @@ pub fn run(
         }
         _ => (Map::new(), Vec::new()),
     };
+    if plan.source.is_some() && plan.via != Some(Via::Proxy) {
+        owned = merge_owned(owned, leaving_the_proxy(&old));
+    }
     if plan.statusline {
         match status_line(&old, &credd) {
             Ok(setting) => {
@@ -448,14 +588,18 @@ pub fn run(
             Err(note) => notes.push(note),
         }
     }
+    let tidied = match (&plan.other_path, &plan.source) {
+        (Some(other), Some(_)) => tidy_other(other, plan.via == Some(Via::Proxy), dry_run)?,
+        _ => String::new(),
+    };
     let new = merge(old.clone(), owned);
     let changes = diff(&old, &new);
-    let mut out = String::new();
+    let mut out = tidied;
     let path = plan.settings_path.display();
     let notes: String = notes.iter().map(|n| format!("{n}\n")).collect();
     if changes.is_empty() {
         return Ok(format!(
-            "{path} already has these settings; nothing to do\n{notes}"
+            "{out}{path} already has these settings; nothing to do\n{notes}"
         ));
     }
     out += &format!(
@@ -504,7 +648,7 @@ pub fn command(
     use credd_proto::{Request, Response};
 
     use crate::{ask, exit, unexpected};
-    let settings_path = match project {
+    let settings_path = match &project {
         // The proxy's caller secret is this user's, on this machine: never in the settings
         // file a project commits, but in the one Claude Code keeps out of git.
         Some(dir) if via == Some(Via::Proxy) => dir.join(".claude/settings.local.json"),
@@ -517,6 +661,13 @@ pub fn command(
             ))?
             .join(".claude/settings.json"),
     };
+    let other_path = project.as_ref().map(|dir| {
+        dir.join(if via == Some(Via::Proxy) {
+            ".claude/settings.json"
+        } else {
+            ".claude/settings.local.json"
+        })
+    });
     let plan = Plan {
         settings_path,
         source,
@@ -524,6 +675,7 @@ pub fn command(
         base_url,
         region,
         statusline,
+        other_path,
     };
     let Some(source) = plan.source.clone() else {
         return run(&plan, None, dry_run).map_err(|m| (exit::USAGE, m));
@@ -588,5 +740,61 @@ mod tests {
         };
         assert_eq!(helper_ttl_ms(&cred(3600)), 300_000);
         assert_eq!(helper_ttl_ms(&cred(300)), 75_000);
+    }
+
+    #[test]
+    fn leaving_the_proxy_removes_only_what_it_wrote() {
+        let old = json!({"env": {
+            "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue\nX-Credd-Proxy-Secret: 00ff",
+            "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+            "ANTHROPIC_BEDROCK_BASE_URL": "http://127.0.0.1:47001",
+            "ANTHROPIC_BASE_URL": "https://llm-gateway.example.com",
+            "AWS_REGION": "eu-west-1",
+        }});
+        let old = old.as_object().unwrap();
+        let left = merge(old.clone(), leaving_the_proxy(old));
+        assert_eq!(
+            left["env"],
+            json!({
+                "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue",
+                "ANTHROPIC_BASE_URL": "https://llm-gateway.example.com",
+                "AWS_REGION": "eu-west-1",
+            })
+        );
+        // Settings that send no caller secret were not the proxy's.
+        let mine = json!({"env": {"CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1"}});
+        assert!(leaving_the_proxy(mine.as_object().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn a_project_switched_to_the_proxy_loses_only_credds_helpers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            json!({
+                "apiKeyHelper": "/usr/local/bin/credd get gateway",
+                "awsAuthRefresh": "aws sso login --profile team",
+                "env": {
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:47002/aws/credentials",
+                    "GCE_METADATA_HOST": "metadata.internal.example",
+                },
+                "model": "opus",
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let said = tidy_other(&path, true, false).unwrap();
+        assert!(said.contains("apiKeyHelper"), "{said}");
+        let left: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            left,
+            json!({
+                "awsAuthRefresh": "aws sso login --profile team",
+                "env": {"GCE_METADATA_HOST": "metadata.internal.example"},
+                "model": "opus",
+            })
+        );
+        assert_eq!(tidy_other(&path, true, false).unwrap(), "");
     }
 }

@@ -51,6 +51,10 @@ pub const PROXY_HEALTH_PATH: &str = "/.credd/health";
 /// `ANTHROPIC_CUSTOM_HEADERS`); lower-case, as HTTP/2 and `http` header names are.
 pub const PROXY_SECRET_HEADER: &str = "x-credd-proxy-secret";
 
+/// What Claude Code is given as its API key on the proxy's gateway route, where it insists on
+/// one: the proxy replaces it (it is no secret).
+pub const PROXY_PLACEHOLDER_KEY: &str = "credd-proxy-adds-the-credential";
+
 /// `credd-daemon`'s exit code when another daemon holds the socket's lock: one that serves, or
 /// one still shutting down. A client that started it waits for the socket to answer instead.
 pub const DAEMON_EXIT_ALREADY_RUNNING: u8 = 3;

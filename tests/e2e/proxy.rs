@@ -108,17 +108,48 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
         ])
         .ok();
     assert!(!project.join(".claude/settings.json").exists());
-    let local: Value = serde_json::from_str(
-        &std::fs::read_to_string(project.join(".claude/settings.local.json")).unwrap(),
-    )
-    .unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(project.join(".claude").join(name)).unwrap())
+            .unwrap()
+    };
+    let keys = |settings: &Value| {
+        settings["env"]
+            .as_object()
+            .map(|e| e.keys().cloned().collect::<Vec<_>>())
+    };
+    let local = read("settings.local.json");
     assert!(
         local["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
         "{:?}",
-        local["env"]
-            .as_object()
-            .map(|e| e.keys().collect::<Vec<_>>())
+        keys(&local)
     );
+    // Back to the helper: the proxy's settings leave settings.local.json, which would
+    // otherwise go on overriding the helper's in settings.json.
+    let project_arg = project.to_str().unwrap();
+    world
+        .credd(&["setup", "claude-code", "gateway", "--project", project_arg])
+        .ok();
+    assert!(read("settings.json")["apiKeyHelper"].is_string());
+    let local = read("settings.local.json");
+    assert!(
+        local["env"].get("ANTHROPIC_CUSTOM_HEADERS").is_none()
+            && local["env"].get("ANTHROPIC_BASE_URL").is_none(),
+        "{:?}",
+        keys(&local)
+    );
+    // And to the proxy again: the helper leaves settings.json.
+    world
+        .credd(&[
+            "setup",
+            "claude-code",
+            "gateway",
+            "--via",
+            "proxy",
+            "--project",
+            project_arg,
+        ])
+        .ok();
+    assert!(read("settings.json").get("apiKeyHelper").is_none());
 }
 
 #[test]

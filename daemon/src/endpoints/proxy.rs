@@ -30,7 +30,7 @@ use credd_proto::PROXY_SECRET_HEADER as SECRET_HEADER;
 
 /// What Claude Code is given as its API key on a gateway route, where it insists on one: the
 /// proxy replaces it.
-pub const PLACEHOLDER: &str = "credd-proxy-adds-the-credential";
+pub const PLACEHOLDER: &str = credd_proto::PROXY_PLACEHOLDER_KEY;
 
 /// The largest request body passed on; a Messages request with images stays well below.
 pub const MAX_BODY: usize = 32 * 1024 * 1024;
