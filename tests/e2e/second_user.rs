@@ -57,6 +57,7 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
     let secret_file = dir.path().join("client-secret");
     std::fs::write(&secret_file, CLIENT_SECRET).unwrap();
     let (aws_port, gce_port, mi_port) = (free_port(), free_port(), free_port());
+    let proxy_port = free_port();
 
     let world = World::new()
         .with_aws(
@@ -68,7 +69,7 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
     let adc = world.path("adc.json");
     std::fs::write(&adc, authorized_user(&google, REFRESH_TOKEN).to_string()).unwrap();
     world.write_config(&format!(
-        "[sources.app]\nkind = \"aws\"\nprofile = \"app\"\ncontainer_endpoint = {{ port = {aws_port} }}\n\n\
+        "[sources.app]\nkind = \"aws\"\nprofile = \"app\"\ncontainer_endpoint = {{ port = {aws_port} }}\nproxy = {{ port = {proxy_port}, upstream = \"http://127.0.0.1:9\" }}\n\n\
          [sources.vertex]\nkind = \"gcp\"\ncredentials_file = \"{}\"\nmetadata_endpoint = {{ port = {gce_port} }}\n\n\
          [sources.foundry]\nkind = \"entra\"\nmethod = \"client-secret\"\nauthority = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_file = \"{}\"\nidentity_endpoint = {{ port = {mi_port} }}\n",
         adc.display(),
@@ -77,7 +78,7 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
         secret_file.display(),
     ));
     let daemon = world.start_daemon();
-    for port in [aws_port, gce_port, mi_port] {
+    for port in [aws_port, gce_port, mi_port, proxy_port] {
         peers::wait_for_port(port, Duration::from_secs(10), "an endpoint");
     }
     // The owner is served by each, so the endpoints work and have tokens cached.
@@ -91,11 +92,24 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
         .trim_start_matches("IDENTITY_HEADER=$(cat '")
         .trim_end_matches("')")
         .to_string();
+    let proxy_secret_file = world.source_status("app")["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "proxy")
+        .unwrap()["secret_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Open every directory on the way, as a careless chmod would: the files' own modes and
     // the endpoints' checks must still hold.
     let mut opened = vec![dir.path().to_path_buf(), world.dir.path().to_path_buf()];
-    for file in [&container_token_file, &identity_secret_file] {
+    for file in [
+        &container_token_file,
+        &identity_secret_file,
+        &proxy_secret_file,
+    ] {
         let mut p = std::path::Path::new(file).parent();
         while let Some(d) = p.filter(|d| d.starts_with(world.dir.path())) {
             opened.push(d.to_path_buf());
@@ -107,7 +121,11 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
     }
     let calls_before = (google.total_calls(), entra.total_calls());
 
-    for file in [&container_token_file, &identity_secret_file] {
+    for file in [
+        &container_token_file,
+        &identity_secret_file,
+        &proxy_secret_file,
+    ] {
         let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{file}");
         let (code, said) = as_other_user(&format!("cat {file}"));
@@ -132,7 +150,13 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
         "/msi/token?api-version=2019-08-01&resource=https://cognitiveservices.azure.com",
         &format!("X-IDENTITY-HEADER: {identity_secret}\\r\\n"),
     ));
-    for answer in [&container, &metadata, &identity] {
+    let proxy_secret = std::fs::read_to_string(&proxy_secret_file).unwrap();
+    let (_, proxied) = as_other_user(&http_get(
+        proxy_port,
+        "/model/anthropic.claude/invoke",
+        &format!("X-Credd-Proxy-Secret: {proxy_secret}\\r\\n"),
+    ));
+    for answer in [&container, &metadata, &identity, &proxied] {
         assert!(
             !answer.contains("HTTP/1.1"),
             "another user was answered: {answer}"
@@ -141,7 +165,12 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
     assert_eq!((google.total_calls(), entra.total_calls()), calls_before);
     let log = daemon.log();
     assert!(log.contains("the client runs as uid 65534"), "{log}");
-    for kind in ["aws-container", "gce-metadata", "azure-managed-identity"] {
+    for kind in [
+        "aws-container",
+        "gce-metadata",
+        "azure-managed-identity",
+        "proxy",
+    ] {
         assert!(
             log.lines()
                 .any(|l| l.contains(kind) && l.contains("the client runs as uid 65534")),
