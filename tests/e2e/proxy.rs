@@ -4,12 +4,13 @@
 //! Claude Code; a credential the API refuses is replaced once; and the proxy refuses what is
 //! not its caller's.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use credd_tests::World;
 use credd_tests::google::GoogleUpstream;
+use credd_tests::http::read_request;
 use credd_tests::model_api::{self, ModelApi};
 use serde_json::Value;
 
@@ -96,17 +97,21 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
     // never to the one a project commits.
     let project = world.dir.path().join("app");
     std::fs::create_dir_all(&project).unwrap();
-    world
-        .credd(&[
-            "setup",
-            "claude-code",
-            "gateway",
-            "--via",
-            "proxy",
-            "--project",
-            project.to_str().unwrap(),
-        ])
-        .ok();
+    let project_arg = project.to_str().unwrap();
+    let setup_proxy = || {
+        world
+            .credd(&[
+                "setup",
+                "claude-code",
+                "gateway",
+                "--via",
+                "proxy",
+                "--project",
+                project_arg,
+            ])
+            .ok();
+    };
+    setup_proxy();
     assert!(!project.join(".claude/settings.json").exists());
     let read = |name: &str| -> Value {
         serde_json::from_str(&std::fs::read_to_string(project.join(".claude").join(name)).unwrap())
@@ -125,7 +130,6 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
     );
     // Back to the helper: the proxy's settings leave settings.local.json, which would
     // otherwise go on overriding the helper's in settings.json.
-    let project_arg = project.to_str().unwrap();
     world
         .credd(&["setup", "claude-code", "gateway", "--project", project_arg])
         .ok();
@@ -138,17 +142,7 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
         keys(&local)
     );
     // And to the proxy again: the helper leaves settings.json.
-    world
-        .credd(&[
-            "setup",
-            "claude-code",
-            "gateway",
-            "--via",
-            "proxy",
-            "--project",
-            project_arg,
-        ])
-        .ok();
+    setup_proxy();
     assert!(read("settings.json").get("apiKeyHelper").is_none());
 }
 
@@ -811,33 +805,13 @@ fn scripted_upstream(answer: impl Fn(&str, TcpStream) + Send + Sync + 'static) -
         for stream in listener.incoming().flatten() {
             let answer = answer.clone();
             std::thread::spawn(move || {
-                if let Some(path) = read_request(&stream) {
-                    answer(&path, stream);
+                if let Some(request) = read_request(&mut BufReader::new(&stream)) {
+                    answer(&request.path, stream);
                 }
             });
         }
     });
     url
-}
-
-/// Reads one request (headers, and a body of its Content-Length); its path.
-fn read_request(mut stream: &TcpStream) -> Option<String> {
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !seen.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        seen.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&seen).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap_or(0));
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    head.split_whitespace().nth(1).map(str::to_string)
 }
 
 fn write_chunk(mut stream: &TcpStream, data: &str) -> std::io::Result<()> {

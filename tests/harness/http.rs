@@ -216,7 +216,9 @@ fn serve(stream: impl Read + Write, handler: &Handler, requests: &Mutex<Vec<Requ
     }
 }
 
-fn read_request(reader: &mut impl BufRead) -> Option<Request> {
+/// Reads one request (its head, and a body of its Content-Length or chunked); `None` at the
+/// end of the connection.
+pub fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).ok()? == 0 {
         return None;
