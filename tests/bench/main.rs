@@ -11,6 +11,8 @@
 //!   user's answer times (as root, acting as uid 65534);
 //! - a soak: 24 simulated hours of 5-minute credentials polled by 50 clients (zero expired,
 //!   upstream calls, RSS and descriptors flat);
+//! - the authenticating proxy: the time to first byte it adds over asking the model API
+//!   directly (target: p50 under 1 ms), its streaming throughput, and 200 streams at once;
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
 //! - the daemon's idle RSS and CPU, its start-to-serving time, and the first `credd get` that
 //!   meets an older daemon and replaces it;
@@ -18,11 +20,12 @@
 //!
 //! `CREDD_BENCH_CLIENTS` (default 1000), `CREDD_BENCH_SECS` (default 10), `CREDD_BENCH_RUNS`
 //! (default 300), `CREDD_SOAK_HOURS` (default 24; 0 skips it) and `CREDD_SOAK_CLIENTS`
-//! (default 50) scale it.
+//! (default 50) scale it; `CREDD_BENCH_ONLY=proxy` runs the proxy's part alone.
 
 mod flood;
 mod load;
 mod process;
+mod proxy;
 mod python;
 mod soak;
 mod socket;
@@ -50,6 +53,10 @@ fn main() {
         return;
     }
     let runs = env_num("CREDD_BENCH_RUNS", 300) as usize;
+    if std::env::var("CREDD_BENCH_ONLY").is_ok_and(|only| only == "proxy") {
+        proxy::proxy(runs);
+        return;
+    }
     let clients = env_num("CREDD_BENCH_CLIENTS", 1000) as usize;
     let secs = env_num("CREDD_BENCH_SECS", 10);
 
@@ -114,6 +121,7 @@ fn main() {
     }
 
     python::providers(runs.min(100), &floor);
+    proxy::proxy(runs);
     storm::storm(clients, 5);
     flood::flood(1500, 10);
     let soak_hours = env_num("CREDD_SOAK_HOURS", 24);
