@@ -256,9 +256,10 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
     let (url, secret) = proxy_of(&world, "bedrock");
     let (status, answer) = raw_exchange(
         &url,
-        &format!(
-            "POST /model/anthropic.claude/invoke-with-response-stream HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-            host_of(&url)
+        &post(
+            &url,
+            &secret,
+            "/model/anthropic.claude/invoke-with-response-stream",
         ),
     );
     assert_eq!(status, 200);
@@ -355,24 +356,12 @@ fn an_api_that_always_refuses_gets_one_retry_and_the_refusal_reaches_the_caller(
     let _daemon = world.start_daemon();
     let (url, secret) = proxy_of(&world, "gateway");
     api.reject_next(1000);
-    let (status, _) = raw_request(
-        &url,
-        &format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-            host_of(&url)
-        ),
-    );
+    let (status, _) = raw_request(&url, &post(&url, &secret, "/v1/messages"));
     assert_eq!(status, 401);
     assert_eq!(api.messages().len(), 2, "one request, one retry");
     assert_eq!(world.runs("gw"), 2, "one forced refresh");
     // Another at once: no forced refresh within the interval, so no retry either.
-    let (status, _) = raw_request(
-        &url,
-        &format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-            host_of(&url)
-        ),
-    );
+    let (status, _) = raw_request(&url, &post(&url, &secret, "/v1/messages"));
     assert_eq!(status, 401);
     assert_eq!(api.messages().len(), 3);
     assert_eq!(world.runs("gw"), 2);
@@ -382,6 +371,15 @@ fn host_of(url: &str) -> String {
     url.trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string()
+}
+
+/// A JSON `POST` of `{}` to `path` through the proxy at `url`, with the caller secret, on a
+/// connection that closes after it.
+fn post(url: &str, secret: &str, path: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+        host_of(url)
+    )
 }
 
 /// Sends `request` as it is to the proxy at `url`; (status, whole answer).
@@ -706,16 +704,7 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
     world
         .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
         .ok();
-    let post = |secret: &str| {
-        raw_request(
-            &url,
-            &format!(
-                "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
-                host_of(&url)
-            ),
-        )
-        .0
-    };
+    let post = |secret: &str| raw_request(&url, &post(&url, secret, "/v1/messages")).0;
     let settings_agree = || {
         let (verdict, detail, _) = world.doctor_check("claude code settings");
         (verdict, detail)
