@@ -94,7 +94,8 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum SetupTarget {
     /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
-    /// (a backup is kept next to it, and what changed is printed).
+    /// (the previous file is kept under ~/.local/state/credd/backups/, and what changed is
+    /// printed, secrets hidden).
     ClaudeCode {
         /// The source Claude Code should use (optional with --statusline).
         #[arg(required_unless_present = "statusline")]
@@ -103,7 +104,7 @@ pub enum SetupTarget {
         #[arg(long, conflicts_with = "project")]
         user: bool,
         /// Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the
-        /// caller secret stays out of what the project commits).
+        /// caller secret stays out of what the project commits, and out of git).
         #[arg(long, value_name = "DIR")]
         project: Option<std::path::PathBuf>,
         /// How Claude Code gets the credential: helper settings, or a local endpoint

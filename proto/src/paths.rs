@@ -49,6 +49,20 @@ fn default_socket_dir() -> PathBuf {
     std::env::temp_dir().join("credd")
 }
 
+/// credd's own directory for the files it keeps for this user: endpoint secrets, and the
+/// settings files `credd setup` replaced. Never a shared path: this user's state directory
+/// (`~/.local/state/credd`), else a per-user one in the temporary directory, checked private
+/// when a file is written there.
+pub fn state_dir() -> PathBuf {
+    directories::ProjectDirs::from("", "", "credd")
+        .map(|d| {
+            d.state_dir()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| d.data_local_dir().to_path_buf())
+        })
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("credd-state-{}", effective_uid())))
+}
+
 /// The user this process acts as.
 #[cfg(unix)]
 pub fn effective_uid() -> u32 {

@@ -99,11 +99,15 @@ fn setup_for_a_gateway_keeps_other_keys_and_claude_code_uses_it() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let backup: Value = serde_json::from_str(
-        &std::fs::read_to_string(settings_path(&world).with_extension("json.bak")).unwrap(),
-    )
-    .unwrap();
+    let backup = world.settings_backup(&settings_path(&world));
+    let backup_mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(backup_mode & 0o777, 0o600);
+    let backup: Value = serde_json::from_str(&std::fs::read_to_string(&backup).unwrap()).unwrap();
     assert_eq!(backup, existing);
+    assert!(
+        !settings_path(&world).with_extension("json.bak").exists(),
+        "a backup beside the settings"
+    );
 
     // The README shows exactly this.
     let mut written = settings.clone();

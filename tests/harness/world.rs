@@ -511,6 +511,16 @@ impl World {
         assert!(text.contains("\"done\""), "clock not advanced: {text}");
     }
 
+    /// Where `credd setup` keeps the file at `path` before replacing it: under this world's
+    /// state directory, at the file's own absolute path.
+    pub fn settings_backup(&self, path: &Path) -> PathBuf {
+        let dir = path.parent().unwrap().canonicalize().unwrap();
+        self.home
+            .join(".local/state/credd/backups")
+            .join(dir.strip_prefix("/").unwrap())
+            .join(path.file_name().unwrap())
+    }
+
     /// Polls `check` until it holds or `timeout` passes.
     pub fn eventually(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;

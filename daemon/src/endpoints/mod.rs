@@ -24,7 +24,7 @@ pub mod secret;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -434,19 +434,7 @@ pub fn random_secret() -> String {
 
 /// Where endpoint secrets are written for SDKs to read: the user's state directory.
 pub fn state_dir() -> PathBuf {
-    directories::ProjectDirs::from("", "", "credd")
-        .map(|d| {
-            d.state_dir()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| d.data_local_dir().to_path_buf())
-        })
-        // Never a shared path: this user's own, checked private when a file is written there.
-        .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!(
-                "credd-state-{}",
-                credd_proto::paths::effective_uid()
-            ))
-        })
+    credd_proto::paths::state_dir()
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map
     settings
 }
 
-/// One line per changed key: `+` added, `-` removed, `~` changed.
+/// One line per changed key: `+` added, `-` removed, `~` changed. Secrets are shown hidden
+/// (see [`shown`]); whether a value changed is decided on the value itself.
 pub fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
     let mut lines = Vec::new();
     let mut flat_old = Vec::new();
@@ -66,22 +67,24 @@ pub fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
     flatten("", new, &mut flat_new);
     for (key, value) in &flat_new {
         match flat_old.iter().find(|(k, _)| k == key) {
-            None => lines.push(format!("+ {key} = {value}")),
-            Some((_, before)) if before != value => {
-                lines.push(format!("~ {key} = {value} (was {before})"))
-            }
+            None => lines.push(format!("+ {key} = {}", shown(key, value))),
+            Some((_, before)) if before != value => lines.push(format!(
+                "~ {key} = {} (was {})",
+                shown(key, value),
+                shown(key, before)
+            )),
             Some(_) => {}
         }
     }
     for (key, value) in &flat_old {
         if !flat_new.iter().any(|(k, _)| k == key) {
-            lines.push(format!("- {key} = {value}"));
+            lines.push(format!("- {key} = {}", shown(key, value)));
         }
     }
     lines
 }
 
-fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String)>) {
+fn flatten<'a>(prefix: &str, map: &'a Map<String, Value>, out: &mut Vec<(String, &'a Value)>) {
     for (key, value) in map {
         let path = if prefix.is_empty() {
             key.clone()
@@ -90,9 +93,71 @@ fn flatten(prefix: &str, map: &Map<String, Value>, out: &mut Vec<(String, String
         };
         match value {
             Value::Object(inner) if key == "env" && prefix.is_empty() => flatten(&path, inner, out),
-            other => out.push((path, other.to_string())),
+            other => out.push((path, other)),
         }
     }
+}
+
+/// What is printed for the setting at `key`: its value, but with every header's value hidden
+/// in `ANTHROPIC_CUSTOM_HEADERS` (the proxy's caller secret is one, and a person's own headers
+/// often carry tokens) and the whole value of a variable named like a secret. What `setup`
+/// prints ends up in terminals, scrollback and CI logs.
+fn shown(key: &str, value: &Value) -> String {
+    const HIDDEN: &str = "<hidden>";
+    let Some(name) = key.strip_prefix("env.") else {
+        return value.to_string();
+    };
+    let Some(text) = value.as_str() else {
+        return value.to_string();
+    };
+    if name == "ANTHROPIC_CUSTOM_HEADERS" {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| match line.split_once(':') {
+                Some((header, _)) => format!("{header}: {HIDDEN}"),
+                None => HIDDEN.to_string(),
+            })
+            .collect();
+        return Value::from(lines.join("\n")).to_string();
+    }
+    let upper = name.to_ascii_uppercase();
+    let secret_name = ["TOKEN", "SECRET", "PASSWORD", "CREDENTIAL"]
+        .iter()
+        .any(|word| upper.contains(word))
+        || upper.ends_with("_KEY");
+    let names_a_place = ["_FILE", "_URI", "_URL", "_PATH"]
+        .iter()
+        .any(|end| upper.ends_with(end));
+    if secret_name && !names_a_place {
+        Value::from(HIDDEN).to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Where the file at `path` is kept before it is replaced: under credd's state directory, at
+/// the file's own absolute path (`~/.local/state/credd/backups/home/you/src/app/.claude/…`).
+/// Never beside it: the old file may hold the proxy's caller secret, and a project's
+/// `.claude/` is where `git add .` would take it from.
+fn backup_path(path: &Path) -> std::io::Result<PathBuf> {
+    let root = credd_proto::paths::state_dir().join("backups");
+    credd_proto::paths::ensure_private_dir(&root).map_err(std::io::Error::other)?;
+    // (The settings file's directory exists by now: it is made before the backup is taken.)
+    let dir = path.parent().unwrap_or(Path::new(".")).canonicalize()?;
+    let absolute = dir.join(path.file_name().unwrap_or_default());
+    let relative: PathBuf = absolute
+        .components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .collect();
+    let backup = root.join(relative);
+    if let Some(dir) = backup.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    Ok(backup)
 }
 
 pub fn write_settings(
@@ -113,7 +178,7 @@ pub fn write_settings(
     // The backup and the new file are written to files made new for this run (never through a
     // symbolic link left at their names), then renamed into place.
     let backup = if path.exists() {
-        let backup = path.with_extension("json.bak");
+        let backup = backup_path(path).map_err(|e| fail("back up", e))?;
         let copy = std::fs::read(path).map_err(|e| fail("back up", e))?;
         credd_proto::private_file::replace(&backup, &copy).map_err(|e| fail("back up", e))?;
         Some(backup)
@@ -125,4 +190,65 @@ pub fn write_settings(
     text.push('\n');
     credd_proto::private_file::replace(path, text.as_bytes()).map_err(|e| fail("write", e))?;
     Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_lines_printed_show_no_secret() {
+        let old = map(json!({"env": {
+            "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue-team-token",
+            "ANTHROPIC_AUTH_TOKEN": "sk-old-token",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/home/u/.local/state/credd/c.token",
+        }}));
+        let new = map(json!({"env": {
+            "ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue-team-token\nX-Credd-Proxy-Secret: 0badc0de",
+            "ANTHROPIC_API_KEY": "sk-new-key",
+            "CLAUDE_CODE_API_KEY_HELPER_TTL_MS": "300000",
+        }}));
+        let lines = diff(&old, &new).join("\n");
+        for (i, secret) in ["blue-team-token", "0badc0de", "sk-old-token", "sk-new-key"]
+            .iter()
+            .enumerate()
+        {
+            assert!(!lines.contains(secret), "secret {i} is shown");
+        }
+        // What changed is still told, and settings that are no secret are shown as they are.
+        assert!(
+            lines.contains(
+                "~ env.ANTHROPIC_CUSTOM_HEADERS = \"X-Team: <hidden>\\nX-Credd-Proxy-Secret: <hidden>\" (was \"X-Team: <hidden>\")"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("+ env.ANTHROPIC_API_KEY = \"<hidden>\""),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("- env.ANTHROPIC_AUTH_TOKEN = \"<hidden>\""),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("\"/home/u/.local/state/credd/c.token\""),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("+ env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS = \"300000\""),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_new_secret_alone_is_a_change() {
+        let old = map(json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Credd-Proxy-Secret: aa"}}));
+        let new = map(json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Credd-Proxy-Secret: bb"}}));
+        assert_eq!(diff(&old, &new).len(), 1);
+        assert!(diff(&new, &new).is_empty());
+    }
 }
