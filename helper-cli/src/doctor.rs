@@ -249,12 +249,7 @@ fn proxy_secret_sent(settings_env: &Value) -> Option<&str> {
     settings_env["ANTHROPIC_CUSTOM_HEADERS"]
         .as_str()?
         .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| {
-            name.trim()
-                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
-        })
-        .map(|(_, value)| value.trim())
+        .find_map(crate::setup::proxy_secret_in)
 }
 
 /// `host:port` of an `http://` URL.

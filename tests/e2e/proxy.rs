@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::{entra_source, exec_config, gcp_source};
 
 /// The proxy's URL and caller secret, as `credd status --json` names them.
-fn proxy_of(world: &World, source: &str) -> (String, String) {
+pub(crate) fn proxy_of(world: &World, source: &str) -> (String, String) {
     let status = world.source_status(source);
     let endpoint = status["endpoints"]
         .as_array()

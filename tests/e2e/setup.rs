@@ -256,3 +256,148 @@ fn setup_via_the_container_endpoint_serves_claude_code_without_helpers() {
     let auth = bedrock.last_authorization();
     assert!(auth.contains(&format!("Credential={key_id}/")), "{auth}");
 }
+
+/// git in `dir`, isolated from this machine's own configuration; what it printed.
+fn git(world: &World, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=credd", "-c", "user.email=credd@localhost"])
+        .args(args)
+        .env("HOME", &world.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git is installed");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
+    let world = World::new();
+    let api = ModelApi::start();
+    let cmd = world.counting_command("gw", "sk-gateway-token-1");
+    let port = credd_tests::peers::free_port();
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!(
+            "ttl = \"1h\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
+            api.url()
+        ),
+    ));
+    let _daemon = world.start_daemon();
+    let (url, secret) = crate::proxy::proxy_of(&world, "gateway");
+
+    // A project whose committed settings hold what an older credd wrote there (its proxy, with
+    // a caller secret), and whose own local settings send a header of the team's.
+    let project = world.dir.path().join("app");
+    let claude_dir = project.join(".claude");
+    std::fs::create_dir_all(&claude_dir).unwrap();
+    git(&world, &project, &["init", "-q"]);
+    let old_secret = "0ld5ecret0ld5ecret0ld5ecret";
+    std::fs::write(
+        claude_dir.join("settings.json"),
+        json!({"model": "opus", "env": {
+            "ANTHROPIC_BASE_URL": url,
+            "ANTHROPIC_CUSTOM_HEADERS": format!("X-Credd-Proxy-Secret: {old_secret}"),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    git(&world, &project, &["add", ".claude/settings.json"]);
+    git(&world, &project, &["commit", "-q", "-m", "settings"]);
+    let local = claude_dir.join("settings.local.json");
+    std::fs::write(
+        &local,
+        json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue"}}).to_string(),
+    )
+    .unwrap();
+    let before = std::fs::read(&local).unwrap();
+
+    let project_arg = project.to_str().unwrap();
+    let setup = |extra: &[&str]| {
+        let mut args = vec!["setup", "claude-code", "gateway", "--project", project_arg];
+        args.extend(extra);
+        let out = world.credd(&args);
+        for (i, s) in [&secret, old_secret].iter().enumerate() {
+            assert!(
+                !out.stdout.contains(*s) && !out.stderr.contains(*s),
+                "setup {extra:?} printed secret {i}"
+            );
+        }
+        out
+    };
+    let dry = setup(&["--via", "proxy", "--dry-run"]);
+    assert!(
+        dry.ok()
+            .contains("Would add `**/.claude/settings.local.json`"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(std::fs::read(&local).unwrap(), before, "--dry-run wrote");
+    setup(&["--via", "proxy"]).ok();
+
+    // The team's header is kept beside the caller secret.
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&local).unwrap()).unwrap();
+    assert!(
+        written["env"]["ANTHROPIC_CUSTOM_HEADERS"]
+            == format!("X-Team: blue\nX-Credd-Proxy-Secret: {secret}").as_str(),
+        "the headers are not the team's and the caller secret"
+    );
+    // The committed file no longer holds the older secret, and nothing git would take holds
+    // either: settings.local.json is ignored, and no backup is left in the project.
+    let committed = std::fs::read_to_string(claude_dir.join("settings.json")).unwrap();
+    assert!(
+        !committed.contains(old_secret),
+        "the older secret is still committed"
+    );
+    assert!(!committed.contains("127.0.0.1"), "{committed}");
+    git(
+        &world,
+        &project,
+        &["check-ignore", "-q", ".claude/settings.local.json"],
+    );
+    let status = git(
+        &world,
+        &project,
+        &["status", "--porcelain", "--untracked-files=all"],
+    );
+    assert_eq!(status.trim(), "M .claude/settings.json", "{status}");
+    for entry in std::fs::read_dir(&claude_dir).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(
+            ["settings.json", "settings.local.json"].contains(&name.to_str().unwrap()),
+            "{name:?} is left in the project"
+        );
+    }
+    // The previous files are kept where credd keeps its own, readable by this user alone.
+    let backup = world.settings_backup(&claude_dir.join("settings.json"));
+    let kept = std::fs::read_to_string(&backup).unwrap();
+    assert!(kept.contains("\"model\""));
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Back to the helper, and the output still shows no secret.
+    setup(&[]).ok();
+
+    // A project that tracks settings.local.json would commit the secret: refused, untouched.
+    git(
+        &world,
+        &project,
+        &["add", "-f", ".claude/settings.local.json"],
+    );
+    let before = std::fs::read(&local).unwrap();
+    let refused = setup(&["--via", "proxy"]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("is tracked by git"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(std::fs::read(&local).unwrap(), before);
+}

@@ -2,8 +2,8 @@
 //! so nobody copies tables of environment variables by hand.
 //!
 //! The settings file is merged, never replaced: every key credd does not own is kept. The new
-//! file is written atomically with mode 0600 after the old one is copied to `settings.json.bak`,
-//! and what changed is printed as a diff.
+//! file is written atomically with mode 0600 after the old one is copied under credd's state
+//! directory, and what changed is printed as a diff, secrets hidden.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use settings_file::{diff, merge, read_settings, write_settings};
 
+mod git;
 mod settings_file;
 
 pub use crate::cli::Via;
@@ -30,6 +31,8 @@ pub struct Plan {
     /// setup of the other kind may have left credd's settings: they are removed there too, or
     /// they would go on taking effect.
     pub other_path: Option<PathBuf>,
+    /// `--project DIR`: kept out of git when the settings hold the proxy's caller secret.
+    pub project: Option<PathBuf>,
 }
 
 /// What Claude Code's `statusLine` runs for credd's one line.
@@ -57,6 +60,7 @@ fn status_line(old: &Map<String, Value>, credd: &str) -> Result<Value, String> {
 /// what the person must do besides (lines to print).
 fn owned_settings(
     plan: &Plan,
+    old: &Map<String, Value>,
     source: &str,
     credd: &str,
     kind: &str,
@@ -72,7 +76,7 @@ fn owned_settings(
         Via::Helper
     });
     if via == Via::Proxy {
-        proxy_settings(plan, source, kind, credential, status, &mut env)?;
+        proxy_settings(plan, old, source, kind, credential, status, &mut env)?;
         top.insert("env".into(), Value::Object(env));
         // The helper and endpoint settings credd owns are what the proxy replaces: removed.
         top = merge_owned(top, leaving_helpers());
@@ -174,6 +178,7 @@ fn owned_settings(
 /// Claude Code's own authentication skipped, and the caller secret as a custom header.
 fn proxy_settings(
     plan: &Plan,
+    old: &Map<String, Value>,
     source: &str,
     kind: &str,
     credential: &Credential,
@@ -206,10 +211,13 @@ fn proxy_settings(
             }
         }
     };
-    env.insert(
-        "ANTHROPIC_CUSTOM_HEADERS".into(),
-        json!(format!("X-Credd-Proxy-Secret: {}", secret.trim())),
-    );
+    // The person's own headers stay; the caller secret's line is replaced or added.
+    let mut headers = headers_of_ones_own(old.get("env").and_then(Value::as_object)).join("\n");
+    if !headers.is_empty() {
+        headers.push('\n');
+    }
+    headers += &format!("X-Credd-Proxy-Secret: {}", secret.trim());
+    env.insert("ANTHROPIC_CUSTOM_HEADERS".into(), json!(headers));
     match kind {
         "aws" => {
             let region = bedrock_region(plan, source, credential)?;
@@ -219,6 +227,31 @@ fn proxy_settings(
         _ => {}
     }
     Ok(())
+}
+
+/// The caller secret a line of `ANTHROPIC_CUSTOM_HEADERS` sends to a credd proxy, if it is
+/// that header's line.
+pub(crate) fn proxy_secret_in(line: &str) -> Option<&str> {
+    line.split_once(':')
+        .filter(|(name, _)| {
+            name.trim()
+                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
+        })
+        .map(|(_, value)| value.trim())
+}
+
+/// The lines of `ANTHROPIC_CUSTOM_HEADERS` in `env` that are not the proxy's caller secret:
+/// the person's own headers, which every setup keeps.
+fn headers_of_ones_own(env: Option<&Map<String, Value>>) -> Vec<&str> {
+    env.and_then(|env| env.get("ANTHROPIC_CUSTOM_HEADERS"))
+        .and_then(Value::as_str)
+        .map(|headers| {
+            headers
+                .lines()
+                .filter(|line| proxy_secret_in(line).is_none())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The helper and endpoint settings credd owns, as removals: what the proxy replaces.
@@ -255,21 +288,15 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     let Some(old_env) = old.get("env").and_then(Value::as_object) else {
         return removals;
     };
-    let is_secret = |line: &&str| {
-        line.split_once(':').is_some_and(|(name, _)| {
-            name.trim()
-                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
-        })
-    };
-    let Some(headers) = old_env
+    if !old_env
         .get("ANTHROPIC_CUSTOM_HEADERS")
         .and_then(Value::as_str)
-        .filter(|h| h.lines().any(|l| is_secret(&l)))
-    else {
+        .is_some_and(|h| h.lines().any(|l| proxy_secret_in(l).is_some()))
+    {
         return removals;
-    };
+    }
     let mut env = Map::new();
-    let others: Vec<&str> = headers.lines().filter(|l| !is_secret(l)).collect();
+    let others = headers_of_ones_own(Some(old_env));
     env.insert(
         "ANTHROPIC_CUSTOM_HEADERS".into(),
         if others.is_empty() {
@@ -309,9 +336,9 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// Removes from a project's other settings file what credd wrote there for the other kind of
-/// setup: the helper and endpoint settings when the proxy is set up (only those naming credd
-/// or this machine: the file is usually committed, and the rest is the project's), the
-/// proxy's otherwise. What to print.
+/// setup: when the proxy is set up, the helper and endpoint settings (only those naming credd
+/// or this machine: the file is usually committed, and the rest is the project's) and any
+/// proxy settings of its own; the proxy's otherwise. What to print.
 fn tidy_other(path: &Path, to_proxy: bool, dry_run: bool) -> Result<String, String> {
     let old = read_settings(path)?;
     let removals = if to_proxy {
@@ -326,7 +353,9 @@ fn tidy_other(path: &Path, to_proxy: bool, dry_run: bool) -> Result<String, Stri
         if let Some(Value::Object(env)) = removals.get_mut("env") {
             env.retain(|key, _| old_env.and_then(|e| e.get(key)).is_some_and(credds));
         }
-        removals
+        // A caller secret an older credd wrote there goes too: this file is the one a
+        // project commits.
+        merge_owned(removals, leaving_the_proxy(&old))
     } else {
         leaving_the_proxy(&old)
     };
@@ -439,6 +468,35 @@ pub fn helper_ttl_ms(credential: &Credential) -> u64 {
     (lifetime_ms / 4).clamp(10_000, 300_000)
 }
 
+/// Before the proxy's caller secret goes into a project's `settings.local.json`: refuses a
+/// file git tracks, and has git ignore one it would otherwise take. What to print.
+fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
+    let (Some(project), Some(_), Some(Via::Proxy)) = (&plan.project, &plan.source, plan.via) else {
+        return Ok(String::new());
+    };
+    const FILE: &str = ".claude/settings.local.json";
+    match git::standing(project, FILE) {
+        git::Standing::Tracked => Err(format!(
+            "{} is tracked by git, and the proxy's caller secret must not be committed with it; untrack it (`git rm --cached {FILE}` in {}), then run this again",
+            plan.settings_path.display(),
+            project.display()
+        )),
+        git::Standing::Unguarded { exclude } => {
+            if !dry_run {
+                git::ignore(&exclude)
+                    .map_err(|e| format!("cannot add to {}: {e}", exclude.display()))?;
+            }
+            Ok(format!(
+                "{} `{}` to {}, so that git leaves the caller secret alone.\n",
+                if dry_run { "Would add" } else { "Added" },
+                git::IGNORE_RULE,
+                exclude.display()
+            ))
+        }
+        git::Standing::Ignored | git::Standing::NotInGit => Ok(String::new()),
+    }
+}
+
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
 pub fn run(
     plan: &Plan,
@@ -450,6 +508,7 @@ pub fn run(
         .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
     let credd = credd.display().to_string();
     let old = read_settings(&plan.settings_path)?;
+    let guarded = keep_out_of_git(plan, dry_run)?;
     let (mut owned, mut notes) = match (&plan.source, daemon) {
         (Some(source), Some((status, credential))) => {
             let kind = status
@@ -458,7 +517,7 @@ pub fn run(
                 .find(|s| &s.name == source)
                 .map(|s| s.kind.clone())
                 .ok_or_else(|| format!("no source named `{source}`"))?;
-            owned_settings(plan, source, &credd, &kind, credential, status)?
+            owned_settings(plan, &old, source, &credd, &kind, credential, status)?
         }
         _ => (Map::new(), Vec::new()),
     };
@@ -479,7 +538,7 @@ pub fn run(
     };
     let new = merge(old.clone(), owned);
     let changes = diff(&old, &new);
-    let mut out = tidied;
+    let mut out = guarded + &tidied;
     let path = plan.settings_path.display();
     let notes: String = notes.iter().map(|n| format!("{n}\n")).collect();
     if changes.is_empty() {
@@ -561,6 +620,7 @@ pub fn command(
         region,
         statusline,
         other_path,
+        project,
     };
     let Some(source) = plan.source.clone() else {
         return run(&plan, None, dry_run).map_err(|m| (exit::USAGE, m));
@@ -681,5 +741,31 @@ mod tests {
             })
         );
         assert_eq!(tidy_other(&path, true, false).unwrap(), "");
+    }
+
+    #[test]
+    fn a_caller_secret_an_older_credd_left_in_the_committed_file_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        std::fs::write(
+            &path,
+            json!({"env": {
+                "ANTHROPIC_BASE_URL": "http://127.0.0.1:47001",
+                "ANTHROPIC_AUTH_TOKEN": credd_proto::PROXY_PLACEHOLDER_KEY,
+                "ANTHROPIC_CUSTOM_HEADERS": "X-Credd-Proxy-Secret: 0badc0de\nX-Team: blue",
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let said = tidy_other(&path, true, false).unwrap();
+        assert!(!said.contains("0badc0de"), "the secret is shown");
+        let left: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            left == json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue"}}),
+            "left: {:?}",
+            left["env"]
+                .as_object()
+                .map(|env| env.keys().collect::<Vec<_>>())
+        );
     }
 }
