@@ -92,25 +92,63 @@ pub fn is_region_name(region: &str) -> bool {
 }
 
 /// What is wrong with the Bedrock runtime endpoint the environment names. It came from
-/// whatever shell started the daemon, not from the config, so it may name only an AWS host
-/// (or this machine): another host is for `upstream` in the config, where it is seen.
+/// whatever shell started the daemon, not from the config, so it may name only an AWS
+/// Bedrock runtime endpoint over https: the regional one (FIPS and dual-stack included) or an
+/// interface VPC endpoint of it. Any other host, this machine's included (a port here may be
+/// another user's), is for `upstream` in the config, where it is seen.
 fn check_bedrock_runtime_from_env(upstream: &str) -> Result<(), String> {
     const WHAT: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
     crate::config::check_upstream(upstream, WHAT)?;
-    let host = reqwest::Url::parse(upstream)
-        .ok()
+    let url = reqwest::Url::parse(upstream).ok();
+    let host = url
+        .as_ref()
         .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
         .unwrap_or_default();
-    let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
-        .iter()
-        .any(|suffix| host.ends_with(suffix));
-    let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
-    if aws || local {
+    if url.is_some_and(|url| url.scheme() == "https") && is_bedrock_runtime_host(&host) {
         Ok(())
     } else {
         Err(format!(
-            "{WHAT} names {host}, which is not an AWS endpoint; to send Bedrock requests there, name it as the proxy's `upstream` in the config"
+            "{WHAT} names {host}, which is not an AWS Bedrock runtime endpoint over https; to send Bedrock requests there, name it as the proxy's `upstream` in the config"
         ))
+    }
+}
+
+/// Whether `host` is an AWS Bedrock runtime endpoint: `bedrock-runtime[-fips].REGION` under
+/// `amazonaws.com`, `amazonaws.com.cn` or (dual-stack) `api.aws`, or
+/// `vpce-….bedrock-runtime.REGION.vpce.amazonaws.com[.cn]`. Nothing else under those
+/// domains: API Gateway, load balancer and instance names there belong to any AWS customer.
+fn is_bedrock_runtime_host(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let service = |label: &str| matches!(label, "bedrock-runtime" | "bedrock-runtime-fips");
+    let vpce = |label: &str| {
+        label.len() > "vpce-".len()
+            && label.starts_with("vpce-")
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match labels.as_slice() {
+        [svc, region, "amazonaws", "com"]
+        | [svc, region, "amazonaws", "com", "cn"]
+        | [svc, region, "api", "aws"] => service(svc) && is_region_name(region),
+        [
+            endpoint,
+            "bedrock-runtime",
+            region,
+            "vpce",
+            "amazonaws",
+            "com",
+        ]
+        | [
+            endpoint,
+            "bedrock-runtime",
+            region,
+            "vpce",
+            "amazonaws",
+            "com",
+            "cn",
+        ] => vpce(endpoint) && is_region_name(region),
+        _ => false,
     }
 }
 
@@ -130,8 +168,10 @@ mod tests {
         for ok in [
             "https://bedrock-runtime.eu-west-1.amazonaws.com",
             "https://bedrock-runtime-fips.us-east-1.amazonaws.com",
-            "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.amazonaws.com",
-            "http://127.0.0.1:4566",
+            "https://bedrock-runtime.cn-north-1.amazonaws.com.cn",
+            "https://bedrock-runtime.us-west-2.api.aws",
+            "https://vpce-0abc123-de45fg.bedrock-runtime.us-east-1.vpce.amazonaws.com",
+            "https://BEDROCK-RUNTIME.eu-west-1.amazonaws.com:443/",
         ] {
             assert!(check_bedrock_runtime_from_env(ok).is_ok(), "{ok}");
         }
@@ -140,6 +180,17 @@ mod tests {
             "https://amazonaws.com.evil.example",
             "https://evilamazonaws.com",
             "http://bedrock-runtime.us-east-1.amazonaws.com",
+            // Names any AWS customer can hold.
+            "https://abc123.execute-api.us-east-1.amazonaws.com",
+            "https://my-lb-1234.us-east-1.elb.amazonaws.com",
+            "https://ec2-1-2-3-4.compute-1.amazonaws.com",
+            "https://bucket.s3.amazonaws.com",
+            "https://bedrock-runtime.us-east-1.amazonaws.com.evil.example",
+            "https://x.bedrock-runtime.us-east-1.amazonaws.com",
+            "https://vpce-.bedrock-runtime.us-east-1.vpce.amazonaws.com",
+            // A port here may be another user's; only the config may name one.
+            "http://127.0.0.1:4566",
+            "https://localhost:4566",
         ] {
             assert!(check_bedrock_runtime_from_env(bad).is_err(), "{bad}");
         }
