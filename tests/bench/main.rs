@@ -53,9 +53,16 @@ fn main() {
         return;
     }
     let runs = env_num("CREDD_BENCH_RUNS", 300) as usize;
-    if std::env::var("CREDD_BENCH_ONLY").is_ok_and(|only| only == "proxy") {
-        proxy::proxy(runs);
-        return;
+    match std::env::var("CREDD_BENCH_ONLY").as_deref() {
+        Ok("proxy") => {
+            proxy::proxy(runs);
+            return;
+        }
+        Ok("") | Err(_) => {}
+        Ok(other) => {
+            eprintln!("CREDD_BENCH_ONLY={other:?}: the only part that runs alone is `proxy`");
+            std::process::exit(2);
+        }
     }
     let clients = env_num("CREDD_BENCH_CLIENTS", 1000) as usize;
     let secs = env_num("CREDD_BENCH_SECS", 10);
