@@ -118,7 +118,6 @@ fn check_bedrock_runtime_from_env(upstream: &str) -> Result<(), String> {
 /// `vpce-….bedrock-runtime.REGION.vpce.amazonaws.com[.cn]`. Nothing else under those
 /// domains: API Gateway, load balancer and instance names there belong to any AWS customer.
 fn is_bedrock_runtime_host(host: &str) -> bool {
-    let labels: Vec<&str> = host.split('.').collect();
     let service = |label: &str| matches!(label, "bedrock-runtime" | "bedrock-runtime-fips");
     let vpce = |label: &str| {
         label.len() > "vpce-".len()
@@ -127,27 +126,17 @@ fn is_bedrock_runtime_host(host: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    match labels.as_slice() {
-        [svc, region, "amazonaws", "com"]
-        | [svc, region, "amazonaws", "com", "cn"]
-        | [svc, region, "api", "aws"] => service(svc) && is_region_name(region),
-        [
-            endpoint,
-            "bedrock-runtime",
-            region,
-            "vpce",
-            "amazonaws",
-            "com",
-        ]
-        | [
-            endpoint,
-            "bedrock-runtime",
-            region,
-            "vpce",
-            "amazonaws",
-            "com",
-            "cn",
-        ] => vpce(endpoint) && is_region_name(region),
+    let Some((names, domain)) = ["amazonaws.com", "amazonaws.com.cn", "api.aws"]
+        .into_iter()
+        .find_map(|domain| Some((host.strip_suffix(domain)?.strip_suffix('.')?, domain)))
+    else {
+        return false;
+    };
+    match names.split('.').collect::<Vec<_>>().as_slice() {
+        [svc, region] => service(svc) && is_region_name(region),
+        [endpoint, "bedrock-runtime", region, "vpce"] => {
+            domain != "api.aws" && vpce(endpoint) && is_region_name(region)
+        }
         _ => false,
     }
 }
@@ -188,6 +177,7 @@ mod tests {
             "https://bedrock-runtime.us-east-1.amazonaws.com.evil.example",
             "https://x.bedrock-runtime.us-east-1.amazonaws.com",
             "https://vpce-.bedrock-runtime.us-east-1.vpce.amazonaws.com",
+            "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.api.aws",
             // A port here may be another user's; only the config may name one.
             "http://127.0.0.1:4566",
             "https://localhost:4566",
