@@ -66,18 +66,8 @@ fn assert_no_credential_in(settings: &Value, credentials: &[&str]) {
 
 #[test]
 fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
-    let world = World::new();
     let api = ModelApi::start();
-    let cmd = world.counting_command("gw", "sk-gateway-token-1");
-    let port = credd_tests::peers::free_port();
-    world.write_config(&exec_config(
-        "gateway",
-        &cmd,
-        &format!(
-            "ttl = \"1h\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
-            api.url()
-        ),
-    ));
+    let world = gateway_through_the_proxy(&api, "sk-gateway-token-1");
     let _daemon = world.start_daemon();
     let (reply, settings) = claude_through_the_proxy(&world, "gateway", &[]);
     assert!(reply.contains(model_api::REPLY), "{reply}");
@@ -299,11 +289,11 @@ fn body_of(answer: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A gateway world whose token rotates: the command prints `first`, and `second` from the
-/// time the test says.
-fn rotating_gateway(api: &ModelApi) -> World {
+/// A world whose exec source `gateway` prints `token` (until the test changes its output) and
+/// is served through a proxy to `api`.
+pub(crate) fn gateway_through_the_proxy(api: &ModelApi, token: &str) -> World {
     let world = World::new();
-    let cmd = world.counting_command("gw", "sk-first");
+    let cmd = world.counting_command("gw", token);
     let port = credd_tests::peers::free_port();
     world.write_config(&exec_config(
         "gateway",
@@ -314,6 +304,12 @@ fn rotating_gateway(api: &ModelApi) -> World {
         ),
     ));
     world
+}
+
+/// A gateway world whose token rotates: the command prints `sk-first`, and another from the
+/// time the test says.
+fn rotating_gateway(api: &ModelApi) -> World {
+    gateway_through_the_proxy(api, "sk-first")
 }
 
 #[test]

@@ -278,18 +278,8 @@ fn git(world: &World, dir: &std::path::Path, args: &[&str]) -> String {
 
 #[test]
 fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
-    let world = World::new();
     let api = ModelApi::start();
-    let cmd = world.counting_command("gw", "sk-gateway-token-1");
-    let port = credd_tests::peers::free_port();
-    world.write_config(&exec_config(
-        "gateway",
-        &cmd,
-        &format!(
-            "ttl = \"1h\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
-            api.url()
-        ),
-    ));
+    let world = crate::proxy::gateway_through_the_proxy(&api, "sk-gateway-token-1");
     let _daemon = world.start_daemon();
     let (url, secret) = crate::proxy::proxy_of(&world, "gateway");
 
