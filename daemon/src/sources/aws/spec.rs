@@ -114,7 +114,7 @@ fn check_bedrock_runtime_from_env(upstream: &str) -> Result<(), String> {
 }
 
 /// Whether `host` is an AWS Bedrock runtime endpoint: `bedrock-runtime[-fips].REGION` under
-/// `amazonaws.com`, `amazonaws.com.cn` or (dual-stack) `api.aws`, or
+/// `amazonaws.com`, `amazonaws.com.cn`, `amazonaws.eu` or (dual-stack) `api.aws`, or
 /// `vpce-….bedrock-runtime.REGION.vpce.amazonaws.com[.cn]`. Nothing else under those
 /// domains: API Gateway, load balancer and instance names there belong to any AWS customer.
 fn is_bedrock_runtime_host(host: &str) -> bool {
@@ -126,16 +126,35 @@ fn is_bedrock_runtime_host(host: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    let Some((names, domain)) = ["amazonaws.com", "amazonaws.com.cn", "api.aws"]
+    // A region's shape exactly (`us-east-1`, `us-gov-west-1`, `eusc-de-east-1`): `s3` or
+    // `s3-accelerate` would make `bedrock-runtime.s3.amazonaws.com`, a bucket's name.
+    let region_name = |label: &str| {
+        let parts: Vec<&str> = label.split('-').collect();
+        let (number, words) = parts.split_last().expect("split yields one part at least");
+        words.len() >= 2
+            && (2..=4).contains(&words[0].len())
+            && words
+                .iter()
+                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+            && !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+    };
+    const DOMAINS: [&str; 4] = [
+        "amazonaws.com",
+        "amazonaws.com.cn",
+        "amazonaws.eu",
+        "api.aws",
+    ];
+    let Some((names, domain)) = DOMAINS
         .into_iter()
         .find_map(|domain| Some((host.strip_suffix(domain)?.strip_suffix('.')?, domain)))
     else {
         return false;
     };
     match names.split('.').collect::<Vec<_>>().as_slice() {
-        [svc, region] => service(svc) && is_region_name(region),
+        [svc, region] => service(svc) && region_name(region),
         [endpoint, "bedrock-runtime", region, "vpce"] => {
-            domain != "api.aws" && vpce(endpoint) && is_region_name(region)
+            domain != "api.aws" && vpce(endpoint) && region_name(region)
         }
         _ => false,
     }
@@ -159,6 +178,8 @@ mod tests {
             "https://bedrock-runtime-fips.us-east-1.amazonaws.com",
             "https://bedrock-runtime.cn-north-1.amazonaws.com.cn",
             "https://bedrock-runtime.us-west-2.api.aws",
+            "https://bedrock-runtime.us-gov-west-1.amazonaws.com",
+            "https://bedrock-runtime.eusc-de-east-1.amazonaws.eu",
             "https://vpce-0abc123-de45fg.bedrock-runtime.us-east-1.vpce.amazonaws.com",
             "https://BEDROCK-RUNTIME.eu-west-1.amazonaws.com:443/",
         ] {
@@ -178,6 +199,10 @@ mod tests {
             "https://x.bedrock-runtime.us-east-1.amazonaws.com",
             "https://vpce-.bedrock-runtime.us-east-1.vpce.amazonaws.com",
             "https://vpce-0abc.bedrock-runtime.us-east-1.vpce.api.aws",
+            // Buckets, which anyone may name `bedrock-runtime`.
+            "https://bedrock-runtime.s3.amazonaws.com",
+            "https://bedrock-runtime.s3-accelerate.amazonaws.com",
+            "https://bedrock-runtime.s3-us-west-2.amazonaws.com",
             // A port here may be another user's; only the config may name one.
             "http://127.0.0.1:4566",
             "https://localhost:4566",
