@@ -264,6 +264,8 @@ fn git(world: &World, dir: &std::path::Path, args: &[&str]) -> String {
         .arg(dir)
         .args(["-c", "user.name=credd", "-c", "user.email=credd@localhost"])
         .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &world.home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()
@@ -307,6 +309,14 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
         json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": "X-Team: blue"}}).to_string(),
     )
     .unwrap();
+    // A backup an older credd left beside it, with a caller secret in it.
+    let old_backup = claude_dir.join("settings.local.json.bak");
+    std::fs::write(
+        &old_backup,
+        json!({"env": {"ANTHROPIC_CUSTOM_HEADERS": format!("X-Credd-Proxy-Secret: {old_secret}")}})
+            .to_string(),
+    )
+    .unwrap();
     let before = std::fs::read(&local).unwrap();
 
     let project_arg = project.to_str().unwrap();
@@ -329,7 +339,9 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
         "{}",
         dry.stdout
     );
+    assert!(dry.stdout.contains("Would move"), "{}", dry.stdout);
     assert_eq!(std::fs::read(&local).unwrap(), before, "--dry-run wrote");
+    assert!(old_backup.exists(), "--dry-run moved the old backup");
     setup(&["--via", "proxy"]).ok();
 
     // The team's header is kept beside the caller secret.
@@ -369,6 +381,15 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
     let backup = world.settings_backup(&claude_dir.join("settings.json"));
     let kept = std::fs::read_to_string(&backup).unwrap();
     assert!(kept.contains("\"model\""));
+    let moved = world
+        .settings_backup(&local)
+        .with_file_name("settings.local.json.bak");
+    assert!(
+        std::fs::read_to_string(&moved)
+            .unwrap()
+            .contains(old_secret),
+        "the older backup was not kept"
+    );
     let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
@@ -390,4 +411,79 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
         refused.stderr
     );
     assert_eq!(std::fs::read(&local).unwrap(), before);
+}
+
+#[test]
+fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
+    let api = ModelApi::start();
+    let world = crate::proxy::gateway_through_the_proxy(&api, "sk-gateway-token-1");
+    let _daemon = world.start_daemon();
+    let repo = world.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&world, &repo, &["init", "-q"]);
+    let setup = |project: &std::path::Path, env: &[(&str, &std::path::Path)]| {
+        let mut command = world.credd_command(&[
+            "setup",
+            "claude-code",
+            "gateway",
+            "--via",
+            "proxy",
+            "--project",
+            project.to_str().unwrap(),
+        ]);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        credd_tests::Output::from(command.output().unwrap())
+    };
+
+    // A project not made yet, in a subdirectory of the repository, with the caller's GIT_DIR
+    // naming another repository (as inside a git hook): the rule goes to this one, and the new
+    // file is ignored.
+    let elsewhere = world.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    git(&world, &elsewhere, &["init", "-q"]);
+    let service = repo.join("service");
+    setup(&service, &[("GIT_DIR", &elsewhere.join(".git"))]).ok();
+    git(
+        &world,
+        &repo,
+        &["check-ignore", "-q", "service/.claude/settings.local.json"],
+    );
+    let excluded = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join(".git/info/exclude")).unwrap_or_default()
+    };
+    assert!(excluded(&repo).contains("**/.claude/settings.local.json"));
+    assert!(!excluded(&elsewhere).contains("settings.local.json"));
+    // Once is enough.
+    setup(&service, &[]).ok();
+    assert_eq!(
+        excluded(&repo)
+            .matches("**/.claude/settings.local.json")
+            .count(),
+        1
+    );
+
+    // A rule of the project's own that un-ignores the file wins over info/exclude: refused.
+    let negated = repo.join("negated");
+    std::fs::create_dir_all(&negated).unwrap();
+    std::fs::write(negated.join(".gitignore"), "!.claude/settings.local.json\n").unwrap();
+    let refused = setup(&negated, &[]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("un-ignores"), "{}", refused.stderr);
+    assert!(!negated.join(".claude/settings.local.json").exists());
+
+    // A .claude that is a link to a tracked directory: git cannot see through it. Refused.
+    let linked = repo.join("linked");
+    std::fs::create_dir_all(repo.join("shared")).unwrap();
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink("../shared", linked.join(".claude")).unwrap();
+    let refused = setup(&linked, &[]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(
+        refused.stderr.contains("symbolic link"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!repo.join("shared/settings.local.json").exists());
 }

@@ -1,10 +1,13 @@
-//! Keeps the proxy's caller secret out of a project's git history. `--via proxy --project`
-//! writes it to `.claude/settings.local.json`, which Claude Code means to be ignored; but a
-//! project may track that file, or ignore it nowhere (Claude Code adds the ignore rule only
-//! when it makes the file itself), and then `git add .` takes the secret.
+//! Keeps the proxy's caller secret out of git history. `--via proxy --project` writes it to
+//! `.claude/settings.local.json`, which Claude Code means to be ignored; but a project may
+//! track that file, or ignore it nowhere (Claude Code adds the ignore rule only when it makes
+//! the file itself), and then `git add .` takes the secret. A home directory kept in git
+//! (dotfiles) may track `~/.claude/settings.json` too.
 //!
 //! git is asked with its file-system monitor off, so that a repository's own configuration
-//! runs nothing; with no git, or outside a work tree, there is nothing to keep it out of.
+//! runs nothing, and never pointed elsewhere by the caller's `GIT_DIR`; with no git, or
+//! outside a work tree, there is nothing to keep the secret out of. When git cannot tell
+//! (a repository it distrusts, say), nothing is written.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,7 +15,19 @@ use std::process::{Command, Stdio};
 /// The rule that ignores the file, as Claude Code writes it to the global ignore file.
 pub const IGNORE_RULE: &str = "**/.claude/settings.local.json";
 
-/// Where a project's `settings.local.json` stands with git.
+/// Variables that would point git at another repository than the one around the file (set
+/// inside a git hook, or for a dotfiles repository): never passed on.
+const REPOSITORY_VARS: [&str; 7] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+];
+
+/// Where a settings file stands with git.
 #[derive(Debug, PartialEq)]
 pub enum Standing {
     /// Not in a git work tree, or git is not installed.
@@ -25,112 +40,130 @@ pub enum Standing {
     Tracked,
 }
 
-/// git run in `project` with its answer's exit status and first line of output, or `None`
-/// when git cannot be run at all.
-fn git(project: &Path, args: &[&str]) -> Option<(bool, String)> {
-    let out = Command::new("git")
+/// What git answered: whether it exited 0, 1 (a "no"), or otherwise, and what it printed.
+struct Answer {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// git run in `dir`, or `None` when there is no git to run.
+fn git(dir: &Path, args: &[&str]) -> Option<Answer> {
+    let mut command = Command::new("git");
+    command
         .arg("-C")
-        .arg(project)
+        .arg(dir)
         .args(["-c", "core.fsmonitor=false"])
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let first = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    Some((out.status.success(), first))
+        // Its messages untranslated: "not a git repository" is read below.
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null());
+    for var in REPOSITORY_VARS {
+        command.env_remove(var);
+    }
+    let out = command.output().ok()?;
+    let first = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    Some(Answer {
+        code: out.status.code(),
+        stdout: first(&out.stdout),
+        stderr: first(&out.stderr),
+    })
 }
 
-/// Where `file` (relative to `project`) stands with git.
-pub fn standing(project: &Path, file: &str) -> Standing {
-    match git(project, &["rev-parse", "--is-inside-work-tree"]) {
-        Some((true, inside)) if inside == "true" => {}
-        _ => return Standing::NotInGit,
+/// Where the settings file at `file` stands with git, asked in the nearest directory above it
+/// that exists (a project's `.claude/` may not yet). A `.claude` that is a symbolic link is
+/// refused: git cannot see through it, and the secret would be written wherever it points.
+pub fn standing(file: &Path) -> Result<Standing, String> {
+    let unsure = |why: &str| {
+        format!(
+            "git cannot tell whether {} would be committed ({why}); the caller secret is not written there until it can",
+            file.display()
+        )
+    };
+    let dir = file.parent().unwrap_or(Path::new("."));
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a symbolic link; credd writes the caller secret only into a real directory",
+            dir.display()
+        ));
     }
-    if let Some((true, _)) = git(project, &["ls-files", "--error-unmatch", "--", file]) {
-        return Standing::Tracked;
+    let Some(base) = dir.ancestors().find(|d| d.is_dir()) else {
+        return Ok(Standing::NotInGit);
+    };
+    let relative = file.strip_prefix(base).unwrap_or(file);
+    let relative = relative
+        .to_str()
+        .ok_or_else(|| unsure("its path is not UTF-8"))?;
+    let Some(inside) = git(base, &["rev-parse", "--is-inside-work-tree"]) else {
+        return Ok(Standing::NotInGit);
+    };
+    match inside.code {
+        Some(0) if inside.stdout == "true" => {}
+        // A bare repository's directory, or outside any repository.
+        Some(0) => return Ok(Standing::NotInGit),
+        _ if inside.stderr.contains("not a git repository") => return Ok(Standing::NotInGit),
+        _ => return Err(unsure(&inside.stderr)),
     }
-    if let Some((true, _)) = git(project, &["check-ignore", "-q", "--", file]) {
-        return Standing::Ignored;
+    let ask = |args: &[&str]| git(base, args).ok_or_else(|| unsure("git stopped answering"));
+    let tracked = ask(&["ls-files", "--error-unmatch", "--", relative])?;
+    match tracked.code {
+        Some(0) => return Ok(Standing::Tracked),
+        Some(1) => {}
+        _ => return Err(unsure(&tracked.stderr)),
     }
-    match git(project, &["rev-parse", "--git-path", "info/exclude"]) {
-        Some((true, exclude)) if !exclude.is_empty() => Standing::Unguarded {
-            exclude: project.join(exclude),
-        },
-        _ => Standing::NotInGit,
+    let ignored = ask(&["check-ignore", "-q", "--", relative])?;
+    match ignored.code {
+        Some(0) => return Ok(Standing::Ignored),
+        Some(1) => {}
+        _ => return Err(unsure(&ignored.stderr)),
+    }
+    let exclude = ask(&[
+        "rev-parse",
+        "--path-format=absolute",
+        "--git-path",
+        "info/exclude",
+    ])?;
+    match exclude.code {
+        Some(0) if !exclude.stdout.is_empty() => Ok(Standing::Unguarded {
+            exclude: base.join(exclude.stdout),
+        }),
+        _ => Err(unsure(&exclude.stderr)),
     }
 }
 
 /// Adds [`IGNORE_RULE`] to the repository's `info/exclude` (which is not committed), on a line
-/// of its own.
+/// of its own, unless it is there already. Never through a symbolic link at that name.
 pub fn ignore(exclude: &Path) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
 
     if let Some(dir) = exclude.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let before = std::fs::read(exclude).unwrap_or_default();
     let mut file = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(exclude)?;
-    if !before.is_empty() && !before.ends_with(b"\n") {
+    let mut before = String::new();
+    std::io::Read::read_to_string(&mut file, &mut before)?;
+    if before.lines().any(|line| line.trim() == IGNORE_RULE) {
+        return Ok(());
+    }
+    if !before.is_empty() && !before.ends_with('\n') {
         file.write_all(b"\n")?;
     }
     writeln!(
         file,
         "# credd: the proxy's caller secret stays on this machine\n{IGNORE_RULE}"
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn run(dir: &Path, args: &[&str]) {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("git is installed")
-            .success();
-        assert!(ok, "git {args:?}");
-    }
-
-    #[test]
-    fn a_settings_file_git_would_take_is_found_and_then_ignored() {
-        const FILE: &str = ".claude/settings.local.json";
-        let dir = tempfile::tempdir().unwrap();
-        let project = dir.path();
-        assert_eq!(standing(project, FILE), Standing::NotInGit);
-        run(project, &["init", "-q"]);
-        std::fs::create_dir_all(project.join(".claude")).unwrap();
-        std::fs::write(project.join(FILE), "{}").unwrap();
-        // An exclude file without a final newline keeps its last rule whole.
-        std::fs::write(project.join(".git/info/exclude"), "*.swp").unwrap();
-        let Standing::Unguarded { exclude } = standing(project, FILE) else {
-            panic!("{:?}", standing(project, FILE));
-        };
-        ignore(&exclude).unwrap();
-        assert_eq!(standing(project, FILE), Standing::Ignored);
-        let rules = std::fs::read_to_string(&exclude).unwrap();
-        assert!(rules.starts_with("*.swp\n"), "{rules}");
-        // From a subdirectory of the repository, too.
-        let sub = project.join("service");
-        std::fs::create_dir_all(sub.join(".claude")).unwrap();
-        assert_eq!(standing(&sub, FILE), Standing::Ignored);
-
-        run(project, &["add", "-f", FILE]);
-        assert_eq!(standing(project, FILE), Standing::Tracked);
-    }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use credd_proto::{Credential, StatusReport};
 use serde_json::{Map, Value, json};
 
-use settings_file::{diff, merge, read_settings, write_settings};
+use settings_file::{diff, merge, move_old_backup, read_settings, write_settings};
 
 mod git;
 mod settings_file;
@@ -468,30 +468,57 @@ pub fn helper_ttl_ms(credential: &Credential) -> u64 {
     (lifetime_ms / 4).clamp(10_000, 300_000)
 }
 
-/// Before the proxy's caller secret goes into a project's `settings.local.json`: refuses a
-/// file git tracks, and has git ignore one it would otherwise take. What to print.
+/// Before the proxy's caller secret goes into a settings file: refuses a project's
+/// `settings.local.json` that git tracks (or cannot tell about), and has git ignore one it
+/// would otherwise take; of the user's own settings in a git-kept home, only says so. What to
+/// print.
 fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
-    let (Some(project), Some(_), Some(Via::Proxy)) = (&plan.project, &plan.source, plan.via) else {
+    if plan.source.is_none() || plan.via != Some(Via::Proxy) {
         return Ok(String::new());
+    }
+    let path = &plan.settings_path;
+    if plan.project.is_none() {
+        return Ok(match git::standing(path) {
+            Ok(git::Standing::Tracked) => format!(
+                "Note: git tracks {}; the caller secret is in it now, so keep it out of what you publish (it opens the proxy to no one else, but it is this machine's).\n",
+                path.display()
+            ),
+            _ => String::new(),
+        });
+    }
+    let tracked = || {
+        format!(
+            "{} is tracked by git, and the proxy's caller secret must not be committed with it; untrack it (`git rm --cached {}`), then run this again",
+            path.display(),
+            path.display()
+        )
     };
-    const FILE: &str = ".claude/settings.local.json";
-    match git::standing(project, FILE) {
-        git::Standing::Tracked => Err(format!(
-            "{} is tracked by git, and the proxy's caller secret must not be committed with it; untrack it (`git rm --cached {FILE}` in {}), then run this again",
-            plan.settings_path.display(),
-            project.display()
-        )),
+    match git::standing(path)? {
+        git::Standing::Tracked => Err(tracked()),
         git::Standing::Unguarded { exclude } => {
-            if !dry_run {
-                git::ignore(&exclude)
-                    .map_err(|e| format!("cannot add to {}: {e}", exclude.display()))?;
+            if dry_run {
+                return Ok(format!(
+                    "Would add `{}` to {}, so that git leaves the caller secret alone.\n",
+                    git::IGNORE_RULE,
+                    exclude.display()
+                ));
             }
-            Ok(format!(
-                "{} `{}` to {}, so that git leaves the caller secret alone.\n",
-                if dry_run { "Would add" } else { "Added" },
-                git::IGNORE_RULE,
-                exclude.display()
-            ))
+            git::ignore(&exclude)
+                .map_err(|e| format!("cannot add to {}: {e}", exclude.display()))?;
+            // A rule of the project's own (`!…` in a .gitignore) wins over info/exclude.
+            match git::standing(path)? {
+                git::Standing::Ignored => Ok(format!(
+                    "Added `{}` to {}, so that git leaves the caller secret alone.\n",
+                    git::IGNORE_RULE,
+                    exclude.display()
+                )),
+                git::Standing::Tracked => Err(tracked()),
+                _ => Err(format!(
+                    "git would still take {} (a rule of the project's own un-ignores it; `git check-ignore -v --no-index {}` shows which), so the caller secret is not written there",
+                    path.display(),
+                    path.display()
+                )),
+            }
         }
         git::Standing::Ignored | git::Standing::NotInGit => Ok(String::new()),
     }
@@ -508,7 +535,10 @@ pub fn run(
         .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
     let credd = credd.display().to_string();
     let old = read_settings(&plan.settings_path)?;
-    let guarded = keep_out_of_git(plan, dry_run)?;
+    let mut guarded = keep_out_of_git(plan, dry_run)?;
+    for path in std::iter::once(&plan.settings_path).chain(&plan.other_path) {
+        guarded += &move_old_backup(path, dry_run)?;
+    }
     let (mut owned, mut notes) = match (&plan.source, daemon) {
         (Some(source), Some((status, credential))) => {
             let kind = status

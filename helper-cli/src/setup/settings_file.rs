@@ -100,15 +100,29 @@ fn flatten<'a>(prefix: &str, map: &'a Map<String, Value>, out: &mut Vec<(String,
 
 /// What is printed for the setting at `key`: its value, but with every header's value hidden
 /// in `ANTHROPIC_CUSTOM_HEADERS` (the proxy's caller secret is one, and a person's own headers
-/// often carry tokens) and the whole value of a variable named like a secret. What `setup`
+/// often carry tokens), the whole value of a variable named like a secret, a hook command
+/// that is not credd's (`echo sk-…` is one), and a URL's user and password. What `setup`
 /// prints ends up in terminals, scrollback and CI logs.
 fn shown(key: &str, value: &Value) -> String {
     const HIDDEN: &str = "<hidden>";
-    let Some(name) = key.strip_prefix("env.") else {
-        return value.to_string();
-    };
     let Some(text) = value.as_str() else {
         return value.to_string();
+    };
+    let hidden = || Value::from(HIDDEN).to_string();
+    let Some(name) = key.strip_prefix("env.") else {
+        let runs_credd = text
+            .split_whitespace()
+            .next()
+            .is_some_and(|program| program == "credd" || program.ends_with("/credd"));
+        let hook = matches!(
+            key,
+            "apiKeyHelper" | "awsCredentialExport" | "awsAuthRefresh" | "gcpAuthRefresh"
+        );
+        return if hook && !runs_credd {
+            hidden()
+        } else {
+            value.to_string()
+        };
     };
     if name == "ANTHROPIC_CUSTOM_HEADERS" {
         let lines: Vec<String> = text
@@ -129,10 +143,16 @@ fn shown(key: &str, value: &Value) -> String {
         .iter()
         .any(|end| upper.ends_with(end));
     if secret_name && !names_a_place {
-        Value::from(HIDDEN).to_string()
-    } else {
-        value.to_string()
+        return hidden();
     }
+    // A URL's `user:password@`.
+    if let Some((scheme, rest)) = text.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return Value::from(format!("{scheme}://{HIDDEN}@{}", &rest[at + 1..])).to_string();
+        }
+    }
+    value.to_string()
 }
 
 /// Where the file at `path` is kept before it is replaced: under credd's state directory, at
@@ -158,6 +178,39 @@ fn backup_path(path: &Path) -> std::io::Result<PathBuf> {
             .create(dir)?;
     }
     Ok(backup)
+}
+
+/// A backup an older credd left beside `path` (`settings.json.bak`), when it holds a caller
+/// secret: moved under credd's state directory with the others, out of the project. What to
+/// print.
+pub fn move_old_backup(path: &Path, dry_run: bool) -> Result<String, String> {
+    let old = path.with_extension("json.bak");
+    let is_file = std::fs::symlink_metadata(&old).is_ok_and(|m| m.file_type().is_file());
+    let Some(text) = is_file
+        .then(|| std::fs::read_to_string(&old).ok())
+        .flatten()
+    else {
+        return Ok(String::new());
+    };
+    if !text
+        .to_ascii_lowercase()
+        .contains(credd_proto::PROXY_SECRET_HEADER)
+    {
+        return Ok(String::new());
+    }
+    let fail = |e: std::io::Error| format!("cannot move {}: {e}", old.display());
+    let kept = backup_path(path).map_err(fail)?;
+    let kept = kept.with_file_name(old.file_name().unwrap_or_default());
+    if !dry_run {
+        credd_proto::private_file::replace(&kept, text.as_bytes()).map_err(fail)?;
+        std::fs::remove_file(&old).map_err(fail)?;
+    }
+    Ok(format!(
+        "{} {} (an older credd's backup, which holds a caller secret) to {}\n",
+        if dry_run { "Would move" } else { "Moved" },
+        old.display(),
+        kept.display()
+    ))
 }
 
 pub fn write_settings(
@@ -237,6 +290,29 @@ mod tests {
         assert!(
             lines.contains("\"/home/u/.local/state/credd/c.token\""),
             "{lines}"
+        );
+        let hooks = diff(
+            &map(json!({"apiKeyHelper": "echo sk-own-helper-key"})),
+            &map(json!({
+                "apiKeyHelper": "/usr/local/bin/credd get gateway",
+                "env": {"ANTHROPIC_BASE_URL": "https://me:pa55word@gateway.example/v1"},
+            })),
+        )
+        .join("\n");
+        assert!(
+            !hooks.contains("sk-own-helper-key"),
+            "a helper's secret is shown"
+        );
+        assert!(!hooks.contains("pa55word"), "a URL's password is shown");
+        assert!(
+            hooks.contains(
+                "~ apiKeyHelper = \"/usr/local/bin/credd get gateway\" (was \"<hidden>\")"
+            ),
+            "{hooks}"
+        );
+        assert!(
+            hooks.contains("\"https://<hidden>@gateway.example/v1\""),
+            "{hooks}"
         );
         assert!(
             lines.contains("+ env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS = \"300000\""),
