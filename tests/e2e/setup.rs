@@ -486,4 +486,19 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
         refused.stderr
     );
     assert!(!repo.join("shared/settings.local.json").exists());
+
+    // A home kept in git (dotfiles) that tracks the user's settings: written, and said so.
+    let settings = world.home.join(".claude/settings.json");
+    std::fs::create_dir_all(settings.parent().unwrap()).unwrap();
+    std::fs::write(&settings, "{}").unwrap();
+    git(&world, &world.home, &["init", "-q"]);
+    git(&world, &world.home, &["add", ".claude/settings.json"]);
+    let noted = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy"]);
+    assert!(
+        noted
+            .ok()
+            .contains(&format!("git tracks {}", settings.display())),
+        "{}",
+        noted.stdout
+    );
 }
