@@ -437,6 +437,31 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
         credd_tests::Output::from(command.output().unwrap())
     };
 
+    // A relative --project, not made yet, in a repository of its own.
+    let fresh = world.dir.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    git(&world, &fresh, &["init", "-q"]);
+    let relative = world
+        .credd_command(&[
+            "setup",
+            "claude-code",
+            "gateway",
+            "--via",
+            "proxy",
+            "--project",
+            "relative",
+        ])
+        .current_dir(&fresh)
+        .output()
+        .unwrap();
+    credd_tests::Output::from(relative).ok();
+    git(
+        &world,
+        &fresh,
+        &["check-ignore", "-q", "relative/.claude/settings.local.json"],
+    );
+    assert!(fresh.join("relative/.claude/settings.local.json").exists());
+
     // A project not made yet, in a subdirectory of the repository, with the caller's GIT_DIR
     // naming another repository (as inside a git hook): the rule goes to this one, and the new
     // file is ignored.

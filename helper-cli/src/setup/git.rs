@@ -62,7 +62,18 @@ fn git(dir: &Path, args: &[&str]) -> Option<Answer> {
     for var in REPOSITORY_VARS {
         command.env_remove(var);
     }
-    let out = command.output().ok()?;
+    // No git installed is no repository to guard; git that cannot start is no answer.
+    let out = match command.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            return Some(Answer {
+                code: None,
+                stdout: String::new(),
+                stderr: format!("cannot run git: {e}"),
+            });
+        }
+    };
     let first = |bytes: &[u8]| {
         String::from_utf8_lossy(bytes)
             .lines()
@@ -113,7 +124,14 @@ pub fn standing(file: &Path) -> Result<Standing, String> {
         _ => return Err(unsure(&inside.stderr)),
     }
     let ask = |args: &[&str]| git(base, args).ok_or_else(|| unsure("git stopped answering"));
-    let tracked = ask(&["ls-files", "--error-unmatch", "--", relative])?;
+    let tracked = ask(&[
+        // The name as it is, never a pattern (`a[1]` would match `a1`).
+        "--literal-pathspecs",
+        "ls-files",
+        "--error-unmatch",
+        "--",
+        relative,
+    ])?;
     match tracked.code {
         Some(0) => return Ok(Standing::Tracked),
         Some(1) => {}
@@ -125,16 +143,19 @@ pub fn standing(file: &Path) -> Result<Standing, String> {
         Some(1) => {}
         _ => return Err(unsure(&ignored.stderr)),
     }
-    let exclude = ask(&[
-        "rev-parse",
-        "--path-format=absolute",
-        "--git-path",
-        "info/exclude",
-    ])?;
+    // (Relative to `base`; an old git that does not know an option prints it back instead, so
+    // only a path that ends as asked is taken.)
+    let exclude = ask(&["rev-parse", "--git-path", "info/exclude"])?;
     match exclude.code {
-        Some(0) if !exclude.stdout.is_empty() => Ok(Standing::Unguarded {
-            exclude: base.join(exclude.stdout),
-        }),
+        Some(0) if exclude.stdout.ends_with("info/exclude") => {
+            let exclude = base.join(exclude.stdout);
+            // Shown to the person: without the `..` of a path from a subdirectory.
+            let exclude = match exclude.parent().map(Path::canonicalize) {
+                Some(Ok(dir)) => dir.join("exclude"),
+                _ => exclude,
+            };
+            Ok(Standing::Unguarded { exclude })
+        }
         _ => Err(unsure(&exclude.stderr)),
     }
 }
@@ -166,4 +187,29 @@ pub fn ignore(exclude: &Path) -> std::io::Result<()> {
         file,
         "# credd: the proxy's caller secret stays on this machine\n{IGNORE_RULE}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_is_added_once_on_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let exclude = dir.path().join("info/exclude");
+        std::fs::create_dir_all(exclude.parent().unwrap()).unwrap();
+        std::fs::write(&exclude, "*.swp").unwrap();
+        ignore(&exclude).unwrap();
+        ignore(&exclude).unwrap();
+        let rules = std::fs::read_to_string(&exclude).unwrap();
+        assert!(rules.starts_with("*.swp\n"), "{rules}");
+        assert_eq!(rules.matches(IGNORE_RULE).count(), 1, "{rules}");
+        // Never through a symbolic link at its name.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "").unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        assert!(ignore(&linked).is_err());
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
+    }
 }

@@ -622,6 +622,16 @@ pub fn command(
     use credd_proto::{Request, Response};
 
     use crate::{ask, exit, unexpected};
+    // Absolute from here on: git is asked about the project from the nearest directory of it
+    // that exists, and a relative path has none above its first part.
+    let project = project
+        .map(|dir| match dir.as_os_str().is_empty() {
+            true => Err("--project needs a directory".to_string()),
+            false => std::path::absolute(&dir)
+                .map_err(|e| format!("cannot tell where {} is: {e}", dir.display())),
+        })
+        .transpose()
+        .map_err(|m| (exit::USAGE, m))?;
     let settings_path = match &project {
         // The proxy's caller secret is this user's, on this machine: never in the settings
         // file a project commits, but in the one Claude Code keeps out of git.

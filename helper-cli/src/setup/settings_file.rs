@@ -110,10 +110,17 @@ fn shown(key: &str, value: &Value) -> String {
     };
     let hidden = || Value::from(HIDDEN).to_string();
     let Some(name) = key.strip_prefix("env.") else {
-        let runs_credd = text
-            .split_whitespace()
+        // As credd writes them: `/path/to/credd get SOURCE [--format F]` and nothing more.
+        let mut words = text.split(' ');
+        let runs_credd = words
             .next()
-            .is_some_and(|program| program == "credd" || program.ends_with("/credd"));
+            .is_some_and(|program| program == "credd" || program.ends_with("/credd"))
+            && words.all(|word| {
+                !word.is_empty()
+                    && word
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
         let hook = matches!(
             key,
             "apiKeyHelper" | "awsCredentialExport" | "awsAuthRefresh" | "gcpAuthRefresh"
@@ -159,9 +166,12 @@ fn shown(key: &str, value: &Value) -> String {
 /// the file's own absolute path (`~/.local/state/credd/backups/home/you/src/app/.claude/…`).
 /// Never beside it: the old file may hold the proxy's caller secret, and a project's
 /// `.claude/` is where `git add .` would take it from.
-fn backup_path(path: &Path) -> std::io::Result<PathBuf> {
+/// With `make`, its directories are made (0700).
+fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
     let root = credd_proto::paths::state_dir().join("backups");
-    credd_proto::paths::ensure_private_dir(&root).map_err(std::io::Error::other)?;
+    if make {
+        credd_proto::paths::ensure_private_dir(&root).map_err(std::io::Error::other)?;
+    }
     // (The settings file's directory exists by now: it is made before the backup is taken.)
     let dir = path.parent().unwrap_or(Path::new(".")).canonicalize()?;
     let absolute = dir.join(path.file_name().unwrap_or_default());
@@ -170,7 +180,7 @@ fn backup_path(path: &Path) -> std::io::Result<PathBuf> {
         .filter(|c| matches!(c, std::path::Component::Normal(_)))
         .collect();
     let backup = root.join(relative);
-    if let Some(dir) = backup.parent() {
+    if make && let Some(dir) = backup.parent() {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -199,7 +209,7 @@ pub fn move_old_backup(path: &Path, dry_run: bool) -> Result<String, String> {
         return Ok(String::new());
     }
     let fail = |e: std::io::Error| format!("cannot move {}: {e}", old.display());
-    let kept = backup_path(path).map_err(fail)?;
+    let kept = backup_path(path, !dry_run).map_err(fail)?;
     let kept = kept.with_file_name(old.file_name().unwrap_or_default());
     if !dry_run {
         credd_proto::private_file::replace(&kept, text.as_bytes()).map_err(fail)?;
@@ -231,7 +241,7 @@ pub fn write_settings(
     // The backup and the new file are written to files made new for this run (never through a
     // symbolic link left at their names), then renamed into place.
     let backup = if path.exists() {
-        let backup = backup_path(path).map_err(|e| fail("back up", e))?;
+        let backup = backup_path(path, true).map_err(|e| fail("back up", e))?;
         let copy = std::fs::read(path).map_err(|e| fail("back up", e))?;
         credd_proto::private_file::replace(&backup, &copy).map_err(|e| fail("back up", e))?;
         Some(backup)
@@ -301,6 +311,14 @@ mod tests {
         .join("\n");
         assert!(
             !hooks.contains("sk-own-helper-key"),
+            "a helper's secret is shown"
+        );
+        let posing = diff(
+            &Map::new(),
+            &map(json!({"apiKeyHelper": "/x/credd get s; echo sk-posing-key"})),
+        );
+        assert!(
+            !posing.join("").contains("sk-posing-key"),
             "a helper's secret is shown"
         );
         assert!(!hooks.contains("pa55word"), "a URL's password is shown");
