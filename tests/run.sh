@@ -34,6 +34,8 @@ command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 command -v systemd-socket-activate >/dev/null 2>&1 || apt_install systemd
 command -v tinyproxy >/dev/null 2>&1 || apt_install tinyproxy
 command -v openssl >/dev/null 2>&1 || apt_install openssl
+# setup's tests keep the proxy's caller secret out of real repositories.
+command -v git >/dev/null 2>&1 || apt_install git
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
 # A desktop for the desktop-prompt, notification and secret-store tests: an X server, a person
 # typing, the prompt itself, a session D-Bus with a notification server and a Secret Service.
