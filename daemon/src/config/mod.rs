@@ -395,6 +395,9 @@ timeout = "30s"
             ),
             (r#"proxy = { timeout = "0s" }"#, "longer than zero"),
             (r#"region = "evil.example/x#""#, "not an AWS region name"),
+            // A bucket's label, which would make bedrock-runtime.s3.amazonaws.com.
+            (r#"region = "s3""#, "not an AWS region name"),
+            (r#"region = "s3-accelerate""#, "not an AWS region name"),
         ] {
             let err = parse_str(&format!(
                 "[sources.a]\nkind = \"aws\"\nprofile = \"p\"\n{table}\n"

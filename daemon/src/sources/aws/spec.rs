@@ -81,14 +81,21 @@ impl AwsSpec {
     }
 }
 
-/// Whether `region` can name an AWS region (it becomes part of a host name: `us-east-1`, never
-/// anything with dots, slashes or capitals).
+/// Whether `region` can name an AWS region. It becomes part of a host name, so it must have a
+/// region's shape exactly (`us-east-1`, `us-gov-west-1`, `eusc-de-east-1`): never dots,
+/// slashes or capitals, and never a label such as `s3` or `s3-accelerate`, which would make
+/// `bedrock-runtime.s3.amazonaws.com`, an S3 bucket's name that anyone may take.
 pub fn is_region_name(region: &str) -> bool {
-    !region.is_empty()
-        && region.len() <= 32
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    let parts: Vec<&str> = region.split('-').collect();
+    let (number, words) = parts.split_last().expect("split yields one part at least");
+    region.len() <= 32
+        && words.len() >= 2
+        && (2..=4).contains(&words[0].len())
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What is wrong with the Bedrock runtime endpoint the environment names. It came from
@@ -126,19 +133,6 @@ fn is_bedrock_runtime_host(host: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    // A region's shape exactly (`us-east-1`, `us-gov-west-1`, `eusc-de-east-1`): `s3` or
-    // `s3-accelerate` would make `bedrock-runtime.s3.amazonaws.com`, a bucket's name.
-    let region_name = |label: &str| {
-        let parts: Vec<&str> = label.split('-').collect();
-        let (number, words) = parts.split_last().expect("split yields one part at least");
-        words.len() >= 2
-            && (2..=4).contains(&words[0].len())
-            && words
-                .iter()
-                .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
-            && !number.is_empty()
-            && number.bytes().all(|b| b.is_ascii_digit())
-    };
     const DOMAINS: [&str; 4] = [
         "amazonaws.com",
         "amazonaws.com.cn",
@@ -152,9 +146,9 @@ fn is_bedrock_runtime_host(host: &str) -> bool {
         return false;
     };
     match names.split('.').collect::<Vec<_>>().as_slice() {
-        [svc, region] => service(svc) && region_name(region),
+        [svc, region] => service(svc) && is_region_name(region),
         [endpoint, "bedrock-runtime", region, "vpce"] => {
-            domain != "api.aws" && vpce(endpoint) && region_name(region)
+            domain != "api.aws" && vpce(endpoint) && is_region_name(region)
         }
         _ => false,
     }
