@@ -29,7 +29,8 @@ pub struct AwsContainer {
 impl AwsContainer {
     /// The endpoint for `slot`; its token is made when it has its port.
     pub fn new(slot: Arc<Slot>, source: &str) -> Self {
-        let token_file: PathBuf = super::state_dir().join(format!("container-{source}.token"));
+        let token_file: PathBuf =
+            credd_proto::paths::state_dir().join(format!("container-{source}.token"));
         AwsContainer {
             slot,
             token: EndpointSecret::new(token_file),

@@ -33,7 +33,8 @@ pub struct AzureManagedIdentity {
 impl AzureManagedIdentity {
     /// The endpoint for `slot`; its secret is made when it has its port.
     pub fn new(slot: Arc<Slot>, source: &str, scopes: Vec<String>) -> Self {
-        let secret_file: PathBuf = super::state_dir().join(format!("identity-{source}.secret"));
+        let secret_file: PathBuf =
+            credd_proto::paths::state_dir().join(format!("identity-{source}.secret"));
         AzureManagedIdentity {
             slot,
             scopes,

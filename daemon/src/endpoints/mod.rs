@@ -24,7 +24,6 @@ pub mod secret;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -430,11 +429,6 @@ pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
     hex::encode(bytes)
-}
-
-/// Where endpoint secrets are written for SDKs to read: the user's state directory.
-pub fn state_dir() -> PathBuf {
-    credd_proto::paths::state_dir()
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ impl Proxy {
             slot,
             route,
             secret: EndpointSecret::stable(
-                super::state_dir().join(format!("proxy-{source}.secret")),
+                credd_proto::paths::state_dir().join(format!("proxy-{source}.secret")),
             ),
             http,
             timeout,
