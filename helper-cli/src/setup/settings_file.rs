@@ -166,12 +166,11 @@ fn shown(key: &str, value: &Value) -> String {
 /// the file's own absolute path (`~/.local/state/credd/backups/home/you/src/app/.claude/…`).
 /// Never beside it: the old file may hold the proxy's caller secret, and a project's
 /// `.claude/` is where `git add .` would take it from.
-/// With `make`, its directories are made (0700).
+///
+/// With `make`, the directory it goes in is made private (0700, as every directory made on the
+/// way there).
 fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
     let root = credd_proto::paths::state_dir().join("backups");
-    if make {
-        credd_proto::paths::ensure_private_dir(&root).map_err(std::io::Error::other)?;
-    }
     // (The settings file's directory exists by now: it is made before the backup is taken.)
     let dir = path.parent().unwrap_or(Path::new(".")).canonicalize()?;
     let absolute = dir.join(path.file_name().unwrap_or_default());
@@ -181,11 +180,7 @@ fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
         .collect();
     let backup = root.join(relative);
     if make && let Some(dir) = backup.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        credd_proto::paths::ensure_private_dir(dir).map_err(std::io::Error::other)?;
     }
     Ok(backup)
 }
