@@ -496,22 +496,21 @@ fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
     match git::standing(path)? {
         git::Standing::Tracked => Err(tracked()),
         git::Standing::Unguarded { exclude } => {
-            if dry_run {
-                return Ok(format!(
-                    "Would add `{}` to {}, so that git leaves the caller secret alone.\n",
+            let said = |verb: &str| {
+                format!(
+                    "{verb} `{}` to {}, so that git leaves the caller secret alone.\n",
                     git::IGNORE_RULE,
                     exclude.display()
-                ));
+                )
+            };
+            if dry_run {
+                return Ok(said("Would add"));
             }
             git::ignore(&exclude)
                 .map_err(|e| format!("cannot add to {}: {e}", exclude.display()))?;
             // A rule of the project's own (`!…` in a .gitignore) wins over info/exclude.
             match git::standing(path)? {
-                git::Standing::Ignored => Ok(format!(
-                    "Added `{}` to {}, so that git leaves the caller secret alone.\n",
-                    git::IGNORE_RULE,
-                    exclude.display()
-                )),
+                git::Standing::Ignored => Ok(said("Added")),
                 git::Standing::Tracked => Err(tracked()),
                 _ => Err(format!(
                     "git would still take {} (a rule of the project's own un-ignores it; `git check-ignore -v --no-index {}` shows which), so the caller secret is not written there",
