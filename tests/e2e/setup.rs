@@ -421,40 +421,32 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
     let repo = world.dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     git(&world, &repo, &["init", "-q"]);
+    let setup_in =
+        |cwd: &std::path::Path, project: &std::path::Path, env: &[(&str, &std::path::Path)]| {
+            let mut command = world.credd_command(&[
+                "setup",
+                "claude-code",
+                "gateway",
+                "--via",
+                "proxy",
+                "--project",
+                project.to_str().unwrap(),
+            ]);
+            command.current_dir(cwd);
+            for (name, value) in env {
+                command.env(name, value);
+            }
+            credd_tests::Output::from(command.output().unwrap())
+        };
     let setup = |project: &std::path::Path, env: &[(&str, &std::path::Path)]| {
-        let mut command = world.credd_command(&[
-            "setup",
-            "claude-code",
-            "gateway",
-            "--via",
-            "proxy",
-            "--project",
-            project.to_str().unwrap(),
-        ]);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        credd_tests::Output::from(command.output().unwrap())
+        setup_in(world.dir.path(), project, env)
     };
 
     // A relative --project, not made yet, in a repository of its own.
     let fresh = world.dir.path().join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
     git(&world, &fresh, &["init", "-q"]);
-    let relative = world
-        .credd_command(&[
-            "setup",
-            "claude-code",
-            "gateway",
-            "--via",
-            "proxy",
-            "--project",
-            "relative",
-        ])
-        .current_dir(&fresh)
-        .output()
-        .unwrap();
-    credd_tests::Output::from(relative).ok();
+    setup_in(&fresh, std::path::Path::new("relative"), &[]).ok();
     git(
         &world,
         &fresh,
