@@ -7,6 +7,7 @@
 //! `registry` (which source) -> `cache` (slot, single-flight, background refresh, asking
 //! `policy`) -> `sources` (the upstream). `endpoints` serve the same slots over local HTTP.
 
+pub mod activation;
 pub mod audiences;
 pub mod cache;
 pub mod clock;

@@ -70,13 +70,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
     );
 
-    let registry = registry::Registry::new(config_path.clone(), clock);
+    let proxy_socket = credd_proto::paths::proxy_socket(&socket);
+    let registry = registry::Registry::new(config_path.clone(), clock, proxy_socket.clone());
     // Signals are handled before the socket exists, so a stop sent as soon as clients can see
     // the daemon is always a clean one.
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     spawn_signal_handlers(shutdown_tx.clone(), registry.clone())
         .context("cannot install signal handlers")?;
-    let bound = server::bind(&socket)?;
+    let mut activated = credd_daemon::activation::Activated::from_env()
+        .context("cannot take the sockets systemd passed")?;
+    let bound = server::bind(&socket, &mut activated)?;
+    let proxy_server = serve_proxy_socket(&proxy_socket, &mut activated, &registry);
     // Under systemd (Type=notify) this says we are ready; elsewhere it does nothing.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     if let Err(e) = registry.reload() {
@@ -97,10 +101,57 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "credd-daemon serving"
     );
     server::serve(bound, dispatcher, shutdown_rx).await;
+    if let Some((task, owned_path)) = proxy_server {
+        task.abort();
+        if let Some(path) = owned_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     // Their secret files go with them: no SDK sends one to whoever takes a port next.
     registry.stop_endpoints();
     tracing::info!("credd-daemon stopped");
     Ok(())
+}
+
+/// Serves the proxy's Unix socket, beside the main one; the task, and the socket's path when
+/// credd made it (systemd's stays). A socket that cannot be had leaves the daemon serving
+/// without it, saying why.
+#[cfg(unix)]
+fn serve_proxy_socket(
+    path: &std::path::Path,
+    activated: &mut credd_daemon::activation::Activated,
+    registry: &Arc<registry::Registry>,
+) -> Option<(tokio::task::JoinHandle<()>, Option<std::path::PathBuf>)> {
+    use credd_daemon::endpoints::proxy::socket;
+    let from_systemd = activated.take(path);
+    let was_activated = from_systemd.is_some();
+    let listener = match from_systemd {
+        Some(listener) => listener
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixListener::from_std(listener)),
+        None => socket::bind(path),
+    };
+    match listener {
+        Ok(listener) => {
+            tracing::info!(socket = %path.display(), activated = was_activated, "proxy socket listening");
+            let routes: Arc<dyn socket::Routes> = registry.clone();
+            let task = tokio::spawn(socket::serve(listener, routes));
+            Some((task, (!was_activated).then(|| path.to_path_buf())))
+        }
+        Err(e) => {
+            tracing::error!(socket = %path.display(), "the proxy socket cannot listen: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn serve_proxy_socket(
+    _path: &std::path::Path,
+    _activated: &mut credd_daemon::activation::Activated,
+    _registry: &Arc<registry::Registry>,
+) -> Option<(tokio::task::JoinHandle<()>, Option<std::path::PathBuf>)> {
+    None
 }
 
 #[cfg(unix)]

@@ -146,6 +146,8 @@ fn hardened_client(
         .redirect(reqwest::redirect::Policy::none())
         .tls_certs_merge(roots)
         .connect_timeout(connect_timeout)
+        // The default, said aloud: the proxy's small writes (a request, an event) leave at once.
+        .tcp_nodelay(true)
         .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION"))))
 }
 

@@ -21,6 +21,8 @@ use crate::sources;
 
 pub struct Registry {
     config_path: PathBuf,
+    /// The proxy's Unix socket, which `status` names for every proxied source.
+    proxy_socket: PathBuf,
     clock: Arc<Clock>,
     inner: RwLock<Inner>,
 }
@@ -37,6 +39,9 @@ struct Entry {
     audiences: Arc<Audiences>,
     refresher: JoinHandle<()>,
     endpoints: Vec<EndpointHandle>,
+    /// The source's proxy, served on the proxy socket (and on its TCP port, among
+    /// `endpoints`, when the config names one).
+    proxy: Option<Arc<endpoints::proxy::Proxy>>,
     /// Watches the files the source depends on; stops when dropped.
     _upstream_files: Option<filewatch::Watch>,
 }
@@ -57,9 +62,10 @@ pub enum Lookup {
 }
 
 impl Registry {
-    pub fn new(config_path: PathBuf, clock: Arc<Clock>) -> Arc<Self> {
+    pub fn new(config_path: PathBuf, clock: Arc<Clock>, proxy_socket: PathBuf) -> Arc<Self> {
         Arc::new(Registry {
             config_path,
+            proxy_socket,
             clock,
             inner: RwLock::new(Inner::default()),
         })
@@ -119,7 +125,12 @@ impl Registry {
                         start_endpoint(&name, &spec, &slot, &audiences)
                             .into_iter()
                             .collect();
-                    endpoints.extend(start_proxy(&name, &spec, &slot));
+                    let proxy = start_proxy(&name, &spec, &slot);
+                    if let Some(proxy) = &proxy
+                        && let Some(port) = spec.proxy().and_then(|p| p.port)
+                    {
+                        endpoints.push(endpoints::serve(port, proxy.clone()));
+                    }
                     let upstream_files = watch_upstream_files(&slot, &audiences);
                     Entry {
                         spec,
@@ -127,6 +138,7 @@ impl Registry {
                         audiences,
                         refresher,
                         endpoints,
+                        proxy,
                         _upstream_files: upstream_files,
                     }
                 }
@@ -160,6 +172,11 @@ impl Registry {
             .values()
             .flat_map(|e| {
                 let mut status = e.slot.status();
+                status.endpoints.extend(
+                    e.proxy
+                        .as_ref()
+                        .map(|proxy| proxy.socket_status(&self.proxy_socket)),
+                );
                 status
                     .endpoints
                     .extend(e.endpoints.iter().map(EndpointHandle::status));
@@ -218,8 +235,37 @@ fn start_endpoint(
     Some(endpoints::serve(port, endpoint))
 }
 
-/// Starts the authenticating proxy a source's config asks for, if any.
-fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<EndpointHandle> {
+#[cfg(unix)]
+impl endpoints::proxy::socket::Routes for Registry {
+    fn proxy(&self, source: &str) -> Result<Arc<endpoints::proxy::Proxy>, String> {
+        let inner = self.read();
+        let mut named = inner
+            .entries
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(source));
+        match (named.next(), named.next()) {
+            (Some((_, entry)), None) => entry.proxy.clone().ok_or_else(|| {
+                format!(
+                    "source `{source}` has no proxy; add `proxy = {{}}` to its table in the config"
+                )
+            }),
+            (Some((a, _)), Some((b, _))) => Err(format!(
+                "sources `{a}` and `{b}` differ only in case, which a URL's host cannot tell apart; rename one"
+            )),
+            (None, _) => Err(format!(
+                "no source named `{source}` in {}",
+                self.config_path.display()
+            )),
+        }
+    }
+}
+
+/// Makes the authenticating proxy a source's config asks for, if any.
+fn start_proxy(
+    name: &str,
+    spec: &SourceSpec,
+    slot: &Arc<Slot>,
+) -> Option<Arc<endpoints::proxy::Proxy>> {
     use endpoints::proxy::Route;
     let proxy = spec.proxy()?;
     let upstream = proxy.upstream.clone();
@@ -267,11 +313,13 @@ fn start_proxy(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Endpoi
             return None;
         }
     };
-    let port = proxy
-        .port
-        .unwrap_or_else(|| endpoints::default_port("proxy", name));
-    let endpoint = endpoints::proxy::Proxy::new(slot.clone(), name, route, http, proxy.timeout);
-    Some(endpoints::serve(port, Arc::new(endpoint)))
+    Some(Arc::new(endpoints::proxy::Proxy::new(
+        slot.clone(),
+        name,
+        route,
+        http,
+        proxy.timeout,
+    )))
 }
 
 /// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS

@@ -18,6 +18,7 @@ use interprocess::local_socket::{GenericFilePath, ListenerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 
+use crate::activation::Activated;
 use crate::dispatch::Dispatcher;
 #[cfg(unix)]
 use crate::endpoints::peer;
@@ -65,7 +66,7 @@ pub struct Bound {
 
 /// Claims `socket`: takes the daemon lock beside it, replaces a stale socket file left by a
 /// daemon that died, and listens with mode 0600 in a 0700 directory.
-pub fn bind(socket: &Path) -> Result<Bound, StartError> {
+pub fn bind(socket: &Path, activated: &mut Activated) -> Result<Bound, StartError> {
     let listen_error = |source| StartError::Listen {
         socket: socket.to_path_buf(),
         source,
@@ -94,7 +95,7 @@ pub fn bind(socket: &Path) -> Result<Bound, StartError> {
     lock.set_len(0).map_err(listen_error)?;
     write!(lock, "{}", std::process::id()).map_err(listen_error)?;
 
-    if let Some(listener) = activated_listener().map_err(listen_error)? {
+    if let Some(listener) = activated_listener(socket, activated).map_err(listen_error)? {
         tracing::info!(socket = %socket.display(), "serving the socket systemd handed over");
         return Ok(Bound {
             listener,
@@ -147,11 +148,14 @@ fn is_socket(_meta: &std::fs::Metadata) -> bool {
     true
 }
 
-/// The listening socket systemd passed (`LISTEN_FDS`, socket activation), if any.
+/// The listening socket systemd passed for `socket` (`LISTEN_FDS`, socket activation), if any.
 #[cfg(unix)]
-fn activated_listener() -> std::io::Result<Option<Listener>> {
+fn activated_listener(
+    socket: &Path,
+    activated: &mut Activated,
+) -> std::io::Result<Option<Listener>> {
     use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
-    let Some(std_listener) = listenfd::ListenFd::from_env().take_unix_listener(0)? else {
+    let Some(std_listener) = activated.take(socket).or_else(|| activated.take_only()) else {
         return Ok(None);
     };
     std_listener.set_nonblocking(true)?;
@@ -160,7 +164,10 @@ fn activated_listener() -> std::io::Result<Option<Listener>> {
 }
 
 #[cfg(not(unix))]
-fn activated_listener() -> std::io::Result<Option<Listener>> {
+fn activated_listener(
+    _socket: &Path,
+    _activated: &mut Activated,
+) -> std::io::Result<Option<Listener>> {
     Ok(None)
 }
 

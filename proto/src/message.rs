@@ -306,6 +306,10 @@ pub struct EndpointStatus {
     /// The 0600 file that holds the secret a request must carry, for endpoints that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<String>,
+    /// The Unix socket it is served on, for endpoints served on one (the proxy): `url` then
+    /// only names the `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

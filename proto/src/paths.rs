@@ -84,6 +84,12 @@ pub fn sibling(socket: &Path, suffix: &str) -> PathBuf {
     socket.with_file_name(name)
 }
 
+/// The proxy's socket (what Claude Code's `ANTHROPIC_UNIX_SOCKET` names): beside the main
+/// socket, in the same private directory.
+pub fn proxy_socket(socket: &Path) -> PathBuf {
+    sibling(socket, ".proxy")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrivateDirError {
     #[error("cannot create {path}: {source}")]

@@ -67,11 +67,13 @@ pub enum Persist {
     Keyring,
 }
 
-/// The authenticating proxy for a source (127.0.0.1 only): see `endpoints::proxy`.
+/// The authenticating proxy for a source: see `endpoints::proxy`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySpec {
-    /// The port; by default one derived from the source's name.
+    /// A TCP port on 127.0.0.1 to serve it on as well, for tools that cannot use the Unix
+    /// socket (Claude Code can); none by default: anyone on the machine can take a port while
+    /// credd is down.
     #[serde(default)]
     pub port: Option<u16>,
     /// Where requests go. `aws`: the region's Bedrock runtime (or

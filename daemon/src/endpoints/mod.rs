@@ -122,9 +122,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// microseconds, so this is only reached by a flood); more wait to be accepted.
 const MAX_UNCHECKED: usize = 128;
 /// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most a request's headers may take (hyper's buffer; its floor is 8 KiB).
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Bounds on the wait between attempts to take a port someone else holds.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(15);
@@ -164,6 +164,7 @@ impl EndpointHandle {
                 .endpoint
                 .secret()
                 .map(|s| s.file().display().to_string()),
+            socket: None,
         }
     }
 }
@@ -223,6 +224,9 @@ async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<Str
             tracing::warn!(%peer, "refused a connection from off this machine");
             continue;
         }
+        // An answer's head and body leave in separate small writes: with Nagle's algorithm the
+        // body would wait for the client's delayed ACK (40 ms on Linux).
+        let _ = stream.set_nodelay(true);
         let (endpoint, served, refusals) = (endpoint.clone(), served.clone(), refusals.clone());
         tokio::spawn(async move {
             let verdict = peer::check(&stream, peer, endpoint.secret().is_some());
@@ -411,8 +415,13 @@ fn reduce(request: hyper::Request<Incoming>) -> EndpointRequest {
 /// Only `127.0.0.1:PORT` and `localhost:PORT` (or without the port).
 pub fn host_allowed(host: Option<&str>, port: u16) -> bool {
     let Some(host) = host else { return false };
+    // A port, when there is a colon, is digits and nothing else: `127.0.0.1:80@evil` is no
+    // port, and so no Host of ours.
     let (name, host_port) = match host.rsplit_once(':') {
-        Some((name, p)) => (name, p.parse::<u16>().ok()),
+        Some((name, p)) => match p.parse::<u16>() {
+            Ok(number) if p.bytes().all(|b| b.is_ascii_digit()) => (name, Some(number)),
+            _ => return false,
+        },
         None => (host, None),
     };
     matches!(name, "127.0.0.1" | "localhost") && host_port.is_none_or(|p| p == port)
@@ -444,6 +453,15 @@ mod tests {
         assert!(!host_allowed(Some("evil.example:47100"), 47100));
         assert!(!host_allowed(Some("127.0.0.1.evil.example:47100"), 47100));
         assert!(!host_allowed(None, 47100));
+        // A port that does not parse is no port: never "any port".
+        for bad in [
+            "127.0.0.1:47100@evil.example",
+            "127.0.0.1:@evil.example",
+            "localhost:+47100",
+            "127.0.0.1:",
+        ] {
+            assert!(!host_allowed(Some(bad), 47100), "{bad}");
+        }
     }
 
     #[test]

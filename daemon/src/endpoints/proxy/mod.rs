@@ -6,11 +6,13 @@
 //! (401 or 403, before any byte of the answer reached the caller) is retried once with a
 //! freshly refreshed one.
 //!
-//! Served with the other endpoints' checks (127.0.0.1, the peer's uid, the `Host` header, caps
-//! on connections and headers), and more: a request must carry the caller secret (a browser
-//! page cannot send it, and `OPTIONS` is refused, so no preflight can be passed), its body is
-//! read whole and bounded, and answers stream back as they come (Server-Sent Events and AWS
-//! event-stream alike).
+//! Callers reach it on its Unix socket ([`socket`], the default: private, routed by `Host`,
+//! no secret needed) or, where a tool cannot use a socket, on a TCP port the config names,
+//! served with the other endpoints' checks (127.0.0.1, the peer's uid, the `Host` header, caps
+//! on connections and headers) and more: there a request must carry the caller secret (a
+//! browser page cannot send it, and `OPTIONS` is refused, so no preflight can be passed).
+//! Either way, its body is read whole and bounded, and answers stream back as they come
+//! (Server-Sent Events and AWS event-stream alike).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -27,6 +29,18 @@ use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
 
 use credd_proto::PROXY_SECRET_HEADER as SECRET_HEADER;
+
+#[cfg(unix)]
+pub mod socket;
+
+/// How a caller reached the proxy, and so what it must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// On the TCP port: the caller secret (anyone on the machine can connect to a port).
+    Port,
+    /// On the private Unix socket: the kernel vouched for the peer's uid already.
+    Socket,
+}
 
 /// What Claude Code is given as its API key on a gateway route, where it insists on one: the
 /// proxy replaces it.
@@ -91,6 +105,8 @@ pub enum Route {
 
 pub struct Proxy {
     slot: Arc<Slot>,
+    /// The source's name, as the socket's route names it.
+    source: String,
     route: Route,
     secret: EndpointSecret,
     http: reqwest::Client,
@@ -122,6 +138,7 @@ impl Proxy {
     ) -> Self {
         Proxy {
             slot,
+            source: source.to_string(),
             route,
             secret: EndpointSecret::stable(
                 credd_proto::paths::state_dir().join(format!("proxy-{source}.secret")),
@@ -169,24 +186,29 @@ impl Proxy {
         Ok(key)
     }
 
-    async fn proxy(&self, request: hyper::Request<Incoming>) -> hyper::Response<Body> {
-        match self.try_proxy(request).await {
+    /// Serves a request that came in on the proxy's Unix socket.
+    pub fn serve_local(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        Box::pin(self.proxy(request, Caller::Socket))
+    }
+
+    async fn proxy(
+        &self,
+        request: hyper::Request<Incoming>,
+        caller: Caller,
+    ) -> hyper::Response<Body> {
+        match self.try_proxy(request, caller).await {
             Ok(response) => response,
-            // The connection ends with a refusal: it holds none of the proxy's places.
-            Err(refusal) => {
-                let mut response = super::plain_response(refusal);
-                response.headers_mut().insert(
-                    hyper::header::CONNECTION,
-                    hyper::header::HeaderValue::from_static("close"),
-                );
-                response
-            }
+            Err(refused) => refusal(refused),
         }
     }
 
     async fn try_proxy(
         &self,
         request: hyper::Request<Incoming>,
+        caller: Caller,
     ) -> Result<hyper::Response<Body>, EndpointResponse> {
         let refuse = |status, message: &str| EndpointResponse::error(status, message.to_string());
         if request.method() == hyper::Method::OPTIONS {
@@ -211,6 +233,7 @@ impl Proxy {
             .get(SECRET_HEADER)
             .and_then(|v| v.to_str().ok());
         match given {
+            _ if caller == Caller::Socket => {}
             None => {
                 return Err(refuse(
                     401,
@@ -482,6 +505,16 @@ impl Proxy {
     }
 }
 
+/// A refusal, on a connection that ends with it: it holds none of the proxy's places.
+fn refusal(refusal: EndpointResponse) -> hyper::Response<Body> {
+    let mut response = super::plain_response(refusal);
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 /// The region a Bedrock request is signed for and sent to: the configured one, else the
 /// profile's. It becomes part of a host name, so only a region's name will do.
 fn bedrock_region(
@@ -612,7 +645,7 @@ fn stream_back(answer: reqwest::Response, idle_timeout: Duration) -> hyper::Resp
 
 impl Endpoint for Proxy {
     fn kind(&self) -> &'static str {
-        "proxy"
+        "proxy-port"
     }
 
     fn url(&self, port: u16) -> String {
@@ -620,34 +653,7 @@ impl Endpoint for Proxy {
     }
 
     fn env_lines(&self, port: u16) -> Vec<String> {
-        let base = self.url(port);
-        let mut lines = match &self.route {
-            Route::Bedrock { region, .. } => {
-                let mut lines = vec![
-                    "CLAUDE_CODE_USE_BEDROCK=1".to_string(),
-                    format!("ANTHROPIC_BEDROCK_BASE_URL={base}"),
-                    "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1".to_string(),
-                ];
-                lines.extend(region.as_ref().map(|r| format!("AWS_REGION={r}")));
-                lines
-            }
-            Route::Vertex { .. } => vec![
-                "CLAUDE_CODE_USE_VERTEX=1".to_string(),
-                format!("ANTHROPIC_VERTEX_BASE_URL={base}/v1"),
-                "CLAUDE_CODE_SKIP_VERTEX_AUTH=1".to_string(),
-            ],
-            Route::Bearer { .. } => vec![
-                "CLAUDE_CODE_USE_FOUNDRY=1".to_string(),
-                format!("ANTHROPIC_FOUNDRY_BASE_URL={base}"),
-                "CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1".to_string(),
-            ],
-            // Claude Code will not start without some key: a placeholder, which the proxy
-            // replaces (it is no secret).
-            Route::ApiKey { .. } => vec![
-                format!("ANTHROPIC_BASE_URL={base}"),
-                format!("ANTHROPIC_AUTH_TOKEN={PLACEHOLDER}"),
-            ],
-        };
+        let mut lines = self.route_env(&self.url(port));
         lines.push(format!(
             "ANTHROPIC_CUSTOM_HEADERS=\"X-Credd-Proxy-Secret: $(cat '{}')\"",
             self.secret.file().display()
@@ -673,7 +679,58 @@ impl Endpoint for Proxy {
         &self,
         request: hyper::Request<Incoming>,
     ) -> BoxFuture<'_, hyper::Response<Body>> {
-        Box::pin(self.proxy(request))
+        Box::pin(self.proxy(request, Caller::Port))
+    }
+}
+
+impl Proxy {
+    /// What `status` says of the route on the Unix socket at `socket`: the URL, and the
+    /// environment that sends Claude Code there (`ANTHROPIC_UNIX_SOCKET` first: the one line
+    /// that must be in the environment Claude Code starts in; the rest fits in its settings).
+    pub fn socket_status(&self, socket: &std::path::Path) -> credd_proto::EndpointStatus {
+        let base = socket::base_url(&self.source);
+        let mut env = vec![format!("ANTHROPIC_UNIX_SOCKET={}", socket.display())];
+        env.extend(self.route_env(&base));
+        credd_proto::EndpointStatus {
+            kind: "proxy".into(),
+            url: base,
+            env,
+            error: None,
+            secret_file: None,
+            socket: Some(socket.display().to_string()),
+        }
+    }
+
+    /// The environment that sends Claude Code's model requests to `base`, its own
+    /// authentication skipped.
+    fn route_env(&self, base: &str) -> Vec<String> {
+        match &self.route {
+            Route::Bedrock { region, .. } => {
+                let mut lines = vec![
+                    "CLAUDE_CODE_USE_BEDROCK=1".to_string(),
+                    format!("ANTHROPIC_BEDROCK_BASE_URL={base}"),
+                    "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1".to_string(),
+                ];
+                lines.extend(region.as_ref().map(|r| format!("AWS_REGION={r}")));
+                lines
+            }
+            Route::Vertex { .. } => vec![
+                "CLAUDE_CODE_USE_VERTEX=1".to_string(),
+                format!("ANTHROPIC_VERTEX_BASE_URL={base}/v1"),
+                "CLAUDE_CODE_SKIP_VERTEX_AUTH=1".to_string(),
+            ],
+            Route::Bearer { .. } => vec![
+                "CLAUDE_CODE_USE_FOUNDRY=1".to_string(),
+                format!("ANTHROPIC_FOUNDRY_BASE_URL={base}"),
+                "CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1".to_string(),
+            ],
+            // Claude Code will not start without some key: a placeholder, which the proxy
+            // replaces (it is no secret).
+            Route::ApiKey { .. } => vec![
+                format!("ANTHROPIC_BASE_URL={base}"),
+                format!("ANTHROPIC_AUTH_TOKEN={PLACEHOLDER}"),
+            ],
+        }
     }
 }
 

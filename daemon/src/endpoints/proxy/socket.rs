@@ -1,0 +1,192 @@
+//! The proxy's Unix socket, beside the main socket in credd's private runtime directory: what
+//! Claude Code reaches with `ANTHROPIC_UNIX_SOCKET`.
+//!
+//! One socket serves every proxied source, routed by the `Host` of the base URL `setup` writes
+//! (`http://SOURCE.credd.localhost`). One socket rather than one per source, because Claude
+//! Code honours `ANTHROPIC_UNIX_SOCKET` only from the environment it starts in, not from a
+//! project's settings: one line in a shell profile then serves every project, whichever source
+//! its settings name, and forwarding it into a container or over SSH is one socket, not N.
+//!
+//! Nobody else can take this path (the directory is this user's, 0700, checked like the main
+//! socket's), the kernel refuses other users at the directory, and each connection's peer uid
+//! is checked besides (`SO_PEERCRED`): so no caller secret is asked for here, and nothing a
+//! squatter could collect is ever written into settings.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+use super::{MAX_STREAMS, Proxy};
+use crate::endpoints::{Body, EndpointResponse, HEADER_TIMEOUT, MAX_HEADER_BYTES, peer};
+
+/// What the base URL of every route ends with: `.localhost`, so no name can ever resolve
+/// elsewhere, and `credd`, so a glance at a settings file says where it goes.
+pub const HOST_SUFFIX: &str = credd_proto::PROXY_HOST_SUFFIX;
+
+/// The base URL of `source`'s route over the socket (URL hosts are lower case).
+pub fn base_url(source: &str) -> String {
+    format!("http://{}{HOST_SUFFIX}", source.to_ascii_lowercase())
+}
+
+/// The source a request's `Host` names, when it names one of credd's routes: `SOURCE` of
+/// `SOURCE.credd.localhost`, with or without a port.
+pub fn source_of_host(host: &str) -> Option<&str> {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let source = name
+        .len()
+        .checked_sub(HOST_SUFFIX.len())
+        .filter(|&at| name.is_char_boundary(at) && name[at..].eq_ignore_ascii_case(HOST_SUFFIX))
+        .map(|at| &name[..at])?;
+    (!source.is_empty()).then_some(source)
+}
+
+/// Finds the proxy of the source a `Host` names: the daemon's registry.
+pub trait Routes: Send + Sync + 'static {
+    /// The proxy of `source` (its name compared without case, as URL hosts are lower case),
+    /// or what to tell the caller.
+    fn proxy(&self, source: &str) -> Result<Arc<Proxy>, String>;
+}
+
+/// Listens on `path` (mode 0600; the directory is the main socket's, already checked and
+/// private), replacing a stale socket file. The daemon's lock is held, so no live daemon of
+/// this user serves it.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; move it away so the proxy can listen there",
+                    path.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the socket until the task is dropped.
+pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>) {
+    let served = Arc::new(Semaphore::new(MAX_STREAMS));
+    let refusals = Arc::new(peer::RefusalLog::default());
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("proxy socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if let peer::Verdict::Refuse(why) = check_peer(&stream) {
+            refusals.refused("proxy socket", &why);
+            continue;
+        }
+        let Ok(serving) = served.clone().try_acquire_owned() else {
+            refusals.refused(
+                "proxy socket",
+                &format!("{MAX_STREAMS} connections are open already"),
+            );
+            continue;
+        };
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, routes).await;
+            drop(serving);
+        });
+    }
+}
+
+/// The peer's uid, as the kernel says, through the one decision every socket takes.
+fn check_peer(stream: &UnixStream) -> peer::Verdict {
+    let owner = stream.peer_cred().map(|c| c.uid());
+    peer::decide(owner, credd_proto::paths::effective_uid(), false)
+}
+
+async fn serve_connection(stream: UnixStream, routes: Arc<dyn Routes>) {
+    let service = hyper::service::service_fn(move |request| {
+        let routes = routes.clone();
+        async move { Ok::<_, Infallible>(route(&*routes, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+fn route<'a>(
+    routes: &'a dyn Routes,
+    request: hyper::Request<Incoming>,
+) -> BoxFuture<'a, hyper::Response<Body>> {
+    Box::pin(async move {
+        let host = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let Some(source) = source_of_host(host) else {
+            // Most likely a Claude Code session whose settings are not credd's, started where
+            // ANTHROPIC_UNIX_SOCKET is set: say so, rather than send its request anywhere.
+            return super::refusal(EndpointResponse::error(
+                421,
+                format!(
+                    "credd's proxy socket (ANTHROPIC_UNIX_SOCKET) serves only the routes `credd setup claude-code SOURCE --via proxy` writes (http://SOURCE{HOST_SUFFIX}), not `{}`; set that up, or start this session without ANTHROPIC_UNIX_SOCKET",
+                    crate::redact::one_line(host)
+                ),
+            ));
+        };
+        match routes.proxy(source) {
+            Ok(proxy) => proxy.serve_local(request).await,
+            Err(message) => super::refusal(EndpointResponse::error(421, message)),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_credds_own_hosts_name_a_source() {
+        assert_eq!(source_of_host("dev.credd.localhost"), Some("dev"));
+        assert_eq!(source_of_host("DEV.Credd.Localhost"), Some("DEV"));
+        assert_eq!(source_of_host("my.src.credd.localhost:80"), Some("my.src"));
+        for other in [
+            "credd.localhost",
+            ".credd.localhost",
+            "dev.credd.localhost.evil.example",
+            "dev.credd.localhost:80@evil",
+            "dev.credd.localhost:",
+            "api.anthropic.com",
+            "localhost",
+            "",
+        ] {
+            assert_eq!(source_of_host(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_base_url_names_its_source_in_lower_case() {
+        assert_eq!(base_url("Dev"), "http://dev.credd.localhost");
+        assert_eq!(source_of_host("dev.credd.localhost"), Some("dev"));
+    }
+}
