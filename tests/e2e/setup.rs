@@ -523,3 +523,189 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
         noted.stdout
     );
 }
+
+/// What `gcloud auth application-default login` leaves in the user's home: a file a
+/// repository's symbolic link could point `setup` at. Where it is, and its secrets (for the
+/// tests to look for, never to print).
+fn application_default_credentials(world: &World) -> (std::path::PathBuf, [&'static str; 2]) {
+    let secrets = [
+        "1//0fake-adc-refresh-token-of-the-user",
+        "fake-adc-client-secret",
+    ];
+    let path = world
+        .home
+        .join(".config/gcloud/application_default_credentials.json");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let adc = json!({
+        "client_id": "fake-client.apps.googleusercontent.com",
+        "client_secret": secrets[1],
+        "refresh_token": secrets[0],
+        "type": "authorized_user",
+    });
+    std::fs::write(&path, adc.to_string()).unwrap();
+    (path, secrets)
+}
+
+#[test]
+fn setup_never_reads_or_writes_settings_through_a_symbolic_link() {
+    let api = ModelApi::start();
+    let world = crate::proxy::gateway_through_the_proxy(&api, "sk-gateway-token-1");
+    let _daemon = world.start_daemon();
+    let (adc, secrets) = application_default_credentials(&world);
+    let before = std::fs::read(&adc).unwrap();
+    // A cloned repository that ships its settings as links to the user's credentials.
+    let project = world.dir.path().join("cloned");
+    let claude_dir = project.join(".claude");
+    std::fs::create_dir_all(&claude_dir).unwrap();
+    let user_settings = settings_path(&world);
+    std::fs::create_dir_all(user_settings.parent().unwrap()).unwrap();
+    let project_arg = project.to_str().unwrap();
+    let committed = claude_dir.join("settings.json");
+    let local = claude_dir.join("settings.local.json");
+    // Each route's own file and the other one it tidies, with and without --dry-run; and the
+    // user's own file (their ~/.claude may be a link, a file in it may not).
+    let cases: [(&std::path::Path, &[&str]); 8] = [
+        (&committed, &["--project", project_arg]),
+        (&committed, &["--project", project_arg, "--dry-run"]),
+        (&committed, &["--project", project_arg, "--via", "proxy"]),
+        (&local, &["--project", project_arg, "--via", "proxy"]),
+        (
+            &local,
+            &["--project", project_arg, "--via", "proxy", "--dry-run"],
+        ),
+        (&local, &["--project", project_arg]),
+        (&user_settings, &[]),
+        (&user_settings, &["--via", "proxy", "--dry-run"]),
+    ];
+    for (link, extra) in cases {
+        std::os::unix::fs::symlink(&adc, link).unwrap();
+        let mut args = vec!["setup", "claude-code", "gateway"];
+        args.extend(extra);
+        let out = world.credd(&args);
+        // (Checked first, and never printed: what follows may print the output.)
+        for (i, secret) in secrets.iter().enumerate() {
+            assert!(
+                !out.stdout.contains(secret) && !out.stderr.contains(secret),
+                "setup {extra:?} printed the credentials file's secret {i}"
+            );
+        }
+        assert_eq!(
+            out.code,
+            2,
+            "setup {extra:?} with {} a link: {}{}",
+            link.display(),
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "printed before refusing: {}",
+            out.stdout
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("{} is a symbolic link", link.display())),
+            "{}",
+            out.stderr
+        );
+        let kind = std::fs::symlink_metadata(link).unwrap().file_type();
+        assert!(kind.is_symlink(), "setup {extra:?} replaced the link");
+        assert!(
+            std::fs::read(&adc).unwrap() == before,
+            "setup {extra:?} changed the credentials file"
+        );
+        std::fs::remove_file(link).unwrap();
+    }
+    // Nor is a copy of them kept anywhere (a backup, say).
+    for (i, secret) in secrets.iter().enumerate() {
+        let found = world.files_containing(secret);
+        assert!(found == [adc.clone()], "secret {i} is also in {found:?}");
+    }
+}
+
+#[test]
+fn a_project_whose_claude_directory_is_a_symbolic_link_is_refused() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-x");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    // A repository whose `.claude` points at a directory of the user's own.
+    let elsewhere = world.home.join(".config/some-tool");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("settings.json"), "{\"model\": \"opus\"}").unwrap();
+    let project = world.dir.path().join("cloned");
+    std::fs::create_dir_all(&project).unwrap();
+    let linked = project.join(".claude");
+    std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+    let project_arg = project.to_str().unwrap();
+    // The helper route, with --dry-run, and the status line alone (no daemon asked).
+    for extra in [
+        &["gateway"][..],
+        &["gateway", "--dry-run"],
+        &["--statusline"],
+    ] {
+        let mut args = vec!["setup", "claude-code", "--project", project_arg];
+        args.extend(extra);
+        let out = world.credd(&args);
+        assert_eq!(out.code, 2, "setup {extra:?}: {}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.is_empty(),
+            "printed before refusing: {}",
+            out.stdout
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("{} is a symbolic link", linked.display())),
+            "{}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(elsewhere.join("settings.json")).unwrap(),
+        "{\"model\": \"opus\"}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        1,
+        "setup left a file where the link points"
+    );
+}
+
+#[test]
+fn a_home_claude_directory_linked_into_a_dotfiles_repository_is_followed_and_noted() {
+    let api = ModelApi::start();
+    let world = crate::proxy::gateway_through_the_proxy(&api, "sk-gateway-token-1");
+    let _daemon = world.start_daemon();
+    let (_, secret) = crate::proxy::proxy_of(&world, "gateway");
+    // A dotfiles repository that tracks the user's Claude Code settings, linked in as ~/.claude.
+    let dotfiles = world.dir.path().join("dotfiles");
+    let real = dotfiles.join("claude/settings.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, "{\"model\": \"opus\"}\n").unwrap();
+    git(&world, &dotfiles, &["init", "-q"]);
+    git(&world, &dotfiles, &["add", "claude/settings.json"]);
+    let home_claude = world.home.join(".claude");
+    std::os::unix::fs::symlink(real.parent().unwrap(), &home_claude).unwrap();
+
+    let out = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy"]);
+    assert!(
+        !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
+        "setup printed the caller secret"
+    );
+    let settings = settings_path(&world);
+    assert!(
+        out.ok()
+            .contains(&format!("git tracks {}", settings.display())),
+        "{}",
+        out.stdout
+    );
+    // Written where the link leads, as a file; the link is the user's, and stays.
+    let kind = |path: &std::path::Path| std::fs::symlink_metadata(path).unwrap().file_type();
+    assert!(kind(&home_claude).is_symlink());
+    assert!(kind(&real).is_file());
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    assert_eq!(written["model"], "opus");
+    assert!(
+        written["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
+        "the proxy's settings are not in the file the link leads to"
+    );
+}

@@ -90,8 +90,9 @@ fn git(dir: &Path, args: &[&str]) -> Option<Answer> {
 }
 
 /// Where the settings file at `file` stands with git, asked in the nearest directory above it
-/// that exists (a project's `.claude/` may not yet). A `.claude` that is a symbolic link is
-/// refused: git cannot see through it, and the secret would be written wherever it points.
+/// that exists (a project's `.claude/` may not yet), resolved (see [`resolved_base`]). (A
+/// project's `.claude` that is a symbolic link never gets here: `setup` refuses it first, with
+/// every other link it will not write through, in `settings_file::refuse_links`.)
 pub fn standing(file: &Path) -> Result<Standing, String> {
     let unsure = |why: &str| {
         format!(
@@ -99,17 +100,12 @@ pub fn standing(file: &Path) -> Result<Standing, String> {
             file.display()
         )
     };
-    let dir = file.parent().unwrap_or(Path::new("."));
-    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(format!(
-            "{} is a symbolic link; credd writes the caller secret only into a real directory",
-            dir.display()
-        ));
-    }
-    let Some(base) = dir.ancestors().find(|d| d.is_dir()) else {
+    let resolved =
+        resolved_base(file).map_err(|e| unsure(&format!("cannot resolve its directory: {e}")))?;
+    let Some((base, relative)) = resolved else {
         return Ok(Standing::NotInGit);
     };
-    let relative = file.strip_prefix(base).unwrap_or(file);
+    let base = base.as_path();
     let relative = relative
         .to_str()
         .ok_or_else(|| unsure("its path is not UTF-8"))?;
@@ -160,6 +156,21 @@ pub fn standing(file: &Path) -> Result<Standing, String> {
     }
 }
 
+/// The directory git is asked in about `file`: the nearest one above it that exists, with every
+/// symbolic link in it resolved, and `file`'s path from there (its last part never followed).
+/// A user's `~/.claude` may be a link into a dotfiles repository, and then that repository,
+/// where the file really is, is the one that would commit it. `None` when no directory above
+/// it exists.
+fn resolved_base(file: &Path) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let Some(base) = dir.ancestors().find(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    // (Below `base` no directory exists yet: nothing there to resolve.)
+    let relative = file.strip_prefix(base).unwrap_or(file).to_path_buf();
+    Ok(Some((base.canonicalize()?, relative)))
+}
+
 /// Adds [`IGNORE_RULE`] to the repository's `info/exclude` (which is not committed), on a line
 /// of its own, unless it is there already. Never through a symbolic link at that name.
 pub fn ignore(exclude: &Path) -> std::io::Result<()> {
@@ -192,6 +203,27 @@ pub fn ignore(exclude: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_is_asked_where_the_file_really_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles/claude");
+        std::fs::create_dir_all(&real).unwrap();
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::symlink(&real, home.join(".claude")).unwrap();
+        let (base, relative) = resolved_base(&home.join(".claude/settings.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(base, real.canonicalize().unwrap());
+        assert_eq!(relative, Path::new("settings.json"));
+        // A project not made yet: from the nearest directory that is.
+        let (base, relative) = resolved_base(&home.join("app/.claude/settings.local.json"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(base, home.canonicalize().unwrap());
+        assert_eq!(relative, Path::new("app/.claude/settings.local.json"));
+    }
 
     #[test]
     fn the_rule_is_added_once_on_a_line_of_its_own() {

@@ -533,6 +533,10 @@ pub fn run(
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot tell where this credd is installed: {e}"))?;
     let credd = credd.display().to_string();
+    // Before anything is read, moved or printed: no settings through a symbolic link.
+    for path in std::iter::once(&plan.settings_path).chain(&plan.other_path) {
+        settings_file::refuse_links(path, plan.project.is_some())?;
+    }
     let old = read_settings(&plan.settings_path)?;
     let mut guarded = keep_out_of_git(plan, dry_run)?;
     for path in std::iter::once(&plan.settings_path).chain(&plan.other_path) {

@@ -1,14 +1,72 @@
 //! A Claude Code settings file as `setup` handles it: read (an invalid one is refused), merged
 //! key by key, compared for the lines to print, and written atomically with a backup.
+//!
+//! Never read or written through a symbolic link (see [`refuse_links`]): a repository that
+//! ships `.claude/settings.json` as a link to
+//! `~/.config/gcloud/application_default_credentials.json` would otherwise have setup read
+//! that file, merge into it, and leave its refresh token in a file of the project's, for git
+//! to show and `git add .` to take.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-/// Reads the settings file; a missing file is an empty one, an invalid one is refused.
+/// Refuses, before anything is read, moved or printed, a settings file at `path` that is a
+/// symbolic link, and its directory when it is one and `in_project` (a project's `.claude`).
+/// A repository's own files are never trusted to point elsewhere; the user's own `~/.claude`
+/// may be a link (into a dotfiles repository, say), since their home is theirs, but the files
+/// in it may not. (Reading and writing refuse a link at the file's name again, without
+/// following it, in case one is put there meanwhile.)
+pub fn refuse_links(path: &Path, in_project: bool) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if in_project && is_link(dir) {
+        return Err(format!(
+            "{} is a symbolic link; credd writes a project's settings only into its own `.claude` directory, never where the repository points it. Make it a real directory (or remove it), then run this again",
+            dir.display()
+        ));
+    }
+    if is_link(path) {
+        return Err(linked(path));
+    }
+    Ok(())
+}
+
+/// Whether `path` itself is a symbolic link (never followed to tell).
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Why the settings file at `path`, a symbolic link, is left alone, and what to do.
+fn linked(path: &Path) -> String {
+    format!(
+        "{} is a symbolic link; credd never reads or writes settings through one (it could point at a file of credentials). Remove it, or replace it with a regular file of settings, then run this again",
+        path.display()
+    )
+}
+
+/// The whole of the file at `path`, opened without following a symbolic link at its name
+/// (one there is an error, [`is_link_error`]).
+fn read_unlinked(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    std::io::read_to_string(file)
+}
+
+/// Whether `error` is what opening with `O_NOFOLLOW` says of a symbolic link.
+fn is_link_error(error: &std::io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// Reads the settings file; a missing file is an empty one, an invalid one is refused, and so
+/// is a symbolic link (never followed).
 pub fn read_settings(path: &Path) -> Result<Map<String, Value>, String> {
-    match std::fs::read_to_string(path) {
+    match read_unlinked(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) if is_link_error(&e) => Err(linked(path)),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         Ok(text) if text.trim().is_empty() => Ok(Map::new()),
         Ok(text) => match serde_json::from_str::<Value>(&text) {
@@ -191,10 +249,7 @@ fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
 pub fn move_old_backup(path: &Path, dry_run: bool) -> Result<String, String> {
     let old = path.with_extension("json.bak");
     let is_file = std::fs::symlink_metadata(&old).is_ok_and(|m| m.file_type().is_file());
-    let Some(text) = is_file
-        .then(|| std::fs::read_to_string(&old).ok())
-        .flatten()
-    else {
+    let Some(text) = is_file.then(|| read_unlinked(&old).ok()).flatten() else {
         return Ok(String::new());
     };
     if !text
@@ -218,13 +273,23 @@ pub fn move_old_backup(path: &Path, dry_run: bool) -> Result<String, String> {
     ))
 }
 
+/// Writes `settings` over the file at `path` (a symbolic link there is refused, never
+/// followed nor replaced), after a copy of the old file is kept; where that copy is.
 pub fn write_settings(
     path: &Path,
     settings: &Map<String, Value>,
 ) -> Result<Option<PathBuf>, String> {
     let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().readonly()
+    let existing = std::fs::symlink_metadata(path).ok();
+    if existing
+        .as_ref()
+        .is_some_and(|m| m.file_type().is_symlink())
+    {
+        return Err(linked(path));
+    }
+    if existing
+        .as_ref()
+        .is_some_and(|m| m.permissions().readonly())
     {
         return Err(format!(
             "{} is read-only; make it writable if credd should change it",
@@ -234,11 +299,19 @@ pub fn write_settings(
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of", e))?;
     // The backup and the new file are written to files made new for this run (never through a
-    // symbolic link left at their names), then renamed into place.
-    let backup = if path.exists() {
+    // symbolic link left at their names), then renamed into place: a rename replaces what is
+    // at the name, and never writes where a link there points.
+    let backup = if existing.is_some() {
         let backup = backup_path(path, true).map_err(|e| fail("back up", e))?;
-        let copy = std::fs::read(path).map_err(|e| fail("back up", e))?;
-        credd_proto::private_file::replace(&backup, &copy).map_err(|e| fail("back up", e))?;
+        let copy = read_unlinked(path).map_err(|e| {
+            if is_link_error(&e) {
+                linked(path)
+            } else {
+                fail("back up", e)
+            }
+        })?;
+        credd_proto::private_file::replace(&backup, copy.as_bytes())
+            .map_err(|e| fail("back up", e))?;
         Some(backup)
     } else {
         None
@@ -331,6 +404,56 @@ mod tests {
             lines.contains("+ env.CLAUDE_CODE_API_KEY_HELPER_TTL_MS = \"300000\""),
             "{lines}"
         );
+    }
+
+    #[test]
+    fn a_settings_file_that_is_a_link_is_neither_read_nor_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("application_default_credentials.json");
+        std::fs::write(
+            &credentials,
+            r#"{"refresh_token": "1//unit-refresh-token"}"#,
+        )
+        .unwrap();
+        let claude = dir.path().join(".claude");
+        std::fs::create_dir(&claude).unwrap();
+        let link = claude.join("settings.json");
+        std::os::unix::fs::symlink(&credentials, &link).unwrap();
+        for (i, refused) in [
+            refuse_links(&link, false),
+            read_settings(&link).map(drop),
+            write_settings(&link, &Map::new()).map(drop),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert!(
+                refused.is_err_and(
+                    |e| e.contains("is a symbolic link") && !e.contains("unit-refresh-token")
+                ),
+                "call {i} went through the link"
+            );
+        }
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&credentials)
+                .unwrap()
+                .contains("unit-refresh-token")
+        );
+        // A project's `.claude` that is a link is refused; the user's own may be one.
+        std::fs::remove_file(&link).unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&claude, &linked).unwrap();
+        let inside = linked.join("settings.json");
+        assert!(
+            refuse_links(&inside, true).is_err_and(|e| e.contains("linked is a symbolic link"))
+        );
+        assert_eq!(refuse_links(&inside, false), Ok(()));
     }
 
     #[test]
