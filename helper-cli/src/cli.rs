@@ -72,6 +72,24 @@ pub enum Command {
     },
     /// Stop credd-daemon.
     Stop,
+    /// Start credd-daemon unless it is running, and print nothing: for Claude Code's
+    /// SessionStart hook, so that the proxy answers a session's first request after a reboot.
+    Start,
+    /// Print the exports that point SDKs at credd's endpoints and Claude Code at its proxy
+    /// socket (ANTHROPIC_UNIX_SOCKET), for `eval "$(credd env)"` in a shell profile.
+    ///
+    /// Of a proxy route only ANTHROPIC_UNIX_SOCKET is printed: Claude Code reads it from the
+    /// environment it starts in, never from its settings, where `credd setup claude-code
+    /// SOURCE --via proxy` writes the rest. Secrets are read from their files when the line
+    /// runs, never printed.
+    Env {
+        /// Only these sources' endpoints (all by default; where two set one variable, the first
+        /// in name order wins, and a comment says so).
+        sources: Vec<String>,
+        /// The shell to write for [default: the one SHELL names, else POSIX sh].
+        #[arg(long, value_enum)]
+        shell: Option<Shell>,
+    },
     /// Check the daemon, the config, every source and endpoint, the Claude Code settings that
     /// use credd, and the proxy settings; print each verdict with its fix.
     Doctor {
@@ -124,6 +142,17 @@ pub enum SetupTarget {
         /// unless a status line of your own is set.
         #[arg(long)]
         statusline: bool,
+        /// With --via proxy: add the line that exports ANTHROPIC_UNIX_SOCKET (`eval "$(credd
+        /// env)"`) to this shell's profile (~/.bashrc, ~/.zshrc, fish's config.fish) without
+        /// asking; on a terminal setup asks, and otherwise only says what to add.
+        #[arg(long, value_enum, value_name = "SHELL")]
+        shell_profile: Option<Shell>,
+        /// With --via proxy: use the proxy's TCP port (the source's `proxy.port`) and its
+        /// caller secret instead of the Unix socket, for a Claude Code that cannot be started
+        /// with ANTHROPIC_UNIX_SOCKET in its environment. Anyone on this machine can take that
+        /// port while credd is down, and would receive the prompts and the caller secret.
+        #[arg(long)]
+        tcp: bool,
         /// Print what would change, without writing.
         #[arg(long)]
         dry_run: bool,
@@ -169,6 +198,15 @@ pub enum Via {
     /// Through credd's authenticating proxy: Claude Code holds no credential at all, and
     /// every request gets a current one (the source's `proxy` in the config).
     Proxy,
+}
+
+/// The shells `credd env` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    /// bash, and any POSIX shell.
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// What `credd service` does.

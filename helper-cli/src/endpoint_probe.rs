@@ -28,6 +28,10 @@ struct Question {
 
 /// `Ok` with what was checked, or `Err` with what is wrong.
 pub fn probe(endpoint: &EndpointStatus) -> Result<String, String> {
+    #[cfg(unix)]
+    if let Some(socket) = &endpoint.socket {
+        return probe_socket(endpoint, std::path::Path::new(socket));
+    }
     let Some((addr, base)) = split_url(&endpoint.url) else {
         return Err(format!("cannot read the endpoint URL {}", endpoint.url));
     };
@@ -36,7 +40,39 @@ pub fn probe(endpoint: &EndpointStatus) -> Result<String, String> {
         Probe::Io(e) => format!("nothing answers at {} ({e})", endpoint.url),
         Probe::Impostor(why) => why,
     })?;
-    if (question.expected)(status, &body) {
+    verdict(endpoint, &question, status, &body)
+}
+
+/// The proxy on its Unix socket: asked in the private directory it must be in (checked as
+/// the client checks the main socket's, so nobody else can have made it), with its `Host`.
+#[cfg(unix)]
+fn probe_socket(endpoint: &EndpointStatus, socket: &std::path::Path) -> Result<String, String> {
+    let dir = credd_proto::paths::socket_dir(socket).map_err(|e| e.to_string())?;
+    credd_proto::paths::check_private_dir(dir).map_err(|e| e.to_string())?;
+    let host = endpoint
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let question = question(endpoint, "/")?;
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("nothing answers on {} ({e})", socket.display()))?;
+    let timeouts = stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(CONNECT_TIMEOUT)));
+    timeouts.map_err(|e| format!("cannot use {} ({e})", socket.display()))?;
+    let (status, body) = exchange(stream, host, &question)
+        .map_err(|e| format!("{} on {} failed: {e}", endpoint.url, socket.display()))?;
+    verdict(endpoint, &question, status, &body)
+}
+
+/// What an answer says of the endpoint.
+fn verdict(
+    endpoint: &EndpointStatus,
+    question: &Question,
+    status: u16,
+    body: &str,
+) -> Result<String, String> {
+    if (question.expected)(status, body) {
         Ok(format!("{} answers an SDK's request", endpoint.url))
     } else if (200..300).contains(&status) {
         // A body that succeeded may hold a credential: it is never shown.
@@ -85,8 +121,14 @@ fn question(endpoint: &EndpointStatus, base: &str) -> Result<Question, String> {
             expected: |status, body| status == 400 && body.contains("resource is required"),
         },
         // The proxy's health path proves the credential and that the model API can be
-        // reached, without calling the model.
+        // reached, without calling the model. On its socket, the kernel vouches for the
+        // caller; on its port, the caller secret does.
         "proxy" => Question {
+            path: credd_proto::PROXY_HEALTH_PATH.to_string(),
+            header: None,
+            expected: |status, _| status == 200,
+        },
+        "proxy-port" => Question {
             path: format!(
                 "{}{}",
                 base.trim_end_matches('/'),
@@ -135,17 +177,26 @@ impl From<std::io::Error> for Probe {
 
 /// The status code and body of a GET.
 fn get(addr: SocketAddr, question: &Question) -> Result<(u16, String), Probe> {
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     check_listener(&stream, addr).map_err(Probe::Impostor)?;
     stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+    Ok(exchange(stream, &addr.to_string(), question)?)
+}
+
+/// The status code and body of a GET for `host` on `stream`.
+fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    question: &Question,
+) -> std::io::Result<(u16, String)> {
     let header = question
         .header
         .as_ref()
         .map(|(name, value)| format!("{name}: {value}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: credd-doctor\r\n{header}Connection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: credd-doctor\r\n{header}Connection: close\r\n\r\n",
         question.path
     );
     stream.write_all(request.as_bytes())?;
@@ -157,7 +208,7 @@ fn get(addr: SocketAddr, question: &Question) -> Result<(u16, String), Probe> {
         .next()
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| Probe::Io(std::io::Error::other("not an HTTP answer")))?;
+        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
     let body = answer
         .split_once("\r\n\r\n")
         .map_or("", |(_, body)| body)
@@ -217,6 +268,7 @@ mod tests {
             )],
             error: None,
             secret_file: Some(secret_file.display().to_string()),
+            socket: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod login;
 mod output;
 mod service;
 mod setup;
+mod shell_env;
 mod status;
 mod terminal;
 mod upgrade;
@@ -142,11 +143,36 @@ fn run(command: Command) -> Result<String, Failure> {
                     base_url,
                     region,
                     statusline,
+                    shell_profile,
+                    tcp,
                     dry_run,
                 },
-        } => setup::command(source, project, via, base_url, region, statusline, dry_run),
+        } => setup::command(setup::Options {
+            source,
+            project,
+            via,
+            base_url,
+            region,
+            statusline,
+            shell_profile,
+            tcp,
+            dry_run,
+        }),
         Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
+        Command::Start => match ask(Request::Hello, true)? {
+            Response::Hello(_) => Ok(String::new()),
+            other => Err(unexpected(other)),
+        },
+        Command::Env { sources, shell } => match ask(Request::Status, true)? {
+            Response::Status(report) => shell_env::render(
+                &report,
+                &sources,
+                shell.unwrap_or_else(shell_env::Shell::from_env),
+            )
+            .map_err(|m| (exit::USAGE, m)),
+            other => Err(unexpected(other)),
+        },
         Command::Stop => match ask(Request::Stop, false) {
             Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),
             other => done(other?),

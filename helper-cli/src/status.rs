@@ -92,9 +92,14 @@ pub fn render(report: &StatusReport) -> String {
             let _ = writeln!(out, "\n{}: {persistence}", source.label());
         }
         for endpoint in &source.endpoints {
+            let on = endpoint
+                .socket
+                .as_ref()
+                .map(|socket| format!(" on {socket}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "\n{} {} endpoint: {}",
+                "\n{} {} endpoint: {}{on}",
                 source.name, endpoint.kind, endpoint.url
             );
             if let Some(error) = &endpoint.error {
@@ -234,13 +239,14 @@ mod tests {
         report.sources[0]
             .endpoints
             .push(credd_proto::EndpointStatus {
-                kind: "proxy".into(),
+                kind: "proxy-port".into(),
                 url: "http://127.0.0.1:47001".into(),
                 env: Vec::new(),
                 error: Some("127.0.0.1:47001 is held by ANOTHER USER (uid 1001)".into()),
                 secret_file: None,
+                socket: None,
             });
-        assert_eq!(short(&report), "unused proxy PORT NOT HELD\n");
+        assert_eq!(short(&report), "unused proxy-port PORT NOT HELD\n");
     }
 
     #[test]

@@ -33,6 +33,19 @@ pub fn read_code(prompt: &str) -> Result<String, String> {
     Ok(code)
 }
 
+/// Asks a yes-or-no `question` on the terminal, when a person at it is waiting for us; `None`
+/// when there is nobody to ask (a script, a hook, CI).
+pub fn confirm(question: &str) -> Result<Option<bool>, String> {
+    let Some(tty) = terminal_of_our_own()? else {
+        return Ok(None);
+    };
+    let answer = ask_on_terminal(&tty, &format!("{question} [y/N] "))?;
+    Ok(Some(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    )))
+}
+
 /// The controlling terminal, when a person at it is waiting for us: not when Claude Code runs
 /// us (its variables are in our environment), and only when our process group is the
 /// terminal's foreground group and the terminal reads whole lines (a full-screen program such

@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 use settings_file::{diff, merge, move_old_backup, read_settings, write_settings};
 
 mod git;
+mod profile;
 mod settings_file;
 
-pub use crate::cli::Via;
+pub use crate::cli::{Shell, Via};
 
 pub struct Plan {
     pub settings_path: PathBuf,
@@ -33,6 +34,23 @@ pub struct Plan {
     pub other_path: Option<PathBuf>,
     /// `--project DIR`: kept out of git when the settings hold the proxy's caller secret.
     pub project: Option<PathBuf>,
+    /// `--via proxy` on the proxy's TCP port, with its caller secret, not on its socket.
+    pub tcp: bool,
+    /// The shell profile to add `credd env`'s line to without asking (`--shell-profile`).
+    pub shell_profile: Option<Shell>,
+}
+
+/// The command line of `credd setup claude-code`.
+pub struct Options {
+    pub source: Option<String>,
+    pub project: Option<PathBuf>,
+    pub via: Option<Via>,
+    pub base_url: Option<String>,
+    pub region: Option<String>,
+    pub statusline: bool,
+    pub shell_profile: Option<Shell>,
+    pub tcp: bool,
+    pub dry_run: bool,
 }
 
 /// What Claude Code's `statusLine` runs for credd's one line.
@@ -78,6 +96,11 @@ fn owned_settings(
     if via == Via::Proxy {
         proxy_settings(plan, old, source, kind, credential, status, &mut env)?;
         top.insert("env".into(), Value::Object(env));
+        if !plan.tcp
+            && let Some(hooks) = with_session_start_hook(old, credd)
+        {
+            top.insert("hooks".into(), hooks);
+        }
         // The helper and endpoint settings credd owns are what the proxy replaces: removed.
         top = merge_owned(top, leaving_helpers());
         return Ok((top, notes));
@@ -175,7 +198,9 @@ fn owned_settings(
 }
 
 /// The settings that send Claude Code through `source`'s proxy: its route's base URL with
-/// Claude Code's own authentication skipped, and the caller secret as a custom header.
+/// Claude Code's own authentication skipped. On the socket (the default) that is all, and the
+/// socket itself is named by the environment Claude Code starts in (see [`profile`]); on the
+/// TCP port (`--tcp`), the caller secret goes with them as a custom header.
 fn proxy_settings(
     plan: &Plan,
     old: &Map<String, Value>,
@@ -185,39 +210,37 @@ fn proxy_settings(
     status: &StatusReport,
     env: &mut Map<String, Value>,
 ) -> Result<(), String> {
-    endpoint_env(status, source, "proxy", "proxy", env)?;
-    let secret_file = status
-        .sources
-        .iter()
-        .find(|s| s.name == source)
-        .and_then(|s| s.endpoints.iter().find(|e| e.kind == "proxy"))
-        .and_then(|e| e.secret_file.clone())
-        .ok_or_else(|| {
-            format!("the proxy of `{source}` has no caller secret yet; see `credd status`")
-        })?;
-    // A daemon that has just started may not have taken the proxy's port (and made its
-    // secret) yet: a few seconds' grace.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let secret = loop {
-        match std::fs::read_to_string(&secret_file) {
-            Ok(secret) => break secret,
-            Err(_) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "cannot read the proxy's caller secret {secret_file} ({e}); see `credd status` for the proxy"
-                ));
-            }
-        }
-    };
-    // The person's own headers stay; the caller secret's line is replaced or added.
+    // The person's own headers stay; a caller secret's line is replaced, or dropped.
     let mut headers = headers_of_ones_own(old.get("env").and_then(Value::as_object)).join("\n");
-    if !headers.is_empty() {
-        headers.push('\n');
+    if plan.tcp {
+        endpoint_env(status, source, "proxy-port", "proxy = { port = PORT }", env)?;
+        let secret = tcp_caller_secret(status, source)?;
+        if !headers.is_empty() {
+            headers.push('\n');
+        }
+        headers += &format!("X-Credd-Proxy-Secret: {}", secret.trim());
+    } else {
+        endpoint_env(status, source, "proxy", "proxy", env)?;
+        // Only Claude Code's environment can carry it; what `credd env` prints.
+        env.remove("ANTHROPIC_UNIX_SOCKET");
+        // A TCP route's settings, which the socket's replace.
+        for key in [
+            "ANTHROPIC_BEDROCK_BASE_URL",
+            "ANTHROPIC_VERTEX_BASE_URL",
+            "ANTHROPIC_FOUNDRY_BASE_URL",
+            "ANTHROPIC_BASE_URL",
+        ] {
+            env.entry(key).or_insert(Value::Null);
+        }
     }
-    headers += &format!("X-Credd-Proxy-Secret: {}", secret.trim());
-    env.insert("ANTHROPIC_CUSTOM_HEADERS".into(), json!(headers));
+    env.insert(
+        "ANTHROPIC_CUSTOM_HEADERS".into(),
+        if headers.is_empty() {
+            Value::Null
+        } else {
+            json!(headers)
+        },
+    );
     match kind {
         "aws" => {
             let region = bedrock_region(plan, source, credential)?;
@@ -228,6 +251,63 @@ fn proxy_settings(
     }
     Ok(())
 }
+
+/// The caller secret of `source`'s proxy on its TCP port, from its file.
+fn tcp_caller_secret(status: &StatusReport, source: &str) -> Result<String, String> {
+    let secret_file = status
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .and_then(|s| s.endpoints.iter().find(|e| e.kind == "proxy-port"))
+        .and_then(|e| e.secret_file.clone())
+        .ok_or_else(|| {
+            format!("the proxy of `{source}` has no caller secret yet; see `credd status`")
+        })?;
+    // A daemon that has just started may not have taken the proxy's port (and made its
+    // secret) yet: a few seconds' grace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match std::fs::read_to_string(&secret_file) {
+            Ok(secret) => return Ok(secret),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the proxy's caller secret {secret_file} ({e}); see `credd status` for the proxy"
+                ));
+            }
+        }
+    }
+}
+
+/// What Claude Code runs at each session's start so that the proxy socket answers the first
+/// request after a reboot, when no user service has the socket: `credd start`. The whole new
+/// `hooks` setting (every hook of the person's own kept), or `None` when one is there already.
+fn with_session_start_hook(old: &Map<String, Value>, credd: &str) -> Option<Value> {
+    let mut hooks = old.get("hooks").cloned().unwrap_or_else(|| json!({}));
+    let hooks_map = hooks.as_object_mut()?;
+    let groups = hooks_map.entry("SessionStart").or_insert_with(|| json!([]));
+    let present = groups.as_array()?.iter().any(|group| {
+        group["hooks"].as_array().is_some_and(|list| {
+            list.iter().any(|hook| {
+                hook["command"].as_str().is_some_and(|c| {
+                    settings_file::runs_credd(c) && c.ends_with(&format!(" {START_ARGS}"))
+                })
+            })
+        })
+    });
+    if present {
+        return None;
+    }
+    groups.as_array_mut()?.push(json!({
+        "hooks": [{ "type": "command", "command": format!("{credd} {START_ARGS}") }]
+    }));
+    Some(hooks)
+}
+
+/// What the `SessionStart` hook runs.
+const START_ARGS: &str = "start";
 
 /// The caller secret a line of `ANTHROPIC_CUSTOM_HEADERS` sends to a credd proxy, if it is
 /// that header's line.
@@ -288,11 +368,17 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     let Some(old_env) = old.get("env").and_then(Value::as_object) else {
         return removals;
     };
-    if !old_env
+    let sends_secret = old_env
         .get("ANTHROPIC_CUSTOM_HEADERS")
         .and_then(Value::as_str)
-        .is_some_and(|h| h.lines().any(|l| proxy_secret_in(l).is_some()))
-    {
+        .is_some_and(|h| h.lines().any(|l| proxy_secret_in(l).is_some()));
+    let on_socket = BASE_URLS.iter().any(|key| {
+        old_env
+            .get(*key)
+            .and_then(Value::as_str)
+            .is_some_and(is_socket_route)
+    });
+    if !sends_secret && !on_socket {
         return removals;
     }
     let mut env = Map::new();
@@ -312,16 +398,11 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     ] {
         env.insert(key.into(), Value::Null);
     }
-    for key in [
-        "ANTHROPIC_BEDROCK_BASE_URL",
-        "ANTHROPIC_VERTEX_BASE_URL",
-        "ANTHROPIC_FOUNDRY_BASE_URL",
-        "ANTHROPIC_BASE_URL",
-    ] {
+    for key in BASE_URLS {
         if old_env
             .get(key)
             .and_then(Value::as_str)
-            .is_some_and(|url| url.starts_with("http://127.0.0.1:"))
+            .is_some_and(|url| url.starts_with("http://127.0.0.1:") || is_socket_route(url))
         {
             env.insert(key.into(), Value::Null);
         }
@@ -333,6 +414,24 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     }
     removals.insert("env".into(), Value::Object(env));
     removals
+}
+
+/// The settings that name a model API's base URL, which a proxy route points at credd.
+const BASE_URLS: [&str; 4] = [
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+];
+
+/// Whether `url` is a route on credd's proxy socket (`http://SOURCE.credd.localhost`).
+fn is_socket_route(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .is_some_and(|host| {
+            host.to_ascii_lowercase()
+                .ends_with(credd_proto::PROXY_HOST_SUFFIX)
+        })
 }
 
 /// Removes from a project's other settings file what credd wrote there for the other kind of
@@ -473,7 +572,7 @@ pub fn helper_ttl_ms(credential: &Credential) -> u64 {
 /// would otherwise take; of the user's own settings in a git-kept home, only says so. What to
 /// print.
 fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
-    if plan.source.is_none() || plan.via != Some(Via::Proxy) {
+    if plan.source.is_none() || plan.via != Some(Via::Proxy) || !plan.tcp {
         return Ok(String::new());
     }
     let path = &plan.settings_path;
@@ -521,6 +620,34 @@ fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
         }
         git::Standing::Ignored | git::Standing::NotInGit => Ok(String::new()),
     }
+}
+
+fn status_of<'a>(daemon: Option<(&'a StatusReport, &Credential)>) -> Option<&'a StatusReport> {
+    daemon.map(|(status, _)| status)
+}
+
+/// For a route on the proxy socket: `ANTHROPIC_UNIX_SOCKET` in the environment Claude Code
+/// starts in, which settings cannot give it. Already there, or added to the shell's profile
+/// (asked for), or what to add. What to print.
+fn socket_in_environment(
+    plan: &Plan,
+    status: Option<&StatusReport>,
+    credd: &str,
+    dry_run: bool,
+) -> Result<String, String> {
+    if plan.via != Some(Via::Proxy) || plan.tcp {
+        return Ok(String::new());
+    }
+    let Some(socket) = status.and_then(|status| {
+        status
+            .sources
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .find_map(|e| e.socket.clone())
+    }) else {
+        return Ok(String::new());
+    };
+    profile::offer(&socket, plan.shell_profile, credd, dry_run)
 }
 
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
@@ -575,8 +702,9 @@ pub fn run(
     let path = plan.settings_path.display();
     let notes: String = notes.iter().map(|n| format!("{n}\n")).collect();
     if changes.is_empty() {
+        let socket = socket_in_environment(plan, status_of(daemon), &credd, dry_run)?;
         return Ok(format!(
-            "{out}{path} already has these settings; nothing to do\n{notes}"
+            "{out}{path} already has these settings; nothing to do\n{notes}{socket}"
         ));
     }
     out += &format!(
@@ -587,7 +715,8 @@ pub fn run(
         out += &format!("  {line}\n");
     }
     if dry_run {
-        return Ok(out + &notes);
+        let socket = socket_in_environment(plan, status_of(daemon), &credd, dry_run)?;
+        return Ok(out + &notes + &socket);
     }
     match write_settings(&plan.settings_path, &new)? {
         Some(backup) => {
@@ -599,6 +728,7 @@ pub fn run(
         None => out += &format!("Delete {path} to undo.\n"),
     }
     out += &notes;
+    out += &socket_in_environment(plan, status_of(daemon), &credd, dry_run)?;
     if let Some(env) = new.get("env")
         && env["GCE_METADATA_HOST"].is_string()
         && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(env)
@@ -613,16 +743,25 @@ pub fn run(
 
 /// `credd setup claude-code`: the plan from the command line, then the settings written (or
 /// shown, with `dry_run`).
-pub fn command(
-    source: Option<String>,
-    project: Option<std::path::PathBuf>,
-    via: Option<crate::cli::Via>,
-    base_url: Option<String>,
-    region: Option<String>,
-    statusline: bool,
-    dry_run: bool,
-) -> Result<String, crate::Failure> {
+pub fn command(options: Options) -> Result<String, crate::Failure> {
     use credd_proto::{Request, Response};
+    let Options {
+        source,
+        project,
+        via,
+        base_url,
+        region,
+        statusline,
+        shell_profile,
+        tcp,
+        dry_run,
+    } = options;
+    if (tcp || shell_profile.is_some()) && via != Some(Via::Proxy) {
+        return Err((
+            crate::exit::USAGE,
+            "--tcp and --shell-profile go with --via proxy".into(),
+        ));
+    }
 
     use crate::{ask, exit, unexpected};
     // Absolute from here on: git is asked about the project from the nearest directory of it
@@ -636,8 +775,8 @@ pub fn command(
         .transpose()
         .map_err(|m| (exit::USAGE, m))?;
     let settings_path = match &project {
-        // The proxy's caller secret is this user's, on this machine: never in the settings
-        // file a project commits, but in the one Claude Code keeps out of git.
+        // A proxy route is this user's, on this machine (its socket, or its caller secret):
+        // never in the settings file a project commits, but in the one git leaves alone.
         Some(dir) if via == Some(Via::Proxy) => dir.join(".claude/settings.local.json"),
         Some(dir) => dir.join(".claude/settings.json"),
         None => std::env::var_os("HOME")
@@ -664,6 +803,8 @@ pub fn command(
         statusline,
         other_path,
         project,
+        tcp,
+        shell_profile,
     };
     let Some(source) = plan.source.clone() else {
         return run(&plan, None, dry_run).map_err(|m| (exit::USAGE, m));

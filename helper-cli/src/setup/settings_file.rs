@@ -115,6 +115,40 @@ pub fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map
     settings
 }
 
+/// Whether a hook's command is one credd writes: `/path/to/credd WORD...` with plain words
+/// (`get SOURCE --format aws`, `start`), so nothing in it can be a secret.
+pub fn runs_credd(command: &str) -> bool {
+    let mut words = command.split(' ');
+    words
+        .next()
+        .is_some_and(|program| program == "credd" || program.ends_with("/credd"))
+        && words.all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
+/// `hooks` with every command that is not credd's shown as hidden.
+fn commands_hidden(hooks: &Value) -> Value {
+    match hooks {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = match (key.as_str(), value.as_str()) {
+                        ("command", Some(command)) if !runs_credd(command) => json!("<hidden>"),
+                        _ => commands_hidden(value),
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(commands_hidden).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One line per changed key: `+` added, `-` removed, `~` changed. Secrets are shown hidden
 /// (see [`shown`]); whether a value changed is decided on the value itself.
 pub fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
@@ -164,26 +198,19 @@ fn flatten<'a>(prefix: &str, map: &'a Map<String, Value>, out: &mut Vec<(String,
 fn shown(key: &str, value: &Value) -> String {
     const HIDDEN: &str = "<hidden>";
     let Some(text) = value.as_str() else {
-        return value.to_string();
+        // Hooks hold commands of the person's own, which may hold tokens.
+        return match key {
+            "hooks" => commands_hidden(value).to_string(),
+            _ => value.to_string(),
+        };
     };
     let hidden = || Value::from(HIDDEN).to_string();
     let Some(name) = key.strip_prefix("env.") else {
-        // As credd writes them: `/path/to/credd get SOURCE [--format F]` and nothing more.
-        let mut words = text.split(' ');
-        let runs_credd = words
-            .next()
-            .is_some_and(|program| program == "credd" || program.ends_with("/credd"))
-            && words.all(|word| {
-                !word.is_empty()
-                    && word
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            });
         let hook = matches!(
             key,
             "apiKeyHelper" | "awsCredentialExport" | "awsAuthRefresh" | "gcpAuthRefresh"
         );
-        return if hook && !runs_credd {
+        return if hook && !runs_credd(text) {
             hidden()
         } else {
             value.to_string()
@@ -390,6 +417,25 @@ mod tests {
             "a helper's secret is shown"
         );
         assert!(!hooks.contains("pa55word"), "a URL's password is shown");
+        // Hooks of the person's own, beside the one credd adds: their commands are hidden.
+        let session_hooks = diff(
+            &Map::new(),
+            json!({"hooks": {"SessionStart": [{"hooks": [
+                {"type": "command", "command": "notify-send sk-hook-token"},
+                {"type": "command", "command": "/usr/bin/credd start"},
+            ]}]}})
+            .as_object()
+            .unwrap(),
+        )
+        .join("\n");
+        assert!(
+            !session_hooks.contains("sk-hook-token"),
+            "a hook's command is shown"
+        );
+        assert!(
+            session_hooks.contains("/usr/bin/credd start"),
+            "{session_hooks}"
+        );
         assert!(
             hooks.contains(
                 "~ apiKeyHelper = \"/usr/local/bin/credd get gateway\" (was \"<hidden>\")"

@@ -1,0 +1,157 @@
+//! `credd env`: the environment a shell exports so that what it starts finds credd's
+//! endpoints and proxy socket: the SDKs' endpoint variables (`AWS_CONTAINER_*`,
+//! `GCE_METADATA_*`, `IDENTITY_*`) and Claude Code's `ANTHROPIC_UNIX_SOCKET`, which Claude Code
+//! reads only from the environment it starts in (never from its settings files).
+//!
+//! Meant for `eval "$(credd env)"` in a shell profile; the rest of a proxy route (base URL,
+//! skipped authentication) belongs in Claude Code's settings, where `setup` writes it, so that
+//! exporting this changes no session that does not use credd's proxy.
+
+use credd_proto::StatusReport;
+
+pub use crate::cli::Shell;
+
+impl Shell {
+    /// The user's login shell, from `SHELL`; a POSIX shell when it is none of ours.
+    pub fn from_env() -> Shell {
+        let shell = std::env::var("SHELL").unwrap_or_default();
+        match shell.rsplit('/').next() {
+            Some("fish") => Shell::Fish,
+            Some("zsh") => Shell::Zsh,
+            _ => Shell::Bash,
+        }
+    }
+
+    /// The file of the shell's that every interactive shell reads, relative to `HOME`.
+    pub fn profile(self) -> &'static str {
+        match self {
+            Shell::Bash => ".bashrc",
+            Shell::Zsh => ".zshrc",
+            Shell::Fish => ".config/fish/config.fish",
+        }
+    }
+
+    /// The one line a profile holds to take credd's environment at every shell's start.
+    pub fn profile_line(self, credd: &str) -> String {
+        let credd = quote(credd);
+        match self {
+            Shell::Fish => format!("{credd} env --shell fish | source"),
+            Shell::Bash | Shell::Zsh => format!("eval \"$({credd} env)\""),
+        }
+    }
+
+    /// `name` set to `value` for this shell and its children. A value of the form
+    /// `$(cat 'FILE')` is the file's contents when the line runs (an endpoint's secret, which
+    /// is never printed); any other is taken literally.
+    fn export(self, name: &str, value: &str) -> String {
+        let file = value
+            .strip_prefix("$(cat '")
+            .and_then(|rest| rest.strip_suffix("')"))
+            .filter(|file| !file.contains('\''));
+        match (self, file) {
+            (Shell::Fish, Some(file)) => format!("set -gx {name} (cat {})", quote(file)),
+            (Shell::Fish, None) => format!("set -gx {name} {}", quote(value)),
+            (_, Some(file)) => format!("export {name}=\"$(cat {})\"", quote(file)),
+            (_, None) => format!("export {name}={}", quote(value)),
+        }
+    }
+}
+
+/// `value` in single quotes, as every shell of ours reads it literally.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// The variables of an endpoint of `kind` that belong in a shell's environment: all of an SDK
+/// endpoint's; of a proxy route, only the socket (its base URL goes in Claude Code's
+/// settings); none of a proxy's TCP port (its caller secret goes in settings too).
+fn exported(kind: &str, name: &str) -> bool {
+    match kind {
+        "proxy" => name == "ANTHROPIC_UNIX_SOCKET",
+        "proxy-port" => false,
+        _ => true,
+    }
+}
+
+/// The lines for `shell`: every endpoint of the `sources` named (all when none is), the first
+/// source in name order winning where two set one variable, as a comment says.
+pub fn render(report: &StatusReport, sources: &[String], shell: Shell) -> Result<String, String> {
+    if let Some(unknown) = sources
+        .iter()
+        .find(|wanted| !report.sources.iter().any(|s| &s.name == *wanted))
+    {
+        return Err(format!(
+            "no source named `{unknown}`; `credd status` lists them"
+        ));
+    }
+    let mut set: Vec<(String, String)> = Vec::new();
+    let mut out = String::new();
+    let chosen = report
+        .sources
+        .iter()
+        .filter(|s| sources.is_empty() || sources.contains(&s.name));
+    for source in chosen {
+        for endpoint in &source.endpoints {
+            for line in &endpoint.env {
+                let Some((name, value)) = line.split_once('=') else {
+                    continue;
+                };
+                if !exported(&endpoint.kind, name) {
+                    continue;
+                }
+                match set.iter().find(|(n, _)| n == name) {
+                    Some((_, by)) if by != &source.name => {
+                        out += &format!(
+                            "# {name} of source `{}` left out: `{by}` sets it (name the sources you want: credd env SOURCE...)\n",
+                            source.name
+                        );
+                    }
+                    Some(_) => {}
+                    None => {
+                        out += &shell.export(name, value);
+                        out.push('\n');
+                        set.push((name.to_string(), source.name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_literal_and_secrets_are_read_from_their_files() {
+        assert_eq!(
+            Shell::Bash.export(
+                "ANTHROPIC_UNIX_SOCKET",
+                "/run/user/1000/credd/credd.sock.proxy"
+            ),
+            "export ANTHROPIC_UNIX_SOCKET='/run/user/1000/credd/credd.sock.proxy'"
+        );
+        assert_eq!(
+            Shell::Bash.export("X", "it's $(rm -rf ~)"),
+            r"export X='it'\''s $(rm -rf ~)'"
+        );
+        assert_eq!(
+            Shell::Zsh.export("IDENTITY_HEADER", "$(cat '/s/a b.secret')"),
+            "export IDENTITY_HEADER=\"$(cat '/s/a b.secret')\""
+        );
+        assert_eq!(
+            Shell::Fish.export("IDENTITY_HEADER", "$(cat '/s/x.secret')"),
+            "set -gx IDENTITY_HEADER (cat '/s/x.secret')"
+        );
+        assert_eq!(Shell::Fish.export("A", "b"), "set -gx A 'b'");
+    }
+
+    #[test]
+    fn only_the_socket_of_a_proxy_route_is_exported() {
+        assert!(exported("proxy", "ANTHROPIC_UNIX_SOCKET"));
+        assert!(!exported("proxy", "CLAUDE_CODE_USE_BEDROCK"));
+        assert!(!exported("proxy-port", "ANTHROPIC_CUSTOM_HEADERS"));
+        assert!(exported("gce-metadata", "GCE_METADATA_HOST"));
+    }
+}
