@@ -124,9 +124,10 @@ pub const MISCONFIGURED_RETRY: Duration = Duration::from_secs(15 * 60);
 /// the clock arithmetic nor keep a token past its real end.
 pub const MAX_STATED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// The furthest expiry credd keeps for any credential, however far away its source says it
-/// is (an AWS `Expiration` in 2099 is kept as said): a century, so every expiry can be
-/// formatted and moved by a clock correction without overflow.
+/// The furthest expiry credd keeps for any credential, whatever set it (an upstream's word is
+/// held to [`MAX_STATED_LIFETIME`] by [`expires_at`]; a lifetime from the config, or an SSO
+/// client registration, is not): a century, so every expiry can be formatted and moved by a
+/// clock correction without overflow.
 pub const MAX_EXPIRY_AHEAD: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// When a token that an upstream says lives `stated_secs` from `now` expires: the stated
@@ -140,6 +141,18 @@ pub fn expires_after(now: SystemTime, stated_secs: u64, what: &str) -> SystemTim
         );
     }
     now + stated.min(MAX_STATED_LIFETIME)
+}
+
+/// When a credential that an upstream says expires at `stated` (an absolute time: `expires_at`,
+/// `Expiration`, `expireTime`, `expires_on`) expires: as stated, but no later than
+/// [`MAX_STATED_LIFETIME`] from `now` (logged when capped). An absolute expiry is a lifetime
+/// said another way, so it gets the same cap as [`expires_after`]: `expires_at` in 9999 must
+/// not keep a credential for a century when `expires_in` could not keep it past a day.
+pub fn expires_at(now: SystemTime, stated: SystemTime, what: &str) -> SystemTime {
+    match stated.duration_since(now) {
+        Ok(ahead) if ahead > MAX_STATED_LIFETIME => expires_after(now, ahead.as_secs(), what),
+        _ => stated,
+    }
 }
 
 /// When a token that an upstream says expires at Unix time `exp_secs` expires, as a time: a
@@ -217,6 +230,32 @@ mod tests {
         let far = now + Duration::from_secs(200 * 365 * 24 * 3600);
         assert_eq!(bounded_expiry(now, far), now + MAX_EXPIRY_AHEAD);
         assert_eq!(bounded_expiry(now, now), now);
+    }
+
+    #[test]
+    fn an_absolute_expiry_past_a_day_is_capped_like_a_lifetime() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let year_9999 = humantime::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(expires_at(now, year_9999, "t"), now + MAX_STATED_LIFETIME);
+        let a_day_and_a_second = now + MAX_STATED_LIFETIME + Duration::from_secs(1);
+        assert_eq!(
+            expires_at(now, a_day_and_a_second, "t"),
+            now + MAX_STATED_LIFETIME
+        );
+    }
+
+    #[test]
+    fn an_absolute_expiry_within_a_day_is_kept_as_stated() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let in_an_hour = now + Duration::from_secs(3600);
+        assert_eq!(expires_at(now, in_an_hour, "t"), in_an_hour);
+        assert_eq!(
+            expires_at(now, now + MAX_STATED_LIFETIME, "t"),
+            now + MAX_STATED_LIFETIME
+        );
+        // The past is the cache's to refuse, not this function's to move.
+        let past = now - Duration::from_secs(60);
+        assert_eq!(expires_at(now, past, "t"), past);
     }
 
     const T0: SystemTime = SystemTime::UNIX_EPOCH;

@@ -46,11 +46,13 @@ impl DateProbe {
         (ahead.unsigned_abs() >= NEGLIGIBLE.as_secs()).then_some(ahead)
     }
 
-    /// An absolute expiry stated by the upstream, moved onto credd's clock, and the offset
-    /// applied.
+    /// An absolute expiry stated by the upstream, moved onto credd's clock and held to the cap
+    /// on any upstream's word ([`crate::policy::expires_at`]), and the offset applied. Every
+    /// absolute expiry an upstream answers with comes through here, so none escapes the cap.
     pub fn to_local(&self, expiry: SystemTime, started: SystemTime) -> (SystemTime, Option<i64>) {
         let offset = self.offset_secs(started);
-        (shift(expiry, offset), offset)
+        let local = crate::policy::expires_at(started, shift(expiry, offset), "an upstream");
+        (local, offset)
     }
 }
 
@@ -113,6 +115,19 @@ mod tests {
         probe.record(Some("yesterday, about noon"));
         probe.record(None);
         assert_eq!(probe.offset_secs(started), None);
+    }
+
+    #[test]
+    fn an_expiry_past_a_day_is_capped_after_the_correction() {
+        let started = at(0);
+        let year_9999 = humantime::parse_rfc3339("9999-12-31T23:59:59Z").unwrap();
+        let cap = started + crate::policy::MAX_STATED_LIFETIME;
+        assert_eq!(
+            DateProbe::default().to_local(year_9999, started),
+            (cap, None)
+        );
+        let (local, offset) = probe_reading(at(600)).to_local(year_9999, started);
+        assert_eq!((local, offset), (cap, Some(601)));
     }
 
     #[test]

@@ -20,26 +20,60 @@ fn two_hundred_concurrent_gets_on_a_cold_source_run_the_command_once() {
     assert_eq!(world.source_status("gateway")["upstream_calls"], 1);
 }
 
+/// An RFC 3339 time `ahead` from now, to the second.
+fn in_(ahead: std::time::Duration) -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now() + ahead).to_string()
+}
+
+/// Seconds from now to an RFC 3339 time.
+fn seconds_until(time: &serde_json::Value) -> i64 {
+    let at = humantime::parse_rfc3339(time.as_str().expect("a time")).expect("RFC 3339");
+    match at.duration_since(std::time::SystemTime::now()) {
+        Ok(ahead) => ahead.as_secs() as i64,
+        Err(behind) => -(behind.duration().as_secs() as i64),
+    }
+}
+
 #[test]
 fn token_json_output_sets_the_expiry() {
     let world = World::new();
+    let expiry = in_(std::time::Duration::from_secs(2 * 3600));
     let cmd = world.counting_command(
         "gw",
-        r#"{"token": "tok-json-1", "expires_at": "2099-01-01T00:00:00Z"}"#,
+        &format!(r#"{{"token": "tok-json-1", "expires_at": "{expiry}"}}"#),
     );
     world.write_config(&exec_config("gateway", &cmd, ""));
     let out = world.credd(&["get", "gateway", "--format", "json"]).json();
     assert_eq!(out["token"], "tok-json-1");
-    assert_eq!(out["expires_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(out["expires_at"], expiry.as_str());
     assert_eq!(out["type"], "token");
+}
+
+#[test]
+fn an_expiry_past_a_day_is_capped_like_a_stated_lifetime() {
+    let world = World::new();
+    let cmd = world.counting_command(
+        "gw",
+        r#"{"token": "tok-json-far", "expires_at": "9999-01-01T00:00:00Z"}"#,
+    );
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let out = world.credd(&["get", "gateway", "--format", "json"]).json();
+    let left = seconds_until(&out["expires_at"]);
+    assert!(
+        (23 * 3600..=24 * 3600 + 60).contains(&left),
+        "an expiry in year 9999 was kept for {left}s"
+    );
 }
 
 #[test]
 fn credential_process_output_serves_every_aws_format() {
     let world = World::new();
+    let expiry = in_(std::time::Duration::from_secs(2 * 3600));
     let cmd = world.counting_command(
         "aws",
-        r#"{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "sec-ret-key", "SessionToken": "sess-tok", "Expiration": "2099-01-01T00:00:00Z"}"#,
+        &format!(
+            r#"{{"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "sec-ret-key", "SessionToken": "sess-tok", "Expiration": "{expiry}"}}"#
+        ),
     );
     world.write_config(&exec_config("dev", &cmd, ""));
 
@@ -47,13 +81,13 @@ fn credential_process_output_serves_every_aws_format() {
     assert_eq!(export["Credentials"]["AccessKeyId"], "ASIAEXAMPLE");
     assert_eq!(export["Credentials"]["SecretAccessKey"], "sec-ret-key");
     assert_eq!(export["Credentials"]["SessionToken"], "sess-tok");
-    assert_eq!(export["Credentials"]["Expiration"], "2099-01-01T00:00:00Z");
+    assert_eq!(export["Credentials"]["Expiration"], expiry.as_str());
 
     let process = world
         .credd(&["get", "dev", "--format", "aws-process"])
         .json();
     assert_eq!(process["Version"], 1);
-    assert_eq!(process["Expiration"], "2099-01-01T00:00:00Z");
+    assert_eq!(process["Expiration"], expiry.as_str());
 
     let env = world.credd(&["get", "dev", "--format", "env"]);
     assert!(
@@ -63,7 +97,7 @@ fn credential_process_output_serves_every_aws_format() {
     );
     assert!(
         env.ok()
-            .contains("export AWS_CREDENTIAL_EXPIRATION='2099-01-01T00:00:00Z'\n")
+            .contains(&format!("export AWS_CREDENTIAL_EXPIRATION='{expiry}'\n"))
     );
 
     let token = world.credd(&["get", "dev"]);

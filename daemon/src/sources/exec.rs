@@ -237,6 +237,9 @@ fn parse_credential_process(
     })
 }
 
+/// When the credential expires: `now + ttl` when the output states no expiry, else the stated
+/// time held to the cap on what any upstream may state ([`crate::policy::expires_at`]), so a
+/// command printing year 9999 is asked again within a day like any token endpoint.
 fn expiry(stated: Option<&str>, now: SystemTime, ttl: Duration) -> Result<SystemTime, String> {
     match stated {
         None => Ok(now + ttl),
@@ -246,6 +249,7 @@ fn expiry(stated: Option<&str>, now: SystemTime, ttl: Duration) -> Result<System
             time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
                 .map(SystemTime::from)
                 .or_else(|_| humantime::parse_rfc3339_weak(s.trim()))
+                .map(|at| crate::policy::expires_at(now, at, "an exec command's output"))
                 .map_err(|_| "printed an expiry that is not an RFC 3339 time".to_string())
         }
     }
@@ -333,6 +337,50 @@ mod tests {
         .unwrap();
         assert!(matches!(f.secret, CredentialSecret::Aws { .. }));
         assert_eq!(f.expires_at, NOW + HOUR);
+    }
+
+    #[test]
+    fn a_far_expiry_is_capped_like_a_stated_lifetime() {
+        let cap = NOW + crate::policy::MAX_STATED_LIFETIME;
+        let json = parse_output(
+            br#"{"token":"abc","expires_at":"9999-12-31T23:59:59Z"}"#,
+            NOW,
+            HOUR,
+        )
+        .unwrap();
+        assert_eq!(json.expires_at, cap);
+        let aws = parse_output(
+            br#"{"Version":1,"AccessKeyId":"AKIAEXAMPLE","SecretAccessKey":"s3cr3t","Expiration":"9999-12-31T23:59:59Z"}"#,
+            NOW,
+            HOUR,
+        )
+        .unwrap();
+        assert_eq!(aws.expires_at, cap);
+    }
+
+    #[tokio::test]
+    async fn a_short_password_in_a_failure_does_not_reach_the_error() {
+        let argv = [
+            "sh",
+            "-c",
+            "echo 'login failed for bob: password=hunter2' >&2; exit 3",
+        ]
+        .map(String::from);
+        let err = run_command(&argv, "sh", Duration::from_secs(30), HOUR, NOW)
+            .await
+            .err();
+        // Compared, never printed: a failure must not show the password.
+        let Some(SourceError::Upstream(message)) = err else {
+            panic!("the command's failure is not an upstream error");
+        };
+        assert!(
+            message.ends_with("login failed for bob: password=[redacted]"),
+            "the value after `password=` was not replaced in the error"
+        );
+        assert!(
+            !message.contains("hunter2"),
+            "the password reached the error"
+        );
     }
 
     #[test]
