@@ -129,7 +129,7 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             }
             for endpoint in &source.endpoints {
                 checks.push(endpoint_check(&source.name, endpoint));
-                if endpoint.kind == "proxy" {
+                if endpoint.kind == "proxy-port" {
                     proxies.push((source.name.clone(), endpoint.clone()));
                 }
             }
@@ -258,6 +258,39 @@ fn authority(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// A route on the proxy socket in a settings file works only when the environment Claude
+/// Code starts in names the socket: warned about when this shell's does not.
+fn socket_route_check(settings_env: &Value, shown: &str) -> Option<Check> {
+    let base = [
+        "ANTHROPIC_BEDROCK_BASE_URL",
+        "ANTHROPIC_VERTEX_BASE_URL",
+        "ANTHROPIC_FOUNDRY_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+    ]
+    .iter()
+    .find_map(|key| settings_env[key].as_str())
+    .filter(|base| {
+        authority(base)
+            .to_ascii_lowercase()
+            .ends_with(credd_proto::PROXY_HOST_SUFFIX)
+    })?;
+    let socket = credd_proto::paths::proxy_socket(&credd_proto::paths::socket_path());
+    let named = std::env::var_os("ANTHROPIC_UNIX_SOCKET");
+    if named.as_deref() == Some(socket.as_os_str()) {
+        return None;
+    }
+    Some(check(
+        Verdict::Warn,
+        "claude code settings",
+        format!(
+            "{shown} sends Claude Code to {base} on credd's proxy socket, but this shell's ANTHROPIC_UNIX_SOCKET is {}, not {}: Claude Code started from here cannot reach the proxy",
+            named.map_or("unset".to_string(), |n| n.to_string_lossy().into_owned()),
+            socket.display()
+        ),
+        Some("add `eval \"$(credd env)\"` to your shell's profile (credd setup claude-code SOURCE --via proxy --shell-profile bash does)".into()),
+    ))
+}
+
 /// Whether the caller secret a settings file sends is the one the proxy it points at takes.
 /// Off Linux the proxy makes a new one on every start, and everywhere after another user held
 /// its port: settings written before then are refused.
@@ -286,7 +319,7 @@ fn proxy_settings_check(
                 "{shown} sends a credd caller secret to {base}, where no credd proxy of the config listens"
             ),
             Some(
-                "run `credd setup claude-code SOURCE --via proxy` for a source with `proxy = {}`"
+                "run `credd setup claude-code SOURCE --via proxy --tcp` for a source with `proxy = { port = PORT }`"
                     .into(),
             ),
         ));
@@ -305,7 +338,7 @@ fn proxy_settings_check(
             "the caller secret in {shown} is not the one the proxy of `{source}` takes now (it is made anew after another user held its port, and on every start where the system cannot tell who connects): Claude Code's requests are refused"
         ),
         Some(format!(
-            "run `credd setup claude-code {source} --via proxy` again"
+            "run `credd setup claude-code {source} --via proxy --tcp` again"
         )),
     ))
 }
@@ -374,6 +407,10 @@ fn settings_checks(
         }
         if let Some(stale) = proxy_settings_check(&settings["env"], &shown, proxies) {
             checks.push(stale);
+            problems += 1;
+        }
+        if let Some(unset) = socket_route_check(&settings["env"], &shown) {
+            checks.push(unset);
             problems += 1;
         }
         if problems == 0 {

@@ -3,9 +3,11 @@
 //! `GCE_METADATA_*`, `IDENTITY_*`) and Claude Code's `ANTHROPIC_UNIX_SOCKET`, which Claude Code
 //! reads only from the environment it starts in (never from its settings files).
 //!
-//! Meant for `eval "$(credd env)"` in a shell profile; the rest of a proxy route (base URL,
-//! skipped authentication) belongs in Claude Code's settings, where `setup` writes it, so that
-//! exporting this changes no session that does not use credd's proxy.
+//! Meant for `eval "$(credd env)"` in a shell profile. Of a proxy route, only what Claude Code
+//! reads from nowhere else is exported (the socket; of a gateway route, its base URL and
+//! placeholder key too, which Claude Code drops from settings once the socket is set); the
+//! rest (Bedrock's, Vertex's or Foundry's base URL, skipped authentication) belongs in Claude
+//! Code's settings, where `setup` writes it.
 
 use credd_proto::StatusReport;
 
@@ -63,11 +65,11 @@ fn quote(value: &str) -> String {
 }
 
 /// The variables of an endpoint of `kind` that belong in a shell's environment: all of an SDK
-/// endpoint's; of a proxy route, only the socket (its base URL goes in Claude Code's
-/// settings); none of a proxy's TCP port (its caller secret goes in settings too).
+/// endpoint's; of a proxy route, only what Claude Code reads from nowhere else (the rest goes
+/// in its settings); none of a proxy's TCP port (its caller secret goes in settings too).
 fn exported(kind: &str, name: &str) -> bool {
     match kind {
-        "proxy" => name == "ANTHROPIC_UNIX_SOCKET",
+        "proxy" => credd_proto::claude_code::ENVIRONMENT_ONLY.contains(&name),
         "proxy-port" => false,
         _ => true,
     }
@@ -150,7 +152,9 @@ mod tests {
     #[test]
     fn only_the_socket_of_a_proxy_route_is_exported() {
         assert!(exported("proxy", "ANTHROPIC_UNIX_SOCKET"));
+        assert!(exported("proxy", "ANTHROPIC_BASE_URL"));
         assert!(!exported("proxy", "CLAUDE_CODE_USE_BEDROCK"));
+        assert!(!exported("proxy", "ANTHROPIC_BEDROCK_BASE_URL"));
         assert!(!exported("proxy-port", "ANTHROPIC_CUSTOM_HEADERS"));
         assert!(exported("gce-metadata", "GCE_METADATA_HOST"));
     }

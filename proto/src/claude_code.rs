@@ -21,3 +21,14 @@ pub const ENTRYPOINT_ENV: &str = "CLAUDE_CODE_ENTRYPOINT";
 /// (`interactive`, `mid-session-refresh`, `background`, ...). Only `interactive` has a person
 /// waiting to sign in.
 pub const HELPER_CONTEXT_ENV: &str = "CLAUDE_HELPER_CONTEXT";
+
+/// What Claude Code takes only from the environment it starts in once `ANTHROPIC_UNIX_SOCKET`
+/// is set there: the socket itself (never read from settings), and the first-party route's
+/// base URL and key, which it then drops from every settings file (so that no project's
+/// settings can send the socket's traffic elsewhere). `credd env` exports these of a proxy
+/// route; `setup` writes the rest of the route into settings.
+pub const ENVIRONMENT_ONLY: [&str; 3] = [
+    "ANTHROPIC_UNIX_SOCKET",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN",
+];

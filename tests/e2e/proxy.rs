@@ -16,14 +16,9 @@ use serde_json::Value;
 
 use crate::{entra_source, exec_config, gcp_source};
 
-/// The proxy's URL and caller secret, as `credd status --json` names them.
+/// The proxy's URL and caller secret on its TCP port, as `credd status --json` names them.
 pub(crate) fn proxy_of(world: &World, source: &str) -> (String, String) {
-    let status = world.source_status(source);
-    let endpoint = status["endpoints"]
-        .as_array()
-        .and_then(|all| all.iter().find(|e| e["kind"] == "proxy"))
-        .unwrap_or_else(|| panic!("no proxy in {status}"))
-        .clone();
+    let endpoint = endpoint_of(world, source, "proxy-port");
     let secret_file = endpoint["secret_file"].as_str().unwrap().to_string();
     let mut secret = String::new();
     world.eventually(Duration::from_secs(10), "the proxy's caller secret", || {
@@ -36,21 +31,49 @@ pub(crate) fn proxy_of(world: &World, source: &str) -> (String, String) {
     )
 }
 
-/// `credd setup claude-code SOURCE --via proxy`, then Claude Code with those settings alone.
+/// `source`'s endpoint of `kind`, as `credd status --json` shows it.
+fn endpoint_of(world: &World, source: &str, kind: &str) -> Value {
+    let status = world.source_status(source);
+    status["endpoints"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} in {status}"))
+        .clone()
+}
+
+/// The proxy's socket and the `Host` of `source`'s route on it.
+pub(crate) fn socket_route_of(world: &World, source: &str) -> (std::path::PathBuf, String) {
+    let endpoint = endpoint_of(world, source, "proxy");
+    (
+        endpoint["socket"].as_str().unwrap().into(),
+        host_of(endpoint["url"].as_str().unwrap()),
+    )
+}
+
+/// `credd setup claude-code SOURCE --via proxy --shell-profile bash`, then Claude Code with
+/// those settings and that shell line alone.
 fn claude_through_the_proxy(world: &World, source: &str, extra: &[&str]) -> (String, Value) {
-    let mut args = vec!["setup", "claude-code", source, "--via", "proxy"];
+    let mut args = vec![
+        "setup",
+        "claude-code",
+        source,
+        "--via",
+        "proxy",
+        "--shell-profile",
+        "bash",
+    ];
     args.extend(extra);
     world.credd(&args).ok();
     let settings: Value = serde_json::from_str(
         &std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap(),
     )
     .unwrap();
-    let reply = credd_tests::claude_say_hi(world, world.dir.path(), &[]);
+    let reply = credd_tests::claude_say_hi_from_a_shell(world, world.dir.path());
     (reply, settings)
 }
 
-/// Nothing in Claude Code's settings is a credential: only the proxy's address and its caller
-/// secret, which is worthless to anyone but this user's Claude Code on this machine.
+/// Nothing in Claude Code's settings is a credential, nor a caller secret, nor a TCP port:
+/// only the route's name on credd's private socket.
 fn assert_no_credential_in(settings: &Value, credentials: &[&str]) {
     let text = settings.to_string();
     for credential in credentials {
@@ -59,6 +82,11 @@ fn assert_no_credential_in(settings: &Value, credentials: &[&str]) {
             "a credential is in Claude Code's settings"
         );
     }
+    assert!(
+        !text.to_ascii_lowercase().contains("x-credd-proxy-secret"),
+        "a caller secret is in Claude Code's settings"
+    );
+    assert!(!text.contains("127.0.0.1"), "a TCP port is in the settings");
     for key in ["apiKeyHelper", "awsCredentialExport"] {
         assert!(settings.get(key).is_none(), "{key} is still set");
     }
@@ -83,8 +111,8 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
             "the caller secret went upstream"
         );
     }
-    // For a project, the caller secret goes to the settings file Claude Code keeps out of git,
-    // never to the one a project commits.
+    // For a project, the route (this machine's own) goes to the settings file Claude Code
+    // keeps out of git, never to the one a project commits.
     let project = world.dir.path().join("app");
     std::fs::create_dir_all(&project).unwrap();
     let project_arg = project.to_str().unwrap();
@@ -112,11 +140,21 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
             .as_object()
             .map(|e| e.keys().cloned().collect::<Vec<_>>())
     };
+    // A gateway's base URL goes in the environment (`credd env`): Claude Code drops it from
+    // settings once the socket is set. The settings start credd with each session.
     let local = read("settings.local.json");
     assert!(
-        local["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
+        local["env"].get("ANTHROPIC_BASE_URL").is_none()
+            && local["env"].get("ANTHROPIC_CUSTOM_HEADERS").is_none(),
         "{:?}",
         keys(&local)
+    );
+    assert!(
+        local["hooks"]["SessionStart"][0]["hooks"][0]["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("credd start")),
+        "{}",
+        local["hooks"]
     );
     // Back to the helper: the proxy's settings leave settings.local.json, which would
     // otherwise go on overriding the helper's in settings.json.
@@ -140,11 +178,10 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
 fn claude_code_reaches_vertex_through_the_proxy_with_a_google_token() {
     let upstream = GoogleUpstream::start();
     let api = ModelApi::start();
-    let port = credd_tests::peers::free_port();
     let world = gcp_source::gcp_world(
         &gcp_source::authorized_user(&upstream, gcp_source::REFRESH_TOKEN),
         &format!(
-            "project = \"credd-vertex\"\nproxy = {{ port = {port}, upstream = \"{}\" }}\n",
+            "project = \"credd-vertex\"\nproxy = {{ upstream = \"{}\" }}\n",
             api.url()
         ),
     );
@@ -178,13 +215,9 @@ fn claude_code_reaches_vertex_through_the_proxy_with_a_google_token() {
 fn claude_code_reaches_foundry_through_the_proxy_with_an_entra_token() {
     let dir = tempfile::tempdir().unwrap();
     let api = ModelApi::start();
-    let port = credd_tests::peers::free_port();
     let (_ca, upstream, world) = entra_source::secret_world(
         &dir,
-        &format!(
-            "proxy = {{ port = {port}, upstream = \"{}/anthropic\" }}\n",
-            api.url()
-        ),
+        &format!("proxy = {{ upstream = \"{}/anthropic\" }}\n", api.url()),
     );
     let _daemon = world.start_daemon();
     let (reply, settings) = claude_through_the_proxy(&world, "foundry", &[]);
@@ -216,9 +249,8 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
         "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
         &moto.url(),
     );
-    let port = credd_tests::peers::free_port();
     world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ port = {port}, upstream = \"{}\" }}\n",
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nproxy = {{ upstream = \"{}\" }}\n",
         api.url()
     ));
     let _daemon = world.start_daemon();
@@ -243,13 +275,11 @@ fn claude_code_reaches_bedrock_through_the_proxy_signed_with_moto_credentials() 
         assert!(auth.contains("/us-east-1/bedrock/aws4_request"), "{auth}");
     }
     // An event-stream answer passes byte for byte (its frames carry checksums).
-    let (url, secret) = proxy_of(&world, "bedrock");
-    let (status, answer) = raw_exchange(
-        &url,
-        &post(
-            &url,
-            &secret,
-            "/model/anthropic.claude/invoke-with-response-stream",
+    let (socket, host) = socket_route_of(&world, "bedrock");
+    let (status, answer) = exchange_on_socket(
+        &socket,
+        &format!(
+            "POST /model/anthropic.claude/invoke-with-response-stream HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
         ),
     );
     assert_eq!(status, 200);
@@ -319,7 +349,7 @@ fn a_refused_credential_is_replaced_once_and_the_caller_never_sees_it() {
         let world = rotating_gateway(&api);
         let _daemon = world.start_daemon();
         world
-            .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+            .credd(&["setup", "claude-code", "gateway", "--via", "proxy", "--tcp"])
             .ok();
         world.credd(&["get", "gateway"]).ok();
         // The gateway revokes the first token and accepts the next one only.
@@ -386,12 +416,28 @@ fn raw_request(url: &str, request: &str) -> (u16, String) {
 
 /// The same, with the answer's bytes.
 fn raw_exchange(url: &str, request: &str) -> (u16, Vec<u8>) {
-    let Ok(mut stream) = TcpStream::connect(host_of(url)) else {
+    let Ok(stream) = TcpStream::connect(host_of(url)) else {
         return (0, Vec::new());
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
+    exchange(stream, request)
+}
+
+/// Sends `request` as it is on the proxy's Unix socket; (status, the answer's bytes).
+pub(crate) fn exchange_on_socket(socket: &std::path::Path, request: &str) -> (u16, Vec<u8>) {
+    let Ok(stream) = std::os::unix::net::UnixStream::connect(socket) else {
+        return (0, Vec::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    exchange(stream, request)
+}
+
+/// `request` sent on `stream`; (status, the whole answer).
+fn exchange(mut stream: impl Read + Write, request: &str) -> (u16, Vec<u8>) {
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -698,7 +744,7 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
     let daemon = world.start_daemon();
     let (url, first) = proxy_of(&world, "gateway");
     world
-        .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+        .credd(&["setup", "claude-code", "gateway", "--via", "proxy", "--tcp"])
         .ok();
     let post = |secret: &str| raw_request(&url, &post(&url, secret, "/v1/messages")).0;
     let settings_agree = || {
@@ -736,18 +782,18 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
         Duration::from_secs(10),
         "the proxy says who holds its port",
         || {
-            world.source_status("gateway")["endpoints"][0]["error"]
+            endpoint_of(&world, "gateway", "proxy-port")["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("held by ANOTHER USER (uid 65534)"))
         },
     );
     let short = world.credd(&["status", "--short"]);
     assert!(
-        short.stdout.contains("gateway proxy PORT NOT HELD"),
+        short.stdout.contains("gateway proxy-port PORT NOT HELD"),
         "{}",
         short.stdout
     );
-    let secret_file = world.source_status("gateway")["endpoints"][0]["secret_file"]
+    let secret_file = endpoint_of(&world, "gateway", "proxy-port")["secret_file"]
         .as_str()
         .unwrap()
         .to_string();
@@ -759,7 +805,7 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
     world.eventually(
         Duration::from_secs(30),
         "the proxy takes its port back",
-        || world.source_status("gateway")["endpoints"][0]["error"].is_null(),
+        || endpoint_of(&world, "gateway", "proxy-port")["error"].is_null(),
     );
     let (_, fresh) = proxy_of(&world, "gateway");
     assert!(
@@ -775,7 +821,7 @@ fn the_caller_secret_outlives_restarts_but_not_another_users_hold_on_the_port() 
         "{detail}"
     );
     world
-        .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+        .credd(&["setup", "claude-code", "gateway", "--via", "proxy", "--tcp"])
         .ok();
     assert_eq!(settings_agree().0, "ok", "{:?}", settings_agree());
 }
@@ -911,4 +957,192 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
     // A caller that announces a body and sends a part of it: 408.
     let (status, _) = raw_request(&url, &request("/v1/messages", 100, "{"));
     assert_eq!(status, 408);
+}
+
+/// A gateway source served on the proxy socket alone (no TCP port).
+fn gateway_on_the_socket(api: &ModelApi, token: &str) -> World {
+    let world = World::new();
+    let cmd = world.counting_command("gw", token);
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!("ttl = \"1h\"\nproxy = {{ upstream = \"{}\" }}", api.url()),
+    ));
+    world
+}
+
+#[test]
+fn after_a_reboot_the_first_session_starts_credd_and_no_port_is_named() {
+    let api = ModelApi::start();
+    let world = gateway_on_the_socket(&api, "sk-gateway-token-7");
+    let daemon = world.start_daemon();
+    let (socket, _) = socket_route_of(&world, "gateway");
+    world
+        .credd(&[
+            "setup",
+            "claude-code",
+            "gateway",
+            "--via",
+            "proxy",
+            "--shell-profile",
+            "bash",
+        ])
+        .ok();
+    // What the settings and the shell's line name: the socket, and no TCP port for anyone to
+    // hold while credd is down.
+    let settings = std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap();
+    let exported = world.credd(&["env", "--shell", "bash"]);
+    for named in [&settings, &exported.stdout] {
+        assert!(
+            !named.contains("127.0.0.1") && !named.contains("localhost:"),
+            "a TCP port is named: {named}"
+        );
+    }
+    assert!(
+        exported.stdout.contains(&format!(
+            "export ANTHROPIC_UNIX_SOCKET='{}'\n",
+            socket.display()
+        )),
+        "{}",
+        exported.stdout
+    );
+    let environment: Vec<(String, String)> = exported
+        .stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(name, value)| (name.to_string(), value.trim_matches('\'').to_string()))
+        .collect();
+    drop(daemon);
+    assert!(!socket.exists(), "the stopped daemon left its proxy socket");
+
+    // A session started with that environment and no daemon: its SessionStart hook starts
+    // credd before the first model request.
+    let environment: Vec<(&str, &str)> = environment
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &environment);
+    assert!(reply.contains(model_api::REPLY), "{reply}");
+    let messages = api.messages();
+    assert!(!messages.is_empty(), "no message reached the API");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.header("x-api-key") == Some("sk-gateway-token-7")),
+        "a request went without the gateway's token"
+    );
+    world.credd(&["stop"]).ok();
+}
+
+#[test]
+fn another_user_cannot_reach_the_proxy_socket() {
+    use credd_tests::other_user;
+    if !other_user::available("another_user_cannot_reach_the_proxy_socket") {
+        return;
+    }
+    let api = ModelApi::start();
+    let world = gateway_on_the_socket(&api, "sk-gateway-token-8");
+    let daemon = world.start_daemon();
+    let (socket, host) = socket_route_of(&world, "gateway");
+    let attempt = || {
+        let out = other_user::command("python3")
+            .args([
+                "-c",
+                "import socket, sys\n\
+                 s = socket.socket(socket.AF_UNIX)\n\
+                 try:\n    s.connect(sys.argv[1])\n\
+                 except OSError as e:\n    print('refused by the kernel:', e.strerror); sys.exit(0)\n\
+                 s.settimeout(10)\n\
+                 try:\n    s.sendall(('GET /v1/models HTTP/1.1\\r\\nHost: ' + sys.argv[2] + '\\r\\nConnection: close\\r\\n\\r\\n').encode()); answer = s.recv(4096)\n\
+                 except OSError:\n    answer = b''\n\
+                 print('answered', len(answer), 'bytes')",
+            ])
+            .arg(&socket)
+            .arg(&host)
+            .output()
+            .expect("run python3 as the other user");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // The directory is credd's, 0700: the kernel turns the other user away at it.
+    assert!(
+        attempt().starts_with("refused by the kernel"),
+        "{}",
+        attempt()
+    );
+
+    // Opened up, as a careless chmod would: credd itself turns the other user away by the
+    // peer's uid, before reading a byte.
+    use std::os::unix::fs::PermissionsExt;
+    let open_up = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    open_up(world.dir.path(), 0o711);
+    open_up(socket.parent().unwrap(), 0o711);
+    open_up(&socket, 0o777);
+    let answer = attempt();
+    open_up(&socket, 0o600);
+    open_up(socket.parent().unwrap(), 0o700);
+    assert_eq!(answer, "answered 0 bytes");
+    world.eventually(Duration::from_secs(10), "the refusal is logged", || {
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("proxy socket") && l.contains("the client runs as uid 65534"))
+    });
+    assert!(
+        api.requests().is_empty(),
+        "the other user's request went on"
+    );
+    assert_eq!(
+        world.runs("gw"),
+        0,
+        "the other user's request fetched a credential"
+    );
+}
+
+#[test]
+fn the_socket_routes_by_host_and_sends_nothing_for_a_host_it_does_not_know() {
+    let api = ModelApi::start();
+    let world = gateway_on_the_socket(&api, "sk-gateway-token-9");
+    let _daemon = world.start_daemon();
+    let (socket, host) = socket_route_of(&world, "gateway");
+    let post = |host: &str| {
+        let (status, answer) = exchange_on_socket(
+            &socket,
+            &format!(
+                "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        );
+        (status, String::from_utf8_lossy(&answer).into_owned())
+    };
+    // Another session's first-party traffic, a source that is not there, a Host made to look
+    // like a route: refused with a reason, and nothing fetched or sent.
+    for other in [
+        "api.anthropic.com",
+        "nosuch.credd.localhost",
+        "gateway.credd.localhost.evil.example",
+        "gateway.credd.localhost:80@evil.example",
+    ] {
+        let (status, answer) = post(other);
+        assert_eq!(status, 421, "{other}: {answer}");
+    }
+    assert!(
+        api.requests().is_empty(),
+        "a refused request reached the API"
+    );
+    assert_eq!(
+        world.runs("gw"),
+        0,
+        "a refused request fetched a credential"
+    );
+    // The route, with no caller secret: the token is added.
+    let (status, answer) = post(&host);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        api.messages()[0].header("x-api-key"),
+        Some("sk-gateway-token-9")
+    );
+    // `credd doctor` asks the health path on the socket.
+    let (verdict, detail, _) = world.doctor_check("endpoint proxy of gateway");
+    assert_eq!(verdict, "ok", "{detail}");
 }

@@ -96,7 +96,7 @@ fn another_user_gets_nothing_from_any_endpoint_or_secret_file() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["kind"] == "proxy")
+        .find(|e| e["kind"] == "proxy-port")
         .unwrap()["secret_file"]
         .as_str()
         .unwrap()

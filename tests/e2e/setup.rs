@@ -332,7 +332,7 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
         }
         out
     };
-    let dry = setup(&["--via", "proxy", "--dry-run"]);
+    let dry = setup(&["--via", "proxy", "--tcp", "--dry-run"]);
     assert!(
         dry.ok()
             .contains("Would add `**/.claude/settings.local.json`"),
@@ -343,7 +343,7 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
     // (Compared without printing: the file may hold a caller secret.)
     assert!(std::fs::read(&local).unwrap() == before, "--dry-run wrote");
     assert!(old_backup.exists(), "--dry-run moved the old backup");
-    setup(&["--via", "proxy"]).ok();
+    setup(&["--via", "proxy", "--tcp"]).ok();
 
     // The team's header is kept beside the caller secret.
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&local).unwrap()).unwrap();
@@ -404,7 +404,7 @@ fn a_project_set_up_for_the_proxy_keeps_its_secret_out_of_git_and_output() {
         &["add", "-f", ".claude/settings.local.json"],
     );
     let before = std::fs::read(&local).unwrap();
-    let refused = setup(&["--via", "proxy"]);
+    let refused = setup(&["--via", "proxy", "--tcp"]);
     assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
     assert!(
         refused.stderr.contains("is tracked by git"),
@@ -433,6 +433,7 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
                 "gateway",
                 "--via",
                 "proxy",
+                "--tcp",
                 "--project",
                 project.to_str().unwrap(),
             ]);
@@ -514,7 +515,7 @@ fn a_project_settings_file_git_cannot_keep_the_secret_out_of_is_left_alone() {
     std::fs::write(&settings, "{}").unwrap();
     git(&world, &world.home, &["init", "-q"]);
     git(&world, &world.home, &["add", ".claude/settings.json"]);
-    let noted = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy"]);
+    let noted = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy", "--tcp"]);
     assert!(
         noted
             .ok()
@@ -686,7 +687,7 @@ fn a_home_claude_directory_linked_into_a_dotfiles_repository_is_followed_and_not
     let home_claude = world.home.join(".claude");
     std::os::unix::fs::symlink(real.parent().unwrap(), &home_claude).unwrap();
 
-    let out = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy"]);
+    let out = world.credd(&["setup", "claude-code", "gateway", "--via", "proxy", "--tcp"]);
     assert!(
         !out.stdout.contains(&secret) && !out.stderr.contains(&secret),
         "setup printed the caller secret"

@@ -152,9 +152,28 @@ pub fn claude_bin() -> PathBuf {
 /// run offline plus `env`; returns its stdout and fails the test if it fails.
 pub fn claude_say_hi(world: &World, cwd: &std::path::Path, env: &[(&str, &str)]) -> String {
     let mut cmd = std::process::Command::new(claude_bin());
+    cmd.args(["-p", "say hi"]);
+    run_claude(world, cmd, cwd, env)
+}
+
+/// The same, started as a person's shell starts it: `~/.bashrc` read first (where `credd
+/// setup --shell-profile bash` puts `credd env`'s line), nothing else added to the environment.
+pub fn claude_say_hi_from_a_shell(world: &World, cwd: &std::path::Path) -> String {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", r#". "$HOME/.bashrc" && exec "$0" -p "say hi""#])
+        .arg(claude_bin());
+    run_claude(world, cmd, cwd, &[])
+}
+
+/// Runs `cmd` (Claude Code, or a shell that starts it) offline in `world`; its stdout.
+fn run_claude(
+    world: &World,
+    mut cmd: std::process::Command,
+    cwd: &std::path::Path,
+    env: &[(&str, &str)],
+) -> String {
     world.isolate(&mut cmd);
     let out = cmd
-        .args(["-p", "say hi"])
         .current_dir(cwd)
         .env("TERM", "dumb")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")

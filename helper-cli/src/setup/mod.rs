@@ -96,10 +96,13 @@ fn owned_settings(
     if via == Via::Proxy {
         proxy_settings(plan, old, source, kind, credential, status, &mut env)?;
         top.insert("env".into(), Value::Object(env));
-        if !plan.tcp
-            && let Some(hooks) = with_session_start_hook(old, credd)
-        {
-            top.insert("hooks".into(), hooks);
+        if !plan.tcp {
+            // What an earlier route to credd left (a TCP port, its caller secret), where the
+            // socket's settings say nothing of it.
+            top = merge_owned(top, leaving_the_proxy(old));
+            if let Some(hooks) = with_session_start_hook(old, credd) {
+                top.insert("hooks".into(), hooks);
+            }
         }
         // The helper and endpoint settings credd owns are what the proxy replaces: removed.
         top = merge_owned(top, leaving_helpers());
@@ -221,16 +224,10 @@ fn proxy_settings(
         headers += &format!("X-Credd-Proxy-Secret: {}", secret.trim());
     } else {
         endpoint_env(status, source, "proxy", "proxy", env)?;
-        // Only Claude Code's environment can carry it; what `credd env` prints.
-        env.remove("ANTHROPIC_UNIX_SOCKET");
-        // A TCP route's settings, which the socket's replace.
-        for key in [
-            "ANTHROPIC_BEDROCK_BASE_URL",
-            "ANTHROPIC_VERTEX_BASE_URL",
-            "ANTHROPIC_FOUNDRY_BASE_URL",
-            "ANTHROPIC_BASE_URL",
-        ] {
-            env.entry(key).or_insert(Value::Null);
+        // Only Claude Code's environment can carry these (it drops them from settings once the
+        // socket is set): what `credd env` prints.
+        for name in credd_proto::claude_code::ENVIRONMENT_ONLY {
+            env.remove(name);
         }
     }
     env.insert(
