@@ -19,6 +19,9 @@ _credd() {
             credd,doctor)
                 cmd="credd__subcmd__doctor"
                 ;;
+            credd,env)
+                cmd="credd__subcmd__env"
+                ;;
             credd,get)
                 cmd="credd__subcmd__get"
                 ;;
@@ -37,6 +40,9 @@ _credd() {
             credd,setup)
                 cmd="credd__subcmd__setup"
                 ;;
+            credd,start)
+                cmd="credd__subcmd__start"
+                ;;
             credd,status)
                 cmd="credd__subcmd__status"
                 ;;
@@ -53,7 +59,7 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login logout status stop doctor service setup"
+            opts="-h -V --help --version get refresh login logout status stop start env doctor service setup"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,6 +79,24 @@ _credd() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__env)
+            opts="-h --shell --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --shell)
+                    COMPREPLY=($(compgen -W "bash zsh fish" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -189,7 +213,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__setup__subcmd__claude__subcmd__code)
-            opts="-h --user --project --via --base-url --region --statusline --dry-run --help"
+            opts="-h --user --project --via --base-url --region --statusline --shell-profile --tcp --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -211,6 +235,24 @@ _credd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --shell-profile)
+                    COMPREPLY=($(compgen -W "bash zsh fish" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__start)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

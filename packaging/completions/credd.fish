@@ -32,6 +32,8 @@ complete -c credd -n "__fish_credd_needs_command" -f -a "login" -d 'Sign in to S
 complete -c credd -n "__fish_credd_needs_command" -f -a "logout" -d 'Sign out of SOURCE: credd forgets its login (in memory, and in the OS secret store with persist = "keyring") and what it has cached for it'
 complete -c credd -n "__fish_credd_needs_command" -f -a "status" -d 'Show the daemon and every source: state, expiry, next refresh, last error'
 complete -c credd -n "__fish_credd_needs_command" -f -a "stop" -d 'Stop credd-daemon'
+complete -c credd -n "__fish_credd_needs_command" -f -a "start" -d 'Start credd-daemon unless it is running, and print nothing: for Claude Code\'s SessionStart hook, so that the proxy answers a session\'s first request after a reboot'
+complete -c credd -n "__fish_credd_needs_command" -f -a "env" -d 'Print the exports that point SDKs at credd\'s endpoints and Claude Code at its proxy socket (ANTHROPIC_UNIX_SOCKET), for `eval "$(credd env)"` in a shell profile'
 complete -c credd -n "__fish_credd_needs_command" -f -a "doctor" -d 'Check the daemon, the config, every source and endpoint, the Claude Code settings that use credd, and the proxy settings; print each verdict with its fix'
 complete -c credd -n "__fish_credd_needs_command" -f -a "service" -d 'Run credd-daemon as a user service (systemd socket activation, or a launchd agent)'
 complete -c credd -n "__fish_credd_needs_command" -f -a "setup" -d 'Write the settings a tool needs to use a source'
@@ -55,6 +57,11 @@ complete -c credd -n "__fish_credd_using_subcommand status" -l json -d 'Print th
 complete -c credd -n "__fish_credd_using_subcommand status" -l short -d 'Print one line for Claude Code\'s statusLine ("bedrock 47m · vertex needs login"), from the cache; never starts the daemon, and exits 0 whatever it says'
 complete -c credd -n "__fish_credd_using_subcommand status" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand stop" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand start" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand env" -l shell -d 'The shell to write for [default: the one SHELL names, else POSIX sh]' -r -f -a "bash\t'bash, and any POSIX shell'
+zsh\t''
+fish\t''"
+complete -c credd -n "__fish_credd_using_subcommand env" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand doctor" -l json -d 'Print the checks as JSON'
 complete -c credd -n "__fish_credd_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -66,7 +73,11 @@ endpoint\t'Through a local endpoint the SDK reads without a helper (AWS containe
 proxy\t'Through credd\'s authenticating proxy: Claude Code holds no credential at all, and every request gets a current one (the source\'s `proxy` in the config)'"
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l base-url -d 'The gateway\'s URL, written as ANTHROPIC_BASE_URL (with --via helper), or the Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources through the endpoint)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region for Bedrock (default: the source\'s region), or the Vertex AI region for gcp sources (CLOUD_ML_REGION, default: global)' -r
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l shell-profile -d 'With --via proxy: add the line that exports ANTHROPIC_UNIX_SOCKET (`eval "$(credd env)"`) to this shell\'s profile (~/.bashrc, ~/.zshrc, fish\'s config.fish) without asking; on a terminal setup asks, and otherwise only says what to add' -r -f -a "bash\t'bash, and any POSIX shell'
+zsh\t''
+fish\t''"
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l user -d 'Write ~/.claude/settings.json (the default)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l statusline -d 'Show credd\'s one-line status in Claude Code\'s status line (`credd status --short`), unless a status line of your own is set'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l tcp -d 'With --via proxy: use the proxy\'s TCP port (the source\'s `proxy.port`) and its caller secret instead of the Unix socket, for a Claude Code that cannot be started with ANTHROPIC_UNIX_SOCKET in its environment. Anyone on this machine can take that port while credd is down, and would receive the prompts and the caller secret'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l dry-run -d 'Print what would change, without writing'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help (see more with \'--help\')'

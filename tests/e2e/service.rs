@@ -162,3 +162,63 @@ fn the_launchd_plist_is_valid() {
     assert!(args[0].as_string().unwrap().ends_with("/credd-daemon"));
     assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
 }
+
+#[test]
+fn the_first_model_request_on_the_proxy_socket_starts_the_daemon_systemd_activated() {
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-activated");
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!("proxy = {{ upstream = \"{}\" }}", api.url()),
+    ));
+    let run = world.socket.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let proxy_socket = credd_proto::paths::proxy_socket(&world.socket);
+    let log = world.path("activate.log");
+    // As credd.socket lists them: the main socket, then the proxy's.
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&world.socket)
+        .arg("-l")
+        .arg(&proxy_socket)
+        .arg("-E")
+        .arg(format!("CREDD_CONFIG={}", world.config.display()))
+        .arg("-E")
+        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
+        .arg(credd_tests::bin("credd-daemon"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect(
+            "systemd-socket-activate (Debian's systemd package) is installed by the test command",
+        );
+    world.eventually(Duration::from_secs(10), "the activator's sockets", || {
+        proxy_socket.exists()
+    });
+    // No daemon runs yet: the request itself starts it, and is answered.
+    let (status, _) = crate::proxy::exchange_on_socket(
+        &proxy_socket,
+        "POST /v1/messages HTTP/1.1\r\nHost: gateway.credd.localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(status, 200, "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(api.messages()[0].header("x-api-key"), Some("sk-activated"));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("activated=true"), "{logged}");
+    world.credd(&["stop"]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while activator.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        proxy_socket.exists(),
+        "the daemon removed a proxy socket that belongs to systemd"
+    );
+}
