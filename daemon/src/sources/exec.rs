@@ -275,9 +275,11 @@ mod tests {
 
     #[test]
     fn expiries_keep_their_offset() {
+        // Within the day an expiry may lie ahead.
+        let now = humantime::parse_rfc3339("2026-01-01T12:00:00Z").unwrap();
         let at = |s: &str| {
             let out = format!(r#"{{"token":"t","expires_at":"{s}"}}"#);
-            parse_output(out.as_bytes(), NOW, HOUR).map(|f| f.expires_at)
+            parse_output(out.as_bytes(), now, HOUR).map(|f| f.expires_at)
         };
         let utc = humantime::parse_rfc3339("2026-01-01T16:36:00Z").unwrap();
         assert_eq!(at("2026-01-01T16:36:00Z"), Ok(utc));
