@@ -122,9 +122,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// microseconds, so this is only reached by a flood); more wait to be accepted.
 const MAX_UNCHECKED: usize = 128;
 /// How long a client may take to send a request's headers.
-pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most a request's headers may take (hyper's buffer; its floor is 8 KiB).
-pub(crate) const MAX_HEADER_BYTES: usize = 16 * 1024;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Bounds on the wait between attempts to take a port someone else holds.
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(15);
@@ -252,12 +252,20 @@ async fn serve_connection(stream: tokio::net::TcpStream, port: u16, endpoint: Ar
         let endpoint = endpoint.clone();
         async move { Ok::<_, Infallible>(respond(&*endpoint, port, request).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
+    let _ = http1()
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// The HTTP/1.1 server every endpoint and the proxy socket speak: headers within
+/// [`HEADER_TIMEOUT`], in at most [`MAX_HEADER_BYTES`].
+pub(crate) fn http1() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
 }
 
 /// Binds 127.0.0.1:`port`, trying until it can: at first briefly (the endpoint this one

@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 use super::{MAX_STREAMS, Proxy};
-use crate::endpoints::{Body, EndpointResponse, HEADER_TIMEOUT, MAX_HEADER_BYTES, peer};
+use crate::endpoints::{Body, EndpointResponse, peer};
 
 /// What the base URL of every route ends with: `.localhost`, so no name can ever resolve
 /// elsewhere, and `credd`, so a glance at a settings file says where it goes.
@@ -125,10 +125,7 @@ async fn serve_connection(stream: UnixStream, routes: Arc<dyn Routes>) {
         let routes = routes.clone();
         async move { Ok::<_, Infallible>(route(&*routes, request).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
+    let _ = crate::endpoints::http1()
         .serve_connection(TokioIo::new(stream), service)
         .await;
 }
