@@ -269,11 +269,7 @@ fn socket_route_check(settings_env: &Value, shown: &str) -> Option<Check> {
     ]
     .iter()
     .find_map(|key| settings_env[key].as_str())
-    .filter(|base| {
-        authority(base)
-            .to_ascii_lowercase()
-            .ends_with(credd_proto::PROXY_HOST_SUFFIX)
-    })?;
+    .filter(|base| credd_proto::proxy_route::source_of_url(base).is_some())?;
     let socket = credd_proto::paths::proxy_socket(&credd_proto::paths::socket_path());
     let named = std::env::var_os("ANTHROPIC_UNIX_SOCKET");
     if named.as_deref() == Some(socket.as_os_str()) {

@@ -10,6 +10,7 @@ pub mod login_tools;
 pub mod message;
 pub mod paths;
 pub mod private_file;
+pub mod proxy_route;
 pub mod secret;
 pub mod tcp_owner;
 
@@ -49,10 +50,6 @@ pub const PROXY_HEALTH_PATH: &str = "/.credd/health";
 
 /// The header that carries the proxy's caller secret (Claude Code sends it from
 /// `ANTHROPIC_CUSTOM_HEADERS`); lower-case, as HTTP/2 and `http` header names are.
-/// What the host of every route on the proxy's Unix socket ends with:
-/// `http://SOURCE.credd.localhost`.
-pub const PROXY_HOST_SUFFIX: &str = ".credd.localhost";
-
 pub const PROXY_SECRET_HEADER: &str = "x-credd-proxy-secret";
 
 /// What Claude Code is given as its API key on the proxy's gateway route, where it insists on

@@ -989,12 +989,16 @@ fn after_a_reboot_the_first_session_starts_credd_and_no_port_is_named() {
         ])
         .ok();
     // What the settings and the shell's line name: the socket, and no TCP port for anyone to
-    // hold while credd is down.
+    // hold while credd is down (port 0, which nobody can listen on, aside).
     let settings = std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap();
     let exported = world.credd(&["env", "--shell", "bash"]);
     for named in [&settings, &exported.stdout] {
+        let ports_named = named.split("localhost:").skip(1).any(|after| {
+            let port: String = after.chars().take_while(char::is_ascii_digit).collect();
+            port != "0"
+        });
         assert!(
-            !named.contains("127.0.0.1") && !named.contains("localhost:"),
+            !named.contains("127.0.0.1") && !ports_named,
             "a TCP port is named: {named}"
         );
     }
@@ -1145,4 +1149,51 @@ fn the_socket_routes_by_host_and_sends_nothing_for_a_host_it_does_not_know() {
     // `credd doctor` asks the health path on the socket.
     let (verdict, detail, _) = world.doctor_check("endpoint proxy of gateway");
     assert_eq!(verdict, "ok", "{detail}");
+}
+
+#[test]
+fn a_session_started_without_the_socket_sends_nothing_to_a_port() {
+    use credd_tests::other_user;
+    if !other_user::available("a_session_started_without_the_socket_sends_nothing_to_a_port") {
+        return;
+    }
+    let moto = credd_tests::peers::Moto::start();
+    let world = bedrock_world(&moto, "{}");
+    let _daemon = world.start_daemon();
+    world
+        .credd(&["setup", "claude-code", "bedrock", "--via", "proxy"])
+        .ok();
+    // Where the route's name leads a client that does not use the socket (Claude Code started
+    // from an IDE that never read the shell's profile): loopback, which Claude Code's runtime
+    // maps every *.localhost name to, on the URL's port. A squatter there on port 80 (the
+    // tests run as root, as CI does, so they can hold it as one could where low ports are
+    // open to all) gets nothing: the route names port 0, which nobody can listen on.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:80")
+        .expect("port 80 of loopback is free for the squatter (the tests run as root)");
+    squatter.set_nonblocking(true).unwrap();
+    let mut claude = std::process::Command::new(credd_tests::claude_bin());
+    world.isolate(&mut claude);
+    let mut claude = claude
+        .args(["-p", "say hi"])
+        .current_dir(world.dir.path())
+        .env("TERM", "dumb")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let mut reached = false;
+    while std::time::Instant::now() < deadline && !reached {
+        reached = squatter.accept().is_ok();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = claude.kill();
+    let _ = claude.wait();
+    assert!(
+        !reached,
+        "a session without the socket connected to port 80"
+    );
 }

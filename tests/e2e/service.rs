@@ -202,7 +202,7 @@ fn the_first_model_request_on_the_proxy_socket_starts_the_daemon_systemd_activat
     // No daemon runs yet: the request itself starts it, and is answered.
     let (status, _) = crate::proxy::exchange_on_socket(
         &proxy_socket,
-        "POST /v1/messages HTTP/1.1\r\nHost: gateway.credd.localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        "POST /v1/messages HTTP/1.1\r\nHost: gateway.credd.localhost:0\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
     );
     assert_eq!(status, 200, "{}", std::fs::read_to_string(&log).unwrap());
     assert_eq!(api.messages()[0].header("x-api-key"), Some("sk-activated"));

@@ -421,14 +421,9 @@ const BASE_URLS: [&str; 4] = [
     "ANTHROPIC_BASE_URL",
 ];
 
-/// Whether `url` is a route on credd's proxy socket (`http://SOURCE.credd.localhost`).
+/// Whether `url` is a route on credd's proxy socket.
 fn is_socket_route(url: &str) -> bool {
-    url.strip_prefix("http://")
-        .map(|rest| rest.split('/').next().unwrap_or_default())
-        .is_some_and(|host| {
-            host.to_ascii_lowercase()
-                .ends_with(credd_proto::PROXY_HOST_SUFFIX)
-        })
+    credd_proto::proxy_route::source_of_url(url).is_some()
 }
 
 /// Removes from a project's other settings file what credd wrote there for the other kind of

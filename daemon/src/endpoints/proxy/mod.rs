@@ -688,7 +688,7 @@ impl Proxy {
     /// environment that sends Claude Code there (`ANTHROPIC_UNIX_SOCKET` first: the one line
     /// that must be in the environment Claude Code starts in; the rest fits in its settings).
     pub fn socket_status(&self, socket: &std::path::Path) -> credd_proto::EndpointStatus {
-        let base = socket::base_url(&self.source);
+        let base = credd_proto::proxy_route::base_url(&self.source);
         let mut env = vec![format!("ANTHROPIC_UNIX_SOCKET={}", socket.display())];
         env.extend(self.route_env(&base));
         credd_proto::EndpointStatus {

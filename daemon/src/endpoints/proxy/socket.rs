@@ -2,10 +2,11 @@
 //! Claude Code reaches with `ANTHROPIC_UNIX_SOCKET`.
 //!
 //! One socket serves every proxied source, routed by the `Host` of the base URL `setup` writes
-//! (`http://SOURCE.credd.localhost`). One socket rather than one per source, because Claude
-//! Code honours `ANTHROPIC_UNIX_SOCKET` only from the environment it starts in, not from a
-//! project's settings: one line in a shell profile then serves every project, whichever source
-//! its settings name, and forwarding it into a container or over SSH is one socket, not N.
+//! (`http://SOURCE.credd.localhost:0`, see [`credd_proto::proxy_route`]). One socket rather
+//! than one per source, because Claude Code honours `ANTHROPIC_UNIX_SOCKET` only from the
+//! environment it starts in, not from a project's settings: one line in a shell profile then
+//! serves every project, whichever source its settings name, and forwarding it into a
+//! container or over SSH is one socket, not N.
 //!
 //! Nobody else can take this path (the directory is this user's, 0700, checked like the main
 //! socket's), the kernel refuses other users at the directory, and each connection's peer uid
@@ -22,33 +23,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+use credd_proto::proxy_route::{HOST_SUFFIX, source_of_host};
+
 use super::{MAX_STREAMS, Proxy};
 use crate::endpoints::{Body, EndpointResponse, peer};
-
-/// What the base URL of every route ends with: `.localhost`, so no name can ever resolve
-/// elsewhere, and `credd`, so a glance at a settings file says where it goes.
-pub const HOST_SUFFIX: &str = credd_proto::PROXY_HOST_SUFFIX;
-
-/// The base URL of `source`'s route over the socket (URL hosts are lower case).
-pub fn base_url(source: &str) -> String {
-    format!("http://{}{HOST_SUFFIX}", source.to_ascii_lowercase())
-}
-
-/// The source a request's `Host` names, when it names one of credd's routes: `SOURCE` of
-/// `SOURCE.credd.localhost`, with or without a port.
-pub fn source_of_host(host: &str) -> Option<&str> {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        Some(_) => return None,
-        None => host,
-    };
-    let source = name
-        .len()
-        .checked_sub(HOST_SUFFIX.len())
-        .filter(|&at| name.is_char_boundary(at) && name[at..].eq_ignore_ascii_case(HOST_SUFFIX))
-        .map(|at| &name[..at])?;
-    (!source.is_empty()).then_some(source)
-}
 
 /// Finds the proxy of the source a `Host` names: the daemon's registry.
 pub trait Routes: Send + Sync + 'static {
@@ -156,34 +134,4 @@ fn route<'a>(
             Err(message) => super::refusal(EndpointResponse::error(421, message)),
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_credds_own_hosts_name_a_source() {
-        assert_eq!(source_of_host("dev.credd.localhost"), Some("dev"));
-        assert_eq!(source_of_host("DEV.Credd.Localhost"), Some("DEV"));
-        assert_eq!(source_of_host("my.src.credd.localhost:80"), Some("my.src"));
-        for other in [
-            "credd.localhost",
-            ".credd.localhost",
-            "dev.credd.localhost.evil.example",
-            "dev.credd.localhost:80@evil",
-            "dev.credd.localhost:",
-            "api.anthropic.com",
-            "localhost",
-            "",
-        ] {
-            assert_eq!(source_of_host(other), None, "{other}");
-        }
-    }
-
-    #[test]
-    fn a_base_url_names_its_source_in_lower_case() {
-        assert_eq!(base_url("Dev"), "http://dev.credd.localhost");
-        assert_eq!(source_of_host("dev.credd.localhost"), Some("dev"));
-    }
 }
