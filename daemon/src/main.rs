@@ -100,13 +100,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config = %config_path.display(),
         "credd-daemon serving"
     );
-    server::serve(bound, dispatcher, shutdown_rx).await;
+    let claim = server::serve(bound, dispatcher, shutdown_rx).await;
     if let Some((task, owned_path)) = proxy_server {
         task.abort();
         if let Some(path) = owned_path {
             let _ = std::fs::remove_file(path);
         }
     }
+    // Only now may the next daemon claim the sockets.
+    drop(claim);
     // Their secret files go with them: no SDK sends one to whoever takes a port next.
     registry.stop_endpoints();
     tracing::info!("credd-daemon stopped");

@@ -172,8 +172,14 @@ fn activated_listener(
 }
 
 /// Accepts clients until `shutdown` turns true, lets the connections in progress finish
-/// (within [`DRAIN_BOUND`]), then removes the socket.
-pub async fn serve(bound: Bound, dispatcher: Arc<Dispatcher>, mut shutdown: watch::Receiver<bool>) {
+/// (within [`DRAIN_BOUND`]), then removes the socket. The claim is handed back: the daemon
+/// lock is held until the caller has let go of what else it serves (the proxy socket), so a
+/// daemon started meanwhile never finds one of its sockets removed by this one.
+pub async fn serve(
+    bound: Bound,
+    dispatcher: Arc<Dispatcher>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Bound {
     let cap = connection_cap();
     let permits = Arc::new(Semaphore::new(cap));
     loop {
