@@ -29,23 +29,24 @@ impl Activated {
         Ok(Activated::default())
     }
 
-    /// The passed socket bound to `path`, if systemd passed one.
+    /// The passed socket bound to `path`, if systemd passed one: the same path, or the same
+    /// name in the same directory reached another way (a runtime directory behind a symlink).
     #[cfg(unix)]
     pub fn take(&mut self, path: &std::path::Path) -> Option<std::os::unix::net::UnixListener> {
         let position = self.listeners.iter().position(|listener| {
             listener
                 .local_addr()
                 .ok()
-                .and_then(|addr| addr.as_pathname().map(|p| p == path))
+                .and_then(|addr| addr.as_pathname().map(|bound| same_place(bound, path)))
                 .unwrap_or(false)
         })?;
         Some(self.listeners.remove(position))
     }
+}
 
-    /// The one socket passed, whatever its path: a unit that names the main socket by another
-    /// spelling of its path (a symlinked runtime directory) still activates it.
-    #[cfg(unix)]
-    pub fn take_only(&mut self) -> Option<std::os::unix::net::UnixListener> {
-        (self.listeners.len() == 1).then(|| self.listeners.remove(0))
-    }
+/// Whether two paths name one socket.
+#[cfg(unix)]
+fn same_place(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let dir = |p: &std::path::Path| p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+    a == b || (a.file_name() == b.file_name() && dir(a).is_some() && dir(a) == dir(b))
 }

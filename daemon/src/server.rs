@@ -155,7 +155,7 @@ fn activated_listener(
     activated: &mut Activated,
 ) -> std::io::Result<Option<Listener>> {
     use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
-    let Some(std_listener) = activated.take(socket).or_else(|| activated.take_only()) else {
+    let Some(std_listener) = activated.take(socket) else {
         return Ok(None);
     };
     std_listener.set_nonblocking(true)?;
@@ -236,6 +236,7 @@ pub async fn serve(
         let _ = std::fs::remove_file(&bound.socket);
     }
     tracing::info!(socket = %bound.socket.display(), "stopped listening");
+    bound
 }
 
 /// Only the user the daemon runs as may talk to it: the kernel's answer (`SO_PEERCRED`) goes
