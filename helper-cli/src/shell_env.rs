@@ -35,7 +35,7 @@ impl Shell {
 
     /// The one line a profile holds to take credd's environment at every shell's start.
     pub fn profile_line(self, credd: &str) -> String {
-        let credd = quote(credd);
+        let credd = self.quote(credd);
         match self {
             Shell::Fish => format!("{credd} env --shell fish | source"),
             Shell::Bash | Shell::Zsh => format!("eval \"$({credd} env)\""),
@@ -50,18 +50,23 @@ impl Shell {
             .strip_prefix("$(cat '")
             .and_then(|rest| rest.strip_suffix("')"))
             .filter(|file| !file.contains('\''));
+        let quoted = |text: &str| self.quote(text);
         match (self, file) {
-            (Shell::Fish, Some(file)) => format!("set -gx {name} (cat {})", quote(file)),
-            (Shell::Fish, None) => format!("set -gx {name} {}", quote(value)),
-            (_, Some(file)) => format!("export {name}=\"$(cat {})\"", quote(file)),
-            (_, None) => format!("export {name}={}", quote(value)),
+            (Shell::Fish, Some(file)) => format!("set -gx {name} (cat {})", quoted(file)),
+            (Shell::Fish, None) => format!("set -gx {name} {}", quoted(value)),
+            (_, Some(file)) => format!("export {name}=\"$(cat {})\"", quoted(file)),
+            (_, None) => format!("export {name}={}", quoted(value)),
         }
     }
-}
 
-/// `value` in single quotes, as every shell of ours reads it literally.
-fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    /// `value` in single quotes, read literally: POSIX shells end a quote at any `'`; fish also
+    /// takes `\'` and `\\` inside one as escapes.
+    fn quote(self, value: &str) -> String {
+        match self {
+            Shell::Fish => format!("'{}'", value.replace('\\', r"\\").replace('\'', r"\'")),
+            Shell::Bash | Shell::Zsh => format!("'{}'", value.replace('\'', r"'\''")),
+        }
+    }
 }
 
 /// The variables of an endpoint of `kind` that belong in a shell's environment: all of an SDK
@@ -147,6 +152,10 @@ mod tests {
             "set -gx IDENTITY_HEADER (cat '/s/x.secret')"
         );
         assert_eq!(Shell::Fish.export("A", "b"), "set -gx A 'b'");
+        // In fish a backslash escapes inside single quotes too: none may end the quote.
+        assert_eq!(Shell::Fish.export("A", r"x\"), r"set -gx A 'x\\'");
+        assert_eq!(Shell::Fish.export("A", "it's"), r"set -gx A 'it\'s'");
+        assert_eq!(Shell::Bash.export("A", r"x\"), r"export A='x\'");
     }
 
     #[test]
