@@ -114,49 +114,53 @@ pub enum SetupTarget {
     /// Merge the settings for SOURCE into Claude Code's settings.json, keeping every other key
     /// (the previous file is kept under ~/.local/state/credd/backups/, and what changed is
     /// printed, secrets hidden).
-    ClaudeCode {
-        /// The source Claude Code should use (optional with --statusline).
-        #[arg(required_unless_present = "statusline")]
-        source: Option<String>,
-        /// Write ~/.claude/settings.json (the default).
-        #[arg(long, conflicts_with = "project")]
-        user: bool,
-        /// Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the
-        /// caller secret stays out of what the project commits, and out of git).
-        #[arg(long, value_name = "DIR")]
-        project: Option<std::path::PathBuf>,
-        /// How Claude Code gets the credential: helper settings, or a local endpoint
-        /// [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]
-        #[arg(long, value_enum)]
-        via: Option<Via>,
-        /// The gateway's URL, written as ANTHROPIC_BASE_URL (with --via helper), or the
-        /// Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources
-        /// through the endpoint).
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        /// The AWS region for Bedrock (default: the source's region), or the Vertex AI region
-        /// for gcp sources (CLOUD_ML_REGION, default: global).
-        #[arg(long)]
-        region: Option<String>,
-        /// Show credd's one-line status in Claude Code's status line (`credd status --short`),
-        /// unless a status line of your own is set.
-        #[arg(long)]
-        statusline: bool,
-        /// With --via proxy: add the line that exports ANTHROPIC_UNIX_SOCKET (`eval "$(credd
-        /// env)"`) to this shell's profile (~/.bashrc, ~/.zshrc, fish's config.fish) without
-        /// asking; on a terminal setup asks, and otherwise only says what to add.
-        #[arg(long, value_enum, value_name = "SHELL")]
-        shell_profile: Option<Shell>,
-        /// With --via proxy: use the proxy's TCP port (the source's `proxy.port`) and its
-        /// caller secret instead of the Unix socket, for a Claude Code that cannot be started
-        /// with ANTHROPIC_UNIX_SOCKET in its environment. Anyone on this machine can take that
-        /// port while credd is down, and would receive the prompts and the caller secret.
-        #[arg(long)]
-        tcp: bool,
-        /// Print what would change, without writing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    ClaudeCode(ClaudeCode),
+}
+
+/// `credd setup claude-code`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct ClaudeCode {
+    /// The source Claude Code should use (optional with --statusline).
+    #[arg(required_unless_present = "statusline")]
+    pub source: Option<String>,
+    /// Write ~/.claude/settings.json (the default).
+    #[arg(long, conflicts_with = "project")]
+    pub user: bool,
+    /// Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the
+    /// route is this machine's, so it stays out of what the project commits).
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<std::path::PathBuf>,
+    /// How Claude Code gets the credential: helper settings, or a local endpoint
+    /// [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]
+    #[arg(long, value_enum)]
+    pub via: Option<Via>,
+    /// The gateway's URL, written as ANTHROPIC_BASE_URL (with --via helper), or the
+    /// Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources
+    /// through the endpoint).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// The AWS region for Bedrock (default: the source's region), or the Vertex AI region
+    /// for gcp sources (CLOUD_ML_REGION, default: global).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Show credd's one-line status in Claude Code's status line (`credd status --short`),
+    /// unless a status line of your own is set.
+    #[arg(long)]
+    pub statusline: bool,
+    /// With --via proxy: add the line that exports ANTHROPIC_UNIX_SOCKET (`eval "$(credd
+    /// env)"`) to this shell's profile (~/.bashrc, ~/.zshrc, fish's config.fish) without
+    /// asking; on a terminal setup asks, and otherwise only says what to add.
+    #[arg(long, value_enum, value_name = "SHELL")]
+    pub shell_profile: Option<Shell>,
+    /// With --via proxy: use the proxy's TCP port (the source's `proxy.port`) and its
+    /// caller secret instead of the Unix socket, for a Claude Code that cannot be started
+    /// with ANTHROPIC_UNIX_SOCKET in its environment. Anyone on this machine can take that
+    /// port while credd is down, and would receive the prompts and the caller secret.
+    #[arg(long)]
+    pub tcp: bool,
+    /// Print what would change, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

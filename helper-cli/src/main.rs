@@ -134,30 +134,8 @@ fn run(command: Command) -> Result<String, Failure> {
             other => Err(unexpected(other)),
         },
         Command::Setup {
-            target:
-                SetupTarget::ClaudeCode {
-                    source,
-                    user: _,
-                    project,
-                    via,
-                    base_url,
-                    region,
-                    statusline,
-                    shell_profile,
-                    tcp,
-                    dry_run,
-                },
-        } => setup::command(setup::Options {
-            source,
-            project,
-            via,
-            base_url,
-            region,
-            statusline,
-            shell_profile,
-            tcp,
-            dry_run,
-        }),
+            target: SetupTarget::ClaudeCode(args),
+        } => setup::command(args),
         Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
         Command::Start => match ask(Request::Hello, true)? {

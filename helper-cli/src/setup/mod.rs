@@ -40,19 +40,6 @@ pub struct Plan {
     pub shell_profile: Option<Shell>,
 }
 
-/// The command line of `credd setup claude-code`.
-pub struct Options {
-    pub source: Option<String>,
-    pub project: Option<PathBuf>,
-    pub via: Option<Via>,
-    pub base_url: Option<String>,
-    pub region: Option<String>,
-    pub statusline: bool,
-    pub shell_profile: Option<Shell>,
-    pub tcp: bool,
-    pub dry_run: bool,
-}
-
 /// What Claude Code's `statusLine` runs for credd's one line.
 const STATUS_LINE_ARGS: &str = "status --short";
 
@@ -735,10 +722,11 @@ pub fn run(
 
 /// `credd setup claude-code`: the plan from the command line, then the settings written (or
 /// shown, with `dry_run`).
-pub fn command(options: Options) -> Result<String, crate::Failure> {
+pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
     use credd_proto::{Request, Response};
-    let Options {
+    let crate::cli::ClaudeCode {
         source,
+        user: _,
         project,
         via,
         base_url,
@@ -747,7 +735,7 @@ pub fn command(options: Options) -> Result<String, crate::Failure> {
         shell_profile,
         tcp,
         dry_run,
-    } = options;
+    } = args;
     if (tcp || shell_profile.is_some()) && via != Some(Via::Proxy) {
         return Err((
             crate::exit::USAGE,
