@@ -19,6 +19,7 @@ pub mod filewatch;
 pub mod harden;
 pub mod logging;
 pub mod login;
+pub mod loopback_owner;
 pub mod net;
 pub mod notify;
 pub mod policy;

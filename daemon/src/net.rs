@@ -14,6 +14,7 @@ use aws_smithy_runtime_api::client::http::{
     http_client_fn,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_types::body::SdkBody;
 
 use crate::upstream_clock::DateProbe;
@@ -85,7 +86,8 @@ pub fn aws_http_client(
 
 /// A connector that notes the `Date` of each answer and bounds its body: the SDK reads a whole
 /// answer before it parses one, so an upstream that sends without end would otherwise be held
-/// in memory whole. A body past [`MAX_ANSWER`] fails the call while it is read.
+/// in memory whole. A body past [`MAX_ANSWER`] fails the call while it is read. A request to
+/// a loopback server another user holds is not sent (see [`crate::loopback_owner`]).
 #[derive(Debug)]
 struct DateRecorder {
     inner: SharedHttpConnector,
@@ -94,6 +96,9 @@ struct DateRecorder {
 
 impl HttpConnector for DateRecorder {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        if let Err(refused) = crate::loopback_owner::check_url(request.uri()) {
+            return HttpConnectorFuture::ready(Err(ConnectorError::other(Box::new(refused), None)));
+        }
         let answer = self.inner.call(request);
         let dates = self.dates.clone();
         HttpConnectorFuture::new(async move {
@@ -146,6 +151,8 @@ fn hardened_client(
         .redirect(reqwest::redirect::Policy::none())
         .tls_certs_merge(roots)
         .connect_timeout(connect_timeout)
+        // Nothing goes to a loopback server of another user's.
+        .connector_layer(crate::loopback_owner::OwnerCheckLayer)
         // The default, said aloud: the proxy's small writes (a request, an event) leave at once.
         .tcp_nodelay(true)
         .user_agent(concat!("credd/", env!("CARGO_PKG_VERSION"))))

@@ -22,6 +22,7 @@ mod hostile_upstream;
 mod impostors;
 mod keyring;
 mod lifecycle;
+mod loopback_upstreams;
 mod network;
 mod notifications;
 mod protocol;

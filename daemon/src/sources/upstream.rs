@@ -42,6 +42,9 @@ pub struct Reply {
 /// status. Only a request that got no answer is an error here.
 pub async fn send(request: reqwest::RequestBuilder, host: &str) -> Result<Reply, SourceError> {
     let response = request.send().await.map_err(|e| {
+        if let Some(refused) = crate::loopback_owner::refusal_in(&e) {
+            return SourceError::Upstream(refused.to_string());
+        }
         let why = if e.is_timeout() {
             "did not answer in time".to_string()
         } else if e.is_connect() {

@@ -490,6 +490,10 @@ impl Proxy {
                 EndpointResponse::error(504, "the model API did not answer in time")
             })?
             .map_err(|e| {
+                if let Some(refused) = crate::loopback_owner::refusal_in(&e) {
+                    tracing::warn!(endpoint = "proxy", "the upstream was refused: {refused}");
+                    return EndpointResponse::error(502, format!("the model API: {refused}"));
+                }
                 let why = if e.is_timeout() || e.is_connect() {
                     "cannot be reached"
                 } else {
