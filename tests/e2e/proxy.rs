@@ -488,7 +488,7 @@ fn the_proxy_refuses_what_is_not_its_callers() {
     let (status, _) = raw_request(
         &url,
         &format!(
-            "OPTIONS /v1/messages HTTP/1.1\r\nHost: {host}\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+            "OPTIONS /v1/messages HTTP/1.1\r\nHost: {host}\r\nX-Credd-Proxy-Secret: {secret}\r\nOrigin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
         ),
     );
     assert_eq!(status, 403);
@@ -859,6 +859,13 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
     const EVENTS: usize = 5;
     let (caller_has, upstream_waits) = std::sync::mpsc::channel::<usize>();
     let upstream_waits = std::sync::Mutex::new(upstream_waits);
+    // Where the redirect points: a server of this user's that notes whether it was reached.
+    let redirect_target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    redirect_target.set_nonblocking(true).unwrap();
+    let location = format!(
+        "http://{}/v1/messages",
+        redirect_target.local_addr().unwrap()
+    );
     let upstream = scripted_upstream(move |path, mut stream| {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         match path {
@@ -874,7 +881,7 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
                 let _ = stream.write_all(b"0\r\n\r\n");
             }
             "/v1/redirect" => {
-                let _ = stream.write_all(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://evil.example/v1/messages\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
             }
             "/v1/stall" => {
                 stream.write_all(head.as_bytes()).unwrap();
@@ -928,10 +935,19 @@ fn answers_stream_through_as_they_come_and_a_silent_side_is_given_up_on() {
     let body = String::from_utf8_lossy(&body_of(&received)).into_owned();
     assert_eq!(body.matches("event: ping").count(), EVENTS, "{body}");
 
-    // A redirect is not passed on: Claude Code would follow it with the caller secret.
+    // A redirect is neither followed (the credential would go wherever it points) nor passed
+    // on (Claude Code would follow it with the caller secret).
     let (status, answer) = raw_request(&url, &request("/v1/redirect", 2, "{}"));
     assert_eq!(status, 502);
-    assert!(!answer.contains("evil.example"), "{answer}");
+    assert!(
+        !answer.contains(&redirect_target.local_addr().unwrap().to_string()),
+        "{answer}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        redirect_target.accept().is_err(),
+        "the proxy followed the redirect"
+    );
     // An upstream that sends nothing: 504, not a wait without end.
     let (status, _) = raw_request(&url, &request("/v1/hang", 2, "{}"));
     assert_eq!(status, 504);
@@ -1196,4 +1212,47 @@ fn a_session_started_without_the_socket_sends_nothing_to_a_port() {
         !reached,
         "a session without the socket connected to port 80"
     );
+}
+
+#[test]
+fn the_callers_own_credentials_never_go_upstream() {
+    // Each way a gateway takes the token leaves one of the caller's headers that the proxy
+    // does not overwrite: both must still be dropped, with every X-Amz-* header.
+    for send_as in ["bearer", "x-api-key"] {
+        let api = ModelApi::start();
+        let world = World::new();
+        let cmd = world.counting_command("gw", "sk-credds-own");
+        world.write_config(&exec_config(
+            "gateway",
+            &cmd,
+            &format!(
+                "proxy = {{ upstream = \"{}\", send_as = \"{send_as}\" }}",
+                api.url()
+            ),
+        ));
+        let _daemon = world.start_daemon();
+        let (socket, host) = socket_route_of(&world, "gateway");
+        let (status, _) = exchange_on_socket(
+            &socket,
+            &format!(
+                "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer caller-own-token\r\nx-api-key: caller-own-key\r\nX-Amz-Security-Token: caller-own-session\r\nX-Amz-Target: caller-own-target\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        );
+        assert_eq!(status, 200, "{send_as}");
+        let messages = api.messages();
+        let sent = &messages[0];
+        assert!(
+            !sent.headers.iter().any(|(_, v)| v.contains("caller-own")),
+            "{send_as}: a header of the caller's went upstream: {:?}",
+            sent.headers.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        );
+        let token = match send_as {
+            "bearer" => sent.header("authorization"),
+            _ => sent.header("x-api-key"),
+        };
+        assert!(
+            token.is_some_and(|t| t.ends_with("sk-credds-own")),
+            "{send_as}: the source's token was not sent"
+        );
+    }
 }
