@@ -1,7 +1,28 @@
-//! The sockets systemd hands over (socket activation): the main socket and the proxy's. The
-//! environment that names them is read once, and each listener then claims its own socket by
-//! its path, so the order of `ListenStream=` lines in the unit does not matter, and a unit of
-//! an older credd that lists only the main socket still works (the proxy binds its own).
+//! The sockets systemd hands over (socket activation): the main socket, the proxy's, and the
+//! TCP ports of endpoints and proxies (`credd service install` lists those the config names,
+//! so that systemd holds them from login on and nobody else can take them while credd is
+//! down). The environment that names them is read once, and each listener then claims its own
+//! socket by its path or address, so the order of `ListenStream=` lines in the unit does not
+//! matter, and a unit of an older credd that lists only the main socket still works (the rest
+//! bind their own).
+//!
+//! A TCP port outlives the endpoint serving it (a config reload rebuilds endpoints, and
+//! systemd keeps its own copy of the socket, so the port could not be bound again): the passed
+//! listeners are kept for the daemon's life, and each endpoint serves a copy.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+/// The TCP listeners systemd passed, kept for the daemon's life.
+static TCP_LISTENERS: Mutex<Vec<std::net::TcpListener>> = Mutex::new(Vec::new());
+
+/// A copy of the TCP listener systemd passed for `addr`, if it passed one.
+pub fn tcp_listener(addr: SocketAddr) -> Option<std::io::Result<std::net::TcpListener>> {
+    let kept = TCP_LISTENERS.lock().unwrap_or_else(|p| p.into_inner());
+    kept.iter()
+        .find(|listener| listener.local_addr().is_ok_and(|bound| bound == addr))
+        .map(std::net::TcpListener::try_clone)
+}
 
 /// The listening Unix sockets systemd passed to this process, not yet claimed.
 #[derive(Default)]
@@ -11,16 +32,25 @@ pub struct Activated {
 }
 
 impl Activated {
-    /// Reads `LISTEN_FDS` (and clears it, so no child inherits it).
+    /// Reads `LISTEN_FDS` (and clears it, so no child inherits it); TCP listeners go to the
+    /// kept ones ([`tcp_listener`]).
     #[cfg(unix)]
     pub fn from_env() -> std::io::Result<Self> {
         let mut passed = listenfd::ListenFd::from_env();
         let mut listeners = Vec::new();
+        let mut tcp = Vec::new();
         for index in 0..passed.len() {
-            if let Some(listener) = passed.take_unix_listener(index)? {
+            // A socket of the wrong kind is left in place by each attempt.
+            if let Ok(Some(listener)) = passed.take_unix_listener(index) {
                 listeners.push(listener);
+            } else if let Some(listener) = passed.take_tcp_listener(index)? {
+                tcp.push(listener);
             }
         }
+        TCP_LISTENERS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(tcp);
         Ok(Activated { listeners })
     }
 

@@ -77,6 +77,53 @@ fn daemon_path() -> Result<String, String> {
     Ok(daemon.display().to_string())
 }
 
+/// The TCP ports of the config's endpoints and proxies, as the daemon reports them (with what
+/// each serves), and what to say of them.
+fn tcp_ports() -> (Vec<(String, u16)>, &'static str) {
+    let report = match crate::connection::request(credd_proto::Request::Status, true) {
+        Ok(credd_proto::Response::Status(report)) => report,
+        _ => {
+            return (
+                Vec::new(),
+                "credd-daemon could not be asked for the config's TCP ports, so systemd holds none of them; run this again when it answers\n",
+            );
+        }
+    };
+    let mut ports: Vec<(String, u16)> = report
+        .sources
+        .iter()
+        .flat_map(|source| {
+            source.endpoints.iter().filter_map(move |endpoint| {
+                let port = endpoint
+                    .url
+                    .strip_prefix("http://127.0.0.1:")?
+                    .split('/')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((format!("the {} of `{}`", endpoint.kind, source.name), port))
+            })
+        })
+        .collect();
+    ports.sort_by_key(|(_, port)| *port);
+    ports.dedup_by_key(|(_, port)| *port);
+    let note = if ports.is_empty() {
+        ""
+    } else {
+        "after changing a port in the config, run `credd service install` again\n"
+    };
+    (ports, note)
+}
+
+/// The socket unit, holding `ports` on 127.0.0.1 besides credd's Unix sockets.
+fn socket_unit(ports: &[(String, u16)]) -> String {
+    let tcp: String = ports
+        .iter()
+        .map(|(_, port)| format!("ListenStream=127.0.0.1:{port}\n"))
+        .collect();
+    SOCKET_UNIT.replacen("SocketMode=", &format!("{tcp}SocketMode="), 1)
+}
+
 fn systemd(action: Action) -> Result<String, String> {
     let dir = systemd_dir()?;
     let socket = dir.join("credd.socket");
@@ -85,7 +132,8 @@ fn systemd(action: Action) -> Result<String, String> {
     match action {
         Action::Install => {
             let daemon = daemon_path()?;
-            write(&socket, SOCKET_UNIT)?;
+            let (ports, asked) = tcp_ports();
+            write(&socket, &socket_unit(&ports))?;
             write(
                 &service,
                 &SERVICE_UNIT.replace(TEMPLATE_SERVICE_PATH, &daemon),
@@ -95,6 +143,12 @@ fn systemd(action: Action) -> Result<String, String> {
                 socket.display(),
                 service.display()
             );
+            for (what, port) in &ports {
+                out += &format!(
+                    "systemd holds 127.0.0.1:{port} ({what}) from login on, so nobody else can take it while credd is down\n"
+                );
+            }
+            out += asked;
             let enabled = manager("systemctl", &["--user", "daemon-reload"]).and_then(|()| {
                 // A daemon started on first use holds the socket; hand it over to systemd.
                 let _ = crate::connection::request(credd_proto::Request::Stop, false);
@@ -228,6 +282,24 @@ fn launchd(action: Action) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_socket_unit_holds_the_configs_tcp_ports() {
+        let unit = socket_unit(&[("the proxy-port of `gw`".into(), 47123)]);
+        let listens: Vec<&str> = unit
+            .lines()
+            .filter(|l| l.starts_with("ListenStream="))
+            .collect();
+        assert_eq!(
+            listens,
+            [
+                "ListenStream=%t/credd/credd.sock",
+                "ListenStream=%t/credd/credd.sock.proxy",
+                "ListenStream=127.0.0.1:47123",
+            ]
+        );
+        assert_eq!(socket_unit(&[]), SOCKET_UNIT);
+    }
 
     #[test]
     fn the_launchd_agent_logs_under_the_users_library() {

@@ -222,3 +222,100 @@ fn the_first_model_request_on_the_proxy_socket_starts_the_daemon_systemd_activat
         "the daemon removed a proxy socket that belongs to systemd"
     );
 }
+
+#[test]
+fn a_proxy_port_systemd_holds_is_served_and_outlives_a_reload() {
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-held-port");
+    let port = credd_tests::peers::free_port();
+    let config = |ttl: &str| {
+        exec_config(
+            "gateway",
+            &cmd,
+            &format!(
+                "ttl = \"{ttl}\"\nproxy = {{ port = {port}, upstream = \"{}\" }}",
+                api.url()
+            ),
+        )
+    };
+    world.write_config(&config("1h"));
+    let run = world.socket.parent().unwrap();
+    std::fs::create_dir_all(run).unwrap();
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let proxy_socket = credd_proto::paths::proxy_socket(&world.socket);
+    let log = world.path("activate.log");
+    // As `credd service install` writes the unit for this config: credd's sockets and the
+    // proxy's port, all held from login on.
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&world.socket)
+        .arg("-l")
+        .arg(&proxy_socket)
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-E")
+        .arg(format!("CREDD_CONFIG={}", world.config.display()))
+        .arg("-E")
+        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
+        .arg("-E")
+        .arg(format!("HOME={}", world.home.display()))
+        .arg(credd_tests::bin("credd-daemon"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect(
+            "systemd-socket-activate (Debian's systemd package) is installed by the test command",
+        );
+    world.eventually(Duration::from_secs(10), "the activator's sockets", || {
+        proxy_socket.exists()
+    });
+    // Held before any daemon runs: nobody else can take it.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
+        "the port was free before the daemon ran"
+    );
+    let post = || {
+        let (url, secret) = crate::proxy::proxy_of(&world, "gateway");
+        let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+        answer
+    };
+    let answer = post();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // A config edit rebuilds the proxy: it serves the same port, which systemd still holds.
+    world.write_config(&config("2h"));
+    world.eventually(Duration::from_secs(10), "the edit is read", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("source changed"))
+    });
+    world.eventually(Duration::from_secs(10), "the rebuilt proxy serves", || {
+        post().starts_with("HTTP/1.1 200")
+    });
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("serving the port systemd handed over"),
+        "{logged}"
+    );
+    world.credd(&["stop"]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while activator.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -281,6 +281,10 @@ async fn take_port(
         *error.lock().unwrap_or_else(|p| p.into_inner()) = message;
     };
     let me = credd_proto::paths::effective_uid();
+    if let Some(listener) = activated(addr, endpoint) {
+        set_error(None);
+        return listener;
+    }
     let mut failures = 0u32;
     let mut wait = FIRST_RETRY;
     loop {
@@ -342,6 +346,24 @@ async fn take_port(
         tokio::time::sleep(wait.mul_f64(0.8 + fastrand::f64() * 0.4)).await;
         wait = (wait * 2).min(LAST_RETRY);
     }
+}
+
+/// The listener systemd holds for `addr` (socket activation), with the endpoint's secret made:
+/// the port has been this user's since login, so no secret was collected on it.
+fn activated(addr: SocketAddr, endpoint: &dyn Endpoint) -> Option<TcpListener> {
+    let listener = crate::activation::tcp_listener(addr)?
+        .and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        })
+        .inspect_err(|e| tracing::warn!(endpoint = endpoint.kind(), %addr, "cannot serve the port systemd holds ({e}); binding it instead"))
+        .ok()?;
+    if let Some(Err(e)) = endpoint.secret().map(secret::EndpointSecret::rotate) {
+        tracing::error!(endpoint = endpoint.kind(), "cannot write its secret: {e}");
+        return None;
+    }
+    tracing::info!(endpoint = endpoint.kind(), %addr, "serving the port systemd handed over");
+    Some(listener)
 }
 
 /// `addr` bound, not yet listening.
