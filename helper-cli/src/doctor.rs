@@ -131,6 +131,14 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
                 checks.push(endpoint_check(&source.name, endpoint));
                 if endpoint.kind == "proxy-port" {
                     proxies.push((source.name.clone(), endpoint.clone()));
+                    if let Some(warning) = crate::local_users::port_warning(&endpoint.url) {
+                        checks.push(check(
+                            Verdict::Warn,
+                            format!("endpoint proxy-port of {}", source.name),
+                            warning,
+                            Some("drop `port` from the source's proxy table, and run `credd setup claude-code SOURCE --via proxy` without --tcp".into()),
+                        ));
+                    }
                 }
             }
         }

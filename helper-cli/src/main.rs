@@ -10,6 +10,7 @@ mod cli;
 mod connection;
 mod doctor;
 mod endpoint_probe;
+mod local_users;
 mod login;
 mod output;
 mod service;

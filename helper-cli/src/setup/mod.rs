@@ -82,6 +82,11 @@ fn owned_settings(
     });
     if via == Via::Proxy {
         proxy_settings(plan, old, source, kind, credential, status, &mut env)?;
+        if plan.tcp
+            && let Some(warning) = crate::local_users::port_warning("the proxy's TCP port")
+        {
+            notes.push(format!("Warning: {warning}."));
+        }
         top.insert("env".into(), Value::Object(env));
         if !plan.tcp {
             // What an earlier route to credd left (a TCP port, its caller secret), where the
