@@ -622,16 +622,42 @@ fn socket_in_environment(
     if plan.via != Some(Via::Proxy) || plan.tcp {
         return Ok(String::new());
     }
-    let Some(socket) = status.and_then(|status| {
-        status
-            .sources
-            .iter()
-            .flat_map(|s| &s.endpoints)
-            .find_map(|e| e.socket.clone())
-    }) else {
+    let Some(status) = status else {
         return Ok(String::new());
     };
-    profile::offer(&socket, plan.shell_profile, credd, dry_run)
+    let Some(socket) = status
+        .sources
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .find_map(|e| e.socket.clone())
+    else {
+        return Ok(String::new());
+    };
+    let mut out = profile::offer(&socket, plan.shell_profile, credd, dry_run)?;
+    out += &gateway_exported(status, plan.source.as_deref().unwrap_or_default());
+    Ok(out)
+}
+
+/// A gateway route lives in the environment (its base URL), and `credd env` exports only one:
+/// the first gateway in name order. What to say when that is not `source`'s.
+fn gateway_exported(status: &StatusReport, source: &str) -> String {
+    let is_gateway = |s: &&credd_proto::SourceStatus| {
+        s.endpoints.iter().any(|e| {
+            e.kind == "proxy" && e.env.iter().any(|l| l.starts_with("ANTHROPIC_BASE_URL="))
+        })
+    };
+    let ours = status
+        .sources
+        .iter()
+        .filter(is_gateway)
+        .any(|s| s.name == source);
+    match status.sources.iter().find(is_gateway) {
+        Some(first) if ours && first.name != source => format!(
+            "Note: `credd env` exports the gateway route of `{}` (the first in name order), so Claude Code started from a shell goes there; to use `{source}` instead, have the profile run `credd env {source}` (and the sources of your SDK endpoints).\n",
+            first.name
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
