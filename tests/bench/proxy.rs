@@ -1,11 +1,15 @@
-//! The authenticating proxy's cost: the time to first byte it adds over asking the model API
-//! directly (target: p50 under 1 ms on loopback), its streaming throughput, and 200 streams at
-//! once with no error. The model API is a stand-in on 127.0.0.1 that answers at once, so what
-//! is measured is the proxy (the caller secret, the cached credential, the upstream request).
+//! The authenticating proxy's cost, on its Unix socket and on a TCP port: the time to the first
+//! byte and to the whole of a small answer it adds over asking the model API directly (target:
+//! median under 1 ms on loopback), how soon each event of a streamed answer reaches the caller
+//! after the model API sent it, its streaming throughput, and 200 streams at once with no
+//! error. The model API is a stand-in on 127.0.0.1 that answers at once, so what is measured
+//! is the proxy (the route, the cached credential, the upstream request).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
 use credd_tests::World;
 use credd_tests::http::read_request;
@@ -21,6 +25,52 @@ const STREAMS: usize = 200;
 const EVENTS: usize = 20;
 const EVENT_GAP: Duration = Duration::from_millis(50);
 
+/// Where a request goes, and what it carries besides.
+#[derive(Clone)]
+struct Route {
+    to: To,
+    /// The `Host` it names.
+    host: String,
+    /// Header lines it adds (the caller secret on the TCP port).
+    headers: String,
+}
+
+#[derive(Clone)]
+enum To {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+/// A connection's two halves.
+type Halves = (Box<dyn Write + Send>, BufReader<Box<dyn Read + Send>>);
+
+impl Route {
+    fn connect(&self, read_timeout: Duration) -> std::io::Result<Halves> {
+        let (writer, reader): (Box<dyn Write + Send>, Box<dyn Read + Send>) = match &self.to {
+            To::Tcp(addr) => {
+                let stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(read_timeout))?;
+                (Box::new(stream.try_clone()?), Box::new(stream))
+            }
+            To::Unix(path) => {
+                let stream = UnixStream::connect(path)?;
+                stream.set_read_timeout(Some(read_timeout))?;
+                (Box::new(stream.try_clone()?), Box::new(stream))
+            }
+        };
+        Ok((writer, BufReader::with_capacity(256 * 1024, reader)))
+    }
+
+    fn request(&self, path: &str) -> Vec<u8> {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}",
+            self.host, self.headers
+        )
+        .into_bytes()
+    }
+}
+
 pub fn proxy(runs: usize) {
     println!("\n## the authenticating proxy (a gateway route, to a model API on 127.0.0.1)");
     let upstream = serve_model_api();
@@ -33,45 +83,94 @@ pub fn proxy(runs: usize) {
     ));
     let daemon = world.start_daemon();
     credd_tests::peers::wait_for_port(port, Duration::from_secs(10), "the proxy");
-    let secret_file = world.source_status("gateway")["endpoints"][0]["secret_file"]
+    let endpoints = world.source_status("gateway")["endpoints"].clone();
+    let endpoint = |kind: &str| {
+        endpoints
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["kind"] == kind))
+            .unwrap_or_else(|| panic!("no {kind} endpoint"))
+            .clone()
+    };
+    let secret_file = endpoint("proxy-port")["secret_file"]
         .as_str()
         .unwrap()
         .to_string();
     let secret = std::fs::read_to_string(secret_file).unwrap();
-    let proxy = format!("127.0.0.1:{port}");
-    let headers = format!("X-Credd-Proxy-Secret: {}\r\n", secret.trim());
+    let socket = endpoint("proxy");
+    let routes = [
+        (
+            "direct",
+            Route {
+                to: To::Tcp(upstream.clone()),
+                host: upstream.clone(),
+                headers: String::new(),
+            },
+        ),
+        (
+            "proxy, TCP port",
+            Route {
+                to: To::Tcp(format!("127.0.0.1:{port}")),
+                host: format!("127.0.0.1:{port}"),
+                headers: format!("X-Credd-Proxy-Secret: {}\r\n", secret.trim()),
+            },
+        ),
+        (
+            "proxy, Unix socket",
+            Route {
+                to: To::Unix(socket["socket"].as_str().unwrap().into()),
+                host: socket["url"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("http://")
+                    .to_string(),
+                headers: String::new(),
+            },
+        ),
+    ];
 
-    // Time to first byte, one keep-alive connection each, as Claude Code holds them.
+    // Small answers, one keep-alive connection each, as Claude Code holds them: the first
+    // byte, and the whole answer (where a small write held back by Nagle's algorithm would
+    // show as 40 ms).
     let runs = runs * 10;
-    let direct = first_byte_times(&upstream, "", runs);
-    let through = first_byte_times(&proxy, &headers, runs);
-    print_spread("first byte, direct:       ", &direct);
-    print_spread("first byte, through proxy:", &through);
-    println!(
-        "  added by the proxy (target p50 < 1 ms): p50 {:.3} ms  p99 {:.3} ms",
-        ms(pct(&through, 0.5)) - ms(pct(&direct, 0.5)),
-        ms(pct(&through, 0.99)) - ms(pct(&direct, 0.99)),
-    );
+    let mut medians = Vec::new();
+    for (what, route) in &routes {
+        let (first, whole) = small_answer_times(route, runs);
+        print_spread(&format!("{:<33}", format!("first byte, {what}")), &first);
+        print_spread(&format!("{:<33}", format!("whole answer, {what}")), &whole);
+        medians.push((pct(&first, 0.5), pct(&whole, 0.5)));
+    }
+    for (i, (what, _)) in routes.iter().enumerate().skip(1) {
+        println!(
+            "  added by the {what} (target median < 1 ms): first byte {:.3} ms, whole answer {:.3} ms",
+            ms(medians[i].0) - ms(medians[0].0),
+            ms(medians[i].1) - ms(medians[0].1),
+        );
+    }
 
-    for (what, addr, headers) in [
-        ("direct", &upstream, ""),
-        ("through proxy", &proxy, &headers),
-    ] {
-        let (bytes, took) = stream_whole(addr, headers);
+    // Each event of a streamed answer: how long after the model API sent it the caller has it.
+    for (what, route) in &routes {
+        let mut delays = paced_stream(route).expect("a paced stream");
+        delays.sort();
+        print_spread(&format!("{:<33}", format!("event delay, {what}")), &delays);
+    }
+
+    for (what, route) in &routes {
+        let (bytes, took) = stream_whole(route);
         assert_eq!(bytes, STREAM_BYTES, "the stream {what} came short");
         println!(
-            "  streaming {} MiB {what:<14} {:>8.0} MiB/s",
+            "  streaming {} MiB {what:<19} {:>8.0} MiB/s",
             STREAM_BYTES >> 20,
             (bytes as f64 / (1 << 20) as f64) / took.as_secs_f64()
         );
     }
 
+    let through = routes[2].1.clone();
     let fds_before = open_fds(daemon.pid());
     let started = Instant::now();
     let streams: Vec<_> = (0..STREAMS)
         .map(|_| {
-            let (proxy, headers) = (proxy.clone(), headers.clone());
-            std::thread::spawn(move || paced_stream(&proxy, &headers))
+            let route = through.clone();
+            std::thread::spawn(move || paced_stream(&route))
         })
         .collect();
     let mut peak_rss = 0;
@@ -79,22 +178,23 @@ pub fn proxy(runs: usize) {
         peak_rss = peak_rss.max(rss_kib(daemon.pid()));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let results: Vec<Result<Duration, String>> =
+    let results: Vec<Result<Vec<Duration>, String>> =
         streams.into_iter().map(|s| s.join().unwrap()).collect();
     let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    let mut gaps: Vec<Duration> = results
+    let mut delays: Vec<Duration> = results
         .iter()
         .filter_map(|r| r.as_ref().ok())
+        .flatten()
         .copied()
         .collect();
-    gaps.sort();
+    delays.sort();
     println!(
-        "  {STREAMS} streams at once ({EVENTS} events {} ms apart): {} errors, all done in {:.2} s, daemon peak RSS {peak_rss} KiB",
+        "  {STREAMS} streams at once on the socket ({EVENTS} events {} ms apart): {} errors, all done in {:.2} s, daemon peak RSS {peak_rss} KiB",
         EVENT_GAP.as_millis(),
         errors.len(),
         started.elapsed().as_secs_f64()
     );
-    print_spread("  longest gap between events:", &gaps);
+    print_spread("  event delay, all streams:", &delays);
     if let Some(first) = errors.first() {
         println!("  first error: {first}");
     }
@@ -108,6 +208,15 @@ pub fn proxy(runs: usize) {
         1,
         "the proxy called the token command again"
     );
+}
+
+/// Microseconds since the epoch: the stand-in stamps each event with it, and the caller,
+/// in the same process, subtracts it from when the event arrived.
+fn now_micros() -> u128 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros()
 }
 
 /// A stand-in model API on 127.0.0.1, a thread per connection, keep-alive: `/v1/messages`
@@ -148,32 +257,33 @@ fn answer(path: &str, mut stream: &TcpStream) -> std::io::Result<()> {
         "/v1/paced" => {
             stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")?;
             for i in 0..EVENTS {
-                let event = format!("event: ping\ndata: {i}\n\n");
+                let event = format!("event: ping\ndata: {i} {}\n\n", now_micros());
                 stream.write_all(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())?;
                 std::thread::sleep(EVENT_GAP);
             }
             stream.write_all(b"0\r\n\r\n")
         }
+        // A small answer whose head and body leave in two writes a millisecond apart, as a
+        // model API's do: a proxy that passes them on as two small writes, with Nagle's
+        // algorithm on, holds the second until the caller's delayed ACK (40 ms on Linux).
         _ => {
             let body = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
             stream.write_all(
                 format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 )
                 .as_bytes(),
-            )
+            )?;
+            std::thread::sleep(Duration::from_millis(1));
+            stream.write_all(body.as_bytes())
         }
     }
 }
 
-fn request(path: &str, headers: &str, addr: &str) -> Vec<u8> {
-    format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}").into_bytes()
-}
-
 /// The status and head of an answer, then its body's length (Content-Length or chunked),
 /// read whole; the time the first byte came.
-fn read_answer(reader: &mut BufReader<TcpStream>, sent: Instant) -> (u16, usize, Duration) {
+fn read_answer(reader: &mut BufReader<impl Read>, sent: Instant) -> (u16, usize, Duration) {
     let first = {
         reader.fill_buf().expect("an answer");
         sent.elapsed()
@@ -219,84 +329,68 @@ fn read_answer(reader: &mut BufReader<TcpStream>, sent: Instant) -> (u16, usize,
     (status, total, first)
 }
 
-fn connect(addr: &str) -> (TcpStream, BufReader<TcpStream>) {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let reader = BufReader::with_capacity(256 * 1024, stream.try_clone().unwrap());
-    (stream, reader)
-}
-
-fn first_byte_times(addr: &str, headers: &str, runs: usize) -> Vec<Duration> {
-    let (mut stream, mut reader) = connect(addr);
-    let request = request("/v1/messages", headers, addr);
-    let mut times: Vec<Duration> = (0..runs + 50)
+/// The times to the first byte and to the whole of `runs` small answers, each sorted.
+fn small_answer_times(route: &Route, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut writer, mut reader) = route.connect(Duration::from_secs(60)).unwrap();
+    let request = route.request("/v1/messages");
+    let (mut first, mut whole): (Vec<Duration>, Vec<Duration>) = (0..runs + 50)
         .map(|_| {
             let sent = Instant::now();
-            stream.write_all(&request).unwrap();
+            writer.write_all(&request).unwrap();
             let (status, _, first) = read_answer(&mut reader, sent);
             assert_eq!(status, 200);
-            first
+            (first, sent.elapsed())
         })
         .skip(50)
-        .collect();
-    times.sort();
-    times
+        .unzip();
+    first.sort();
+    whole.sort();
+    (first, whole)
 }
 
-fn stream_whole(addr: &str, headers: &str) -> (usize, Duration) {
-    let (mut stream, mut reader) = connect(addr);
+fn stream_whole(route: &Route) -> (usize, Duration) {
+    let (mut writer, mut reader) = route.connect(Duration::from_secs(60)).unwrap();
     let sent = Instant::now();
-    stream
-        .write_all(&request("/v1/stream", headers, addr))
-        .unwrap();
+    writer.write_all(&route.request("/v1/stream")).unwrap();
     let (status, bytes, _) = read_answer(&mut reader, sent);
     assert_eq!(status, 200);
     (bytes, sent.elapsed())
 }
 
-/// One paced stream through the proxy: the longest gap between two events, or what went
+/// One paced stream: how long after the model API sent it each event arrived, or what went
 /// wrong.
-fn paced_stream(addr: &str, headers: &str) -> Result<Duration, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(&request("/v1/paced", headers, addr))
+fn paced_stream(route: &Route) -> Result<Vec<Duration>, String> {
+    let (mut writer, mut reader) = route
+        .connect(Duration::from_secs(30))
+        .map_err(|e| format!("connect: {e}"))?;
+    writer
+        .write_all(&route.request("/v1/paced"))
         .map_err(|e| format!("send: {e}"))?;
-    let mut received = Vec::new();
-    let mut piece = [0u8; 4096];
-    let mut last = Instant::now();
-    let mut longest = Duration::ZERO;
-    let mut events = 0;
-    while events < EVENTS {
-        let n = stream
-            .read(&mut piece)
-            .map_err(|e| format!("after {events} events: {e}"))?;
+    let mut status = String::new();
+    reader
+        .read_line(&mut status)
+        .map_err(|e| format!("read: {e}"))?;
+    if !status.starts_with("HTTP/1.1 200") {
+        return Err(status.trim().to_string());
+    }
+    let mut delays = Vec::new();
+    while delays.len() < EVENTS {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("after {} events: {e}", delays.len()))?;
         if n == 0 {
-            return Err(format!(
-                "the answer ended after {events} events: {}",
-                String::from_utf8_lossy(&received)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-            ));
+            return Err(format!("the answer ended after {} events", delays.len()));
         }
-        received.extend_from_slice(&piece[..n]);
-        let now = String::from_utf8_lossy(&received)
-            .matches("event: ping")
-            .count();
-        if now > events {
-            longest = longest.max(last.elapsed());
-            last = Instant::now();
-            events = now;
+        let arrived = now_micros();
+        if let Some(stamp) = line
+            .strip_prefix("data: ")
+            .and_then(|data| data.split_whitespace().nth(1))
+            .and_then(|stamp| stamp.parse::<u128>().ok())
+        {
+            let delay = arrived.saturating_sub(stamp);
+            delays.push(Duration::from_micros(delay as u64));
         }
     }
-    if !received.starts_with(b"HTTP/1.1 200") {
-        return Err(String::from_utf8_lossy(&received[..received.len().min(40)]).into_owned());
-    }
-    Ok(longest)
+    Ok(delays)
 }
