@@ -323,7 +323,7 @@ fn proxy_settings_check(
                 "{shown} sends a credd caller secret to {base}, where no credd proxy of the config listens"
             ),
             Some(
-                "run `credd setup claude-code SOURCE --via proxy --tcp` for a source with `proxy = { port = PORT }`"
+                "run `credd setup claude-code SOURCE --via proxy`: the proxy listens on a Unix socket now, and a port only where its table names one (then add --tcp); until then whoever takes that port gets Claude Code's prompts"
                     .into(),
             ),
         ));

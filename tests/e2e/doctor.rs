@@ -169,3 +169,46 @@ fn doctor_notices_a_daemon_of_another_version() {
         "{out}"
     );
 }
+
+#[test]
+fn settings_of_an_older_credd_that_send_a_port_the_proxy_left_are_failed() {
+    // An older credd served the proxy on a port derived from the source's name and wrote it,
+    // with a caller secret, into the settings; the proxy now listens on its socket.
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-doctor");
+    world.write_config(&exec_config(
+        "gateway",
+        &cmd,
+        &format!("proxy = {{ upstream = \"{}\" }}", api.url()),
+    ));
+    let _daemon = world.start_daemon();
+    settings(
+        &world,
+        json!({"env": {
+            "ANTHROPIC_BASE_URL": "http://127.0.0.1:47321",
+            "ANTHROPIC_CUSTOM_HEADERS": format!("X-Credd-Proxy-Secret: {}", "ab".repeat(32)),
+        }}),
+    );
+    let (code, checks, out) = doctor(&world, &[]);
+    assert_eq!(code, 1, "{out}");
+    let stale = failing(&checks, "claude code settings");
+    assert!(
+        stale.iter().any(|c| c["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("where no credd proxy of the config listens"))
+            && c["fix"]
+                .as_str()
+                .is_some_and(|f| f.contains("--via proxy`: the proxy listens on a Unix socket"))),
+        "{out}"
+    );
+    // Moved to the socket by setup: the old port and its secret leave the settings.
+    world
+        .credd(&["setup", "claude-code", "gateway", "--via", "proxy"])
+        .ok();
+    let written = std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap();
+    assert!(
+        !written.contains("47321") && !written.contains("X-Credd-Proxy-Secret"),
+        "the old route stayed"
+    );
+}
