@@ -266,18 +266,18 @@ fn authority(url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
+/// The base URL a settings file's `env` sends Claude Code's model requests to, if it names one.
+fn base_url_in(settings_env: &Value) -> Option<&str> {
+    credd_proto::claude_code::BASE_URLS
+        .iter()
+        .find_map(|key| settings_env[key].as_str())
+}
+
 /// A route on the proxy socket in a settings file works only when the environment Claude
 /// Code starts in names the socket: warned about when this shell's does not.
 fn socket_route_check(settings_env: &Value, shown: &str) -> Option<Check> {
-    let base = [
-        "ANTHROPIC_BEDROCK_BASE_URL",
-        "ANTHROPIC_VERTEX_BASE_URL",
-        "ANTHROPIC_FOUNDRY_BASE_URL",
-        "ANTHROPIC_BASE_URL",
-    ]
-    .iter()
-    .find_map(|key| settings_env[key].as_str())
-    .filter(|base| credd_proto::proxy_route::source_of_url(base).is_some())?;
+    let base = base_url_in(settings_env)
+        .filter(|base| credd_proto::proxy_route::source_of_url(base).is_some())?;
     let socket = credd_proto::paths::proxy_socket(&credd_proto::paths::socket_path());
     let named = std::env::var_os("ANTHROPIC_UNIX_SOCKET");
     if named.as_deref() == Some(socket.as_os_str()) {
@@ -304,14 +304,7 @@ fn proxy_settings_check(
     proxies: &[(String, credd_proto::EndpointStatus)],
 ) -> Option<Check> {
     let sent = proxy_secret_sent(settings_env)?;
-    let base = [
-        "ANTHROPIC_BEDROCK_BASE_URL",
-        "ANTHROPIC_VERTEX_BASE_URL",
-        "ANTHROPIC_FOUNDRY_BASE_URL",
-        "ANTHROPIC_BASE_URL",
-    ]
-    .iter()
-    .find_map(|key| settings_env[key].as_str())?;
+    let base = base_url_in(settings_env)?;
     let Some((source, proxy)) = proxies
         .iter()
         .find(|(_, proxy)| authority(&proxy.url) == authority(base))

@@ -32,3 +32,12 @@ pub const ENVIRONMENT_ONLY: [&str; 3] = [
     "ANTHROPIC_BASE_URL",
     "ANTHROPIC_AUTH_TOKEN",
 ];
+
+/// The settings that name a model API's base URL, one per route: what a proxy route of credd's
+/// points at it.
+pub const BASE_URLS: [&str; 4] = [
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "ANTHROPIC_VERTEX_BASE_URL",
+    "ANTHROPIC_FOUNDRY_BASE_URL",
+    "ANTHROPIC_BASE_URL",
+];

@@ -361,7 +361,7 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
         .get("ANTHROPIC_CUSTOM_HEADERS")
         .and_then(Value::as_str)
         .is_some_and(|h| h.lines().any(|l| proxy_secret_in(l).is_some()));
-    let on_socket = BASE_URLS.iter().any(|key| {
+    let on_socket = credd_proto::claude_code::BASE_URLS.iter().any(|key| {
         old_env
             .get(*key)
             .and_then(Value::as_str)
@@ -387,7 +387,7 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     ] {
         env.insert(key.into(), Value::Null);
     }
-    for key in BASE_URLS {
+    for key in credd_proto::claude_code::BASE_URLS {
         if old_env
             .get(key)
             .and_then(Value::as_str)
@@ -404,14 +404,6 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     removals.insert("env".into(), Value::Object(env));
     removals
 }
-
-/// The settings that name a model API's base URL, which a proxy route points at credd.
-const BASE_URLS: [&str; 4] = [
-    "ANTHROPIC_BEDROCK_BASE_URL",
-    "ANTHROPIC_VERTEX_BASE_URL",
-    "ANTHROPIC_FOUNDRY_BASE_URL",
-    "ANTHROPIC_BASE_URL",
-];
 
 /// Whether `url` is a route on credd's proxy socket.
 fn is_socket_route(url: &str) -> bool {
