@@ -26,6 +26,15 @@ fn reached(log: &std::path::Path) -> bool {
     std::fs::read_to_string(log).is_ok_and(|text| !text.trim().is_empty())
 }
 
+/// A `credd get` that failed, naming the other user.
+fn assert_refused(out: &credd_tests::Output) {
+    assert_ne!(
+        out.code, 0,
+        "a credential came from the other user's server"
+    );
+    assert!(out.stderr.contains("held by uid 65534"), "{}", out.stderr);
+}
+
 #[test]
 fn the_proxy_sends_no_prompt_or_token_to_an_upstream_another_user_holds() {
     if !other_user::available(
@@ -43,13 +52,7 @@ fn the_proxy_sends_no_prompt_or_token_to_an_upstream_another_user_holds() {
     ));
     let _daemon = world.start_daemon();
     let (socket, host) = crate::proxy::socket_route_of(&world, "gateway");
-    let (status, answer) = crate::proxy::exchange_on_socket(
-        &socket,
-        &format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        ),
-    );
-    let answer = String::from_utf8_lossy(&answer);
+    let (status, answer) = crate::proxy::post_on_socket(&socket, &host, "/v1/messages", "");
     assert_eq!(status, 502, "{answer}");
     assert!(answer.contains("held by uid 65534"), "{answer}");
     std::thread::sleep(Duration::from_millis(300));
@@ -71,9 +74,7 @@ fn a_token_uri_another_user_holds_is_sent_no_refresh_token() {
     credential["token_uri"] = format!("http://127.0.0.1:{port}/token").into();
     let world = gcp_source::gcp_world(&credential, "");
     let _daemon = world.start_daemon();
-    let out = world.credd(&["get", "vertex"]);
-    assert_ne!(out.code, 0, "a token came from the other user's server");
-    assert!(out.stderr.contains("held by uid 65534"), "{}", out.stderr);
+    assert_refused(&world.credd(&["get", "vertex"]));
     assert!(
         !reached(&log),
         "the refresh token went to the other user's server"
@@ -94,9 +95,7 @@ fn an_aws_endpoint_another_user_holds_is_sent_no_signed_request() {
     );
     world.write_config("[sources.dev]\nkind = \"aws\"\nprofile = \"dev\"\n");
     let _daemon = world.start_daemon();
-    let out = world.credd(&["get", "dev", "--format", "aws"]);
-    assert_ne!(out.code, 0, "credentials came from the other user's server");
-    assert!(out.stderr.contains("held by uid 65534"), "{}", out.stderr);
+    assert_refused(&world.credd(&["get", "dev", "--format", "aws"]));
     assert!(
         !reached(&log),
         "a signed request went to the other user's server"
@@ -116,12 +115,7 @@ fn a_loopback_upstream_of_this_users_own_is_used() {
     ));
     let _daemon = world.start_daemon();
     let (socket, host) = crate::proxy::socket_route_of(&world, "gateway");
-    let (status, _) = crate::proxy::exchange_on_socket(
-        &socket,
-        &format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        ),
-    );
+    let (status, _) = crate::proxy::post_on_socket(&socket, &host, "/v1/messages", "");
     assert_eq!(status, 200);
     assert_eq!(
         api.messages()[0].header("x-api-key"),

@@ -401,7 +401,7 @@ fn host_of(url: &str) -> String {
 
 /// A JSON `POST` of `{}` to `path` through the proxy at `url`, with the caller secret, on a
 /// connection that closes after it.
-fn post(url: &str, secret: &str, path: &str) -> String {
+pub(crate) fn post(url: &str, secret: &str, path: &str) -> String {
     format!(
         "POST {path} HTTP/1.1\r\nHost: {}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}",
         host_of(url)
@@ -409,7 +409,7 @@ fn post(url: &str, secret: &str, path: &str) -> String {
 }
 
 /// Sends `request` as it is to the proxy at `url`; (status, whole answer).
-fn raw_request(url: &str, request: &str) -> (u16, String) {
+pub(crate) fn raw_request(url: &str, request: &str) -> (u16, String) {
     let (status, answer) = raw_exchange(url, request);
     (status, String::from_utf8_lossy(&answer).into_owned())
 }
@@ -423,6 +423,23 @@ fn raw_exchange(url: &str, request: &str) -> (u16, Vec<u8>) {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     exchange(stream, request)
+}
+
+/// A JSON `POST` of `{}` to `path` for `host` on the proxy's Unix socket, with `headers`
+/// (whole lines) besides, on a connection that closes after it; (status, the whole answer).
+pub(crate) fn post_on_socket(
+    socket: &std::path::Path,
+    host: &str,
+    path: &str,
+    headers: &str,
+) -> (u16, String) {
+    let (status, answer) = exchange_on_socket(
+        socket,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        ),
+    );
+    (status, String::from_utf8_lossy(&answer).into_owned())
 }
 
 /// Sends `request` as it is on the proxy's Unix socket; (status, the answer's bytes).
@@ -1126,15 +1143,7 @@ fn the_socket_routes_by_host_and_sends_nothing_for_a_host_it_does_not_know() {
     let world = gateway_on_the_socket(&api, "sk-gateway-token-9");
     let _daemon = world.start_daemon();
     let (socket, host) = socket_route_of(&world, "gateway");
-    let post = |host: &str| {
-        let (status, answer) = exchange_on_socket(
-            &socket,
-            &format!(
-                "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            ),
-        );
-        (status, String::from_utf8_lossy(&answer).into_owned())
-    };
+    let post = |host: &str| post_on_socket(&socket, host, "/v1/messages", "");
     // Another session's first-party traffic, a source that is not there, a Host made to look
     // like a route: refused with a reason, and nothing fetched or sent.
     for other in [
@@ -1232,11 +1241,11 @@ fn the_callers_own_credentials_never_go_upstream() {
         ));
         let _daemon = world.start_daemon();
         let (socket, host) = socket_route_of(&world, "gateway");
-        let (status, _) = exchange_on_socket(
+        let (status, _) = post_on_socket(
             &socket,
-            &format!(
-                "POST /v1/messages HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer caller-own-token\r\nx-api-key: caller-own-key\r\nX-Amz-Security-Token: caller-own-session\r\nX-Amz-Target: caller-own-target\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            ),
+            &host,
+            "/v1/messages",
+            "Authorization: Bearer caller-own-token\r\nx-api-key: caller-own-key\r\nX-Amz-Security-Token: caller-own-session\r\nX-Amz-Target: caller-own-target\r\n",
         );
         assert_eq!(status, 200, "{send_as}");
         let messages = api.messages();

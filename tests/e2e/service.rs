@@ -89,33 +89,83 @@ fn service_install_writes_units_systemd_accepts_and_uninstall_removes_them() {
     assert!(!units.join("credd.socket").exists() && !units.join("credd.service").exists());
 }
 
+/// `systemd-socket-activate` holding `listens` for a credd-daemon of `world`, as the user's
+/// systemd does with `credd.socket`: the daemon starts on the first connection to any of them.
+struct Activator {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Activator {
+    fn start(world: &World, listens: &[String]) -> Activator {
+        let run = world.socket.parent().unwrap();
+        std::fs::create_dir_all(run).unwrap();
+        std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let log = world.path("activate.log");
+        let mut command = Command::new("systemd-socket-activate");
+        for listen in listens {
+            command.arg("-l").arg(listen);
+        }
+        for (name, value) in [
+            ("CREDD_CONFIG", &world.config),
+            ("CREDD_SOCKET", &world.socket),
+            ("HOME", &world.home),
+        ] {
+            command.arg("-E").arg(format!("{name}={}", value.display()));
+        }
+        let child = command
+            .arg(credd_tests::bin("credd-daemon"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect(
+                "systemd-socket-activate (Debian's systemd package) is installed by the test command",
+            );
+        let activator = Activator { child, log };
+        // It says "Listening on …" once each socket is open.
+        world.eventually(Duration::from_secs(10), "the activator's sockets", || {
+            activator.log().matches("Listening on").count() == listens.len()
+        });
+        activator
+    }
+
+    /// What the daemon logged.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `credd stop`, and the daemon gone (the activator execs it: its exit is the daemon's).
+    fn stop(mut self, world: &World) {
+        world.credd(&["stop"]).ok();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Activator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_of(path: &std::path::Path) -> String {
+    path.display().to_string()
+}
+
 #[test]
 fn the_daemon_serves_a_socket_systemd_activated() {
     let world = World::new();
     let cmd = world.counting_command("gw", "tok-activated");
     world.write_config(&exec_config("gateway", &cmd, ""));
-    let run = world.socket.parent().unwrap();
-    std::fs::create_dir_all(run).unwrap();
-    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let log = world.path("activate.log");
-    let mut activator = Command::new("systemd-socket-activate");
-    activator
-        .arg("-l")
-        .arg(&world.socket)
-        .arg("-E")
-        .arg(format!("CREDD_CONFIG={}", world.config.display()))
-        .arg("-E")
-        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
-        .arg(credd_tests::bin("credd-daemon"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut activator = activator.spawn().expect(
-        "systemd-socket-activate (Debian's systemd package) is installed by the test command",
-    );
-    world.eventually(Duration::from_secs(10), "the activator's socket", || {
-        world.socket.exists()
-    });
+    let activator = Activator::start(&world, &[path_of(&world.socket)]);
 
     let out = world
         .credd_command(&["get", "gateway"])
@@ -128,28 +178,16 @@ fn the_daemon_serves_a_socket_systemd_activated() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = activator.log();
     assert!(
         logged.contains("serving the socket systemd handed over"),
         "{logged}"
     );
-
-    world.credd(&["stop"]).ok();
-    // The activator execs the daemon: its exit is the daemon's.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while activator.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    activator.stop(&world);
     assert!(
         world.socket.exists(),
         "the daemon removed a socket that belongs to systemd"
     );
-    let _ = activator.kill();
-    let _ = activator.wait();
 }
 
 #[test]
@@ -173,50 +211,21 @@ fn the_first_model_request_on_the_proxy_socket_starts_the_daemon_systemd_activat
         &cmd,
         &format!("proxy = {{ upstream = \"{}\" }}", api.url()),
     ));
-    let run = world.socket.parent().unwrap();
-    std::fs::create_dir_all(run).unwrap();
-    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
     let proxy_socket = credd_proto::paths::proxy_socket(&world.socket);
-    let log = world.path("activate.log");
     // As credd.socket lists them: the main socket, then the proxy's.
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&world.socket)
-        .arg("-l")
-        .arg(&proxy_socket)
-        .arg("-E")
-        .arg(format!("CREDD_CONFIG={}", world.config.display()))
-        .arg("-E")
-        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
-        .arg(credd_tests::bin("credd-daemon"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect(
-            "systemd-socket-activate (Debian's systemd package) is installed by the test command",
-        );
-    world.eventually(Duration::from_secs(10), "the activator's sockets", || {
-        proxy_socket.exists()
-    });
+    let activator = Activator::start(&world, &[path_of(&world.socket), path_of(&proxy_socket)]);
     // No daemon runs yet: the request itself starts it, and is answered.
-    let (status, _) = crate::proxy::exchange_on_socket(
+    let (status, _) = crate::proxy::post_on_socket(
         &proxy_socket,
-        "POST /v1/messages HTTP/1.1\r\nHost: gateway.credd.localhost:0\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        "gateway.credd.localhost:0",
+        "/v1/messages",
+        "",
     );
-    assert_eq!(status, 200, "{}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(status, 200, "{}", activator.log());
     assert_eq!(api.messages()[0].header("x-api-key"), Some("sk-activated"));
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = activator.log();
     assert!(logged.contains("activated=true"), "{logged}");
-    world.credd(&["stop"]).ok();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while activator.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    activator.stop(&world);
     assert!(
         proxy_socket.exists(),
         "the daemon removed a proxy socket that belongs to systemd"
@@ -240,37 +249,17 @@ fn a_proxy_port_systemd_holds_is_served_and_outlives_a_reload() {
         )
     };
     world.write_config(&config("1h"));
-    let run = world.socket.parent().unwrap();
-    std::fs::create_dir_all(run).unwrap();
-    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let proxy_socket = credd_proto::paths::proxy_socket(&world.socket);
-    let log = world.path("activate.log");
     // As `credd service install` writes the unit for this config: credd's sockets and the
     // proxy's port, all held from login on.
-    let mut activator = Command::new("systemd-socket-activate")
-        .arg("-l")
-        .arg(&world.socket)
-        .arg("-l")
-        .arg(&proxy_socket)
-        .arg("-l")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-E")
-        .arg(format!("CREDD_CONFIG={}", world.config.display()))
-        .arg("-E")
-        .arg(format!("CREDD_SOCKET={}", world.socket.display()))
-        .arg("-E")
-        .arg(format!("HOME={}", world.home.display()))
-        .arg(credd_tests::bin("credd-daemon"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect(
-            "systemd-socket-activate (Debian's systemd package) is installed by the test command",
-        );
-    world.eventually(Duration::from_secs(10), "the activator's sockets", || {
-        proxy_socket.exists()
-    });
+    let proxy_socket = credd_proto::paths::proxy_socket(&world.socket);
+    let activator = Activator::start(
+        &world,
+        &[
+            path_of(&world.socket),
+            path_of(&proxy_socket),
+            format!("127.0.0.1:{port}"),
+        ],
+    );
     // Held before any daemon runs: nobody else can take it.
     assert!(
         std::net::TcpListener::bind(("127.0.0.1", port)).is_err(),
@@ -278,44 +267,21 @@ fn a_proxy_port_systemd_holds_is_served_and_outlives_a_reload() {
     );
     let post = || {
         let (url, secret) = crate::proxy::proxy_of(&world, "gateway");
-        let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        std::io::Write::write_all(
-            &mut stream,
-            format!(
-                "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Credd-Proxy-Secret: {secret}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
-        answer
+        crate::proxy::raw_request(&url, &crate::proxy::post(&url, &secret, "/v1/messages")).0
     };
-    let answer = post();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(post(), 200);
     // A config edit rebuilds the proxy: it serves the same port, which systemd still holds.
     world.write_config(&config("2h"));
     world.eventually(Duration::from_secs(10), "the edit is read", || {
-        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("source changed"))
+        activator.log().contains("source changed")
     });
     world.eventually(Duration::from_secs(10), "the rebuilt proxy serves", || {
-        post().starts_with("HTTP/1.1 200")
+        post() == 200
     });
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = activator.log();
     assert!(
         logged.contains("serving the port systemd handed over"),
         "{logged}"
     );
-    world.credd(&["stop"]).ok();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while activator.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the daemon did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    activator.stop(&world);
 }
