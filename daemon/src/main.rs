@@ -107,10 +107,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(path);
         }
     }
-    // Only now may the next daemon claim the sockets.
-    drop(claim);
     // Their secret files go with them: no SDK sends one to whoever takes a port next.
     registry.stop_endpoints();
+    // Only now may the next daemon claim the sockets (and make the endpoints' secret files
+    // anew, which this one would otherwise remove).
+    drop(claim);
     tracing::info!("credd-daemon stopped");
     Ok(())
 }
