@@ -1,9 +1,9 @@
 //! `ANTHROPIC_UNIX_SOCKET` where Claude Code reads it: the environment it starts in. Claude
-//! Code takes the proxy socket's path from there only (its settings files' `env` is applied
-//! after its HTTP client is made), so a proxy route needs one line in the shell's profile,
-//! `eval "$(credd env)"`, which `setup` adds when asked to (`--shell-profile`, or yes at its
-//! question on a terminal), and otherwise only names. It is added once, at the end of the
-//! file, never through a symbolic link, and never without being asked.
+//! Code takes the proxy socket's path from there only (it drops the variable from every
+//! settings file, managed settings included), so a proxy route needs one line in the shell's
+//! profile, `eval "$(credd env)"`, which `setup` adds when asked to (`--shell-profile`, or yes
+//! at its question on a terminal), and otherwise only names. It is added once, at the end of
+//! the file, never through a symbolic link, and never without being asked.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -50,7 +50,9 @@ pub fn offer(
     if !add {
         return Ok(format!(
             "{how} add this line to {shown} (or run setup again with --shell-profile {}):\n  {line}\n",
-            shell_name(shell)
+            clap::ValueEnum::to_possible_value(&shell)
+                .map(|name| name.get_name().to_string())
+                .unwrap_or_default()
         ));
     }
     if dry_run {
@@ -61,14 +63,6 @@ pub fn offer(
     Ok(format!(
         "Added to {shown}:\n  {line}\nStart Claude Code from a new shell (or run `{line}` here first).\n"
     ))
-}
-
-fn shell_name(shell: Shell) -> &'static str {
-    match shell {
-        Shell::Bash => "bash",
-        Shell::Zsh => "zsh",
-        Shell::Fish => "fish",
-    }
 }
 
 /// Whether `profile` runs `credd env` already (this line, or one of the person's own).
