@@ -24,6 +24,7 @@ pub mod net;
 pub mod notify;
 pub mod policy;
 pub mod process;
+pub mod random;
 pub mod redact;
 pub mod registry;
 pub mod secret_store;

@@ -62,7 +62,7 @@ impl EndpointSecret {
             *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(kept);
             return Ok(());
         }
-        let secret = super::random_secret();
+        let secret = crate::random::secret();
         crate::files::write_private(&self.file, secret.as_bytes(), true)?;
         *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret);
         Ok(())

@@ -4,8 +4,6 @@
 //! says it needs a login does a flow start. Callers that arrive while it runs join it, see the
 //! same prompt, and finish together. A login never starts from `get` or a background refresh.
 
-pub mod flow;
-
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -14,7 +12,7 @@ use credd_proto::{Credential, LoginPrompt, Secret};
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
 use crate::sources::SourceError;
-use flow::{Flow, Flows};
+use crate::sources::flow::{Flow, Flows};
 
 pub use credd_proto::claude_code::LOGIN_BOUND;
 

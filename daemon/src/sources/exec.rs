@@ -26,20 +26,20 @@ pub struct ExecSpec {
     pub command: Vec<String>,
     /// Lifetime of a credential whose output states no expiry.
     #[serde(
-        default = "crate::config::default_ttl",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_ttl",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub ttl: Duration,
     /// How long the command may run before it is killed.
     #[serde(
-        default = "crate::config::default_timeout",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_timeout",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub timeout: Duration,
     /// Serve this source through the authenticating proxy too, to a gateway or the
     /// first-party API (see `endpoints::proxy`).
     #[serde(default)]
-    pub proxy: Option<crate::config::ProxySpec>,
+    pub proxy: Option<crate::sources::spec::ProxySpec>,
 }
 
 impl ExecSpec {

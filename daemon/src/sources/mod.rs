@@ -6,7 +6,9 @@
 pub mod aws;
 pub mod entra;
 pub mod exec;
+pub mod flow;
 pub mod gcp;
+pub mod spec;
 pub mod upstream;
 
 use std::time::SystemTime;
@@ -14,7 +16,9 @@ use std::time::SystemTime;
 use credd_proto::{CredentialFacts, CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
-use crate::config::SourceSpec;
+use serde::Deserialize;
+
+use spec::ProxySpec;
 
 /// A credential as an upstream handed it out.
 #[derive(Debug, Clone)]
@@ -194,5 +198,57 @@ pub fn build_id_token(spec: &SourceSpec, audience: &str) -> Option<Box<dyn Sourc
             audience.to_string(),
         ))),
         SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) => None,
+    }
+}
+
+/// A source's table: its `kind`, and that kind's settings, whose spec lives beside the source
+/// that reads them (`sources::<kind>`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSpec {
+    Exec(exec::ExecSpec),
+    Aws(aws::AwsSpec),
+    Gcp(gcp::GcpSpec),
+    Entra(entra::EntraSpec),
+}
+
+impl SourceSpec {
+    /// What is wrong with the table beyond its syntax, for the config error.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            SourceSpec::Exec(exec) => exec.check(),
+            SourceSpec::Aws(aws) => aws.check(),
+            SourceSpec::Gcp(gcp) => gcp.check(),
+            SourceSpec::Entra(entra) => entra.check(),
+        }?;
+        if let Some(proxy) = self.proxy() {
+            proxy.check()?;
+            if proxy.auth.is_some() && !matches!(self, SourceSpec::Aws(_)) {
+                return Err("proxy `auth` applies to aws sources (Bedrock) only".into());
+            }
+            if proxy.send_as.is_some() && !matches!(self, SourceSpec::Exec(_)) {
+                return Err("proxy `send_as` applies to exec sources (gateways) only".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The source's authenticating proxy, when its table asks for one.
+    pub fn proxy(&self) -> Option<&ProxySpec> {
+        match self {
+            SourceSpec::Exec(exec) => exec.proxy.as_ref(),
+            SourceSpec::Aws(aws) => aws.proxy.as_ref(),
+            SourceSpec::Gcp(gcp) => gcp.proxy.as_ref(),
+            SourceSpec::Entra(entra) => entra.proxy.as_ref(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Exec(_) => "exec",
+            SourceSpec::Aws(_) => "aws",
+            SourceSpec::Gcp(_) => "gcp",
+            SourceSpec::Entra(_) => "entra",
+        }
     }
 }

@@ -229,12 +229,10 @@ fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> Option<Strin
         "alg": "ES256",
         "jwk": {"kty": "EC", "crv": "P-256", "x": coordinate(point.x()), "y": coordinate(point.y())},
     });
-    let mut jti = [0u8; 16];
-    getrandom::fill(&mut jti).ok()?;
     let iat = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = json!({"jti": hex::encode(jti), "htm": "POST", "htu": url, "iat": iat});
+    let claims = json!({"jti": crate::random::hex(16), "htm": "POST", "htu": url, "iat": iat});
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

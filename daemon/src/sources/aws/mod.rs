@@ -98,7 +98,7 @@ impl AwsSource {
         AwsSource {
             kept: spec
                 .persist
-                .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
+                .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             kept_session: std::sync::Mutex::new(None),
             name: name.to_string(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::EndpointSpec;
+use crate::sources::spec::EndpointSpec;
 
 /// AWS credentials for a profile of `~/.aws/config`, resolved the way the AWS CLI does.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -19,14 +19,14 @@ pub struct AwsSpec {
     /// Lifetime asked of STS for session credentials made from long-term keys, and assumed for
     /// credentials that state no expiry.
     #[serde(
-        default = "crate::config::default_ttl",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_ttl",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub duration: Duration,
     /// How long one refresh (every STS and SSO call it makes) may take.
     #[serde(
-        default = "crate::config::default_aws_timeout",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_aws_timeout",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub timeout: Duration,
     /// Serve this source on the AWS container-credentials endpoint too.
@@ -44,10 +44,10 @@ pub struct AwsSpec {
     /// For a role with `mfa_serial`: keep the MFA session's credentials in the OS secret
     /// store until they expire, so a restart needs no new code.
     #[serde(default)]
-    pub persist: Option<crate::config::Persist>,
+    pub persist: Option<crate::sources::spec::Persist>,
     /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
     #[serde(default)]
-    pub proxy: Option<crate::config::ProxySpec>,
+    pub proxy: Option<crate::sources::spec::ProxySpec>,
 }
 
 impl AwsSpec {
@@ -105,7 +105,7 @@ pub fn is_region_name(region: &str) -> bool {
 /// another user's), is for `upstream` in the config, where it is seen.
 fn check_bedrock_runtime_from_env(upstream: &str) -> Result<(), String> {
     const WHAT: &str = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME";
-    crate::config::check_upstream(upstream, WHAT)?;
+    crate::sources::spec::check_upstream(upstream, WHAT)?;
     let url = reqwest::Url::parse(upstream).ok();
     let host = url
         .as_ref()

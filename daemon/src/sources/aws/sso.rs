@@ -17,8 +17,8 @@ use credd_proto::LoginPrompt;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-use crate::login::flow::Flows;
 use crate::sources::SourceError;
+use crate::sources::flow::Flows;
 use crate::sources::upstream::{self, Verdict};
 
 use crate::policy::SSO_REFRESH_WINDOW as REFRESH_WINDOW;

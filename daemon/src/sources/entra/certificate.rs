@@ -79,7 +79,7 @@ impl CertificateAssertion {
             aud: &self.audience,
             iss: &self.client_id,
             sub: &self.client_id,
-            jti: crate::endpoints::random_secret(),
+            jti: crate::random::secret(),
             nbf: now,
             iat: now,
             exp: now + ASSERTION_LIFETIME_SECS,

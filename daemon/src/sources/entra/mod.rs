@@ -57,7 +57,7 @@ impl EntraSource {
             settings: Settings::resolve(&spec),
             kept: spec
                 .persist
-                .map(|crate::config::Persist::Keyring| crate::secret_store::Kept::new(name)),
+                .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             refresh_token: Mutex::new(None),
             name: name.to_string(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::EndpointSpec;
+use crate::sources::spec::EndpointSpec;
 
 /// The scope Microsoft Foundry (Azure AI) tokens are asked for by default.
 pub const ENTRA_DEFAULT_SCOPE: &str = "https://cognitiveservices.azure.com/.default";
@@ -61,8 +61,8 @@ pub struct EntraSpec {
     pub federated_token_file: Option<PathBuf>,
     /// How long one upstream call may take.
     #[serde(
-        default = "crate::config::default_timeout",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_timeout",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub timeout: Duration,
     /// Serve this source on an Azure managed-identity endpoint too (`IDENTITY_ENDPOINT`).
@@ -74,10 +74,10 @@ pub struct EntraSpec {
     /// `device-code`: keep the login's refresh token in the OS secret store, so the login
     /// survives a restart.
     #[serde(default)]
-    pub persist: Option<crate::config::Persist>,
+    pub persist: Option<crate::sources::spec::Persist>,
     /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
     #[serde(default)]
-    pub proxy: Option<crate::config::ProxySpec>,
+    pub proxy: Option<crate::sources::spec::ProxySpec>,
 }
 
 impl EntraSpec {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::EndpointSpec;
+use crate::sources::spec::EndpointSpec;
 
 /// The scope Google's client libraries ask for by default; it covers Vertex AI.
 pub const GCP_DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -44,8 +44,8 @@ pub struct GcpSpec {
     pub allow_executables: bool,
     /// How long one upstream call may take.
     #[serde(
-        default = "crate::config::default_timeout",
-        deserialize_with = "crate::config::duration"
+        default = "crate::sources::spec::default_timeout",
+        deserialize_with = "crate::sources::spec::duration"
     )]
     pub timeout: Duration,
     /// Serve this source on a GCE metadata endpoint too (`GCE_METADATA_HOST`).
@@ -56,7 +56,7 @@ pub struct GcpSpec {
     pub ca_bundle: Option<PathBuf>,
     /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
     #[serde(default)]
-    pub proxy: Option<crate::config::ProxySpec>,
+    pub proxy: Option<crate::sources::spec::ProxySpec>,
 }
 
 fn default_gcp_scopes() -> Vec<String> {

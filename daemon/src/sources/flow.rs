@@ -3,7 +3,7 @@
 //! its own, so a caller that gives up does not end it for the others, and it is forgotten when
 //! it finishes, so the next caller starts afresh.
 //!
-//! `credd login` keeps one flow per source ([`super::Logins`]); AWS SSO keeps one per SSO
+//! `credd login` keeps one flow per source (`login::Logins`); AWS SSO keeps one per SSO
 //! session, so that profiles sharing a session share the person's one approval.
 
 use std::borrow::Borrow;
@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::{oneshot, watch};
 
-use crate::sources::{LoginIo, SourceError};
+use super::{LoginIo, SourceError};
 
 pub type Outcome = Result<(), SourceError>;
 
