@@ -257,7 +257,7 @@ fn proxy_secret_sent(settings_env: &Value) -> Option<&str> {
     settings_env["ANTHROPIC_CUSTOM_HEADERS"]
         .as_str()?
         .lines()
-        .find_map(crate::setup::proxy_secret_in)
+        .find_map(crate::claude_env::proxy_secret_in)
 }
 
 /// `host:port` of an `http://` URL.
@@ -397,7 +397,7 @@ fn settings_checks(
             problems += 1;
         }
         if settings["env"]["GCE_METADATA_HOST"].is_string()
-            && let Some(file) = adc_file_ahead_of_metadata(&settings["env"])
+            && let Some(file) = crate::claude_env::adc_file_ahead_of_metadata(&settings["env"])
         {
             checks.push(check(Verdict::Warn, "claude code settings", format!("Claude Code on Vertex AI reads {} itself (Google's libraries try it before the metadata server), so credd's endpoint in {shown} is never asked", file.display()), Some("move that file where only credd reads it and name it in the source's `credentials_file`".into())));
             problems += 1;
@@ -419,23 +419,6 @@ fn settings_checks(
             ));
         }
     }
-}
-
-/// A credential file Google's libraries would use before asking the metadata server:
-/// `GOOGLE_APPLICATION_CREDENTIALS` (in Claude Code's `env` or ours), or gcloud's ADC file in
-/// the place Node's google-auth-library looks (it does not honour `CLOUDSDK_CONFIG`).
-pub fn adc_file_ahead_of_metadata(settings_env: &Value) -> Option<PathBuf> {
-    if let Some(path) = settings_env["GOOGLE_APPLICATION_CREDENTIALS"]
-        .as_str()
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from))
-        .filter(|p| !p.as_os_str().is_empty())
-    {
-        return Some(path);
-    }
-    let home = std::env::var_os("HOME")?;
-    let adc = Path::new(&home).join(".config/gcloud/application_default_credentials.json");
-    adc.exists().then_some(adc)
 }
 
 fn default_aws_chain_configured() -> bool {

@@ -6,6 +6,7 @@
 //! that says what kind of failure it was (see [`exit`]).
 
 mod caller;
+mod claude_env;
 mod cli;
 mod connection;
 mod doctor;

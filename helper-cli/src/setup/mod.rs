@@ -298,17 +298,6 @@ fn with_session_start_hook(old: &Map<String, Value>, credd: &str) -> Option<Valu
 /// What the `SessionStart` hook runs.
 const START_ARGS: &str = "start";
 
-/// The caller secret a line of `ANTHROPIC_CUSTOM_HEADERS` sends to a credd proxy, if it is
-/// that header's line.
-pub(crate) fn proxy_secret_in(line: &str) -> Option<&str> {
-    line.split_once(':')
-        .filter(|(name, _)| {
-            name.trim()
-                .eq_ignore_ascii_case(credd_proto::PROXY_SECRET_HEADER)
-        })
-        .map(|(_, value)| value.trim())
-}
-
 /// The lines of `ANTHROPIC_CUSTOM_HEADERS` in `env` that are not the proxy's caller secret:
 /// the person's own headers, which every setup keeps.
 fn headers_of_ones_own(env: Option<&Map<String, Value>>) -> Vec<&str> {
@@ -317,7 +306,7 @@ fn headers_of_ones_own(env: Option<&Map<String, Value>>) -> Vec<&str> {
         .map(|headers| {
             headers
                 .lines()
-                .filter(|line| proxy_secret_in(line).is_none())
+                .filter(|line| crate::claude_env::proxy_secret_in(line).is_none())
                 .collect()
         })
         .unwrap_or_default()
@@ -360,7 +349,10 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
     let sends_secret = old_env
         .get("ANTHROPIC_CUSTOM_HEADERS")
         .and_then(Value::as_str)
-        .is_some_and(|h| h.lines().any(|l| proxy_secret_in(l).is_some()));
+        .is_some_and(|h| {
+            h.lines()
+                .any(|l| crate::claude_env::proxy_secret_in(l).is_some())
+        });
     let on_socket = credd_proto::claude_code::BASE_URLS.iter().any(|key| {
         old_env
             .get(*key)
@@ -733,7 +725,7 @@ pub fn run(
     out += &socket_in_environment(plan, status_of(daemon), &credd, dry_run)?;
     if let Some(env) = new.get("env")
         && env["GCE_METADATA_HOST"].is_string()
-        && let Some(file) = crate::doctor::adc_file_ahead_of_metadata(env)
+        && let Some(file) = crate::claude_env::adc_file_ahead_of_metadata(env)
     {
         out += &format!(
             "Note: Claude Code reads {} itself before it asks a metadata server; move that file where only credd reads it and name it in the source's `credentials_file`, or credd's endpoint is never asked.\n",
