@@ -21,6 +21,7 @@ mod helper_hooks;
 mod hostile_upstream;
 mod impostors;
 mod keyring;
+mod layering;
 mod lifecycle;
 mod loopback_upstreams;
 mod network;
