@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use credd_proto::{
     CREDD_VERSION, Caller, Credential, DaemonInfo, ErrorKind, ErrorReply, PROTOCOL_VERSION,
@@ -140,9 +140,9 @@ impl Dispatcher {
     }
 
     /// A Bedrock API key minted from the source's AWS credentials (see
-    /// [`crate::sources::aws::api_key`]), as a token credential of its own lifetime.
+    /// [`crate::endpoints::proxy::bedrock`]), as a token credential of its own lifetime.
     async fn bedrock_api_key(&self, name: &str, lifetime_secs: Option<u64>) -> Response {
-        use crate::sources::aws::api_key;
+        use crate::endpoints::proxy::bedrock;
         let slot = match self.slot(name) {
             Ok(slot) => slot,
             Err(error) => return Response::Error(error),
@@ -160,12 +160,9 @@ impl Dispatcher {
             );
         };
         let now = slot.now_unix();
-        let wanted = lifetime_secs.map_or(api_key::MAX_LIFETIME, Duration::from_secs);
-        let left = Duration::from_secs((credential.expires_at - now).max(0) as u64);
-        let lifetime = wanted.min(left).min(api_key::MAX_LIFETIME);
-        // Signed by the real clock, which is Bedrock's.
-        match api_key::mint(&credential.secret, &region, lifetime, SystemTime::now()) {
-            Ok(key) => Response::Credential(credd_proto::Credential {
+        let wanted = lifetime_secs.map_or(bedrock::MAX_LIFETIME, Duration::from_secs);
+        match bedrock::mint(&credential, &region, wanted, now) {
+            Ok((key, lifetime)) => Response::Credential(credd_proto::Credential {
                 source: name.to_string(),
                 secret: credd_proto::CredentialSecret::Token {
                     token: credd_proto::Secret::new(key),

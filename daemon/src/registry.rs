@@ -125,7 +125,7 @@ impl Registry {
                         start_endpoint(&name, &spec, &slot, &audiences)
                             .into_iter()
                             .collect();
-                    let proxy = start_proxy(&name, &spec, &slot);
+                    let proxy = endpoints::proxy::Proxy::start(&name, &spec, &slot);
                     if let Some(proxy) = &proxy
                         && let Some(port) = spec.proxy().and_then(|p| p.port)
                     {
@@ -258,68 +258,6 @@ impl endpoints::proxy::socket::Routes for Registry {
             )),
         }
     }
-}
-
-/// Makes the authenticating proxy a source's config asks for, if any.
-fn start_proxy(
-    name: &str,
-    spec: &SourceSpec,
-    slot: &Arc<Slot>,
-) -> Option<Arc<endpoints::proxy::Proxy>> {
-    use endpoints::proxy::Route;
-    let proxy = spec.proxy()?;
-    let upstream = proxy.upstream.clone();
-    let (route, ca_bundle) = match spec {
-        SourceSpec::Aws(aws) => (
-            Route::Bedrock {
-                // Checked with the config.
-                upstream: upstream.or_else(sources::aws::spec::bedrock_runtime_from_env),
-                api_key: proxy.auth == Some(config::ProxyAuth::ApiKey),
-                region: aws.region.clone().or_else(|| {
-                    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                        .iter()
-                        .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
-                }),
-            },
-            aws.ca_bundle.clone(),
-        ),
-        SourceSpec::Gcp(gcp) => (Route::Vertex { upstream }, gcp.ca_bundle.clone()),
-        // Checked when the config was read: an entra proxy names its upstream.
-        SourceSpec::Entra(entra) => (
-            Route::Bearer {
-                upstream: upstream?,
-            },
-            entra.ca_bundle.clone(),
-        ),
-        SourceSpec::Exec(_) => {
-            let send_as = proxy.send_as.unwrap_or(config::SendAs::Both);
-            (
-                Route::ApiKey {
-                    upstream: upstream.unwrap_or_else(|| "https://api.anthropic.com".into()),
-                    x_api_key: send_as != config::SendAs::Bearer,
-                    bearer: send_as != config::SendAs::XApiKey,
-                },
-                None,
-            )
-        }
-    };
-    let http = match crate::net::streaming_http_client(
-        ca_bundle.as_deref(),
-        endpoints::proxy::CONNECT_TIMEOUT,
-    ) {
-        Ok(http) => http,
-        Err(e) => {
-            tracing::error!(source = %name, "the proxy cannot start: {e}");
-            return None;
-        }
-    };
-    Some(Arc::new(endpoints::proxy::Proxy::new(
-        slot.clone(),
-        name,
-        route,
-        http,
-        proxy.timeout,
-    )))
 }
 
 /// Watches the upstream tool's files a source depends on (a login done elsewhere, an edited AWS

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use credd_proto::CredentialSecret;
 use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
 use serde_json::json;
 
 use super::secret::EndpointSecret;
-use super::{Endpoint, EndpointRequest, EndpointResponse};
+use super::{Body, Endpoint, EndpointRequest, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::AWS_FLOOR;
 
@@ -104,7 +105,10 @@ impl Endpoint for AwsContainer {
         Some(&self.token)
     }
 
-    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
-        Box::pin(self.credentials(request))
+    fn serve_http(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        super::answer_whole(request, |request| self.credentials(request))
     }
 }

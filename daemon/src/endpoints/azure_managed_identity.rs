@@ -14,10 +14,11 @@ use std::sync::Arc;
 
 use credd_proto::CredentialSecret;
 use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
 use serde_json::json;
 
 use super::secret::EndpointSecret;
-use super::{Endpoint, EndpointRequest, EndpointResponse};
+use super::{Body, Endpoint, EndpointRequest, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
 
@@ -132,7 +133,10 @@ impl Endpoint for AzureManagedIdentity {
         Some(&self.secret)
     }
 
-    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
-        Box::pin(self.token(request))
+    fn serve_http(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        super::answer_whole(request, |request| self.token(request))
     }
 }

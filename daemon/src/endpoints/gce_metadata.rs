@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use credd_proto::{Credential, CredentialSecret};
 use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
 use serde_json::json;
 
-use super::{Endpoint, EndpointRequest, EndpointResponse};
+use super::{Body, Endpoint, EndpointRequest, EndpointResponse};
 use crate::audiences::Audiences;
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
@@ -217,7 +218,10 @@ impl Endpoint for GceMetadata {
         ]
     }
 
-    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
-        Box::pin(self.answer(request))
+    fn serve_http(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> BoxFuture<'_, hyper::Response<Body>> {
+        super::answer_whole(request, |request| self.answer(request))
     }
 }

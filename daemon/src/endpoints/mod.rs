@@ -94,7 +94,6 @@ pub trait Endpoint: Send + Sync + 'static {
     fn env_lines(&self, port: u16) -> Vec<String>;
     /// The URL to show in `status`.
     fn url(&self, port: u16) -> String;
-    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse>;
     /// Connections of the daemon's own user it serves at once; more are closed at once.
     fn max_connections(&self) -> usize {
         MAX_CONNECTIONS
@@ -104,15 +103,23 @@ pub trait Endpoint: Send + Sync + 'static {
         None
     }
 
-    /// Answers a whole HTTP request, once its `Host` was checked. Endpoints that read no body
-    /// and answer whole keep this: the request reduced to [`EndpointRequest`] goes to
-    /// [`Endpoint::handle`].
-    fn serve_http(
-        &self,
-        request: hyper::Request<Incoming>,
-    ) -> BoxFuture<'_, hyper::Response<Body>> {
-        Box::pin(async move { plain_response(self.handle(reduce(request)).await) })
-    }
+    /// Answers an HTTP request, once its `Host` was checked: whole (see [`answer_whole`]), or,
+    /// as the proxy does, streaming.
+    fn serve_http(&self, request: hyper::Request<Incoming>)
+    -> BoxFuture<'_, hyper::Response<Body>>;
+}
+
+/// Answers `request` with what `handle` makes of it reduced to an [`EndpointRequest`]: how
+/// the endpoints that read no body and answer whole serve.
+pub fn answer_whole<'a, F>(
+    request: hyper::Request<Incoming>,
+    handle: impl FnOnce(EndpointRequest) -> F,
+) -> BoxFuture<'a, hyper::Response<Body>>
+where
+    F: std::future::Future<Output = EndpointResponse> + Send + 'a,
+{
+    let answer = handle(reduce(request));
+    Box::pin(async move { plain_response(answer.await) })
 }
 
 /// Connections of the daemon's own user a credential endpoint serves at once (an SDK asks

@@ -243,6 +243,16 @@ impl SourceSpec {
         }
     }
 
+    /// The CA bundle the source's upstreams (and its proxy's) are trusted with, if it names one.
+    pub fn ca_bundle(&self) -> Option<&std::path::Path> {
+        match self {
+            SourceSpec::Exec(_) => None,
+            SourceSpec::Aws(aws) => aws.ca_bundle.as_deref(),
+            SourceSpec::Gcp(gcp) => gcp.ca_bundle.as_deref(),
+            SourceSpec::Entra(entra) => entra.ca_bundle.as_deref(),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSpec::Exec(_) => "exec",

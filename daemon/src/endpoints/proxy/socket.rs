@@ -121,7 +121,7 @@ fn route<'a>(
         let Some(source) = source_of_host(host) else {
             // Most likely a Claude Code session whose settings are not credd's, started where
             // ANTHROPIC_UNIX_SOCKET is set: say so, rather than send its request anywhere.
-            return super::refusal(EndpointResponse::error(
+            return super::forward::refusal(EndpointResponse::error(
                 421,
                 format!(
                     "credd's proxy socket (ANTHROPIC_UNIX_SOCKET) serves only the routes `credd setup claude-code SOURCE --via proxy` writes (http://SOURCE{HOST_SUFFIX}), not `{}`; set that up, or start this session without ANTHROPIC_UNIX_SOCKET",
@@ -131,7 +131,7 @@ fn route<'a>(
         };
         match routes.proxy(source) {
             Ok(proxy) => proxy.serve_local(request).await,
-            Err(message) => super::refusal(EndpointResponse::error(421, message)),
+            Err(message) => super::forward::refusal(EndpointResponse::error(421, message)),
         }
     })
 }

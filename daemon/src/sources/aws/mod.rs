@@ -21,7 +21,6 @@ use aws_types::os_shim_internal::{Env, Fs};
 use credd_proto::{CredentialFacts, CredentialSecret, Secret};
 use futures_util::future::BoxFuture;
 
-pub mod api_key;
 mod chain;
 mod console;
 pub mod mfa;
