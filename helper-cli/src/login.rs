@@ -49,7 +49,7 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                 .map_err(|e| {
                     (
                         ErrorKind::NeedsLogin.exit_code(),
-                        format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal, or give the source an `mfa_process` that prints the code (see the README)"),
+                        format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal, or give the source an `mfa_process` that prints the code (see docs/sources.md in credd's repository)"),
                     )
                 })?;
             let code = Secret::new(code);
