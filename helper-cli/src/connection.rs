@@ -51,11 +51,11 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// The exit code for this failure: a version mismatch has its own.
-    pub fn exit_code(&self, unreachable: u8) -> u8 {
+    /// What the client's exit says of this failure: a version mismatch has its own meaning.
+    pub fn exit(&self) -> credd_proto::exit::Exit {
         match self {
-            ConnectError::Version { .. } => ErrorKind::UnsupportedVersion.exit_code(),
-            _ => unreachable,
+            ConnectError::Version { .. } => ErrorKind::UnsupportedVersion.exit(),
+            _ => credd_proto::exit::Exit::Unreachable,
         }
     }
 }

@@ -41,7 +41,7 @@ fn check(
     }
 }
 
-type Ask<'a> = &'a dyn Fn(Request) -> Result<Response, (u8, String)>;
+type Ask<'a> = &'a dyn Fn(Request) -> Result<Response, crate::Failure>;
 
 /// What a source holds, as far as the settings checks care.
 struct SourceFacts {
@@ -185,8 +185,8 @@ fn source_check(
             is_aws: None,
             lifetime_secs: None,
         },
-        Err((code, message)) => {
-            let fix = if code == credd_proto::ErrorKind::NeedsLogin.exit_code() {
+        Err(crate::Failure { exit, message }) => {
+            let fix = if exit == crate::Exit::NeedsLogin {
                 format!("run `credd login {name}`")
             } else {
                 "see `credd status` for its last error".into()
@@ -499,7 +499,7 @@ fn failed_to_answer(
     fix: &str,
 ) -> Check {
     let why = match answer {
-        Err((_, message)) => message,
+        Err(failure) => failure.message,
         Ok(_) => "the daemon gave an unexpected answer".into(),
     };
     check(
@@ -529,7 +529,11 @@ pub fn command(json: bool) -> Result<String, crate::Failure> {
     if failed {
         // The report is the answer; the exit code says something needs fixing.
         print!("{text}");
-        return Err((1, "some checks failed; see the fixes above".into()));
+        // Exit 1, as for any failure that is not the caller's.
+        return Err(crate::Failure::new(
+            crate::Exit::Upstream,
+            "some checks failed; see the fixes above",
+        ));
     }
     Ok(text)
 }

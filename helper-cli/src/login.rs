@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use credd_proto::{ErrorKind, LoginPrompt, Request, Response, Secret, login_tools, paths};
+use credd_proto::{LoginPrompt, Request, Response, Secret, login_tools, paths};
 
 use crate::connection::open_private;
-use crate::{Failure, ask, done, terminal};
+use crate::{Exit, Failure, ask, done, terminal};
 
 use credd_proto::claude_code::LOGIN_BOUND;
 
@@ -47,8 +47,8 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
         Response::LoginPrompt(LoginPrompt::MfaCode { mfa_serial }) => {
             let code = terminal::read_code(&format!("MFA code for `{source}` ({mfa_serial}): "))
                 .map_err(|e| {
-                    (
-                        ErrorKind::NeedsLogin.exit_code(),
+                    Failure::new(
+                        Exit::NeedsLogin,
                         format!("`{source}` needs an MFA code, but {e}; run `credd login {source}` in a terminal, or give the source an `mfa_process` that prints the code (see docs/sources.md in credd's repository)"),
                     )
                 })?;
@@ -92,7 +92,7 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             say(&instructions);
             if !command.is_empty() {
                 login_tools::known_login_tool(&command, &env)
-                    .map_err(|e| (ErrorKind::Refused.exit_code(), e))?;
+                    .map_err(|e| Failure::new(Exit::Refused, e))?;
             }
             let lock = (!command.is_empty())
                 .then(|| LoginLock::open((&command, &env)))
@@ -103,8 +103,8 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                     command.join(" ")
                 ));
                 let other_succeeded = lock.wait(deadline).ok_or_else(|| {
-                    (
-                        ErrorKind::NeedsLogin.exit_code(),
+                    Failure::new(
+                        Exit::NeedsLogin,
                         format!(
                             "the other login did not finish within {} minutes; `{source}` is not logged in",
                             LOGIN_BOUND.as_secs().div_ceil(60)
@@ -192,7 +192,7 @@ fn run_login_tool(
     env: &[String],
     deadline: Instant,
 ) -> Result<(), Failure> {
-    let needs_login = |message: String| (ErrorKind::NeedsLogin.exit_code(), message);
+    let needs_login = |message: String| Failure::new(Exit::NeedsLogin, message);
     let Some(program) = command.first() else {
         return Err(needs_login(format!(
             "`{source}` needs new credentials; see above"

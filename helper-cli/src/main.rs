@@ -11,6 +11,7 @@ mod cli;
 mod connection;
 mod doctor;
 mod endpoint_probe;
+mod failure;
 mod local_users;
 mod login;
 mod output;
@@ -27,22 +28,21 @@ use clap::Parser;
 use credd_proto::{ErrorKind, Request, Response};
 
 use crate::cli::{Cli, Command, SetupTarget};
-
-/// The client's own exit codes; errors the daemon reports use [`ErrorKind::exit_code`]. All
-/// are in [`credd_proto::exit::Exit`].
-pub(crate) mod exit {
-    use credd_proto::exit::Exit;
-
-    pub const USAGE: u8 = Exit::Usage as u8;
-    pub const DAEMON_UNREACHABLE: u8 = Exit::Unreachable as u8;
-}
+pub(crate) use crate::failure::{Exit, Failure};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+            return ExitCode::from(
+                if e.use_stderr() {
+                    Exit::Usage
+                } else {
+                    Exit::Success
+                }
+                .code(),
+            );
         }
     };
     match run(cli.command) {
@@ -58,14 +58,12 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err((code, message)) => {
+        Err(Failure { exit, message }) => {
             eprintln!("credd: {message}");
-            ExitCode::from(code)
+            ExitCode::from(exit.code())
         }
     }
 }
-
-pub(crate) type Failure = (u8, String);
 
 fn run(command: Command) -> Result<String, Failure> {
     match command {
@@ -90,7 +88,7 @@ fn run(command: Command) -> Result<String, Failure> {
                         output::Format::Token,
                         &output::Header::default(),
                     )
-                    .map_err(|m| (exit::USAGE, m)),
+                    .map_err(Failure::usage),
                     other => Err(unexpected(other)),
                 };
             }
@@ -102,10 +100,11 @@ fn run(command: Command) -> Result<String, Failure> {
             };
             let answer = match ask(request.clone(), true) {
                 // An inference helper asked while a person is there may sign them in.
-                Err((code, _))
-                    if format == output::Format::HelperJson
-                        && code == ErrorKind::NeedsLogin.exit_code()
-                        && caller::helper_context().as_deref() == Some("interactive") =>
+                Err(Failure {
+                    exit: Exit::NeedsLogin,
+                    ..
+                }) if format == output::Format::HelperJson
+                    && caller::helper_context().as_deref() == Some("interactive") =>
                 {
                     login::run_beside_an_answer(source)?;
                     ask(request, true)?
@@ -118,7 +117,7 @@ fn run(command: Command) -> Result<String, Failure> {
             };
             match answer {
                 Response::Credential(credential) => {
-                    output::render(&credential, format, &header).map_err(|m| (exit::USAGE, m))
+                    output::render(&credential, format, &header).map_err(Failure::usage)
                 }
                 other => Err(unexpected(other)),
             }
@@ -139,7 +138,7 @@ fn run(command: Command) -> Result<String, Failure> {
             target: SetupTarget::ClaudeCode(args),
         } => setup::command(args),
         Command::Doctor { json } => doctor::command(json),
-        Command::Service { action } => service::run(action).map_err(|m| (exit::USAGE, m)),
+        Command::Service { action } => service::run(action).map_err(Failure::usage),
         Command::Start => match ask(Request::Hello, true)? {
             Response::Hello(_) => Ok(String::new()),
             other => Err(unexpected(other)),
@@ -150,11 +149,14 @@ fn run(command: Command) -> Result<String, Failure> {
                 &sources,
                 shell.unwrap_or_else(shell_env::Shell::from_env),
             )
-            .map_err(|m| (exit::USAGE, m)),
+            .map_err(Failure::usage),
             other => Err(unexpected(other)),
         },
         Command::Stop => match ask(Request::Stop, false) {
-            Err((exit::DAEMON_UNREACHABLE, _)) => Ok("no credd-daemon is running\n".into()),
+            Err(Failure {
+                exit: Exit::Unreachable,
+                ..
+            }) => Ok("no credd-daemon is running\n".into()),
             other => done(other?),
         },
     }
@@ -163,9 +165,9 @@ fn run(command: Command) -> Result<String, Failure> {
 /// Sends a request; daemon-reported errors become failures with their exit code.
 pub(crate) fn ask(request: Request, autostart: bool) -> Result<Response, Failure> {
     match connection::request(request, autostart) {
-        Ok(Response::Error(e)) => Err((e.kind.exit_code(), e.message)),
+        Ok(Response::Error(e)) => Err(Failure::from_daemon(e.kind, e.message)),
         Ok(response) => Ok(response),
-        Err(e) => Err((e.exit_code(exit::DAEMON_UNREACHABLE), e.to_string())),
+        Err(e) => Err(Failure::new(e.exit(), e.to_string())),
     }
 }
 
@@ -185,8 +187,8 @@ pub(crate) fn unexpected(response: Response) -> Failure {
         Response::LoginPrompt(_) => "login prompt",
         Response::Error(_) => "error",
     };
-    (
-        ErrorKind::Internal.exit_code(),
+    Failure::from_daemon(
+        ErrorKind::Internal,
         format!("credd-daemon gave an unexpected `{what}` answer; run `credd stop` and retry"),
     )
 }

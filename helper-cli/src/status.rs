@@ -118,7 +118,10 @@ pub fn render(report: &StatusReport) -> String {
 pub fn short_line() -> String {
     match crate::ask(Request::Status, false) {
         Ok(Response::Status(report)) => short(&report),
-        Err((crate::exit::DAEMON_UNREACHABLE, _)) => "credd: not running\n".into(),
+        Err(crate::Failure {
+            exit: crate::Exit::Unreachable,
+            ..
+        }) => "credd: not running\n".into(),
         _ => "credd: status unreadable (see `credd doctor`)\n".into(),
     }
 }

@@ -368,8 +368,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The client's exit code for this error; documented in the README.
-    pub fn exit_code(self) -> u8 {
+    /// What the client's exit says of this error; documented in the README.
+    pub fn exit(self) -> crate::exit::Exit {
         use crate::exit::Exit;
         match self {
             ErrorKind::Upstream => Exit::Upstream,
@@ -379,7 +379,6 @@ impl ErrorKind {
             ErrorKind::BadRequest | ErrorKind::Refused | ErrorKind::Internal => Exit::Refused,
             ErrorKind::Misconfigured => Exit::Misconfigured,
         }
-        .code()
     }
 }
 

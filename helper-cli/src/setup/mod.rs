@@ -752,13 +752,12 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         dry_run,
     } = args;
     if (tcp || shell_profile.is_some()) && via != Some(Via::Proxy) {
-        return Err((
-            crate::exit::USAGE,
-            "--tcp and --shell-profile go with --via proxy".into(),
+        return Err(crate::Failure::usage(
+            "--tcp and --shell-profile go with --via proxy",
         ));
     }
 
-    use crate::{ask, exit, unexpected};
+    use crate::{Failure, ask, unexpected};
     // Absolute from here on: git is asked about the project from the nearest directory of it
     // that exists, and a relative path has none above its first part.
     let project = project
@@ -768,7 +767,7 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
                 .map_err(|e| format!("cannot tell where {} is: {e}", dir.display())),
         })
         .transpose()
-        .map_err(|m| (exit::USAGE, m))?;
+        .map_err(Failure::usage)?;
     let settings_path = match &project {
         // A proxy route is this user's, on this machine (its socket, or its caller secret):
         // never in the settings file a project commits, but in the one git leaves alone.
@@ -776,10 +775,7 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         Some(dir) => dir.join(".claude/settings.json"),
         None => std::env::var_os("HOME")
             .map(std::path::PathBuf::from)
-            .ok_or((
-                exit::USAGE,
-                "HOME is not set; use --project DIR".to_string(),
-            ))?
+            .ok_or_else(|| Failure::usage("HOME is not set; use --project DIR"))?
             .join(".claude/settings.json"),
     };
     let other_path = project.as_ref().map(|dir| {
@@ -802,7 +798,7 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         shell_profile,
     };
     let Some(source) = plan.source.clone() else {
-        return run(&plan, None, dry_run).map_err(|m| (exit::USAGE, m));
+        return run(&plan, None, dry_run).map_err(Failure::usage);
     };
     let credential = match ask(
         Request::Get {
@@ -820,7 +816,7 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         Response::Status(status) => status,
         other => return Err(unexpected(other)),
     };
-    run(&plan, Some((&status, &credential)), dry_run).map_err(|m| (exit::USAGE, m))
+    run(&plan, Some((&status, &credential)), dry_run).map_err(Failure::usage)
 }
 
 #[cfg(test)]
