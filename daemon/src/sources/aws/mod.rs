@@ -64,9 +64,6 @@ pub(crate) fn sts_signed_by(
     )
 }
 
-/// How often a login in progress looks whether `aws login` has written its session.
-const CONSOLE_LOGIN_POLL: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// One renewal at a time per token file (an SSO session's, an `aws login` session's): sources
 /// whose profiles share the file share its refresh token, which the first renewal may rotate.
 pub(crate) fn file_lock(path: &std::path::Path) -> std::sync::Arc<tokio::sync::Mutex<()>> {
@@ -379,25 +376,15 @@ impl AwsSource {
             command,
             env: Vec::new(),
         });
-        let mut tried = std::fs::read(session.cache_path()).ok();
-        loop {
-            tokio::time::sleep(CONSOLE_LOGIN_POLL).await;
-            if SystemTime::now() >= deadline {
-                return Err(SourceError::NeedsLogin(
-                    "`aws login` did not finish before the login timed out".into(),
-                ));
-            }
-            // The ended session's file stays until `aws login` replaces it; each version of
-            // the file is tried once.
-            let now_there = std::fs::read(session.cache_path()).ok();
-            if now_there == tried {
-                continue;
-            }
-            tried = now_there;
-            if let Ok(fetched) = self.resolve(SystemTime::now()).await {
-                return Ok(fetched);
-            }
-        }
+        // The ended session's file stays until `aws login` replaces it; each version of the
+        // file is tried once.
+        super::outside_login::wait(
+            deadline,
+            "`aws login` did not finish",
+            super::outside_login::any_changed(vec![session.cache_path()]),
+            |now| self.resolve(now),
+        )
+        .await
     }
 
     /// Turns the SDK's error into what credd reports, by the error's type, not its words:

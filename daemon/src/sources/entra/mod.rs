@@ -15,7 +15,7 @@ mod transport;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions, Transport};
@@ -32,9 +32,6 @@ pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// The client that device-code logins use when the config names none: the Azure CLI's public
 /// client, which may ask for tokens for Azure services in any tenant.
 const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
-
-/// How often a login through `az login` looks whether a token can be had.
-const AZ_LOGIN_POLL: Duration = Duration::from_secs(2);
 
 pub struct EntraSource {
     spec: EntraSpec,
@@ -458,17 +455,23 @@ impl EntraSource {
             command,
             env: Vec::new(),
         });
-        loop {
-            tokio::time::sleep(AZ_LOGIN_POLL).await;
-            if SystemTime::now() >= deadline {
-                return Err(SourceError::NeedsLogin(
-                    "`az login` did not finish before the login timed out".into(),
-                ));
-            }
-            if let Ok(fetched) = self.fetch_token(SystemTime::now()).await {
-                return Ok(fetched);
-            }
-        }
+        // `az` is asked again once its files changed (or at every look, where they are not
+        // where the Azure CLI keeps them by default).
+        let config_dir = std::env::var_os("AZURE_CONFIG_DIR")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| crate::files::home_dir().join(".azure"));
+        let files = vec![
+            config_dir.join("msal_token_cache.json"),
+            config_dir.join("azureProfile.json"),
+        ];
+        super::outside_login::wait(
+            deadline,
+            "`az login` did not finish",
+            super::outside_login::any_changed(files),
+            |now| self.fetch_token(now),
+        )
+        .await
     }
 }
 

@@ -22,14 +22,11 @@ use futures_util::future::BoxFuture;
 
 use self::adc::{CredentialFile, Located};
 pub use self::spec::{GCP_DEFAULT_SCOPE, GcpSpec};
-use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token};
+use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token, outside_login};
 use crate::filewatch::Target;
 
 /// What `credd login` runs for gcloud's Application Default Credentials.
 pub use credd_proto::login_tools::GCLOUD_LOGIN;
-
-/// How often a login in progress looks whether the credential file changed.
-const LOGIN_POLL: Duration = Duration::from_millis(500);
 
 pub struct GcpSource {
     spec: GcpSpec,
@@ -230,21 +227,14 @@ impl GcpSource {
         let watched = self.credentials.path.clone();
         let prompt = login_prompt(&watched, self.spec.credentials_file.is_some());
         (io.report)(prompt);
-        let before = fingerprint(&watched);
-        loop {
-            if SystemTime::now() >= deadline {
-                return Err(SourceError::NeedsLogin(format!(
-                    "no new credentials appeared in {} before the login timed out",
-                    watched.display()
-                )));
-            }
-            tokio::time::sleep(LOGIN_POLL).await;
-            if fingerprint(&watched) != before
-                && let Ok(fetched) = self.fetch_token(SystemTime::now()).await
-            {
-                return Ok(fetched);
-            }
-        }
+        let unfinished = format!("no new credentials appeared in {}", watched.display());
+        outside_login::wait(
+            deadline,
+            &unfinished,
+            outside_login::any_changed(vec![watched]),
+            |now| self.fetch_token(now),
+        )
+        .await
     }
 }
 
@@ -283,11 +273,6 @@ fn login_prompt(file: &std::path::Path, configured: bool) -> LoginPrompt {
 }
 
 /// Enough of a file's metadata to tell that it was rewritten.
-fn fingerprint(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
 impl Source for GcpSource {
     fn kind(&self) -> &'static str {
         "gcp"
