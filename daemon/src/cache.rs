@@ -183,7 +183,7 @@ impl Slot {
                 }
                 _ => {}
             }
-            if st.inflight.is_none() && st.retry_at.is_some_and(|t| t > now) {
+            if st.inflight.is_none() && policy::backing_off(st.retry_at, now) {
                 // Backing off: do not call the upstream again yet.
                 return self.fallback(&mut st, now);
             }
@@ -229,16 +229,12 @@ impl Slot {
             // brings what this caller needs: it waits for that one rather than for nothing.
             if let Some(inflight) = &st.inflight {
                 inflight.clone()
-            } else if st.retry_at.is_some_and(|t| t > now) {
+            } else if policy::backing_off(st.retry_at, now) {
                 // A failing source backs off (an upstream's Retry-After among it): a refusal
                 // does not cut that short.
                 return None;
             } else {
-                let allowed = st.last_forced_at.is_none_or(|t| {
-                    now.duration_since(t).unwrap_or(Duration::ZERO)
-                        >= policy::FORCED_REFRESH_INTERVAL
-                });
-                if !allowed {
+                if !policy::may_force_refresh(st.last_forced_at, now) {
                     tracing::info!(source = %self.id, "the upstream refused the credential again; a forced refresh ran less than {}s ago", policy::FORCED_REFRESH_INTERVAL.as_secs());
                     return None;
                 }
@@ -272,9 +268,7 @@ impl Slot {
         if seen.generation != st.generation || !policy::is_reask_after_rejection(since, cache_ttl) {
             return false;
         }
-        let allowed = st.last_forced_at.is_none_or(|t| {
-            now.duration_since(t).unwrap_or(Duration::ZERO) >= policy::FORCED_REFRESH_INTERVAL
-        });
+        let allowed = policy::may_force_refresh(st.last_forced_at, now);
         if allowed {
             tracing::info!(source = %self.id, caller = %caller.id, "caller asked again at once; its credential was likely rejected, refreshing");
             st.last_forced_at = Some(now);
@@ -300,23 +294,14 @@ impl Slot {
             .last_error
             .clone()
             .unwrap_or_else(|| SourceError::Upstream("no credential could be obtained".into()));
-        Err(match (error, st.retry_at) {
-            (error, Some(retry)) => {
-                let wait = retry
+        Err(match st.retry_at {
+            Some(retry) => error.retrying_in(
+                retry
                     .duration_since(now)
                     .unwrap_or(Duration::ZERO)
-                    .as_secs();
-                match error {
-                    SourceError::Upstream(m) | SourceError::Throttled(m, _) => {
-                        SourceError::Upstream(format!("{m} (retrying in {wait}s)"))
-                    }
-                    SourceError::Internal(m) => {
-                        SourceError::Internal(format!("{m} (retrying in {wait}s)"))
-                    }
-                    other => other,
-                }
-            }
-            (error, None) => error,
+                    .as_secs(),
+            ),
+            None => error,
         })
     }
 
@@ -476,14 +461,7 @@ impl Slot {
             }
             Err(error) => {
                 st.failures += 1;
-                let wait = match &error {
-                    SourceError::Throttled(_, asked) => {
-                        policy::retry_wait(st.failures, Some(*asked))
-                    }
-                    // Nothing changes by retrying; a config edit rebuilds the slot at once.
-                    SourceError::Misconfigured(_) => policy::MISCONFIGURED_RETRY,
-                    _ => policy::retry_wait(st.failures, None),
-                };
+                let wait = policy::wait_after(error.retry_kind(), st.failures);
                 st.retry_at = Some(now + wait);
                 tracing::warn!(source = %self.id, failures = st.failures, retry_in_secs = wait.as_secs(), "upstream failed: {error}");
                 self.alert_if_needed(&mut st, &error, now);

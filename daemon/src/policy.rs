@@ -197,6 +197,42 @@ pub fn retry_wait(failures: u32, retry_after: Option<Duration>) -> Duration {
     retry_after.map_or(backoff, |asked| backoff.max(asked.min(MAX_RETRY_AFTER)))
 }
 
+/// Why the last fetch failed, as far as the wait before the next one goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The upstream asked to be left alone this long (HTTP 429 with `Retry-After`).
+    Throttled(Duration),
+    /// The source's settings are wrong: nothing changes by retrying, and a config edit
+    /// rebuilds the slot at once.
+    Misconfigured,
+    /// Anything else: the upstream may answer next time.
+    Transient,
+}
+
+/// How long to wait before the next try after `failures` failures in a row, the last of
+/// them `failure`.
+pub fn wait_after(failure: Failure, failures: u32) -> Duration {
+    match failure {
+        Failure::Throttled(asked) => retry_wait(failures, Some(asked)),
+        Failure::Misconfigured => MISCONFIGURED_RETRY,
+        Failure::Transient => retry_wait(failures, None),
+    }
+}
+
+/// Whether a source that failed, to be retried at `retry_at`, is still backing off at `now`:
+/// then no caller, and no refusal upstream, calls the upstream again before that.
+pub fn backing_off(retry_at: Option<SystemTime>, now: SystemTime) -> bool {
+    retry_at.is_some_and(|t| t > now)
+}
+
+/// Whether a refresh may be forced now (a caller's re-ask, an upstream's refusal of the
+/// credential), the last one forced at `last_forced`: at most one per
+/// [`FORCED_REFRESH_INTERVAL`].
+pub fn may_force_refresh(last_forced: Option<SystemTime>, now: SystemTime) -> bool {
+    last_forced
+        .is_none_or(|t| now.duration_since(t).unwrap_or(Duration::ZERO) >= FORCED_REFRESH_INTERVAL)
+}
+
 /// Whether a caller asking again `since_last` after it was handed the current credential is
 /// re-asking because that credential was rejected.
 pub fn is_reask_after_rejection(since_last: Duration, caller_cache_ttl: Duration) -> bool {
@@ -206,6 +242,22 @@ pub fn is_reask_after_rejection(since_last: Duration, caller_cache_ttl: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forced_refreshes_and_retries_wait_their_turn() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(may_force_refresh(None, now));
+        assert!(!may_force_refresh(Some(now - Duration::from_secs(29)), now));
+        assert!(may_force_refresh(Some(now - FORCED_REFRESH_INTERVAL), now));
+        assert!(backing_off(Some(now + Duration::from_secs(1)), now));
+        assert!(!backing_off(Some(now), now));
+        assert!(!backing_off(None, now));
+        assert_eq!(wait_after(Failure::Misconfigured, 1), MISCONFIGURED_RETRY);
+        assert!(
+            wait_after(Failure::Throttled(Duration::from_secs(90)), 1) >= Duration::from_secs(90)
+        );
+        assert!(wait_after(Failure::Transient, 1) <= BACKOFF_BASE);
+    }
 
     #[test]
     fn absurd_upstream_lifetimes_are_capped_not_overflowed() {

@@ -94,6 +94,31 @@ impl SourceError {
         }
     }
 
+    /// What the wait before the next try makes of this error.
+    pub fn retry_kind(&self) -> crate::policy::Failure {
+        use crate::policy::Failure;
+        match self {
+            SourceError::Throttled(_, asked) => Failure::Throttled(*asked),
+            SourceError::Misconfigured(_) => Failure::Misconfigured,
+            _ => Failure::Transient,
+        }
+    }
+
+    /// The error as a caller is told it while the source backs off for `wait_secs` more: an
+    /// upstream's or credd's own failure says when the next try is; the others need the
+    /// person, so no wait is theirs to mention.
+    pub fn retrying_in(self, wait_secs: u64) -> Self {
+        match self {
+            SourceError::Upstream(m) | SourceError::Throttled(m, _) => {
+                SourceError::Upstream(format!("{m} (retrying in {wait_secs}s)"))
+            }
+            SourceError::Internal(m) => {
+                SourceError::Internal(format!("{m} (retrying in {wait_secs}s)"))
+            }
+            other => other,
+        }
+    }
+
     /// The kind of failure a caller is told (and its exit code).
     pub fn kind(&self) -> credd_proto::ErrorKind {
         use credd_proto::ErrorKind;
