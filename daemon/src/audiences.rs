@@ -97,7 +97,7 @@ impl Audiences {
             return Ok(known.slot.clone());
         }
         let source_name = self.source_name.clone();
-        let Some(source) = sources::build_id_token(&self.spec, audience) else {
+        let Some(source) = sources::build_id_token(&self.spec, audience, &self.clock) else {
             return Err(AudienceError::NotSupported {
                 source_name,
                 kind: self.spec.kind(),

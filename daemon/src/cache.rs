@@ -146,6 +146,11 @@ impl Slot {
         &self.id
     }
 
+    /// The daemon's clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// The daemon's clock, in Unix seconds (lifetimes handed to callers are counted from it).
     pub fn now_unix(&self) -> i64 {
         self.clock.now_unix()

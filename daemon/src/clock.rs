@@ -92,6 +92,13 @@ impl Clock {
     }
 }
 
+/// The real time, for what an upstream checks against its own clock (a signature's date, an
+/// assertion's `iat`, an HTTP date in `Retry-After`): never moved by a test's offset. Anything
+/// compared with credd's deadlines and expiries takes [`Clock::now`] instead.
+pub fn wall() -> SystemTime {
+    SystemTime::now()
+}
+
 pub fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,

@@ -115,7 +115,7 @@ impl Registry {
                     drop(previous);
                     let slot = Slot::new(
                         name.clone(),
-                        sources::build(&name, &spec),
+                        sources::build(&name, &spec, &self.clock),
                         self.clock.clone(),
                     );
                     let audiences =

@@ -182,6 +182,23 @@ fn the_clients_modules_import_one_way() {
     assert_acyclic("helper-cli");
 }
 
+/// Time in the daemon comes from its clock module: `Clock::now` for anything compared with
+/// credd's deadlines and expiries (a test may move it), `clock::wall` for what an upstream
+/// checks against its own clock. A bare `SystemTime::now` would be neither, unnoticed.
+#[test]
+fn the_daemon_reads_time_from_its_clock() {
+    let root = credd_tests::workspace_root().join("daemon/src");
+    let bare: Vec<String> = modules(&root)
+        .into_iter()
+        .filter(|(module, text)| module != &["clock"] && text.contains("SystemTime::now"))
+        .map(|(module, _)| module.join("::"))
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "these read the time around the daemon's clock (use Clock::now, or clock::wall for an upstream's checks): {bare:?}"
+    );
+}
+
 #[test]
 fn the_reader_sees_a_loop() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,6 @@
 //! same prompt, and finish together. A login never starts from `get` or a background refresh.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use credd_proto::{Credential, LoginPrompt, Secret};
 
@@ -88,7 +87,7 @@ impl Logins {
             .join_or_start(slot.name().to_string(), move |io| async move {
                 let name = slot.name().to_string();
                 tracing::info!(source = %name, "interactive login started");
-                let deadline = SystemTime::now() + LOGIN_BOUND;
+                let deadline = slot.now() + LOGIN_BOUND;
                 let outcome = match slot.source().login(deadline, io) {
                     // Bounded, and a login that panics ends like any failed one: the flow
                     // must finish, or every later login would join it.

@@ -12,12 +12,15 @@ pub mod outside_login;
 pub mod spec;
 pub mod upstream;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use credd_proto::{CredentialFacts, CredentialSecret, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 use serde::Deserialize;
+
+use crate::clock::Clock;
 
 use spec::ProxySpec;
 
@@ -206,21 +209,26 @@ pub struct LoginIo {
 }
 
 /// Builds the source a config entry named `name` describes.
-pub fn build(name: &str, spec: &SourceSpec) -> Box<dyn Source> {
+pub fn build(name: &str, spec: &SourceSpec, clock: &Arc<Clock>) -> Box<dyn Source> {
+    let clock = clock.clone();
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
-        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(name, aws.clone())),
-        SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone())),
-        SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone())),
+        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(name, aws.clone(), clock)),
+        SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone(), clock)),
+        SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone(), clock)),
     }
 }
 
 /// The source of ID tokens for `audience` a config entry describes, for the kinds that mint
 /// them (`gcp`); `None` for the others.
-pub fn build_id_token(spec: &SourceSpec, audience: &str) -> Option<Box<dyn Source>> {
+pub fn build_id_token(
+    spec: &SourceSpec,
+    audience: &str,
+    clock: &Arc<Clock>,
+) -> Option<Box<dyn Source>> {
     match spec {
         SourceSpec::Gcp(gcp) => Some(Box::new(gcp::id_token::GcpIdTokenSource::new(
-            gcp::GcpSource::new(gcp.clone()),
+            gcp::GcpSource::new(gcp.clone(), clock.clone()),
             audience.to_string(),
         ))),
         SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) => None,

@@ -7,13 +7,15 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::{Fetched, SourceError};
+use crate::clock::Clock;
 
 /// How often the tool's files are looked at (a look is a `stat` or a read of a small file).
 pub const POLL: Duration = Duration::from_millis(500);
 
 /// Waits until `changed` says the tool left something new and `fetch` then yields a
-/// credential, or until `deadline`, when the login ends unfinished: `unfinished` says so.
+/// credential, or until `deadline` on the daemon's clock, when the login ends unfinished: `unfinished` says so.
 pub async fn wait<C, F, Fut>(
+    clock: &Clock,
     deadline: SystemTime,
     unfinished: &str,
     mut changed: C,
@@ -26,7 +28,7 @@ where
 {
     loop {
         tokio::time::sleep(POLL).await;
-        let now = SystemTime::now();
+        let now = clock.now();
         if now >= deadline {
             return Err(SourceError::NeedsLogin(format!(
                 "{unfinished} before the login timed out"

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use credd_proto::Secret;
 
+use crate::clock::Clock;
 use crate::redact;
 use crate::sources::{SourceError, Token};
 
@@ -63,7 +64,7 @@ pub async fn send(request: reqwest::RequestBuilder, host: &str) -> Result<Reply,
     };
     let status = response.status().as_u16();
     let retry_after =
-        header(reqwest::header::RETRY_AFTER).and_then(|v| retry_after(&v, SystemTime::now()));
+        header(reqwest::header::RETRY_AFTER).and_then(|v| retry_after(&v, crate::clock::wall()));
     let date = header(reqwest::header::DATE);
     let body = crate::net::read_text(response)
         .await
@@ -231,6 +232,7 @@ impl Reply {
 /// asks with `poll`, and stops at the first answer that is not pending, or when `deadline`
 /// passes (then `expired` is the error).
 pub async fn poll_device_code<T, F, Fut>(
+    clock: &Clock,
     mut interval: Duration,
     deadline: SystemTime,
     expired: impl Fn() -> SourceError,
@@ -243,7 +245,8 @@ where
     // An upstream's interval is a hint: at least a second, at most half a minute.
     interval = interval.clamp(Duration::from_secs(1), MAX_POLL_INTERVAL);
     loop {
-        if SystemTime::now()
+        if clock
+            .now()
             .checked_add(interval)
             .is_none_or(|next| next > deadline)
         {
@@ -397,8 +400,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_absurd_poll_interval_is_clamped_not_overflowed() {
-        let deadline = SystemTime::now() + Duration::from_secs(5);
+        let clock = Clock::system();
+        let deadline = clock.now() + Duration::from_secs(5);
         let polled = poll_device_code(
+            &clock,
             Duration::from_secs(u64::MAX),
             deadline,
             || SourceError::NeedsLogin("expired".into()),

@@ -55,7 +55,7 @@ pub fn mint(
 ) -> Result<(String, Duration), String> {
     let left = Duration::from_secs((credential.expires_at - now_unix).max(0) as u64);
     let lifetime = wanted.min(left).min(MAX_LIFETIME);
-    let key = presign(&credential.secret, region, lifetime, SystemTime::now())?;
+    let key = presign(&credential.secret, region, lifetime, crate::clock::wall())?;
     Ok((key, lifetime))
 }
 
@@ -124,7 +124,7 @@ pub fn sign(
         .identity(&identity)
         .region(region)
         .name("bedrock")
-        .time(SystemTime::now())
+        .time(crate::clock::wall())
         .settings(SigningSettings::default())
         .build()
         .map_err(|_| "cannot sign for Bedrock".to_string())?
@@ -193,7 +193,7 @@ impl KeyCache {
         region: &str,
         now_unix: i64,
     ) -> Result<String, String> {
-        let now = SystemTime::now();
+        let now = crate::clock::wall();
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(minted) = &*last
             && Arc::ptr_eq(&minted.credential, credential)

@@ -91,7 +91,7 @@ pub fn process_chain(set: &aws_config::profile::ProfileSet, profile: &str) -> Op
 /// The session name for a role whose profile names none.
 pub fn session_name(configured: Option<&str>) -> String {
     configured.map(str::to_string).unwrap_or_else(|| {
-        let secs = SystemTime::now()
+        let secs = crate::clock::wall()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         format!("credd-{secs}")

@@ -147,7 +147,7 @@ pub async fn ensure_fresh(
         // The proof names the request's final URL, known only once the endpoint is resolved.
         .mutate_request(move |request| {
             // Without randomness for its `jti` no proof is sent, and Sign-In refuses the call.
-            if let Some(proof) = dpop_proof(&key, request.uri(), SystemTime::now()) {
+            if let Some(proof) = dpop_proof(&key, request.uri(), crate::clock::wall()) {
                 request.headers_mut().insert("DPoP", proof);
             }
         })

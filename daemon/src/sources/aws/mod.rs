@@ -87,11 +87,13 @@ pub struct AwsSource {
     kept_session: std::sync::Mutex<Option<Secret>>,
     /// The source's name, which files its entry in the secret store.
     name: String,
+    clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 impl AwsSource {
-    pub fn new(name: &str, spec: AwsSpec) -> Self {
+    pub fn new(name: &str, spec: AwsSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
         AwsSource {
+            clock,
             kept: spec
                 .persist
                 .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
@@ -152,7 +154,7 @@ impl AwsSource {
             )));
         }
         if let ProfileAuth::Mfa(role) = &auth {
-            if let Some(session) = self.kept_session(SystemTime::now()).await {
+            if let Some(session) = self.kept_session(now).await {
                 return Ok(session);
             }
             // Only a login (with a person and a code) makes these credentials; it hands them
@@ -167,10 +169,10 @@ impl AwsSource {
         // An SSO session is kept fresh here, never interactively; the SDK then finds a token
         // with time to spare in the cache.
         if let ProfileAuth::Sso(session) = &auth {
-            sso::ensure_fresh(session, &sdk, SystemTime::now()).await?;
+            sso::ensure_fresh(session, &sdk, now).await?;
         }
         if let ProfileAuth::Console(session) = &auth {
-            console::ensure_fresh(session, &sdk, SystemTime::now()).await?;
+            console::ensure_fresh(session, &sdk, now).await?;
         }
         let credentials = if let ProfileAuth::Process(process) = &auth {
             let mut credentials = self
@@ -311,7 +313,7 @@ impl AwsSource {
                     mfa_serial: role.serial.clone(),
                 });
                 let wait = deadline
-                    .duration_since(SystemTime::now())
+                    .duration_since(self.clock.now())
                     .unwrap_or_default();
                 match tokio::time::timeout(wait, io.code).await {
                     Ok(Ok(code)) => code,
@@ -325,7 +327,7 @@ impl AwsSource {
             }
         };
         let dates = DateProbe::default();
-        let started = SystemTime::now();
+        let started = self.clock.now();
         let sdk = self.sdk_config(&dates).await?;
         let c = mfa::assume_with_code(role, &sdk, code.expose(), self.spec.duration).await?;
         let (expires_at, clock_offset_secs) = match SystemTime::try_from(*c.expiration()) {
@@ -379,6 +381,7 @@ impl AwsSource {
         // The ended session's file stays until `aws login` replaces it; each version of the
         // file is tried once.
         super::outside_login::wait(
+            &self.clock,
             deadline,
             "`aws login` did not finish",
             super::outside_login::any_changed(vec![session.cache_path()]),
@@ -479,7 +482,7 @@ impl Source for AwsSource {
                 ProfileAuth::Sso(session) => {
                     let sdk = self.sdk_config(&DateProbe::default()).await?;
                     // The token file is written; role credentials are fetched with it.
-                    sso::shared_device_login(&session, &sdk, deadline, io.report)
+                    sso::shared_device_login(&session, &sdk, &self.clock, deadline, io.report)
                         .await
                         .map(|()| None)
                 }

@@ -8,7 +8,7 @@
 //! left in place, never deleted.
 
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -17,6 +17,7 @@ use credd_proto::LoginPrompt;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
+use crate::clock::Clock;
 use crate::sources::SourceError;
 use crate::sources::flow::Flows;
 use crate::sources::upstream::{self, Verdict};
@@ -291,13 +292,14 @@ pub async fn ensure_fresh(
 pub async fn shared_device_login(
     session: &SsoSession,
     sdk: &SdkConfig,
+    clock: &Arc<Clock>,
     deadline: SystemTime,
     report: impl FnOnce(LoginPrompt),
 ) -> Result<(), SourceError> {
     static RUNNING: LazyLock<Flows<PathBuf>> = LazyLock::new(Flows::default);
-    let (owned, sdk) = (session.clone(), sdk.clone());
+    let (owned, sdk, clock) = (session.clone(), sdk.clone(), clock.clone());
     let flow = RUNNING.join_or_start(session.cache_path(), move |io| async move {
-        device_login(&owned, &sdk, deadline, io.report).await
+        device_login(&owned, &sdk, &clock, deadline, io.report).await
     });
     if let Some(prompt) = flow.prompt().await {
         report(prompt);
@@ -311,6 +313,7 @@ pub async fn shared_device_login(
 async fn device_login(
     session: &SsoSession,
     sdk: &SdkConfig,
+    clock: &Clock,
     deadline: SystemTime,
     report: impl FnOnce(LoginPrompt),
 ) -> Result<(), SourceError> {
@@ -322,7 +325,7 @@ async fn device_login(
             super::service_error(e)
         ))
     };
-    let now = SystemTime::now();
+    let now = clock.now();
     let cached = match read_cache(session) {
         Cached::Token(t) => Some(t),
         _ => None,
@@ -348,7 +351,7 @@ async fn device_login(
                     .await
                     .map_err(|e| failed("RegisterClient", &e))?;
                 let expires = crate::policy::expires_at_unix(
-                    SystemTime::now(),
+                    clock.now(),
                     reg.client_secret_expires_at().max(0) as u64,
                     "the SSO client registration",
                 );
@@ -376,11 +379,12 @@ async fn device_login(
         user_code: auth.user_code().unwrap_or_default().to_string(),
         expires_in_secs: auth.expires_in().max(0) as u64,
     });
-    let code_expires = SystemTime::now() + Duration::from_secs(auth.expires_in().max(0) as u64);
+    let code_expires = clock.now() + Duration::from_secs(auth.expires_in().max(0) as u64);
     let deadline = deadline.min(code_expires);
     let device_code = auth.device_code().unwrap_or_default();
     let (client_id, client_secret) = (client_id.as_str(), client_secret.as_str());
     let out = upstream::poll_device_code(
+        clock,
         Duration::from_secs(auth.interval().clamp(1, 30) as u64),
         deadline,
         || {
@@ -419,9 +423,7 @@ async fn device_login(
     .await?;
     let token = CachedToken {
         access_token: out.access_token().unwrap_or_default().to_string(),
-        expires_at: rfc3339(
-            SystemTime::now() + Duration::from_secs(out.expires_in().max(0) as u64),
-        ),
+        expires_at: rfc3339(clock.now() + Duration::from_secs(out.expires_in().max(0) as u64)),
         refresh_token: out.refresh_token().map(str::to_string),
         client_id: Some(client_id.to_string()),
         client_secret: Some(client_secret.to_string()),

@@ -4,7 +4,6 @@
 //! through OpenSSL; this keeps credd on one TLS and crypto stack.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use azure_core::http::ClientMethodOptions;
 use base64::Engine as _;
@@ -72,7 +71,8 @@ impl CertificateAssertion {
     }
 
     fn sign(&self) -> Result<String, String> {
-        let now = crate::clock::unix_secs(SystemTime::now());
+        // Entra checks the assertion against its own clock.
+        let now = crate::clock::unix_secs(crate::clock::wall());
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.x5t = Some(self.thumbprint.clone());
         let claims = Claims {

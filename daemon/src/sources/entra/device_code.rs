@@ -56,6 +56,7 @@ pub async fn login(
     authority: &Authority<'_>,
     client_id: &str,
     scopes: &[String],
+    clock: &crate::clock::Clock,
     deadline: SystemTime,
     report: Box<dyn FnOnce(LoginPrompt) + Send>,
 ) -> Result<Tokens, SourceError> {
@@ -70,15 +71,15 @@ pub async fn login(
         user_code: device.user_code.clone(),
         expires_in_secs: device.expires_in,
     });
-    let expires =
-        crate::policy::expires_after(SystemTime::now(), device.expires_in, "a device code");
+    let expires = crate::policy::expires_after(clock.now(), device.expires_in, "a device code");
     let device_code = device.device_code.as_str();
     upstream::poll_device_code(
+        clock,
         Duration::from_secs(device.interval.max(1)),
         deadline.min(expires),
         || SourceError::NeedsLogin("the device code was not approved in time".into()),
         || async move {
-            let now = SystemTime::now();
+            let now = clock.now();
             let request = http.post(authority.url("token")).form(&[
                 ("grant_type", DEVICE_CODE_GRANT),
                 ("client_id", client_id),

@@ -45,11 +45,13 @@ pub struct EntraSource {
     name: String,
     /// Bumped by every logout: a grant asked for before one keeps nothing it brings back.
     logouts: AtomicU64,
+    clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 impl EntraSource {
-    pub fn new(name: &str, spec: EntraSpec) -> Self {
+    pub fn new(name: &str, spec: EntraSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
         EntraSource {
+            clock,
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             settings: Settings::resolve(&spec),
             kept: spec
@@ -427,6 +429,7 @@ impl EntraSource {
             &authority,
             &client,
             &self.spec.scopes(),
+            &self.clock,
             deadline,
             io.report,
         )
@@ -466,6 +469,7 @@ impl EntraSource {
             config_dir.join("azureProfile.json"),
         ];
         super::outside_login::wait(
+            &self.clock,
             deadline,
             "`az login` did not finish",
             super::outside_login::any_changed(files),

@@ -91,7 +91,7 @@ impl HttpClient for RecordingClient {
             status: u16::from(status),
             retry_after: headers
                 .get_optional_str(&"retry-after".into())
-                .and_then(|v| upstream::retry_after(v, std::time::SystemTime::now())),
+                .and_then(|v| upstream::retry_after(v, crate::clock::wall())),
             refusal: upstream::parse_refusal(&String::from_utf8_lossy(&body)),
         });
         Ok(AsyncRawResponse::from_bytes(status, headers, body))

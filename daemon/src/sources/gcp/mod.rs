@@ -35,6 +35,7 @@ pub struct GcpSource {
     /// The project the environment names (`GOOGLE_CLOUD_PROJECT`, ...), read once.
     env_project: Option<String>,
     http: crate::net::LazyOAuthClient,
+    clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 /// Where Google's libraries look for the project when nothing else names it, in their order.
@@ -45,8 +46,9 @@ const PROJECT_VARIABLES: [&str; 3] = [
 ];
 
 impl GcpSource {
-    pub fn new(spec: GcpSpec) -> Self {
+    pub fn new(spec: GcpSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
         GcpSource {
+            clock,
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             credentials: adc::intended(spec.credentials_file.as_deref()),
             env_project: PROJECT_VARIABLES
@@ -229,6 +231,7 @@ impl GcpSource {
         (io.report)(prompt);
         let unfinished = format!("no new credentials appeared in {}", watched.display());
         outside_login::wait(
+            &self.clock,
             deadline,
             &unfinished,
             outside_login::any_changed(vec![watched]),
