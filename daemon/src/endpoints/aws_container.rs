@@ -109,6 +109,12 @@ impl Endpoint for AwsContainer {
         &self,
         request: hyper::Request<Incoming>,
     ) -> BoxFuture<'_, hyper::Response<Body>> {
-        super::answer_whole(request, |request| self.credentials(request))
+        super::answer_whole(self, request)
+    }
+}
+
+impl super::Answers for AwsContainer {
+    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
+        Box::pin(self.credentials(request))
     }
 }

@@ -137,6 +137,12 @@ impl Endpoint for AzureManagedIdentity {
         &self,
         request: hyper::Request<Incoming>,
     ) -> BoxFuture<'_, hyper::Response<Body>> {
-        super::answer_whole(request, |request| self.token(request))
+        super::answer_whole(self, request)
+    }
+}
+
+impl super::Answers for AzureManagedIdentity {
+    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
+        Box::pin(self.token(request))
     }
 }

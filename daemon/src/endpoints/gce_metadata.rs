@@ -222,6 +222,12 @@ impl Endpoint for GceMetadata {
         &self,
         request: hyper::Request<Incoming>,
     ) -> BoxFuture<'_, hyper::Response<Body>> {
-        super::answer_whole(request, |request| self.answer(request))
+        super::answer_whole(self, request)
+    }
+}
+
+impl super::Answers for GceMetadata {
+    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse> {
+        Box::pin(self.answer(request))
     }
 }

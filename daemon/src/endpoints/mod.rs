@@ -109,16 +109,19 @@ pub trait Endpoint: Send + Sync + 'static {
     -> BoxFuture<'_, hyper::Response<Body>>;
 }
 
-/// Answers `request` with what `handle` makes of it reduced to an [`EndpointRequest`]: how
-/// the endpoints that read no body and answer whole serve.
-pub fn answer_whole<'a, F>(
+/// An endpoint that reads no body and answers each request whole, from its method, path,
+/// query and headers: every endpoint but the proxy. Its [`Endpoint::serve_http`] is
+/// [`answer_whole`].
+pub trait Answers: Endpoint {
+    fn handle(&self, request: EndpointRequest) -> BoxFuture<'_, EndpointResponse>;
+}
+
+/// Answers `request` with what `endpoint` makes of it reduced to an [`EndpointRequest`].
+pub fn answer_whole<E: Answers>(
+    endpoint: &E,
     request: hyper::Request<Incoming>,
-    handle: impl FnOnce(EndpointRequest) -> F,
-) -> BoxFuture<'a, hyper::Response<Body>>
-where
-    F: std::future::Future<Output = EndpointResponse> + Send + 'a,
-{
-    let answer = handle(reduce(request));
+) -> BoxFuture<'_, hyper::Response<Body>> {
+    let answer = endpoint.handle(reduce(request));
     Box::pin(async move { plain_response(answer.await) })
 }
 
