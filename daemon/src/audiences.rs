@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::cache::Slot;
 use crate::clock::{Clock, from_unix_secs, unix_secs};
 use crate::config::SourceSpec;
+use crate::source_name::SourceName;
 use crate::sources;
 
 /// The most audiences one source mints ID tokens for at a time.
@@ -35,7 +36,7 @@ pub enum AudienceError {
         "`{source_name}` is a `{kind}` source; ID tokens for an audience come from `gcp` sources"
     )]
     NotSupported {
-        source_name: String,
+        source_name: SourceName,
         kind: &'static str,
     },
     #[error("the audience must be 1 to {MAX_AUDIENCE_LEN} printable characters")]
@@ -43,11 +44,11 @@ pub enum AudienceError {
     #[error(
         "`{source_name}` already mints ID tokens for {MAX_AUDIENCES} audiences; one is forgotten 2 hours after it was last asked for"
     )]
-    TooMany { source_name: String },
+    TooMany { source_name: SourceName },
 }
 
 pub struct Audiences {
-    source_name: String,
+    source_name: SourceName,
     spec: SourceSpec,
     clock: Arc<Clock>,
     slots: Mutex<BTreeMap<String, Audience>>,
@@ -73,9 +74,9 @@ impl Drop for Audience {
 }
 
 impl Audiences {
-    pub fn new(source_name: &str, spec: SourceSpec, clock: Arc<Clock>) -> Self {
+    pub fn new(source_name: &SourceName, spec: SourceSpec, clock: Arc<Clock>) -> Self {
         Audiences {
-            source_name: source_name.to_string(),
+            source_name: source_name.clone(),
             spec,
             clock,
             slots: Mutex::new(BTreeMap::new()),
@@ -196,7 +197,11 @@ mod tests {
         )
         .unwrap();
         let spec = config.sources["vertex"].clone();
-        Audiences::new("vertex", spec, clock.clone())
+        Audiences::new(
+            &crate::source_name::SourceName::try_from("vertex").unwrap(),
+            spec,
+            clock.clone(),
+        )
     }
 
     fn listed(audiences: &Audiences) -> Vec<String> {

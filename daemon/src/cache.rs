@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::clock::{Clock, unix_secs};
 use crate::notify;
 use crate::policy::{self, Validity};
+use crate::source_name::SourceName;
 use crate::sources::{Source, SourceError};
 
 type FetchOutcome = Result<Arc<Credential>, SourceError>;
@@ -30,27 +31,21 @@ const MAX_CALLERS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotId {
     /// The source's own name in the config.
-    pub source: String,
+    pub source: SourceName,
     pub audience: Option<String>,
 }
 
 impl SlotId {
-    pub fn audience(source: &str, audience: &str) -> Self {
+    pub fn audience(source: &SourceName, audience: &str) -> Self {
         SlotId {
-            source: source.to_string(),
+            source: source.clone(),
             audience: Some(audience.to_string()),
         }
     }
 }
 
-impl From<&str> for SlotId {
-    fn from(source: &str) -> Self {
-        SlotId::from(source.to_string())
-    }
-}
-
-impl From<String> for SlotId {
-    fn from(source: String) -> Self {
+impl From<SourceName> for SlotId {
+    fn from(source: SourceName) -> Self {
         SlotId {
             source,
             audience: None,
@@ -63,7 +58,7 @@ impl std::fmt::Display for SlotId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.audience {
             Some(audience) => write!(f, "{} --audience {audience}", self.source),
-            None => f.write_str(&self.source),
+            None => write!(f, "{}", self.source),
         }
     }
 }
@@ -138,7 +133,7 @@ impl Slot {
     }
 
     /// The source's own name (an audience's slot has its source's).
-    pub fn name(&self) -> &str {
+    pub fn name(&self) -> &SourceName {
         &self.id.source
     }
 
@@ -443,7 +438,7 @@ impl Slot {
                 }
                 let issued_at = started.min(now);
                 let credential = Arc::new(Credential {
-                    source: self.id.source.clone(),
+                    source: self.id.source.to_string(),
                     issued_at: unix_secs(issued_at),
                     expires_at: unix_secs(fetched.expires_at),
                     metadata: Box::new(fetched.metadata),
@@ -531,7 +526,7 @@ impl Slot {
         };
         let next_refresh = st.planned_refresh();
         SourceStatus {
-            name: self.id.source.clone(),
+            name: self.id.source.to_string(),
             audience: self.id.audience.clone(),
             kind: self.kind().to_string(),
             state,
@@ -670,7 +665,11 @@ mod tests {
             delay,
         };
         Fixture {
-            slot: Slot::new("s", Box::new(source), clock.clone()),
+            slot: Slot::new(
+                SourceName::try_from("s").unwrap(),
+                Box::new(source),
+                clock.clone(),
+            ),
             clock,
             calls,
             fail,

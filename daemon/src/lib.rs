@@ -29,5 +29,6 @@ pub mod redact;
 pub mod registry;
 pub mod secret_store;
 pub mod server;
+pub mod source_name;
 pub mod sources;
 pub mod upstream_clock;

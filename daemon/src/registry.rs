@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::audiences::{AudienceError, Audiences};
 use crate::cache::Slot;
 use crate::clock::Clock;
-use crate::config::{self, Config, SourceSpec};
+use crate::config::{self, Config, SourceName, SourceSpec};
 use crate::endpoints::{self, EndpointHandle};
 use crate::filewatch;
 use crate::sources;
@@ -29,7 +29,7 @@ pub struct Registry {
 
 #[derive(Default)]
 struct Inner {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<SourceName, Entry>,
     config_error: Option<String>,
 }
 
@@ -160,7 +160,7 @@ impl Registry {
                 Err(e) => Lookup::NoIdToken(e),
             },
             (None, _) => Lookup::Unknown {
-                known: inner.entries.keys().cloned().collect(),
+                known: inner.entries.keys().map(ToString::to_string).collect(),
             },
         }
     }
@@ -200,7 +200,7 @@ impl Registry {
 
 /// Starts the local endpoint a source's config asks for, if any.
 fn start_endpoint(
-    name: &str,
+    name: &SourceName,
     spec: &SourceSpec,
     slot: &Arc<Slot>,
     audiences: &Arc<Audiences>,

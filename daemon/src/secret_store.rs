@@ -8,6 +8,7 @@
 //! refuses it. Every call blocks, so each runs on tokio's blocking pool. Without a store the
 //! source keeps the login in memory only, as without `persist`, and `status` says why.
 
+use crate::source_name::SourceName;
 use credd_proto::Secret;
 
 /// The service name every entry is filed under; the account is the source's name.
@@ -20,13 +21,13 @@ pub struct Unavailable(String);
 /// One source's entry in the store.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    source: String,
+    source: SourceName,
 }
 
 impl Entry {
-    pub fn new(source: &str) -> Self {
+    pub fn new(source: &SourceName) -> Self {
         Entry {
-            source: source.to_string(),
+            source: source.clone(),
         }
     }
 
@@ -80,7 +81,7 @@ pub struct Kept {
 }
 
 impl Kept {
-    pub fn new(source: &str) -> Self {
+    pub fn new(source: &SourceName) -> Self {
         Kept {
             entry: Entry::new(source),
             first_read: tokio::sync::OnceCell::new(),

@@ -14,7 +14,8 @@ use credd_daemon::clock::Clock;
 use credd_daemon::endpoints::aws_container::AwsContainer;
 use credd_daemon::endpoints::azure_managed_identity::AzureManagedIdentity;
 use credd_daemon::endpoints::gce_metadata::GceMetadata;
-use credd_daemon::endpoints::{Endpoint, EndpointRequest, host_allowed};
+use credd_daemon::endpoints::{Answers, Endpoint, EndpointRequest, host_allowed};
+use credd_daemon::source_name::SourceName;
 use credd_daemon::sources::{Fetched, Source, SourceError};
 use credd_proto::{CredentialSecret, Secret};
 use libfuzzer_sys::fuzz_target;
@@ -65,7 +66,11 @@ impl Source for Fixed {
 
 struct Endpoints {
     runtime: tokio::runtime::Runtime,
-    all: Vec<(Arc<dyn Endpoint>, String)>,
+    all: Vec<(Arc<dyn Answers>, String)>,
+}
+
+fn name(name: &str) -> SourceName {
+    SourceName::try_from(name).unwrap()
 }
 
 fn endpoints() -> &'static Endpoints {
@@ -80,17 +85,21 @@ fn endpoints() -> &'static Endpoints {
             .unwrap();
         let _guard = runtime.enter();
         let clock = Arc::new(Clock::system());
-        let token = Slot::new("fuzz", Box::new(Fixed { aws: false }), clock.clone());
-        let aws = Slot::new("fuzz-aws", Box::new(Fixed { aws: true }), clock.clone());
+        let token = Slot::new(name("fuzz"), Box::new(Fixed { aws: false }), clock.clone());
+        let aws = Slot::new(
+            name("fuzz-aws"),
+            Box::new(Fixed { aws: true }),
+            clock.clone(),
+        );
         // Each endpoint's secret, made as when it takes its port.
         let with_secret = |endpoint: &dyn Endpoint| {
             let secret = endpoint.secret().unwrap();
             secret.rotate().unwrap();
             std::fs::read_to_string(secret.file()).unwrap()
         };
-        let container = AwsContainer::new(aws, "fuzz");
+        let container = AwsContainer::new(aws, &name("fuzz"));
         let container_secret = with_secret(&container);
-        let identity = AzureManagedIdentity::new(token.clone(), "fuzz", vec![SCOPE.into()]);
+        let identity = AzureManagedIdentity::new(token.clone(), &name("fuzz"), vec![SCOPE.into()]);
         let identity_secret = with_secret(&identity);
         // ID tokens from a source whose credential file is missing: every audience fails
         // fast, without a network call.
@@ -100,7 +109,7 @@ fn endpoints() -> &'static Endpoints {
         )
         .unwrap();
         let audiences = Arc::new(Audiences::new(
-            "fuzz",
+            &name("fuzz"),
             config.sources["fuzz"].clone(),
             clock.clone(),
         ));

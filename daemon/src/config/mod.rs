@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::source_name::SourceName;
 pub use crate::sources::SourceSpec;
 pub use crate::sources::aws::AwsSpec;
 pub use crate::sources::entra::{ENTRA_DEFAULT_SCOPE, EntraMethod, EntraSpec};
@@ -34,7 +35,7 @@ pub struct Config {
     #[serde(default = "enabled")]
     pub notifications: bool,
     #[serde(default)]
-    pub sources: BTreeMap<String, SourceSpec>,
+    pub sources: BTreeMap<SourceName, SourceSpec>,
 }
 
 impl Default for Config {
@@ -100,23 +101,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     })?;
     for (name, spec) in &config.sources {
         let table = text.find(&format!("[sources.{name}]")).unwrap_or(0);
-        if !valid_name(name) {
-            return Err(at(
-                table,
-                format!("source name `{name}` may use only letters, digits, `-`, `_` and `.`"),
-            ));
-        }
         spec.check()
             .map_err(|problem| at(table, format!("source `{name}`: {problem}")))?;
     }
     Ok(config)
-}
-
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// 1-based line and column of a byte offset.
@@ -195,6 +183,18 @@ timeout = "30s"
             panic!("not an aws source")
         };
         assert_eq!(aws.mfa_process.as_deref().map(<[String]>::len), Some(2));
+    }
+
+    #[test]
+    fn a_source_name_that_could_not_be_a_route_is_refused_at_its_table() {
+        let err =
+            parse_str("\n[sources.\"a b\"]\nkind = \"exec\"\ncommand = [\"a\"]\n").unwrap_err();
+        assert!(
+            err.message
+                .contains("source name `a b` may use only letters, digits"),
+            "{err}"
+        );
+        assert_eq!(err.line, 2, "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct AwsContainer {
 
 impl AwsContainer {
     /// The endpoint for `slot`; its token is made when it has its port.
-    pub fn new(slot: Arc<Slot>, source: &str) -> Self {
+    pub fn new(slot: Arc<Slot>, source: &crate::source_name::SourceName) -> Self {
         let token_file: PathBuf =
             credd_proto::paths::state_dir().join(format!("container-{source}.token"));
         AwsContainer {

@@ -33,7 +33,11 @@ pub struct AzureManagedIdentity {
 
 impl AzureManagedIdentity {
     /// The endpoint for `slot`; its secret is made when it has its port.
-    pub fn new(slot: Arc<Slot>, source: &str, scopes: Vec<String>) -> Self {
+    pub fn new(
+        slot: Arc<Slot>,
+        source: &crate::source_name::SourceName,
+        scopes: Vec<String>,
+    ) -> Self {
         let secret_file: PathBuf =
             credd_proto::paths::state_dir().join(format!("identity-{source}.secret"));
         AzureManagedIdentity {

@@ -181,7 +181,7 @@ impl EndpointHandle {
 
 /// The port an endpoint uses when the config names none: derived from the source's name, so it
 /// is the same on every start and needs no state.
-pub fn default_port(kind: &str, source: &str) -> u16 {
+pub fn default_port(kind: &str, source: &crate::source_name::SourceName) -> u16 {
     // FNV-1a: stable across releases, unlike the std hasher.
     let mut hash: u32 = 0x811c_9dc5;
     for byte in kind.bytes().chain([0]).chain(source.bytes()) {
@@ -506,9 +506,10 @@ mod tests {
 
     #[test]
     fn default_ports_are_stable_and_in_range() {
-        let p = default_port("aws-container", "dev");
-        assert_eq!(p, default_port("aws-container", "dev"));
+        let name = |n: &str| crate::source_name::SourceName::try_from(n).unwrap();
+        let p = default_port("aws-container", &name("dev"));
+        assert_eq!(p, default_port("aws-container", &name("dev")));
         assert!((47_000..48_000).contains(&p));
-        assert_ne!(p, default_port("aws-container", "prod"));
+        assert_ne!(p, default_port("aws-container", &name("prod")));
     }
 }

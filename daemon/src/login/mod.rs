@@ -10,6 +10,7 @@ use credd_proto::{Credential, LoginPrompt, Secret};
 
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
+use crate::source_name::SourceName;
 use crate::sources::SourceError;
 use crate::sources::flow::{Flow, Flows};
 
@@ -27,7 +28,7 @@ pub enum Started {
 /// The login flows in progress, one per source.
 #[derive(Clone, Default)]
 pub struct Logins {
-    flows: Flows<String>,
+    flows: Flows<SourceName>,
 }
 
 impl Logins {
@@ -84,7 +85,7 @@ impl Logins {
     /// Starts the source's flow, unless another caller did just now.
     fn begin(&self, slot: Arc<Slot>) -> Flow {
         self.flows
-            .join_or_start(slot.name().to_string(), move |io| async move {
+            .join_or_start(slot.name().clone(), move |io| async move {
                 let name = slot.name().to_string();
                 tracing::info!(source = %name, "interactive login started");
                 let deadline = slot.now() + LOGIN_BOUND;

@@ -209,7 +209,11 @@ pub struct LoginIo {
 }
 
 /// Builds the source a config entry named `name` describes.
-pub fn build(name: &str, spec: &SourceSpec, clock: &Arc<Clock>) -> Box<dyn Source> {
+pub fn build(
+    name: &crate::source_name::SourceName,
+    spec: &SourceSpec,
+    clock: &Arc<Clock>,
+) -> Box<dyn Source> {
     let clock = clock.clone();
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),

@@ -38,6 +38,7 @@ use super::secret::EndpointSecret;
 use super::{Body, Endpoint, EndpointResponse};
 use crate::cache::Slot;
 use crate::policy::DEFAULT_MIN_VALID;
+use crate::source_name::SourceName;
 use crate::sources::SourceSpec;
 
 pub mod admission;
@@ -64,7 +65,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Proxy {
     slot: Arc<Slot>,
     /// The source's name, as the socket's route names it.
-    source: String,
+    source: SourceName,
     route: Route,
     secret: EndpointSecret,
     http: reqwest::Client,
@@ -88,7 +89,7 @@ fn refused(refusal: Refusal) -> EndpointResponse {
 
 impl Proxy {
     /// The proxy a source's table asks for, if any.
-    pub fn start(name: &str, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Arc<Proxy>> {
+    pub fn start(name: &SourceName, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Arc<Proxy>> {
         let route = Route::of(spec)?;
         let timeout = spec.proxy()?.timeout;
         let http = match crate::net::streaming_http_client(spec.ca_bundle(), CONNECT_TIMEOUT) {
@@ -100,7 +101,7 @@ impl Proxy {
         };
         Some(Arc::new(Proxy {
             slot: slot.clone(),
-            source: name.to_string(),
+            source: name.clone(),
             route,
             secret: EndpointSecret::stable(
                 credd_proto::paths::state_dir().join(format!("proxy-{name}.secret")),

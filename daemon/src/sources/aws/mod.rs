@@ -86,12 +86,16 @@ pub struct AwsSource {
     /// The MFA session the store held when the daemon started, until it is used up.
     kept_session: std::sync::Mutex<Option<Secret>>,
     /// The source's name, which files its entry in the secret store.
-    name: String,
+    name: crate::source_name::SourceName,
     clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 impl AwsSource {
-    pub fn new(name: &str, spec: AwsSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
+    pub fn new(
+        name: &crate::source_name::SourceName,
+        spec: AwsSpec,
+        clock: std::sync::Arc<crate::clock::Clock>,
+    ) -> Self {
         AwsSource {
             clock,
             kept: spec
@@ -99,7 +103,7 @@ impl AwsSource {
                 .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             kept_session: std::sync::Mutex::new(None),
-            name: name.to_string(),
+            name: name.clone(),
         }
     }
 

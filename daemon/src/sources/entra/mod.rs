@@ -42,14 +42,18 @@ pub struct EntraSource {
     refresh_token: Mutex<Option<Secret>>,
     kept: Option<crate::secret_store::Kept>,
     /// The source's name, which files its entry in the secret store.
-    name: String,
+    name: crate::source_name::SourceName,
     /// Bumped by every logout: a grant asked for before one keeps nothing it brings back.
     logouts: AtomicU64,
     clock: std::sync::Arc<crate::clock::Clock>,
 }
 
 impl EntraSource {
-    pub fn new(name: &str, spec: EntraSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
+    pub fn new(
+        name: &crate::source_name::SourceName,
+        spec: EntraSpec,
+        clock: std::sync::Arc<crate::clock::Clock>,
+    ) -> Self {
         EntraSource {
             clock,
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
@@ -59,7 +63,7 @@ impl EntraSource {
                 .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
             spec,
             refresh_token: Mutex::new(None),
-            name: name.to_string(),
+            name: name.clone(),
             logouts: AtomicU64::new(0),
         }
     }
