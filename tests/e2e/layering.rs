@@ -1,6 +1,7 @@
-//! The daemon's and the client's modules import one way: no two modules (top-level ones, and
-//! the kinds of source beside each other) reach each other through `crate::` or `super::`
-//! paths, directly or around a loop. A module may use its own children and its parents; tests
+//! The daemon's, the sources' and the client's modules import one way: no two modules
+//! (top-level ones, and the kinds of source beside each other) reach each other through
+//! `crate::` or `super::` paths, directly or around a loop. (That the sources reach nothing of
+//! the daemon's the compiler holds: they are a crate below it.) A module may use its own children and its parents; tests
 //! are left out. A cycle found is printed as the path that closes it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -178,6 +179,11 @@ fn the_daemons_modules_import_one_way() {
 }
 
 #[test]
+fn the_sources_modules_import_one_way() {
+    assert_acyclic("sources");
+}
+
+#[test]
 fn the_clients_modules_import_one_way() {
     assert_acyclic("helper-cli");
 }
@@ -187,12 +193,16 @@ fn the_clients_modules_import_one_way() {
 /// checks against its own clock. A bare `SystemTime::now` would be neither, unnoticed.
 #[test]
 fn the_daemon_reads_time_from_its_clock() {
-    let root = credd_tests::workspace_root().join("daemon/src");
-    let bare: Vec<String> = modules(&root)
-        .into_iter()
-        .filter(|(module, text)| module != &["clock"] && text.contains("SystemTime::now"))
-        .map(|(module, _)| module.join("::"))
-        .collect();
+    let mut bare = Vec::new();
+    for crate_dir in ["daemon", "sources"] {
+        let root = credd_tests::workspace_root().join(crate_dir).join("src");
+        bare.extend(
+            modules(&root)
+                .into_iter()
+                .filter(|(module, text)| module != &["clock"] && text.contains("SystemTime::now"))
+                .map(|(module, _)| format!("{crate_dir}: {}", module.join("::"))),
+        );
+    }
     assert!(
         bare.is_empty(),
         "these read the time around the daemon's clock (use Clock::now, or clock::wall for an upstream's checks): {bare:?}"

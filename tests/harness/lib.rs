@@ -77,12 +77,15 @@ fn check_fresh(crate_dir: &str, binary: &Path) {
         .and_then(|m| m.modified())
         .expect("binary mtime");
     let root = workspace_root();
-    let inputs = [
+    let mut inputs = vec![
         root.join(crate_dir).join("src"),
         root.join(crate_dir).join("Cargo.toml"),
         root.join("proto/src"),
         root.join("proto/Cargo.toml"),
     ];
+    if crate_dir == "daemon" {
+        inputs.extend([root.join("sources/src"), root.join("sources/Cargo.toml")]);
+    }
     let mut newer = Vec::new();
     for input in &inputs {
         collect_newer(input, built, &mut newer);

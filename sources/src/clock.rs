@@ -40,8 +40,8 @@ impl Clock {
         }
     }
 
-    /// A clock that stands still at `start` until advanced, for unit tests.
-    #[cfg(test)]
+    /// A clock that stands still at `start` until advanced, for unit tests (the daemon's
+    /// too, which is why it is not behind `cfg(test)`).
     pub fn manual(start: SystemTime) -> Self {
         Clock {
             base: Some(start),

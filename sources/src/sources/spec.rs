@@ -44,7 +44,7 @@ pub struct ProxySpec {
     pub timeout: Duration,
 }
 
-pub(crate) fn default_proxy_timeout() -> Duration {
+pub fn default_proxy_timeout() -> Duration {
     Duration::from_secs(10 * 60)
 }
 
