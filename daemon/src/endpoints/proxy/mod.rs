@@ -12,8 +12,9 @@
 //! on connections and headers) and more: there a request must carry the caller secret (a
 //! browser page cannot send it, and `OPTIONS` is refused, so no preflight can be passed).
 //!
-//! One Bedrock request, from accept to the signed call upstream, stays in this folder and
-//! `bedrock`'s signer:
+//! One Bedrock request, from accept to the signed call upstream, stays in this folder (the
+//! signing in [`bedrock`]; the one thing it asks outside is whether a region's name is one,
+//! the rule the config is checked with):
 //! 1. [`socket::serve`] accepts the connection and checks the peer's uid; the `Host`
 //!    (`SOURCE.credd.localhost:0`) picks the source's [`Proxy`] (the registry only answers
 //!    which one).
