@@ -514,6 +514,52 @@ fn login_runs_gcloud_and_exits_at_once_when_a_token_can_be_had() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// gcloud wrote its file, but the token endpoint failed at that moment: the login keeps
+/// trying, and finishes when the endpoint is back, without another gcloud.
+#[test]
+fn a_login_whose_first_try_fails_upstream_finishes_when_the_upstream_is_back() {
+    let upstream = GoogleUpstream::start();
+    let world = World::new();
+    let gcloud = fake_gcloud(&world, &authorized_user(&upstream, REFRESH_TOKEN));
+    world.write_config("[sources.vertex]\nkind = \"gcp\"\n");
+    let _daemon = world.start_daemon();
+    upstream.set_fault(Fault::ServerError);
+
+    let mut cmd = world.credd_command(&["login", "vertex"]);
+    cmd.env("PATH", path_with(gcloud.parent().unwrap()));
+    let login = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while upstream.calls(google::REFRESH) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gcloud's new file was never tried"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    upstream.set_fault(Fault::None);
+    let started = std::time::Instant::now();
+    let out = login.wait_with_output().unwrap();
+    assert!(out.status.success(), "the login failed");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the login waited {:?} after the upstream was back",
+        started.elapsed()
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.path("gcloud.runs"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let token = world.credd(&["get", "vertex"]).ok().trim().to_string();
+    assert!(upstream.issued().contains(&token));
+}
+
 #[test]
 fn concurrent_logins_run_gcloud_once_for_every_source_on_its_file() {
     let upstream = GoogleUpstream::start();

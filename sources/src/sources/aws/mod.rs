@@ -382,13 +382,12 @@ impl AwsSource {
             command,
             env: Vec::new(),
         });
-        // The ended session's file stays until `aws login` replaces it; each version of the
-        // file is tried once.
+        // The ended session's file stays until `aws login` replaces it.
         super::outside_login::wait(
             &self.clock,
             deadline,
             "`aws login` did not finish",
-            super::outside_login::any_changed(vec![session.cache_path()]),
+            super::outside_login::Watched::files(vec![session.cache_path()]),
             |now| self.resolve(now),
         )
         .await

@@ -462,8 +462,8 @@ impl EntraSource {
             command,
             env: Vec::new(),
         });
-        // `az` is asked again once its files changed (or at every look, where they are not
-        // where the Azure CLI keeps them by default).
+        // `az` is asked once its files changed (or at the retry pace, where none is where the
+        // Azure CLI keeps them by default).
         let config_dir = std::env::var_os("AZURE_CONFIG_DIR")
             .filter(|d| !d.is_empty())
             .map(std::path::PathBuf::from)
@@ -476,7 +476,7 @@ impl EntraSource {
             &self.clock,
             deadline,
             "`az login` did not finish",
-            super::outside_login::any_changed(files),
+            super::outside_login::Watched::files_or_elsewhere(files),
             |now| self.fetch_token(now),
         )
         .await

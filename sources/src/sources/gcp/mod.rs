@@ -234,7 +234,7 @@ impl GcpSource {
             &self.clock,
             deadline,
             &unfinished,
-            outside_login::any_changed(vec![watched]),
+            outside_login::Watched::files(vec![watched]),
             |now| self.fetch_token(now),
         )
         .await
@@ -275,7 +275,6 @@ fn login_prompt(file: &std::path::Path, configured: bool) -> LoginPrompt {
     }
 }
 
-/// Enough of a file's metadata to tell that it was rewritten.
 impl Source for GcpSource {
     fn kind(&self) -> &'static str {
         "gcp"
