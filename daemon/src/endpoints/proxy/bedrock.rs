@@ -108,6 +108,14 @@ fn presign(
     ))
 }
 
+/// Why a request was not signed: the request itself (a target no signer takes), or the
+/// source's credentials.
+#[derive(Debug)]
+pub enum SignError {
+    Unsignable,
+    Signer(String),
+}
+
 /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`,
 /// `x-amz-content-sha256`) for a Bedrock request, made by the AWS SDK's own signer.
 pub fn sign(
@@ -117,9 +125,9 @@ pub fn sign(
     body: &[u8],
     credential: &Credential,
     region: &str,
-) -> Result<Vec<(&'static str, String)>, String> {
+) -> Result<Vec<(&'static str, String)>, SignError> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    let identity = signing_identity(&credential.secret)?;
+    let identity = signing_identity(&credential.secret).map_err(SignError::Signer)?;
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
@@ -127,7 +135,7 @@ pub fn sign(
         .time(crate::clock::wall())
         .settings(SigningSettings::default())
         .build()
-        .map_err(|_| "cannot sign for Bedrock".to_string())?
+        .map_err(|_| SignError::Signer("cannot sign for Bedrock".into()))?
         .into();
     let signable_headers: Vec<(&str, &str)> = headers
         .iter()
@@ -139,9 +147,9 @@ pub fn sign(
         signable_headers.into_iter(),
         SignableBody::Bytes(body),
     )
-    .map_err(|_| "the request cannot be signed".to_string())?;
+    .map_err(|_| SignError::Unsignable)?;
     let (instructions, _signature) = sign(request, &params)
-        .map_err(|_| "cannot sign for Bedrock".to_string())?
+        .map_err(|_| SignError::Signer("cannot sign for Bedrock".into()))?
         .into_parts();
     let (signed, _) = instructions.into_parts();
     Ok(signed

@@ -169,7 +169,12 @@ impl Route {
                     credential,
                     &region,
                 )
-                .map_err(Refusal::Internal)?;
+                .map_err(|e| match e {
+                    bedrock::SignError::Unsignable => {
+                        Refusal::BadRequest("the request cannot be signed")
+                    }
+                    bedrock::SignError::Signer(message) => Refusal::Internal(message),
+                })?;
                 for (name, text) in signed {
                     insert(headers, HeaderName::from_static(name), text)?;
                 }
