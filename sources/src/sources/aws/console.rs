@@ -232,7 +232,9 @@ fn dpop_proof(key: &p256::SecretKey, url: &str, now: SystemTime) -> Option<Strin
     let iat = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let claims = json!({"jti": crate::random::hex(16), "htm": "POST", "htu": url, "iat": iat});
+    // Without randomness there is no proof, as without a key: the call goes without one.
+    let jti = crate::random::try_hex(16)?;
+    let claims = json!({"jti": jti, "htm": "POST", "htu": url, "iat": iat});
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
