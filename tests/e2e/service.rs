@@ -215,13 +215,13 @@ fn the_first_model_request_on_the_proxy_socket_starts_the_daemon_systemd_activat
     // As credd.socket lists them: the main socket, then the proxy's.
     let activator = Activator::start(&world, &[path_of(&world.socket), path_of(&proxy_socket)]);
     // No daemon runs yet: the request itself starts it, and is answered.
-    let (status, _) = crate::proxy::post_on_socket(
+    let (status, answer) = crate::proxy::post_on_socket(
         &proxy_socket,
         "gateway.credd.localhost:0",
         "/v1/messages",
         "",
     );
-    assert_eq!(status, 200, "{}", activator.log());
+    assert_eq!(status, 200, "{answer}\n{}", activator.log());
     assert_eq!(api.messages()[0].header("x-api-key"), Some("sk-activated"));
     let logged = activator.log();
     assert!(logged.contains("activated=true"), "{logged}");
