@@ -13,12 +13,6 @@ use serde::Deserialize;
 #[serde(try_from = "String")]
 pub struct SourceName(String);
 
-impl SourceName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl TryFrom<String> for SourceName {
     type Error = String;
 
@@ -62,12 +56,6 @@ impl std::ops::Deref for SourceName {
     }
 }
 
-impl AsRef<str> for SourceName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl fmt::Display for SourceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -81,7 +69,7 @@ mod tests {
     #[test]
     fn only_plain_names_pass() {
         for good in ["bedrock", "claude-bedrock", "a.b_c-1"] {
-            assert_eq!(SourceName::try_from(good).unwrap().as_str(), good);
+            assert_eq!(&*SourceName::try_from(good).unwrap(), good);
         }
         for bad in ["", "a b", "a/b", "ü", "a:0", "x\n"] {
             assert!(SourceName::try_from(bad).is_err(), "{bad:?}");

@@ -174,7 +174,7 @@ pub fn region(configured: Option<&str>, credential: &Credential) -> Result<Strin
 
 /// The proxy's Bedrock API keys live this long, and each is sent for at most [`KEY_REUSE`]
 /// of it: a key caught on its way lasts minutes, not the credentials' life.
-pub const PROXY_KEY_LIFETIME: Duration = Duration::from_secs(15 * 60);
+const PROXY_KEY_LIFETIME: Duration = Duration::from_secs(15 * 60);
 const KEY_REUSE: Duration = Duration::from_secs(10 * 60);
 
 /// The Bedrock API key a proxy made last, sent again while it is young and made from the
