@@ -523,15 +523,7 @@ fn the_proxy_refuses_what_is_not_its_callers() {
         );
         assert!(matches!(status, 400 | 405), "{request_line}: {status}");
     }
-    assert!(
-        api.requests().is_empty(),
-        "a refused request reached the API"
-    );
-    assert_eq!(
-        world.runs("gw"),
-        0,
-        "a refused request fetched a credential"
-    );
+    assert_nothing_went_on(&api, &world, "a refused request");
     // A body past the bound is refused with 413, not read into memory whole.
     let mut stream = TcpStream::connect(&host).unwrap();
     stream
@@ -1126,15 +1118,7 @@ fn another_user_cannot_reach_the_proxy_socket() {
             .lines()
             .any(|l| l.contains("proxy socket") && l.contains("the client runs as uid 65534"))
     });
-    assert!(
-        api.requests().is_empty(),
-        "the other user's request went on"
-    );
-    assert_eq!(
-        world.runs("gw"),
-        0,
-        "the other user's request fetched a credential"
-    );
+    assert_nothing_went_on(&api, &world, "the other user's request");
 }
 
 #[test]
@@ -1155,15 +1139,7 @@ fn the_socket_routes_by_host_and_sends_nothing_for_a_host_it_does_not_know() {
         let (status, answer) = post(other);
         assert_eq!(status, 421, "{other}: {answer}");
     }
-    assert!(
-        api.requests().is_empty(),
-        "a refused request reached the API"
-    );
-    assert_eq!(
-        world.runs("gw"),
-        0,
-        "a refused request fetched a credential"
-    );
+    assert_nothing_went_on(&api, &world, "a refused request");
     // The route, with no caller secret: the token is added.
     let (status, answer) = post(&host);
     assert_eq!(status, 200, "{answer}");
@@ -1264,4 +1240,10 @@ fn the_callers_own_credentials_never_go_upstream() {
             "{send_as}: the source's token was not sent"
         );
     }
+}
+
+/// Nothing of a refused request reached the model API, and no credential was fetched for it.
+fn assert_nothing_went_on(api: &ModelApi, world: &World, who: &str) {
+    assert!(api.requests().is_empty(), "{who} reached the API");
+    assert_eq!(world.runs("gw"), 0, "{who} fetched a credential");
 }

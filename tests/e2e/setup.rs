@@ -598,17 +598,7 @@ fn setup_never_reads_or_writes_settings_through_a_symbolic_link() {
             out.stdout,
             out.stderr
         );
-        assert!(
-            out.stdout.is_empty(),
-            "printed before refusing: {}",
-            out.stdout
-        );
-        assert!(
-            out.stderr
-                .contains(&format!("{} is a symbolic link", link.display())),
-            "{}",
-            out.stderr
-        );
+        assert_refused_the_link(&out, link);
         let kind = std::fs::symlink_metadata(link).unwrap().file_type();
         assert!(kind.is_symlink(), "setup {extra:?} replaced the link");
         assert!(
@@ -648,17 +638,7 @@ fn a_project_whose_claude_directory_is_a_symbolic_link_is_refused() {
         args.extend(extra);
         let out = world.credd(&args);
         assert_eq!(out.code, 2, "setup {extra:?}: {}{}", out.stdout, out.stderr);
-        assert!(
-            out.stdout.is_empty(),
-            "printed before refusing: {}",
-            out.stdout
-        );
-        assert!(
-            out.stderr
-                .contains(&format!("{} is a symbolic link", linked.display())),
-            "{}",
-            out.stderr
-        );
+        assert_refused_the_link(&out, &linked);
     }
     assert_eq!(
         std::fs::read_to_string(elsewhere.join("settings.json")).unwrap(),
@@ -708,5 +688,20 @@ fn a_home_claude_directory_linked_into_a_dotfiles_repository_is_followed_and_not
     assert!(
         written["env"]["ANTHROPIC_CUSTOM_HEADERS"].is_string(),
         "the proxy's settings are not in the file the link leads to"
+    );
+}
+
+/// `setup` refused, before printing anything, because `link` is a symbolic link.
+fn assert_refused_the_link(out: &credd_tests::Output, link: &std::path::Path) {
+    assert!(
+        out.stdout.is_empty(),
+        "printed before refusing: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{} is a symbolic link", link.display())),
+        "{}",
+        out.stderr
     );
 }
