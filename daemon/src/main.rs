@@ -80,12 +80,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut activated = credd_daemon::activation::Activated::from_env()
         .context("cannot take the sockets systemd passed")?;
     let bound = server::bind(&socket, &mut activated)?;
-    let proxy_server = serve_proxy_socket(&proxy_socket, &mut activated, &registry);
-    // Under systemd (Type=notify) this says we are ready; elsewhere it does nothing.
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // The config before the proxy socket is served: under socket activation a request is
+    // already waiting on it, and must find its source.
     if let Err(e) = registry.reload() {
         eprintln!("credd-daemon: {e} (serving without sources until the file is fixed)");
     }
+    let proxy_server = serve_proxy_socket(&proxy_socket, &mut activated, &registry);
+    // Under systemd (Type=notify) this says we are ready; elsewhere it does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let _config_watch = watch_config(&config_path, &registry);
 
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
