@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::cache::Slot;
 use crate::login::{Logins, Started};
 use crate::registry::{Lookup, Registry};
+use crate::scope::{Forward, ForwardTable};
 use crate::sources::SourceError;
 
 pub struct Dispatcher {
@@ -24,20 +25,31 @@ pub struct Dispatcher {
     socket: PathBuf,
     started: Instant,
     shutdown: watch::Sender<bool>,
+    forwards: Arc<ForwardTable>,
 }
 
 impl Dispatcher {
-    pub fn new(registry: Arc<Registry>, socket: PathBuf, shutdown: watch::Sender<bool>) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        socket: PathBuf,
+        shutdown: watch::Sender<bool>,
+        forwards: Arc<ForwardTable>,
+    ) -> Self {
         Dispatcher {
             registry,
             logins: Logins::default(),
             socket,
             started: Instant::now(),
             shutdown,
+            forwards,
         }
     }
 
-    pub async fn handle(&self, request: Request) -> Response {
+    /// The answer to `request`, from the main socket (`scope` none) or a forward's.
+    pub async fn handle(&self, request: Request, scope: Option<&Forward>) -> Response {
+        if let Some(refusal) = scope.and_then(|forward| forward.admit(&request)) {
+            return refusal;
+        }
         match request {
             Request::Hello => Response::Hello(info()),
             Request::Get {
@@ -60,10 +72,10 @@ impl Dispatcher {
             } => self.bedrock_api_key(&source, lifetime_secs).await,
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Logout { source } => self.logout(&source).await,
-            Request::Login { source } => self.login(&source).await,
+            Request::Login { source } => self.login(&source, scope).await,
             Request::LoginWait { source } => self.login_wait(&source).await,
             Request::LoginCode { source, code } => self.login_code(&source, code).await,
-            Request::Status => Response::Status(self.status()),
+            Request::Status => Response::Status(self.status(scope)),
             Request::Stop => {
                 tracing::info!("stop requested by a client");
                 let _ = self.shutdown.send(true);
@@ -215,12 +227,15 @@ impl Dispatcher {
         }
     }
 
-    async fn login(&self, name: &str) -> Response {
+    async fn login(&self, name: &str, scope: Option<&Forward>) -> Response {
         let slot = match self.slot(name) {
             Ok(slot) => slot,
             Err(error) => return Response::Error(error),
         };
-        match self.logins.start(slot).await {
+        match self.logins.start(slot.clone()).await {
+            Ok(Started::Prompt(prompt)) if scope.is_some() => {
+                crate::login::at_home(&self.socket, name, slot, &self.logins, prompt)
+            }
             Ok(Started::AlreadyValid(credential)) => Response::Done {
                 message: format!(
                     "`{name}` needs no login: its credentials are valid until {}",
@@ -247,8 +262,13 @@ impl Dispatcher {
         }
     }
 
-    fn status(&self) -> StatusReport {
+    /// The report; through a forward, of its sources only, and no forwards.
+    fn status(&self, scope: Option<&Forward>) -> StatusReport {
         let info = info();
+        let mut sources = self.registry.statuses();
+        if let Some(forward) = scope {
+            sources.retain(|s| forward.serves(&s.name));
+        }
         StatusReport {
             daemon_version: info.daemon_version,
             protocol: info.protocol,
@@ -258,7 +278,12 @@ impl Dispatcher {
             socket: self.socket.display().to_string(),
             config_path: self.registry.config_path().display().to_string(),
             config_error: self.registry.config_error(),
-            sources: self.registry.statuses(),
+            sources,
+            forwards: if scope.is_some() {
+                Vec::new()
+            } else {
+                self.forwards.statuses()
+            },
         }
     }
 }

@@ -13,11 +13,13 @@ pub mod cache;
 pub mod config;
 pub mod dispatch;
 pub mod endpoints;
+pub mod forwards;
 pub mod harden;
 pub mod logging;
 pub mod login;
 pub mod notify;
 pub mod registry;
+pub mod scope;
 pub mod server;
 
 // The sources and the layers below them, in a crate of their own; re-exported under their

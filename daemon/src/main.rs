@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use credd_daemon::{clock, config, dispatch, filewatch, harden, logging, registry, server};
+use credd_daemon::{
+    clock, config, dispatch, filewatch, forwards, harden, logging, registry, scope, server,
+};
 use tokio::sync::watch;
 
 /// Caches and proactively refreshes cloud credentials, and serves them to `credd` over a
@@ -90,10 +92,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let _config_watch = watch_config(&config_path, &registry);
 
+    let forward_table = Arc::new(scope::ForwardTable::default());
     let dispatcher = Arc::new(dispatch::Dispatcher::new(
         registry.clone(),
         socket.clone(),
         shutdown_tx,
+        forward_table.clone(),
+    ));
+    let forwards = tokio::spawn(forwards::run(
+        registry.clone(),
+        dispatcher.clone(),
+        forward_table,
+        socket.clone(),
+        shutdown_rx.clone(),
     ));
     tracing::info!(
         version = credd_proto::CREDD_VERSION,
@@ -103,6 +114,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "credd-daemon serving"
     );
     let claim = server::serve(bound, dispatcher, shutdown_rx).await;
+    // The forwards' sockets go before the claim does.
+    let _ = forwards.await;
     if let Some((task, owned_path)) = proxy_server {
         task.abort();
         if let Some(path) = owned_path {
@@ -134,13 +147,13 @@ fn serve_proxy_socket(
         Some(listener) => listener
             .set_nonblocking(true)
             .and_then(|()| tokio::net::UnixListener::from_std(listener)),
-        None => socket::bind(path),
+        None => socket::bind(path, false),
     };
     match listener {
         Ok(listener) => {
             tracing::info!(socket = %path.display(), activated = was_activated, "proxy socket listening");
             let routes: Arc<dyn socket::Routes> = registry.clone();
-            let task = tokio::spawn(socket::serve(listener, routes));
+            let task = tokio::spawn(socket::serve(listener, routes, None));
             Some((task, (!was_activated).then(|| path.to_path_buf())))
         }
         Err(e) => {

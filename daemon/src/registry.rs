@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::audiences::{AudienceError, Audiences};
 use crate::cache::Slot;
 use crate::clock::Clock;
-use crate::config::{self, Config, SourceName, SourceSpec};
+use crate::config::{self, Config, ForwardSpec, SourceName, SourceSpec};
 use crate::endpoints::{self, EndpointHandle};
 use crate::filewatch;
 use crate::sources;
@@ -25,6 +26,16 @@ pub struct Registry {
     proxy_socket: PathBuf,
     clock: Arc<Clock>,
     inner: RwLock<Inner>,
+    /// The config's forwards, for `forwards` to serve.
+    forwards: watch::Sender<BTreeMap<SourceName, ForwardPlan>>,
+}
+
+/// A forward as the config gives it, with the AWS config file it puts beside its sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardPlan {
+    pub spec: ForwardSpec,
+    /// A `credential_process` profile per `aws` source it serves (no secret).
+    pub aws_config: String,
 }
 
 #[derive(Default)]
@@ -68,6 +79,7 @@ impl Registry {
             proxy_socket,
             clock,
             inner: RwLock::new(Inner::default()),
+            forwards: watch::Sender::new(BTreeMap::new()),
         })
     }
 
@@ -101,8 +113,29 @@ impl Registry {
         }
     }
 
+    /// The config's forwards, now and at each reload.
+    pub fn forwards(&self) -> watch::Receiver<BTreeMap<SourceName, ForwardPlan>> {
+        self.forwards.subscribe()
+    }
+
     fn apply(&self, config: Config) {
         crate::notify::set_enabled(config.notifications);
+        let plans = config
+            .forwards
+            .iter()
+            .map(|(name, spec)| {
+                let plan = ForwardPlan {
+                    spec: spec.clone(),
+                    aws_config: aws_config(name, spec, &config.sources),
+                };
+                (name.clone(), plan)
+            })
+            .collect();
+        self.forwards.send_if_modified(|current| {
+            let changed = *current != plans;
+            *current = plans;
+            changed
+        });
         let mut inner = self.write();
         inner.config_error = None;
         let mut old = std::mem::take(&mut inner.entries);
@@ -196,6 +229,42 @@ impl Registry {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The AWS config file a forward puts beside its sockets: a profile per `aws` source it
+/// serves, whose `credential_process` asks the forwarded socket (and `default` when there is
+/// one), so that an SDK inside needs only `AWS_CONFIG_FILE`.
+fn aws_config(
+    forward: &SourceName,
+    spec: &ForwardSpec,
+    sources: &BTreeMap<SourceName, SourceSpec>,
+) -> String {
+    let aws: Vec<(&SourceName, Option<&String>)> = spec
+        .sources
+        .iter()
+        .filter_map(|name| match sources.get(name) {
+            Some(SourceSpec::Aws(aws)) => Some((name, aws.region.as_ref())),
+            _ => None,
+        })
+        .collect();
+    let mut text = format!(
+        "# Written by credd-daemon for the forward `{forward}`: each profile's credentials come\n# from the forwarded socket, through `credd get`. No secret is kept here.\n"
+    );
+    let profile = |header: String, name: &SourceName, region: Option<&String>| {
+        let mut section =
+            format!("\n{header}\ncredential_process = credd get {name} --format aws-process\n");
+        if let Some(region) = region {
+            section.push_str(&format!("region = {region}\n"));
+        }
+        section
+    };
+    if let [(name, region)] = aws[..] {
+        text.push_str(&profile("[default]".into(), name, region));
+    }
+    for (name, region) in aws {
+        text.push_str(&profile(format!("[profile {name}]"), name, region));
+    }
+    text
 }
 
 /// Starts the local endpoint a source's config asks for, if any.

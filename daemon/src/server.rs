@@ -22,6 +22,7 @@ use crate::activation::Activated;
 use crate::dispatch::Dispatcher;
 #[cfg(unix)]
 use crate::endpoints::peer;
+use crate::scope::Forward;
 
 /// How long a client may take to send a whole request once connected (or between requests).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,21 +106,7 @@ pub fn bind(socket: &Path, activated: &mut Activated) -> Result<Bound, StartErro
         });
     }
 
-    // We hold the lock, so no live daemon owns a socket file that is still there. Only a
-    // socket is removed: a file of the user's at that path is theirs.
-    match std::fs::symlink_metadata(socket) {
-        Ok(meta) if is_socket(&meta) => {
-            std::fs::remove_file(socket).map_err(listen_error)?;
-            tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited");
-        }
-        Ok(_) => {
-            return Err(StartError::NotASocket {
-                socket: socket.to_path_buf(),
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(listen_error(e)),
-    }
+    replace_stale(socket)?;
     let name = socket
         .to_fs_name::<GenericFilePath>()
         .map_err(listen_error)?;
@@ -136,6 +123,28 @@ pub fn bind(socket: &Path, activated: &mut Activated) -> Result<Bound, StartErro
         activated: false,
         _lock: lock,
     })
+}
+
+/// Removes a socket file left at `socket` by a daemon that exited. We hold the daemon lock, so
+/// no live daemon owns it. Only a socket is removed: a file of the user's at that path is
+/// theirs.
+fn replace_stale(socket: &Path) -> Result<(), StartError> {
+    let listen_error = |source| StartError::Listen {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if is_socket(&meta) => {
+            std::fs::remove_file(socket).map_err(listen_error)?;
+            tracing::info!(socket = %socket.display(), "replaced a stale socket left by a daemon that exited");
+            Ok(())
+        }
+        Ok(_) => Err(StartError::NotASocket {
+            socket: socket.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(listen_error(e)),
+    }
 }
 
 #[cfg(unix)]
@@ -178,43 +187,11 @@ fn activated_listener(
 pub async fn serve(
     bound: Bound,
     dispatcher: Arc<Dispatcher>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Bound {
     let cap = connection_cap();
     let permits = Arc::new(Semaphore::new(cap));
-    loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-            _ = shutdown.changed() => break,
-        };
-        let stream = tokio::select! {
-            accepted = bound.listener.accept() => accepted,
-            _ = shutdown.changed() => break,
-        };
-        match stream {
-            Ok(stream) => {
-                let dispatcher = dispatcher.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    if peer_allowed(&stream) {
-                        serve_connection(stream, &dispatcher, shutdown).await;
-                    } else {
-                        let refusal = Response::error(
-                            ErrorKind::Refused,
-                            "this credd-daemon serves only the user it runs as; start your own with `credd-daemon`",
-                        );
-                        let _ = write(&mut stream, refusal).await;
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+    accept(&bound.listener, &dispatcher, shutdown, None, &permits).await;
     // Every connection holds a permit until it is done: all of them back means all answered.
     let busy = cap - permits.available_permits();
     if busy > 0 {
@@ -239,11 +216,106 @@ pub async fn serve(
     bound
 }
 
-/// Only the user the daemon runs as may talk to it: the kernel's answer (`SO_PEERCRED`) goes
-/// through the same decision as the endpoints' ([`peer::decide`]), with no secret to fall
-/// back on.
+/// Listens on a forward's protocol socket at `socket` (its directory made by `forwards`),
+/// replacing a stale one; `shared` when users of its allow-list may connect (the daemon checks
+/// each peer), else this user's alone.
+pub fn bind_forward(socket: &Path, shared: bool) -> Result<Listener, StartError> {
+    let listen_error = |source| StartError::Listen {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    replace_stale(socket)?;
+    let name = socket
+        .to_fs_name::<GenericFilePath>()
+        .map_err(listen_error)?;
+    let options = ListenerOptions::new().name(name);
+    #[cfg(unix)]
+    let options = {
+        use interprocess::os::unix::local_socket::ListenerOptionsExt;
+        options.mode(0o600)
+    };
+    let listener = options.create_tokio().map_err(listen_error)?;
+    #[cfg(unix)]
+    if shared {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))
+            .map_err(listen_error)?;
+    }
+    Ok(listener)
+}
+
+/// Serves a forward's protocol socket, scoped to `forward`, until the task is dropped.
+pub async fn serve_forward(
+    listener: Listener,
+    dispatcher: Arc<Dispatcher>,
+    shutdown: watch::Receiver<bool>,
+    forward: Arc<Forward>,
+) {
+    let permits = Arc::new(Semaphore::new(connection_cap()));
+    accept(&listener, &dispatcher, shutdown, Some(forward), &permits).await;
+}
+
+/// Accepts clients until `shutdown` turns true, each connection in a task of its own holding
+/// one of `permits`.
+async fn accept(
+    listener: &Listener,
+    dispatcher: &Arc<Dispatcher>,
+    mut shutdown: watch::Receiver<bool>,
+    scope: Option<Arc<Forward>>,
+    permits: &Arc<Semaphore>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = shutdown.changed() => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+        };
+        match stream {
+            Ok(stream) => {
+                let dispatcher = dispatcher.clone();
+                let shutdown = shutdown.clone();
+                let scope = scope.clone();
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    match peer_allowed(&stream, scope.as_deref()) {
+                        Some(uid) => {
+                            let _counted = scope.as_ref().map(|forward| forward.connection(uid));
+                            serve_connection(stream, &dispatcher, shutdown, scope.as_deref()).await;
+                        }
+                        None => {
+                            let refusal = Response::error(
+                                ErrorKind::Refused,
+                                match &scope {
+                                    None => "this credd-daemon serves only the user it runs as; start your own with `credd-daemon`".to_string(),
+                                    Some(forward) => format!(
+                                        "the credd forward `{}` does not serve this user; add its uid to [forwards.{}] allow_uids in the host's config",
+                                        forward.name, forward.name
+                                    ),
+                                },
+                            );
+                            let _ = write(&mut stream, refusal).await;
+                        }
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Only the user the daemon runs as may talk to it (and, on a forward's socket, the users its
+/// allow-list names): the kernel's answer (`SO_PEERCRED`) goes through the same decision as
+/// the endpoints' ([`peer::decide`]), with no secret to fall back on. The peer's uid when it
+/// is served.
 #[cfg(unix)]
-fn peer_allowed(stream: &Stream) -> bool {
+fn peer_allowed(stream: &Stream, scope: Option<&Forward>) -> Option<u32> {
     let owner = stream.peer_creds().and_then(|c| {
         c.euid().ok_or_else(|| {
             std::io::Error::new(
@@ -252,25 +324,31 @@ fn peer_allowed(stream: &Stream) -> bool {
             )
         })
     });
-    match peer::decide(owner, credd_proto::paths::effective_uid(), false) {
-        peer::Verdict::Serve => true,
+    let uid = owner.as_ref().ok().copied();
+    let also = scope.map_or(&[][..], Forward::allow_uids);
+    match peer::decide_allowing(owner, credd_proto::paths::effective_uid(), also) {
+        peer::Verdict::Serve => uid,
         peer::Verdict::Refuse(why) => {
-            tracing::warn!("refused a connection on the socket: {why}");
-            false
+            tracing::warn!(
+                forward = scope.map(|f| f.name.as_str()),
+                "refused a connection on the socket: {why}"
+            );
+            None
         }
     }
 }
 
 #[cfg(not(unix))]
-fn peer_allowed(_stream: &Stream) -> bool {
+fn peer_allowed(_stream: &Stream, _scope: Option<&Forward>) -> Option<u32> {
     // Named pipes are created with a default DACL that admits only the owner and SYSTEM.
-    true
+    Some(0)
 }
 
 async fn serve_connection(
     mut stream: Stream,
     dispatcher: &Dispatcher,
     mut shutdown: watch::Receiver<bool>,
+    scope: Option<&Forward>,
 ) {
     loop {
         // A stopping daemon finishes the request it is answering, but reads no new one.
@@ -294,7 +372,7 @@ async fn serve_connection(
         let response = match decoded {
             Ok(request) => {
                 tracing::debug!(?request, "request");
-                dispatcher.handle(request).await
+                dispatcher.handle(request, scope).await
             }
             Err(FrameError::UnsupportedVersion { theirs }) => {
                 tracing::info!(

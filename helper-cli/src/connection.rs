@@ -4,6 +4,10 @@
 //! on a start-up lock beside the socket; the first starts the daemon, the rest find it answering
 //! once they get the lock. `CREDD_NO_AUTOSTART=1` turns starting off. A daemon of an older
 //! protocol version is replaced the same way (see [`crate::upgrade`]).
+//!
+//! Inside a forward (`CREDD_FORWARD`, set by `credd ssh` and `credd container-args`) the daemon
+//! is another machine's, or the container's host's: nothing is ever started, and a socket
+//! nobody answers on is the forward gone.
 
 use std::fs::File;
 use std::io;
@@ -33,6 +37,10 @@ pub enum ConnectError {
     },
     StartFailed {
         message: String,
+    },
+    /// The forward this client runs in does not answer.
+    Gone {
+        forwarded: credd_proto::forward::Forwarded,
     },
     Io {
         socket: PathBuf,
@@ -69,6 +77,7 @@ impl std::fmt::Display for ConnectError {
                 socket.display()
             ),
             ConnectError::StartFailed { message } => f.write_str(message),
+            ConnectError::Gone { forwarded } => f.write_str(&forwarded.gone()),
             ConnectError::Untrusted { reason } => {
                 write!(f, "refusing to talk to credd-daemon: {reason}")
             }
@@ -102,8 +111,14 @@ impl std::fmt::Display for ConnectError {
 pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectError> {
     use crate::upgrade::{self, Kept};
     let socket = paths::socket_path();
-    let autostart = autostart && autostart_allowed();
-    let mut stream = connect(&socket, autostart)?;
+    let forwarded = credd_proto::forward::Forwarded::from_env();
+    let autostart = autostart && autostart_allowed() && forwarded.is_none();
+    let mut stream = match (connect(&socket, autostart), forwarded) {
+        (Err(ConnectError::NotRunning { .. }), Some(forwarded)) => {
+            return Err(ConnectError::Gone { forwarded });
+        }
+        (connected, _) => connected?,
+    };
     match exchange(&mut stream, &socket, request.clone()) {
         Ok(response) => Ok(response),
         Err(Refused { theirs }) if !upgrade::replaceable(theirs) => {
@@ -215,15 +230,25 @@ fn autostart_allowed() -> bool {
 /// checked before connecting and the server's user after, so nothing is ever sent to a socket
 /// another user could have put there.
 pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
-    match paths::socket_dir(socket).and_then(paths::check_private_dir) {
-        Ok(()) => {}
+    let me = paths::effective_uid();
+    // Inside a forward, a mount or sshd made the directory: it may be the host user's (seen
+    // through a rootful container, say), so long as nobody else can change it.
+    let trusted = if std::env::var_os(credd_proto::forward::FORWARD_ENV).is_some() {
+        paths::socket_dir(socket).and_then(credd_proto::forward::check_dir)
+    } else {
+        paths::socket_dir(socket)
+            .and_then(paths::check_private_dir)
+            .map(|()| me)
+    };
+    let owner = match trusted {
+        Ok(owner) => owner,
         Err(e) if e.is_missing() => return Ok(None),
         Err(e) => {
             return Err(ConnectError::Untrusted {
                 reason: e.to_string(),
             });
         }
-    }
+    };
     let stream = match try_connect(socket) {
         Ok(stream) => stream,
         Err(e) if nobody_listening(&e) => return Ok(None),
@@ -234,7 +259,7 @@ pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
             });
         }
     };
-    check_server_user(&stream, socket)?;
+    check_server_user(&stream, socket, owner)?;
     // A daemon that stops answering must not hang its caller forever: the longest request (a
     // login waiting for approval) is bounded by the daemon well inside this.
     let _ = stream.set_recv_timeout(Some(REPLY_TIMEOUT));
@@ -245,12 +270,14 @@ pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
 /// How long the client waits for the daemon's answer to one request.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(200);
 
-/// Whether the server on the other end runs as this user (`SO_PEERCRED` / `getpeereid`).
+/// Whether the server on the other end runs as this user, or as `owner`, the owner of the
+/// socket's directory (`SO_PEERCRED` / `getpeereid`).
 #[cfg(unix)]
-fn check_server_user(stream: &Stream, socket: &Path) -> Result<(), ConnectError> {
+fn check_server_user(stream: &Stream, socket: &Path, owner: u32) -> Result<(), ConnectError> {
     let me = paths::effective_uid();
-    match stream.peer_creds().map(|c| c.euid()) {
-        Ok(Some(uid)) if uid == me => Ok(()),
+    let Stream::UdSocket(unix) = stream;
+    match paths::peer_uid(std::os::fd::AsFd::as_fd(unix)).map(Some) {
+        Ok(Some(uid)) if uid == me || uid == owner => Ok(()),
         Ok(uid) => Err(ConnectError::Untrusted {
             reason: format!(
                 "the server on {} runs as uid {}, not as this user (uid {me}); another user may be posing as credd-daemon",
@@ -268,7 +295,7 @@ fn check_server_user(stream: &Stream, socket: &Path) -> Result<(), ConnectError>
 }
 
 #[cfg(not(unix))]
-fn check_server_user(_stream: &Stream, _socket: &Path) -> Result<(), ConnectError> {
+fn check_server_user(_stream: &Stream, _socket: &Path, _owner: u32) -> Result<(), ConnectError> {
     Ok(())
 }
 

@@ -9,17 +9,14 @@
 //!
 //! Nothing here waits longer than Claude Code's three minutes.
 
-use std::fs::File;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use credd_proto::login_lock::LoginLock;
 use credd_proto::{LoginPrompt, Request, Response, Secret, login_tools, paths};
 
-use crate::connection::open_private;
 use crate::{Exit, Failure, ask, done, terminal};
 
 use credd_proto::claude_code::LOGIN_BOUND;
@@ -68,11 +65,18 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
             // the page's lock opens it, holds the lock until the login ends, and removes it
             // (each login has a page of its own).
             let mut held = None;
-            if !login_tools::openable_page(&verification_uri) {
+            let forwarded = credd_proto::forward::Forwarded::from_env();
+            if let Some(forwarded) = &forwarded {
+                // The daemon opens it where the person is.
+                say(&format!(
+                    "(credd opens it in the browser on {}.)",
+                    forwarded.host
+                ));
+            } else if !login_tools::openable_page(&verification_uri) {
                 say("(Not opening that page in the browser: credd opens only https: pages.)");
             } else if std::env::var_os("CREDD_NO_BROWSER").is_none() {
                 // Without a lock file, every caller opens it.
-                let lock = LoginLock::open(&verification_uri);
+                let lock = LoginLock::open(&paths::socket_path(), &verification_uri);
                 if lock.as_ref().is_none_or(LoginLock::take) {
                     open_browser(&verification_uri);
                     held = lock;
@@ -95,7 +99,7 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                     .map_err(|e| Failure::new(Exit::Refused, e))?;
             }
             let lock = (!command.is_empty())
-                .then(|| LoginLock::open((&command, &env)))
+                .then(|| LoginLock::open(&paths::socket_path(), (&command, &env)))
                 .flatten();
             if let Some(lock) = lock.as_ref().filter(|lock| !lock.take()) {
                 say(&format!(
@@ -129,61 +133,6 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
         other => done(other),
     }
 }
-
-/// Lets one `credd login` at a time play a part of a login that concurrent callers share: run
-/// a login tool with a given command and environment (several sources may share one gcloud or
-/// az login), or open a device login's page. A lock file beside the socket, named after what
-/// it guards, in which a tool's runner notes its success for those who waited.
-struct LoginLock {
-    file: File,
-    path: PathBuf,
-}
-
-impl LoginLock {
-    /// `None` when no lock file can be had (the part is then played regardless).
-    fn open(key: impl Hash) -> Option<LoginLock> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let name = format!(".login-{:016x}.lock", hasher.finish());
-        let path = paths::sibling(&paths::socket_path(), &name);
-        let file = open_private(&path, false).ok()?;
-        Some(LoginLock { file, path })
-    }
-
-    /// Takes the lock if it is free, clearing the last runner's note.
-    fn take(&self) -> bool {
-        if self.file.try_lock().is_err() {
-            return false;
-        }
-        let _ = self.file.set_len(0);
-        true
-    }
-
-    /// Removes the lock file, for locks whose key is used once; the holder's to call.
-    fn remove(self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-
-    fn succeeded(&self) {
-        let _ = (&self.file).write_all(SUCCEEDED);
-    }
-
-    /// Waits until the runner lets go (finished, or died), or `deadline` passes: whether its
-    /// tool succeeded. Lets go again at once, for the others waiting.
-    fn wait(&self, deadline: Instant) -> Option<bool> {
-        while self.file.try_lock().is_err() {
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let succeeded = std::fs::read(&self.path).is_ok_and(|note| note == SUCCEEDED);
-        let _ = self.file.unlock();
-        Some(succeeded)
-    }
-}
-
-const SUCCEEDED: &[u8] = b"succeeded\n";
 
 /// Runs the cloud's login tool with its output on our stdout, stopping it at `deadline`.
 fn run_login_tool(

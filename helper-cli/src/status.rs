@@ -110,7 +110,43 @@ pub fn render(report: &StatusReport) -> String {
             }
         }
     }
+    for forward in &report.forwards {
+        forward_lines(&mut out, forward, report.now);
+    }
     out
+}
+
+/// A forward: what it serves, to whom, and whether anything uses it.
+fn forward_lines(out: &mut String, forward: &credd_proto::ForwardStatus, now: i64) {
+    let _ = writeln!(
+        out,
+        "
+forward {}: serves {} in {}",
+        forward.name,
+        forward.sources.join(", "),
+        forward.dir
+    );
+    if !forward.allow_uids.is_empty() {
+        let uids: Vec<String> = forward.allow_uids.iter().map(u32::to_string).collect();
+        let _ = writeln!(out, "  also serves uid {}", uids.join(", "));
+    }
+    if let Some(error) = &forward.error {
+        let _ = writeln!(out, "  error: {error}");
+    }
+    let used = match (forward.last_used_at, forward.last_peer_uid) {
+        (Some(at), Some(uid)) if at >= now => format!("last used just now by uid {uid}"),
+        (Some(at), Some(uid)) => format!("last used {} by uid {uid}", relative(at - now)),
+        _ => "never used".to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "  {} connected; {used}",
+        match forward.connected {
+            0 => "nothing".to_string(),
+            1 => "1 connection".to_string(),
+            n => format!("{n} connections"),
+        }
+    );
 }
 
 /// `credd status --short`: one line for Claude Code's `statusLine`, which runs it often. It
@@ -231,6 +267,7 @@ mod tests {
                 source("gateway", SourceState::Failing, Some(7200)),
                 source("old", SourceState::Expired, Some(-5)),
             ],
+            forwards: Vec::new(),
         };
         assert_eq!(
             short(&report),

@@ -5,7 +5,9 @@
 
 pub mod claude_code;
 pub mod exit;
+pub mod forward;
 pub mod frame;
+pub mod login_lock;
 pub mod login_tools;
 pub mod message;
 pub mod paths;

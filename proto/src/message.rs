@@ -252,6 +252,33 @@ pub struct StatusReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
     pub sources: Vec<SourceStatus>,
+    /// The forwards the config names (see [`crate::forward`]); none in a forward's own status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forwards: Vec<ForwardStatus>,
+}
+
+/// A forward: a scoped view of the daemon on sockets of its own, for a container or a remote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardStatus {
+    pub name: String,
+    /// The directory that holds its sockets (what a container mounts).
+    pub dir: String,
+    pub socket: String,
+    pub proxy_socket: String,
+    /// The sources it serves; every other is refused on its sockets.
+    pub sources: Vec<String>,
+    /// Users besides this one whose processes it serves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_uids: Vec<u32>,
+    /// Connections open now, on either socket.
+    pub connected: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_peer_uid: Option<u32>,
+    /// Why it does not listen, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

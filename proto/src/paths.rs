@@ -70,6 +70,43 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The uid of the process at the other end of a connected Unix socket, as the kernel recorded
+/// it when the connection was made (`SO_PEERCRED`; `getpeereid` elsewhere). Unlike the
+/// socket library's own lookup, it holds when that process is outside this one's PID
+/// namespace (a container's host), where the kernel gives no pid.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: ucred is plain data; zeroed is a valid value of it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the buffer and its length describe `cred`, which outlives the call.
+    let got = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if got != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd as _;
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: both out-pointers are valid for the call.
+    if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(uid)
+}
+
 #[cfg(unix)]
 fn effective_gid() -> u32 {
     // SAFETY: getegid has no preconditions and cannot fail.

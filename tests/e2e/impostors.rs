@@ -364,6 +364,7 @@ fn doctor_sends_no_secret_to_a_port_another_user_holds() {
         config_path: world.config.display().to_string(),
         config_error: None,
         sources: vec![source],
+        forwards: Vec::new(),
     }))
     .unwrap();
     let _daemon = credd_tests::other_daemon::OtherDaemon::start(

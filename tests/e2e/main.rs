@@ -14,6 +14,7 @@ mod doctor;
 mod entra_endpoint;
 mod entra_source;
 mod exec_source;
+mod forwards;
 mod gcp_id_tokens;
 mod gcp_metadata;
 mod gcp_source;

@@ -36,6 +36,21 @@ pub struct Config {
     pub notifications: bool,
     #[serde(default)]
     pub sources: BTreeMap<SourceName, SourceSpec>,
+    /// Scoped views of the daemon for containers and remotes (see `forwards`).
+    #[serde(default)]
+    pub forwards: BTreeMap<SourceName, ForwardSpec>,
+}
+
+/// A `[forwards.NAME]` table: which sources the forward's sockets serve, and to whom.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSpec {
+    /// The sources it serves; every other is refused on its sockets.
+    pub sources: Vec<SourceName>,
+    /// Users besides this one whose processes it serves: a rootful container's root (0), or a
+    /// devcontainer user whose uid is not this user's. Nobody else, whatever the mount.
+    #[serde(default)]
+    pub allow_uids: Vec<u32>,
 }
 
 impl Default for Config {
@@ -43,6 +58,7 @@ impl Default for Config {
         Config {
             notifications: true,
             sources: BTreeMap::new(),
+            forwards: BTreeMap::new(),
         }
     }
 }
@@ -103,6 +119,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let table = text.find(&format!("[sources.{name}]")).unwrap_or(0);
         spec.check()
             .map_err(|problem| at(table, format!("source `{name}`: {problem}")))?;
+    }
+    for (name, forward) in &config.forwards {
+        let table = text.find(&format!("[forwards.{name}]")).unwrap_or(0);
+        if forward.sources.is_empty() {
+            return Err(at(
+                table,
+                format!("forward `{name}` serves no sources: list them in `sources`"),
+            ));
+        }
+        if let Some(missing) = forward
+            .sources
+            .iter()
+            .find(|s| !config.sources.contains_key(&***s))
+        {
+            return Err(at(
+                table,
+                format!(
+                    "forward `{name}` names source `{missing}`, which the config does not define"
+                ),
+            ));
+        }
     }
     Ok(config)
 }
@@ -195,6 +232,23 @@ timeout = "30s"
             "{err}"
         );
         assert_eq!(err.line, 2, "{err}");
+    }
+
+    #[test]
+    fn a_forward_serves_only_sources_the_config_defines() {
+        let base = "[sources.g]\nkind = \"exec\"\ncommand = [\"a\"]\n";
+        let c = parse_str(&format!(
+            "{base}[forwards.dev]\nsources = [\"g\"]\nallow_uids = [0]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.forwards["dev"].allow_uids, [0]);
+        let err = parse_str(&format!("{base}\n[forwards.dev]\nsources = [\"h\"]\n")).unwrap_err();
+        assert!(err.message.contains("source `h`"), "{err}");
+        assert_eq!(err.line, 5, "{err}");
+        let err = parse_str(&format!("{base}[forwards.dev]\nsources = []\n")).unwrap_err();
+        assert!(err.message.contains("serves no sources"), "{err}");
+        let err = parse_str(&format!("{base}[forwards.\"a/b\"]\nsources = [\"g\"]\n")).unwrap_err();
+        assert!(err.message.contains("a/b"), "{err}");
     }
 
     #[test]

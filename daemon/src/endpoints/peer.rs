@@ -33,6 +33,15 @@ pub fn decide(owner: std::io::Result<u32>, me: u32, has_secret: bool) -> Verdict
     }
 }
 
+/// As [`decide`] with no secret, for a socket whose allow-list (a forward's `allow_uids`) names
+/// users it serves besides the daemon's own.
+pub fn decide_allowing(owner: std::io::Result<u32>, me: u32, also: &[u32]) -> Verdict {
+    match owner {
+        Ok(uid) if also.contains(&uid) => Verdict::Serve,
+        owner => decide(owner, me, false),
+    }
+}
+
 /// Looks the client of `stream` up and decides.
 pub fn check(stream: &tokio::net::TcpStream, peer: SocketAddr, has_secret: bool) -> Verdict {
     let owner = stream
@@ -96,6 +105,12 @@ mod tests {
         ));
         let failed = || Err(std::io::Error::other("no descriptors left"));
         assert!(matches!(decide(failed(), 1000, true), Verdict::Refuse(_)));
+        assert_eq!(decide_allowing(Ok(0), 1000, &[0]), Verdict::Serve);
+        assert!(matches!(
+            decide_allowing(Ok(0), 1000, &[33]),
+            Verdict::Refuse(_)
+        ));
+        assert_eq!(decide_allowing(Ok(1000), 1000, &[]), Verdict::Serve);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! says it needs a login does a flow start. Callers that arrive while it runs join it, see the
 //! same prompt, and finish together. A login never starts from `get` or a background refresh.
 
+mod at_home;
+
 use std::sync::Arc;
 
 use credd_proto::{Credential, LoginPrompt, Secret};
@@ -14,6 +16,7 @@ use crate::source_name::SourceName;
 use crate::sources::SourceError;
 use crate::sources::flow::{Flow, Flows};
 
+pub use at_home::at_home;
 pub use credd_proto::claude_code::LOGIN_BOUND;
 
 pub enum Started {

@@ -27,6 +27,7 @@ use credd_proto::proxy_route::{HOST_SUFFIX, source_of_host};
 
 use super::{MAX_STREAMS, Proxy};
 use crate::endpoints::{Body, EndpointResponse, peer};
+use crate::scope::Forward;
 
 /// Finds the proxy of the source a `Host` names: the daemon's registry.
 pub trait Routes: Send + Sync + 'static {
@@ -36,9 +37,10 @@ pub trait Routes: Send + Sync + 'static {
 }
 
 /// Listens on `path` (mode 0600; the directory is the main socket's, already checked and
-/// private), replacing a stale socket file. The daemon's lock is held, so no live daemon of
-/// this user serves it.
-pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// private, or a forward's), replacing a stale socket file. The daemon's lock is held, so no
+/// live daemon of this user serves it. `shared`: a forward's socket that users of its
+/// allow-list may connect to (mode 0666; each peer is checked).
+pub fn bind(path: &Path, shared: bool) -> std::io::Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
             std::fs::remove_file(path)?;
@@ -56,12 +58,14 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         Err(e) => return Err(e),
     }
     let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let mode = if shared { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     Ok(listener)
 }
 
-/// Serves the socket until the task is dropped.
-pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>) {
+/// Serves the socket until the task is dropped: every source's routes, or through a forward
+/// (`scope`) its sources' alone, to the users it allows.
+pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>, scope: Option<Arc<Forward>>) {
     let served = Arc::new(Semaphore::new(MAX_STREAMS));
     let refusals = Arc::new(peer::RefusalLog::default());
     loop {
@@ -73,10 +77,13 @@ pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>) {
                 continue;
             }
         };
-        if let peer::Verdict::Refuse(why) = check_peer(&stream) {
-            refusals.refused("proxy socket", &why);
-            continue;
-        }
+        let uid = match check_peer(&stream, scope.as_deref()) {
+            (_, peer::Verdict::Refuse(why)) => {
+                refusals.refused("proxy socket", &why);
+                continue;
+            }
+            (uid, peer::Verdict::Serve) => uid,
+        };
         let Ok(serving) = served.clone().try_acquire_owned() else {
             refusals.refused(
                 "proxy socket",
@@ -85,23 +92,35 @@ pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>) {
             continue;
         };
         let routes = routes.clone();
+        let scope = scope.clone();
         tokio::spawn(async move {
-            serve_connection(stream, routes).await;
+            let _counted = scope.as_ref().map(|forward| forward.connection(uid));
+            serve_connection(stream, routes, scope).await;
             drop(serving);
         });
     }
 }
 
 /// The peer's uid, as the kernel says, through the one decision every socket takes.
-fn check_peer(stream: &UnixStream) -> peer::Verdict {
+fn check_peer(stream: &UnixStream, scope: Option<&Forward>) -> (u32, peer::Verdict) {
     let owner = stream.peer_cred().map(|c| c.uid());
-    peer::decide(owner, credd_proto::paths::effective_uid(), false)
+    let uid = owner.as_ref().map_or(u32::MAX, |uid| *uid);
+    let also = scope.map_or(&[][..], Forward::allow_uids);
+    (
+        uid,
+        peer::decide_allowing(owner, credd_proto::paths::effective_uid(), also),
+    )
 }
 
-async fn serve_connection(stream: UnixStream, routes: Arc<dyn Routes>) {
+async fn serve_connection(
+    stream: UnixStream,
+    routes: Arc<dyn Routes>,
+    scope: Option<Arc<Forward>>,
+) {
     let service = hyper::service::service_fn(move |request| {
         let routes = routes.clone();
-        async move { Ok::<_, Infallible>(route(&*routes, request).await) }
+        let scope = scope.clone();
+        async move { Ok::<_, Infallible>(route(&*routes, scope.as_deref(), request).await) }
     });
     let _ = crate::endpoints::http1()
         .serve_connection(TokioIo::new(stream), service)
@@ -110,6 +129,7 @@ async fn serve_connection(stream: UnixStream, routes: Arc<dyn Routes>) {
 
 fn route<'a>(
     routes: &'a dyn Routes,
+    scope: Option<&'a Forward>,
     request: hyper::Request<Incoming>,
 ) -> BoxFuture<'a, hyper::Response<Body>> {
     Box::pin(async move {
@@ -129,6 +149,12 @@ fn route<'a>(
                 ),
             ));
         };
+        if let Some(forward) = scope.filter(|f| !f.serves_route(source)) {
+            return super::forward::refusal(EndpointResponse::error(
+                421,
+                forward.not_served(source),
+            ));
+        }
         match routes.proxy(source) {
             Ok(proxy) => proxy.serve_local(request).await,
             Err(message) => super::forward::refusal(EndpointResponse::error(421, message)),

@@ -1,0 +1,83 @@
+//! A login asked for through a forward (a container's or a remote's `credd login`, and so its
+//! Claude Code's `awsAuthRefresh` and `gcpAuthRefresh`) happens here, where the person and
+//! the browser are: a device login's page opens on this machine's desktop (once, however many
+//! callers wait on it, local or forwarded), while its URL and code also go back to where it
+//! was asked. An MFA code is typed where it was asked. A login that runs the cloud's own tool
+//! (gcloud, az, aws login) needs this machine's terminal: the caller is told to run it here,
+//! and the desktop says so too.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use credd_proto::login_lock::LoginLock;
+use credd_proto::{ErrorKind, LoginPrompt, Response, login_tools};
+
+use super::Logins;
+use crate::cache::Slot;
+
+/// The answer for a forwarded caller to the login `prompt` of source `name`.
+pub fn at_home(
+    socket: &Path,
+    name: &str,
+    slot: Arc<Slot>,
+    logins: &Logins,
+    prompt: LoginPrompt,
+) -> Response {
+    match prompt {
+        LoginPrompt::Device {
+            ref verification_uri,
+            ..
+        } => {
+            open_page_once(socket, verification_uri, slot, logins.clone());
+            Response::LoginPrompt(prompt)
+        }
+        LoginPrompt::MfaCode { .. } => Response::LoginPrompt(prompt),
+        LoginPrompt::Command { command, .. } => {
+            let tool = command.first().cloned().unwrap_or_default();
+            crate::notify::alert(
+                format!("credd: `{name}` needs a login"),
+                format!("A container or remote asked for it: run `credd login {name}` here."),
+            );
+            Response::error(
+                ErrorKind::NeedsLogin,
+                format!(
+                    "`{name}` signs in with `{tool}` on the machine whose credd serves this forward; run `credd login {name}` there, then retry"
+                ),
+            )
+        }
+    }
+}
+
+/// Opens the device login's page in this machine's browser, unless someone (a local `credd
+/// login`) already holds its lock; the lock is held until the login ends.
+fn open_page_once(socket: &Path, uri: &String, slot: Arc<Slot>, logins: Logins) {
+    if !login_tools::openable_page(uri) || std::env::var_os("CREDD_NO_BROWSER").is_some() {
+        return;
+    }
+    let lock = LoginLock::open(socket, uri);
+    if lock.as_ref().is_some_and(|lock| !lock.take()) {
+        return;
+    }
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    tracing::info!(source = %slot.name(), "opening a forwarded login's page in the browser");
+    if let Err(e) = std::process::Command::new(opener)
+        .arg(uri)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|mut child| std::thread::spawn(move || child.wait()))
+    {
+        tracing::warn!("cannot open the login's page with {opener}: {e}");
+    }
+    tokio::spawn(async move {
+        let _ = logins.wait(slot).await;
+        if let Some(lock) = lock {
+            lock.remove();
+        }
+    });
+}
