@@ -107,6 +107,55 @@ pub enum Command {
         #[command(subcommand)]
         target: SetupTarget,
     },
+    /// Run a shell (or COMMAND) on HOST over ssh, with a forward's sockets carried there:
+    /// `credd`, Claude Code and the AWS SDKs on HOST get credentials from this machine's
+    /// credd, and none is copied there.
+    ///
+    /// Opens one ssh connection, makes a private directory under ~/.credd/forward on HOST,
+    /// forwards the forward's protocol and proxy sockets into it (OpenSSH's Unix-socket
+    /// forwarding), and sets CREDD_SOCKET, ANTHROPIC_UNIX_SOCKET, CREDD_FORWARD and
+    /// AWS_CONFIG_FILE for the shell. HOST needs only the `credd` client on its PATH. When
+    /// the session ends the directory is removed. Exits with the remote command's code.
+    Ssh {
+        /// The forward to carry ([forwards.NAME]; the only one, when there is one).
+        #[arg(long, value_name = "NAME")]
+        forward: Option<String>,
+        /// What to give ssh to reach the remote: [user@]host, or a Host of ~/.ssh/config.
+        host: String,
+        /// Options for ssh (-p PORT, -i KEY, -o OPTION=VALUE, ...).
+        #[arg(allow_hyphen_values = true, value_name = "SSH_OPTION")]
+        ssh_options: Vec<String>,
+        /// The command to run on HOST instead of a login shell (after `--`).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Print the ~/.ssh/config lines that forward a forward's sockets on every connection to
+    /// HOST (RemoteForward, SetEnv), with what the server's sshd_config needs for them.
+    SshConfig {
+        /// The forward to carry ([forwards.NAME]; the only one, when there is one).
+        #[arg(long, value_name = "NAME")]
+        forward: Option<String>,
+        host: String,
+        /// The remote user's home directory [default: /root for root, else /home/USER, the
+        /// user `ssh -G HOST` names].
+        #[arg(long, value_name = "DIR")]
+        remote_home: Option<String>,
+    },
+    /// Print the arguments that give a container a forward: `docker run $(credd
+    /// container-args dev) IMAGE` (or podman).
+    ///
+    /// Mounts the forward's directory at /run/credd and this credd client at
+    /// /usr/local/bin/credd (read-only), and sets CREDD_SOCKET, ANTHROPIC_UNIX_SOCKET,
+    /// CREDD_FORWARD and AWS_CONFIG_FILE. The container's processes are served when they run
+    /// as this user's uid (rootless containers' root, `--userns=keep-id`), or as a uid the
+    /// forward's `allow_uids` names.
+    ContainerArgs {
+        /// The forward ([forwards.NAME]; the only one, when there is one).
+        forward: Option<String>,
+        /// Do not mount this credd client (the image has one).
+        #[arg(long)]
+        no_client: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +164,19 @@ pub enum SetupTarget {
     /// (the previous file is kept under ~/.local/state/credd/backups/, and what changed is
     /// printed, secrets hidden).
     ClaudeCode(ClaudeCode),
+    /// Merge a forward's mounts and environment into DIR/.devcontainer/devcontainer.json,
+    /// keeping every other key (the previous file is kept under
+    /// ~/.local/state/credd/backups/, and what changed is printed).
+    Devcontainer {
+        /// The forward ([forwards.NAME]; the only one, when there is one).
+        #[arg(long, value_name = "NAME")]
+        forward: Option<String>,
+        /// The project's directory [default: this one].
+        dir: Option<std::path::PathBuf>,
+        /// Print what would change, without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `credd setup claude-code`'s arguments.

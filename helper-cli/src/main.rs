@@ -12,6 +12,7 @@ mod connection;
 mod doctor;
 mod endpoint_probe;
 mod failure;
+mod forwards;
 mod local_users;
 mod login;
 mod output;
@@ -45,6 +46,21 @@ fn main() -> ExitCode {
             );
         }
     };
+    if let Command::Ssh {
+        forward,
+        host,
+        ssh_options,
+        command,
+    } = cli.command
+    {
+        return match forwards::ssh::run(forward.as_deref(), &host, &ssh_options, &command) {
+            Ok(code) => ExitCode::from(code),
+            Err(Failure { exit, message }) => {
+                eprintln!("credd: {message}");
+                ExitCode::from(exit.code())
+            }
+        };
+    }
     match run(cli.command) {
         Ok(text) => {
             use std::io::Write as _;
@@ -137,6 +153,27 @@ fn run(command: Command) -> Result<String, Failure> {
         Command::Setup {
             target: SetupTarget::ClaudeCode(args),
         } => setup::command(args),
+        Command::Setup {
+            target:
+                SetupTarget::Devcontainer {
+                    forward,
+                    dir,
+                    dry_run,
+                },
+        } => forwards::container::devcontainer(
+            forward.as_deref(),
+            &forwards::container::project_dir(dir),
+            dry_run,
+        ),
+        Command::Ssh { .. } => unreachable!("run in main"),
+        Command::SshConfig {
+            forward,
+            host,
+            remote_home,
+        } => forwards::ssh::config(forward.as_deref(), &host, remote_home.as_deref()),
+        Command::ContainerArgs { forward, no_client } => {
+            forwards::container::args(forward.as_deref(), !no_client)
+        }
         Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(Failure::usage),
         Command::Start => match ask(Request::Hello, true)? {

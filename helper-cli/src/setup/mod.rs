@@ -14,7 +14,7 @@ use settings_file::{diff, merge, move_old_backup, read_settings, write_settings}
 
 mod git;
 mod profile;
-mod settings_file;
+pub(crate) mod settings_file;
 
 pub use crate::cli::{Shell, Via};
 
