@@ -5,8 +5,11 @@
 # oauth2-mock-server from npm; moto's STS server, boto3, google-auth and azure-identity from
 # PyPI, in a virtualenv), builds the binaries, and runs every
 # test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
-# npm, python3-venv, systemd's tools, tinyproxy, openssl, and a desktop to test against: Xvfb,
-# xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, when missing).
+# npm, python3-venv, systemd's tools, tinyproxy, openssl, a desktop to test against: Xvfb,
+# xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, and for forwards OpenSSH,
+# Podman, runc, mmdebstrap and Debian's boto3, when missing), the account `credd-remote` that
+# the SSH tests log in as, and a Debian root filesystem for the container tests, built into
+# target/peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +40,21 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 # setup's tests keep the proxy's caller secret out of real repositories.
 command -v git >/dev/null 2>&1 || apt_install git
 python3 -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
+# Forwards: a real OpenSSH server and client, with a second account standing for the remote
+# user (key login only; `*` is no password, not a locked account) and Debian's boto3 as a
+# remote has it; and Podman with runc running a Debian root filesystem mmdebstrap builds.
+for tool in sshd ssh podman runc mmdebstrap; do
+    if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$tool" ]; then
+        apt_install openssh-server openssh-client podman runc mmdebstrap
+        break
+    fi
+done
+/usr/bin/python3 -c "import boto3" 2>/dev/null || apt_install python3-boto3
+if ! id credd-remote >/dev/null 2>&1; then
+    step "creating the account credd-remote, the remote user of the SSH tests"
+    if [ "$(id -u)" -eq 0 ]; then as_root=""; else as_root="sudo"; fi
+    $as_root useradd --create-home --shell /bin/bash --password '*' credd-remote
+fi
 # A desktop for the desktop-prompt, notification and secret-store tests: an X server, a person
 # typing, the prompt itself, a session D-Bus with a notification server and a Secret Service.
 for tool in Xvfb xdotool zenity dbus-daemon dbus-send dunst dunstctl gnome-keyring-daemon secret-tool; do
@@ -79,6 +97,20 @@ if ! grep -qs "\"version\": \"$OAUTH2_MOCK_SERVER_VERSION\"" "$PEERS/node_module
         "oauth2-mock-server@$OAUTH2_MOCK_SERVER_VERSION"
 fi
 export CREDD_PEERS_DIR="$PEERS"
+
+# A Debian root filesystem for the container tests (no image registry is needed): the suite
+# this machine runs, so the credd built here runs inside; Debian's python3 and boto3.
+rootfs="$PEERS/rootfs"
+if ! [ -f "$rootfs/.credd-rootfs-1" ]; then
+    suite=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+    step "building a Debian ${suite:-bookworm} root filesystem with mmdebstrap into $rootfs"
+    rm -rf "$rootfs" "$rootfs.tmp"
+    mmdebstrap --quiet --variant=minbase --include=python3,python3-boto3 \
+        "${suite:-bookworm}" "$rootfs.tmp"
+    touch "$rootfs.tmp/.credd-rootfs-1"
+    mv "$rootfs.tmp" "$rootfs"
+fi
+export CREDD_ROOTFS="$rootfs"
 
 step "building credd and credd-daemon"
 cargo build --locked --workspace --bins --features credd/docs

@@ -268,6 +268,7 @@ impl Dispatcher {
         let mut sources = self.registry.statuses();
         if let Some(forward) = scope {
             sources.retain(|s| forward.serves(&s.name));
+            forward.localize(&mut sources);
         }
         StatusReport {
             daemon_version: info.daemon_version,

@@ -106,6 +106,16 @@ impl Forward {
         (!self.serves(source)).then(|| Response::error(ErrorKind::Refused, self.not_served(source)))
     }
 
+    /// Sources' endpoints as seen through the forward: their proxy routes on the forward's
+    /// own proxy socket; no TCP endpoint (the host's ports are not the other side's).
+    pub fn localize(&self, sources: &mut [credd_proto::SourceStatus]) {
+        for source in sources.iter_mut() {
+            source.endpoints.retain(|e| e.socket.is_some());
+        }
+        let proxy = self.dir.join(forward::PROXY_SOCKET_FILE);
+        forward::localize(sources, &proxy.display().to_string());
+    }
+
     /// Counts a connection from `uid` until the guard is dropped.
     pub fn connection(self: &Arc<Self>, uid: u32) -> Connected {
         self.connected.fetch_add(1, Ordering::Relaxed);

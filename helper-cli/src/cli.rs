@@ -122,12 +122,14 @@ pub enum Command {
         forward: Option<String>,
         /// What to give ssh to reach the remote: [user@]host, or a Host of ~/.ssh/config.
         host: String,
-        /// Options for ssh (-p PORT, -i KEY, -o OPTION=VALUE, ...).
-        #[arg(allow_hyphen_values = true, value_name = "SSH_OPTION")]
-        ssh_options: Vec<String>,
-        /// The command to run on HOST instead of a login shell (after `--`).
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
+        /// Options for ssh (-p PORT, -i KEY, -o OPTION=VALUE, ...), then `--` and the command
+        /// to run on HOST instead of a login shell.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "SSH_OPTION]... [-- COMMAND"
+        )]
+        args: Vec<String>,
     },
     /// Print the ~/.ssh/config lines that forward a forward's sockets on every connection to
     /// HOST (RemoteForward, SetEnv), with what the server's sshd_config needs for them.

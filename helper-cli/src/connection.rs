@@ -113,13 +113,20 @@ pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectErr
     let socket = paths::socket_path();
     let forwarded = credd_proto::forward::Forwarded::from_env();
     let autostart = autostart && autostart_allowed() && forwarded.is_none();
-    let mut stream = match (connect(&socket, autostart), forwarded) {
+    let mut stream = match (connect(&socket, autostart), &forwarded) {
         (Err(ConnectError::NotRunning { .. }), Some(forwarded)) => {
-            return Err(ConnectError::Gone { forwarded });
+            return Err(ConnectError::Gone {
+                forwarded: forwarded.clone(),
+            });
         }
         (connected, _) => connected?,
     };
     match exchange(&mut stream, &socket, request.clone()) {
+        Ok(Response::Status(mut report)) if forwarded.is_some() => {
+            let proxy = paths::proxy_socket(&socket);
+            credd_proto::forward::localize(&mut report.sources, &proxy.display().to_string());
+            Ok(Response::Status(report))
+        }
         Ok(response) => Ok(response),
         Err(Refused { theirs }) if !upgrade::replaceable(theirs) => {
             Err(version_kept(&socket, theirs, Kept::Newer))

@@ -49,11 +49,14 @@ fn main() -> ExitCode {
     if let Command::Ssh {
         forward,
         host,
-        ssh_options,
-        command,
+        args,
     } = cli.command
     {
-        return match forwards::ssh::run(forward.as_deref(), &host, &ssh_options, &command) {
+        let (options, command) = match args.iter().position(|a| a == "--") {
+            Some(at) => (&args[..at], &args[at + 1..]),
+            None => (&args[..], &[][..]),
+        };
+        return match forwards::ssh::run(forward.as_deref(), &host, options, command) {
             Ok(code) => ExitCode::from(code),
             Err(Failure { exit, message }) => {
                 eprintln!("credd: {message}");

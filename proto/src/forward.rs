@@ -67,6 +67,19 @@ impl Forwarded {
     }
 }
 
+/// Sources' endpoints as a forward's side sees them: the proxy socket the other side names
+/// replaced by this side's, `proxy_socket` (the daemon puts the forward's own for the host's,
+/// the client inside its own for that).
+pub fn localize(sources: &mut [crate::SourceStatus], proxy_socket: &str) {
+    for endpoint in sources.iter_mut().flat_map(|s| &mut s.endpoints) {
+        if let Some(host_socket) = endpoint.socket.replace(proxy_socket.to_string()) {
+            for line in &mut endpoint.env {
+                *line = line.replace(&host_socket, proxy_socket);
+            }
+        }
+    }
+}
+
 /// The directory of forward `name` of the daemon serving `socket`.
 pub fn dir(socket: &Path, name: &str) -> PathBuf {
     socket

@@ -3,6 +3,7 @@
 //!
 //! Nothing here touches the real user's files: every path lives under a fresh temp dir.
 
+pub mod container;
 pub mod desktop;
 pub mod entra;
 pub mod fault_proxy;
@@ -15,6 +16,7 @@ pub mod other_user;
 pub mod peers;
 pub mod signin;
 pub mod sigv4;
+pub mod sshd;
 pub mod sso_stub;
 pub mod sts_check;
 pub mod world;

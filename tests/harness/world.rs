@@ -462,25 +462,7 @@ impl World {
     /// Every file under this world's directory (its HOME, socket directory, config, logs,
     /// autostart log and state included), searched recursively, that contains `needle`.
     pub fn files_containing(&self, needle: &str) -> Vec<PathBuf> {
-        fn walk(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let path = entry.path();
-                let Ok(kind) = entry.file_type() else {
-                    continue;
-                };
-                if kind.is_dir() {
-                    walk(&path, needle, found);
-                } else if kind.is_file()
-                    && std::fs::read(&path)
-                        .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-                {
-                    found.push(path);
-                }
-            }
-        }
-        let mut found = Vec::new();
-        walk(self.dir.path(), needle.as_bytes(), &mut found);
-        found
+        files_containing(self.dir.path(), needle)
     }
 
     /// The log of a daemon that `credd` started by itself.
@@ -633,6 +615,29 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Every file under `dir`, searched recursively (links not followed), that contains `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, needle: &[u8], found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                walk(&path, needle, found);
+            } else if kind.is_file()
+                && std::fs::read(&path)
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(dir, needle.as_bytes(), &mut found);
+    found
 }
 
 pub fn make_executable(path: &Path) {

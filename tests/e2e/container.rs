@@ -1,0 +1,140 @@
+//! A forward in a real container: Podman running a Debian root filesystem with no network,
+//! started with `credd container-args`. Inside, the real Claude Code reaches Bedrock through
+//! the forwarded proxy socket and boto3 gets credentials through `credential_process` over the
+//! forwarded client socket; no file the container could write holds a credential afterwards; a
+//! uid the forward's allow-list does not name is refused; and a source the forward does not
+//! list is not served.
+
+use std::path::Path;
+
+use credd_tests::World;
+use credd_tests::container::podman_run;
+use credd_tests::model_api::{self, ModelApi};
+use credd_tests::peers::Moto;
+
+/// The uid of the container's user (a devcontainer's `vscode`, say), on the allow-list.
+const CONTAINER_USER: u32 = 1000;
+
+/// `credd container-args dev` in `world`, as words.
+fn container_args(world: &World) -> Vec<String> {
+    let out = world.credd(&["container-args", "dev"]);
+    out.ok().split_whitespace().map(String::from).collect()
+}
+
+/// Runs `script` with `sh -c` in the container as `uid`, with `home` as its HOME and the real
+/// Claude Code at /usr/local/bin/claude; (exit code, stdout, stderr).
+fn in_container(world: &World, uid: u32, home: &Path, script: &str) -> (i32, String, String) {
+    let mut options: Vec<String> = vec![
+        "--user".into(),
+        format!("{uid}:{uid}"),
+        "-v".into(),
+        format!("{}:/home/dev", home.display()),
+        "-e".into(),
+        "HOME=/home/dev".into(),
+        "-w".into(),
+        "/home/dev".into(),
+        "-v".into(),
+        format!(
+            "{}:/usr/local/bin/claude:ro",
+            credd_tests::claude_bin().canonicalize().unwrap().display()
+        ),
+    ];
+    options.extend(container_args(world));
+    let out = podman_run(&options, &["sh", "-c", script])
+        .output()
+        .expect("run podman (the README's test command installs it)");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward() {
+    let moto = Moto::start();
+    let api = ModelApi::start();
+    let world = World::new().with_aws(
+        "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
+        "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
+        &moto.url(),
+    );
+    let other = world.counting_command("other", "tok-not-forwarded");
+    world.write_config(&format!(
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n{}\n[forwards.dev]\nsources = [\"bedrock\"]\nallow_uids = [{CONTAINER_USER}]\n",
+        api.url(),
+        crate::exec_config("other", &other, ""),
+    ));
+    let _daemon = world.start_daemon();
+    crate::forwards::forward_dir(&world, "dev");
+    let home = world.path("container-home");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(CONTAINER_USER), Some(CONTAINER_USER)).unwrap();
+
+    // Claude Code, set up inside by the credd mounted there, on the proxy route.
+    let (code, stdout, stderr) = in_container(
+        &world,
+        CONTAINER_USER,
+        &home,
+        "credd setup claude-code bedrock --via proxy >setup.log 2>&1 && TERM=dumb CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 claude -p 'say hi' </dev/null",
+    );
+    assert_eq!(
+        code,
+        0,
+        "{stdout}{stderr}\nsetup: {}",
+        std::fs::read_to_string(home.join("setup.log")).unwrap_or_default()
+    );
+    assert!(stdout.contains(model_api::REPLY), "{stdout}");
+    let messages = api.messages();
+    assert!(!messages.is_empty());
+    for m in &messages {
+        let auth = m.header("authorization").unwrap_or_default();
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=ASIA"),
+            "{auth}"
+        );
+    }
+
+    // boto3 through credential_process: the same credentials the host's credd holds.
+    let host = world
+        .credd(&["get", "bedrock", "--format", "aws-process"])
+        .json();
+    let (code, stdout, stderr) = in_container(
+        &world,
+        CONTAINER_USER,
+        &home,
+        "python3 -c 'import boto3; print(boto3.Session().get_credentials().get_frozen_credentials().access_key)'",
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), host["AccessKeyId"].as_str().unwrap());
+
+    // A source the forward does not list, and a uid its allow-list does not name.
+    let (code, stdout, stderr) = in_container(&world, CONTAINER_USER, &home, "credd get other");
+    assert_ne!(code, 0);
+    assert!(
+        stdout.is_empty() && stderr.contains("does not serve `other`"),
+        "{stderr}"
+    );
+    assert_eq!(world.runs("other"), 0);
+    let (code, stdout, stderr) = in_container(&world, 1001, &home, "credd get bedrock");
+    assert_ne!(code, 0);
+    assert!(
+        stdout.is_empty() && stderr.contains("does not serve this user"),
+        "{stderr}"
+    );
+
+    // Nothing the container could write holds a credential.
+    let secret = host["SecretAccessKey"].as_str().unwrap();
+    for dir in [home.as_path(), &credd_tests::container::rootfs()] {
+        assert!(
+            credd_tests::world::files_containing(dir, secret).is_empty(),
+            "a credential was written under {}",
+            dir.display()
+        );
+    }
+    let status = world.status();
+    assert_eq!(
+        status["forwards"][0]["last_peer_uid"], CONTAINER_USER,
+        "{status}"
+    );
+}
