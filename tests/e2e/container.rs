@@ -138,3 +138,72 @@ fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward
         "{status}"
     );
 }
+
+#[test]
+fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
+    let t = crate::aws_sso::sso_world();
+    let world = &t.world;
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    world.write_config(&format!("{config}\n[forwards.dev]\nsources = [\"dev\"]\n"));
+    // The host's browser: an opener that notes the pages it was asked to open.
+    let bin = world.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = world.path("opened");
+    std::fs::write(
+        bin.join("xdg-open"),
+        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
+    )
+    .unwrap();
+    credd_tests::world::make_executable(&bin.join("xdg-open"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let _daemon = world.start_daemon_with(|cmd| {
+        cmd.env_remove("CREDD_NO_BROWSER").env("PATH", &path);
+    });
+    crate::forwards::forward_dir(world, "dev");
+
+    // `credd login` inside the container (as Claude Code's awsAuthRefresh there runs it).
+    let inside = podman_run(&container_args(world), &["credd", "login", "dev"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.eventually(
+        std::time::Duration::from_secs(20),
+        "the page opened on the host",
+        || opened.exists(),
+    );
+    // A local caller joins the same login while it waits.
+    let local = world.spawn_watched(&["login", "dev"], |cmd| {
+        cmd.env_remove("CREDD_NO_BROWSER").env("PATH", &path);
+    });
+    local.wait_for("user_code=", std::time::Duration::from_secs(20));
+    t.sso.approve_all();
+    let local = local.finish();
+    assert!(local.ok().contains("signed in"), "{}", local.stdout);
+    let inside = inside.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&inside.stdout),
+        String::from_utf8_lossy(&inside.stderr),
+    );
+    assert!(inside.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("https://device.sso.example/?user_code="),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("credd opens it in the browser on"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("signed in"), "{stdout}");
+    // One sign-in, one page opened, on the host.
+    assert_eq!(t.sso.calls("StartDeviceAuthorization"), 1);
+    let opened = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(opened.lines().count(), 1, "{opened}");
+    assert!(
+        !world
+            .credd(&["get", "dev", "--format", "aws-process"])
+            .ok()
+            .is_empty()
+    );
+}
