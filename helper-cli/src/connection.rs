@@ -283,13 +283,17 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(200);
 fn check_server_user(stream: &Stream, socket: &Path, owner: u32) -> Result<(), ConnectError> {
     let me = paths::effective_uid();
     let Stream::UdSocket(unix) = stream;
-    match paths::peer_uid(std::os::fd::AsFd::as_fd(unix)).map(Some) {
-        Ok(Some(uid)) if uid == me || uid == owner => Ok(()),
+    match paths::peer_uid(std::os::fd::AsFd::as_fd(unix)) {
+        Ok(uid) if uid == me || uid == owner => Ok(()),
         Ok(uid) => Err(ConnectError::Untrusted {
             reason: format!(
-                "the server on {} runs as uid {}, not as this user (uid {me}); another user may be posing as credd-daemon",
+                "the server on {} runs as uid {uid}, not as this user (uid {me}){}; another user may be posing as credd-daemon",
                 socket.display(),
-                uid.map_or_else(|| "unknown".to_string(), |u| u.to_string())
+                if owner == me {
+                    String::new()
+                } else {
+                    format!(" nor as the owner of its directory (uid {owner})")
+                }
             ),
         }),
         Err(e) => Err(ConnectError::Untrusted {

@@ -168,7 +168,8 @@ fn run(command: Command) -> Result<String, Failure> {
             &forwards::container::project_dir(dir),
             dry_run,
         ),
-        Command::Ssh { .. } => unreachable!("run in main"),
+        // Run by `main`, for its exit code.
+        Command::Ssh { .. } => Err(Failure::usage("credd ssh runs on its own")),
         Command::SshConfig {
             forward,
             host,

@@ -16,6 +16,9 @@ _credd() {
             ",$1")
                 cmd="credd"
                 ;;
+            credd,container-args)
+                cmd="credd__subcmd__container__subcmd__args"
+                ;;
             credd,doctor)
                 cmd="credd__subcmd__doctor"
                 ;;
@@ -40,6 +43,12 @@ _credd() {
             credd,setup)
                 cmd="credd__subcmd__setup"
                 ;;
+            credd,ssh)
+                cmd="credd__subcmd__ssh"
+                ;;
+            credd,ssh-config)
+                cmd="credd__subcmd__ssh__subcmd__config"
+                ;;
             credd,start)
                 cmd="credd__subcmd__start"
                 ;;
@@ -52,6 +61,9 @@ _credd() {
             credd__subcmd__setup,claude-code)
                 cmd="credd__subcmd__setup__subcmd__claude__subcmd__code"
                 ;;
+            credd__subcmd__setup,devcontainer)
+                cmd="credd__subcmd__setup__subcmd__devcontainer"
+                ;;
             *)
                 ;;
         esac
@@ -59,8 +71,22 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login logout status stop start env doctor service setup"
+            opts="-h -V --help --version get refresh login logout status stop start env doctor service setup ssh ssh-config container-args"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__container__subcmd__args)
+            opts="-h --no-client --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -199,7 +225,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__setup)
-            opts="-h --help claude-code"
+            opts="-h --help claude-code devcontainer"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -237,6 +263,64 @@ _credd() {
                     ;;
                 --shell-profile)
                     COMPREPLY=($(compgen -W "bash zsh fish" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__setup__subcmd__devcontainer)
+            opts="-h --forward --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --forward)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__ssh)
+            opts="-h --forward --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --forward)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__ssh__subcmd__config)
+            opts="-h --forward --remote-home --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --forward)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-home)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

@@ -37,6 +37,9 @@ complete -c credd -n "__fish_credd_needs_command" -f -a "env" -d 'Print the expo
 complete -c credd -n "__fish_credd_needs_command" -f -a "doctor" -d 'Check the daemon, the config, every source and endpoint, the Claude Code settings that use credd, and the proxy settings; print each verdict with its fix'
 complete -c credd -n "__fish_credd_needs_command" -f -a "service" -d 'Run credd-daemon as a user service (systemd socket activation, or a launchd agent)'
 complete -c credd -n "__fish_credd_needs_command" -f -a "setup" -d 'Write the settings a tool needs to use a source'
+complete -c credd -n "__fish_credd_needs_command" -f -a "ssh" -d 'Run a shell (or COMMAND) on HOST over ssh, with a forward\'s sockets carried there: `credd`, Claude Code and the AWS SDKs on HOST get credentials from this machine\'s credd, and none is copied there'
+complete -c credd -n "__fish_credd_needs_command" -f -a "ssh-config" -d 'Print the ~/.ssh/config lines that forward a forward\'s sockets on every connection to HOST (RemoteForward, SetEnv), with what the server\'s sshd_config needs for them'
+complete -c credd -n "__fish_credd_needs_command" -f -a "container-args" -d 'Print the arguments that give a container a forward: `docker run $(credd container-args dev) IMAGE` (or podman)'
 complete -c credd -n "__fish_credd_using_subcommand get" -s f -l format -d 'How to print it' -r -f -a "token\t'The secret alone (apiKeyHelper, gateways)'
 json\t'The whole credential with its metadata'
 aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredentialExport)'
@@ -65,8 +68,9 @@ complete -c credd -n "__fish_credd_using_subcommand env" -s h -l help -d 'Print 
 complete -c credd -n "__fish_credd_using_subcommand doctor" -l json -d 'Print the checks as JSON'
 complete -c credd -n "__fish_credd_using_subcommand doctor" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help'
-complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (the previous file is kept under ~/.local/state/credd/backups/, and what changed is printed, secrets hidden)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code devcontainer" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code devcontainer" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (the previous file is kept under ~/.local/state/credd/backups/, and what changed is printed, secrets hidden)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code devcontainer" -f -a "devcontainer" -d 'Merge a forward\'s mounts and environment into DIR/.devcontainer/devcontainer.json, keeping every other key (the previous file is kept under ~/.local/state/credd/backups/, and what changed is printed)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the route is this machine\'s, so it stays out of what the project commits)' -r -F
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'
 endpoint\t'Through a local endpoint the SDK reads without a helper (AWS container credentials, GCE metadata, Azure managed identity)'
@@ -81,3 +85,13 @@ complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subco
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l tcp -d 'With --via proxy: use the proxy\'s TCP port (the source\'s `proxy.port`) and its caller secret instead of the Unix socket, for a Claude Code that cannot be started with ANTHROPIC_UNIX_SOCKET in its environment. Anyone on this machine can take that port while credd is down, and would receive the prompts and the caller secret'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l dry-run -d 'Print what would change, without writing'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from devcontainer" -l forward -d 'The forward ([forwards.NAME]; the only one, when there is one)' -r
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from devcontainer" -l dry-run -d 'Print what would change, without writing'
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from devcontainer" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand ssh" -l forward -d 'The forward to carry ([forwards.NAME]; the only one, when there is one)' -r
+complete -c credd -n "__fish_credd_using_subcommand ssh" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c credd -n "__fish_credd_using_subcommand ssh-config" -l forward -d 'The forward to carry ([forwards.NAME]; the only one, when there is one)' -r
+complete -c credd -n "__fish_credd_using_subcommand ssh-config" -l remote-home -d 'The remote user\'s home directory [default: /root for root, else /home/USER, the user `ssh -G HOST` names]' -r
+complete -c credd -n "__fish_credd_using_subcommand ssh-config" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand container-args" -l no-client -d 'Do not mount this credd client (the image has one)'
+complete -c credd -n "__fish_credd_using_subcommand container-args" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -13,6 +13,8 @@
 //!   upstream calls, RSS and descriptors flat);
 //! - the authenticating proxy: the time to first byte it adds over asking the model API
 //!   directly (target: p50 under 1 ms), its streaming throughput, and 200 streams at once;
+//! - a forward over SSH: `credd get` through the forwarded socket against the main one, and a
+//!   proxied request on the main, the forward's and the SSH-forwarded proxy socket;
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
 //! - the daemon's idle RSS and CPU, its start-to-serving time, and the first `credd get` that
 //!   meets an older daemon and replaces it;
@@ -20,9 +22,10 @@
 //!
 //! `CREDD_BENCH_CLIENTS` (default 1000), `CREDD_BENCH_SECS` (default 10), `CREDD_BENCH_RUNS`
 //! (default 300), `CREDD_SOAK_HOURS` (default 24; 0 skips it) and `CREDD_SOAK_CLIENTS`
-//! (default 50) scale it; `CREDD_BENCH_ONLY=proxy` runs the proxy's part alone.
+//! (default 50) scale it; `CREDD_BENCH_ONLY=proxy` (or `forward`) runs that part alone.
 
 mod flood;
+mod forward;
 mod load;
 mod process;
 mod proxy;
@@ -58,9 +61,15 @@ fn main() {
             proxy::proxy(runs);
             return;
         }
+        Ok("forward") => {
+            forward::forward(runs);
+            return;
+        }
         Ok("") | Err(_) => {}
         Ok(other) => {
-            eprintln!("CREDD_BENCH_ONLY={other:?}: the only part that runs alone is `proxy`");
+            eprintln!(
+                "CREDD_BENCH_ONLY={other:?}: the parts that run alone are `proxy` and `forward`"
+            );
             std::process::exit(2);
         }
     }
@@ -129,6 +138,7 @@ fn main() {
 
     python::providers(runs.min(100), &floor);
     proxy::proxy(runs);
+    forward::forward(runs);
     storm::storm(clients, 5);
     flood::flood(1500, 10);
     let soak_hours = env_num("CREDD_SOAK_HOURS", 24);

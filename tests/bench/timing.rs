@@ -46,7 +46,7 @@ pub fn ms(d: Duration) -> f64 {
 /// Prints how many times slower the median of `slow` is than the median of `fast`.
 pub fn print_ratio(what: &str, slow: &[Duration], fast: &[Duration]) {
     println!(
-        "  {what}: {:.0}x",
+        "  {what}: {:.2}x",
         pct(slow, 0.5).as_secs_f64() / pct(fast, 0.5).as_secs_f64()
     );
 }

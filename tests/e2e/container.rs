@@ -207,3 +207,75 @@ fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_devcontainer_feature_installs_the_client_and_names_the_forward() {
+    let moto = Moto::start();
+    let api = ModelApi::start();
+    let (world, _daemon) = crate::remote::bedrock_world(&moto, &api);
+    crate::forwards::forward_dir(&world, "dev");
+    // The Feature as a project holds it, with the client beside its install script.
+    let feature = world.path("feature");
+    std::fs::create_dir(&feature).unwrap();
+    let source = credd_tests::workspace_root().join("packaging/devcontainer-feature/credd");
+    for file in ["devcontainer-feature.json", "install.sh"] {
+        std::fs::copy(source.join(file), feature.join(file)).unwrap();
+    }
+    std::fs::copy(credd_tests::bin("credd"), feature.join("credd")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(feature.join("devcontainer-feature.json")).unwrap())
+            .unwrap();
+    let env = manifest["containerEnv"].as_object().unwrap();
+    // Its environment is what `credd container-args` gives (its forward's name aside).
+    let args = container_args(&world);
+    let mut options = vec!["-v".to_string(), format!("{}:/feature", feature.display())];
+    for pair in args.windows(2).filter(|w| w[0] == "-e") {
+        let (name, value) = pair[1].split_once('=').unwrap();
+        if name != "CREDD_FORWARD" {
+            assert_eq!(env[name], value, "{name}");
+        }
+        assert!(env.contains_key(name), "{name}");
+    }
+    for (name, value) in env {
+        options.extend([
+            "-e".to_string(),
+            format!("{name}={}", value.as_str().unwrap()),
+        ]);
+    }
+    let mount = args
+        .windows(2)
+        .find(|w| w[0] == "-v" && w[1].ends_with(":/run/credd"))
+        .unwrap();
+    options.extend(mount.iter().cloned());
+    // The install step in a throwaway layer over the root filesystem, then the client it put
+    // there reaches the host's credd through the forward.
+    let out = credd_tests::container::podman_run_over(
+        &options,
+        &[
+            "sh",
+            "-c",
+            "/feature/install.sh && credd get bedrock --format aws-process",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("credd {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"AccessKeyId\":\"ASIA"), "{stdout}");
+    // What it installed went with the overlay (which podman unmounts as it cleans up); what
+    // may be left at that path is the empty mount point of another test's client.
+    let installed = credd_tests::container::rootfs().join("usr/local/bin/credd");
+    world.eventually(
+        std::time::Duration::from_secs(10),
+        "the overlay gone",
+        || std::fs::metadata(&installed).map_or(true, |m| m.len() == 0),
+    );
+}

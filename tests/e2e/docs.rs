@@ -52,10 +52,12 @@ fn the_binary_prints_the_committed_help() {
     for entry in std::fs::read_dir(&help_dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_stem().unwrap().to_string_lossy().to_string();
-        // credd-setup-claude-code -> ["setup", "claude-code"]
+        // credd-setup-claude-code -> ["setup", "claude-code"]; credd-ssh-config -> ["ssh-config"]
         let args: Vec<String> = match name.strip_prefix("credd-") {
             None => vec![],
-            Some("setup-claude-code") => vec!["setup".into(), "claude-code".into()],
+            Some(sub) if sub.starts_with("setup-") => {
+                vec!["setup".into(), sub["setup-".len()..].to_string()]
+            }
             Some(sub) => vec![sub.to_string()],
         };
         let out = Command::new(credd_tests::bin("credd"))

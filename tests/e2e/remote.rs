@@ -4,52 +4,29 @@
 //! credentials through `credential_process` over the forwarded client socket, and none is
 //! written there; when the session ends its sockets go, and the client there says so.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use credd_tests::World;
 use credd_tests::model_api::{self, ModelApi};
 use credd_tests::peers::Moto;
 use credd_tests::sshd::{self, Sshd};
 
-/// A world whose aws source `bedrock` (a role moto issues) is proxied to `api` and served by
-/// the forward `dev`, its daemon running.
+/// A world whose aws source `bedrock` (a role moto issues, proxied to `api`) and exec source
+/// `gateway` are served by the forward `dev`, its daemon running.
 pub(crate) fn bedrock_world(moto: &Moto, api: &ModelApi) -> (World, credd_tests::world::Daemon) {
     let world = World::new().with_aws(
         "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
         "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
         &moto.url(),
     );
+    let gateway = world.counting_command("gw", "sk-forwarded-gateway");
     world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n[forwards.dev]\nsources = [\"bedrock\"]\n",
-        api.url()
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n{}\n[forwards.dev]\nsources = [\"bedrock\", \"gateway\"]\n",
+        api.url(),
+        crate::exec_config("gateway", &gateway, ""),
     ));
     let daemon = world.start_daemon();
     (world, daemon)
-}
-
-/// A directory of the remote user's own, for one test (its HOME there), holding `credd`.
-fn remote_dir(world: &World) -> PathBuf {
-    let name = world
-        .dir
-        .path()
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
-    let dir = sshd::remote_home().join(name);
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy(credd_tests::bin("credd"), dir.join("bin/credd")).unwrap();
-    chown_remote(&dir);
-    dir
-}
-
-fn chown_remote(path: &Path) {
-    credd_tests::peers::run_ok(
-        std::process::Command::new("chown")
-            .args(["-R", &format!("{}:", sshd::REMOTE_USER)])
-            .arg(path),
-        "chown",
-    );
 }
 
 /// Runs `script` on the remote through `credd ssh` (the forward `dev`), with the test's
@@ -72,7 +49,14 @@ fn claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh() {
     let api = ModelApi::start();
     let (world, _daemon) = bedrock_world(&moto, &api);
     let sshd = Sshd::start(world.dir.path());
-    let home = remote_dir(&world);
+    let name = world
+        .dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let home = sshd::remote_workdir(&name);
 
     // Claude Code, set up on the remote by credd there (through the forward), on the proxy
     // route: it holds no credential, and each request is signed on this side.
@@ -105,6 +89,32 @@ fn claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh() {
     }
     let settings = std::fs::read_to_string(home.join(".claude/settings.json")).unwrap();
     assert!(settings.contains("bedrock.credd.localhost"), "{settings}");
+
+    // Claude Code on a gateway through apiKeyHelper: `credd get` over the forwarded socket.
+    // (A helper route, so Claude Code starts without the proxy socket, as on the host.)
+    let helper_home = sshd::remote_workdir(&format!("{name}-helper"));
+    let out = credd_ssh(
+        &world,
+        &sshd,
+        &helper_home,
+        &format!(
+            "credd setup claude-code gateway --base-url {} >setup.log 2>&1 && CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 env -u ANTHROPIC_UNIX_SOCKET {} -p 'say hi' </dev/null",
+            api.url(),
+            claude.display()
+        ),
+    );
+    let log = std::fs::read_to_string(helper_home.join("setup.log")).unwrap_or_default();
+    assert_eq!(out.code, 0, "{out:?}\nsetup: {log}");
+    assert!(out.stdout.contains(model_api::REPLY), "{out:?}");
+    let settings = std::fs::read_to_string(helper_home.join(".claude/settings.json")).unwrap();
+    assert!(settings.contains("apiKeyHelper"), "{settings}");
+    assert!(
+        api.messages()
+            .iter()
+            .any(|m| m.header("x-api-key") == Some("sk-forwarded-gateway")
+                || m.header("authorization") == Some("Bearer sk-forwarded-gateway")),
+        "the gateway never saw the helper's key"
+    );
 
     // boto3 (Debian's, as a remote machine has it) through credential_process, from the AWS
     // config the forward carries.
@@ -160,4 +170,5 @@ fn claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh() {
     let status = world.status();
     assert!(status["forwards"][0]["last_used_at"].is_i64(), "{status}");
     let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(&helper_home);
 }

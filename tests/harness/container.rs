@@ -22,6 +22,16 @@ pub fn rootfs() -> PathBuf {
 /// filesystem, `command` after it. runc rather than crun: it runs where the cgroup layout is
 /// a hybrid one (as in CI's sandbox), and the limits are set within the sandbox's own.
 pub fn podman_run(options: &[String], command: &[&str]) -> Command {
+    run(options, rootfs().display().to_string(), command)
+}
+
+/// [`podman_run`] with what the container writes to its root filesystem kept in a throwaway
+/// overlay (`--rootfs DIR:O`), for an image build step.
+pub fn podman_run_over(options: &[String], command: &[&str]) -> Command {
+    run(options, format!("{}:O", rootfs().display()), command)
+}
+
+fn run(options: &[String], rootfs: String, command: &[&str]) -> Command {
     let mut cmd = Command::new("podman");
     cmd.args([
         "run",
@@ -37,7 +47,7 @@ pub fn podman_run(options: &[String], command: &[&str]) -> Command {
     ])
     .args(options)
     .arg("--rootfs")
-    .arg(rootfs())
+    .arg(rootfs)
     .args(command);
     cmd
 }

@@ -137,3 +137,18 @@ impl Drop for Sshd {
 pub fn remote_home() -> PathBuf {
     PathBuf::from(format!("/home/{REMOTE_USER}"))
 }
+
+/// A directory of the remote user's own named `name` under its home (a test's HOME there),
+/// holding the `credd` under test in `bin/`.
+pub fn remote_workdir(name: &str) -> PathBuf {
+    let dir = remote_home().join(name);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(crate::bin("credd"), dir.join("bin/credd")).unwrap();
+    crate::peers::run_ok(
+        Command::new("chown")
+            .args(["-R", &format!("{REMOTE_USER}:")])
+            .arg(&dir),
+        "chown",
+    );
+    dir
+}
