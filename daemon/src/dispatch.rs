@@ -70,6 +70,15 @@ impl Dispatcher {
                 source,
                 lifetime_secs,
             } => self.bedrock_api_key(&source, lifetime_secs).await,
+            Request::Refresh { source } if scope.is_some_and(|f| !f.may_refresh(&source)) => {
+                Response::error(
+                    ErrorKind::Refused,
+                    format!(
+                        "`{source}` was refreshed through this forward less than {}s ago; `credd get {source}` serves what that brought",
+                        crate::policy::FORCED_REFRESH_INTERVAL.as_secs()
+                    ),
+                )
+            }
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Logout { source } => self.logout(&source).await,
             Request::Login { source } => self.login(&source, scope).await,
@@ -269,16 +278,21 @@ impl Dispatcher {
         if let Some(forward) = scope {
             sources.retain(|s| forward.serves(&s.name));
             forward.localize(&mut sources);
+            // The host's paths are not the other side's business.
+            for source in &mut sources {
+                source.persistence = None;
+            }
         }
+        let host_only = |text: String| if scope.is_some() { String::new() } else { text };
         StatusReport {
             daemon_version: info.daemon_version,
             protocol: info.protocol,
             pid: info.pid,
             uptime_secs: self.started.elapsed().as_secs(),
             now: self.registry.clock().now_unix(),
-            socket: self.socket.display().to_string(),
-            config_path: self.registry.config_path().display().to_string(),
-            config_error: self.registry.config_error(),
+            socket: host_only(self.socket.display().to_string()),
+            config_path: host_only(self.registry.config_path().display().to_string()),
+            config_error: self.registry.config_error().filter(|_| scope.is_none()),
             sources,
             forwards: if scope.is_some() {
                 Vec::new()

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use credd_proto::forward;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::SourceName;
@@ -25,15 +25,26 @@ use crate::dispatch::Dispatcher;
 use crate::registry::{ForwardPlan, Registry};
 use crate::scope::{Forward, ForwardTable};
 
-/// A forward as it runs; its sockets stop and go when it is dropped.
+/// A forward as it runs; its sockets stop and go when it is dropped, and so do the
+/// connections open on them (a reload that takes a source or a uid off the forward cuts them).
 struct Running {
     plan: ForwardPlan,
     forward: Arc<Forward>,
     tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+/// What every forward's connections share: the other sides together hold at most a quarter of
+/// the daemon's connections (and of the proxy's streams), so that a container or a remote
+/// that opens many cannot take the descriptors this user's own callers need.
+struct Caps {
+    connections: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        let _ = self.stop.send(true);
         for task in &self.tasks {
             task.abort();
         }
@@ -59,6 +70,10 @@ pub async fn run(
 ) {
     let mut plans = registry.forwards();
     let mut running: BTreeMap<SourceName, Running> = BTreeMap::new();
+    let caps = Caps {
+        connections: Arc::new(Semaphore::new(crate::server::connection_cap() / 4)),
+        streams: Arc::new(Semaphore::new(crate::endpoints::proxy::MAX_STREAMS / 4)),
+    };
     loop {
         let wanted = plans.borrow_and_update().clone();
         running.retain(|name, r| wanted.get(name) == Some(&r.plan));
@@ -66,7 +81,7 @@ pub async fn run(
             if running.contains_key(&name) {
                 continue;
             }
-            let started = start(&name, plan, &socket, &registry, &dispatcher, &shutdown);
+            let started = start(&name, plan, &socket, &registry, &dispatcher, &caps);
             running.insert(name, started);
         }
         table.set(
@@ -90,7 +105,7 @@ fn start(
     socket: &Path,
     registry: &Arc<Registry>,
     dispatcher: &Arc<Dispatcher>,
-    shutdown: &watch::Receiver<bool>,
+    caps: &Caps,
 ) -> Running {
     let dir = forward::dir(socket, name);
     let forward = Arc::new(Forward::new(
@@ -98,14 +113,17 @@ fn start(
         dir.clone(),
         &plan.spec.sources,
         &plan.spec.allow_uids,
+        plan.aws_config.clone(),
         registry.clock().clone(),
     ));
+    warn_of_accounts(name, &plan.spec.allow_uids);
     let mut running = Running {
         plan,
         forward: forward.clone(),
         tasks: Vec::new(),
+        stop: watch::Sender::new(false),
     };
-    match listen(&mut running, registry, dispatcher, shutdown) {
+    match listen(&mut running, registry, dispatcher, caps) {
         Ok(()) => tracing::info!(forward = %name, dir = %dir.display(), "forward listening"),
         Err(e) => {
             tracing::error!(forward = %name, "the forward cannot listen: {e}");
@@ -119,7 +137,7 @@ fn listen(
     running: &mut Running,
     registry: &Arc<Registry>,
     dispatcher: &Arc<Dispatcher>,
-    shutdown: &watch::Receiver<bool>,
+    caps: &Caps,
 ) -> Result<(), String> {
     let forward = running.forward.clone();
     let shared = !forward.allow_uids().is_empty();
@@ -140,8 +158,9 @@ fn listen(
         .push(tokio::spawn(crate::server::serve_forward(
             protocol,
             dispatcher.clone(),
-            shutdown.clone(),
+            running.stop.subscribe(),
             forward.clone(),
+            caps.connections.clone(),
         )));
     #[cfg(unix)]
     {
@@ -150,13 +169,46 @@ fn listen(
         let listener = socket::bind(&path, shared)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
         let routes: Arc<dyn socket::Routes> = registry.clone();
-        running
-            .tasks
-            .push(tokio::spawn(socket::serve(listener, routes, Some(forward))));
+        running.tasks.push(tokio::spawn(socket::serve(
+            listener,
+            routes,
+            Some(forward),
+            caps.streams.clone(),
+        )));
     }
     #[cfg(not(unix))]
     let _ = registry;
     Ok(())
+}
+
+/// Warns of a uid on the allow-list that is an account of this machine: whoever uses that
+/// account can reach the forward's sockets through a container's root (`/proc/PID/root`), and
+/// is served.
+fn warn_of_accounts(name: &SourceName, uids: &[u32]) {
+    for &uid in uids.iter().filter(|&&uid| uid != 0) {
+        if let Some(account) = account_of(uid) {
+            tracing::warn!(
+                forward = %name,
+                "allow_uids names uid {uid}, the account `{account}` on this machine: its processes can reach the forward's sockets through a container's /proc/PID/root and are served; prefer running the container's user as yours (Podman's --userns=keep-id, a devcontainer's updateRemoteUserUID)"
+            );
+        }
+    }
+}
+
+/// The name of the account with `uid` on this machine, if there is one.
+#[cfg(unix)]
+fn account_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
+}
+
+#[cfg(not(unix))]
+fn account_of(_uid: u32) -> Option<String> {
+    None
 }
 
 /// Makes the forward's directory, and the `forwards` directory above it (private), checking

@@ -153,7 +153,14 @@ fn serve_proxy_socket(
         Ok(listener) => {
             tracing::info!(socket = %path.display(), activated = was_activated, "proxy socket listening");
             let routes: Arc<dyn socket::Routes> = registry.clone();
-            let task = tokio::spawn(socket::serve(listener, routes, None));
+            let task = tokio::spawn(socket::serve(
+                listener,
+                routes,
+                None,
+                Arc::new(tokio::sync::Semaphore::new(
+                    credd_daemon::endpoints::proxy::MAX_STREAMS,
+                )),
+            ));
             Some((task, (!was_activated).then(|| path.to_path_buf())))
         }
         Err(e) => {

@@ -26,6 +26,10 @@ pub struct Forward {
     last: Mutex<Option<(i64, u32)>>,
     /// Why it does not listen, when it does not.
     error: Mutex<Option<String>>,
+    /// The AWS config file beside its sockets (no secret), for `credd ssh` to carry.
+    aws_config: String,
+    /// When a refresh was last forced through it, per source.
+    refreshed: Mutex<BTreeMap<String, std::time::SystemTime>>,
     clock: Arc<Clock>,
 }
 
@@ -35,6 +39,7 @@ impl Forward {
         dir: PathBuf,
         sources: &[impl ToString],
         allow_uids: &[u32],
+        aws_config: String,
         clock: Arc<Clock>,
     ) -> Self {
         Forward {
@@ -45,6 +50,8 @@ impl Forward {
             connected: AtomicU32::new(0),
             last: Mutex::new(None),
             error: Mutex::new(None),
+            aws_config,
+            refreshed: Mutex::new(BTreeMap::new()),
             clock,
         }
     }
@@ -57,6 +64,18 @@ impl Forward {
     /// are lower case).
     pub fn serves_route(&self, source: &str) -> bool {
         self.sources.iter().any(|s| s.eq_ignore_ascii_case(source))
+    }
+
+    /// Whether a refresh of `source` may be forced through the forward now: at most one per
+    /// [`crate::policy::FORCED_REFRESH_INTERVAL`], so that the other side cannot hammer the upstream.
+    pub fn may_refresh(&self, source: &str) -> bool {
+        let now = self.clock.now();
+        let mut refreshed = lock(&self.refreshed);
+        if !crate::policy::may_force_refresh(refreshed.get(source).copied(), now) {
+            return false;
+        }
+        refreshed.insert(source.to_string(), now);
+        true
     }
 
     /// Whether a process of `uid` other than the daemon's own may use it.
@@ -144,6 +163,7 @@ impl Forward {
             last_used_at: last.map(|(at, _)| at),
             last_peer_uid: last.map(|(_, uid)| uid),
             error: lock(&self.error).clone(),
+            aws_config: Some(self.aws_config.clone()),
         }
     }
 }
@@ -191,6 +211,7 @@ mod tests {
             PathBuf::from("/x"),
             &["bedrock"],
             &[],
+            String::new(),
             Arc::new(Clock::system_adjustable()),
         );
         let get = |source: &str| Request::Get {
@@ -219,6 +240,23 @@ mod tests {
     }
 
     #[test]
+    fn a_forward_forces_a_refresh_at_most_once_a_while() {
+        let clock = Arc::new(Clock::system_adjustable());
+        let forward = Forward::new(
+            "dev",
+            PathBuf::from("/x"),
+            &["a"],
+            &[],
+            String::new(),
+            clock.clone(),
+        );
+        assert!(forward.may_refresh("a"));
+        assert!(!forward.may_refresh("a"));
+        clock.advance(crate::policy::FORCED_REFRESH_INTERVAL);
+        assert!(forward.may_refresh("a"));
+    }
+
+    #[test]
     fn connections_are_counted_while_open() {
         let clock = Arc::new(Clock::system_adjustable());
         let forward = Arc::new(Forward::new(
@@ -226,6 +264,7 @@ mod tests {
             PathBuf::from("/x"),
             &["a"],
             &[0],
+            String::new(),
             clock.clone(),
         ));
         let guard = forward.connection(0);

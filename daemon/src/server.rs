@@ -34,7 +34,7 @@ const DRAIN_BOUND: Duration = Duration::from_secs(3);
 /// limit is low, so the endpoints, the upstream calls and the files still have descriptors.
 const MAX_CONNECTIONS: usize = 4096;
 
-fn connection_cap() -> usize {
+pub fn connection_cap() -> usize {
     let limit = crate::harden::descriptor_limit();
     MAX_CONNECTIONS
         .min(usize::try_from(limit / 2).unwrap_or(MAX_CONNECTIONS))
@@ -106,6 +106,21 @@ pub fn bind(socket: &Path, activated: &mut Activated) -> Result<Bound, StartErro
         });
     }
 
+    let listener = listen(socket)?;
+    Ok(Bound {
+        listener,
+        socket: socket.to_path_buf(),
+        activated: false,
+        _lock: lock,
+    })
+}
+
+/// Listens at `socket` (mode 0600), replacing a stale socket file there.
+fn listen(socket: &Path) -> Result<Listener, StartError> {
+    let listen_error = |source| StartError::Listen {
+        socket: socket.to_path_buf(),
+        source,
+    };
     replace_stale(socket)?;
     let name = socket
         .to_fs_name::<GenericFilePath>()
@@ -116,13 +131,7 @@ pub fn bind(socket: &Path, activated: &mut Activated) -> Result<Bound, StartErro
         use interprocess::os::unix::local_socket::ListenerOptionsExt;
         options.mode(0o600)
     };
-    let listener = options.create_tokio().map_err(listen_error)?;
-    Ok(Bound {
-        listener,
-        socket: socket.to_path_buf(),
-        activated: false,
-        _lock: lock,
-    })
+    options.create_tokio().map_err(listen_error)
 }
 
 /// Removes a socket file left at `socket` by a daemon that exited. We hold the daemon lock, so
@@ -224,17 +233,7 @@ pub fn bind_forward(socket: &Path, shared: bool) -> Result<Listener, StartError>
         socket: socket.to_path_buf(),
         source,
     };
-    replace_stale(socket)?;
-    let name = socket
-        .to_fs_name::<GenericFilePath>()
-        .map_err(listen_error)?;
-    let options = ListenerOptions::new().name(name);
-    #[cfg(unix)]
-    let options = {
-        use interprocess::os::unix::local_socket::ListenerOptionsExt;
-        options.mode(0o600)
-    };
-    let listener = options.create_tokio().map_err(listen_error)?;
+    let listener = listen(socket)?;
     #[cfg(unix)]
     if shared {
         use std::os::unix::fs::PermissionsExt;
@@ -244,15 +243,16 @@ pub fn bind_forward(socket: &Path, shared: bool) -> Result<Listener, StartError>
     Ok(listener)
 }
 
-/// Serves a forward's protocol socket, scoped to `forward`, until the task is dropped.
+/// Serves a forward's protocol socket, scoped to `forward`, until `stop` turns true (which
+/// also ends the connections open on it); each connection holds one of `permits`.
 pub async fn serve_forward(
     listener: Listener,
     dispatcher: Arc<Dispatcher>,
-    shutdown: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     forward: Arc<Forward>,
+    permits: Arc<Semaphore>,
 ) {
-    let permits = Arc::new(Semaphore::new(connection_cap()));
-    accept(&listener, &dispatcher, shutdown, Some(forward), &permits).await;
+    accept(&listener, &dispatcher, stop, Some(forward), &permits).await;
 }
 
 /// Accepts clients until `shutdown` turns true, each connection in a task of its own holding

@@ -122,9 +122,17 @@ pub fn request(request: Request, autostart: bool) -> Result<Response, ConnectErr
         (connected, _) => connected?,
     };
     match exchange(&mut stream, &socket, request.clone()) {
-        Ok(Response::Status(mut report)) if forwarded.is_some() => {
+        Ok(Response::Status(mut report)) if let Some(forwarded) = &forwarded => {
             let proxy = paths::proxy_socket(&socket);
             credd_proto::forward::localize(&mut report.sources, &proxy.display().to_string());
+            // The daemon keeps the host's paths to itself: name what this side knows.
+            report.socket = format!(
+                "{} (the forward `{}` from {})",
+                socket.display(),
+                forwarded.name,
+                forwarded.host
+            );
+            report.config_path = format!("the config of credd on {}", forwarded.host);
             Ok(Response::Status(report))
         }
         Ok(response) => Ok(response),
@@ -240,7 +248,7 @@ pub fn connect_existing(socket: &Path) -> Result<Option<Stream>, ConnectError> {
     let me = paths::effective_uid();
     // Inside a forward, a mount or sshd made the directory: it may be the host user's (seen
     // through a rootful container, say), so long as nobody else can change it.
-    let trusted = if std::env::var_os(credd_proto::forward::FORWARD_ENV).is_some() {
+    let trusted = if credd_proto::forward::Forwarded::from_env().is_some() {
         paths::socket_dir(socket).and_then(credd_proto::forward::check_dir)
     } else {
         paths::socket_dir(socket)

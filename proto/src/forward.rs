@@ -16,6 +16,10 @@ use crate::paths::PrivateDirError;
 /// another machine (or of the container's host), which it must never try to start or stop.
 pub const FORWARD_ENV: &str = "CREDD_FORWARD";
 
+/// Set by `credd container-args` to the uid of the host's user: inside a rootful container,
+/// the owner of the mounted directory, which a client there may trust besides itself and root.
+pub const FORWARD_UID_ENV: &str = "CREDD_FORWARD_UID";
+
 /// A forward's protocol socket, in its directory.
 pub const SOCKET_FILE: &str = "credd.sock";
 /// A forward's proxy socket, in its directory.
@@ -100,10 +104,12 @@ pub fn host_name() -> String {
 }
 
 /// Checks, for a client inside a forward, the directory its socket is in, and says who owns
-/// it. A mount or sshd made it, so it may belong to another uid than the client's (the host's
-/// user, seen through a rootful container, say); it must still be a real directory nobody but
-/// its owner can change, so that only its owner (or root) can have put the socket there. The
-/// client then requires the server to run as that owner or as itself.
+/// it. A mount or sshd made it, so it may belong to another uid than the client's: root's (a
+/// rootless container's host user, seen from inside), or the host user's as a rootful container
+/// sees it, which [`FORWARD_UID_ENV`] names. Nobody else's: a directory another user made (in
+/// `/tmp`, say) is refused, and so is one its owner's group or others can change, or under a
+/// directory others can rename things in. The client then requires the server to run as that
+/// owner or as itself.
 #[cfg(unix)]
 pub fn check_dir(dir: &Path) -> Result<u32, PrivateDirError> {
     use std::os::unix::fs::MetadataExt;
@@ -116,6 +122,17 @@ pub fn check_dir(dir: &Path) -> Result<u32, PrivateDirError> {
             path: dir.to_path_buf(),
         });
     }
+    let me = crate::paths::effective_uid();
+    let host_user = std::env::var(FORWARD_UID_ENV)
+        .ok()
+        .and_then(|uid| uid.trim().parse::<u32>().ok());
+    if meta.uid() != me && meta.uid() != 0 && Some(meta.uid()) != host_user {
+        return Err(PrivateDirError::WrongOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
     let mode = meta.mode() & 0o777;
     if mode & 0o022 != 0 {
         return Err(PrivateDirError::TooOpen {
@@ -123,6 +140,7 @@ pub fn check_dir(dir: &Path) -> Result<u32, PrivateDirError> {
             mode,
         });
     }
+    crate::paths::check_ancestors(dir)?;
     Ok(meta.uid())
 }
 

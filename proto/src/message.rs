@@ -279,6 +279,10 @@ pub struct ForwardStatus {
     /// Why it does not listen, when it does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The AWS config file beside its sockets (command lines and regions, no secret), which
+    /// `credd ssh` carries to the remote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_config: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -230,6 +230,15 @@ pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     if mode & 0o077 != 0 {
         return Err(PrivateDirError::TooOpen { path, mode });
     }
+    check_ancestors(dir)
+}
+
+/// Checks that no directory above `dir` lets others rename what is in it (writable by others,
+/// or by a group not the user's own, without the sticky bit that `/tmp` has).
+#[cfg(unix)]
+pub fn check_ancestors(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::MetadataExt;
+
     for ancestor in dir
         .ancestors()
         .skip(1)
@@ -245,7 +254,7 @@ pub fn check_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
             mode & 0o002 != 0 || (mode & 0o020 != 0 && meta.gid() != effective_gid());
         if others_write && mode & 0o1000 == 0 {
             return Err(PrivateDirError::OpenAncestor {
-                path,
+                path: dir.to_path_buf(),
                 ancestor: ancestor.to_path_buf(),
                 mode,
             });

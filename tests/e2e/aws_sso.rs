@@ -86,16 +86,7 @@ fn concurrent_logins_share_one_device_flow_and_the_aws_cli_can_use_the_result() 
     let t = sso_world();
     let _daemon = t.world.start_daemon();
     // A browser opener that notes the pages it was asked to open.
-    let bin = t.world.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let opened = t.world.path("opened");
-    std::fs::write(
-        bin.join("xdg-open"),
-        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&bin.join("xdg-open"));
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (opened, path) = t.world.stub_browser();
     let children: Vec<_> = (0..5)
         .map(|_| {
             t.world.spawn_watched(&["login", "dev"], |cmd| {

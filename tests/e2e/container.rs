@@ -54,18 +54,11 @@ fn in_container(world: &World, uid: u32, home: &Path, script: &str) -> (i32, Str
 fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward() {
     let moto = Moto::start();
     let api = ModelApi::start();
-    let world = World::new().with_aws(
-        "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
-        "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
-        &moto.url(),
+    let (world, _daemon) = crate::remote::bedrock_world(
+        &moto,
+        &api,
+        &format!("sources = [\"bedrock\"]\nallow_uids = [{CONTAINER_USER}]\n"),
     );
-    let other = world.counting_command("other", "tok-not-forwarded");
-    world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n{}\n[forwards.dev]\nsources = [\"bedrock\"]\nallow_uids = [{CONTAINER_USER}]\n",
-        api.url(),
-        crate::exec_config("other", &other, ""),
-    ));
-    let _daemon = world.start_daemon();
     crate::forwards::forward_dir(&world, "dev");
     let home = world.path("container-home");
     std::fs::create_dir(&home).unwrap();
@@ -109,13 +102,13 @@ fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward
     assert_eq!(stdout.trim(), host["AccessKeyId"].as_str().unwrap());
 
     // A source the forward does not list, and a uid its allow-list does not name.
-    let (code, stdout, stderr) = in_container(&world, CONTAINER_USER, &home, "credd get other");
+    let (code, stdout, stderr) = in_container(&world, CONTAINER_USER, &home, "credd get gateway");
     assert_ne!(code, 0);
     assert!(
-        stdout.is_empty() && stderr.contains("does not serve `other`"),
+        stdout.is_empty() && stderr.contains("does not serve `gateway`"),
         "{stderr}"
     );
-    assert_eq!(world.runs("other"), 0);
+    assert_eq!(world.runs("gw"), 0);
     let (code, stdout, stderr) = in_container(&world, 1001, &home, "credd get bedrock");
     assert_ne!(code, 0);
     assert!(
@@ -146,16 +139,7 @@ fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
     let config = std::fs::read_to_string(&world.config).unwrap();
     world.write_config(&format!("{config}\n[forwards.dev]\nsources = [\"dev\"]\n"));
     // The host's browser: an opener that notes the pages it was asked to open.
-    let bin = world.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let opened = world.path("opened");
-    std::fs::write(
-        bin.join("xdg-open"),
-        format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&bin.join("xdg-open"));
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (opened, path) = world.stub_browser();
     let _daemon = world.start_daemon_with(|cmd| {
         cmd.env_remove("CREDD_NO_BROWSER").env("PATH", &path);
     });
@@ -212,7 +196,7 @@ fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
 fn the_devcontainer_feature_installs_the_client_and_names_the_forward() {
     let moto = Moto::start();
     let api = ModelApi::start();
-    let (world, _daemon) = crate::remote::bedrock_world(&moto, &api);
+    let (world, _daemon) = crate::remote::bedrock_world(&moto, &api, "sources = [\"bedrock\"]\n");
     crate::forwards::forward_dir(&world, "dev");
     // The Feature as a project holds it, with the client beside its install script.
     let feature = world.path("feature");
@@ -231,10 +215,13 @@ fn the_devcontainer_feature_installs_the_client_and_names_the_forward() {
     let mut options = vec!["-v".to_string(), format!("{}:/feature", feature.display())];
     for pair in args.windows(2).filter(|w| w[0] == "-e") {
         let (name, value) = pair[1].split_once('=').unwrap();
-        if name != "CREDD_FORWARD" {
-            assert_eq!(env[name], value, "{name}");
+        match name {
+            // Its name, and the host user's uid a rootful container's client trusts: in a
+            // devcontainer the user is the host user (updateRemoteUserUID), or root.
+            "CREDD_FORWARD" => assert!(env.contains_key(name)),
+            "CREDD_FORWARD_UID" => {}
+            _ => assert_eq!(env[name], value, "{name}"),
         }
-        assert!(env.contains_key(name), "{name}");
     }
     for (name, value) in env {
         options.extend([
@@ -244,7 +231,7 @@ fn the_devcontainer_feature_installs_the_client_and_names_the_forward() {
     }
     let mount = args
         .windows(2)
-        .find(|w| w[0] == "-v" && w[1].ends_with(":/run/credd"))
+        .find(|w| w[0] == "-v" && w[1].ends_with(":/run/credd:ro"))
         .unwrap();
     options.extend(mount.iter().cloned());
     // The install step in a throwaway layer over the root filesystem, then the client it put

@@ -88,6 +88,12 @@ fn a_forward_serves_its_sources_and_refuses_everything_else() {
         .collect();
     assert_eq!(names, ["gw"]);
     assert!(status.get("forwards").is_none(), "{status}");
+    // The host's paths stay on the host.
+    assert_eq!(status["config_path"], "the config of credd on testhost");
+    assert!(
+        !status.to_string().contains(world.config.to_str().unwrap()),
+        "{status}"
+    );
     // Its proxy socket serves none of the other sources' routes.
     let dir = forward_dir(&world, "dev");
     let (code, answer) = post_on_socket(
@@ -237,4 +243,82 @@ fn a_reload_starts_and_removes_forwards() {
         "tok-forwarded\n"
     );
     assert!(ci.join("aws-config").exists());
+}
+
+#[test]
+fn a_reload_that_takes_a_source_off_a_forward_cuts_its_open_connections() {
+    let (world, _daemon) = forwarding_world("[forwards.dev]\nsources = [\"gw\"]\n");
+    let socket = forward_dir(&world, "dev").join("credd.sock");
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let hello = credd_proto::frame::round_trip(&mut stream, credd_proto::Request::Hello);
+    assert!(
+        matches!(hello, Ok(credd_proto::Response::Hello(_))),
+        "{hello:?}"
+    );
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    world.write_config(&config.replace("sources = [\"gw\"]", "sources = [\"other\"]"));
+    // The forward, started anew, serves `gw` no more...
+    world.eventually(Duration::from_secs(5), "the forward refusing gw", || {
+        credd_in(&world, "dev", &["get", "gw"])
+            .stderr
+            .contains("does not serve `gw`")
+    });
+    // ...and the connection opened before, still within its idle time, was closed with the
+    // old forward: it gets no more of `gw` either.
+    let get = credd_proto::Request::Get {
+        source: "gw".into(),
+        min_valid_secs: None,
+        caller: None,
+        audience: None,
+    };
+    let answer = credd_proto::frame::round_trip(&mut stream, get);
+    assert!(answer.is_err(), "{answer:?}");
+}
+
+#[test]
+fn a_forward_forces_a_refresh_at_most_once_in_thirty_seconds() {
+    let (world, _daemon) = forwarding_world("[forwards.dev]\nsources = [\"gw\"]\n");
+    credd_in(&world, "dev", &["refresh", "gw"]).ok();
+    let again = credd_in(&world, "dev", &["refresh", "gw"]);
+    assert_ne!(again.code, 0);
+    assert!(
+        again.stderr.contains("less than 30s ago"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(world.runs("gw"), 1);
+    // On the host, a refresh is the person's to ask for.
+    world.credd(&["refresh", "gw"]).ok();
+    assert_eq!(world.runs("gw"), 2);
+}
+
+#[test]
+fn a_client_in_a_forward_trusts_no_directory_another_user_made() {
+    let world = World::new();
+    let dir = world.path("planted");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = world
+        .credd_command(&["get", "gw"])
+        .env("CREDD_SOCKET", dir.join("credd.sock"))
+        .env("CREDD_FORWARD", "dev@laptop")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("belongs to uid {NOBODY}")),
+        "{stderr}"
+    );
+    // The host user's uid, as container-args names it, is trusted; nobody else's.
+    let out = world
+        .credd_command(&["get", "gw"])
+        .env("CREDD_SOCKET", dir.join("credd.sock"))
+        .env("CREDD_FORWARD", "dev@laptop")
+        .env("CREDD_FORWARD_UID", NOBODY.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is gone"), "{stderr}");
 }

@@ -11,9 +11,14 @@ use credd_tests::model_api::{self, ModelApi};
 use credd_tests::peers::Moto;
 use credd_tests::sshd::{self, Sshd};
 
-/// A world whose aws source `bedrock` (a role moto issues, proxied to `api`) and exec source
-/// `gateway` are served by the forward `dev`, its daemon running.
-pub(crate) fn bedrock_world(moto: &Moto, api: &ModelApi) -> (World, credd_tests::world::Daemon) {
+/// A world with an aws source `bedrock` (a role moto issues, proxied to `api`), an exec source
+/// `gateway` (its command `gw`), and the forward `dev` (`forward`: its table's body), its
+/// daemon running.
+pub(crate) fn bedrock_world(
+    moto: &Moto,
+    api: &ModelApi,
+    forward: &str,
+) -> (World, credd_tests::world::Daemon) {
     let world = World::new().with_aws(
         "[profile base]\nregion = us-east-1\n\n[profile bedrock]\nregion = us-east-1\nrole_arn = arn:aws:iam::123456789012:role/bedrock-user\nsource_profile = base\n",
         "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
@@ -21,7 +26,7 @@ pub(crate) fn bedrock_world(moto: &Moto, api: &ModelApi) -> (World, credd_tests:
     );
     let gateway = world.counting_command("gw", "sk-forwarded-gateway");
     world.write_config(&format!(
-        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n{}\n[forwards.dev]\nsources = [\"bedrock\", \"gateway\"]\n",
+        "[sources.bedrock]\nkind = \"aws\"\nprofile = \"bedrock\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n\n{}\n[forwards.dev]\n{forward}",
         api.url(),
         crate::exec_config("gateway", &gateway, ""),
     ));
@@ -47,7 +52,7 @@ fn credd_ssh(world: &World, sshd: &Sshd, home: &Path, script: &str) -> credd_tes
 fn claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh() {
     let moto = Moto::start();
     let api = ModelApi::start();
-    let (world, _daemon) = bedrock_world(&moto, &api);
+    let (world, _daemon) = bedrock_world(&moto, &api, "sources = [\"bedrock\", \"gateway\"]\n");
     let sshd = Sshd::start(world.dir.path());
     let name = world
         .dir

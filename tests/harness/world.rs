@@ -154,6 +154,22 @@ impl World {
             .unwrap_or(0)
     }
 
+    /// A browser opener (`xdg-open` in a directory of its own) that notes each page it is
+    /// asked to open: the file it notes them in, and a PATH that finds it first.
+    pub fn stub_browser(&self) -> (PathBuf, String) {
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let opened = self.path("opened");
+        std::fs::write(
+            bin.join("xdg-open"),
+            format!("#!/bin/sh\necho \"$1\" >> '{}'\n", opened.display()),
+        )
+        .unwrap();
+        make_executable(&bin.join("xdg-open"));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        (opened, path)
+    }
+
     /// A `credd` command in this world, not yet run.
     pub fn credd_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(crate::bin("credd"));

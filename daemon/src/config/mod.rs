@@ -122,6 +122,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     for (name, forward) in &config.forwards {
         let table = text.find(&format!("[forwards.{name}]")).unwrap_or(0);
+        if name.starts_with('.') {
+            return Err(at(
+                table,
+                format!(
+                    "forward `{name}`: a forward's name names its directory, and may not start with `.`"
+                ),
+            ));
+        }
         if forward.sources.is_empty() {
             return Err(at(
                 table,
@@ -245,6 +253,8 @@ timeout = "30s"
         let err = parse_str(&format!("{base}\n[forwards.dev]\nsources = [\"h\"]\n")).unwrap_err();
         assert!(err.message.contains("source `h`"), "{err}");
         assert_eq!(err.line, 5, "{err}");
+        let err = parse_str(&format!("{base}[forwards.\"..\"]\nsources = [\"g\"]\n")).unwrap_err();
+        assert!(err.message.contains("may not start with `.`"), "{err}");
         let err = parse_str(&format!("{base}[forwards.dev]\nsources = []\n")).unwrap_err();
         assert!(err.message.contains("serves no sources"), "{err}");
         let err = parse_str(&format!("{base}[forwards.\"a/b\"]\nsources = [\"g\"]\n")).unwrap_err();

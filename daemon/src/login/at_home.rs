@@ -6,6 +6,7 @@
 //! (gcloud, az, aws login) needs this machine's terminal: the caller is told to run it here,
 //! and the desktop says so too.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -34,10 +35,12 @@ pub fn at_home(
         LoginPrompt::MfaCode { .. } => Response::LoginPrompt(prompt),
         LoginPrompt::Command { command, .. } => {
             let tool = command.first().cloned().unwrap_or_default();
-            crate::notify::alert(
-                format!("credd: `{name}` needs a login"),
-                format!("A container or remote asked for it: run `credd login {name}` here."),
-            );
+            if first_ask_in_a_while(name, slot.now()) {
+                crate::notify::alert(
+                    format!("credd: `{name}` needs a login"),
+                    format!("A container or remote asked for it: run `credd login {name}` here."),
+                );
+            }
             Response::error(
                 ErrorKind::NeedsLogin,
                 format!(
@@ -46,6 +49,24 @@ pub fn at_home(
             )
         }
     }
+}
+
+/// How often the desktop is told that a forward asks for a login it cannot run.
+const ALERT_EVERY: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// Whether source `name`'s forwarded login was not asked for within [`ALERT_EVERY`] (noting
+/// it now): the other side may ask in a loop, the desktop hears of it once.
+fn first_ask_in_a_while(name: &str, now: std::time::SystemTime) -> bool {
+    static ASKED: std::sync::Mutex<BTreeMap<String, std::time::SystemTime>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut asked = ASKED.lock().unwrap_or_else(|p| p.into_inner());
+    let recent = asked
+        .get(name)
+        .is_some_and(|at| now.duration_since(*at).unwrap_or_default() < ALERT_EVERY);
+    if !recent {
+        asked.insert(name.to_string(), now);
+    }
+    !recent
 }
 
 /// Opens the device login's page in this machine's browser, unless someone (a local `credd

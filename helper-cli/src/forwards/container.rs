@@ -1,6 +1,6 @@
 //! A forward in a container: `credd container-args` prints what `docker run` or `podman run`
-//! needs (the forward's directory mounted at [`CONTAINER_DIR`], the client binary, and the
-//! environment), and `credd setup devcontainer` merges the same into a project's
+//! needs (the forward's directory mounted read-only at [`CONTAINER_DIR`], the client binary,
+//! and the environment, with the host user's uid for the client's trust in the mount), and `credd setup devcontainer` merges the same into a project's
 //! `.devcontainer/devcontainer.json`, with the care `setup` takes of settings files (no
 //! symbolic links, a backup, the change shown).
 //!
@@ -27,11 +27,17 @@ pub fn args(forward: Option<&str>, client: bool) -> Result<String, Failure> {
         words.push("-v".to_string());
         words.push(format!("{source}:{target}{options}"));
     };
-    mount(&forward.dir, CONTAINER_DIR, "");
+    // Read-only: the container connects to the sockets, and changes nothing the host (or a
+    // remote that `credd ssh` carries the forward to) reads there.
+    mount(&forward.dir, CONTAINER_DIR, ":ro");
     if client {
         mount(&this_client()?, CLIENT_IN_CONTAINER, ":ro");
     }
-    for (name, value) in super::environment(&forward, CONTAINER_DIR) {
+    let host_user = credd_proto::paths::effective_uid().to_string();
+    for (name, value) in super::environment(&forward, CONTAINER_DIR)
+        .into_iter()
+        .chain([(credd_proto::forward::FORWARD_UID_ENV, host_user)])
+    {
         words.push("-e".to_string());
         words.push(format!("{name}={value}"));
     }
@@ -142,7 +148,7 @@ fn with_forward(
     client: &str,
 ) -> Map<String, Value> {
     let ours = [
-        format!("source={source},target={CONTAINER_DIR},type=bind"),
+        format!("source={source},target={CONTAINER_DIR},type=bind,readonly"),
         format!("source={client},target={CLIENT_IN_CONTAINER},type=bind,readonly"),
     ];
     let targets = [

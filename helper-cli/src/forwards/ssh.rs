@@ -11,7 +11,7 @@
 //! prints the static alternative for `~/.ssh/config`, which does need both.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use credd_proto::ForwardStatus;
 use credd_proto::forward::{AWS_CONFIG_FILE, PROXY_SOCKET_FILE, SOCKET_FILE};
@@ -30,6 +30,9 @@ pub fn run(
     command: &[String],
 ) -> Result<u8, Failure> {
     let forward = super::pick(forward)?;
+    for socket in [&forward.socket, &forward.proxy_socket] {
+        ours(Path::new(socket))?;
+    }
     let control_dir = control_dir()?;
     let control = control_dir.path.join("ssh");
     let ssh = |extra: &[&str]| {
@@ -37,35 +40,30 @@ pub fn run(
         cmd.arg("-S").arg(&control).args(options).args(extra);
         cmd
     };
-    // One authentication: a master in the background that the rest goes through.
-    let status = ssh(&["-M", "-f", "-N", "-o", "ControlPersist=no", "--", host])
-        .stdin(Stdio::inherit())
-        .status()
-        .map_err(|e| cannot_run_ssh(&e))?;
-    if !status.success() {
-        return Err(Failure::new(
-            Exit::Unreachable,
-            format!("ssh could not connect to {host} ({status}); see its message above"),
-        ));
-    }
-    let master = Master {
-        control: control.clone(),
-        host: host.to_string(),
-        options: options.to_vec(),
-    };
+    // One authentication: a master the rest goes through, which ends with this process.
+    let mut master = Master::start(
+        ssh(&["-M", "-n", "-N", "-o", "ControlPersist=no", "--", host]),
+        &control,
+        host,
+        options,
+    )?;
     let session = format!("{}-{}", forward.name, std::process::id());
     let prepare = format!(
         "umask 077 && mkdir -p \"$HOME/{REMOTE_BASE}\" && chmod 700 \"$HOME/.credd\" \"$HOME/{REMOTE_BASE}\" && d=\"$HOME/{REMOTE_BASE}/{session}\" && rm -rf \"$d\" && mkdir \"$d\" && cat > \"$d/{AWS_CONFIG_FILE}\" && printf %s \"$d\""
     );
-    let aws_config =
-        std::fs::read(Path::new(&forward.dir).join(AWS_CONFIG_FILE)).unwrap_or_default();
-    let remote_dir = remote_output(ssh(&["--", host, &prepare]), &aws_config)?;
-    if remote_dir.is_empty() || remote_dir.chars().any(|c| c.is_control() || c == '\'') {
+    let aws_config = forward.aws_config.clone().unwrap_or_default();
+    let remote_dir = remote_output(ssh(&["--", host, &prepare]), aws_config.as_bytes())?;
+    let expected_end = format!("/{REMOTE_BASE}/{session}");
+    if !remote_dir.starts_with('/')
+        || !remote_dir.ends_with(&expected_end)
+        || remote_dir.chars().any(|c| c.is_control() || c == '\'')
+    {
         return Err(Failure::new(
             Exit::Unreachable,
             format!("the remote did not make a directory for the forward (it said `{remote_dir}`)"),
         ));
     }
+    master.remote_dir = Some(remote_dir.clone());
     let forwarded = ssh(&[
         "-O",
         "forward",
@@ -80,7 +78,6 @@ pub fn run(
     .status()
     .map_err(|e| cannot_run_ssh(&e))?;
     if !forwarded.success() {
-        master.clean(&remote_dir);
         return Err(Failure::new(
             Exit::Unreachable,
             format!(
@@ -93,8 +90,35 @@ pub fn run(
     let status = ssh(&[tty, "--", host, &remote_command])
         .status()
         .map_err(|e| cannot_run_ssh(&e))?;
-    master.clean(&remote_dir);
+    drop(master);
     Ok(status.code().map_or(1, |c| u8::try_from(c).unwrap_or(1)))
+}
+
+/// Checks that `socket`, which ssh is to carry, is a socket of this user's (the daemon's),
+/// not a link or a file someone put there.
+fn ours(socket: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let meta = std::fs::symlink_metadata(socket).map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!("cannot look at {}: {e}", socket.display()),
+            )
+        })?;
+        if !meta.file_type().is_socket() || meta.uid() != credd_proto::paths::effective_uid() {
+            return Err(Failure::new(
+                Exit::Unreachable,
+                format!(
+                    "{} is not credd-daemon's socket; not forwarding it",
+                    socket.display()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = socket;
+    Ok(())
 }
 
 /// The command line the remote's shell runs: the environment, then COMMAND (joined as ssh
@@ -112,28 +136,95 @@ fn remote_command(forward: &ForwardStatus, remote_dir: &str, command: &[String])
     format!("export {}; {run}", exports.join(" "))
 }
 
-/// The control master; [`Master::clean`] removes the session's directory and closes it.
+/// The control master, a child of this process: when it is dropped (the session over, or an
+/// error on the way), the session's directory on the remote is removed and the connection
+/// closed; and it dies with this process whatever ends it (`PR_SET_PDEATHSIG` on Linux), so a
+/// forward never outlives its `credd ssh`.
 struct Master {
+    child: Child,
     control: PathBuf,
     host: String,
     options: Vec<String>,
+    remote_dir: Option<String>,
 }
 
 impl Master {
-    fn clean(&self, remote_dir: &str) {
-        let ssh = |extra: &[&str]| {
-            let mut cmd = Command::new("ssh");
-            cmd.arg("-S")
-                .arg(&self.control)
-                .args(&self.options)
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            cmd
+    /// Starts `cmd` (`ssh -M ...`) and waits until the connection is up (the person may be
+    /// typing a password meanwhile).
+    fn start(
+        mut cmd: Command,
+        control: &Path,
+        host: &str,
+        options: &[String],
+    ) -> Result<Master, Failure> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe and touches no memory of the parent's.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().map_err(|e| cannot_run_ssh(&e))?;
+        let mut master = Master {
+            child,
+            control: control.to_path_buf(),
+            host: host.to_string(),
+            options: options.to_vec(),
+            remote_dir: None,
         };
-        let _ = ssh(&["--", &self.host, &format!("rm -rf '{remote_dir}'")]).status();
-        let _ = ssh(&["-O", "exit", "--", &self.host]).status();
+        loop {
+            if let Ok(Some(status)) = master.child.try_wait() {
+                return Err(Failure::new(
+                    Exit::Unreachable,
+                    format!("ssh could not connect to {host} ({status}); see its message above"),
+                ));
+            }
+            if master.quiet(&["-O", "check"]).is_ok_and(|s| s.success()) {
+                return Ok(master);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// `ssh -S CONTROL OPTIONS EXTRA -- HOST [COMMAND]`, quietly.
+    fn quiet(&self, extra: &[&str]) -> std::io::Result<std::process::ExitStatus> {
+        self.quiet_with(extra, None)
+    }
+
+    fn quiet_with(
+        &self,
+        extra: &[&str],
+        command: Option<&str>,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("ssh")
+            .arg("-S")
+            .arg(&self.control)
+            .args(&self.options)
+            .args(extra)
+            .arg("--")
+            .arg(&self.host)
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.remote_dir {
+            let _ = self.quiet_with(&[], Some(&format!("rm -rf '{dir}'")));
+        }
+        let _ = self.quiet(&["-O", "exit"]);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

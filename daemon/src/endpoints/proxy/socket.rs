@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 
 use credd_proto::proxy_route::{HOST_SUFFIX, source_of_host};
 
-use super::{MAX_STREAMS, Proxy};
+use super::Proxy;
 use crate::endpoints::{Body, EndpointResponse, peer};
 use crate::scope::Forward;
 
@@ -63,12 +63,19 @@ pub fn bind(path: &Path, shared: bool) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Serves the socket until the task is dropped: every source's routes, or through a forward
-/// (`scope`) its sources' alone, to the users it allows.
-pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>, scope: Option<Arc<Forward>>) {
-    let served = Arc::new(Semaphore::new(MAX_STREAMS));
+/// Serves the socket until the task is dropped (and with it every connection open on it):
+/// every source's routes, or through a forward (`scope`) its sources' alone, to the users it
+/// allows. Each connection holds one of `served`.
+pub async fn serve(
+    listener: UnixListener,
+    routes: Arc<dyn Routes>,
+    scope: Option<Arc<Forward>>,
+    served: Arc<Semaphore>,
+) {
     let refusals = Arc::new(peer::RefusalLog::default());
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -85,15 +92,12 @@ pub async fn serve(listener: UnixListener, routes: Arc<dyn Routes>, scope: Optio
             (uid, peer::Verdict::Serve) => uid,
         };
         let Ok(serving) = served.clone().try_acquire_owned() else {
-            refusals.refused(
-                "proxy socket",
-                &format!("{MAX_STREAMS} connections are open already"),
-            );
+            refusals.refused("proxy socket", "its connections are all in use");
             continue;
         };
         let routes = routes.clone();
         let scope = scope.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _counted = scope.as_ref().map(|forward| forward.connection(uid));
             serve_connection(stream, routes, scope).await;
             drop(serving);
