@@ -52,6 +52,11 @@ fn in_container(world: &World, uid: u32, home: &Path, script: &str) -> (i32, Str
 
 #[test]
 fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward() {
+    if !credd_tests::other_user::available(
+        "claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward",
+    ) {
+        return;
+    }
     let moto = Moto::start();
     let api = ModelApi::start();
     let (world, _daemon) = crate::remote::bedrock_world(
@@ -134,6 +139,11 @@ fn claude_code_and_boto3_in_a_container_get_credentials_only_through_the_forward
 
 #[test]
 fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
+    if !credd_tests::other_user::available(
+        "a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller",
+    ) {
+        return;
+    }
     let t = crate::aws_sso::sso_world();
     let world = &t.world;
     let config = std::fs::read_to_string(&world.config).unwrap();
@@ -194,6 +204,11 @@ fn a_login_asked_in_a_container_runs_once_on_the_host_with_a_local_caller() {
 
 #[test]
 fn the_devcontainer_feature_installs_the_client_and_names_the_forward() {
+    if !credd_tests::other_user::available(
+        "the_devcontainer_feature_installs_the_client_and_names_the_forward",
+    ) {
+        return;
+    }
     let moto = Moto::start();
     let api = ModelApi::start();
     let (world, _daemon) = crate::remote::bedrock_world(&moto, &api, "sources = [\"bedrock\"]\n");

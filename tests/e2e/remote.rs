@@ -50,6 +50,11 @@ fn credd_ssh(world: &World, sshd: &Sshd, home: &Path, script: &str) -> credd_tes
 
 #[test]
 fn claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh() {
+    if !credd_tests::other_user::available(
+        "claude_code_and_boto3_on_a_remote_get_credentials_through_credd_ssh",
+    ) {
+        return;
+    }
     let moto = Moto::start();
     let api = ModelApi::start();
     let (world, _daemon) = bedrock_world(&moto, &api, "sources = [\"bedrock\", \"gateway\"]\n");
