@@ -20,6 +20,19 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Write a config from the sign-ins this machine already has: AWS profiles, a gcloud
+    /// login, `az login`. Asks which to use on a terminal; --yes takes them all.
+    ///
+    /// Nothing is signed in to or fetched while looking, and no secret goes into the config
+    /// (profiles and kinds only). Run again, it changes nothing that is already right; a config
+    /// edited since is replaced only after you see the diff and say yes (its old text is kept
+    /// under ~/.local/state/credd/backups/). Offers `credd setup claude-code` for the provider
+    /// Claude Code is set up for.
+    Init {
+        /// Use every sign-in found, without asking.
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// Print a credential for SOURCE (starting credd-daemon if none is running).
     Get {
         /// The source's name in the config ([sources.NAME]).
@@ -225,6 +238,24 @@ pub struct ClaudeCode {
     /// Print what would change, without writing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+impl ClaudeCode {
+    /// The plain setup of `source`: user settings, the source's default route.
+    pub fn for_source(source: &str) -> ClaudeCode {
+        ClaudeCode {
+            source: Some(source.to_string()),
+            user: false,
+            project: None,
+            via: None,
+            base_url: None,
+            region: None,
+            statusline: false,
+            shell_profile: None,
+            tcp: false,
+            dry_run: false,
+        }
+    }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -9,10 +9,12 @@ mod caller;
 mod claude_env;
 mod cli;
 mod connection;
+mod discovery;
 mod doctor;
 mod endpoint_probe;
 mod failure;
 mod forwards;
+mod init;
 mod local_users;
 mod login;
 mod output;
@@ -141,6 +143,7 @@ fn run(command: Command) -> Result<String, Failure> {
                 other => Err(unexpected(other)),
             }
         }
+        Command::Init { yes } => init::run(yes),
         Command::Refresh { source } => done(ask(Request::Refresh { source }, true)?),
         Command::Logout { source } => done(ask(Request::Logout { source }, true)?),
         Command::Login { source } => login::run(source),

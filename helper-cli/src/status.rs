@@ -23,10 +23,7 @@ pub fn render(report: &StatusReport) -> String {
         );
     }
     if report.sources.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nno sources configured; add a [sources.NAME] table to the config"
-        );
+        found_lines(&mut out, &crate::discovery::discover());
         return out;
     }
     let header = [
@@ -114,6 +111,34 @@ pub fn render(report: &StatusReport) -> String {
         forward_lines(&mut out, forward, report.now);
     }
     out
+}
+
+/// With no sources yet: the sign-ins found on this machine, and the command that adopts them.
+fn found_lines(out: &mut String, found: &crate::discovery::Discovery) {
+    let _ = writeln!(out, "\nno sources configured yet.");
+    if !found.found.is_empty() {
+        let _ = writeln!(out, "Found on this machine:");
+        for f in &found.found {
+            let _ = writeln!(out, "  {} (as the source `{}`)", f.what, f.name);
+        }
+    }
+    if let Some((provider, _)) = &found.claude {
+        let _ = writeln!(out, "  Claude Code, set up for {provider}");
+    }
+    for (what, problem) in &found.problems {
+        let _ = writeln!(out, "  not read: {what} {problem}");
+    }
+    if found.found.is_empty() {
+        let _ = writeln!(
+            out,
+            "Add a [sources.NAME] table to the config (docs/sources.md has one of each kind)."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Run `credd init` to use them (`credd init --yes` takes them all)."
+        );
+    }
 }
 
 /// A forward: what it serves, to whom, and whether anything uses it.

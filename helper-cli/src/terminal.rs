@@ -46,6 +46,15 @@ pub fn confirm(question: &str) -> Result<Option<bool>, String> {
     )))
 }
 
+/// Asks `question` on the terminal, when a person at it is waiting for us, and returns the
+/// line typed; `None` when there is nobody to ask.
+pub fn ask_line(question: &str) -> Result<Option<String>, String> {
+    let Some(tty) = terminal_of_our_own()? else {
+        return Ok(None);
+    };
+    ask_on_terminal(&tty, question).map(Some)
+}
+
 /// The controlling terminal, when a person at it is waiting for us: not when Claude Code runs
 /// us (its variables are in our environment), and only when our process group is the
 /// terminal's foreground group and the terminal reads whole lines (a full-screen program such

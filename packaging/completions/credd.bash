@@ -28,6 +28,9 @@ _credd() {
             credd,get)
                 cmd="credd__subcmd__get"
                 ;;
+            credd,init)
+                cmd="credd__subcmd__init"
+                ;;
             credd,login)
                 cmd="credd__subcmd__login"
                 ;;
@@ -71,7 +74,7 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version get refresh login logout status stop start env doctor service setup ssh ssh-config container-args"
+            opts="-h -V --help --version init get refresh login logout status stop start env doctor service setup ssh ssh-config container-args"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -161,6 +164,20 @@ _credd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__init)
+            opts="-y -h --yes --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -26,6 +26,7 @@ end
 
 complete -c credd -n "__fish_credd_needs_command" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_needs_command" -s V -l version -d 'Print version'
+complete -c credd -n "__fish_credd_needs_command" -f -a "init" -d 'Write a config from the sign-ins this machine already has: AWS profiles, a gcloud login, `az login`. Asks which to use on a terminal; --yes takes them all'
 complete -c credd -n "__fish_credd_needs_command" -f -a "get" -d 'Print a credential for SOURCE (starting credd-daemon if none is running)'
 complete -c credd -n "__fish_credd_needs_command" -f -a "refresh" -d 'Fetch a new credential for SOURCE now, whatever the cache holds'
 complete -c credd -n "__fish_credd_needs_command" -f -a "login" -d 'Sign in to SOURCE if it needs it, for Claude Code\'s awsAuthRefresh and gcpAuthRefresh'
@@ -40,6 +41,8 @@ complete -c credd -n "__fish_credd_needs_command" -f -a "setup" -d 'Write the se
 complete -c credd -n "__fish_credd_needs_command" -f -a "ssh" -d 'Run a shell (or COMMAND) on HOST over ssh, with a forward\'s sockets carried there: `credd`, Claude Code and the AWS SDKs on HOST get credentials from this machine\'s credd, and none is copied there'
 complete -c credd -n "__fish_credd_needs_command" -f -a "ssh-config" -d 'Print the ~/.ssh/config lines that forward a forward\'s sockets on every connection to HOST (RemoteForward, SetEnv), with what the server\'s sshd_config needs for them'
 complete -c credd -n "__fish_credd_needs_command" -f -a "container-args" -d 'Print the arguments that give a container a forward: `docker run $(credd container-args dev) IMAGE` (or podman)'
+complete -c credd -n "__fish_credd_using_subcommand init" -s y -l yes -d 'Use every sign-in found, without asking'
+complete -c credd -n "__fish_credd_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand get" -s f -l format -d 'How to print it' -r -f -a "token\t'The secret alone (apiKeyHelper, gateways)'
 json\t'The whole credential with its metadata'
 aws\t'{"Credentials":{AccessKeyId,...,Expiration}} (Claude Code\'s awsCredentialExport)'

@@ -22,6 +22,7 @@ mod gcp_source;
 mod helper_hooks;
 mod hostile_upstream;
 mod impostors;
+mod init;
 mod keyring;
 mod layering;
 mod lifecycle;

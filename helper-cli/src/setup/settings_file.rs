@@ -254,7 +254,7 @@ fn shown(key: &str, value: &Value) -> String {
 ///
 /// With `make`, the directory it goes in is made private (0700, as every directory made on the
 /// way there).
-fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
+pub fn backup_path(path: &Path, make: bool) -> std::io::Result<PathBuf> {
     let root = credd_proto::paths::state_dir().join("backups");
     // (The settings file's directory exists by now: it is made before the backup is taken.)
     let dir = path.parent().unwrap_or(Path::new(".")).canonicalize()?;
