@@ -153,7 +153,7 @@ fn choose(found: &[Found], yes: bool) -> Result<Vec<&Found>, Failure> {
         return Ok(found.iter().collect());
     }
     answer
-        .split([' ', ','])
+        .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|w| !w.is_empty())
         .map(|w| {
             w.parse::<usize>()

@@ -47,7 +47,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 /// Runs the Python `script` (which drives `credd` on a pseudo-terminal) in `world` with the
 /// credd binary and `arg`: (exit code, what the terminal showed).
-fn run_on_a_terminal(world: &World, script: &str, arg: &str) -> (i32, String) {
+pub(crate) fn run_on_a_terminal(world: &World, script: &str, arg: &str) -> (i32, String) {
     let mut cmd = Command::new(peers::python());
     world.isolate(&mut cmd);
     let credd = credd_tests::bin("credd");

@@ -197,3 +197,76 @@ fn files_init_cannot_read_are_named_and_nothing_is_written() {
         "{ not json"
     );
 }
+
+/// Drives `credd ARGS...` on a pseudo-terminal: the argument is JSON, `{"args": [...],
+/// "answers": [[prompt, typed], ...]}`: each answer typed once its prompt has been shown.
+const ON_A_TERMINAL: &str = r#"
+import json, os, pty, sys
+credd, plan = sys.argv[1], json.loads(sys.argv[2])
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(credd, [credd] + plan["args"])
+out = b""
+def read():
+    global out
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        return False
+    out += chunk
+    return bool(chunk)
+for prompt, typed in plan["answers"]:
+    while prompt.encode() not in out:
+        if not read():
+            break
+    os.write(fd, typed.encode() + b"\n")
+while read():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn init_on_a_terminal_asks_which_sign_ins_and_whether_to_set_up_claude_code() {
+    let moto = Moto::start();
+    let world = World::new().with_aws(
+        AWS_CONFIG,
+        "[base]\naws_access_key_id = AKIACREDDLONGTERM012\naws_secret_access_key = long-term-secret\n",
+        &moto.url(),
+    );
+    std::fs::create_dir_all(world.home.join(".claude")).unwrap();
+    std::fs::write(
+        world.home.join(".claude/settings.json"),
+        r#"{"env": {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_PROFILE": "admin", "AWS_REGION": "us-east-1"}}"#,
+    )
+    .unwrap();
+    let plan = serde_json::json!({
+        "args": ["init"],
+        "answers": [["Use which?", "3"], ["now? [y/N]", "y"]],
+    });
+    let (code, shown) = crate::aws_mfa::run_on_a_terminal(&world, ON_A_TERMINAL, &plan.to_string());
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("1. AWS profile `dev`: SSO"), "{shown}");
+    assert!(
+        shown.contains("3. AWS profile `admin`: the role"),
+        "{shown}"
+    );
+    // Only the one picked.
+    let config = std::fs::read_to_string(&world.config).unwrap();
+    assert!(config.contains("[sources.admin]"), "{config}");
+    assert!(
+        !config.contains("[sources.dev]") && !config.contains("[sources.base]"),
+        "{config}"
+    );
+    // And Claude Code set up for it.
+    let settings = std::fs::read_to_string(world.home.join(".claude/settings.json")).unwrap();
+    assert!(settings.contains("get admin --format aws"), "{settings}");
+    let admin = world
+        .credd(&["get", "admin", "--format", "aws-process"])
+        .json();
+    assert!(
+        admin["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
+        "{admin}"
+    );
+}
