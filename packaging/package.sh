@@ -7,8 +7,11 @@
 #   sh packaging/package.sh            # then: sudo apt install ./target/package/credd_*.deb
 set -eu
 cd "$(dirname "$0")/.."
+# The files installed are read by everyone: not private, whatever the caller's umask.
+umask 022
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+[ -n "$version" ] || { echo "package.sh: no version in Cargo.toml" >&2; exit 1; }
 echo "==> building credd-daemon"
 cargo build --locked --release -p credd-daemon
 target="$(sh packaging/static-client-target.sh)"
@@ -24,7 +27,7 @@ fi
 
 out="$PWD/target/package"
 root="$out/root"
-rm -rf "$root"
+rm -rf "$out"
 mkdir -p "$root/usr/bin" "$root/usr/lib/systemd/user" "$root/usr/share/man/man1" \
     "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
     "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/doc/credd"
@@ -56,7 +59,7 @@ Package: credd
 Version: $version
 Architecture: $debarch
 Maintainer: credd <credd@users.noreply.github.com>
-Depends: libc6
+Depends: libc6 (>= 2.34), libgcc-s1
 Section: utils
 Priority: optional
 Homepage: https://github.com/credd/credd

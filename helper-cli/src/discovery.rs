@@ -1,14 +1,12 @@
 //! The sign-ins this machine already has, found without signing in, calling an upstream or
 //! keeping a secret: `~/.aws/config` profiles (what kind each is, from its keys' names), the
-//! gcloud Application Default Credentials file (its `type`), an `az login` (`az account show`,
-//! which reads the CLI's own files), and what Claude Code is set up for. `credd status` lists
+//! gcloud Application Default Credentials file (its `type`), an `az login` (the CLI's own profile
+//! file), and what Claude Code is set up for. `credd status` lists
 //! them when the config has no sources yet, and `credd init` turns them into one.
 //!
 //! A file that cannot be read or parsed is named with what is wrong, and nothing of it is used.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -35,6 +33,20 @@ pub struct Discovery {
     pub claude: Option<(String, Option<String>)>,
 }
 
+impl Discovery {
+    /// Adds `found` under a name no other has, its description on one line.
+    fn add(&mut self, mut found: Found) {
+        found.what = one_line(&found.what);
+        let base = found.name.clone();
+        let mut n = 1;
+        while self.found.iter().any(|f| f.name == found.name) {
+            n += 1;
+            found.name = format!("{base}-{n}");
+        }
+        self.found.push(found);
+    }
+}
+
 pub fn discover() -> Discovery {
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -42,7 +54,7 @@ pub fn discover() -> Discovery {
     let mut d = Discovery::default();
     aws(&home, &mut d);
     gcloud(&home, &mut d);
-    azure(&mut d);
+    azure(&home, &mut d);
     claude(&home, &mut d);
     d
 }
@@ -54,20 +66,49 @@ fn env_path(var: &str, default: PathBuf) -> PathBuf {
         .unwrap_or(default)
 }
 
-/// A source name from a profile's: the characters a source name may hold.
+/// A source name from a profile's: letters, digits, `-` and `_` (no `.`, which a TOML table
+/// header would read as nesting).
 fn source_name(profile: &str) -> String {
-    profile
+    let name: String = profile
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            if c.is_ascii_alphanumeric() || c == '_' {
                 c
             } else {
                 '-'
             }
         })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_string()
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() {
+        "aws".to_string()
+    } else {
+        name
+    }
+}
+
+/// `text` on one line, for a person and for a `#` comment of the config: no control
+/// character (a newline from a file or a tool's output would start a TOML line of its own),
+/// whitespace squeezed.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` as a TOML basic string's contents.
+fn toml_escaped(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A section's name, and its keys with the values kept.
@@ -120,7 +161,6 @@ fn aws(home: &Path, d: &mut Discovery) {
         "source_profile",
         "credential_source",
         "login_session",
-        "credential_process",
         "region",
         "sso_account_id",
         "sso_role_name",
@@ -171,18 +211,17 @@ fn aws(home: &Path, d: &mut Discovery) {
             }
         } else if let Some(session) = get("login_session") {
             format!("an `aws login` session ({session})")
-        } else if get("credential_process").is_some() {
+        } else if keys.iter().any(|(k, _)| k == "credential_process") {
             "a credential_process".to_string()
         } else if get("aws_access_key_id").is_some() || keyed.contains(&profile) {
             "long-term keys".to_string()
         } else {
             continue;
         };
-        let name = source_name(&profile);
-        d.found.push(Found {
-            table: format!("kind = \"aws\"\nprofile = \"{profile}\"\n"),
+        d.add(Found {
+            table: format!("kind = \"aws\"\nprofile = \"{}\"\n", toml_escaped(&profile)),
             what: format!("AWS profile `{profile}`: {what}"),
-            name,
+            name: source_name(&profile),
             kind: "aws",
         });
     }
@@ -233,7 +272,7 @@ fn gcloud(home: &Path, d: &mut Discovery) {
             return;
         }
     };
-    d.found.push(Found {
+    d.add(Found {
         name: "gcp".into(),
         what: format!("Google Application Default Credentials: {what}"),
         table: "kind = \"gcp\"\n".into(),
@@ -241,26 +280,50 @@ fn gcloud(home: &Path, d: &mut Discovery) {
     });
 }
 
-fn azure(d: &mut Discovery) {
-    let Some(out) = run_bounded(
-        Command::new("az").args(["account", "show", "--output", "json"]),
-        Duration::from_secs(20),
-    ) else {
+/// An `az login`: the Azure CLI's own profile file (`azureProfile.json`, where `az account
+/// show` reads the default subscription), read here rather than running `az`, which is slow
+/// to start and may send telemetry.
+fn azure(home: &Path, d: &mut Discovery) {
+    let path = env_path("AZURE_CONFIG_DIR", home.join(".azure")).join("azureProfile.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            d.problems
+                .push((path.display().to_string(), format!("cannot be read: {e}")));
+            return;
+        }
+    };
+    // The CLI writes it with a byte-order mark.
+    let text = String::from_utf8_lossy(&bytes);
+    let profile: Value = match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
+        Ok(profile) => profile,
+        Err(e) => {
+            d.problems.push((
+                path.display().to_string(),
+                format!("is not valid JSON ({e})"),
+            ));
+            return;
+        }
+    };
+    let subscriptions = profile["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let Some(account) = subscriptions
+        .iter()
+        .find(|s| s["isDefault"] == true)
+        .or(subscriptions.first())
+    else {
         return;
     };
-    let Ok(account) = serde_json::from_slice::<Value>(&out) else {
-        return;
-    };
-    let (Some(user), Some(tenant)) = (
-        account["user"]["name"].as_str(),
-        account["tenantId"].as_str(),
-    ) else {
-        return;
-    };
-    let tenant_ok = tenant
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    d.found.push(Found {
+    let user = account["user"]["name"].as_str().unwrap_or("someone");
+    let tenant = account["tenantId"].as_str().unwrap_or_default();
+    let tenant_ok = !tenant.is_empty()
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    d.add(Found {
         name: "azure".into(),
         what: format!("the Azure CLI, signed in as {user} (tenant {tenant})"),
         table: if tenant_ok {
@@ -270,34 +333,6 @@ fn azure(d: &mut Discovery) {
         },
         kind: "entra",
     });
-}
-
-/// What `cmd` prints when it succeeds within `bound`; `None` when it is not installed, fails
-/// (not signed in) or takes longer.
-fn run_bounded(cmd: &mut Command, bound: Duration) -> Option<Vec<u8>> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + bound;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => {
-                let mut out = Vec::new();
-                std::io::Read::read_to_end(&mut child.stdout.take()?, &mut out).ok()?;
-                return Some(out);
-            }
-            Ok(Some(_)) | Err(_) => return None,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 fn claude(home: &Path, d: &mut Discovery) {
@@ -322,7 +357,12 @@ fn claude(home: &Path, d: &mut Discovery) {
         }
     };
     let env = &settings["env"];
-    let on = |var: &str| env[var].as_str().is_some_and(|v| v == "1" || v == "true");
+    let on = |var: &str| match &env[var] {
+        Value::Bool(on) => *on,
+        Value::Number(n) => n.as_u64().is_some_and(|n| n != 0),
+        Value::String(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
+        _ => false,
+    };
     let (provider, kind) = if on("CLAUDE_CODE_USE_BEDROCK") {
         ("Bedrock", "aws")
     } else if on("CLAUDE_CODE_USE_VERTEX") {
@@ -332,15 +372,19 @@ fn claude(home: &Path, d: &mut Discovery) {
     } else {
         return;
     };
-    // The source for it: the AWS profile it names, else the first of its kind found.
-    let profile = env["AWS_PROFILE"].as_str().map(source_name);
-    let source = d
-        .found
-        .iter()
-        .filter(|f| f.kind == kind)
-        .find(|f| profile.as_deref().is_none_or(|p| f.name == p))
-        .or_else(|| d.found.iter().find(|f| f.kind == kind))
-        .map(|f| f.name.clone());
+    // The source for it: the AWS profile it names (none, when that one was not found), else
+    // `default`, else the first of its kind.
+    let of_kind = || d.found.iter().filter(|f| f.kind == kind);
+    let source = match env["AWS_PROFILE"].as_str().filter(|_| kind == "aws") {
+        Some(profile) => {
+            let named = one_line(&format!("AWS profile `{profile}`:"));
+            of_kind().find(|f| f.what.starts_with(&named))
+        }
+        None => of_kind()
+            .find(|f| f.name == "default")
+            .or_else(|| of_kind().next()),
+    }
+    .map(|f| f.name.clone());
     d.claude = Some((provider.to_string(), source));
 }
 
@@ -391,5 +435,30 @@ mod tests {
                 .contains("line 2")
         );
         assert_eq!(source_name("team/dev prod"), "team-dev-prod");
+        assert_eq!(source_name("team.dev"), "team-dev");
+    }
+
+    #[test]
+    fn nothing_found_can_add_a_line_or_a_table_to_the_config() {
+        let mut d = Discovery::default();
+        for (name, what) in [
+            ("a", "x\n[forwards.f]\nsources = [\"a\"]"),
+            ("a", "y\r\u{1b}[2J"),
+        ] {
+            d.add(Found {
+                name: name.into(),
+                what: what.into(),
+                table: format!(
+                    "kind = \"aws\"\nprofile = \"{}\"\n",
+                    toml_escaped("p\"\n[x]")
+                ),
+                kind: "aws",
+            });
+        }
+        let text = config_text(&d.found.iter().collect::<Vec<_>>());
+        let tables: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+        assert_eq!(tables, ["[sources.a]", "[sources.a-2]"], "{text}");
+        assert!(text.contains(r#"profile = "p\"\u000A[x]""#), "{text}");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
     }
 }

@@ -14,8 +14,16 @@ use crate::discovery::{self, Found};
 use crate::{Exit, Failure, ask, terminal, unexpected};
 
 pub fn run(yes: bool) -> Result<String, Failure> {
+    if let Some(forwarded) = credd_proto::forward::Forwarded::from_env() {
+        return Err(Failure::usage(format!(
+            "this credd uses the forward `{}` of credd on {}; run `credd init` there, where its config is",
+            forwarded.name, forwarded.host
+        )));
+    }
     let report = status()?;
     let config = Path::new(&report.config_path).to_path_buf();
+    // Not through a link (a dotfiles repository's, say): the file would be replaced by one.
+    crate::setup::settings_file::refuse_links(&config, false).map_err(Failure::usage)?;
     let found = discovery::discover();
     let mut out = String::new();
     for (what, problem) in &found.problems {
@@ -44,7 +52,12 @@ pub fn run(yes: bool) -> Result<String, Failure> {
                 "{diff}Replace {} with this (its old text is kept)?",
                 config.display()
             );
-            match (yes, terminal::confirm(&question).map_err(Failure::usage)?) {
+            let answer = if yes {
+                None
+            } else {
+                terminal::confirm(&question).map_err(Failure::usage)?
+            };
+            match (yes, answer) {
                 (false, Some(true)) => {
                     let backup =
                         crate::setup::settings_file::backup_path(&config, true).map_err(|e| {
@@ -72,7 +85,12 @@ pub fn run(yes: bool) -> Result<String, Failure> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = config.parent() {
-                std::fs::create_dir_all(dir)
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder
+                    .create(dir)
                     .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
             }
             write(&config, &text)?;
@@ -152,7 +170,7 @@ fn choose(found: &[Found], yes: bool) -> Result<Vec<&Found>, Failure> {
     if answer.trim().is_empty() {
         return Ok(found.iter().collect());
     }
-    answer
+    let mut chosen: Vec<&Found> = answer
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|w| !w.is_empty())
         .map(|w| {
@@ -162,7 +180,13 @@ fn choose(found: &[Found], yes: bool) -> Result<Vec<&Found>, Failure> {
                 .and_then(|i| found.get(i))
                 .ok_or_else(|| Failure::usage(format!("`{w}` is not one of the numbers shown")))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    chosen.sort_by_key(|f| found.iter().position(|g| g.name == f.name));
+    chosen.dedup_by_key(|f| f.name.clone());
+    if chosen.is_empty() {
+        return Err(Failure::usage("no sign-in chosen; nothing written"));
+    }
+    Ok(chosen)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -173,7 +197,9 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
 /// Asks the daemon (`pid`, this user's) to read its config again.
 fn reload(pid: u32) {
     #[cfg(unix)]
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
+    if let Ok(pid) = libc::pid_t::try_from(pid)
+        && pid > 1
+    {
         // SAFETY: kill has no memory effects; the daemon reloads on SIGHUP.
         unsafe {
             libc::kill(pid, libc::SIGHUP);

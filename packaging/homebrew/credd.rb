@@ -1,5 +1,7 @@
 # Homebrew formula for credd (macOS): builds both binaries from source with Rust.
-#   brew install --HEAD ./packaging/homebrew/credd.rb
+# Homebrew installs formulae from taps only:
+#   brew tap-new you/credd && cp packaging/homebrew/credd.rb "$(brew --repo you/credd)/Formula/"
+#   brew install --HEAD you/credd/credd
 class Credd < Formula
   desc "Caches and refreshes cloud credentials for Claude Code and the cloud SDKs"
   homepage "https://github.com/credd/credd"

@@ -209,8 +209,9 @@ fn workload_identity_presents_the_federated_token_file() {
     assert!(!daemon.log().contains(federated));
 }
 
-/// A stand-in for the Azure CLI: `az account get-access-token` prints what the real one does.
-fn fake_az(world: &World, logged_in_flag: &std::path::Path) -> PathBuf {
+/// A stand-in for the Azure CLI: `az account get-access-token` prints what the real one does,
+/// once `az login` (or the test) has made `logged_in_flag`.
+pub(crate) fn fake_az(world: &World, logged_in_flag: &std::path::Path) -> PathBuf {
     let bin = world.path("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let az = bin.join("az");

@@ -15,33 +15,10 @@ use credd_tests::sso_stub::SsoStub;
 use crate::aws_sso::write_cli_cache;
 use crate::gcp_source::{REFRESH_TOKEN, authorized_user};
 
-const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-
 const AWS_CONFIG: &str = "[profile dev]\nsso_session = corp\nsso_account_id = 111122223333\nsso_role_name = Developer\nregion = us-east-1\n\n\
 [profile base]\nregion = us-east-1\n\n\
 [profile admin]\nrole_arn = arn:aws:iam::123456789012:role/admin\nsource_profile = base\nregion = us-east-1\n\n\
 [sso-session corp]\nsso_start_url = https://corp.awsapps.example/start\nsso_region = us-east-1\nsso_registration_scopes = sso:account:access\n";
-
-/// A stand-in for the Azure CLI, signed in: `az account show` and `az account get-access-token`
-/// print what the real ones do; each call is noted in `az.log`.
-fn signed_in_az(world: &World) -> String {
-    let bin = world.path("az-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let az = bin.join("az");
-    std::fs::write(
-        &az,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> {log}\n\
-             if [ \"$1 $2\" = 'account show' ]; then echo '{{\"user\": {{\"name\": \"dev@example.com\", \"type\": \"user\"}}, \"tenantId\": \"{TENANT}\", \"id\": \"sub\"}}'; exit 0; fi\n\
-             exp=$(( $(date +%s) + 3000 ))\n\
-             printf '{{\"accessToken\": \"az-cli-token-%s\", \"expiresOn\": \"%s\", \"expires_on\": %s, \"subscription\": \"sub\", \"tenant\": \"{TENANT}\", \"tokenType\": \"Bearer\"}}\\n' $(date +%s%N) \"$(date -d @$exp '+%Y-%m-%d %H:%M:%S.000000')\" $exp\n",
-            log = world.path("az.log").display(),
-        ),
-    )
-    .unwrap();
-    credd_tests::world::make_executable(&az);
-    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
-}
 
 #[test]
 fn init_turns_the_sign_ins_found_into_a_config_that_serves_each() {
@@ -56,7 +33,22 @@ fn init_turns_the_sign_ins_found_into_a_config_that_serves_each() {
         )
         .with_env("AWS_ENDPOINT_URL_SSO", &sso.url())
         .with_env("AWS_ENDPOINT_URL_SSO_OIDC", &sso.url());
-    let path = signed_in_az(&world);
+    // The Azure CLI, signed in: its profile file (with the byte-order mark it writes), and the
+    // CLI itself for the tokens.
+    let azure = world.home.join(".azure");
+    std::fs::create_dir_all(&azure).unwrap();
+    std::fs::write(
+        azure.join("azureProfile.json"),
+        format!(
+            "\u{feff}{}",
+            serde_json::json!({"subscriptions": [{"id": "sub", "isDefault": true, "tenantId": credd_tests::entra::TENANT, "user": {"name": "dev@example.com", "type": "user"}}]})
+        ),
+    )
+    .unwrap();
+    let flag = world.path("az-logged-in");
+    std::fs::write(&flag, "").unwrap();
+    let bin = crate::entra_source::fake_az(&world, &flag);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let world = world.with_env("PATH", &path);
     let issued = sso.issue_session();
     write_cli_cache(
@@ -97,11 +89,7 @@ fn init_turns_the_sign_ins_found_into_a_config_that_serves_each() {
         0
     );
     assert_eq!(google.total_calls(), 0);
-    let az_log = std::fs::read_to_string(world.path("az.log")).unwrap();
-    assert!(
-        az_log.lines().all(|l| l == "account show --output json"),
-        "{az_log}"
-    );
+    assert!(!world.path("az.log").exists(), "az was run to look");
 
     // Adopted: a config that validates, with no secret, serving each.
     let init = world.credd(&["init", "--yes"]);
@@ -116,20 +104,16 @@ fn init_turns_the_sign_ins_found_into_a_config_that_serves_each() {
         assert!(!config.contains(secret), "a secret went into the config");
     }
     assert!(world.status()["config_error"].is_null());
-    let dev = world
-        .credd(&["get", "dev", "--format", "aws-process"])
-        .json();
-    assert!(
-        dev["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
-        "{dev}"
-    );
-    let admin = world
-        .credd(&["get", "admin", "--format", "aws-process"])
-        .json();
-    assert!(
-        admin["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
-        "{admin}"
-    );
+    for aws in ["dev", "admin"] {
+        let credentials = world.credd(&["get", aws, "--format", "aws-process"]).json();
+        assert!(
+            credentials["AccessKeyId"]
+                .as_str()
+                .unwrap()
+                .starts_with("ASIA"),
+            "{aws}: {credentials}"
+        );
+    }
     assert!(world.credd(&["get", "gcp"]).ok().trim().len() > 10);
     assert!(
         world
