@@ -34,6 +34,34 @@ pub struct Discovery {
 }
 
 impl Discovery {
+    /// The bytes of `path`; `None` when it is not there, or (noted as a problem) cannot be
+    /// read.
+    fn read(&mut self, path: &Path) -> Option<Vec<u8>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                self.problems
+                    .push((path.display().to_string(), format!("cannot be read: {e}")));
+                None
+            }
+        }
+    }
+
+    /// `text`, the contents of `path`, as JSON; `None` (noted as a problem) when it is not.
+    fn json<T: serde::de::DeserializeOwned>(&mut self, path: &Path, text: &str) -> Option<T> {
+        match serde_json::from_str(text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.problems.push((
+                    path.display().to_string(),
+                    format!("is not valid JSON ({e})"),
+                ));
+                None
+            }
+        }
+    }
+
     /// Adds `found` under a name no other has, its description on one line.
     fn add(&mut self, mut found: Found) {
         found.what = one_line(&found.what);
@@ -165,15 +193,10 @@ fn aws(home: &Path, d: &mut Discovery) {
         "sso_account_id",
         "sso_role_name",
     ];
-    let text = match std::fs::read_to_string(&config) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            d.problems
-                .push((config.display().to_string(), format!("cannot be read: {e}")));
-            return;
-        }
+    let Some(bytes) = d.read(&config) else {
+        return;
     };
+    let text = String::from_utf8_lossy(&bytes);
     let sections = match ini_sections(&text, &keep) {
         Ok(sections) => sections,
         Err(e) => {
@@ -230,34 +253,21 @@ fn aws(home: &Path, d: &mut Discovery) {
 fn gcloud(home: &Path, d: &mut Discovery) {
     let dir = env_path("CLOUDSDK_CONFIG", home.join(".config/gcloud"));
     let adc = dir.join("application_default_credentials.json");
-    let bytes = match std::fs::read(&adc) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            d.problems
-                .push((adc.display().to_string(), format!("cannot be read: {e}")));
-            return;
-        }
+    let Some(bytes) = d.read(&adc) else {
+        return;
     };
     #[derive(serde::Deserialize)]
     struct Kind {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    let kind = match serde_json::from_slice::<Kind>(&bytes) {
-        Ok(Kind { kind: Some(kind) }) => kind,
-        Ok(_) => {
-            d.problems
-                .push((adc.display().to_string(), "has no `type`".into()));
-            return;
-        }
-        Err(e) => {
-            d.problems.push((
-                adc.display().to_string(),
-                format!("is not valid JSON ({e})"),
-            ));
-            return;
-        }
+    let Some(Kind { kind }) = d.json::<Kind>(&adc, &String::from_utf8_lossy(&bytes)) else {
+        return;
+    };
+    let Some(kind) = kind else {
+        d.problems
+            .push((adc.display().to_string(), "has no `type`".into()));
+        return;
     };
     let what = match kind.as_str() {
         "authorized_user" => "your gcloud login (`gcloud auth application-default login`)",
@@ -285,26 +295,13 @@ fn gcloud(home: &Path, d: &mut Discovery) {
 /// to start and may send telemetry.
 fn azure(home: &Path, d: &mut Discovery) {
     let path = env_path("AZURE_CONFIG_DIR", home.join(".azure")).join("azureProfile.json");
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            d.problems
-                .push((path.display().to_string(), format!("cannot be read: {e}")));
-            return;
-        }
+    let Some(bytes) = d.read(&path) else {
+        return;
     };
     // The CLI writes it with a byte-order mark.
     let text = String::from_utf8_lossy(&bytes);
-    let profile: Value = match serde_json::from_str(text.trim_start_matches('\u{feff}')) {
-        Ok(profile) => profile,
-        Err(e) => {
-            d.problems.push((
-                path.display().to_string(),
-                format!("is not valid JSON ({e})"),
-            ));
-            return;
-        }
+    let Some(profile) = d.json::<Value>(&path, text.trim_start_matches('\u{feff}')) else {
+        return;
     };
     let subscriptions = profile["subscriptions"]
         .as_array()
@@ -337,24 +334,11 @@ fn azure(home: &Path, d: &mut Discovery) {
 
 fn claude(home: &Path, d: &mut Discovery) {
     let path = env_path("CLAUDE_CONFIG_DIR", home.join(".claude")).join("settings.json");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            d.problems
-                .push((path.display().to_string(), format!("cannot be read: {e}")));
-            return;
-        }
+    let Some(bytes) = d.read(&path) else {
+        return;
     };
-    let settings: Value = match serde_json::from_str(&text) {
-        Ok(settings) => settings,
-        Err(e) => {
-            d.problems.push((
-                path.display().to_string(),
-                format!("is not valid JSON ({e})"),
-            ));
-            return;
-        }
+    let Some(settings) = d.json::<Value>(&path, &String::from_utf8_lossy(&bytes)) else {
+        return;
     };
     let env = &settings["env"];
     let on = |var: &str| match &env[var] {
