@@ -322,3 +322,29 @@ fn a_client_in_a_forward_trusts_no_directory_another_user_made() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is gone"), "{stderr}");
 }
+
+#[test]
+fn the_proxy_socket_is_named_to_the_other_side_only_when_a_source_has_a_proxy() {
+    let world = World::new();
+    let gw = world.counting_command("gw", "tok");
+    world.write_config(&format!(
+        "{}[forwards.dev]\nsources = [\"gw\"]\n",
+        exec_config("gw", &gw, "")
+    ));
+    let _daemon = world.start_daemon();
+    forward_dir(&world, "dev");
+    // A Claude Code that has ANTHROPIC_UNIX_SOCKET sends every request there, helper routes
+    // too: with no proxied source it must not get it.
+    let args = world.credd(&["container-args", "dev"]).ok().to_string();
+    assert!(
+        args.contains("-e CREDD_SOCKET=/run/credd/credd.sock"),
+        "{args}"
+    );
+    assert!(!args.contains("ANTHROPIC_UNIX_SOCKET"), "{args}");
+    let (proxied, _daemon) = forwarding_world("[forwards.dev]\nsources = [\"gw\"]\n");
+    let args = proxied.credd(&["container-args", "dev"]).ok().to_string();
+    assert!(
+        args.contains("-e ANTHROPIC_UNIX_SOCKET=/run/credd/credd.sock.proxy"),
+        "{args}"
+    );
+}

@@ -21,7 +21,7 @@ const CLIENT_IN_CONTAINER: &str = "/usr/local/bin/credd";
 
 /// `credd container-args`: the arguments, on one line, for `docker run $(credd container-args)`.
 pub fn args(forward: Option<&str>, client: bool) -> Result<String, Failure> {
-    let forward = super::pick(forward)?;
+    let (forward, proxied) = super::pick(forward)?;
     let mut words = Vec::new();
     let mut mount = |source: &str, target: &str, options: &str| {
         words.push("-v".to_string());
@@ -34,7 +34,7 @@ pub fn args(forward: Option<&str>, client: bool) -> Result<String, Failure> {
         mount(&this_client()?, CLIENT_IN_CONTAINER, ":ro");
     }
     let host_user = credd_proto::paths::effective_uid().to_string();
-    for (name, value) in super::environment(&forward, CONTAINER_DIR)
+    for (name, value) in super::environment(&forward, proxied, CONTAINER_DIR)
         .into_iter()
         .chain([(credd_proto::forward::FORWARD_UID_ENV, host_user)])
     {
@@ -77,7 +77,7 @@ pub fn devcontainer(
     project: &Path,
     dry_run: bool,
 ) -> Result<String, Failure> {
-    let forward = super::pick(forward)?;
+    let (forward, proxied) = super::pick(forward)?;
     let path = project.join(".devcontainer").join("devcontainer.json");
     let fail = |e: String| Failure::new(Exit::Usage, e);
     refuse_links(&path, true).map_err(fail)?;
@@ -91,6 +91,7 @@ pub fn devcontainer(
     let new = with_forward(
         old.clone(),
         &forward,
+        proxied,
         &source_dir(&forward),
         &this_client()?,
     );
@@ -144,6 +145,7 @@ fn source_dir(forward: &ForwardStatus) -> String {
 fn with_forward(
     mut config: Map<String, Value>,
     forward: &ForwardStatus,
+    proxied: bool,
     source: &str,
     client: &str,
 ) -> Map<String, Value> {
@@ -173,7 +175,7 @@ fn with_forward(
         *env = json!({});
     }
     let env = env.as_object_mut().expect("made an object above");
-    for (name, value) in super::environment(forward, CONTAINER_DIR) {
+    for (name, value) in super::environment(forward, proxied, CONTAINER_DIR) {
         env.insert(name.to_string(), Value::String(value));
     }
     config
@@ -203,6 +205,7 @@ mod tests {
         let new = with_forward(
             old.as_object().unwrap().clone(),
             &forward,
+            true,
             "${localEnv:XDG_RUNTIME_DIR}/credd/forwards/dev",
             "/usr/bin/credd",
         );
@@ -216,6 +219,7 @@ mod tests {
         let again = with_forward(
             new.clone(),
             &forward,
+            true,
             "${localEnv:XDG_RUNTIME_DIR}/credd/forwards/dev",
             "/usr/bin/credd",
         );

@@ -11,8 +11,10 @@ use credd_proto::{ForwardStatus, Request, Response, forward};
 
 use crate::{Exit, Failure, ask, unexpected};
 
-/// The forward `name`, or the only one the config has.
-pub fn pick(name: Option<&str>) -> Result<ForwardStatus, Failure> {
+/// The forward `name`, or the only one the config has, and whether any of its sources has a
+/// proxy (else the other side gets no `ANTHROPIC_UNIX_SOCKET`: a Claude Code that has it
+/// sends every request there, helper routes too).
+pub fn pick(name: Option<&str>) -> Result<(ForwardStatus, bool), Failure> {
     let report = match ask(Request::Status, true)? {
         Response::Status(report) => report,
         other => return Err(unexpected(other)),
@@ -64,7 +66,12 @@ pub fn pick(name: Option<&str>) -> Result<ForwardStatus, Failure> {
             format!("the forward `{}` does not listen: {error}", found.name),
         ));
     }
-    Ok(found.clone())
+    let proxied = report
+        .sources
+        .iter()
+        .filter(|s| found.sources.contains(&s.name))
+        .any(|s| s.endpoints.iter().any(|e| e.socket.is_some()));
+    Ok((found.clone(), proxied))
 }
 
 fn none_configured(config: &str) -> Failure {
@@ -77,14 +84,21 @@ fn none_configured(config: &str) -> Failure {
 }
 
 /// The environment a process on the other side needs, with the forward's directory at `dir`
-/// there: its sockets, the AWS config beside them, and the forward's name and host.
-pub fn environment(forward: &ForwardStatus, dir: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("CREDD_SOCKET", format!("{dir}/{}", forward::SOCKET_FILE)),
-        (
+/// there: its sockets (the proxy's when `proxied`), the AWS config beside them, and the
+/// forward's name and host.
+pub fn environment(
+    forward: &ForwardStatus,
+    proxied: bool,
+    dir: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = vec![("CREDD_SOCKET", format!("{dir}/{}", forward::SOCKET_FILE))];
+    if proxied {
+        env.push((
             "ANTHROPIC_UNIX_SOCKET",
             format!("{dir}/{}", forward::PROXY_SOCKET_FILE),
-        ),
+        ));
+    }
+    env.extend([
         (
             forward::FORWARD_ENV,
             forward::Forwarded::env_value(&forward.name, &forward::host_name()),
@@ -93,7 +107,8 @@ pub fn environment(forward: &ForwardStatus, dir: &str) -> Vec<(&'static str, Str
             "AWS_CONFIG_FILE",
             format!("{dir}/{}", forward::AWS_CONFIG_FILE),
         ),
-    ]
+    ]);
+    env
 }
 
 /// `text` quoted for a POSIX shell: as it is when it needs no quoting.

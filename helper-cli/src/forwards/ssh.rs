@@ -29,7 +29,7 @@ pub fn run(
     options: &[String],
     command: &[String],
 ) -> Result<u8, Failure> {
-    let forward = super::pick(forward)?;
+    let (forward, proxied) = super::pick(forward)?;
     for socket in [&forward.socket, &forward.proxy_socket] {
         ours(Path::new(socket))?;
     }
@@ -85,7 +85,7 @@ pub fn run(
             ),
         ));
     }
-    let remote_command = remote_command(&forward, &remote_dir, command);
+    let remote_command = remote_command(&forward, proxied, &remote_dir, command);
     let tty = if terminal() { "-t" } else { "-T" };
     let status = ssh(&[tty, "--", host, &remote_command])
         .status()
@@ -123,8 +123,13 @@ fn ours(socket: &Path) -> Result<(), Failure> {
 
 /// The command line the remote's shell runs: the environment, then COMMAND (joined as ssh
 /// joins it) or a login shell.
-fn remote_command(forward: &ForwardStatus, remote_dir: &str, command: &[String]) -> String {
-    let exports: Vec<String> = environment(forward, remote_dir)
+fn remote_command(
+    forward: &ForwardStatus,
+    proxied: bool,
+    remote_dir: &str,
+    command: &[String],
+) -> String {
+    let exports: Vec<String> = environment(forward, proxied, remote_dir)
         .into_iter()
         .map(|(name, value)| format!("{name}={}", shell_quote(&value)))
         .collect();
@@ -300,13 +305,13 @@ pub fn config(
     host: &str,
     remote_home: Option<&str>,
 ) -> Result<String, Failure> {
-    let forward = super::pick(forward)?;
+    let (forward, proxied) = super::pick(forward)?;
     let home = match remote_home {
         Some(home) => home.trim_end_matches('/').to_string(),
         None => default_remote_home(host),
     };
     let dir = format!("{home}/{REMOTE_BASE}/{}", forward.name);
-    let env: Vec<String> = environment(&forward, &dir)
+    let env: Vec<String> = environment(&forward, proxied, &dir)
         .into_iter()
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
