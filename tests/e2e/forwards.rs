@@ -36,8 +36,13 @@ pub(crate) fn forwarding_world(forwards: &str) -> (World, credd_tests::world::Da
 /// The directory of forward `name` in `world`.
 pub(crate) fn forward_dir(world: &World, name: &str) -> PathBuf {
     let dir = world.socket.parent().unwrap().join("forwards").join(name);
+    // Its sockets, and the status that names them (the forward is listed once every forward
+    // of the config has started).
     world.eventually(Duration::from_secs(10), "the forward's socket", || {
         dir.join("credd.sock.proxy").exists()
+            && world.status()["forwards"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["name"] == name))
     });
     dir
 }
@@ -342,6 +347,7 @@ fn the_proxy_socket_is_named_to_the_other_side_only_when_a_source_has_a_proxy() 
     );
     assert!(!args.contains("ANTHROPIC_UNIX_SOCKET"), "{args}");
     let (proxied, _daemon) = forwarding_world("[forwards.dev]\nsources = [\"gw\"]\n");
+    forward_dir(&proxied, "dev");
     let args = proxied.credd(&["container-args", "dev"]).ok().to_string();
     assert!(
         args.contains("-e ANTHROPIC_UNIX_SOCKET=/run/credd/credd.sock.proxy"),
