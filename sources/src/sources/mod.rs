@@ -8,6 +8,7 @@ pub mod entra;
 pub mod exec;
 pub mod flow;
 pub mod gcp;
+pub mod oauth;
 pub mod outside_login;
 pub mod spec;
 pub mod upstream;

@@ -96,6 +96,9 @@ struct TokenAnswer {
     expires_in: Option<u64>,
     #[serde(default)]
     refresh_token: Option<String>,
+    /// OpenID Connect's, when the scope asked for `openid`.
+    #[serde(default)]
+    id_token: Option<String>,
 }
 
 /// Reads a successful token response from `host`: the access token (never empty), counted to
@@ -107,6 +110,16 @@ pub fn read_token(
     assumed: Duration,
     now: SystemTime,
 ) -> Result<(Token, Option<Secret>), SourceError> {
+    read_grant(body, host, assumed, now).map(|grant| (grant.access, grant.refresh))
+}
+
+/// [`read_token`], with the ID token an OpenID Provider adds when one came.
+pub fn read_grant(
+    body: &str,
+    host: &str,
+    assumed: Duration,
+    now: SystemTime,
+) -> Result<crate::sources::oauth::Grant, SourceError> {
     let answer: TokenAnswer = serde_json::from_str(body).map_err(|_| {
         SourceError::Upstream(format!(
             "{host} answered with something that is not a token response"
@@ -124,11 +137,12 @@ pub fn read_token(
         expires_at: crate::policy::expires_after(now, lifetime, host),
         clock_offset_secs: None,
     };
-    let refresh = answer
-        .refresh_token
-        .filter(|r| !r.is_empty())
-        .map(Secret::new);
-    Ok((token, refresh))
+    let present = |t: Option<String>| t.filter(|t| !t.is_empty()).map(Secret::new);
+    Ok(crate::sources::oauth::Grant {
+        access: token,
+        refresh: present(answer.refresh_token),
+        id_token: present(answer.id_token),
+    })
 }
 
 /// What an upstream said when it refused: an OAuth error (`error`, `error_description`), or a

@@ -2,13 +2,12 @@
 //! Entra-protected gateways. `azure_identity` does every flow it offers (Azure CLI, client
 //! secret, client assertion, workload identity, managed identity), over credd's own HTTP client
 //! (proxy, CA bundles) and with its retries off, since credd's cache does the backing off and
-//! honours `Retry-After`; the device-code flow, which it lacks, lives in [`device_code`].
+//! honours `Retry-After`; the device-code flow, which it lacks, lives in [`super::oauth`].
 //!
 //! A fresh `azure_identity` credential is built for every fetch, so its own token cache never
 //! stands between credd's refresh policy and the upstream.
 
 mod certificate;
-mod device_code;
 mod spec;
 mod transport;
 
@@ -24,6 +23,7 @@ use futures_util::future::BoxFuture;
 
 pub use self::spec::{ENTRA_DEFAULT_SCOPE, EntraMethod, EntraSpec};
 use self::transport::RecordingClient;
+use super::oauth::{self, Endpoints, Grant};
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token, upstream};
 use crate::redact;
 
@@ -292,6 +292,17 @@ impl EntraSource {
         }
     }
 
+    /// The tenant's v2.0 endpoints the device-code sign-in uses.
+    fn endpoints(&self) -> Endpoints {
+        let (host, tenant, _) = self.device_authority();
+        let url = |endpoint: &str| format!("{host}/{tenant}/oauth2/v2.0/{endpoint}");
+        Endpoints {
+            token: url("token"),
+            device_authorization: Some(url("devicecode")),
+            host,
+        }
+    }
+
     fn device_authority(&self) -> (String, String, String) {
         (
             self.authority(),
@@ -336,17 +347,13 @@ impl EntraSource {
                     "no device-code login since the daemon started".into()
                 })
             })?;
-        let (host, tenant, client) = self.device_authority();
-        let authority = device_code::Authority {
-            host: &host,
-            tenant: &tenant,
-        };
-        let tokens = device_code::refresh(
+        let (_, _, client) = self.device_authority();
+        let tokens = oauth::refresh(
             self.http()?,
-            &authority,
+            &self.endpoints(),
             &client,
             &refresh_token,
-            scopes,
+            Some(&with_offline_access(scopes)),
             now,
         )
         .await;
@@ -364,7 +371,13 @@ impl EntraSource {
     /// Keeps the refresh token a grant handed out (in the secret store too, when told to)
     /// and returns the access token; unless the person signed out since the grant was asked
     /// for (`epoch`), when nothing is kept.
-    async fn keep(&self, (access, refresh): (Token, Option<Secret>), epoch: u64) -> Token {
+    async fn keep(
+        &self,
+        Grant {
+            access, refresh, ..
+        }: Grant,
+        epoch: u64,
+    ) -> Token {
         if let Some(refresh) = refresh
             && self.logouts.load(Ordering::SeqCst) == epoch
         {
@@ -423,16 +436,12 @@ impl EntraSource {
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
         let epoch = self.logouts.load(Ordering::SeqCst);
-        let (host, tenant, client) = self.device_authority();
-        let authority = device_code::Authority {
-            host: &host,
-            tenant: &tenant,
-        };
-        let tokens = device_code::login(
+        let (_, _, client) = self.device_authority();
+        let tokens = oauth::device_login(
             self.http()?,
-            &authority,
+            &self.endpoints(),
             &client,
-            &self.spec.scopes(),
+            &with_offline_access(&self.spec.scopes()),
             &self.clock,
             deadline,
             io.report,
@@ -534,6 +543,20 @@ pub fn method_name(method: EntraMethod) -> &'static str {
         EntraMethod::ManagedIdentity => "managed-identity",
         EntraMethod::DeviceCode => "device-code",
     }
+}
+
+/// The scopes of a device-code sign-in, with the refresh token that keeps it.
+fn with_offline_access(scopes: &[String]) -> String {
+    let mut scope = scopes.join(" ");
+    if !scopes.iter().any(|s| s == "offline_access") {
+        scope.push_str(" offline_access");
+    }
+    scope
+}
+
+/// Entra's descriptions run on with trace and correlation ids; the first line says it.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -649,7 +672,7 @@ impl EntraSource {
             }
             current = err.source();
         }
-        let message = redact::redact(&device_code::first_line(&error.to_string()), &secrets);
+        let message = redact::redact(&first_line(&error.to_string()), &secrets);
         if self.spec.method == EntraMethod::AzureCli && message.contains("az login") {
             return SourceError::NeedsLogin(message);
         }
