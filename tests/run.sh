@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs credd's whole test suite on a fresh machine.
 #
-# Installs the peers the end-to-end tests run against into target/peers (Claude Code and
-# oauth2-mock-server from npm; moto's STS server, boto3, google-auth and azure-identity from
-# PyPI, in a virtualenv), builds the binaries, and runs every
-# test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
+# Installs the peers the end-to-end tests run against into target/peers (Claude Code,
+# oauth2-mock-server and oidc-provider from npm; moto's STS server, boto3, google-auth and
+# azure-identity from PyPI, in a virtualenv), builds the binaries, and runs every test in the
+# workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
 # npm, python3-venv, systemd's tools, tinyproxy, openssl, a desktop to test against: Xvfb,
-# xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, and for forwards OpenSSH,
+# xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, Chromium and chromedriver for
+# the browser sign-in, and for forwards OpenSSH,
 # Podman, runc, mmdebstrap and Debian's boto3, when missing), the account `credd-remote` that
 # the SSH tests log in as, and a Debian root filesystem for the container tests, built into
 # target/peers.
@@ -21,6 +22,7 @@ REQUESTS_VERSION=2.32.5
 AZURE_IDENTITY_VERSION=1.27.0
 BEDROCK_TOKEN_GENERATOR_VERSION=1.1.0
 OAUTH2_MOCK_SERVER_VERSION=9.3.0
+OIDC_PROVIDER_VERSION=9.13.3
 PEERS="$PWD/target/peers"
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -50,6 +52,10 @@ for tool in sshd ssh podman runc mmdebstrap; do
     fi
 done
 /usr/bin/python3 -c "import boto3" 2>/dev/null || apt_install python3-boto3
+# A real browser for the OpenID Connect sign-in, driven over WebDriver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    apt_install chromium chromium-driver
+fi
 if ! id credd-remote >/dev/null 2>&1; then
     step "creating the account credd-remote, the remote user of the SSH tests"
     if [ "$(id -u)" -eq 0 ]; then as_root=""; else as_root="sudo"; fi
@@ -95,6 +101,11 @@ if ! grep -qs "\"version\": \"$OAUTH2_MOCK_SERVER_VERSION\"" "$PEERS/node_module
     step "installing oauth2-mock-server $OAUTH2_MOCK_SERVER_VERSION from npm into $PEERS"
     npm install --prefix "$PEERS" --no-audit --no-fund --loglevel=error \
         "oauth2-mock-server@$OAUTH2_MOCK_SERVER_VERSION"
+fi
+if ! grep -qs "\"version\": \"$OIDC_PROVIDER_VERSION\"" "$PEERS/node_modules/oidc-provider/package.json"; then
+    step "installing oidc-provider $OIDC_PROVIDER_VERSION from npm into $PEERS"
+    npm install --prefix "$PEERS" --no-audit --no-fund --loglevel=error \
+        "oidc-provider@$OIDC_PROVIDER_VERSION"
 fi
 export CREDD_PEERS_DIR="$PEERS"
 

@@ -539,6 +539,14 @@ impl Slot {
             upstream_clock_offset_secs: st.current.as_ref().and_then(|c| c.clock_offset_secs),
             endpoints: Vec::new(),
             persistence: self.source.persistence(),
+            signed_in: st.current.as_ref().and_then(|c| {
+                let facts = &c.credential.metadata;
+                Some(format!(
+                    "signed in as {} at {}",
+                    facts.subject.as_ref()?,
+                    facts.issuer.as_ref()?
+                ))
+            }),
         }
     }
 

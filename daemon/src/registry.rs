@@ -298,7 +298,7 @@ fn start_endpoint(
             );
             ("azure-managed-identity", port, Arc::new(identity))
         }
-        SourceSpec::Exec(_) => return None,
+        SourceSpec::Exec(_) | SourceSpec::Oidc(_) => return None,
     };
     let port = port.unwrap_or_else(|| endpoints::default_port(kind, name));
     Some(endpoints::serve(port, endpoint))

@@ -61,32 +61,17 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
                 "To sign in to `{source}`, open this page and confirm the code {user_code}:\n  {verification_uri}\nWaiting for approval (the code expires in {} minutes)...",
                 expires_in_secs.div_ceil(60)
             ));
-            // One browser for the page however many callers show its code: the first to take
-            // the page's lock opens it, holds the lock until the login ends, and removes it
-            // (each login has a page of its own).
-            let mut held = None;
-            let forwarded = credd_proto::forward::Forwarded::from_env();
-            if let Some(forwarded) = &forwarded {
-                // The daemon opens it where the person is.
-                say(&format!(
-                    "(credd opens it in the browser on {}.)",
-                    forwarded.host
-                ));
-            } else if !login_tools::openable_page(&verification_uri) {
-                say("(Not opening that page in the browser: credd opens only https: pages.)");
-            } else if std::env::var_os("CREDD_NO_BROWSER").is_none() {
-                // Without a lock file, every caller opens it.
-                let lock = LoginLock::open(&paths::socket_path(), &verification_uri);
-                if lock.as_ref().is_none_or(LoginLock::take) {
-                    open_browser(&verification_uri);
-                    held = lock;
-                }
-            }
-            let answer = ask(Request::LoginWait { source }, false);
-            if let Some(lock) = held {
-                lock.remove();
-            }
-            done(answer?)
+            show_page_and_wait(source, &verification_uri)
+        }
+        Response::LoginPrompt(LoginPrompt::Browser {
+            url,
+            expires_in_secs,
+        }) => {
+            say(&format!(
+                "To sign in to `{source}`, sign in on this page in your browser:\n  {url}\nWaiting for the sign-in (for {} minutes at most)...",
+                expires_in_secs.div_ceil(60)
+            ));
+            show_page_and_wait(source, &url)
         }
         Response::LoginPrompt(LoginPrompt::Command {
             command,
@@ -132,6 +117,35 @@ fn login(source: String, deadline: Instant) -> Result<String, Failure> {
         }
         other => done(other),
     }
+}
+
+/// Opens a login's page (once however many callers show it: the first to take the page's lock
+/// opens it, holds the lock until the login ends, and removes it; each login has a page of its
+/// own), then waits for the daemon to see the login end.
+fn show_page_and_wait(source: String, page: &str) -> Result<String, Failure> {
+    let mut held = None;
+    let forwarded = credd_proto::forward::Forwarded::from_env();
+    if let Some(forwarded) = &forwarded {
+        // The daemon opens it where the person is.
+        say(&format!(
+            "(credd opens it in the browser on {}.)",
+            forwarded.host
+        ));
+    } else if !login_tools::openable_page(page) {
+        say("(Not opening that page in the browser: credd opens only https: pages.)");
+    } else if std::env::var_os("CREDD_NO_BROWSER").is_none() {
+        // Without a lock file, every caller opens it.
+        let lock = LoginLock::open(&paths::socket_path(), page);
+        if lock.as_ref().is_none_or(LoginLock::take) {
+            let _ = login_tools::open_page(page);
+            held = lock;
+        }
+    }
+    let answer = ask(Request::LoginWait { source }, false);
+    if let Some(lock) = held {
+        lock.remove();
+    }
+    done(answer?)
 }
 
 /// Runs the cloud's login tool with its output on our stdout, stopping it at `deadline`.
@@ -212,18 +226,4 @@ fn say(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{text}");
     let _ = stdout.flush();
-}
-
-fn open_browser(url: &str) {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    let _ = Command::new(opener)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
 }

@@ -85,6 +85,9 @@ pub fn render(report: &StatusReport) -> String {
                 span(offset.abs())
             );
         }
+        if let Some(signed_in) = &source.signed_in {
+            let _ = writeln!(out, "\n{}: {signed_in}", source.label());
+        }
         if let Some(persistence) = &source.persistence {
             let _ = writeln!(out, "\n{}: {persistence}", source.label());
         }
@@ -271,6 +274,7 @@ mod tests {
             upstream_clock_offset_secs: None,
             endpoints: Vec::new(),
             persistence: None,
+            signed_in: None,
         }
     }
 

@@ -77,6 +77,22 @@ pub fn openable_page(url: &str) -> bool {
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Opens `url` in the person's browser (`open` on macOS, `xdg-open` elsewhere), with no
+/// stdio of ours. The caller has checked it with [`openable_page`].
+pub fn open_page(url: &str) -> std::io::Result<std::process::Child> {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    std::process::Command::new(opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,9 @@ pub enum LoginPrompt {
         user_code: String,
         expires_in_secs: u64,
     },
+    /// Sign in on the identity provider's page in a browser, which sends the answer back to
+    /// the daemon on 127.0.0.1.
+    Browser { url: String, expires_in_secs: u64 },
     /// Type the current code of an MFA device; the client reads it from the terminal and sends
     /// it with [`Request::LoginCode`].
     MfaCode { mfa_serial: String },
@@ -182,13 +185,20 @@ pub struct CredentialFacts {
     /// `gcp` ID tokens: the audience the token is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
-    /// `entra`: how the token was obtained (`client-secret`, `device-code`, ...).
+    /// `entra` and `oidc`: how the token was obtained (`client-secret`, `device-code`,
+    /// `browser`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// `oidc`: the OpenID Provider (its issuer URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// `oidc`: who signed in: the ID token's email, else its subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `entra`: the tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// `entra`: the application (client) id.
+    /// `entra` and `oidc`: the application (client) id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// `gcp` and `entra`: the OAuth scopes the token carries.
@@ -313,6 +323,10 @@ pub struct SourceStatus {
     /// Where the source keeps its login (`persist`), or why it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<String>,
+    /// Who the current credential's sign-in is (`oidc`: the ID token's email or subject, and
+    /// the provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in: Option<String>,
 }
 
 impl SourceStatus {

@@ -29,6 +29,7 @@ mod lifecycle;
 mod loopback_upstreams;
 mod network;
 mod notifications;
+mod oidc;
 mod protocol;
 mod proxy;
 mod refresh;

@@ -11,6 +11,7 @@ pub mod flood;
 pub mod google;
 pub mod http;
 pub mod model_api;
+pub mod oidc;
 pub mod other_daemon;
 pub mod other_user;
 pub mod peers;

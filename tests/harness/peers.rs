@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::sts_check::StsCheck;
 use crate::workspace_root;
 
-fn venv_bin(name: &str) -> PathBuf {
+pub fn venv_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("CREDD_PEERS_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/peers/venv"));

@@ -26,10 +26,11 @@ pub fn at_home(
 ) -> Response {
     match prompt {
         LoginPrompt::Device {
-            ref verification_uri,
+            verification_uri: ref page,
             ..
-        } => {
-            open_page_once(socket, verification_uri, slot, logins.clone());
+        }
+        | LoginPrompt::Browser { url: ref page, .. } => {
+            open_page_once(socket, page, slot, logins.clone());
             Response::LoginPrompt(prompt)
         }
         LoginPrompt::MfaCode { .. } => Response::LoginPrompt(prompt),
@@ -69,7 +70,7 @@ fn first_ask_in_a_while(name: &str, now: std::time::SystemTime) -> bool {
     !recent
 }
 
-/// Opens the device login's page in this machine's browser, unless someone (a local `credd
+/// Opens the login's page (a device code's, a browser sign-in's) in this machine's browser, unless someone (a local `credd
 /// login`) already holds its lock; the lock is held until the login ends.
 fn open_page_once(socket: &Path, uri: &String, slot: Arc<Slot>, logins: Logins) {
     if !login_tools::openable_page(uri) || std::env::var_os("CREDD_NO_BROWSER").is_some() {
@@ -79,21 +80,11 @@ fn open_page_once(socket: &Path, uri: &String, slot: Arc<Slot>, logins: Logins) 
     if lock.as_ref().is_some_and(|lock| !lock.take()) {
         return;
     }
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
     tracing::info!(source = %slot.name(), "opening a forwarded login's page in the browser");
-    if let Err(e) = std::process::Command::new(opener)
-        .arg(uri)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(|mut child| std::thread::spawn(move || child.wait()))
+    if let Err(e) =
+        login_tools::open_page(uri).map(|mut child| std::thread::spawn(move || child.wait()))
     {
-        tracing::warn!("cannot open the login's page with {opener}: {e}");
+        tracing::warn!("cannot open the login's page in the browser: {e}");
     }
     tokio::spawn(async move {
         let _ = logins.wait(slot).await;

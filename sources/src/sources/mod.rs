@@ -9,6 +9,7 @@ pub mod exec;
 pub mod flow;
 pub mod gcp;
 pub mod oauth;
+pub mod oidc;
 pub mod outside_login;
 pub mod spec;
 pub mod upstream;
@@ -221,6 +222,7 @@ pub fn build(
         SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(name, aws.clone(), clock)),
         SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone(), clock)),
         SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone(), clock)),
+        SourceSpec::Oidc(oidc) => Box::new(oidc::OidcSource::new(name, oidc.clone(), clock)),
     }
 }
 
@@ -236,7 +238,9 @@ pub fn build_id_token(
             gcp::GcpSource::new(gcp.clone(), clock.clone()),
             audience.to_string(),
         ))),
-        SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) => None,
+        SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) | SourceSpec::Oidc(_) => {
+            None
+        }
     }
 }
 
@@ -249,6 +253,7 @@ pub enum SourceSpec {
     Aws(aws::AwsSpec),
     Gcp(gcp::GcpSpec),
     Entra(entra::EntraSpec),
+    Oidc(oidc::OidcSpec),
 }
 
 impl SourceSpec {
@@ -259,14 +264,18 @@ impl SourceSpec {
             SourceSpec::Aws(aws) => aws.check(),
             SourceSpec::Gcp(gcp) => gcp.check(),
             SourceSpec::Entra(entra) => entra.check(),
+            SourceSpec::Oidc(oidc) => oidc.check(),
         }?;
         if let Some(proxy) = self.proxy() {
             proxy.check()?;
             if proxy.auth.is_some() && !matches!(self, SourceSpec::Aws(_)) {
                 return Err("proxy `auth` applies to aws sources (Bedrock) only".into());
             }
-            if proxy.send_as.is_some() && !matches!(self, SourceSpec::Exec(_)) {
-                return Err("proxy `send_as` applies to exec sources (gateways) only".into());
+            if proxy.send_as.is_some() && !matches!(self, SourceSpec::Exec(_) | SourceSpec::Oidc(_))
+            {
+                return Err(
+                    "proxy `send_as` applies to gateways (exec and oidc sources) only".into(),
+                );
             }
         }
         Ok(())
@@ -279,6 +288,7 @@ impl SourceSpec {
             SourceSpec::Aws(aws) => aws.proxy.as_ref(),
             SourceSpec::Gcp(gcp) => gcp.proxy.as_ref(),
             SourceSpec::Entra(entra) => entra.proxy.as_ref(),
+            SourceSpec::Oidc(oidc) => oidc.proxy.as_ref(),
         }
     }
 
@@ -289,6 +299,7 @@ impl SourceSpec {
             SourceSpec::Aws(aws) => aws.ca_bundle.as_deref(),
             SourceSpec::Gcp(gcp) => gcp.ca_bundle.as_deref(),
             SourceSpec::Entra(entra) => entra.ca_bundle.as_deref(),
+            SourceSpec::Oidc(oidc) => oidc.ca_bundle.as_deref(),
         }
     }
 
@@ -298,6 +309,7 @@ impl SourceSpec {
             SourceSpec::Aws(_) => "aws",
             SourceSpec::Gcp(_) => "gcp",
             SourceSpec::Entra(_) => "entra",
+            SourceSpec::Oidc(_) => "oidc",
         }
     }
 }

@@ -73,7 +73,7 @@ impl Route {
             SourceSpec::Entra(_) => Route::Foundry {
                 upstream: upstream?,
             },
-            SourceSpec::Exec(_) => {
+            SourceSpec::Exec(_) | SourceSpec::Oidc(_) => {
                 let send_as = proxy.send_as.unwrap_or(SendAs::Both);
                 Route::Gateway {
                     upstream: upstream.unwrap_or_else(|| ANTHROPIC_API.into()),

@@ -1,0 +1,278 @@
+//! The browser sign-in's two ends on this machine (RFC 8252): the authorization request with
+//! PKCE (S256), `state` and `nonce`, and the loopback listener on 127.0.0.1 that the provider
+//! sends the browser back to. The listener answers only its one path, only for this user's
+//! connections (another local user cannot end or hijack the sign-in), takes the first answer
+//! that carries this sign-in's `state`, and closes: a second redirect finds nobody listening.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use credd_proto::Secret;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Response, StatusCode};
+use sha2::Digest as _;
+use tokio::sync::mpsc;
+
+use super::spec::OidcSpec;
+use crate::clock::Clock;
+use crate::sources::SourceError;
+
+/// How long the page that delivered the answer may take to be sent once the sign-in has it.
+const LAST_PAGE_GRACE: Duration = Duration::from_secs(2);
+
+/// A browser sign-in waiting for its answer.
+pub struct Pending {
+    pub url: String,
+    pub redirect_uri: String,
+    pub verifier: Secret,
+    pub nonce: String,
+    state: String,
+    path: String,
+    listener: tokio::net::TcpListener,
+}
+
+/// `bytes` random bytes, base64url without padding (PKCE's verifier, `state`, `nonce`).
+fn random(bytes: usize) -> Result<String, SourceError> {
+    let mut buffer = vec![0u8; bytes];
+    getrandom::fill(&mut buffer)
+        .map_err(|e| SourceError::Internal(format!("the OS gave no random bytes: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buffer))
+}
+
+/// PKCE's S256 challenge for `verifier` (RFC 7636 4.2).
+pub fn challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier))
+}
+
+impl Pending {
+    /// Opens the listener and makes the authorization request for `authorization_endpoint`.
+    pub async fn start(spec: &OidcSpec, authorization_endpoint: &str) -> Result<Self, SourceError> {
+        let port = spec.redirect_port.unwrap_or(0);
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| {
+                SourceError::Upstream(format!(
+                    "cannot listen on 127.0.0.1:{port} for the sign-in's redirect: {e}"
+                ))
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| SourceError::Internal(e.to_string()))?
+            .port();
+        let redirect_uri = format!("http://127.0.0.1:{port}{}", spec.redirect_path);
+        let verifier = random(32)?;
+        let (state, nonce) = (random(24)?, random(24)?);
+        let mut url = reqwest::Url::parse(authorization_endpoint).map_err(|_| {
+            SourceError::Upstream("the provider's authorization endpoint is not a URL".into())
+        })?;
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &spec.client_id)
+                .append_pair("redirect_uri", &redirect_uri)
+                .append_pair("scope", &spec.scopes().join(" "))
+                .append_pair("state", &state)
+                .append_pair("nonce", &nonce)
+                .append_pair("code_challenge", &challenge(&verifier))
+                .append_pair("code_challenge_method", "S256");
+            for (key, value) in &spec.authorization_params {
+                query.append_pair(key, value);
+            }
+        }
+        Ok(Pending {
+            url: url.into(),
+            redirect_uri,
+            verifier: Secret::new(verifier),
+            nonce,
+            state,
+            path: spec.redirect_path.clone(),
+            listener,
+        })
+    }
+
+    /// Waits for the provider's answer until `deadline`: the authorization code, or why the
+    /// sign-in failed. `issuer` is checked against an answer's `iss` (RFC 9207), when it has one.
+    pub async fn code(
+        self,
+        clock: &Clock,
+        deadline: SystemTime,
+        issuer: &str,
+    ) -> Result<Secret, SourceError> {
+        let (answers, mut answered) = mpsc::channel(1);
+        let mut connections = tokio::task::JoinSet::new();
+        let expect = std::sync::Arc::new(Expect {
+            state: self.state,
+            path: self.path,
+            issuer: issuer.to_string(),
+        });
+        let outcome = loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, peer)) = accepted else { continue };
+                    let local = stream.local_addr().ok();
+                    connections.spawn(serve(stream, peer, local, expect.clone(), answers.clone()));
+                }
+                Some(answer) = answered.recv() => break answer,
+                () = clock.sleep_until(deadline) => {
+                    break Err(SourceError::NeedsLogin(
+                        "the browser sign-in did not finish in time".into(),
+                    ));
+                }
+            }
+        };
+        drop(self.listener);
+        // The page that delivered the answer is still being sent; the others are cut.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(LAST_PAGE_GRACE, async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+        });
+        outcome
+    }
+}
+
+/// What an answer must match.
+struct Expect {
+    state: String,
+    path: String,
+    issuer: String,
+}
+
+type Answer = Result<Secret, SourceError>;
+
+/// Serves one connection to the listener.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    expect: std::sync::Arc<Expect>,
+    answers: mpsc::Sender<Answer>,
+) {
+    let ours = local.is_some_and(|local| is_ours(peer, local));
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let page = if !ours {
+                page(
+                    StatusCode::FORBIDDEN,
+                    "This sign-in belongs to another user of this machine.",
+                )
+            } else {
+                answer(&request, &expect, &answers)
+            };
+            async move { Ok::<_, Infallible>(page) }
+        });
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(false)
+        .serve_connection(io, service)
+        .await;
+}
+
+/// Whether the connection from `peer` is this user's (where the system can tell).
+fn is_ours(peer: SocketAddr, local: SocketAddr) -> bool {
+    match credd_proto::tcp_owner::client_uid(peer, local) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Ok(uid) => uid == unsafe { libc::geteuid() },
+        Err(e) => e.kind() == std::io::ErrorKind::Unsupported,
+    }
+}
+
+/// The page for one request, passing the sign-in's answer on when the request carries one.
+fn answer(
+    request: &hyper::Request<hyper::body::Incoming>,
+    expect: &Expect,
+    answers: &mpsc::Sender<Answer>,
+) -> Response<Full<Bytes>> {
+    if request.uri().path() != expect.path {
+        return page(StatusCode::NOT_FOUND, "Nothing here.");
+    }
+    if request.method() != hyper::Method::GET {
+        return page(StatusCode::METHOD_NOT_ALLOWED, "Nothing here.");
+    }
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let state_matches = get("state").is_some_and(|state| {
+        subtle::ConstantTimeEq::ct_eq(state.as_bytes(), expect.state.as_bytes()).into()
+    });
+    if !state_matches {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This answer is not for the sign-in credd is waiting for (its state differs). Start again with `credd login`.",
+        );
+    }
+    let outcome = if get("iss").is_some_and(|iss| iss.trim_end_matches('/') != expect.issuer) {
+        Err(SourceError::Upstream(
+            "the sign-in's answer came from another issuer (`iss`); refused".into(),
+        ))
+    } else if let Some(error) = get("error") {
+        let code = crate::redact::one_line(error);
+        let why = get("error_description")
+            .map(|d| format!(" ({})", crate::redact::one_line(d)))
+            .unwrap_or_default();
+        let message = format!("the provider refused the sign-in: {code}{why}");
+        Err(if code == "access_denied" || code == "login_required" {
+            SourceError::NeedsLogin(message)
+        } else {
+            SourceError::Upstream(message)
+        })
+    } else {
+        match get("code").filter(|c| !c.is_empty()) {
+            Some(code) => Ok(Secret::new(code)),
+            None => Err(SourceError::Upstream(
+                "the provider's answer holds no authorization code".into(),
+            )),
+        }
+    };
+    let page_for = match &outcome {
+        Ok(_) => page(
+            StatusCode::OK,
+            "credd has the sign-in. You can close this tab and go back to your terminal.",
+        ),
+        Err(_) => page(
+            StatusCode::BAD_REQUEST,
+            "The sign-in failed; `credd status` says why.",
+        ),
+    };
+    // Only the first answer counts; the channel holds one.
+    let _ = answers.try_send(outcome);
+    page_for
+}
+
+/// A plain page that says `text` and nothing the request held.
+fn page(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>credd</title></head><body><p>{text}</p></body></html>"
+    );
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "no-store")
+        .header("referrer-policy", "no-referrer")
+        .body(Full::new(Bytes::from(html)))
+        .expect("a static response is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_challenge_is_rfc_7636s_example() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            super::challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The `oidc` source against a real OpenID Provider (`oidc-provider` from npm, over HTTPS):
+//! the browser sign-in (authorization code with PKCE, the loopback redirect) followed by an
+//! HTTP client and by headless Chromium, the device sign-in, refresh-token rotation, the
+//! refusals that must leave nothing behind, and the gateway token served to callers.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use credd_tests::oidc::{CLIENT_ID, OidcProvider, Options};
+use credd_tests::world::World;
+
+/// A world with source `corp` signing in at `provider`, whose browser is a person signing
+/// in as alice with `how`.
+fn corp_world(provider: &OidcProvider, dir: &std::path::Path, how: &[&str], extra: &str) -> World {
+    let (_, path) = provider.person_browser(dir, "alice", how);
+    let world = World::new().with_env("PATH", &path);
+    world.write_config(&provider.source_table("corp", extra));
+    world
+}
+
+/// The claims of a JWT, unverified (the test reads what it was given).
+fn claims(jwt: &str) -> serde_json::Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// What the person saw at the end, once they have said it (they tell after credd has the
+/// answer).
+fn person_saw(dir: &std::path::Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = std::fs::read_to_string(dir.join("person.log")).unwrap_or_default();
+        if seen.contains("credd") || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn opened(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("opened"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_browser_sign_in_serves_the_id_token_and_refreshes_with_a_rotated_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let world = corp_world(&provider, dir.path(), &[], "");
+    let daemon = world.start_daemon();
+
+    let before = world.credd(&["get", "corp"]);
+    assert_eq!(before.code, 5, "{}", before.stderr);
+    assert!(
+        before.stderr.contains("credd login corp"),
+        "{}",
+        before.stderr
+    );
+
+    let login = world.credd(&["login", "corp"]);
+    let shown = login.ok();
+    let page = format!("{}/auth?", provider.issuer());
+    assert!(shown.contains(&page), "{shown}");
+    // One page opened, the person saw credd's own page at the end.
+    assert_eq!(opened(dir.path()).len(), 1);
+    let person = person_saw(dir.path());
+    assert!(
+        person.starts_with("200 ") && person.contains("credd has the sign-in"),
+        "{person}"
+    );
+
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    let id = claims(&token);
+    assert_eq!(id["sub"], "alice");
+    assert_eq!(id["aud"], CLIENT_ID);
+    assert_eq!(id["iss"], provider.issuer());
+    assert_eq!(provider.grants("authorization_code"), 1);
+
+    let status = world.credd(&["status"]).ok().to_string();
+    assert!(
+        status.contains(&format!(
+            "corp: signed in as alice@example.com at {}",
+            provider.issuer()
+        )),
+        "{status}"
+    );
+
+    // Renewed with the refresh token, twice: the provider rotates it at each use, so the
+    // second works only if the first's new token was kept. (A second later, so the renewed
+    // ID token's `iat` differs.)
+    std::thread::sleep(Duration::from_millis(1100));
+    for round in 1..=2 {
+        world.credd(&["refresh", "corp"]).ok();
+        assert_eq!(provider.grants("refresh_token"), round);
+    }
+    let renewed = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert!(renewed != token, "the ID token was not renewed");
+    assert_eq!(claims(&renewed)["sub"], "alice");
+    assert_eq!(opened(dir.path()).len(), 1, "no second browser sign-in");
+    assert!(
+        !provider.events().iter().any(|e| e.contains("error")),
+        "{:?}",
+        provider.events()
+    );
+
+    // No token on disk, in the log or in status.
+    assert!(!daemon.log().is_empty());
+    for secret in [&token, &renewed] {
+        assert_eq!(
+            world.files_containing(secret),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert!(!status.contains(secret.as_str()));
+    }
+
+    // Signing out revokes the refresh token and forgets the sign-in.
+    world.credd(&["logout", "corp"]).ok();
+    let after = world.credd(&["get", "corp"]);
+    assert_eq!(after.code, 5, "{}", after.stderr);
+}
+
+#[test]
+fn headless_chromium_signs_in_on_the_providers_own_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let world = corp_world(&provider, dir.path(), &["--chromium"], "");
+    let _daemon = world.start_daemon();
+    world.credd(&["login", "corp"]).ok();
+    let person = person_saw(dir.path());
+    assert!(
+        person.contains("/callback") && person.contains("credd has the sign-in"),
+        "{person}"
+    );
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert_eq!(claims(&token)["sub"], "alice");
+    assert_eq!(provider.grants("authorization_code"), 1);
+}
+
+#[test]
+fn a_device_sign_in_needs_no_browser_on_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let world = World::new().with_env("CREDD_NO_BROWSER", "1");
+    world.write_config(&provider.source_table("corp", "method = \"device-code\"\n"));
+    let _daemon = world.start_daemon();
+    let mut login = world.spawn_credd(&["login", "corp"], |_| {});
+    // The person reads the page and code from what `credd login` printed.
+    let mut shown = String::new();
+    let stdout = login.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let (page, code) = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
+            "credd login ended before showing a code: {shown}"
+        );
+        shown.push_str(&line);
+        let words: Vec<&str> = shown.split_whitespace().collect();
+        let code = words
+            .iter()
+            .position(|w| *w == "code")
+            .map(|i| words[i + 1].trim_end_matches(':').to_string());
+        let page = words.iter().find(|w| w.starts_with("https://")).cloned();
+        if let (Some(code), Some(page)) = (code, page) {
+            break (page.to_string(), code);
+        }
+    };
+    provider.person(&["--device", &page, &code]);
+    let status = login.wait().unwrap();
+    assert!(status.success(), "{shown}");
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert_eq!(claims(&token)["sub"], "alice");
+    assert_eq!(
+        provider.grants("urn:ietf:params:oauth:grant-type:device_code"),
+        1
+    );
+}
+
+#[test]
+fn the_access_token_is_served_when_asked_for_and_refreshes_once_per_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let lifetime = 20;
+    let provider = OidcProvider::start(
+        dir.path(),
+        &Options {
+            id_token_ttl: lifetime,
+            access_token_ttl: lifetime,
+            ..Options::default()
+        },
+    );
+    let world = corp_world(&provider, dir.path(), &[], "token = \"access\"\n");
+    let _daemon = world.start_daemon();
+    world.credd(&["login", "corp"]).ok();
+    let access = world.credd(&["get", "corp"]).ok().trim().to_string();
+    // oidc-provider's access tokens are opaque, unlike its ID tokens.
+    assert!(
+        !access.is_empty() && access.split('.').count() != 3,
+        "{access}"
+    );
+    // A soak over three lifetimes with no browser. A token that lives less than the ten
+    // minutes callers ask for is served for its first half (credd's policy for every short
+    // token), less up to a quarter of the rest as jitter: so one refresh per 7.5 to 10 s here,
+    // each renewing the one before, and no more.
+    let soak = Duration::from_secs(3 * lifetime);
+    std::thread::sleep(soak);
+    let refreshes = provider.grants("refresh_token");
+    assert!(
+        (5..=9).contains(&refreshes),
+        "{refreshes} refreshes in three lifetimes"
+    );
+    assert_eq!(opened(dir.path()).len(), 1, "no second browser sign-in");
+    let later = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert!(later != access, "the access token was not renewed");
+}

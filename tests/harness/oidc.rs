@@ -1,0 +1,172 @@
+//! A real OpenID Provider for the `oidc` tests: `oidc-provider` from npm (a certified
+//! implementation, tests/peers/oidc_provider.mjs) over HTTPS with a CA made for the test, and a
+//! person who signs in on its pages (tests/peers/oidc_person.py): with an HTTP client, or in
+//! headless Chromium over WebDriver.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use crate::peers::{TestCa, free_port, venv_bin};
+
+/// The public client credd signs in as.
+pub const CLIENT_ID: &str = "credd-cli";
+
+/// How the provider is set up: lifetimes in seconds, and a fixed redirect URI if any.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub id_token_ttl: u64,
+    pub access_token_ttl: u64,
+    pub refresh_token_ttl: u64,
+    pub fixed_redirect: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            id_token_ttl: 3600,
+            access_token_ttl: 3600,
+            refresh_token_ttl: 86400,
+            fixed_redirect: None,
+        }
+    }
+}
+
+/// `oidc-provider` on 127.0.0.1, stopped when dropped.
+pub struct OidcProvider {
+    pub port: u16,
+    pub ca: TestCa,
+    events: Arc<Mutex<Vec<String>>>,
+    child: Child,
+}
+
+impl OidcProvider {
+    pub fn start(dir: &Path, options: &Options) -> Self {
+        let ca = TestCa::create(dir);
+        let port = free_port();
+        let mut command = Command::new("node");
+        command
+            .args([
+                "--input-type=module",
+                "-e",
+                include_str!("../peers/oidc_provider.mjs"),
+            ])
+            .current_dir(crate::peers_dir())
+            .env("OIDC_PORT", port.to_string())
+            .env("OIDC_CERT", &ca.server_pem)
+            .env("OIDC_KEY", &ca.server_key)
+            .env("OIDC_CLIENT_ID", CLIENT_ID)
+            .env("OIDC_ID_TOKEN_TTL", options.id_token_ttl.to_string())
+            .env(
+                "OIDC_ACCESS_TOKEN_TTL",
+                options.access_token_ttl.to_string(),
+            )
+            .env(
+                "OIDC_REFRESH_TOKEN_TTL",
+                options.refresh_token_ttl.to_string(),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(fixed) = &options.fixed_redirect {
+            command.env("OIDC_FIXED_REDIRECT", fixed);
+        }
+        let mut child = command.spawn().expect("start oidc-provider with node");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "oidc-provider did not start; run the README's test command to install it"
+        );
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let noted = events.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                noted.lock().unwrap().push(line);
+            }
+        });
+        OidcProvider {
+            port,
+            ca,
+            events,
+            child,
+        }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Every grant and authorization the provider made or refused, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// How many `grant_type` grants it made.
+    pub fn grants(&self, grant_type: &str) -> usize {
+        let line = format!("grant.success {grant_type}");
+        self.events().iter().filter(|e| **e == line).count()
+    }
+
+    /// The config table of an `oidc` source named `name` signing in here, with `extra` lines.
+    pub fn source_table(&self, name: &str, extra: &str) -> String {
+        format!(
+            "[sources.{name}]\nkind = \"oidc\"\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\nca_bundle = \"{}\"\n{extra}",
+            self.issuer(),
+            self.ca.ca_pem.display()
+        )
+    }
+
+    /// A browser opener (`xdg-open` first on the returned PATH) that notes each page it is
+    /// asked to open in `opened` and has the person sign in there as `login`, with `how`
+    /// (`--chromium`, `--stop-at-redirect`, or nothing for an HTTP client), writing what
+    /// they saw to `person.log`, both in `dir`.
+    pub fn person_browser(&self, dir: &Path, login: &str, how: &[&str]) -> (PathBuf, String) {
+        let bin = dir.join("person-bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let opened = dir.join("opened");
+        let script = format!(
+            "#!/bin/sh\necho \"$1\" >> '{opened}'\nREQUESTS_CA_BUNDLE='{ca}' '{python}' '{person}' --login '{login}' {how} \"$1\" >> '{log}' 2>&1 &\n",
+            opened = opened.display(),
+            ca = self.ca.ca_pem.display(),
+            python = venv_bin("python").display(),
+            person = person_script().display(),
+            how = how.join(" "),
+            log = dir.join("person.log").display(),
+        );
+        std::fs::write(bin.join("xdg-open"), script).unwrap();
+        crate::world::make_executable(&bin.join("xdg-open"));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        (opened, path)
+    }
+
+    /// Runs the person's script with `args` to completion: its stdout.
+    pub fn person(&self, args: &[&str]) -> String {
+        let out = Command::new(venv_bin("python"))
+            .arg(person_script())
+            .args(args)
+            .env("REQUESTS_CA_BUNDLE", &self.ca.ca_pem)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the person's script");
+        assert!(
+            out.status.success(),
+            "the person could not sign in: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+fn person_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/oidc_person.py")
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
