@@ -7,6 +7,8 @@
 //!   open, reopening those that are closed, for SECONDS; prints how many it reopened.
 //! - `impostor ask SOCKET FRAME`: connects to SOCKET as a client, sends the bytes of FRAME and
 //!   prints whatever comes back.
+//! - `impostor get URL`: sends a GET for an `http://127.0.0.1:PORT/...` URL (a sign-in's
+//!   loopback redirect) and prints the answer, or `refused` when nothing listens.
 //!
 //! Each mode but `ask` prints `ready` on stdout once it is in place.
 
@@ -26,6 +28,7 @@ fn main() {
         ["unix", socket, reply, log] => unix(socket, reply, log),
         ["tcp", port, log] => tcp(port.parse().expect("port"), log),
         ["ask", socket, frame] => ask(socket, frame),
+        ["get", url] => get(url),
         ["flood", port, n, seconds] => flood(
             port.parse().expect("port"),
             n.parse().expect("count"),
@@ -33,6 +36,26 @@ fn main() {
         ),
         _ => panic!("usage: impostor unix SOCKET REPLY LOG | tcp PORT LOG | flood PORT N SECONDS"),
     }
+}
+
+fn get(url: &str) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = match TcpStream::connect(authority) {
+        Ok(stream) => stream,
+        Err(_) => {
+            println!("refused");
+            return;
+        }
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    println!("{answer}");
 }
 
 fn note(log: &str, line: &str) {

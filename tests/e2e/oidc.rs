@@ -220,3 +220,69 @@ fn the_access_token_is_served_when_asked_for_and_refreshes_once_per_lifetime() {
     let later = world.credd(&["get", "corp"]).ok().trim().to_string();
     assert!(later != access, "the access token was not renewed");
 }
+
+/// `impostor get URL` as this user, or as another when `other` is set: what came back.
+fn get(url: &str, other: bool) -> String {
+    let bin = credd_tests::bin("impostor");
+    let mut command = if other {
+        credd_tests::other_user::command(&bin)
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let out = command.args(["get", url]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_redirect_is_taken_from_this_user_with_this_sign_ins_state_once_and_a_stolen_code_is_useless()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let world = corp_world(&provider, dir.path(), &["--stop-at-redirect"], "");
+    let _daemon = world.start_daemon();
+    let mut login = world.spawn_credd(&["login", "corp"], |_| {});
+    // The person signed in; the provider's redirect is in their hands, not yet delivered.
+    let redirect = person_saw_line(dir.path(), "http://127.0.0.1:");
+    assert!(redirect.contains("code=") && redirect.contains("state="));
+
+    // Someone who took the code cannot redeem it without the PKCE verifier.
+    let token_endpoint = format!("{}/token", provider.issuer());
+    let stolen = provider.person(&["--redeem", &token_endpoint, CLIENT_ID, &redirect]);
+    assert_eq!(stolen.trim(), "400 invalid_grant");
+
+    // Another local user's connection is refused, whatever it carries.
+    if credd_tests::other_user::available("oidc redirect") {
+        let theirs = get(&redirect, true);
+        assert!(theirs.starts_with("HTTP/1.1 403"), "{theirs}");
+    }
+    // An answer for another sign-in (its state differs) is refused, and the sign-in waits on.
+    let forged = redirect.replace("state=", "state=x");
+    assert!(get(&forged, false).starts_with("HTTP/1.1 400"));
+    let waiting = world.credd(&["get", "corp"]);
+    assert_eq!(waiting.code, 5, "{}", waiting.stderr);
+
+    // The real answer ends the sign-in; the listener is gone after it.
+    let answer = get(&redirect, false);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(login.wait().unwrap().success());
+    assert_eq!(get(&redirect, false).trim(), "refused");
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert_eq!(claims(&token)["sub"], "alice");
+    assert_eq!(provider.grants("authorization_code"), 1);
+}
+
+/// The first line the person wrote that starts with `prefix`, once they wrote it.
+fn person_saw_line(dir: &std::path::Path, prefix: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = std::fs::read_to_string(dir.join("person.log")).unwrap_or_default();
+        if let Some(line) = seen.lines().find(|l| l.starts_with(prefix)) {
+            return line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the person did not get there: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -11,6 +11,10 @@ in a real headless Chromium driven over WebDriver by Debian's chromedriver.
     oidc_person.py [--login NAME] --device VERIFICATION_URI USER_CODE
         Enters a device sign-in's code and approves it.
 
+    oidc_person.py --redeem TOKEN_ENDPOINT CLIENT_ID REDIRECT_URL
+        Tries to redeem the code in a redirect URL as someone who stole it, without the PKCE
+        verifier, and prints the provider's answer.
+
 The provider's TLS certificate is checked against REQUESTS_CA_BUNDLE (the test's CA).
 """
 
@@ -84,6 +88,18 @@ def device(uri, user_code, login):
     done = sign_in(session, response, login, provider)
     text = done.text if hasattr(done, "text") else done
     print(re.sub(r"<[^>]+>", " ", text).strip()[:200])
+
+
+def redeem(token_endpoint, client_id, redirect):
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(redirect).query))
+    answer = requests.post(token_endpoint, data={
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "code": query["code"],
+        "redirect_uri": redirect.split("?")[0],
+        "code_verifier": "a-verifier-guessed-by-someone-who-stole-the-code-0123456789",
+    })
+    print(answer.status_code, answer.json().get("error"))
 
 
 def origin(url):
@@ -194,11 +210,14 @@ def main():
     parser.add_argument("--chromium", action="store_true")
     parser.add_argument("--stop-at-redirect", action="store_true")
     parser.add_argument("--device", action="store_true")
+    parser.add_argument("--redeem", action="store_true")
     parser.add_argument("url")
-    parser.add_argument("user_code", nargs="?")
+    parser.add_argument("more", nargs="*")
     args = parser.parse_args()
-    if args.device:
-        device(args.url, args.user_code, args.login)
+    if args.redeem:
+        redeem(args.url, *args.more)
+    elif args.device:
+        device(args.url, args.more[0], args.login)
     elif args.chromium:
         chromium(args.url, args.login)
     else:
