@@ -236,11 +236,34 @@ impl Dispatcher {
         }
     }
 
+    /// The slot whose login signs `name` in: its own, or the one it stands on (an `aws` role
+    /// assumed with an `oidc` source's sign-in).
+    fn login_slot(&self, name: &str) -> Result<Arc<Slot>, ErrorReply> {
+        match self.registry.signs_in_with(name) {
+            Some(other) => self.slot(&other),
+            None => self.slot(name),
+        }
+    }
+
     async fn login(&self, name: &str, scope: Option<&Forward>) -> Response {
-        let slot = match self.slot(name) {
+        let slot = match self.login_slot(name) {
             Ok(slot) => slot,
             Err(error) => return Response::Error(error),
         };
+        if let Some(other) = self.registry.signs_in_with(name)
+            && let Ok(own) = self.slot(name)
+        {
+            // Its own credential may be had without a sign-in.
+            if let Ok(credential) = own.get(crate::policy::DEFAULT_MIN_VALID, None).await {
+                return Response::Done {
+                    message: format!(
+                        "`{name}` needs no login: its credentials are valid until {}",
+                        until(credential.expires_at)
+                    ),
+                };
+            }
+            tracing::info!(source = name, signs_in_with = %other, "login of the source it stands on");
+        }
         match self.logins.start(slot.clone()).await {
             Ok(Started::Prompt(prompt)) if scope.is_some() => {
                 crate::login::at_home(&self.socket, name, slot, &self.logins, prompt)
@@ -258,14 +281,23 @@ impl Dispatcher {
     }
 
     async fn login_wait(&self, name: &str) -> Response {
-        match self.slot(name) {
-            Ok(slot) => signed_in(name, self.logins.wait(slot).await),
-            Err(error) => Response::Error(error),
+        let (slot, own) = match (self.login_slot(name), self.slot(name)) {
+            (Ok(slot), Ok(own)) => (slot, own),
+            (Err(error), _) | (_, Err(error)) => return Response::Error(error),
+        };
+        let outcome = self.logins.wait(slot.clone()).await;
+        if Arc::ptr_eq(&slot, &own) {
+            return signed_in(name, outcome);
+        }
+        // Signed in where it stands: its own credential now, past any backoff.
+        match outcome {
+            Ok(_) => signed_in(name, own.refresh().await),
+            Err(e) => signed_in(name, Err(e)),
         }
     }
 
     async fn login_code(&self, name: &str, code: credd_proto::Secret) -> Response {
-        match self.slot(name) {
+        match self.login_slot(name) {
             Ok(slot) => signed_in(name, self.logins.submit_code(slot, code).await),
             Err(error) => Response::Error(error),
         }

@@ -21,6 +21,8 @@ use crate::filewatch;
 use crate::sources;
 
 pub struct Registry {
+    /// Itself, for the sources that ask it for other sources' credentials.
+    this: std::sync::Weak<Registry>,
     config_path: PathBuf,
     /// The proxy's Unix socket, which `status` names for every proxied source.
     proxy_socket: PathBuf,
@@ -74,7 +76,8 @@ pub enum Lookup {
 
 impl Registry {
     pub fn new(config_path: PathBuf, clock: Arc<Clock>, proxy_socket: PathBuf) -> Arc<Self> {
-        Arc::new(Registry {
+        Arc::new_cyclic(|this| Registry {
+            this: this.clone(),
             config_path,
             proxy_socket,
             clock,
@@ -148,7 +151,7 @@ impl Registry {
                     drop(previous);
                     let slot = Slot::new(
                         name.clone(),
-                        sources::build(&name, &spec, &self.clock),
+                        sources::build(&name, &spec, &self.clock, &self.others()),
                         self.clock.clone(),
                     );
                     let audiences =
@@ -181,6 +184,22 @@ impl Registry {
         for name in old.keys() {
             tracing::info!(source = %name, "source removed");
         }
+    }
+
+    /// Other sources' credentials, for the sources that stand on them.
+    fn others(&self) -> Arc<dyn sources::OtherSources> {
+        Arc::new(Others(self.this.clone()))
+    }
+
+    /// The source whose sign-in `name` stands on, if another's.
+    pub fn signs_in_with(&self, name: &str) -> Option<String> {
+        let inner = self.read();
+        inner
+            .entries
+            .get(name)?
+            .spec
+            .signs_in_with()
+            .map(str::to_string)
     }
 
     /// The slot of source `name`, or of its ID tokens for `audience`.
@@ -265,6 +284,32 @@ fn aws_config(
         text.push_str(&profile(format!("[profile {name}]"), name, region));
     }
     text
+}
+
+/// The registry as sources see it: other sources' credentials, from their slots (so fetched
+/// once for all, and a login shared).
+struct Others(std::sync::Weak<Registry>);
+
+impl sources::OtherSources for Others {
+    fn credential(
+        &self,
+        name: &str,
+        min_valid: std::time::Duration,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<Arc<credd_proto::Credential>, sources::SourceError>,
+    > {
+        let slot = self.0.upgrade().map(|registry| registry.lookup(name, None));
+        let name = name.to_string();
+        Box::pin(async move {
+            match slot {
+                Some(Lookup::Found(slot)) => slot.get(min_valid, None).await,
+                _ => Err(sources::SourceError::Misconfigured(format!(
+                    "the config defines no source `{name}`"
+                ))),
+            }
+        })
+    }
 }
 
 /// Starts the local endpoint a source's config asks for, if any.

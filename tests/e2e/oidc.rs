@@ -286,3 +286,122 @@ fn person_saw_line(dir: &std::path::Path, prefix: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The role the `bedrock` source assumes with `corp`'s ID token.
+const ROLE: &str = "arn:aws:iam::123456789012:role/claude-code";
+
+/// A world whose `bedrock` source assumes [`ROLE`] with the sign-in of `corp` at `provider`,
+/// through moto's STS (which trusts the provider for `trusted_client`), proxied to `api`.
+fn web_identity_world(
+    provider: &OidcProvider,
+    moto: &credd_tests::peers::Moto,
+    trusted_client: &str,
+    api: &credd_tests::model_api::ModelApi,
+    dir: &std::path::Path,
+) -> World {
+    moto.sts
+        .trust_oidc_provider(&provider.issuer(), trusted_client, &provider.jwks());
+    let (_, path) = provider.person_browser(dir, "alice", &[]);
+    let world = World::new()
+        .with_aws("", "", &moto.url())
+        .with_env("PATH", &path);
+    world.write_config(&format!(
+        "{}\n[sources.bedrock]\nkind = \"aws\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n[sources.bedrock.web_identity]\noidc = \"corp\"\nrole_arn = \"{ROLE}\"\n",
+        provider.source_table("corp", ""),
+        api.url()
+    ));
+    world
+}
+
+#[test]
+fn a_role_assumed_with_the_sign_in_serves_boto3_and_claude_code_on_bedrock() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let moto = credd_tests::peers::Moto::start();
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = web_identity_world(&provider, &moto, CLIENT_ID, &api, dir.path());
+    let _daemon = world.start_daemon();
+
+    let before = world.credd(&["get", "bedrock", "--format", "aws"]);
+    assert_eq!(before.code, 5, "{}", before.stderr);
+    assert!(
+        before.stderr.contains("credd login bedrock"),
+        "{}",
+        before.stderr
+    );
+    // Claude Code's awsAuthRefresh: `credd login bedrock` signs in at `corp`.
+    let login = world.credd(&["login", "bedrock"]);
+    assert!(
+        login.ok().contains("signed in: `bedrock`"),
+        "{}",
+        login.stdout
+    );
+    assert_eq!(opened(dir.path()).len(), 1);
+    let assumed: Vec<_> = moto
+        .sts
+        .calls()
+        .into_iter()
+        .filter(|c| c.action == "AssumeRoleWithWebIdentity")
+        .collect();
+    assert_eq!(assumed.len(), 1);
+    assert_eq!(assumed[0].status, 200);
+    assert_eq!(assumed[0].params["RoleArn"], ROLE);
+    assert_eq!(assumed[0].params["RoleSessionName"], "alice@example.com");
+
+    // boto3, with credd as its credential_process.
+    let boto_config = world.path("boto-config");
+    std::fs::write(
+        &boto_config,
+        format!(
+            "[profile via-credd]\nregion = us-east-1\ncredential_process = {} get bedrock --format aws-process\n",
+            credd_tests::bin("credd").display()
+        ),
+    )
+    .unwrap();
+    let script = r#"
+import sys, boto3
+session = boto3.Session(profile_name="via-credd")
+print(session.client("sts", endpoint_url=sys.argv[1]).get_caller_identity()["Arn"])
+"#;
+    let arn = credd_tests::peers::run_python(script, &[&moto.url()], |cmd| {
+        world.isolate(cmd);
+        cmd.env("AWS_CONFIG_FILE", &boto_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    });
+    assert!(
+        arn.contains(":assumed-role/claude-code/alice@example.com"),
+        "{arn}"
+    );
+
+    // Claude Code on Bedrock through the proxy, signed with the role's credentials (the stub
+    // checks each signature with the secret STS issued).
+    let (reply, _) = crate::proxy::claude_through_the_proxy(&world, "bedrock", &[]);
+    assert!(reply.contains(credd_tests::model_api::REPLY), "{reply}");
+    assert!(!api.messages().is_empty());
+    // One sign-in, one role, however many asked.
+    assert_eq!(provider.grants("authorization_code"), 1);
+    assert_eq!(opened(dir.path()).len(), 1);
+}
+
+#[test]
+fn sts_refusing_the_id_token_leaves_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let moto = credd_tests::peers::Moto::start();
+    let api = credd_tests::model_api::ModelApi::start();
+    // The account's IAM trusts the provider for another client: the token's `aud` is wrong.
+    let world = web_identity_world(&provider, &moto, "another-client", &api, dir.path());
+    let _daemon = world.start_daemon();
+    let login = world.credd(&["login", "bedrock"]);
+    assert_ne!(login.code, 0);
+    assert!(
+        login.stderr.contains("Incorrect token audience"),
+        "{}",
+        login.stderr
+    );
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert!(!login.stderr.contains(&token) && !login.stdout.contains(&token));
+    let out = world.credd(&["get", "bedrock", "--format", "aws"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stdout.is_empty());
+}

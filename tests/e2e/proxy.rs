@@ -52,7 +52,11 @@ pub(crate) fn socket_route_of(world: &World, source: &str) -> (std::path::PathBu
 
 /// `credd setup claude-code SOURCE --via proxy --shell-profile bash`, then Claude Code with
 /// those settings and that shell line alone.
-fn claude_through_the_proxy(world: &World, source: &str, extra: &[&str]) -> (String, Value) {
+pub(crate) fn claude_through_the_proxy(
+    world: &World,
+    source: &str,
+    extra: &[&str],
+) -> (String, Value) {
     let mut args = vec![
         "setup",
         "claude-code",

@@ -142,6 +142,11 @@ impl OidcProvider {
         (opened, path)
     }
 
+    /// The provider's keys (its JWKS document), as an account's IAM trusts them.
+    pub fn jwks(&self) -> String {
+        self.person(&["--fetch", &format!("{}/jwks", self.issuer())])
+    }
+
     /// Runs the person's script with `args` to completion: its stdout.
     pub fn person(&self, args: &[&str]) -> String {
         let out = Command::new(venv_bin("python"))

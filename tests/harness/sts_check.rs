@@ -4,6 +4,10 @@
 //! credentials moto issues known, so whatever is later signed with them (a boto3 call, a
 //! Bedrock request) is checked against the secret STS really issued.
 //!
+//! Once told of an OpenID Provider ([`StsCheck::trust_oidc_provider`], as an account's IAM OIDC
+//! identity provider), it checks `AssumeRoleWithWebIdentity` tokens as STS does: the signature
+//! against the provider's keys, `iss`, `aud` equal to the registered client id, `exp`.
+//!
 //! Refusals are in STS's documented Query-protocol error format.
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +31,8 @@ pub struct Call {
 struct State {
     /// MFA device serial -> the code it shows now.
     mfa: HashMap<String, String>,
+    /// The OpenID Providers the account trusts: issuer -> (client id, its keys).
+    oidc_providers: HashMap<String, (String, jsonwebtoken::jwk::JwkSet)>,
     calls: Vec<Call>,
 }
 
@@ -61,6 +67,17 @@ impl StsCheck {
             .unwrap()
             .mfa
             .insert(serial.to_string(), code.to_string());
+    }
+
+    /// Trusts the OpenID Provider `issuer` for tokens whose audience is `client_id`, signed
+    /// with a key of `jwks` (its JWKS document).
+    pub fn trust_oidc_provider(&self, issuer: &str, client_id: &str, jwks: &str) {
+        let keys = serde_json::from_str(jwks).expect("a JWKS document");
+        self.state
+            .lock()
+            .unwrap()
+            .oidc_providers
+            .insert(issuer.to_string(), (client_id.to_string(), keys));
     }
 
     /// Every call so far, in order.
@@ -109,6 +126,12 @@ fn handle(state: &Mutex<State>, moto_port: u16, request: &Request) -> Response {
             return error(403, refusal.code(), refusal.message());
         }
     };
+    if action == "AssumeRoleWithWebIdentity"
+        && let Err((code, message)) = check_web_identity(state, &params)
+    {
+        record(None, 400);
+        return error(400, code, &message);
+    }
     if let Some(serial) = params.get("SerialNumber") {
         let expected = state.lock().unwrap().mfa.get(serial).cloned();
         let given = params.get("TokenCode");
@@ -131,6 +154,52 @@ fn handle(state: &Mutex<State>, moto_port: u16, request: &Request) -> Response {
     }
     record(Some(signed.access_key_id), response.status);
     response
+}
+
+/// The web identity token's verdict, when the account trusts any OpenID Provider: its issuer
+/// must be one of them, its signature one of that provider's keys, its audience the client id,
+/// and it must not have expired.
+fn check_web_identity(
+    state: &Mutex<State>,
+    params: &BTreeMap<String, String>,
+) -> Result<(), (&'static str, String)> {
+    let providers = state.lock().unwrap().oidc_providers.clone();
+    if providers.is_empty() {
+        return Ok(());
+    }
+    let invalid = |m: &str| ("InvalidIdentityToken", m.to_string());
+    let token = params
+        .get("WebIdentityToken")
+        .ok_or_else(|| invalid("WebIdentityToken is required"))?;
+    let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
+        .map_err(|_| invalid("The ID token is not a JWT"))?;
+    let issuer = claims["iss"].as_str().unwrap_or_default();
+    let (client_id, keys) = providers.get(issuer).ok_or_else(|| {
+        invalid(&format!(
+            "No OpenIDConnect provider found in your account for {issuer}"
+        ))
+    })?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("Bad token header"))?;
+    let jwk = keys
+        .keys
+        .iter()
+        .find(|k| k.common.key_id == header.kid)
+        .ok_or_else(|| invalid("Couldn't retrieve verification key from your identity provider"))?;
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| invalid("Bad key"))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[client_id]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| {
+        match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                ("ExpiredTokenException", "Token expired".to_string())
+            }
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => invalid("Incorrect token audience"),
+            _ => invalid(&format!("The token is invalid: {e}")),
+        }
+    })?;
+    Ok(())
 }
 
 /// Makes the credentials in an STS answer known.

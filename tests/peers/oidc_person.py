@@ -11,6 +11,8 @@ in a real headless Chromium driven over WebDriver by Debian's chromedriver.
     oidc_person.py [--login NAME] --device VERIFICATION_URI USER_CODE
         Enters a device sign-in's code and approves it.
 
+    oidc_person.py --fetch URL
+        Prints the page at URL (the provider's keys, say).
     oidc_person.py --redeem TOKEN_ENDPOINT CLIENT_ID REDIRECT_URL
         Tries to redeem the code in a redirect URL as someone who stole it, without the PKCE
         verifier, and prints the provider's answer.
@@ -211,10 +213,13 @@ def main():
     parser.add_argument("--stop-at-redirect", action="store_true")
     parser.add_argument("--device", action="store_true")
     parser.add_argument("--redeem", action="store_true")
+    parser.add_argument("--fetch", action="store_true")
     parser.add_argument("url")
     parser.add_argument("more", nargs="*")
     args = parser.parse_args()
-    if args.redeem:
+    if args.fetch:
+        print(requests.get(args.url, timeout=30).text)
+    elif args.redeem:
         redeem(args.url, *args.more)
     elif args.device:
         device(args.url, args.more[0], args.login)

@@ -119,6 +119,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let table = text.find(&format!("[sources.{name}]")).unwrap_or(0);
         spec.check()
             .map_err(|problem| at(table, format!("source `{name}`: {problem}")))?;
+        if let Some(other) = spec.signs_in_with() {
+            match config.sources.get(other) {
+                Some(SourceSpec::Oidc(oidc))
+                    if oidc.token == crate::sources::oidc::ServedToken::Id => {}
+                Some(SourceSpec::Oidc(_)) => {
+                    return Err(at(
+                        table,
+                        format!(
+                            "source `{name}`: `web_identity.oidc` names `{other}`, which serves its access token; STS takes an ID token (`token = \"id\"`)"
+                        ),
+                    ));
+                }
+                Some(found) => {
+                    return Err(at(
+                        table,
+                        format!(
+                            "source `{name}`: `web_identity.oidc` names `{other}`, a source of kind `{}`, not `oidc`",
+                            found.kind()
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(at(
+                        table,
+                        format!(
+                            "source `{name}`: `web_identity.oidc` names `{other}`, which the config does not define"
+                        ),
+                    ));
+                }
+            }
+        }
     }
     for (name, forward) in &config.forwards {
         let table = text.find(&format!("[forwards.{name}]")).unwrap_or(0);

@@ -210,16 +210,37 @@ pub struct LoginIo {
     pub code: tokio::sync::oneshot::Receiver<Secret>,
 }
 
-/// Builds the source a config entry named `name` describes.
+/// Other sources' credentials, as the daemon's cache serves them (fresh, one fetch for all who
+/// ask, a login shared): for a source that stands on another's sign-in, such as an `aws` role
+/// assumed with an `oidc` source's ID token.
+pub trait OtherSources: Send + Sync {
+    /// Source `name`'s credential, valid for at least `min_valid`.
+    fn credential(
+        &self,
+        name: &str,
+        min_valid: std::time::Duration,
+    ) -> BoxFuture<'_, Result<Arc<credd_proto::Credential>, SourceError>>;
+}
+
+/// Builds the source a config entry named `name` describes; `others` serves the sources it
+/// stands on.
 pub fn build(
     name: &crate::source_name::SourceName,
     spec: &SourceSpec,
     clock: &Arc<Clock>,
+    others: &Arc<dyn OtherSources>,
 ) -> Box<dyn Source> {
     let clock = clock.clone();
     match spec {
         SourceSpec::Exec(exec) => Box::new(exec::ExecSource::new(exec.clone())),
-        SourceSpec::Aws(aws) => Box::new(aws::AwsSource::new(name, aws.clone(), clock)),
+        SourceSpec::Aws(aws) => match &aws.web_identity {
+            Some(web) => Box::new(aws::web_identity::WebIdentitySource::new(
+                aws.clone(),
+                web.clone(),
+                others.clone(),
+            )),
+            None => Box::new(aws::AwsSource::new(name, aws.clone(), clock)),
+        },
         SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone(), clock)),
         SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone(), clock)),
         SourceSpec::Oidc(oidc) => Box::new(oidc::OidcSource::new(name, oidc.clone(), clock)),
@@ -300,6 +321,14 @@ impl SourceSpec {
             SourceSpec::Gcp(gcp) => gcp.ca_bundle.as_deref(),
             SourceSpec::Entra(entra) => entra.ca_bundle.as_deref(),
             SourceSpec::Oidc(oidc) => oidc.ca_bundle.as_deref(),
+        }
+    }
+
+    /// The source whose sign-in this one stands on: `credd login` of this one signs in there.
+    pub fn signs_in_with(&self) -> Option<&str> {
+        match self {
+            SourceSpec::Aws(aws) => aws.web_identity.as_ref().map(|web| web.oidc.as_str()),
+            _ => None,
         }
     }
 

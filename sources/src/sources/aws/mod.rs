@@ -26,6 +26,7 @@ mod console;
 pub mod mfa;
 pub mod spec;
 pub mod sso;
+pub mod web_identity;
 
 use credd_proto::LoginPrompt;
 

@@ -11,8 +11,13 @@ use crate::sources::spec::EndpointSpec;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSpec {
-    /// The profile's name in the AWS config files.
+    /// The profile's name in the AWS config files (unless `web_identity` says how to get the
+    /// credentials).
+    #[serde(default)]
     pub profile: String,
+    /// A role assumed with an `oidc` source's ID token, instead of a profile.
+    #[serde(default)]
+    pub web_identity: Option<super::web_identity::WebIdentitySpec>,
     /// Region for STS; defaults to the profile's `region`, then `AWS_REGION`.
     #[serde(default)]
     pub region: Option<String>,
@@ -53,8 +58,23 @@ pub struct AwsSpec {
 impl AwsSpec {
     /// What is wrong with the table, for the config error.
     pub fn check(&self) -> Result<(), String> {
-        if self.profile.trim().is_empty() {
-            return Err("`profile` must name an AWS profile".into());
+        match (&self.web_identity, self.profile.trim().is_empty()) {
+            (None, true) => {
+                return Err(
+                    "`profile` must name an AWS profile (or `web_identity` a role and a sign-in)"
+                        .into(),
+                );
+            }
+            (Some(_), false) => {
+                return Err("give `profile` or `web_identity`, not both".into());
+            }
+            (Some(web), true) => {
+                web.check()?;
+                if self.mfa_process.is_some() || self.persist.is_some() {
+                    return Err("`mfa_process` and `persist` apply to profiles, not `web_identity` (its sign-in keeps itself)".into());
+                }
+            }
+            (None, false) => {}
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be longer than zero".into());
