@@ -222,7 +222,7 @@ fn the_access_token_is_served_when_asked_for_and_refreshes_once_per_lifetime() {
 }
 
 /// `impostor get URL` as this user, or as another when `other` is set: what came back.
-fn get(url: &str, other: bool) -> String {
+pub(crate) fn get(url: &str, other: bool) -> String {
     let bin = credd_tests::bin("impostor");
     let mut command = if other {
         credd_tests::other_user::command(&bin)
@@ -272,7 +272,7 @@ fn the_redirect_is_taken_from_this_user_with_this_sign_ins_state_once_and_a_stol
 }
 
 /// The first line the person wrote that starts with `prefix`, once they wrote it.
-fn person_saw_line(dir: &std::path::Path, prefix: &str) -> String {
+pub(crate) fn person_saw_line(dir: &std::path::Path, prefix: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let seen = std::fs::read_to_string(dir.join("person.log")).unwrap_or_default();
@@ -404,4 +404,52 @@ fn sts_refusing_the_id_token_leaves_no_credentials() {
     let out = world.credd(&["get", "bedrock", "--format", "aws"]);
     assert_ne!(out.code, 0);
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn claude_code_sends_the_id_token_to_a_gateway_as_helper_and_through_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = corp_world(
+        &provider,
+        dir.path(),
+        &[],
+        &format!(
+            "proxy = {{ upstream = \"{}\", send_as = \"bearer\" }}\n",
+            api.url()
+        ),
+    );
+    let _daemon = world.start_daemon();
+    world.credd(&["login", "corp"]).ok();
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+
+    // apiKeyHelper, as `credd setup claude-code` writes it.
+    world
+        .credd(&["setup", "claude-code", "corp", "--base-url", &api.url()])
+        .ok();
+    let reply = credd_tests::claude_say_hi(
+        &world,
+        world.dir.path(),
+        &[("ANTHROPIC_BASE_URL", &api.url())],
+    );
+    assert!(reply.contains(credd_tests::model_api::REPLY), "{reply}");
+    let helped = api.messages();
+    assert!(!helped.is_empty());
+    for m in &helped {
+        let bearer = m.header("authorization").unwrap_or_default();
+        assert!(bearer == format!("Bearer {token}"), "not the ID token");
+    }
+
+    // The proxy, its Bearer added on the way.
+    let (reply, _) = crate::proxy::claude_through_the_proxy(&world, "corp", &[]);
+    assert!(reply.contains(credd_tests::model_api::REPLY), "{reply}");
+    let proxied = &api.messages()[helped.len()..];
+    assert!(!proxied.is_empty());
+    for m in proxied {
+        let bearer = m.header("authorization").unwrap_or_default();
+        let jwt = bearer.strip_prefix("Bearer ").expect("a Bearer token");
+        assert_eq!(claims(jwt)["aud"], CLIENT_ID);
+        assert!(m.header("x-api-key").is_none());
+    }
 }

@@ -372,3 +372,45 @@ fn entra_secrets_stay_out_of_trace_logs_files_and_output_even_when_echoed() {
     }
     seen.assert_nowhere(&secrets, &served, &[]);
 }
+
+#[test]
+fn oidc_secrets_stay_out_of_trace_logs_files_and_output() {
+    use credd_tests::oidc::{OidcProvider, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let (_, path) = provider.person_browser(dir.path(), "alice", &["--stop-at-redirect"]);
+    let mut world = World::new().with_env("PATH", &path);
+    log_at_trace(&mut world);
+    world.write_config(&provider.source_table("corp", ""));
+    let daemon = world.start_daemon();
+    let mut seen = Seen::new(&world);
+
+    let login = world.spawn_credd(&["login", "corp"], |_| {});
+    let redirect = crate::oidc::person_saw_line(dir.path(), "http://127.0.0.1:");
+    let query: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(redirect.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    assert!(crate::oidc::get(&redirect, false).starts_with("HTTP/1.1 200"));
+    let out = login.wait_with_output().unwrap();
+    seen.printed
+        .push(String::from_utf8_lossy(&out.stdout).into_owned());
+    seen.printed
+        .push(String::from_utf8_lossy(&out.stderr).into_owned());
+
+    let first = seen.credd(&["get", "corp"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    seen.credd(&["refresh", "corp"]).ok();
+    let second = seen.credd(&["get", "corp"]);
+    seen.status();
+    assert_eq!(provider.grants("refresh_token"), 1);
+    seen.log = daemon.log();
+    let secrets = vec![
+        (query["code"].clone(), "the authorization code"),
+        (first.stdout.trim().to_string(), "the first ID token"),
+        (second.stdout.trim().to_string(), "the renewed ID token"),
+    ];
+    // (The state is no secret: it is in the page's URL the person is shown.)
+    assert_ne!(secrets[1].0, secrets[2].0);
+    seen.assert_nowhere(&secrets, &[first.stdout, second.stdout], &[]);
+}
