@@ -374,3 +374,50 @@ fn a_missing_setting_shows_in_status_at_once_and_calls_nobody() {
     assert!(out.stderr.contains("is misconfigured"), "{}", out.stderr);
     assert_eq!(upstream.total_calls(), 0);
 }
+
+#[test]
+fn a_browser_sign_in_uses_pkce_and_then_refreshes_without_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::create(dir.path());
+    let upstream = EntraUpstream::start(&ca);
+    upstream.register_public(CLIENT_ID);
+    upstream.set_expires_in(1800);
+    // The person's browser has an Entra session: the sign-in page sends it straight back.
+    let (opened, path) =
+        credd_tests::oidc::person_browser(dir.path(), &ca.ca_pem, "alice", &["--follow"]);
+    let world = entra_world(&ca, &upstream, "browser", "").with_env("PATH", &path);
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["get", "foundry"]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+
+    let login = world.credd(&["login", "foundry"]);
+    let person = std::fs::read_to_string(dir.path().join("person.log")).unwrap_or_default();
+    assert_eq!(login.code, 0, "{}\n{person}", login.stderr);
+    let shown = login.stdout.clone();
+    let page = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(page.lines().count(), 1, "one page opened");
+    assert!(
+        page.starts_with(&format!(
+            "{}/{TENANT}/oauth2/v2.0/authorize?",
+            upstream.authority()
+        )),
+        "{page}"
+    );
+    assert!(page.contains("code_challenge_method=S256"), "{page}");
+    assert!(
+        page.contains("redirect_uri=http%3A%2F%2Flocalhost%3A"),
+        "{page}"
+    );
+    assert!(shown.contains("signed in: `foundry`"), "{shown}");
+    assert_eq!(upstream.calls("authorize"), 1);
+    assert_eq!(upstream.calls("authorization_code"), 1);
+    let first = world.credd(&["get", "foundry"]).ok().trim().to_string();
+    assert!(upstream.issued().contains(&first));
+
+    // The refresh token renews it with no browser.
+    world.credd(&["refresh", "foundry"]).ok();
+    assert_eq!(upstream.calls("refresh_token"), 1);
+    let second = world.credd(&["get", "foundry"]).ok().trim().to_string();
+    assert_eq!(upstream.issued().last(), Some(&second));
+    assert_eq!(std::fs::read_to_string(&opened).unwrap().lines().count(), 1);
+}

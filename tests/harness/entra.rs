@@ -3,7 +3,8 @@
 //! `/devicecode` formats, with tokens minted by `oauth2-mock-server` behind it. It knows one
 //! tenant and the apps registered in it (client secrets, some expired; certificates, whose
 //! assertions it verifies; federated tokens), runs device-code logins that a simulated person
-//! approves, answers with Entra's error JSON (AADSTS codes), can be told to fail or throttle,
+//! approves, and browser sign-ins (`/authorize`, where the person is taken as signed in at
+//! once, then the authorization-code grant, whose PKCE verifier it checks as Entra does), answers with Entra's error JSON (AADSTS codes), can be told to fail or throttle,
 //! and counts every call.
 
 use std::collections::HashMap;
@@ -73,6 +74,9 @@ struct State {
     device_client: Option<(String, String)>,
     /// The `scope` of every token request, in order.
     scopes: Vec<String>,
+    /// Authorization codes not yet redeemed: code -> (client, redirect URI, PKCE challenge,
+    /// scope).
+    codes: HashMap<String, (String, String, String, String)>,
     expires_in: Option<u64>,
     /// How far this upstream's clock runs ahead of the machine's (behind when negative).
     clock_offset: i64,
@@ -161,7 +165,7 @@ impl EntraUpstream {
     }
 
     /// Calls of one kind: `client_secret`, `client_assertion`, `devicecode`, `device_code`,
-    /// `refresh_token`; refused and failed ones included.
+    /// `authorize`, `authorization_code`, `refresh_token`; refused and failed ones included.
     pub fn calls(&self, kind: &str) -> usize {
         self.state
             .lock()
@@ -230,6 +234,9 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             }),
         );
     }
+    if request.method == "GET" && request.path == format!("/{TENANT}/oauth2/v2.0/authorize") {
+        return authorize(state, request);
+    }
     let form: HashMap<String, String> =
         form_urlencoded::parse(&request.body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
@@ -239,6 +246,7 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
         (_, "client_credentials") => "client_secret",
         (_, "urn:ietf:params:oauth:grant-type:device_code") => "device_code",
         (_, "refresh_token") => "refresh_token",
+        (_, "authorization_code") => "authorization_code",
         _ => "other",
     };
     let fault = {
@@ -366,6 +374,43 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             };
             record(state, mock.mint(kind, &scope))
         }
+        ("token", "authorization_code") => {
+            let pending = state.lock().unwrap().codes.remove(field("code"));
+            let Some((to, redirect_uri, challenge, scope)) = pending else {
+                return entra_error(
+                    400,
+                    "invalid_grant",
+                    70008,
+                    "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.",
+                );
+            };
+            if to != client_id || redirect_uri != field("redirect_uri") {
+                return entra_error(
+                    400,
+                    "invalid_grant",
+                    50148,
+                    "AADSTS50148: The code_verifier does not match the code_challenge supplied in the authorization request for PKCE.",
+                );
+            }
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let verified = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(field("code_verifier")));
+            if verified != challenge {
+                return entra_error(
+                    400,
+                    "invalid_grant",
+                    501481,
+                    "AADSTS501481: The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+                );
+            }
+            let kind = if scope.split(' ').any(|s| s == "offline_access") {
+                "refresh_token"
+            } else {
+                "client_credentials"
+            };
+            record(state, mock.mint(kind, &scope))
+        }
         ("token", "refresh_token") => {
             // A refresh token works only for the client it was issued to.
             if state
@@ -431,6 +476,69 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
             "AADSTS70003: The app requested an unsupported grant type.",
         ),
     }
+}
+
+/// The sign-in page, for a person who is signed in already: Entra sends the browser back to
+/// the app's redirect URI with a code (or an error), as it does for a public client whose
+/// loopback redirect (`http://localhost`, any port) is registered and which asked for PKCE.
+fn authorize(state: &Mutex<State>, request: &Request) -> Response {
+    let decoded: HashMap<String, String> = request
+        .query
+        .iter()
+        .flat_map(|(k, v)| {
+            form_urlencoded::parse(format!("{k}={v}").as_bytes())
+                .into_owned()
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let query = |name: &str| decoded.get(name).cloned().unwrap_or_default();
+    let client_id = query("client_id");
+    *state
+        .lock()
+        .unwrap()
+        .calls
+        .entry("authorize".into())
+        .or_default() += 1;
+    if !matches!(
+        state.lock().unwrap().apps.get(&client_id),
+        Some(AppCredential::Public)
+    ) {
+        return unknown_client(&client_id);
+    }
+    let redirect = query("redirect_uri");
+    if !redirect.starts_with("http://localhost:") {
+        return entra_error(
+            400,
+            "invalid_request",
+            50011,
+            "AADSTS50011: The redirect URI specified in the request does not match the redirect URIs configured for the application.",
+        );
+    }
+    if query("code_challenge_method") != "S256" || query("code_challenge").is_empty() {
+        return entra_error(
+            400,
+            "invalid_request",
+            9002325,
+            "AADSTS9002325: Proof Key for Code Exchange is required for cross-origin authorization code redemption.",
+        );
+    }
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).unwrap();
+    let code = format!("entra-code-{}", hex::encode(bytes));
+    state.lock().unwrap().codes.insert(
+        code.clone(),
+        (
+            client_id,
+            redirect.clone(),
+            query("code_challenge"),
+            query("scope"),
+        ),
+    );
+    let back = format!(
+        "{redirect}?code={code}&state={}&session_state=credd-test",
+        form_urlencoded::byte_serialize(query("state").as_bytes()).collect::<String>()
+    );
+    Response::new(302, "text/html", "").with_header("location", &back)
 }
 
 fn verify_certificate_assertion(

@@ -119,27 +119,9 @@ impl OidcProvider {
         )
     }
 
-    /// A browser opener (`xdg-open` first on the returned PATH) that notes each page it is
-    /// asked to open in `opened` and has the person sign in there as `login`, with `how`
-    /// (`--chromium`, `--stop-at-redirect`, or nothing for an HTTP client), writing what
-    /// they saw to `person.log`, both in `dir`.
+    /// A browser whose person signs in here: see [`person_browser`].
     pub fn person_browser(&self, dir: &Path, login: &str, how: &[&str]) -> (PathBuf, String) {
-        let bin = dir.join("person-bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        let opened = dir.join("opened");
-        let script = format!(
-            "#!/bin/sh\necho \"$1\" >> '{opened}'\nREQUESTS_CA_BUNDLE='{ca}' '{python}' '{person}' --login '{login}' {how} \"$1\" >> '{log}' 2>&1 &\n",
-            opened = opened.display(),
-            ca = self.ca.ca_pem.display(),
-            python = venv_bin("python").display(),
-            person = person_script().display(),
-            how = how.join(" "),
-            log = dir.join("person.log").display(),
-        );
-        std::fs::write(bin.join("xdg-open"), script).unwrap();
-        crate::world::make_executable(&bin.join("xdg-open"));
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-        (opened, path)
+        person_browser(dir, &self.ca.ca_pem, login, how)
     }
 
     /// The provider's keys (its JWKS document), as an account's IAM trusts them.
@@ -163,6 +145,29 @@ impl OidcProvider {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// A browser opener (`xdg-open` first on the returned PATH) that notes each page it is asked
+/// to open in `opened` and has the person sign in there as `login`, with `how` (`--chromium`,
+/// `--stop-at-redirect`, `--follow`, or nothing for an HTTP client), trusting `ca_pem`, and
+/// writing what they saw to `person.log`, both in `dir`.
+pub fn person_browser(dir: &Path, ca_pem: &Path, login: &str, how: &[&str]) -> (PathBuf, String) {
+    let bin = dir.join("person-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = dir.join("opened");
+    let script = format!(
+        "#!/bin/sh\necho \"$1\" >> '{opened}'\nREQUESTS_CA_BUNDLE='{ca}' '{python}' '{person}' --login '{login}' {how} \"$1\" >> '{log}' 2>&1 &\n",
+        opened = opened.display(),
+        ca = ca_pem.display(),
+        python = venv_bin("python").display(),
+        person = person_script().display(),
+        how = how.join(" "),
+        log = dir.join("person.log").display(),
+    );
+    std::fs::write(bin.join("xdg-open"), script).unwrap();
+    crate::world::make_executable(&bin.join("xdg-open"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (opened, path)
 }
 
 fn person_script() -> PathBuf {

@@ -11,6 +11,9 @@ in a real headless Chromium driven over WebDriver by Debian's chromedriver.
     oidc_person.py [--login NAME] --device VERIFICATION_URI USER_CODE
         Enters a device sign-in's code and approves it.
 
+    oidc_person.py --follow URL
+        Opens URL and follows its redirects, for a provider that has the person signed in
+        already (a browser with a session), and prints the last page.
     oidc_person.py --fetch URL
         Prints the page at URL (the provider's keys, say).
     oidc_person.py --redeem TOKEN_ENDPOINT CLIENT_ID REDIRECT_URL
@@ -214,10 +217,14 @@ def main():
     parser.add_argument("--device", action="store_true")
     parser.add_argument("--redeem", action="store_true")
     parser.add_argument("--fetch", action="store_true")
+    parser.add_argument("--follow", action="store_true")
     parser.add_argument("url")
     parser.add_argument("more", nargs="*")
     args = parser.parse_args()
-    if args.fetch:
+    if args.follow:
+        answer = requests.get(args.url, timeout=30, proxies={"http": None})
+        print(answer.status_code, re.sub(r"<[^>]+>", " ", answer.text).strip())
+    elif args.fetch:
         print(requests.get(args.url, timeout=30).text)
     elif args.redeem:
         redeem(args.url, *args.more)

@@ -108,7 +108,9 @@ impl EntraSource {
         }
         let scopes = self.spec.scopes();
         let token = match self.spec.method {
-            EntraMethod::DeviceCode => self.device_code_refresh(&scopes, now).await?,
+            EntraMethod::DeviceCode | EntraMethod::Browser => {
+                self.device_code_refresh(&scopes, now).await?
+            }
             method => {
                 let http = RecordingClient::new(self.http()?.clone());
                 let (credential, secrets) = self.credential(&http)?;
@@ -270,7 +272,9 @@ impl EntraSource {
                     Vec::new(),
                 )
             }
-            EntraMethod::DeviceCode => unreachable!("device code is not an azure_identity flow"),
+            EntraMethod::DeviceCode | EntraMethod::Browser => {
+                unreachable!("credd's own sign-ins are not azure_identity flows")
+            }
         })
     }
 
@@ -321,15 +325,13 @@ impl EntraSource {
             kept.restore_once(|stored| {
                 match stored.and_then(|stored| self.kept_refresh_token(&stored)) {
                     Some(refresh) => {
-                        tracing::info!(
-                            "a device-code login was kept from before; refreshing with it"
-                        );
+                        tracing::info!("a sign-in was kept from before; refreshing with it");
                         *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) =
                             Some(refresh);
                     }
-                    None => tracing::debug!(
-                        "no device-code login kept for this authority, tenant and client"
-                    ),
+                    None => {
+                        tracing::debug!("no sign-in kept for this authority, tenant and client")
+                    }
                 }
             })
             .await;
@@ -342,9 +344,9 @@ impl EntraSource {
             .clone()
             .ok_or_else(|| {
                 SourceError::NeedsLogin(if self.kept.is_some() {
-                    "no device-code login kept".into()
+                    "no sign-in kept".into()
                 } else {
-                    "no device-code login since the daemon started".into()
+                    "no sign-in since the daemon started".into()
                 })
             })?;
         let (_, _, client) = self.device_authority();
@@ -450,6 +452,52 @@ impl EntraSource {
         Ok(self.fetched(self.keep(tokens, epoch).await, &self.spec.scopes()))
     }
 
+    /// The browser sign-in: authorization code with PKCE at the tenant's v2.0 `authorize`
+    /// endpoint, the answer on this machine's loopback; its access token is the login's
+    /// outcome, its refresh token is kept as a device code's is.
+    async fn browser_login(
+        &self,
+        deadline: SystemTime,
+        io: LoginIo,
+    ) -> Result<Fetched, SourceError> {
+        let epoch = self.logouts.load(Ordering::SeqCst);
+        let (host, tenant, client) = self.device_authority();
+        let scopes = self.spec.scopes();
+        let authorize = format!("{host}/{tenant}/oauth2/v2.0/authorize");
+        let pending = oauth::redirect::Pending::start(oauth::redirect::AuthorizationRequest {
+            endpoint: &authorize,
+            client_id: &client,
+            scope: with_offline_access(&scopes),
+            redirect_host: "localhost",
+            redirect_port: self.spec.redirect_port,
+            redirect_path: "/",
+            extra: Vec::new(),
+        })
+        .await?;
+        let expires_in_secs = deadline
+            .duration_since(self.clock.now())
+            .unwrap_or_default()
+            .as_secs();
+        (io.report)(LoginPrompt::Browser {
+            url: pending.url.clone(),
+            expires_in_secs,
+        });
+        let redirect_uri = pending.redirect_uri.clone();
+        let verifier = pending.verifier.clone();
+        let code = pending.code(&self.clock, deadline, None).await?;
+        let grant = oauth::exchange_code(
+            self.http()?,
+            &self.endpoints(),
+            &client,
+            &code,
+            &verifier,
+            &redirect_uri,
+            self.clock.now(),
+        )
+        .await?;
+        Ok(self.fetched(self.keep(grant, epoch).await, &scopes))
+    }
+
     /// `az login` is the Azure CLI's own: show it (the client runs it when `az` is installed),
     /// then wait until a token can be had, which is the login's outcome.
     async fn azure_cli_login(
@@ -506,7 +554,7 @@ impl Source for EntraSource {
     }
 
     fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
-        (self.spec.method == EntraMethod::DeviceCode).then(|| {
+        self.spec.method.signs_in_here().then(|| {
             Box::pin(async move {
                 self.forget().await.map(|()| None).map_err(|e| {
                     SourceError::Upstream(format!(
@@ -526,6 +574,9 @@ impl Source for EntraSource {
             EntraMethod::DeviceCode => Some(Box::pin(async move {
                 self.device_code_login(deadline, io).await.map(Some)
             })),
+            EntraMethod::Browser => Some(Box::pin(async move {
+                self.browser_login(deadline, io).await.map(Some)
+            })),
             EntraMethod::AzureCli => Some(Box::pin(async move {
                 self.azure_cli_login(deadline, io).await.map(Some)
             })),
@@ -542,6 +593,7 @@ pub fn method_name(method: EntraMethod) -> &'static str {
         EntraMethod::WorkloadIdentity => "workload-identity",
         EntraMethod::ManagedIdentity => "managed-identity",
         EntraMethod::DeviceCode => "device-code",
+        EntraMethod::Browser => "browser",
     }
 }
 

@@ -26,6 +26,16 @@ pub enum EntraMethod {
     ManagedIdentity,
     /// An interactive device-code login through `credd login`.
     DeviceCode,
+    /// An interactive browser sign-in through `credd login` (authorization code with PKCE, as
+    /// a public client), for tenants whose Conditional Access blocks the device code.
+    Browser,
+}
+
+impl EntraMethod {
+    /// Whether the person signs in through credd (and credd keeps the refresh token).
+    pub fn signs_in_here(self) -> bool {
+        matches!(self, EntraMethod::DeviceCode | EntraMethod::Browser)
+    }
 }
 
 /// Microsoft Entra ID tokens (Microsoft Foundry, Entra-protected gateways).
@@ -71,10 +81,14 @@ pub struct EntraSpec {
     /// A PEM file of CA certificates to trust for this source's upstreams, besides the system's.
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
-    /// `device-code`: keep the login's refresh token in the OS secret store, so the login
-    /// survives a restart.
+    /// `device-code` and `browser`: keep the login's refresh token in the OS secret store, so
+    /// the login survives a restart.
     #[serde(default)]
     pub persist: Option<crate::sources::spec::Persist>,
+    /// `browser`: a fixed port for the `http://localhost` redirect, for an app registered with
+    /// one; any free port by default (Entra matches loopback redirects on any port).
+    #[serde(default)]
+    pub redirect_port: Option<u16>,
     /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
     #[serde(default)]
     pub proxy: Option<crate::sources::spec::ProxySpec>,
@@ -110,11 +124,17 @@ impl EntraSpec {
                     .into(),
             );
         }
-        if self.persist.is_some() && self.method != EntraMethod::DeviceCode {
+        if self.persist.is_some() && !self.method.signs_in_here() {
             return Err(
-                "`persist` keeps a device-code login; other methods keep nothing of their own"
+                "`persist` keeps a device-code or browser sign-in; other methods keep nothing of their own"
                     .into(),
             );
+        }
+        if self.redirect_port.is_some() && self.method != EntraMethod::Browser {
+            return Err("`redirect_port` applies to `method = \"browser\"` only".into());
+        }
+        if self.redirect_port == Some(0) {
+            return Err("`redirect_port` must not be 0; leave it out for any free port".into());
         }
         Ok(())
     }

@@ -11,7 +11,6 @@
 
 mod discovery;
 mod id_token;
-mod redirect;
 mod spec;
 
 use std::sync::Mutex;
@@ -22,7 +21,7 @@ use credd_proto::{CredentialFacts, LoginPrompt, Secret};
 use futures_util::future::BoxFuture;
 
 pub use self::spec::{OidcMethod, OidcSpec, ServedToken};
-use super::oauth::{self, Grant};
+use super::oauth::{self, Grant, redirect};
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token};
 
 /// A sign-in that holds: the refresh token that renews it, and who signed in.
@@ -205,8 +204,21 @@ impl OidcSource {
     ) -> Result<Fetched, SourceError> {
         let epoch = self.logouts.load(Ordering::SeqCst);
         let metadata = self.metadata().await?;
-        let pending =
-            redirect::Pending::start(&self.spec, &metadata.authorization_endpoint).await?;
+        let pending = redirect::Pending::start(redirect::AuthorizationRequest {
+            endpoint: &metadata.authorization_endpoint,
+            client_id: &self.spec.client_id,
+            scope: self.spec.scopes().join(" "),
+            redirect_host: "127.0.0.1",
+            redirect_port: self.spec.redirect_port,
+            redirect_path: &self.spec.redirect_path,
+            extra: self
+                .spec
+                .authorization_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        })
+        .await?;
         let expires_in_secs = deadline
             .duration_since(self.clock.now())
             .unwrap_or_default()
@@ -219,7 +231,7 @@ impl OidcSource {
         let verifier = pending.verifier.clone();
         let nonce = pending.nonce.clone();
         let code = pending
-            .code(&self.clock, deadline, self.spec.issuer())
+            .code(&self.clock, deadline, Some(self.spec.issuer()))
             .await?;
         let now = self.clock.now();
         let grant = oauth::exchange_code(

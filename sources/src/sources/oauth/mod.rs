@@ -3,7 +3,10 @@
 //! exchange (RFC 6749 4.1.3, with PKCE's `code_verifier`). Entra's device-code sign-in
 //! (`/{tenant}/oauth2/v2.0/devicecode`, which `azure_identity` does not offer) and every OpenID
 //! Provider's use them alike: a few documented form POSTs and a polling loop, errors read from
-//! the OAuth error JSON.
+//! the OAuth error JSON. The browser's part of the authorization-code grant, on this machine,
+//! is [`redirect`].
+
+pub mod redirect;
 
 use std::time::{Duration, SystemTime};
 

@@ -16,12 +16,29 @@ use hyper::{Response, StatusCode};
 use sha2::Digest as _;
 use tokio::sync::mpsc;
 
-use super::spec::OidcSpec;
 use crate::clock::Clock;
 use crate::sources::SourceError;
 
 /// How long the page that delivered the answer may take to be sent once the sign-in has it.
 const LAST_PAGE_GRACE: Duration = Duration::from_secs(2);
+
+/// What the authorization request asks for, and where the answer comes back.
+pub struct AuthorizationRequest<'a> {
+    /// The authorization endpoint.
+    pub endpoint: &'a str,
+    pub client_id: &'a str,
+    /// Space-separated.
+    pub scope: String,
+    /// The redirect URI's host: `127.0.0.1` (RFC 8252's advice), or `localhost` for providers
+    /// whose public clients are registered with it (Entra's Azure CLI app). The listener is on
+    /// 127.0.0.1 either way.
+    pub redirect_host: &'a str,
+    /// A fixed port, for providers that match the redirect URI exactly; any free one if `None`.
+    pub redirect_port: Option<u16>,
+    pub redirect_path: &'a str,
+    /// More parameters (Auth0's `audience`, a `prompt`).
+    pub extra: Vec<(&'a str, &'a str)>,
+}
 
 /// A browser sign-in waiting for its answer.
 pub struct Pending {
@@ -48,9 +65,9 @@ pub fn challenge(verifier: &str) -> String {
 }
 
 impl Pending {
-    /// Opens the listener and makes the authorization request for `authorization_endpoint`.
-    pub async fn start(spec: &OidcSpec, authorization_endpoint: &str) -> Result<Self, SourceError> {
-        let port = spec.redirect_port.unwrap_or(0);
+    /// Opens the listener and makes the authorization request.
+    pub async fn start(request: AuthorizationRequest<'_>) -> Result<Self, SourceError> {
+        let port = request.redirect_port.unwrap_or(0);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(|e| {
@@ -62,24 +79,27 @@ impl Pending {
             .local_addr()
             .map_err(|e| SourceError::Internal(e.to_string()))?
             .port();
-        let redirect_uri = format!("http://127.0.0.1:{port}{}", spec.redirect_path);
+        let redirect_uri = format!(
+            "http://{}:{port}{}",
+            request.redirect_host, request.redirect_path
+        );
         let verifier = random(32)?;
         let (state, nonce) = (random(24)?, random(24)?);
-        let mut url = reqwest::Url::parse(authorization_endpoint).map_err(|_| {
+        let mut url = reqwest::Url::parse(request.endpoint).map_err(|_| {
             SourceError::Upstream("the provider's authorization endpoint is not a URL".into())
         })?;
         {
             let mut query = url.query_pairs_mut();
             query
                 .append_pair("response_type", "code")
-                .append_pair("client_id", &spec.client_id)
+                .append_pair("client_id", request.client_id)
                 .append_pair("redirect_uri", &redirect_uri)
-                .append_pair("scope", &spec.scopes().join(" "))
+                .append_pair("scope", &request.scope)
                 .append_pair("state", &state)
                 .append_pair("nonce", &nonce)
                 .append_pair("code_challenge", &challenge(&verifier))
                 .append_pair("code_challenge_method", "S256");
-            for (key, value) in &spec.authorization_params {
+            for (key, value) in &request.extra {
                 query.append_pair(key, value);
             }
         }
@@ -89,25 +109,25 @@ impl Pending {
             verifier: Secret::new(verifier),
             nonce,
             state,
-            path: spec.redirect_path.clone(),
+            path: request.redirect_path.to_string(),
             listener,
         })
     }
 
     /// Waits for the provider's answer until `deadline`: the authorization code, or why the
-    /// sign-in failed. `issuer` is checked against an answer's `iss` (RFC 9207), when it has one.
+    /// sign-in failed. `issuer`, when known, is checked against an answer's `iss` (RFC 9207).
     pub async fn code(
         self,
         clock: &Clock,
         deadline: SystemTime,
-        issuer: &str,
+        issuer: Option<&str>,
     ) -> Result<Secret, SourceError> {
         let (answers, mut answered) = mpsc::channel(1);
         let mut connections = tokio::task::JoinSet::new();
         let expect = std::sync::Arc::new(Expect {
             state: self.state,
             path: self.path,
-            issuer: issuer.to_string(),
+            issuer: issuer.map(str::to_string),
         });
         let outcome = loop {
             tokio::select! {
@@ -117,10 +137,13 @@ impl Pending {
                     connections.spawn(serve(stream, peer, local, expect.clone(), answers.clone()));
                 }
                 Some(answer) = answered.recv() => break answer,
+                // It wakes early (at most a while, or when the clock moves): look again.
                 () = clock.sleep_until(deadline) => {
-                    break Err(SourceError::NeedsLogin(
-                        "the browser sign-in did not finish in time".into(),
-                    ));
+                    if clock.now() >= deadline {
+                        break Err(SourceError::NeedsLogin(
+                            "the browser sign-in did not finish in time".into(),
+                        ));
+                    }
                 }
             }
         };
@@ -140,7 +163,7 @@ impl Pending {
 struct Expect {
     state: String,
     path: String,
-    issuer: String,
+    issuer: Option<String>,
 }
 
 type Answer = Result<Secret, SourceError>;
@@ -213,7 +236,11 @@ fn answer(
             "This answer is not for the sign-in credd is waiting for (its state differs). Start again with `credd login`.",
         );
     }
-    let outcome = if get("iss").is_some_and(|iss| iss.trim_end_matches('/') != expect.issuer) {
+    let other_issuer = match (get("iss"), &expect.issuer) {
+        (Some(iss), Some(issuer)) => iss.trim_end_matches('/') != issuer,
+        _ => false,
+    };
+    let outcome = if other_issuer {
         Err(SourceError::Upstream(
             "the sign-in's answer came from another issuer (`iss`); refused".into(),
         ))
