@@ -51,6 +51,8 @@ pub struct Audiences {
     source_name: SourceName,
     spec: SourceSpec,
     clock: Arc<Clock>,
+    /// What a source that stands on another's sign-in asks it through.
+    others: Arc<dyn sources::OtherSources>,
     slots: Mutex<BTreeMap<String, Audience>>,
 }
 
@@ -74,11 +76,17 @@ impl Drop for Audience {
 }
 
 impl Audiences {
-    pub fn new(source_name: &SourceName, spec: SourceSpec, clock: Arc<Clock>) -> Self {
+    pub fn new(
+        source_name: &SourceName,
+        spec: SourceSpec,
+        clock: Arc<Clock>,
+        others: Arc<dyn sources::OtherSources>,
+    ) -> Self {
         Audiences {
             source_name: source_name.clone(),
             spec,
             clock,
+            others,
             slots: Mutex::new(BTreeMap::new()),
         }
     }
@@ -98,7 +106,8 @@ impl Audiences {
             return Ok(known.slot.clone());
         }
         let source_name = self.source_name.clone();
-        let Some(source) = sources::build_id_token(&self.spec, audience, &self.clock) else {
+        let Some(source) = sources::build_id_token(&self.spec, audience, &self.clock, &self.others)
+        else {
             return Err(AudienceError::NotSupported {
                 source_name,
                 kind: self.spec.kind(),
@@ -201,6 +210,7 @@ mod tests {
             &crate::source_name::SourceName::try_from("vertex").unwrap(),
             spec,
             clock.clone(),
+            Arc::new(sources::NoOtherSources),
         )
     }
 

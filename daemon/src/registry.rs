@@ -154,8 +154,12 @@ impl Registry {
                         sources::build(&name, &spec, &self.clock, &self.others()),
                         self.clock.clone(),
                     );
-                    let audiences =
-                        Arc::new(Audiences::new(&name, spec.clone(), self.clock.clone()));
+                    let audiences = Arc::new(Audiences::new(
+                        &name,
+                        spec.clone(),
+                        self.clock.clone(),
+                        self.others(),
+                    ));
                     let refresher = tokio::spawn(slot.clone().keep_fresh());
                     let mut endpoints: Vec<EndpointHandle> =
                         start_endpoint(&name, &spec, &slot, &audiences)

@@ -112,6 +112,7 @@ fn endpoints() -> &'static Endpoints {
             &name("fuzz"),
             config.sources["fuzz"].clone(),
             clock.clone(),
+            Arc::new(credd_daemon::sources::NoOtherSources),
         ));
         let metadata = GceMetadata::new(
             token,

@@ -682,3 +682,36 @@ fn login_for_a_credentials_file_named_like_gclouds_writes_it_there() {
     );
     world.credd(&["get", "vertex"]).ok();
 }
+
+#[test]
+fn an_external_account_authorized_user_file_refreshes_at_googles_sts() {
+    let upstream = GoogleUpstream::start();
+    upstream.grant_refresh_token("workforce-client", "workforce-secret", "wf-refresh-token");
+    let file = json!({
+        "type": "external_account_authorized_user",
+        "audience": "//iam.googleapis.com/locations/global/workforcePools/p/providers/q",
+        "client_id": "workforce-client",
+        "client_secret": "workforce-secret",
+        "refresh_token": "wf-refresh-token",
+        "token_url": upstream.oauthtoken_url(),
+        "token_info_url": "https://sts.googleapis.com/v1/introspect",
+        "quota_project_id": "credd-quota",
+        "universe_domain": "googleapis.com",
+    });
+    let world = gcp_world(&file, "");
+    let _daemon = world.start_daemon();
+    let token = world.credd(&["get", "vertex"]).ok().trim().to_string();
+    assert_eq!(upstream.issued(), vec![token]);
+    assert_eq!(upstream.calls(google::EXTERNAL_REFRESH), 1);
+    let json = world.credd(&["get", "vertex", "--format", "json"]).json();
+    assert_eq!(
+        json["metadata"]["credential_type"],
+        "external_account_authorized_user"
+    );
+    assert_eq!(json["metadata"]["quota_project"], "credd-quota");
+    // A revoked refresh token needs a new login, and says so.
+    upstream.revoke("wf-refresh-token");
+    let out = world.credd(&["refresh", "vertex"]);
+    assert_ne!(out.code, 0);
+    assert!(!out.stderr.contains("wf-refresh-token"), "{}", out.stderr);
+}

@@ -453,3 +453,103 @@ fn claude_code_sends_the_id_token_to_a_gateway_as_helper_and_through_the_proxy()
         assert!(m.header("x-api-key").is_none());
     }
 }
+
+/// The workforce pool provider that trusts `corp`'s sign-in.
+const WORKFORCE: &str =
+    "//iam.googleapis.com/locations/global/workforcePools/credd-pool/providers/corp-oidc";
+
+#[test]
+fn workforce_identity_from_the_sign_in_serves_google_auth_and_claude_code_on_vertex() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let google = credd_tests::google::GoogleUpstream::start();
+    google.trust_workforce_provider(WORKFORCE, &provider.issuer(), CLIENT_ID, &provider.jwks());
+    let api = credd_tests::model_api::ModelApi::start();
+    let (_, path) = provider.person_browser(dir.path(), "alice", &[]);
+    let world = World::new().with_env("PATH", &path);
+    let port = credd_tests::peers::free_port();
+    world.write_config(&format!(
+        "{}\n[sources.vertex]\nkind = \"gcp\"\nmetadata_endpoint = {{ port = {port} }}\nproxy = {{ upstream = \"{}\" }}\n[sources.vertex.workforce]\noidc = \"corp\"\naudience = \"{WORKFORCE}\"\nuser_project = \"credd-vertex\"\ntoken_url = \"{}\"\n",
+        provider.source_table("corp", ""),
+        api.url(),
+        google.token_url(),
+    ));
+    let _daemon = world.start_daemon();
+
+    // Claude Code's gcpAuthRefresh: `credd login vertex` signs in at `corp`.
+    let login = world.credd(&["login", "vertex"]);
+    assert!(
+        login.ok().contains("signed in: `vertex`"),
+        "{}",
+        login.stdout
+    );
+    assert_eq!(google.calls(credd_tests::google::WORKFORCE_EXCHANGE), 1);
+    assert_eq!(
+        google.workforce_options(),
+        vec![r#"{"userProject":"credd-vertex"}"#.to_string()]
+    );
+
+    // google-auth, through the metadata endpoint.
+    credd_tests::peers::wait_for_port(port, Duration::from_secs(10), "the metadata endpoint");
+    let env = world.endpoint_env("vertex", "gce-metadata");
+    let script = "import google.auth, google.auth.transport.requests as tr\n\
+        creds, project = google.auth.default()\n\
+        creds.refresh(tr.Request())\n\
+        print(project, creds.token, sep='\\n')\n";
+    let out = credd_tests::peers::run_python(script, &[], |cmd| {
+        world.isolate(cmd);
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "credd-vertex");
+    assert_eq!(google.issued(), vec![lines[1].to_string()]);
+
+    // Claude Code on Vertex through the proxy, with the workforce token.
+    let (reply, _) =
+        crate::proxy::claude_through_the_proxy(&world, "vertex", &["--region", "us-east5"]);
+    assert!(reply.contains(credd_tests::model_api::REPLY), "{reply}");
+    let messages = api.messages();
+    assert!(!messages.is_empty());
+    for m in &messages {
+        assert!(
+            m.path
+                .starts_with("/v1/projects/credd-vertex/locations/us-east5/")
+        );
+        let bearer = m.header("authorization").unwrap_or_default();
+        assert!(
+            bearer == format!("Bearer {}", lines[1]),
+            "not the workforce token"
+        );
+    }
+    assert_eq!(google.calls(credd_tests::google::WORKFORCE_EXCHANGE), 1);
+    assert_eq!(opened(dir.path()).len(), 1);
+}
+
+#[test]
+fn a_workforce_exchange_with_a_token_for_another_client_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let google = credd_tests::google::GoogleUpstream::start();
+    google.trust_workforce_provider(
+        WORKFORCE,
+        &provider.issuer(),
+        "another-client",
+        &provider.jwks(),
+    );
+    let (_, path) = provider.person_browser(dir.path(), "alice", &[]);
+    let world = World::new().with_env("PATH", &path);
+    world.write_config(&format!(
+        "{}\n[sources.vertex]\nkind = \"gcp\"\n[sources.vertex.workforce]\noidc = \"corp\"\naudience = \"{WORKFORCE}\"\nuser_project = \"credd-vertex\"\ntoken_url = \"{}\"\n",
+        provider.source_table("corp", ""),
+        google.token_url(),
+    ));
+    let _daemon = world.start_daemon();
+    let login = world.credd(&["login", "vertex"]);
+    assert_ne!(login.code, 0);
+    assert!(
+        login.stderr.contains("could not be verified"),
+        "{}",
+        login.stderr
+    );
+    assert!(google.issued().is_empty());
+}

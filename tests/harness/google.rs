@@ -155,6 +155,11 @@ struct State {
     refresh_tokens: HashMap<String, String>,
     /// subject token -> (the workload identity pool audience, its token type)
     subject_tokens: HashMap<String, (String, String)>,
+    /// Workforce pool providers: audience -> (issuer, client id, keys) of the OpenID Provider
+    /// each trusts.
+    workforce: HashMap<String, (String, String, jsonwebtoken::jwk::JwkSet)>,
+    /// Every workforce exchange's `options` (its userProject), in order.
+    workforce_options: Vec<String>,
     /// Service accounts that tokens from this upstream may impersonate.
     impersonable: HashSet<String>,
     /// The service account each `generateAccessToken` / `generateIdToken` named, in order.
@@ -177,6 +182,8 @@ pub const TOKEN_EXCHANGE: &str = "token_exchange";
 pub const GENERATE_ACCESS_TOKEN: &str = "generate_access_token";
 pub const ID_TOKEN: &str = "id_token";
 pub const GENERATE_ID_TOKEN: &str = "generate_id_token";
+pub const WORKFORCE_EXCHANGE: &str = "workforce_exchange";
+pub const EXTERNAL_REFRESH: &str = "external_refresh";
 
 impl GoogleUpstream {
     pub fn start() -> Self {
@@ -248,6 +255,34 @@ impl GoogleUpstream {
             .unwrap()
             .subject_tokens
             .insert(token.into(), (audience.into(), token_type.into()));
+    }
+
+    /// A workforce pool provider, `audience`, that trusts ID tokens of the OpenID Provider
+    /// `issuer` for `client_id`, signed with a key of `jwks`.
+    pub fn trust_workforce_provider(
+        &self,
+        audience: &str,
+        issuer: &str,
+        client_id: &str,
+        jwks: &str,
+    ) {
+        let keys = serde_json::from_str(jwks).expect("a JWKS document");
+        self.state
+            .lock()
+            .unwrap()
+            .workforce
+            .insert(audience.into(), (issuer.into(), client_id.into(), keys));
+    }
+
+    /// The `options` of every workforce exchange, in order.
+    pub fn workforce_options(&self) -> Vec<String> {
+        self.state.lock().unwrap().workforce_options.clone()
+    }
+
+    /// Google's STS `oauthtoken` endpoint, which renews `external_account_authorized_user`
+    /// refresh tokens.
+    pub fn oauthtoken_url(&self) -> String {
+        format!("{}/v1/oauthtoken", self.url())
     }
 
     /// The OAuth client `client_id` (with `client_secret`) holds `refresh_token`, as after
@@ -383,6 +418,48 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                 &assertion_claim(field("assertion"), "scope"),
             )
         }
+        WORKFORCE_EXCHANGE => {
+            if let Err(refusal) = workforce_exchange(state, &form) {
+                return refusal;
+            }
+            let mut response = mock.mint("client_credentials", field("scope"));
+            if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
+                body["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
+                response.body = body.to_string().into_bytes();
+            }
+            response
+        }
+        EXTERNAL_REFRESH => {
+            // The client authenticates with HTTP Basic, as Google's libraries send it.
+            let basic = request
+                .header("authorization")
+                .and_then(|h| h.strip_prefix("Basic "))
+                .and_then(|b| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                })
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            let (id, secret) = basic.split_once(':').unwrap_or_default();
+            let st = state.lock().unwrap();
+            if st.clients.get(id).map(String::as_str) != Some(secret) {
+                return oauth_error(401, "invalid_client", "The OAuth client was not found.");
+            }
+            if st.revoked.contains(field("refresh_token"))
+                || st
+                    .refresh_tokens
+                    .get(field("refresh_token"))
+                    .map(String::as_str)
+                    != Some(id)
+            {
+                return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
+            }
+            drop(st);
+            mock.mint(
+                "client_credentials",
+                "https://www.googleapis.com/auth/cloud-platform",
+            )
+        }
         TOKEN_EXCHANGE => {
             let expected = state
                 .lock()
@@ -422,6 +499,59 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
     record(state, minted)
 }
 
+/// A workforce exchange, as Google's STS checks it: a provider for the audience, an ID token
+/// its OpenID Provider signed for its client, an access token asked for, and the project
+/// billed (`options.userProject`), since workforce identities belong to none.
+fn workforce_exchange(
+    state: &Mutex<State>,
+    form: &HashMap<String, String>,
+) -> Result<(), Response> {
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let provider = state
+        .lock()
+        .unwrap()
+        .workforce
+        .get(field("audience"))
+        .cloned();
+    let Some((issuer, client_id, keys)) = provider else {
+        return Err(oauth_error(
+            400,
+            "invalid_target",
+            "The target service indicated by the \"audience\" parameters is invalid.",
+        ));
+    };
+    if field("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token" {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "Invalid value for \"requested_token_type\".",
+        ));
+    }
+    let options: Value = serde_json::from_str(field("options")).unwrap_or(Value::Null);
+    if options["userProject"].as_str().is_none_or(str::is_empty) {
+        return Err(oauth_error(
+            400,
+            "invalid_request",
+            "A workforce pool token exchange needs options.userProject.",
+        ));
+    }
+    state
+        .lock()
+        .unwrap()
+        .workforce_options
+        .push(field("options").to_string());
+    let providers = HashMap::from([(issuer, (client_id, keys))]);
+    crate::oidc::verify_id_token(field("subject_token"), &providers)
+        .map(drop)
+        .map_err(|refusal| {
+            oauth_error(
+                400,
+                "invalid_grant",
+                &format!("The ID token could not be verified: {refusal:?}"),
+            )
+        })
+}
+
 fn classify(request: &Request) -> Option<&'static str> {
     if request.method != "POST" {
         return None;
@@ -431,6 +561,9 @@ fn classify(request: &Request) -> Option<&'static str> {
     }
     if request.path.ends_with(":generateIdToken") {
         return Some(GENERATE_ID_TOKEN);
+    }
+    if request.path == "/v1/oauthtoken" {
+        return Some(EXTERNAL_REFRESH);
     }
     if request.path != "/token" {
         return None;
@@ -452,7 +585,16 @@ fn classify(request: &Request) -> Option<&'static str> {
                 Some(ID_TOKEN)
             }
         }
-        "urn:ietf:params:oauth:grant-type:token-exchange" => Some(TOKEN_EXCHANGE),
+        "urn:ietf:params:oauth:grant-type:token-exchange" => {
+            let id_token = form_urlencoded::parse(&request.body).any(|(k, v)| {
+                k == "subject_token_type" && v == "urn:ietf:params:oauth:token-type:id_token"
+            });
+            Some(if id_token {
+                WORKFORCE_EXCHANGE
+            } else {
+                TOKEN_EXCHANGE
+            })
+        }
         _ => Some("other"),
     }
 }

@@ -170,6 +170,53 @@ pub fn person_browser(dir: &Path, ca_pem: &Path, login: &str, how: &[&str]) -> (
     (opened, path)
 }
 
+/// Why a relying party (STS, Google's STS) refuses an ID token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    NotAJwt,
+    /// No provider is trusted for its `iss`.
+    UnknownIssuer(String),
+    /// None of the provider's keys has its `kid`.
+    NoKey,
+    Expired,
+    WrongAudience,
+    Invalid(String),
+}
+
+/// Checks `token` as a relying party that trusts `providers` (issuer -> the client id its
+/// tokens must be for, and the provider's keys) does: a known issuer, a signature by one of its
+/// keys, `aud`, `iss` and `exp`.
+pub fn verify_id_token(
+    token: &str,
+    providers: &std::collections::HashMap<String, (String, jsonwebtoken::jwk::JwkSet)>,
+) -> Result<serde_json::Value, Refusal> {
+    let claims: serde_json::Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| Refusal::NotAJwt)?;
+    let issuer = claims["iss"].as_str().unwrap_or_default();
+    let (client_id, keys) = providers
+        .get(issuer)
+        .ok_or_else(|| Refusal::UnknownIssuer(issuer.to_string()))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|_| Refusal::NotAJwt)?;
+    let jwk = keys
+        .keys
+        .iter()
+        .find(|k| k.common.key_id == header.kid)
+        .ok_or(Refusal::NoKey)?;
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[client_id]);
+    validation.leeway = 0;
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+        .map(|data| data.claims)
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Refusal::Expired,
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => Refusal::WrongAudience,
+            _ => Refusal::Invalid(e.to_string()),
+        })
+}
+
 fn person_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/oidc_person.py")
 }

@@ -171,35 +171,21 @@ fn check_web_identity(
     let token = params
         .get("WebIdentityToken")
         .ok_or_else(|| invalid("WebIdentityToken is required"))?;
-    let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
-        .map_err(|_| invalid("The ID token is not a JWT"))?;
-    let issuer = claims["iss"].as_str().unwrap_or_default();
-    let (client_id, keys) = providers.get(issuer).ok_or_else(|| {
-        invalid(&format!(
-            "No OpenIDConnect provider found in your account for {issuer}"
-        ))
-    })?;
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("Bad token header"))?;
-    let jwk = keys
-        .keys
-        .iter()
-        .find(|k| k.common.key_id == header.kid)
-        .ok_or_else(|| invalid("Couldn't retrieve verification key from your identity provider"))?;
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| invalid("Bad key"))?;
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[client_id]);
-    validation.leeway = 0;
-    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| {
-        match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                ("ExpiredTokenException", "Token expired".to_string())
+    use crate::oidc::Refusal;
+    crate::oidc::verify_id_token(token, &providers)
+        .map(drop)
+        .map_err(|refusal| match refusal {
+            Refusal::UnknownIssuer(issuer) => invalid(&format!(
+                "No OpenIDConnect provider found in your account for {issuer}"
+            )),
+            Refusal::NoKey => {
+                invalid("Couldn't retrieve verification key from your identity provider")
             }
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => invalid("Incorrect token audience"),
-            _ => invalid(&format!("The token is invalid: {e}")),
-        }
-    })?;
-    Ok(())
+            Refusal::Expired => ("ExpiredTokenException", "Token expired".to_string()),
+            Refusal::WrongAudience => invalid("Incorrect token audience"),
+            Refusal::NotAJwt => invalid("The ID token is not a JWT"),
+            Refusal::Invalid(why) => invalid(&format!("The token is invalid: {why}")),
+        })
 }
 
 /// Makes the credentials in an STS answer known.

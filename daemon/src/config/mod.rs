@@ -127,7 +127,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     return Err(at(
                         table,
                         format!(
-                            "source `{name}`: `web_identity.oidc` names `{other}`, which serves its access token; STS takes an ID token (`token = \"id\"`)"
+                            "source `{name}`: it signs in with `{other}`, which serves its access token; the exchange takes an ID token (`token = \"id\"`)"
                         ),
                     ));
                 }
@@ -135,7 +135,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     return Err(at(
                         table,
                         format!(
-                            "source `{name}`: `web_identity.oidc` names `{other}`, a source of kind `{}`, not `oidc`",
+                            "source `{name}`: it signs in with `{other}`, a source of kind `{}`, not `oidc`",
                             found.kind()
                         ),
                     ));
@@ -144,7 +144,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     return Err(at(
                         table,
                         format!(
-                            "source `{name}`: `web_identity.oidc` names `{other}`, which the config does not define"
+                            "source `{name}`: it signs in with `{other}`, which the config does not define"
                         ),
                     ));
                 }

@@ -222,6 +222,20 @@ pub trait OtherSources: Send + Sync {
     ) -> BoxFuture<'_, Result<Arc<credd_proto::Credential>, SourceError>>;
 }
 
+/// No other sources, for a source built alone (a test, a fuzz target): every ask is refused.
+pub struct NoOtherSources;
+
+impl OtherSources for NoOtherSources {
+    fn credential(
+        &self,
+        name: &str,
+        _: std::time::Duration,
+    ) -> BoxFuture<'_, Result<Arc<credd_proto::Credential>, SourceError>> {
+        let message = format!("no source `{name}` is known here");
+        Box::pin(async move { Err(SourceError::Misconfigured(message)) })
+    }
+}
+
 /// Builds the source a config entry named `name` describes; `others` serves the sources it
 /// stands on.
 pub fn build(
@@ -241,7 +255,7 @@ pub fn build(
             )),
             None => Box::new(aws::AwsSource::new(name, aws.clone(), clock)),
         },
-        SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone(), clock)),
+        SourceSpec::Gcp(gcp) => Box::new(gcp::GcpSource::new(gcp.clone(), clock, others.clone())),
         SourceSpec::Entra(entra) => Box::new(entra::EntraSource::new(name, entra.clone(), clock)),
         SourceSpec::Oidc(oidc) => Box::new(oidc::OidcSource::new(name, oidc.clone(), clock)),
     }
@@ -253,10 +267,11 @@ pub fn build_id_token(
     spec: &SourceSpec,
     audience: &str,
     clock: &Arc<Clock>,
+    others: &Arc<dyn OtherSources>,
 ) -> Option<Box<dyn Source>> {
     match spec {
         SourceSpec::Gcp(gcp) => Some(Box::new(gcp::id_token::GcpIdTokenSource::new(
-            gcp::GcpSource::new(gcp.clone(), clock.clone()),
+            gcp::GcpSource::new(gcp.clone(), clock.clone(), others.clone()),
             audience.to_string(),
         ))),
         SourceSpec::Exec(_) | SourceSpec::Aws(_) | SourceSpec::Entra(_) | SourceSpec::Oidc(_) => {
@@ -328,6 +343,7 @@ impl SourceSpec {
     pub fn signs_in_with(&self) -> Option<&str> {
         match self {
             SourceSpec::Aws(aws) => aws.web_identity.as_ref().map(|web| web.oidc.as_str()),
+            SourceSpec::Gcp(gcp) => gcp.workforce.as_ref().map(|w| w.oidc.as_str()),
             _ => None,
         }
     }

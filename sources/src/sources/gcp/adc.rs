@@ -96,7 +96,23 @@ pub enum CredentialFile {
     AuthorizedUser(AuthorizedUser),
     ServiceAccount(ServiceAccount),
     ExternalAccount(Box<ExternalAccount>),
+    ExternalAccountAuthorizedUser(ExternalAccountAuthorizedUser),
     ImpersonatedServiceAccount(ImpersonatedServiceAccount),
+}
+
+/// What `gcloud auth application-default login --login-config` writes for a workforce
+/// identity: a refresh token of Google's STS, renewed at `token_url` with the client's
+/// credentials.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExternalAccountAuthorizedUser {
+    #[serde(default)]
+    pub audience: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub refresh_token: String,
+    pub token_url: String,
+    #[serde(default)]
+    pub quota_project_id: Option<String>,
 }
 
 /// What `gcloud auth application-default login` writes.
@@ -208,6 +224,7 @@ impl CredentialFile {
             CredentialFile::AuthorizedUser(_) => "authorized_user",
             CredentialFile::ServiceAccount(_) => "service_account",
             CredentialFile::ExternalAccount(_) => "external_account",
+            CredentialFile::ExternalAccountAuthorizedUser(_) => "external_account_authorized_user",
             CredentialFile::ImpersonatedServiceAccount(_) => "impersonated_service_account",
         }
     }
@@ -217,6 +234,7 @@ impl CredentialFile {
             CredentialFile::AuthorizedUser(f) => f.quota_project_id.as_deref(),
             CredentialFile::ServiceAccount(f) => f.quota_project_id.as_deref(),
             CredentialFile::ExternalAccount(f) => f.quota_project_id.as_deref(),
+            CredentialFile::ExternalAccountAuthorizedUser(f) => f.quota_project_id.as_deref(),
             CredentialFile::ImpersonatedServiceAccount(f) => f.quota_project_id.as_deref(),
         }
     }
@@ -226,9 +244,9 @@ impl CredentialFile {
         match self {
             CredentialFile::ServiceAccount(f) => f.project_id.as_deref(),
             CredentialFile::ExternalAccount(f) => f.workforce_pool_user_project.as_deref(),
-            CredentialFile::AuthorizedUser(_) | CredentialFile::ImpersonatedServiceAccount(_) => {
-                None
-            }
+            CredentialFile::AuthorizedUser(_)
+            | CredentialFile::ExternalAccountAuthorizedUser(_)
+            | CredentialFile::ImpersonatedServiceAccount(_) => None,
         }
         .or(self.quota_project())
     }
@@ -258,10 +276,11 @@ pub fn parse(text: &str) -> Result<CredentialFile, String> {
     else {
         return Err("not a Google credential file: it has no `type`".into());
     };
-    const KNOWN: [&str; 4] = [
+    const KNOWN: [&str; 5] = [
         "authorized_user",
         "service_account",
         "external_account",
+        "external_account_authorized_user",
         "impersonated_service_account",
     ];
     if !KNOWN.contains(&kind.as_str()) {
@@ -310,6 +329,8 @@ mod tests {
         assert_eq!(parse(sa).unwrap().project(), Some("p"));
         let ext = r#"{"type":"external_account","audience":"a","subject_token_type":"t","token_url":"u","credential_source":{"file":"/f","format":{"type":"json","subject_token_field_name":"id_token"}}}"#;
         assert_eq!(parse(ext).unwrap().type_name(), "external_account");
+        let workforce = r#"{"type":"external_account_authorized_user","audience":"//iam.googleapis.com/locations/global/workforcePools/p/providers/q","client_id":"c","client_secret":"s","refresh_token":"r","token_url":"https://sts.googleapis.com/v1/oauthtoken","quota_project_id":"billed"}"#;
+        assert_eq!(parse(workforce).unwrap().quota_project(), Some("billed"));
         let imp = format!(
             r#"{{"type":"impersonated_service_account","service_account_impersonation_url":"u","source_credentials":{user},"delegates":[]}}"#
         );

@@ -49,6 +49,28 @@ pub async fn refresh_grant(
     token_call(request, token_uri, &[client_secret, refresh_token], now).await
 }
 
+/// The refresh of an `external_account_authorized_user` file: the refresh-token grant at
+/// Google's STS (`token_url`), the client authenticating with HTTP Basic, as Google's
+/// libraries send it.
+pub async fn external_refresh_grant(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    client_secret: &str,
+    refresh_token: &str,
+    now: SystemTime,
+) -> Result<Token, SourceError> {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    let request = http
+        .post(token_url)
+        .basic_auth(client_id, Some(client_secret))
+        .form(&form);
+    token_call(request, token_url, &[client_secret, refresh_token], now).await
+}
+
 #[derive(Serialize)]
 struct AssertionClaims<'a> {
     iss: &'a str,

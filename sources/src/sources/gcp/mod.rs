@@ -11,7 +11,7 @@
 pub mod adc;
 pub mod exchange;
 pub mod id_token;
-mod spec;
+pub mod spec;
 mod subject_token;
 
 use std::path::PathBuf;
@@ -30,6 +30,8 @@ pub use credd_proto::login_tools::GCLOUD_LOGIN;
 
 pub struct GcpSource {
     spec: GcpSpec,
+    /// The `oidc` source of a workforce identity, among the others.
+    others: std::sync::Arc<dyn super::OtherSources>,
     /// Where the credential file is, resolved once from the config and the environment.
     credentials: Located,
     /// The project the environment names (`GOOGLE_CLOUD_PROJECT`, ...), read once.
@@ -46,9 +48,14 @@ const PROJECT_VARIABLES: [&str; 3] = [
 ];
 
 impl GcpSource {
-    pub fn new(spec: GcpSpec, clock: std::sync::Arc<crate::clock::Clock>) -> Self {
+    pub fn new(
+        spec: GcpSpec,
+        clock: std::sync::Arc<crate::clock::Clock>,
+        others: std::sync::Arc<dyn super::OtherSources>,
+    ) -> Self {
         GcpSource {
             clock,
+            others,
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             credentials: adc::intended(spec.credentials_file.as_deref()),
             env_project: PROJECT_VARIABLES
@@ -63,6 +70,9 @@ impl GcpSource {
     }
 
     async fn fetch_token(&self, now: SystemTime) -> Result<Fetched, SourceError> {
+        if let Some(workforce) = &self.spec.workforce {
+            return self.workforce_token(workforce, now).await;
+        }
         let located = self.credentials.existing()?;
         let file = adc::read(&located.path)?;
         let http = self.http()?;
@@ -86,6 +96,84 @@ impl GcpSource {
             account = Some(target.clone());
         }
         Ok(Fetched::bearer(token, self.facts(located, &file, account)))
+    }
+
+    /// Workforce identity federation: the `oidc` source's ID token exchanged at Google's STS
+    /// for the workforce pool provider's token (billed to `user_project`), then a service
+    /// account impersonated with it when the config says so.
+    async fn workforce_token(
+        &self,
+        workforce: &spec::WorkforceSpec,
+        now: SystemTime,
+    ) -> Result<Fetched, SourceError> {
+        let oidc = &workforce.oidc;
+        let id = self
+            .others
+            .credential(oidc, std::time::Duration::from_secs(60))
+            .await
+            .map_err(|e| match e {
+                SourceError::NeedsLogin(_) => {
+                    SourceError::NeedsLogin(format!("the sign-in of `{oidc}` has ended"))
+                }
+                other => SourceError::Upstream(format!(
+                    "no ID token from `{oidc}`: {}",
+                    other.present(oidc)
+                )),
+            })?;
+        let credd_proto::CredentialSecret::Token { token: subject } = &id.secret else {
+            return Err(SourceError::Misconfigured(format!(
+                "`{oidc}` serves no token to exchange"
+            )));
+        };
+        let http = self.http()?;
+        let impersonating = self.spec.impersonate.as_ref();
+        let sts_scopes = [GCP_DEFAULT_SCOPE.to_string()];
+        let exchange = exchange::Exchange {
+            token_url: &workforce.token_url,
+            audience: &workforce.audience,
+            subject_token_type: "urn:ietf:params:oauth:token-type:id_token",
+            scopes: if impersonating.is_some() {
+                &sts_scopes
+            } else {
+                &self.spec.scopes
+            },
+            client: None,
+            workforce_pool_user_project: Some(&workforce.user_project),
+        };
+        let mut token = exchange::sts_exchange(http, &exchange, subject.expose(), now).await?;
+        let mut account = id.metadata.subject.clone();
+        if let Some(target) = impersonating {
+            let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
+            token = exchange::generate_access_token(
+                http,
+                &url,
+                &token,
+                &self.spec.scopes,
+                &self.spec.delegates,
+                exchange::IMPERSONATED_LIFETIME,
+                now,
+            )
+            .await?;
+            account = Some(target.clone());
+        }
+        let facts = CredentialFacts {
+            credential_type: Some("workforce_identity".into()),
+            scopes: self.spec.scopes.clone(),
+            account,
+            project: self
+                .spec
+                .project
+                .clone()
+                .or_else(|| Some(workforce.user_project.clone())),
+            quota_project: self
+                .spec
+                .quota_project
+                .clone()
+                .or_else(|| Some(workforce.user_project.clone())),
+            issuer: id.metadata.issuer.clone(),
+            ..CredentialFacts::default()
+        };
+        Ok(Fetched::bearer(token, facts))
     }
 
     /// A token made with the credential `file` describes, and the account it acts as when
@@ -161,6 +249,18 @@ impl GcpSource {
                             ))
                         }
                     }
+                }
+                CredentialFile::ExternalAccountAuthorizedUser(user) => {
+                    let token = exchange::external_refresh_grant(
+                        http,
+                        &user.token_url,
+                        &user.client_id,
+                        &user.client_secret,
+                        &user.refresh_token,
+                        now,
+                    )
+                    .await?;
+                    Ok((token, None))
                 }
                 CredentialFile::ImpersonatedServiceAccount(imp) => {
                     let (source, _) = self
@@ -285,12 +385,18 @@ impl Source for GcpSource {
     }
 
     fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {
-        Some(Box::pin(async move {
-            GcpSource::login(self, deadline, io).await.map(Some)
-        }))
+        // A workforce identity signs in where its `oidc` source does (the daemon sends the
+        // login there).
+        self.spec.workforce.is_none().then(|| {
+            Box::pin(async move { GcpSource::login(self, deadline, io).await.map(Some) })
+                as BoxFuture<'_, LoginOutcome>
+        })
     }
 
     fn watched_files(&self) -> Vec<Target> {
+        if self.spec.workforce.is_some() {
+            return Vec::new();
+        }
         adc::watched_files(self.spec.credentials_file.as_deref())
             .iter()
             .map(|p: &PathBuf| Target::file(p))

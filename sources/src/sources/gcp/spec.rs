@@ -57,6 +57,30 @@ pub struct GcpSpec {
     /// Serve this source through the authenticating proxy too (see `endpoints::proxy`).
     #[serde(default)]
     pub proxy: Option<crate::sources::spec::ProxySpec>,
+    /// Workforce identity federation from an `oidc` source's sign-in, instead of a credential
+    /// file: its ID token exchanged at Google's STS.
+    #[serde(default)]
+    pub workforce: Option<WorkforceSpec>,
+}
+
+/// `[sources.NAME.workforce]`: the workforce pool provider that trusts an `oidc` source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkforceSpec {
+    /// The `oidc` source whose ID token is exchanged.
+    pub oidc: String,
+    /// The provider's audience:
+    /// `//iam.googleapis.com/locations/global/workforcePools/POOL/providers/PROVIDER`.
+    pub audience: String,
+    /// The project billed for the calls (workforce identities belong to no project).
+    pub user_project: String,
+    /// Google's STS token endpoint.
+    #[serde(default = "default_sts_token_url")]
+    pub token_url: String,
+}
+
+fn default_sts_token_url() -> String {
+    "https://sts.googleapis.com/v1/token".to_string()
 }
 
 fn default_gcp_scopes() -> Vec<String> {
@@ -82,6 +106,23 @@ impl GcpSpec {
         }
         if self.timeout.is_zero() {
             return Err("`timeout` must be longer than zero".into());
+        }
+        if let Some(workforce) = &self.workforce {
+            if self.credentials_file.is_some() {
+                return Err("give `credentials_file` or `workforce`, not both".into());
+            }
+            if !workforce
+                .audience
+                .starts_with("//iam.googleapis.com/locations/")
+                || !workforce.audience.contains("/workforcePools/")
+                || !workforce.audience.contains("/providers/")
+            {
+                return Err("`workforce.audience` must be a workforce pool provider's: //iam.googleapis.com/locations/global/workforcePools/POOL/providers/PROVIDER".into());
+            }
+            if workforce.user_project.trim().is_empty() {
+                return Err("`workforce.user_project` must name the project billed".into());
+            }
+            crate::sources::spec::check_upstream(&workforce.token_url, "`workforce.token_url`")?;
         }
         Ok(())
     }
