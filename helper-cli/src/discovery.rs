@@ -274,6 +274,9 @@ fn gcloud(home: &Path, d: &mut Discovery) {
         "service_account" => "a service account key",
         "impersonated_service_account" => "a service account impersonated with your gcloud login",
         "external_account" => "workload identity federation",
+        "external_account_authorized_user" => {
+            "your workforce identity login (`gcloud auth application-default login --login-config`)"
+        }
         other => {
             d.problems.push((
                 adc.display().to_string(),

@@ -127,7 +127,9 @@ fn the_config_examples_in_the_docs_are_valid() {
         let tables = examples
             .iter()
             .flat_map(|e| e.lines())
-            .filter(|l| l.starts_with("[sources."))
+            // `[sources.NAME]`, not a sub-table such as `[sources.NAME.web_identity]`.
+            .filter_map(|l| l.strip_prefix("[sources."))
+            .filter(|rest| !rest.split(']').next().unwrap_or_default().contains('.'))
             .count();
         assert_eq!(names.len(), tables, "{}: {names:?}", page.display());
         shown.extend(names);
