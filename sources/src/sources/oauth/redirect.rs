@@ -1,8 +1,11 @@
 //! The browser sign-in's two ends on this machine (RFC 8252): the authorization request with
-//! PKCE (S256), `state` and `nonce`, and the loopback listener on 127.0.0.1 that the provider
-//! sends the browser back to. The listener answers only its one path, only for this user's
-//! connections (another local user cannot end or hijack the sign-in), takes the first answer
-//! that carries this sign-in's `state`, and closes: a second redirect finds nobody listening.
+//! PKCE (S256), `state` and `nonce`, and the loopback listener that the provider sends the
+//! browser back to. It holds the port on both 127.0.0.1 and ::1 (a browser may try either for
+//! `localhost`, and another user must not hold the other), answers only its one path, only this
+//! user's connections (another local user cannot end or hijack the sign-in; theirs are closed
+//! unread), at most [`MAX_CONNECTIONS`] at once with a short header timeout, takes the first
+//! answer that carries this sign-in's `state`, and closes: a second redirect finds nobody
+//! listening.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +24,15 @@ use crate::sources::SourceError;
 
 /// How long the page that delivered the answer may take to be sent once the sign-in has it.
 const LAST_PAGE_GRACE: Duration = Duration::from_secs(2);
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 16;
+
+/// How long a connection may take to send its request's head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many ports to try for one free on both loopback addresses.
+const PORT_TRIES: usize = 8;
 
 /// What the authorization request asks for, and where the answer comes back.
 pub struct AuthorizationRequest<'a> {
@@ -48,7 +60,55 @@ pub struct Pending {
     pub nonce: String,
     state: String,
     path: String,
-    listener: tokio::net::TcpListener,
+    /// On 127.0.0.1, and on ::1 where the machine has IPv6.
+    listeners: Vec<tokio::net::TcpListener>,
+}
+
+/// Listeners on `port` (any free one if `None`) of both 127.0.0.1 and ::1: a port whose other
+/// address someone else holds is given up for another.
+async fn bind(port: Option<u16>) -> Result<Vec<tokio::net::TcpListener>, SourceError> {
+    let cannot = |e: std::io::Error, what: &str| {
+        SourceError::Upstream(format!(
+            "cannot listen on {what} for the sign-in's redirect: {e}"
+        ))
+    };
+    for _ in 0..PORT_TRIES {
+        let v4 = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+            .await
+            .map_err(|e| cannot(e, &format!("127.0.0.1:{}", port.unwrap_or(0))))?;
+        let chosen = v4
+            .local_addr()
+            .map_err(|e| SourceError::Internal(e.to_string()))?
+            .port();
+        match tokio::net::TcpListener::bind(("::1", chosen)).await {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if port.is_some() {
+                    return Err(cannot(
+                        e,
+                        &format!("[::1]:{chosen} (another program holds it)"),
+                    ));
+                }
+                tracing::warn!(
+                    port = chosen,
+                    "[::1] holds the sign-in's port already; trying another"
+                );
+            }
+            // No IPv6 loopback here: nobody can take it either.
+            Err(_) => return Ok(vec![v4]),
+        }
+    }
+    Err(SourceError::Upstream(
+        "no port is free on both 127.0.0.1 and ::1 for the sign-in's redirect".into(),
+    ))
+}
+
+/// The next connection to any of `listeners`.
+async fn accept(
+    listeners: &[tokio::net::TcpListener],
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    let accepts = listeners.iter().map(|l| Box::pin(l.accept()));
+    futures_util::future::select_all(accepts).await.0
 }
 
 /// `bytes` random bytes, base64url without padding (PKCE's verifier, `state`, `nonce`).
@@ -67,15 +127,8 @@ pub fn challenge(verifier: &str) -> String {
 impl Pending {
     /// Opens the listener and makes the authorization request.
     pub async fn start(request: AuthorizationRequest<'_>) -> Result<Self, SourceError> {
-        let port = request.redirect_port.unwrap_or(0);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .map_err(|e| {
-                SourceError::Upstream(format!(
-                    "cannot listen on 127.0.0.1:{port} for the sign-in's redirect: {e}"
-                ))
-            })?;
-        let port = listener
+        let listeners = bind(request.redirect_port).await?;
+        let port = listeners[0]
             .local_addr()
             .map_err(|e| SourceError::Internal(e.to_string()))?
             .port();
@@ -110,7 +163,7 @@ impl Pending {
             nonce,
             state,
             path: request.redirect_path.to_string(),
-            listener,
+            listeners,
         })
     }
 
@@ -129,12 +182,23 @@ impl Pending {
             path: self.path,
             issuer: issuer.map(str::to_string),
         });
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let outcome = loop {
             tokio::select! {
-                accepted = self.listener.accept() => {
-                    let Ok((stream, peer)) = accepted else { continue };
-                    let local = stream.local_addr().ok();
-                    connections.spawn(serve(stream, peer, local, expect.clone(), answers.clone()));
+                accepted = accept(&self.listeners) => {
+                    let Ok((stream, peer)) = accepted else {
+                        // Out of descriptors, say: not a busy loop.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    // Another user's connection is closed unread.
+                    if !stream.local_addr().is_ok_and(|local| is_ours(peer, local)) {
+                        continue;
+                    }
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    connections.spawn(serve(stream, expect.clone(), answers.clone(), slot));
                 }
                 Some(answer) = answered.recv() => break answer,
                 // It wakes early (at most a while, or when the clock moves): look again.
@@ -147,7 +211,7 @@ impl Pending {
                 }
             }
         };
-        drop(self.listener);
+        drop(self.listeners);
         // The page that delivered the answer is still being sent; the others are cut.
         tokio::spawn(async move {
             let _ = tokio::time::timeout(LAST_PAGE_GRACE, async {
@@ -168,30 +232,23 @@ struct Expect {
 
 type Answer = Result<Secret, SourceError>;
 
-/// Serves one connection to the listener.
+/// Serves one connection of this user's to the listener, holding one of the slots.
 async fn serve(
     stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
     expect: std::sync::Arc<Expect>,
     answers: mpsc::Sender<Answer>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let ours = local.is_some_and(|local| is_ours(peer, local));
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let page = if !ours {
-                page(
-                    StatusCode::FORBIDDEN,
-                    "This sign-in belongs to another user of this machine.",
-                )
-            } else {
-                answer(&request, &expect, &answers)
-            };
+            let page = answer(&request, &expect, &answers);
             async move { Ok::<_, Infallible>(page) }
         });
     let io = hyper_util::rt::TokioIo::new(stream);
     let _ = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(io, service)
         .await;
 }
