@@ -82,7 +82,7 @@ impl Dispatcher {
             Request::Refresh { source } => self.refresh(&source).await,
             Request::Logout { source } => self.logout(&source).await,
             Request::Login { source } => self.login(&source, scope).await,
-            Request::LoginWait { source } => self.login_wait(&source).await,
+            Request::LoginWait { source } => self.login_wait(&source, scope).await,
             Request::LoginCode { source, code } => self.login_code(&source, code).await,
             Request::Status => Response::Status(self.status(scope)),
             Request::Stop => {
@@ -275,12 +275,12 @@ impl Dispatcher {
                 ),
             },
             Ok(Started::Prompt(prompt)) => Response::LoginPrompt(prompt),
-            Ok(Started::Finished) => self.login_wait(name).await,
+            Ok(Started::Finished) => self.login_wait(name, scope).await,
             Err(e) => source_error(name, e),
         }
     }
 
-    async fn login_wait(&self, name: &str) -> Response {
+    async fn login_wait(&self, name: &str, scope: Option<&Forward>) -> Response {
         let (slot, own) = match (self.login_slot(name), self.slot(name)) {
             (Ok(slot), Ok(own)) => (slot, own),
             (Err(error), _) | (_, Err(error)) => return Response::Error(error),
@@ -289,9 +289,17 @@ impl Dispatcher {
         if Arc::ptr_eq(&slot, &own) {
             return signed_in(name, outcome);
         }
-        // Signed in where it stands: its own credential now, past any backoff.
-        match outcome {
-            Ok(_) => signed_in(name, own.refresh().await),
+        if let Err(e) = outcome {
+            return signed_in(name, Err(e));
+        }
+        // Signed in where it stands: its own credential, from the cache when it holds one;
+        // else fetched now, past any backoff (through a forward, as often as a forced refresh
+        // may be).
+        match own.get(crate::policy::DEFAULT_MIN_VALID, None).await {
+            Ok(credential) => signed_in(name, Ok(credential)),
+            Err(_) if scope.is_none_or(|forward| forward.may_refresh(name)) => {
+                signed_in(name, own.refresh().await)
+            }
             Err(e) => signed_in(name, Err(e)),
         }
     }

@@ -179,6 +179,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                 ),
             ));
         }
+        // An ID token that assumes a role (or a workforce identity) would let the other side
+        // take that role itself, whatever the forward serves.
+        if let Some((stood_on, by)) = forward.sources.iter().find_map(|served| {
+            config
+                .sources
+                .iter()
+                .find(|(_, spec)| spec.signs_in_with() == Some(&**served))
+                .map(|(by, _)| (served, by))
+        }) {
+            return Err(at(
+                table,
+                format!(
+                    "forward `{name}` serves `{stood_on}`, whose ID token `{by}` signs in with: the other side could use it for `{by}` too; serve `{by}` instead, or give the gateway a sign-in of its own (another client_id)"
+                ),
+            ));
+        }
     }
     Ok(config)
 }
@@ -290,6 +306,56 @@ timeout = "30s"
         assert!(err.message.contains("serves no sources"), "{err}");
         let err = parse_str(&format!("{base}[forwards.\"a/b\"]\nsources = [\"g\"]\n")).unwrap_err();
         assert!(err.message.contains("a/b"), "{err}");
+    }
+
+    #[test]
+    fn a_source_signs_in_only_with_an_oidc_source_serving_its_id_token_and_not_through_a_forward() {
+        let oidc = |name: &str, token: &str| {
+            format!(
+                "[sources.{name}]\nkind = \"oidc\"\nissuer = \"https://idp.example\"\nclient_id = \"c\"\ntoken = \"{token}\"\n"
+            )
+        };
+        let role = |on: &str| {
+            format!(
+                "[sources.bedrock]\nkind = \"aws\"\n[sources.bedrock.web_identity]\noidc = \"{on}\"\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\n"
+            )
+        };
+        let vertex = "[sources.vertex]\nkind = \"gcp\"\n[sources.vertex.workforce]\noidc = \"corp\"\naudience = \"//iam.googleapis.com/locations/global/workforcePools/p/providers/q\"\nuser_project = \"billed\"\n";
+        let ok = parse_str(&format!("{}{}{vertex}", oidc("corp", "id"), role("corp"))).unwrap();
+        assert_eq!(ok.sources["bedrock"].signs_in_with(), Some("corp"));
+        assert_eq!(ok.sources["vertex"].signs_in_with(), Some("corp"));
+        for (text, why) in [
+            (role("nobody"), "does not define"),
+            (
+                format!("{}{}", oidc("corp", "access"), role("corp")),
+                "access token",
+            ),
+            (
+                format!(
+                    "[sources.corp]\nkind = \"exec\"\ncommand = [\"a\"]\n{}",
+                    role("corp")
+                ),
+                "kind `exec`",
+            ),
+            (
+                format!(
+                    "{}{}[forwards.dev]\nsources = [\"corp\"]\n",
+                    oidc("corp", "id"),
+                    role("corp")
+                ),
+                "serve `bedrock` instead",
+            ),
+        ] {
+            let err = parse_str(&text).unwrap_err();
+            assert!(err.message.contains(why), "{why}: {err}");
+        }
+        // Serving the role through a forward is what forwards are for.
+        let served = format!(
+            "{}{}[forwards.dev]\nsources = [\"bedrock\"]\n",
+            oidc("corp", "id"),
+            role("corp")
+        );
+        assert!(parse_str(&served).is_ok());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A login asked for through a forward (a container's or a remote's `credd login`, and so its
 //! Claude Code's `awsAuthRefresh` and `gcpAuthRefresh`) happens here, where the person and
-//! the browser are: a device login's page opens on this machine's desktop (once, however many
+//! the browser are: a device login's or a browser sign-in's page opens on this machine's desktop (once, however many
 //! callers wait on it, local or forwarded), while its URL and code also go back to where it
 //! was asked. An MFA code is typed where it was asked. A login that runs the cloud's own tool
 //! (gcloud, az, aws login) needs this machine's terminal: the caller is told to run it here,
@@ -26,12 +26,24 @@ pub fn at_home(
 ) -> Response {
     match prompt {
         LoginPrompt::Device {
-            verification_uri: ref page,
+            ref verification_uri,
             ..
-        }
-        | LoginPrompt::Browser { url: ref page, .. } => {
-            open_page_once(socket, page, slot, logins.clone());
+        } => {
+            open_page_once(socket, verification_uri, slot, logins.clone());
             Response::LoginPrompt(prompt)
+        }
+        LoginPrompt::Browser {
+            url,
+            expires_in_secs,
+        } => {
+            open_page_once(socket, &url, slot, logins.clone());
+            // The other side learns where, not the sign-in's state and PKCE challenge, with
+            // which a code could be slipped in: the page opens here.
+            let (page, _) = url.split_once('?').unwrap_or((&url, ""));
+            Response::LoginPrompt(LoginPrompt::Browser {
+                url: page.to_string(),
+                expires_in_secs,
+            })
         }
         LoginPrompt::MfaCode { .. } => Response::LoginPrompt(prompt),
         LoginPrompt::Command { command, .. } => {
