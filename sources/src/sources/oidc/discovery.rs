@@ -177,3 +177,83 @@ pub fn origin(url: &str) -> String {
         .map(|u| u.origin().ascii_serialization())
         .unwrap_or_else(|_| url.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An RSA public key as a JWK, named `kid` (the numbers are RFC 7517's example key).
+    fn jwk(kid: &str) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "e": "AQAB",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        })
+    }
+
+    /// A JWKS endpoint on 127.0.0.1 answering with `sets` in turn (the last one after that);
+    /// returns its URL and how many times it was asked.
+    async fn jwks_endpoint(
+        sets: Vec<serde_json::Value>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = sets[n.min(sets.len() - 1)].to_string();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, asked)
+    }
+
+    #[tokio::test]
+    async fn a_rotated_key_is_fetched_once_and_a_key_nobody_published_is_refused() {
+        let (jwks_uri, asked) = jwks_endpoint(vec![
+            serde_json::json!({ "keys": [jwk("old")] }),
+            serde_json::json!({ "keys": [jwk("old"), jwk("new")] }),
+        ])
+        .await;
+        let metadata = Metadata {
+            issuer: "https://idp.example".into(),
+            authorization_endpoint: "https://idp.example/auth".into(),
+            token_endpoint: "https://idp.example/token".into(),
+            jwks_uri,
+            device_authorization_endpoint: None,
+            revocation_endpoint: None,
+        };
+        let http = crate::net::oauth_http_client(None, std::time::Duration::from_secs(5)).unwrap();
+        let provider = Provider::default();
+        let count = || asked.load(std::sync::atomic::Ordering::SeqCst);
+        let key = provider.key(&http, &metadata, Some("old")).await.unwrap();
+        assert_eq!(key.common.key_id.as_deref(), Some("old"));
+        // Known: no fetch.
+        provider.key(&http, &metadata, Some("old")).await.unwrap();
+        assert_eq!(count(), 1);
+        // The provider rotated: the new key is fetched, once.
+        let key = provider.key(&http, &metadata, Some("new")).await.unwrap();
+        assert_eq!(key.common.key_id.as_deref(), Some("new"));
+        provider.key(&http, &metadata, Some("new")).await.unwrap();
+        assert_eq!(count(), 2);
+        // A key the provider never published.
+        let error = provider
+            .key(&http, &metadata, Some("forged"))
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("not among the provider's keys"),
+            "{error}"
+        );
+        // Without a `kid`, only a lone key will do.
+        assert!(provider.key(&http, &metadata, None).await.is_err());
+    }
+}

@@ -40,8 +40,7 @@ pub struct Expected<'a> {
 struct Claims {
     sub: String,
     exp: u64,
-    #[serde(default)]
-    iat: Option<u64>,
+    iat: u64,
     #[serde(default)]
     nonce: Option<String>,
     #[serde(default)]
@@ -50,6 +49,8 @@ struct Claims {
     aud: serde_json::Value,
     #[serde(default)]
     email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<serde_json::Value>,
 }
 
 /// The algorithms a provider may sign ID tokens with here: asymmetric ones only (a public
@@ -140,7 +141,7 @@ fn check(
     if claims.exp.saturating_add(skew) <= now {
         return Err(refused("it has expired"));
     }
-    if claims.iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+    if claims.iat > now.saturating_add(skew) {
         return Err(refused(
             "it was issued in the future (`iat`); is the clock right?",
         ));
@@ -157,11 +158,20 @@ fn check(
     {
         return Err(refused("a refresh changed who is signed in (`sub`)"));
     }
+    // An email the provider says it has not verified names nobody; some send the flag as a
+    // string.
+    let unverified = matches!(&claims.email_verified, Some(serde_json::Value::Bool(false)))
+        || claims.email_verified.as_ref().and_then(|v| v.as_str()) == Some("false");
     Ok(Identity {
-        subject: claims.sub,
-        email: claims.email,
+        subject: printable(&claims.sub),
+        email: claims.email.filter(|_| !unverified).map(|e| printable(&e)),
         expires_at_unix: claims.exp,
     })
+}
+
+/// `text` without control characters: a provider's claim reaches a terminal through `status`.
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(256).collect()
 }
 
 fn refused(why: &str) -> SourceError {
@@ -299,11 +309,29 @@ mod tests {
             ..refreshed
         };
         assert!(verdict(&key, no_nonce, &bob).contains("`sub`"));
+        // OpenID Connect requires `iat`.
+        let mut no_iat = good();
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert!(verdict(&key, no_iat, &expected()).contains("cannot be read"));
         // Within the skew is still good.
         assert_eq!(
             verdict(&key, with("exp", (NOW - 30).into()), &expected()),
             "ok alice"
         );
+    }
+
+    #[test]
+    fn an_unverified_email_names_nobody_and_claims_lose_control_characters() {
+        let key = KEYS.with(|k| k.0.clone());
+        let public = KEYS.with(|k| k.1.clone());
+        let mut claims = good();
+        claims["sub"] = "alice\u{1b}[31m".into();
+        claims["email_verified"] = false.into();
+        let identity = check(&token(&key, claims), Algorithm::ES256, &public, &expected()).unwrap();
+        assert_eq!(identity.subject, "alice[31m");
+        assert_eq!(identity.email, None);
+        let identity = check(&token(&key, good()), Algorithm::ES256, &public, &expected()).unwrap();
+        assert_eq!(identity.email.as_deref(), Some("alice@example.com"));
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl OidcSource {
         };
         let subject = session.subject.clone();
         let expected = id_token::Expected {
-            issuer: self.spec.issuer(),
+            issuer: &metadata.issuer,
             client_id: &self.spec.client_id,
             nonce: None,
             subject: Some(&subject),
@@ -245,7 +245,7 @@ impl OidcSource {
         )
         .await?;
         let expected = id_token::Expected {
-            issuer: self.spec.issuer(),
+            issuer: &metadata.issuer,
             client_id: &self.spec.client_id,
             nonce: Some(&nonce),
             subject: None,
@@ -273,7 +273,7 @@ impl OidcSource {
         )
         .await?;
         let expected = id_token::Expected {
-            issuer: self.spec.issuer(),
+            issuer: &metadata.issuer,
             client_id: &self.spec.client_id,
             // The device grant sends no nonce.
             nonce: None,
