@@ -418,17 +418,6 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                 &assertion_claim(field("assertion"), "scope"),
             )
         }
-        WORKFORCE_EXCHANGE => {
-            if let Err(refusal) = workforce_exchange(state, &form) {
-                return refusal;
-            }
-            let mut response = mock.mint("client_credentials", field("scope"));
-            if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
-                body["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
-                response.body = body.to_string().into_bytes();
-            }
-            response
-        }
         EXTERNAL_REFRESH => {
             // The client authenticates with HTTP Basic, as Google's libraries send it.
             let basic = request
@@ -459,6 +448,30 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                 "client_credentials",
                 "https://www.googleapis.com/auth/cloud-platform",
             )
+        }
+        // A workforce pool provider trusting an OpenID Provider checks the ID token itself.
+        TOKEN_EXCHANGE
+            if state
+                .lock()
+                .unwrap()
+                .workforce
+                .contains_key(field("audience")) =>
+        {
+            *state
+                .lock()
+                .unwrap()
+                .calls
+                .entry(WORKFORCE_EXCHANGE)
+                .or_default() += 1;
+            if let Err(refusal) = workforce_exchange(state, &form) {
+                return refusal;
+            }
+            let mut response = mock.mint("client_credentials", field("scope"));
+            if let Ok(mut body) = serde_json::from_slice::<Value>(&response.body) {
+                body["issued_token_type"] = json!("urn:ietf:params:oauth:token-type:access_token");
+                response.body = body.to_string().into_bytes();
+            }
+            response
         }
         TOKEN_EXCHANGE => {
             let expected = state
@@ -585,16 +598,7 @@ fn classify(request: &Request) -> Option<&'static str> {
                 Some(ID_TOKEN)
             }
         }
-        "urn:ietf:params:oauth:grant-type:token-exchange" => {
-            let id_token = form_urlencoded::parse(&request.body).any(|(k, v)| {
-                k == "subject_token_type" && v == "urn:ietf:params:oauth:token-type:id_token"
-            });
-            Some(if id_token {
-                WORKFORCE_EXCHANGE
-            } else {
-                TOKEN_EXCHANGE
-            })
-        }
+        "urn:ietf:params:oauth:grant-type:token-exchange" => Some(TOKEN_EXCHANGE),
         _ => Some("other"),
     }
 }

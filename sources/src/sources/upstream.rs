@@ -87,6 +87,14 @@ pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// What a grant yields: the access token, the refresh token to keep when one came, and the ID
+/// token when the scope asked for `openid`.
+pub struct Grant {
+    pub access: Token,
+    pub refresh: Option<Secret>,
+    pub id_token: Option<Secret>,
+}
+
 /// An OAuth 2.0 token response (RFC 6749 section 5.1), as Google's and Entra's token endpoints
 /// answer.
 #[derive(serde::Deserialize)]
@@ -119,7 +127,7 @@ pub fn read_grant(
     host: &str,
     assumed: Duration,
     now: SystemTime,
-) -> Result<crate::sources::oauth::Grant, SourceError> {
+) -> Result<Grant, SourceError> {
     let answer: TokenAnswer = serde_json::from_str(body).map_err(|_| {
         SourceError::Upstream(format!(
             "{host} answered with something that is not a token response"
@@ -138,7 +146,7 @@ pub fn read_grant(
         clock_offset_secs: None,
     };
     let present = |t: Option<String>| t.filter(|t| !t.is_empty()).map(Secret::new);
-    Ok(crate::sources::oauth::Grant {
+    Ok(Grant {
         access: token,
         refresh: present(answer.refresh_token),
         id_token: present(answer.id_token),

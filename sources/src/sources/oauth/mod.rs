@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use credd_proto::{LoginPrompt, Secret};
 use serde::Deserialize;
 
+use crate::sources::SourceError;
 use crate::sources::upstream::{self, Verdict};
-use crate::sources::{SourceError, Token};
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -31,13 +31,7 @@ pub struct Endpoints {
     pub device_authorization: Option<String>,
 }
 
-/// What a grant yields: the access token, the refresh token to keep when one came, and the ID
-/// token when the scope asked for `openid`.
-pub struct Grant {
-    pub access: Token,
-    pub refresh: Option<Secret>,
-    pub id_token: Option<Secret>,
-}
+pub use crate::sources::upstream::Grant;
 
 #[derive(Deserialize)]
 struct DeviceCodeResponse {
