@@ -48,7 +48,7 @@ pub(crate) fn forward_dir(world: &World, name: &str) -> PathBuf {
 }
 
 /// `credd ARGS` as a client inside forward `name` would run it.
-fn credd_in(world: &World, name: &str, args: &[&str]) -> credd_tests::world::Output {
+pub(crate) fn credd_in(world: &World, name: &str, args: &[&str]) -> credd_tests::world::Output {
     let socket = forward_dir(world, name).join("credd.sock");
     world
         .credd_command(args)

@@ -309,6 +309,18 @@ fn web_identity_world(
     api: &credd_tests::model_api::ModelApi,
     dir: &std::path::Path,
 ) -> World {
+    web_identity_world_with(provider, moto, trusted_client, api, dir, "")
+}
+
+/// [`web_identity_world`] with `extra` config.
+fn web_identity_world_with(
+    provider: &OidcProvider,
+    moto: &credd_tests::peers::Moto,
+    trusted_client: &str,
+    api: &credd_tests::model_api::ModelApi,
+    dir: &std::path::Path,
+    extra: &str,
+) -> World {
     moto.sts
         .trust_oidc_provider(&provider.issuer(), trusted_client, &provider.jwks());
     let (_, path) = provider.person_browser(dir, "alice", &[]);
@@ -316,7 +328,7 @@ fn web_identity_world(
         .with_aws("", "", &moto.url())
         .with_env("PATH", &path);
     world.write_config(&format!(
-        "{}\n[sources.bedrock]\nkind = \"aws\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n[sources.bedrock.web_identity]\noidc = \"corp\"\nrole_arn = \"{ROLE}\"\n",
+        "{}\n[sources.bedrock]\nkind = \"aws\"\nregion = \"us-east-1\"\nproxy = {{ upstream = \"{}\" }}\n[sources.bedrock.web_identity]\noidc = \"corp\"\nrole_arn = \"{ROLE}\"\n{extra}",
         provider.source_table("corp", ""),
         api.url()
     ));
@@ -562,4 +574,71 @@ fn a_workforce_exchange_with_a_token_for_another_client_is_refused() {
         login.stderr
     );
     assert!(google.issued().is_empty());
+}
+
+#[test]
+fn a_sign_in_asked_through_a_forward_happens_on_the_host_and_tells_the_other_side_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let moto = credd_tests::peers::Moto::start();
+    let api = credd_tests::model_api::ModelApi::start();
+    let world = web_identity_world_with(
+        &provider,
+        &moto,
+        CLIENT_ID,
+        &api,
+        dir.path(),
+        "[forwards.dev]\nsources = [\"bedrock\"]\n",
+    );
+    let _daemon = world.start_daemon();
+    // A container's `credd login bedrock` (its awsAuthRefresh).
+    let login = crate::forwards::credd_in(&world, "dev", &["login", "bedrock"]);
+    let shown = login.ok().to_string();
+    assert!(shown.contains("signed in: `bedrock`"), "{shown}");
+    let page = format!("{}/auth", provider.issuer());
+    assert!(shown.contains(&page), "{shown}");
+    assert!(
+        !shown.contains("state=") && !shown.contains("code_challenge"),
+        "{shown}"
+    );
+    // The host's browser got the whole page, once.
+    let opened = opened(dir.path());
+    assert_eq!(opened.len(), 1);
+    assert!(opened[0].contains("state=") && opened[0].contains("code_challenge="));
+    let assumed = || {
+        moto.sts
+            .calls()
+            .iter()
+            .filter(|c| c.action == "AssumeRoleWithWebIdentity")
+            .count()
+    };
+    assert_eq!(assumed(), 1);
+    // Asking again, in a loop, costs STS nothing: the role is cached. (A LoginWait, as a
+    // client sends after a prompt, straight to the forward's socket, too.)
+    for _ in 0..3 {
+        let again = crate::forwards::credd_in(&world, "dev", &["login", "bedrock"]);
+        assert!(again.ok().contains("needs no login"), "{}", again.stdout);
+    }
+    let frame = world.path("login-wait.frame");
+    std::fs::write(
+        &frame,
+        credd_proto::frame::encode_request(credd_proto::Request::LoginWait {
+            source: "bedrock".into(),
+        }),
+    )
+    .unwrap();
+    let socket = crate::forwards::forward_dir(&world, "dev").join("credd.sock");
+    for _ in 0..3 {
+        let out = std::process::Command::new(credd_tests::bin("impostor"))
+            .arg("ask")
+            .args([&socket, &frame])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out.stdout).contains("signed in"));
+    }
+    assert_eq!(assumed(), 1);
+    // The sign-in it stands on is not served there.
+    let corp = crate::forwards::credd_in(&world, "dev", &["get", "corp"]);
+    assert_ne!(corp.code, 0);
+    assert!(corp.stdout.is_empty());
 }
