@@ -222,6 +222,36 @@ pub trait OtherSources: Send + Sync {
     ) -> BoxFuture<'_, Result<Arc<credd_proto::Credential>, SourceError>>;
 }
 
+/// How long a sign-in's ID token must still be good when another source hands it on (to STS).
+const ID_TOKEN_MIN_VALID: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The ID token of the `oidc` source `name` that another source stands on, and what is known of
+/// who signed in. A sign-in that ended needs a login (of the source that asked, which the daemon
+/// sends to `name`).
+pub async fn signed_in_token(
+    others: &dyn OtherSources,
+    name: &str,
+) -> Result<(Secret, CredentialFacts), SourceError> {
+    let id = others
+        .credential(name, ID_TOKEN_MIN_VALID)
+        .await
+        .map_err(|e| match e {
+            SourceError::NeedsLogin(_) => {
+                SourceError::NeedsLogin(format!("the sign-in of `{name}` has ended"))
+            }
+            other => SourceError::Upstream(format!(
+                "no ID token from `{name}`: {}",
+                other.present(name)
+            )),
+        })?;
+    match &id.secret {
+        CredentialSecret::Token { token } => Ok((token.clone(), (*id.metadata).clone())),
+        _ => Err(SourceError::Misconfigured(format!(
+            "`{name}` serves no token to sign in with"
+        ))),
+    }
+}
+
 /// No other sources, for a source built alone (a test, a fuzz target): every ask is refused.
 pub struct NoOtherSources;
 

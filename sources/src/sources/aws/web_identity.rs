@@ -6,7 +6,7 @@
 //! session lives.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::BehaviorVersion;
 use credd_proto::{CredentialFacts, CredentialSecret, Secret};
@@ -16,9 +16,6 @@ use serde::Deserialize;
 use super::AwsSpec;
 use crate::sources::{Fetched, OtherSources, Source, SourceError};
 use crate::upstream_clock::DateProbe;
-
-/// How long the ID token must still be good when it is sent to STS.
-const ID_TOKEN_MIN_VALID: Duration = Duration::from_secs(60);
 
 /// `[sources.NAME.web_identity]`: the role, and the sign-in that assumes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -91,25 +88,8 @@ impl WebIdentitySource {
 
     async fn assume(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let oidc = &self.web.oidc;
-        let id = self
-            .others
-            .credential(oidc, ID_TOKEN_MIN_VALID)
-            .await
-            .map_err(|e| match e {
-                SourceError::NeedsLogin(_) => {
-                    SourceError::NeedsLogin(format!("the sign-in of `{oidc}` has ended"))
-                }
-                other => SourceError::Upstream(format!(
-                    "no ID token from `{oidc}`: {}",
-                    other.present(oidc)
-                )),
-            })?;
-        let CredentialSecret::Token { token } = &id.secret else {
-            return Err(SourceError::Misconfigured(format!(
-                "`{oidc}` serves no token to assume a role with"
-            )));
-        };
-        let who = id.metadata.subject.clone();
+        let (token, id) = crate::sources::signed_in_token(&*self.others, oidc).await?;
+        let who = id.subject.clone();
         let session = self
             .web
             .session_name
@@ -163,7 +143,7 @@ impl WebIdentitySource {
             expires_at,
             metadata: CredentialFacts {
                 region: sdk.region().map(|r| r.to_string()),
-                issuer: id.metadata.issuer.clone(),
+                issuer: id.issuer.clone(),
                 subject: who,
                 method: Some("web-identity".into()),
                 ..CredentialFacts::default()

@@ -12,8 +12,7 @@ mod spec;
 mod transport;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use azure_core::credentials::TokenCredential;
@@ -23,9 +22,16 @@ use futures_util::future::BoxFuture;
 
 pub use self::spec::{ENTRA_DEFAULT_SCOPE, EntraMethod, EntraSpec};
 use self::transport::RecordingClient;
+use super::oauth::session::KeptSession;
 use super::oauth::{self, Endpoints, Grant};
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token, upstream};
 use crate::redact;
+
+/// What Entra's sign-ins keep: the refresh token.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct Session {
+    refresh_token: Secret,
+}
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 
@@ -37,14 +43,8 @@ pub struct EntraSource {
     spec: EntraSpec,
     settings: Settings,
     http: crate::net::LazyOAuthClient,
-    /// The device-code flow's refresh token: in memory, and in the OS secret store with
-    /// `persist = "keyring"` (never in a file).
-    refresh_token: Mutex<Option<Secret>>,
-    kept: Option<crate::secret_store::Kept>,
-    /// The source's name, which files its entry in the secret store.
-    name: crate::source_name::SourceName,
-    /// Bumped by every logout: a grant asked for before one keeps nothing it brings back.
-    logouts: AtomicU64,
+    /// The device-code or browser sign-in's refresh token.
+    session: KeptSession<Session>,
     clock: std::sync::Arc<crate::clock::Clock>,
 }
 
@@ -58,13 +58,8 @@ impl EntraSource {
             clock,
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
             settings: Settings::resolve(&spec),
-            kept: spec
-                .persist
-                .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
+            session: KeptSession::new(name, spec.persist),
             spec,
-            refresh_token: Mutex::new(None),
-            name: name.clone(),
-            logouts: AtomicU64::new(0),
         }
     }
 
@@ -316,45 +311,30 @@ impl EntraSource {
         )
     }
 
+    /// Whom a kept sign-in belongs to: this authority, tenant and client (the fields Entra's
+    /// kept logins have always had).
+    fn owner(&self) -> serde_json::Value {
+        let (authority, tenant, client_id) = self.device_authority();
+        serde_json::json!({ "authority": authority, "tenant": tenant, "client_id": client_id })
+    }
+
     async fn device_code_refresh(
         &self,
         scopes: &[String],
         now: SystemTime,
     ) -> Result<Token, SourceError> {
-        if let Some(kept) = &self.kept {
-            kept.restore_once(|stored| {
-                match stored.and_then(|stored| self.kept_refresh_token(&stored)) {
-                    Some(refresh) => {
-                        tracing::info!("a sign-in was kept from before; refreshing with it");
-                        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(refresh);
-                    }
-                    None => {
-                        tracing::debug!("no sign-in kept for this authority, tenant and client")
-                    }
-                }
-            })
-            .await;
-        }
-        let epoch = self.logouts.load(Ordering::SeqCst);
-        let refresh_token = self
-            .refresh_token
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                SourceError::NeedsLogin(if self.kept.is_some() {
-                    "no sign-in kept".into()
-                } else {
-                    "no sign-in since the daemon started".into()
-                })
-            })?;
+        let epoch = self.session.epoch();
+        let session = self
+            .session
+            .current(&self.owner())
+            .await
+            .map_err(SourceError::NeedsLogin)?;
         let (_, _, client) = self.device_authority();
         let tokens = oauth::refresh(
             self.http()?,
             &self.endpoints(),
             &client,
-            &refresh_token,
+            &session.refresh_token,
             Some(&with_offline_access(scopes)),
             now,
         )
@@ -363,16 +343,15 @@ impl EntraSource {
             Ok(tokens) => Ok(self.keep(tokens, epoch).await),
             Err(e @ SourceError::NeedsLogin(_)) => {
                 // Refused: it will never work again, here or after a restart.
-                let _ = self.forget().await;
+                let _ = self.session.forget().await;
                 Err(e)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Keeps the refresh token a grant handed out (in the secret store too, when told to)
-    /// and returns the access token; unless the person signed out since the grant was asked
-    /// for (`epoch`), when nothing is kept.
+    /// Keeps the refresh token a grant handed out (see [`KeptSession::keep`]) and returns the
+    /// access token.
     async fn keep(
         &self,
         Grant {
@@ -380,54 +359,12 @@ impl EntraSource {
         }: Grant,
         epoch: u64,
     ) -> Token {
-        if let Some(refresh) = refresh
-            && self.logouts.load(Ordering::SeqCst) == epoch
-        {
-            if let Some(kept) = &self.kept {
-                kept.save(&self.as_kept(&refresh)).await;
-            }
-            *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(refresh);
+        if let Some(refresh_token) = refresh {
+            self.session
+                .keep(Session { refresh_token }, &self.owner(), epoch)
+                .await;
         }
         access
-    }
-
-    /// Drops the refresh token, from memory and the secret store (which may still hold one
-    /// from before `persist` was turned off).
-    async fn forget(&self) -> Result<(), crate::secret_store::Unavailable> {
-        self.logouts.fetch_add(1, Ordering::SeqCst);
-        *self.refresh_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        match &self.kept {
-            Some(kept) => kept.delete().await,
-            None => {
-                let _ = crate::secret_store::Entry::new(&self.name).delete().await;
-                Ok(())
-            }
-        }
-    }
-
-    /// The refresh token as the secret store keeps it: with the authority, tenant and client
-    /// it belongs to, so a changed config never sends it elsewhere.
-    fn as_kept(&self, refresh: &Secret) -> Secret {
-        let (authority, tenant, client_id) = self.device_authority();
-        let kept = serde_json::json!({
-            "authority": authority,
-            "tenant": tenant,
-            "client_id": client_id,
-            "refresh_token": refresh.expose(),
-        });
-        Secret::new(kept.to_string())
-    }
-
-    /// The refresh token the store kept, if it belongs to this source's authority, tenant and
-    /// client.
-    fn kept_refresh_token(&self, stored: &Secret) -> Option<Secret> {
-        let kept: serde_json::Value = serde_json::from_str(stored.expose()).ok()?;
-        let (authority, tenant, client_id) = self.device_authority();
-        (kept["authority"] == authority.as_str()
-            && kept["tenant"] == tenant.as_str()
-            && kept["client_id"] == client_id.as_str())
-        .then(|| kept["refresh_token"].as_str().map(Secret::new))
-        .flatten()
     }
 
     /// The device-code flow; its access token is the login's outcome, its refresh token is
@@ -437,7 +374,7 @@ impl EntraSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
-        let epoch = self.logouts.load(Ordering::SeqCst);
+        let epoch = self.session.epoch();
         let (_, _, client) = self.device_authority();
         let tokens = oauth::device_login(
             self.http()?,
@@ -460,11 +397,11 @@ impl EntraSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
-        let epoch = self.logouts.load(Ordering::SeqCst);
+        let epoch = self.session.epoch();
         let (host, tenant, client) = self.device_authority();
         let scopes = self.spec.scopes();
         let authorize = format!("{host}/{tenant}/oauth2/v2.0/authorize");
-        let pending = oauth::redirect::Pending::start(oauth::redirect::AuthorizationRequest {
+        let request = oauth::redirect::AuthorizationRequest {
             endpoint: &authorize,
             client_id: &client,
             scope: with_offline_access(&scopes),
@@ -472,27 +409,15 @@ impl EntraSource {
             redirect_port: self.spec.redirect_port,
             redirect_path: "/",
             extra: Vec::new(),
-        })
-        .await?;
-        let expires_in_secs = deadline
-            .duration_since(self.clock.now())
-            .unwrap_or_default()
-            .as_secs();
-        (io.report)(LoginPrompt::Browser {
-            url: pending.url.clone(),
-            expires_in_secs,
-        });
-        let redirect_uri = pending.redirect_uri.clone();
-        let verifier = pending.verifier.clone();
-        let code = pending.code(&self.clock, deadline, None).await?;
-        let grant = oauth::exchange_code(
+        };
+        let (grant, _) = oauth::browser_sign_in(
             self.http()?,
             &self.endpoints(),
-            &client,
-            &code,
-            &verifier,
-            &redirect_uri,
-            self.clock.now(),
+            request,
+            &self.clock,
+            deadline,
+            None,
+            io.report,
         )
         .await?;
         Ok(self.fetched(self.keep(grant, epoch).await, &scopes))
@@ -556,7 +481,7 @@ impl Source for EntraSource {
     fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
         self.spec.method.signs_in_here().then(|| {
             Box::pin(async move {
-                self.forget().await.map(|()| None).map_err(|e| {
+                self.session.forget().await.map(|()| None).map_err(|e| {
                     SourceError::Upstream(format!(
                         "the login is forgotten here, but the OS secret store kept it ({e}); it would come back at the next start"
                     ))
@@ -566,7 +491,7 @@ impl Source for EntraSource {
     }
 
     fn persistence(&self) -> Option<String> {
-        self.kept.as_ref().map(crate::secret_store::Kept::describe)
+        self.session.persistence()
     }
 
     fn login(&self, deadline: SystemTime, io: LoginIo) -> Option<BoxFuture<'_, LoginOutcome>> {

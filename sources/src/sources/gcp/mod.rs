@@ -107,24 +107,7 @@ impl GcpSource {
         now: SystemTime,
     ) -> Result<Fetched, SourceError> {
         let oidc = &workforce.oidc;
-        let id = self
-            .others
-            .credential(oidc, std::time::Duration::from_secs(60))
-            .await
-            .map_err(|e| match e {
-                SourceError::NeedsLogin(_) => {
-                    SourceError::NeedsLogin(format!("the sign-in of `{oidc}` has ended"))
-                }
-                other => SourceError::Upstream(format!(
-                    "no ID token from `{oidc}`: {}",
-                    other.present(oidc)
-                )),
-            })?;
-        let credd_proto::CredentialSecret::Token { token: subject } = &id.secret else {
-            return Err(SourceError::Misconfigured(format!(
-                "`{oidc}` serves no token to exchange"
-            )));
-        };
+        let (subject, id) = super::signed_in_token(&*self.others, oidc).await?;
         let http = self.http()?;
         let impersonating = self.spec.impersonate.as_ref();
         let sts_scopes = [GCP_DEFAULT_SCOPE.to_string()];
@@ -141,7 +124,7 @@ impl GcpSource {
             workforce_pool_user_project: Some(&workforce.user_project),
         };
         let mut token = exchange::sts_exchange(http, &exchange, subject.expose(), now).await?;
-        let mut account = id.metadata.subject.clone();
+        let mut account = id.subject.clone();
         if let Some(target) = impersonating {
             let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
             token = exchange::generate_access_token(
@@ -170,7 +153,7 @@ impl GcpSource {
                 .quota_project
                 .clone()
                 .or_else(|| Some(workforce.user_project.clone())),
-            issuer: id.metadata.issuer.clone(),
+            issuer: id.issuer.clone(),
             ..CredentialFacts::default()
         };
         Ok(Fetched::bearer(token, facts))

@@ -7,6 +7,7 @@
 //! is [`redirect`].
 
 pub mod redirect;
+pub mod session;
 
 use std::time::{Duration, SystemTime};
 
@@ -118,6 +119,46 @@ pub async fn refresh(
     let request = http.post(&endpoints.token).form(&form);
     let reply = upstream::send(request, &endpoints.host).await?;
     grant(&reply, endpoints, &[refresh_token.expose()], now).map_err(failure)
+}
+
+/// The browser sign-in, start to finish: the loopback listener and the provider's page (shown
+/// through `report`), the answer, and its code redeemed with the PKCE verifier. Returns the
+/// grant and the nonce the request carried, for the ID token's check. `issuer`, when known, is
+/// what the answer's `iss` must say.
+pub async fn browser_sign_in(
+    http: &reqwest::Client,
+    endpoints: &Endpoints,
+    request: redirect::AuthorizationRequest<'_>,
+    clock: &crate::clock::Clock,
+    deadline: SystemTime,
+    issuer: Option<&str>,
+    report: Box<dyn FnOnce(LoginPrompt) + Send>,
+) -> Result<(Grant, String), SourceError> {
+    let client_id = request.client_id.to_string();
+    let pending = redirect::Pending::start(request).await?;
+    let expires_in_secs = deadline
+        .duration_since(clock.now())
+        .unwrap_or_default()
+        .as_secs();
+    report(LoginPrompt::Browser {
+        url: pending.url.clone(),
+        expires_in_secs,
+    });
+    let redirect_uri = pending.redirect_uri.clone();
+    let verifier = pending.verifier.clone();
+    let nonce = pending.nonce.clone();
+    let code = pending.code(clock, deadline, issuer).await?;
+    let grant = exchange_code(
+        http,
+        endpoints,
+        &client_id,
+        &code,
+        &verifier,
+        &redirect_uri,
+        clock.now(),
+    )
+    .await?;
+    Ok((grant, nonce))
 }
 
 /// Trades an authorization code for tokens, proving with `verifier` (PKCE) that this is the

@@ -13,35 +13,29 @@ mod discovery;
 mod id_token;
 mod spec;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use credd_proto::{CredentialFacts, LoginPrompt, Secret};
+use credd_proto::{CredentialFacts, Secret};
 use futures_util::future::BoxFuture;
 
 pub use self::spec::{OidcMethod, OidcSpec, ServedToken};
+use super::oauth::session::KeptSession;
 use super::oauth::{self, Grant, redirect};
 use super::{Fetched, LoginIo, LoginOutcome, Source, SourceError, Token};
 
 /// A sign-in that holds: the refresh token that renews it, and who signed in.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Session {
-    refresh: Secret,
+    refresh_token: Secret,
     subject: String,
     email: Option<String>,
 }
 
 pub struct OidcSource {
     spec: OidcSpec,
-    name: crate::source_name::SourceName,
     http: crate::net::LazyOAuthClient,
     provider: discovery::Provider,
-    /// In memory, and in the OS secret store with `persist = "keyring"` (never in a file).
-    session: Mutex<Option<Session>>,
-    kept: Option<crate::secret_store::Kept>,
-    /// Bumped by every logout: a grant asked for before one keeps nothing it brings back.
-    logouts: AtomicU64,
+    session: KeptSession<Session>,
     clock: std::sync::Arc<crate::clock::Clock>,
 }
 
@@ -53,13 +47,8 @@ impl OidcSource {
     ) -> Self {
         OidcSource {
             http: crate::net::LazyOAuthClient::new(spec.ca_bundle.clone(), spec.timeout),
-            kept: spec
-                .persist
-                .map(|crate::sources::spec::Persist::Keyring| crate::secret_store::Kept::new(name)),
-            name: name.clone(),
+            session: KeptSession::new(name, spec.persist),
             provider: discovery::Provider::default(),
-            session: Mutex::new(None),
-            logouts: AtomicU64::new(0),
             clock,
             spec,
         }
@@ -69,11 +58,9 @@ impl OidcSource {
         self.http.get().map_err(SourceError::Upstream)
     }
 
-    fn session(&self) -> Option<Session> {
-        self.session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// Whom a kept session belongs to: this issuer and client.
+    fn owner(&self) -> serde_json::Value {
+        serde_json::json!({ "issuer": self.spec.issuer(), "client_id": self.spec.client_id })
     }
 
     async fn metadata(&self) -> Result<discovery::Metadata, SourceError> {
@@ -84,21 +71,18 @@ impl OidcSource {
 
     /// Renews the tokens with the refresh token, validating the ID token that comes back.
     async fn refresh(&self, now: SystemTime) -> Result<Fetched, SourceError> {
-        self.restore().await;
-        let epoch = self.logouts.load(Ordering::SeqCst);
-        let session = self.session().ok_or_else(|| {
-            SourceError::NeedsLogin(if self.kept.is_some() {
-                "no sign-in kept".into()
-            } else {
-                "no sign-in since the daemon started".into()
-            })
-        })?;
+        let epoch = self.session.epoch();
+        let session = self
+            .session
+            .current(&self.owner())
+            .await
+            .map_err(SourceError::NeedsLogin)?;
         let metadata = self.metadata().await?;
         let grant = oauth::refresh(
             self.http()?,
             &metadata.endpoints(),
             &self.spec.client_id,
-            &session.refresh,
+            &session.refresh_token,
             None,
             now,
         )
@@ -107,7 +91,7 @@ impl OidcSource {
             Ok(grant) => grant,
             Err(e @ SourceError::NeedsLogin(_)) => {
                 // Refused (ended, revoked, or already used): it never works again.
-                let _ = self.forget().await;
+                let _ = self.session.forget().await;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -172,18 +156,13 @@ impl OidcSource {
                 }
             },
         };
-        if let Some(refresh) = grant.refresh.or(previous.map(|p| p.refresh))
-            && self.logouts.load(Ordering::SeqCst) == epoch
-        {
+        if let Some(refresh_token) = grant.refresh.or(previous.map(|p| p.refresh_token)) {
             let session = Session {
-                refresh,
+                refresh_token,
                 subject: subject.clone(),
                 email: email.clone(),
             };
-            if let Some(kept) = &self.kept {
-                kept.save(&self.as_kept(&session)).await;
-            }
-            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+            self.session.keep(session, &self.owner(), epoch).await;
         }
         let facts = CredentialFacts {
             method: Some(method_name(self.spec.method).into()),
@@ -202,9 +181,9 @@ impl OidcSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
-        let epoch = self.logouts.load(Ordering::SeqCst);
+        let epoch = self.session.epoch();
         let metadata = self.metadata().await?;
-        let pending = redirect::Pending::start(redirect::AuthorizationRequest {
+        let request = redirect::AuthorizationRequest {
             endpoint: &metadata.authorization_endpoint,
             client_id: &self.spec.client_id,
             scope: self.spec.scopes().join(" "),
@@ -217,41 +196,37 @@ impl OidcSource {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
-        })
-        .await?;
-        let expires_in_secs = deadline
-            .duration_since(self.clock.now())
-            .unwrap_or_default()
-            .as_secs();
-        (io.report)(LoginPrompt::Browser {
-            url: pending.url.clone(),
-            expires_in_secs,
-        });
-        let redirect_uri = pending.redirect_uri.clone();
-        let verifier = pending.verifier.clone();
-        let nonce = pending.nonce.clone();
-        let code = pending
-            .code(&self.clock, deadline, Some(self.spec.issuer()))
-            .await?;
-        let now = self.clock.now();
-        let grant = oauth::exchange_code(
+        };
+        let (grant, nonce) = oauth::browser_sign_in(
             self.http()?,
             &metadata.endpoints(),
-            &self.spec.client_id,
-            &code,
-            &verifier,
-            &redirect_uri,
-            now,
+            request,
+            &self.clock,
+            deadline,
+            Some(self.spec.issuer()),
+            io.report,
         )
         .await?;
+        self.accept_sign_in(grant, &metadata, Some(&nonce), epoch)
+            .await
+    }
+
+    /// Validates and keeps what a sign-in brought (`nonce`: the one its request carried).
+    async fn accept_sign_in(
+        &self,
+        grant: Grant,
+        metadata: &discovery::Metadata,
+        nonce: Option<&str>,
+        epoch: u64,
+    ) -> Result<Fetched, SourceError> {
         let expected = id_token::Expected {
             issuer: &metadata.issuer,
             client_id: &self.spec.client_id,
-            nonce: Some(&nonce),
+            nonce,
             subject: None,
-            now,
+            now: self.clock.now(),
         };
-        self.accept(grant, &metadata, &expected, None, epoch).await
+        self.accept(grant, metadata, &expected, None, epoch).await
     }
 
     /// The device sign-in, for machines no browser can send an answer to.
@@ -260,7 +235,7 @@ impl OidcSource {
         deadline: SystemTime,
         io: LoginIo,
     ) -> Result<Fetched, SourceError> {
-        let epoch = self.logouts.load(Ordering::SeqCst);
+        let epoch = self.session.epoch();
         let metadata = self.metadata().await?;
         let grant = oauth::device_login(
             self.http()?,
@@ -272,58 +247,8 @@ impl OidcSource {
             io.report,
         )
         .await?;
-        let expected = id_token::Expected {
-            issuer: &metadata.issuer,
-            client_id: &self.spec.client_id,
-            // The device grant sends no nonce.
-            nonce: None,
-            subject: None,
-            now: self.clock.now(),
-        };
-        self.accept(grant, &metadata, &expected, None, epoch).await
-    }
-
-    /// Brings back the session the secret store kept, once per daemon.
-    async fn restore(&self) {
-        let Some(kept) = &self.kept else { return };
-        kept.restore_once(
-            |stored| match stored.and_then(|stored| self.kept_session(&stored)) {
-                Some(session) => {
-                    tracing::info!("a sign-in was kept from before; renewing with it");
-                    *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
-                }
-                None => tracing::debug!("no sign-in kept for this issuer and client"),
-            },
-        )
-        .await;
-    }
-
-    /// The session as the secret store keeps it: with the issuer and client it belongs to,
-    /// so a changed config never sends its refresh token elsewhere.
-    fn as_kept(&self, session: &Session) -> Secret {
-        Secret::new(
-            serde_json::json!({
-                "issuer": self.spec.issuer(),
-                "client_id": self.spec.client_id,
-                "refresh_token": session.refresh.expose(),
-                "subject": session.subject,
-                "email": session.email,
-            })
-            .to_string(),
-        )
-    }
-
-    fn kept_session(&self, stored: &Secret) -> Option<Session> {
-        let kept: serde_json::Value = serde_json::from_str(stored.expose()).ok()?;
-        if kept["issuer"] != self.spec.issuer() || kept["client_id"] != self.spec.client_id.as_str()
-        {
-            return None;
-        }
-        Some(Session {
-            refresh: Secret::new(kept["refresh_token"].as_str()?),
-            subject: kept["subject"].as_str()?.to_string(),
-            email: kept["email"].as_str().map(str::to_string),
-        })
+        // The device grant sends no nonce.
+        self.accept_sign_in(grant, &metadata, None, epoch).await
     }
 
     /// Asks the provider to revoke `refresh` (RFC 7009); whether it did.
@@ -340,20 +265,6 @@ impl OidcSource {
             ("client_id", &self.spec.client_id),
         ]);
         matches!(super::upstream::send(request, self.spec.issuer()).await, Ok(reply) if reply.is_success())
-    }
-
-    /// Drops the session, from memory and the secret store (which may still hold one from
-    /// before `persist` was turned off).
-    async fn forget(&self) -> Result<(), crate::secret_store::Unavailable> {
-        self.logouts.fetch_add(1, Ordering::SeqCst);
-        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        match &self.kept {
-            Some(kept) => kept.delete().await,
-            None => {
-                let _ = crate::secret_store::Entry::new(&self.name).delete().await;
-                Ok(())
-            }
-        }
     }
 }
 
@@ -380,10 +291,10 @@ impl Source for OidcSource {
 
     fn logout(&self) -> Option<BoxFuture<'_, Result<Option<String>, SourceError>>> {
         Some(Box::pin(async move {
-            let session = self.session();
-            let forgotten = self.forget().await;
+            let session = self.session.current(&self.owner()).await.ok();
+            let forgotten = self.session.forget().await;
             let revoked = match session {
-                Some(session) => self.revoke(&session.refresh).await,
+                Some(session) => self.revoke(&session.refresh_token).await,
                 None => true,
             };
             forgotten.map(|()| {
@@ -404,7 +315,7 @@ impl Source for OidcSource {
     }
 
     fn persistence(&self) -> Option<String> {
-        self.kept.as_ref().map(crate::secret_store::Kept::describe)
+        self.session.persistence()
     }
 }
 
