@@ -172,3 +172,44 @@ fn without_a_secret_store_status_says_so_and_the_login_lasts_in_memory() {
     );
     assert!(status.contains("lasts until the daemon stops"), "{status}");
 }
+
+#[test]
+fn a_kept_oidc_sign_in_survives_a_restart_with_its_rotated_refresh_token() {
+    use credd_tests::oidc::{OidcProvider, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let desktop = desktop_with_keyring(&dir);
+    let provider = OidcProvider::start(dir.path(), &Options::default());
+    let (opened, path) = provider.person_browser(dir.path(), "alice", &[]);
+    let world = World::new()
+        .with_env("PATH", &path)
+        .with_env("DBUS_SESSION_BUS_ADDRESS", desktop.bus_address());
+    world.write_config(&provider.source_table("corp", "persist = \"keyring\"\n"));
+    let daemon = world.start_daemon();
+    world.credd(&["login", "corp"]).ok();
+    // A refresh rotates the refresh token: the store must hold the new one.
+    world.credd(&["refresh", "corp"]).ok();
+    let entry = [("service", "credd"), ("username", "corp")];
+    let kept: serde_json::Value =
+        serde_json::from_str(&desktop.secret(&entry).expect("nothing kept")).unwrap();
+    assert_eq!(kept["issuer"], provider.issuer().as_str());
+    assert_eq!(kept["client_id"], credd_tests::oidc::CLIENT_ID);
+    assert_eq!(kept["subject"], "alice");
+
+    // A restart: no browser, one refresh with the kept (rotated) token.
+    drop(daemon);
+    let _daemon = world.start_daemon();
+    let token = world.credd(&["get", "corp"]).ok().trim().to_string();
+    assert!(token.split('.').count() == 3, "not an ID token");
+    assert_eq!(provider.grants("refresh_token"), 2);
+    assert!(
+        !provider.events().iter().any(|e| e.contains("error")),
+        "{:?}",
+        provider.events()
+    );
+    assert_eq!(std::fs::read_to_string(&opened).unwrap().lines().count(), 1);
+    world.credd(&["logout", "corp"]).ok();
+    assert!(
+        desktop.secret(&entry).is_none(),
+        "the store still holds the sign-in"
+    );
+}
