@@ -324,11 +324,7 @@ impl EntraSource {
         now: SystemTime,
     ) -> Result<Token, SourceError> {
         let epoch = self.session.epoch();
-        let session = self
-            .session
-            .current(&self.owner())
-            .await
-            .map_err(SourceError::NeedsLogin)?;
+        let session = self.session.current(&self.owner()).await?;
         let (_, _, client) = self.device_authority();
         let tokens = oauth::refresh(
             self.http()?,

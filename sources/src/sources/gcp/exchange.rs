@@ -30,45 +30,39 @@ const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-excha
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-/// The refresh-token grant of an `authorized_user` file.
+/// How a refresh-token grant's client proves itself.
+#[derive(Clone, Copy)]
+pub enum ClientAuth {
+    /// In the form, as an `authorized_user` file's refresh is sent to Google's OAuth endpoint.
+    Form,
+    /// With HTTP Basic, as Google's libraries send an `external_account_authorized_user`
+    /// file's refresh to Google's STS (`token_url`).
+    Basic,
+}
+
+/// The refresh-token grant of an `authorized_user` or `external_account_authorized_user`
+/// file.
 pub async fn refresh_grant(
     http: &reqwest::Client,
     token_uri: &str,
-    client_id: &str,
-    client_secret: &str,
+    (client_id, client_secret): (&str, &str),
+    auth: ClientAuth,
     refresh_token: &str,
     now: SystemTime,
 ) -> Result<Token, SourceError> {
-    let form = [
+    let mut form = vec![
         ("grant_type", "refresh_token"),
-        ("client_id", client_id),
-        ("client_secret", client_secret),
         ("refresh_token", refresh_token),
     ];
-    let request = http.post(token_uri).form(&form);
+    let mut request = http.post(token_uri);
+    match auth {
+        ClientAuth::Form => {
+            form.extend([("client_id", client_id), ("client_secret", client_secret)]);
+        }
+        ClientAuth::Basic => request = request.basic_auth(client_id, Some(client_secret)),
+    }
+    let request = request.form(&form);
     token_call(request, token_uri, &[client_secret, refresh_token], now).await
-}
-
-/// The refresh of an `external_account_authorized_user` file: the refresh-token grant at
-/// Google's STS (`token_url`), the client authenticating with HTTP Basic, as Google's
-/// libraries send it.
-pub async fn external_refresh_grant(
-    http: &reqwest::Client,
-    token_url: &str,
-    client_id: &str,
-    client_secret: &str,
-    refresh_token: &str,
-    now: SystemTime,
-) -> Result<Token, SourceError> {
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-    ];
-    let request = http
-        .post(token_url)
-        .basic_auth(client_id, Some(client_secret))
-        .form(&form);
-    token_call(request, token_url, &[client_secret, refresh_token], now).await
 }
 
 #[derive(Serialize)]

@@ -82,20 +82,32 @@ impl GcpSource {
             let (source, _) = self
                 .token_for(http, &file, &[GCP_DEFAULT_SCOPE.to_string()], now)
                 .await?;
-            let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
-            token = exchange::generate_access_token(
-                http,
-                &url,
-                &source,
-                &self.spec.scopes,
-                &self.spec.delegates,
-                exchange::IMPERSONATED_LIFETIME,
-                now,
-            )
-            .await?;
+            token = self.impersonate(http, target, &source, now).await?;
             account = Some(target.clone());
         }
         Ok(Fetched::bearer(token, self.facts(located, &file, account)))
+    }
+
+    /// A token for the service account `target` (the config's `impersonate`), made with
+    /// `source` (which has the IAM scope).
+    async fn impersonate(
+        &self,
+        http: &reqwest::Client,
+        target: &str,
+        source: &Token,
+        now: SystemTime,
+    ) -> Result<Token, SourceError> {
+        let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
+        exchange::generate_access_token(
+            http,
+            &url,
+            source,
+            &self.spec.scopes,
+            &self.spec.delegates,
+            exchange::IMPERSONATED_LIFETIME,
+            now,
+        )
+        .await
     }
 
     /// Workforce identity federation: the `oidc` source's ID token exchanged at Google's STS
@@ -126,17 +138,7 @@ impl GcpSource {
         let mut token = exchange::sts_exchange(http, &exchange, subject.expose(), now).await?;
         let mut account = id.subject.clone();
         if let Some(target) = impersonating {
-            let url = exchange::impersonation_url(&self.spec.iam_endpoint, target);
-            token = exchange::generate_access_token(
-                http,
-                &url,
-                &token,
-                &self.spec.scopes,
-                &self.spec.delegates,
-                exchange::IMPERSONATED_LIFETIME,
-                now,
-            )
-            .await?;
+            token = self.impersonate(http, target, &token, now).await?;
             account = Some(target.clone());
         }
         let facts = CredentialFacts {
@@ -175,8 +177,8 @@ impl GcpSource {
                     let token = exchange::refresh_grant(
                         http,
                         token_uri,
-                        &user.client_id,
-                        &user.client_secret,
+                        (&user.client_id, &user.client_secret),
+                        exchange::ClientAuth::Form,
                         &user.refresh_token,
                         now,
                     )
@@ -234,11 +236,11 @@ impl GcpSource {
                     }
                 }
                 CredentialFile::ExternalAccountAuthorizedUser(user) => {
-                    let token = exchange::external_refresh_grant(
+                    let token = exchange::refresh_grant(
                         http,
                         &user.token_url,
-                        &user.client_id,
-                        &user.client_secret,
+                        (&user.client_id, &user.client_secret),
+                        exchange::ClientAuth::Basic,
                         &user.refresh_token,
                         now,
                     )

@@ -37,8 +37,8 @@ impl<T: Clone + Serialize + DeserializeOwned> KeptSession<T> {
     }
 
     /// The session: the one in memory, or (once per daemon) the one the store kept for
-    /// `owner`. `None`: nobody signed in, with why for the person.
-    pub async fn current(&self, owner: &Value) -> Result<T, String> {
+    /// `owner`; without one, only a sign-in helps.
+    pub async fn current(&self, owner: &Value) -> Result<T, crate::sources::SourceError> {
         if let Some(kept) = &self.kept {
             kept.restore_once(
                 |stored| match stored.and_then(|stored| from_kept(&stored, owner)) {
@@ -52,11 +52,11 @@ impl<T: Clone + Serialize + DeserializeOwned> KeptSession<T> {
             .await;
         }
         self.lock().clone().ok_or_else(|| {
-            if self.kept.is_some() {
+            crate::sources::SourceError::NeedsLogin(if self.kept.is_some() {
                 "no sign-in kept".to_string()
             } else {
                 "no sign-in since the daemon started".to_string()
-            }
+            })
         })
     }
 

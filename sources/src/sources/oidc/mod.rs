@@ -72,11 +72,7 @@ impl OidcSource {
     /// Renews the tokens with the refresh token, validating the ID token that comes back.
     async fn refresh(&self, now: SystemTime) -> Result<Fetched, SourceError> {
         let epoch = self.session.epoch();
-        let session = self
-            .session
-            .current(&self.owner())
-            .await
-            .map_err(SourceError::NeedsLogin)?;
+        let session = self.session.current(&self.owner()).await?;
         let metadata = self.metadata().await?;
         let grant = oauth::refresh(
             self.http()?,
