@@ -385,23 +385,10 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
     let minted = match kind {
         REFRESH => {
-            let st = state.lock().unwrap();
-            if st.clients.get(field("client_id")).map(String::as_str)
-                != Some(field("client_secret"))
-            {
-                return oauth_error(401, "invalid_client", "The OAuth client was not found.");
+            let client = (field("client_id"), field("client_secret"));
+            if let Some(refusal) = refresh_refusal(state, client, field("refresh_token")) {
+                return refusal;
             }
-            // A refresh token works only with the client it was granted to.
-            if st.revoked.contains(field("refresh_token"))
-                || st
-                    .refresh_tokens
-                    .get(field("refresh_token"))
-                    .map(String::as_str)
-                    != Some(field("client_id"))
-            {
-                return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
-            }
-            drop(st);
             http::forward(mock.port, request)
         }
         JWT_BEARER | ID_TOKEN => {
@@ -429,21 +416,10 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
                 })
                 .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_default();
-            let (id, secret) = basic.split_once(':').unwrap_or_default();
-            let st = state.lock().unwrap();
-            if st.clients.get(id).map(String::as_str) != Some(secret) {
-                return oauth_error(401, "invalid_client", "The OAuth client was not found.");
+            let client = basic.split_once(':').unwrap_or_default();
+            if let Some(refusal) = refresh_refusal(state, client, field("refresh_token")) {
+                return refusal;
             }
-            if st.revoked.contains(field("refresh_token"))
-                || st
-                    .refresh_tokens
-                    .get(field("refresh_token"))
-                    .map(String::as_str)
-                    != Some(id)
-            {
-                return oauth_error(400, "invalid_grant", "Token has been expired or revoked.");
-            }
-            drop(st);
             mock.mint(
                 "client_credentials",
                 "https://www.googleapis.com/auth/cloud-platform",
@@ -510,6 +486,27 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
         _ => return generate_access_token(state, mock, request),
     };
     record(state, minted)
+}
+
+/// Why a refresh-token grant of `client` (id, secret) is refused, if it is: an unknown client,
+/// or a refresh token revoked or granted to another client.
+fn refresh_refusal(
+    state: &Mutex<State>,
+    (id, secret): (&str, &str),
+    refresh_token: &str,
+) -> Option<Response> {
+    let st = state.lock().unwrap();
+    if st.clients.get(id).map(String::as_str) != Some(secret) {
+        return Some(oauth_error(
+            401,
+            "invalid_client",
+            "The OAuth client was not found.",
+        ));
+    }
+    // A refresh token works only with the client it was granted to.
+    (st.revoked.contains(refresh_token)
+        || st.refresh_tokens.get(refresh_token).map(String::as_str) != Some(id))
+    .then(|| oauth_error(400, "invalid_grant", "Token has been expired or revoked."))
 }
 
 /// A workforce exchange, as Google's STS checks it: a provider for the audience, an ID token
