@@ -203,8 +203,9 @@ pub struct ClaudeCode {
     /// Write ~/.claude/settings.json (the default).
     #[arg(long, conflicts_with = "project")]
     pub user: bool,
-    /// Write DIR/.claude/settings.json instead (settings.local.json with --via proxy: the
-    /// route is this machine's, so it stays out of what the project commits).
+    /// Write the project's DIR/.claude/settings.local.json instead: credd's settings are this
+    /// machine's (the path to credd, the proxy's socket), so they stay out of the committed
+    /// settings.json, and git is told to leave the file alone.
     #[arg(long, value_name = "DIR")]
     pub project: Option<std::path::PathBuf>,
     /// How Claude Code gets the credential: helper settings, or a local endpoint

@@ -160,22 +160,23 @@ fn claude_code_reaches_a_gateway_through_the_proxy_with_the_exec_token() {
         "{}",
         local["hooks"]
     );
-    // Back to the helper: the proxy's settings leave settings.local.json, which would
-    // otherwise go on overriding the helper's in settings.json.
+    // Back to the helper: the same file (its path to credd is this machine's too), the
+    // proxy's settings replaced by the helper's.
     world
         .credd(&["setup", "claude-code", "gateway", "--project", project_arg])
         .ok();
-    assert!(read("settings.json")["apiKeyHelper"].is_string());
+    assert!(!project.join(".claude/settings.json").exists());
     let local = read("settings.local.json");
+    assert!(local["apiKeyHelper"].is_string());
     assert!(
         local["env"].get("ANTHROPIC_CUSTOM_HEADERS").is_none()
             && local["env"].get("ANTHROPIC_BASE_URL").is_none(),
         "{:?}",
         keys(&local)
     );
-    // And to the proxy again: the helper leaves settings.json.
+    // And to the proxy again: the helper leaves.
     setup_proxy();
-    assert!(read("settings.json").get("apiKeyHelper").is_none());
+    assert!(read("settings.local.json").get("apiKeyHelper").is_none());
 }
 
 #[test]

@@ -177,8 +177,10 @@ fn setup_for_bedrock_writes_what_claude_code_needs() {
         project.to_str().unwrap(),
     ]);
     out.ok();
+    // The per-user path to credd stays out of the settings the project commits.
+    assert!(!project.join(".claude/settings.json").exists());
     let settings: Value = serde_json::from_str(
-        &std::fs::read_to_string(project.join(".claude/settings.json")).unwrap(),
+        &std::fs::read_to_string(project.join(".claude/settings.local.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(settings["env"]["CLAUDE_CODE_USE_BEDROCK"], "1");
@@ -703,5 +705,70 @@ fn assert_refused_the_link(out: &credd_tests::Output, link: &std::path::Path) {
             .contains(&format!("{} is a symbolic link", link.display())),
         "{}",
         out.stderr
+    );
+}
+
+#[test]
+fn a_projects_helper_settings_go_to_the_local_file_that_git_leaves_alone() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "sk-from-setup");
+    world.write_config(&exec_config("gateway", &cmd, ""));
+    let project = world.dir.path().join("app");
+    std::fs::create_dir_all(project.join(".claude")).unwrap();
+    git(&world, &project, &["init", "-q"]);
+    // What an older credd wrote to the committed file: its path to credd, this machine's.
+    std::fs::write(
+        project.join(".claude/settings.json"),
+        json!({"model": "opus", "apiKeyHelper": "/home/someone/.cargo/bin/credd get gateway"})
+            .to_string(),
+    )
+    .unwrap();
+    let out = world.credd(&[
+        "setup",
+        "claude-code",
+        "gateway",
+        "--project",
+        project.to_str().unwrap(),
+    ]);
+    let said = out.ok().to_string();
+    assert!(
+        said.contains("so that git leaves credd's settings for this machine"),
+        "{said}"
+    );
+    let read = |name: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(project.join(".claude").join(name)).unwrap())
+            .unwrap()
+    };
+    assert!(read("settings.local.json")["apiKeyHelper"].is_string());
+    // The committed file keeps the team's settings, and loses credd's.
+    assert_eq!(read("settings.json"), json!({"model": "opus"}));
+    git(
+        &world,
+        &project,
+        &["check-ignore", "-q", ".claude/settings.local.json"],
+    );
+
+    // A project that tracks settings.local.json would commit them: refused, untouched.
+    let tracked = world.dir.path().join("tracked");
+    std::fs::create_dir_all(tracked.join(".claude")).unwrap();
+    git(&world, &tracked, &["init", "-q"]);
+    std::fs::write(tracked.join(".claude/settings.local.json"), "{}").unwrap();
+    git(
+        &world,
+        &tracked,
+        &["add", "-f", ".claude/settings.local.json"],
+    );
+    let out = world.credd(&[
+        "setup",
+        "claude-code",
+        "gateway",
+        "--project",
+        tracked.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("is tracked by git"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(tracked.join(".claude/settings.local.json")).unwrap(),
+        "{}"
     );
 }

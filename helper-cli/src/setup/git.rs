@@ -1,7 +1,8 @@
-//! Keeps the proxy's caller secret out of git history. `--via proxy --project` writes it to
-//! `.claude/settings.local.json`, which Claude Code means to be ignored; but a project may
-//! track that file, or ignore it nowhere (Claude Code adds the ignore rule only when it makes
-//! the file itself), and then `git add .` takes the secret. A home directory kept in git
+//! Keeps credd's settings for this machine (the path to credd, the proxy's socket or caller
+//! secret) out of git history. `--project` writes them to `.claude/settings.local.json`, which
+//! Claude Code means to be ignored; but a project may track that file, or ignore it nowhere
+//! (Claude Code adds the ignore rule only when it makes the file itself), and then `git add .`
+//! takes them. A home directory kept in git
 //! (dotfiles) may track `~/.claude/settings.json` too.
 //!
 //! git is asked with its file-system monitor off, so that a repository's own configuration
@@ -96,7 +97,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<Answer> {
 pub fn standing(file: &Path) -> Result<Standing, String> {
     let unsure = |why: &str| {
         format!(
-            "git cannot tell whether {} would be committed ({why}); the caller secret is not written there until it can",
+            "git cannot tell whether {} would be committed ({why}); credd's settings are not written there until it can",
             file.display()
         )
     };
@@ -196,7 +197,7 @@ pub fn ignore(exclude: &Path) -> std::io::Result<()> {
     }
     writeln!(
         file,
-        "# credd: the proxy's caller secret stays on this machine\n{IGNORE_RULE}"
+        "# credd: its settings (its path, the proxy's socket or caller secret) stay on this machine\n{IGNORE_RULE}"
     )
 }
 

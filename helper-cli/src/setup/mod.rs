@@ -406,26 +406,29 @@ fn is_socket_route(url: &str) -> bool {
 /// setup: when the proxy is set up, the helper and endpoint settings (only those naming credd
 /// or this machine: the file is usually committed, and the rest is the project's) and any
 /// proxy settings of its own; the proxy's otherwise. What to print.
-fn tidy_other(path: &Path, to_proxy: bool, dry_run: bool) -> Result<String, String> {
+fn tidy_other(path: &Path, dry_run: bool) -> Result<String, String> {
     let old = read_settings(path)?;
-    let removals = if to_proxy {
-        let credds = |value: &Value| {
-            value
-                .as_str()
-                .is_some_and(|v| v.contains("credd") || v.contains("127.0.0.1"))
-        };
-        let mut removals = leaving_helpers();
-        removals.retain(|key, _| key == "env" || old.get(key).is_some_and(credds));
-        let old_env = old.get("env").and_then(Value::as_object);
-        if let Some(Value::Object(env)) = removals.get_mut("env") {
-            env.retain(|key, _| old_env.and_then(|e| e.get(key)).is_some_and(credds));
-        }
-        // A caller secret an older credd wrote there goes too: this file is the one a
-        // project commits.
-        merge_owned(removals, leaving_the_proxy(&old))
-    } else {
-        leaving_the_proxy(&old)
+    let credds = |value: &Value| {
+        value
+            .as_str()
+            .is_some_and(|v| v.contains("credd") || v.contains("127.0.0.1"))
     };
+    let mut removals = leaving_helpers();
+    removals.retain(|key, _| key == "env" || old.get(key).is_some_and(credds));
+    let old_env = old.get("env").and_then(Value::as_object);
+    if let Some(Value::Object(env)) = removals.get_mut("env") {
+        env.retain(|key, _| old_env.and_then(|e| e.get(key)).is_some_and(credds));
+    }
+    // Nothing to take from `env`: no `env` added to a file that had none.
+    if removals
+        .get("env")
+        .is_some_and(|env| env.as_object().is_some_and(Map::is_empty))
+    {
+        removals.remove("env");
+    }
+    // A caller secret an older credd wrote there goes too: this file is the one a project
+    // commits.
+    let removals = merge_owned(removals, leaving_the_proxy(&old));
     let new = merge(old.clone(), removals);
     let changes = diff(&old, &new);
     if changes.is_empty() {
@@ -535,14 +538,21 @@ pub fn helper_ttl_ms(credential: &Credential) -> u64 {
     (lifetime_ms / 4).clamp(10_000, 300_000)
 }
 
-/// Before the proxy's caller secret goes into a settings file: refuses a project's
-/// `settings.local.json` that git tracks (or cannot tell about), and has git ignore one it
-/// would otherwise take; of the user's own settings in a git-kept home, only says so. What to
+/// Before credd's settings go into a project's `settings.local.json`: refuses one that git
+/// tracks (or cannot tell about), and has git ignore one it would otherwise take; of the
+/// proxy's caller secret in the user's own settings in a git-kept home, only says so. What to
 /// print.
 fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
-    if plan.source.is_none() || plan.via != Some(Via::Proxy) || !plan.tcp {
+    let caller_secret = plan.via == Some(Via::Proxy) && plan.tcp;
+    if plan.source.is_none() || (plan.project.is_none() && !caller_secret) {
         return Ok(String::new());
     }
+    // What must not be committed.
+    let what = if caller_secret {
+        "the proxy's caller secret"
+    } else {
+        "credd's settings for this machine (the path to credd, its socket)"
+    };
     let path = &plan.settings_path;
     if plan.project.is_none() {
         return Ok(match git::standing(path) {
@@ -555,7 +565,7 @@ fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
     }
     let tracked = || {
         format!(
-            "{} is tracked by git, and the proxy's caller secret must not be committed with it; untrack it (`git rm --cached {}`), then run this again",
+            "{} is tracked by git, and {what} must not be committed with it; untrack it (`git rm --cached {}`), then run this again",
             path.display(),
             path.display()
         )
@@ -565,7 +575,7 @@ fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
         git::Standing::Unguarded { exclude } => {
             let said = |verb: &str| {
                 format!(
-                    "{verb} `{}` to {}, so that git leaves the caller secret alone.\n",
+                    "{verb} `{}` to {}, so that git leaves {what} alone.\n",
                     git::IGNORE_RULE,
                     exclude.display()
                 )
@@ -580,7 +590,7 @@ fn keep_out_of_git(plan: &Plan, dry_run: bool) -> Result<String, String> {
                 git::Standing::Ignored => Ok(said("Added")),
                 git::Standing::Tracked => Err(tracked()),
                 _ => Err(format!(
-                    "git would still take {} (a rule of the project's own un-ignores it; `git check-ignore -v --no-index {}` shows which), so the caller secret is not written there",
+                    "git would still take {} (a rule of the project's own un-ignores it; `git check-ignore -v --no-index {}` shows which), so {what} is not written there",
                     path.display(),
                     path.display()
                 )),
@@ -687,7 +697,7 @@ pub fn run(
         }
     }
     let tidied = match (&plan.other_path, &plan.source) {
-        (Some(other), Some(_)) => tidy_other(other, plan.via == Some(Via::Proxy), dry_run)?,
+        (Some(other), Some(_)) => tidy_other(other, dry_run)?,
         _ => String::new(),
     };
     let new = merge(old.clone(), owned);
@@ -769,22 +779,19 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         .transpose()
         .map_err(Failure::usage)?;
     let settings_path = match &project {
-        // A proxy route is this user's, on this machine (its socket, or its caller secret):
-        // never in the settings file a project commits, but in the one git leaves alone.
-        Some(dir) if via == Some(Via::Proxy) => dir.join(".claude/settings.local.json"),
-        Some(dir) => dir.join(".claude/settings.json"),
+        // Every route is this user's, on this machine (the absolute path to this credd, the
+        // proxy's socket or caller secret, an endpoint's port): never in the settings file a
+        // project commits, but in the one git leaves alone.
+        Some(dir) => dir.join(".claude/settings.local.json"),
         None => std::env::var_os("HOME")
             .map(std::path::PathBuf::from)
             .ok_or_else(|| Failure::usage("HOME is not set; use --project DIR"))?
             .join(".claude/settings.json"),
     };
-    let other_path = project.as_ref().map(|dir| {
-        dir.join(if via == Some(Via::Proxy) {
-            ".claude/settings.json"
-        } else {
-            ".claude/settings.local.json"
-        })
-    });
+    // Where an earlier credd (or a person) may have put credd's settings: the committed file.
+    let other_path = project
+        .as_ref()
+        .map(|dir| dir.join(".claude/settings.json"));
     let plan = Plan {
         settings_path,
         source,
@@ -904,7 +911,7 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let said = tidy_other(&path, true, false).unwrap();
+        let said = tidy_other(&path, false).unwrap();
         assert!(said.contains("apiKeyHelper"), "{said}");
         let left: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(
@@ -915,7 +922,7 @@ mod tests {
                 "model": "opus",
             })
         );
-        assert_eq!(tidy_other(&path, true, false).unwrap(), "");
+        assert_eq!(tidy_other(&path, false).unwrap(), "");
     }
 
     #[test]
@@ -932,7 +939,7 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let said = tidy_other(&path, true, false).unwrap();
+        let said = tidy_other(&path, false).unwrap();
         assert!(!said.contains("0badc0de"), "the secret is shown");
         let left: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert!(
