@@ -32,3 +32,28 @@ pub fn adc_file_ahead_of_metadata(settings_env: &Value) -> Option<PathBuf> {
     let adc = Path::new(&home).join(".config/gcloud/application_default_credentials.json");
     adc.exists().then_some(adc)
 }
+
+/// Claude Code's managed settings file, which wins over every other.
+pub fn managed_settings_file() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/Application Support/ClaudeCode/managed-settings.json")
+    } else {
+        PathBuf::from("/etc/claude-code/managed-settings.json")
+    }
+}
+
+/// Where Claude Code started here would find `name` set, the first place of its order:
+/// managed settings, the project's local settings, its shared settings, the user's settings
+/// (each one's `env`), then the environment it starts in. `settings` are the files that exist,
+/// with their parsed contents, in that order.
+pub fn where_set(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
+    settings
+        .iter()
+        .find(|(_, s)| s["env"][name].as_str().is_some_and(|v| !v.is_empty()))
+        .map(|(path, _)| path.display().to_string())
+        .or_else(|| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(|_| "the environment Claude Code starts in".to_string())
+        })
+}

@@ -236,6 +236,54 @@ fn settings_files() -> Vec<PathBuf> {
     files.into_iter().filter(|f| f.is_file()).collect()
 }
 
+/// Every settings file Claude Code would read here, parsed, in its order of precedence
+/// (managed first, the user's last); a file that cannot be read counts as empty.
+fn settings_by_precedence() -> Vec<(PathBuf, Value)> {
+    let mut files: Vec<PathBuf> = settings_files();
+    files.reverse();
+    files.insert(0, crate::claude_env::managed_settings_file());
+    files
+        .into_iter()
+        .filter(|f| f.is_file())
+        .map(|f| {
+            let parsed = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null);
+            (f, parsed)
+        })
+        .collect()
+}
+
+/// A credential Claude Code takes before the one credd gives it: `ANTHROPIC_AUTH_TOKEN` and
+/// `ANTHROPIC_API_KEY` over `apiKeyHelper`; `ANTHROPIC_FOUNDRY_AUTH_TOKEN` and
+/// `ANTHROPIC_FOUNDRY_API_KEY` over DefaultAzureCredential (credd's identity endpoint).
+fn overriding_checks(checks: &mut Vec<Check>) -> usize {
+    let settings = settings_by_precedence();
+    let set = |name: &str| crate::claude_env::where_set(name, &settings);
+    let mut found = 0;
+    let helper = settings
+        .iter()
+        .find_map(|(path, s)| s["apiKeyHelper"].as_str().and_then(credd_get).map(|_| path));
+    if let Some(helper_file) = helper {
+        for name in ["ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"] {
+            if let Some(place) = set(name) {
+                checks.push(check(Verdict::Warn, "claude code settings", format!("{name}, set in {place}, wins over apiKeyHelper in {}: Claude Code sends it, not credd's token", helper_file.display()), Some(format!("unset {name} there"))));
+                found += 1;
+            }
+        }
+    }
+    if set("CLAUDE_CODE_USE_FOUNDRY").is_some() && set("IDENTITY_ENDPOINT").is_some() {
+        for name in ["ANTHROPIC_FOUNDRY_AUTH_TOKEN", "ANTHROPIC_FOUNDRY_API_KEY"] {
+            if let Some(place) = set(name) {
+                checks.push(check(Verdict::Warn, "claude code settings", format!("{name}, set in {place}, wins over DefaultAzureCredential: Claude Code sends it to Foundry and never asks credd's identity endpoint"), Some(format!("unset {name} there"))));
+                found += 1;
+            }
+        }
+    }
+    found
+}
+
 /// `SOURCE` and `--format` of a `credd get SOURCE ...` command line, if it is one.
 fn credd_get(command: &str) -> Option<(String, Option<String>)> {
     let words: Vec<&str> = command.split_whitespace().collect();
@@ -419,6 +467,7 @@ fn settings_checks(
             ));
         }
     }
+    overriding_checks(checks);
 }
 
 fn default_aws_chain_configured() -> bool {

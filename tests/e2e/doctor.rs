@@ -212,3 +212,62 @@ fn settings_of_an_older_credd_that_send_a_port_the_proxy_left_are_failed() {
         "the old route stayed"
     );
 }
+
+#[test]
+fn doctor_names_a_credential_that_wins_over_credds_and_where_it_is_set() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-doctor");
+    world.write_config(&exec_config("gateway", &cmd, "ttl = \"1h\""));
+    let credd = credd_tests::bin("credd");
+    settings(
+        &world,
+        json!({"apiKeyHelper": format!("{} get gateway", credd.display())}),
+    );
+    let warned = |checks: &[Value]| -> Vec<String> {
+        failing(checks, "claude code settings")
+            .iter()
+            .map(|c| c["detail"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // In the environment Claude Code starts in.
+    let (_, checks, out) = doctor(&world, &[("ANTHROPIC_AUTH_TOKEN", "sk-stray")]);
+    let said = warned(&checks);
+    assert!(
+        said.iter().any(|d| d.starts_with("ANTHROPIC_AUTH_TOKEN, set in the environment Claude Code starts in, wins over apiKeyHelper")),
+        "{out}"
+    );
+    assert!(!out.contains("sk-stray"), "the value was printed");
+    // In the project's local settings, which win over the environment.
+    let local = world.dir.path().join(".claude/settings.local.json");
+    std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+    std::fs::write(
+        &local,
+        json!({"env": {"ANTHROPIC_API_KEY": "sk-local"}}).to_string(),
+    )
+    .unwrap();
+    let (_, checks, out) = doctor(&world, &[]);
+    assert!(
+        warned(&checks).iter().any(|d| d.starts_with(&format!(
+            "ANTHROPIC_API_KEY, set in {}, wins over apiKeyHelper",
+            local.display()
+        ))),
+        "{out}"
+    );
+    // Foundry: a key anywhere wins over credd's identity endpoint.
+    std::fs::write(
+        &local,
+        json!({"env": {"CLAUDE_CODE_USE_FOUNDRY": "1", "IDENTITY_ENDPOINT": "http://127.0.0.1:47300/x"}})
+            .to_string(),
+    )
+    .unwrap();
+    let (_, checks, out) = doctor(&world, &[("ANTHROPIC_FOUNDRY_API_KEY", "k")]);
+    assert!(
+        warned(&checks).iter().any(|d| d.starts_with("ANTHROPIC_FOUNDRY_API_KEY, set in the environment Claude Code starts in, wins over DefaultAzureCredential")),
+        "{out}"
+    );
+    // Nothing stray: no warning.
+    std::fs::remove_file(&local).unwrap();
+    let (code, checks, out) = doctor(&world, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(warned(&checks).is_empty(), "{out}");
+}

@@ -142,9 +142,9 @@ fn owned_settings(
             );
         }
         ("entra", Via::Endpoint) => {
-            // Microsoft Foundry. (Claude Code's Foundry client takes its token from
-            // DefaultAzureCredential only, never from apiKeyHelper; `--via helper` is for
-            // Entra-protected gateways.)
+            // Microsoft Foundry. (Claude Code's Foundry client never takes an apiKeyHelper
+            // token, and asks DefaultAzureCredential after any Foundry key; `--via helper` is
+            // for Entra-protected gateways.)
             let base_url = plan.base_url.as_ref().ok_or_else(|| {
                 "Microsoft Foundry needs its endpoint: pass --base-url https://<resource>.services.ai.azure.com/anthropic (or --via helper for an Entra-protected gateway)".to_string()
             })?;
