@@ -31,8 +31,8 @@ fn settings(world: &World, value: Value) {
     std::fs::write(path, value.to_string()).unwrap();
 }
 
-#[test]
-fn a_healthy_setup_passes_every_check() {
+/// A gateway source, and the user's settings with credd as its apiKeyHelper.
+fn helper_world() -> World {
     let world = World::new();
     let cmd = world.counting_command("gw", "tok-doctor");
     world.write_config(&exec_config("gateway", &cmd, "ttl = \"1h\""));
@@ -41,6 +41,12 @@ fn a_healthy_setup_passes_every_check() {
         &world,
         json!({"apiKeyHelper": format!("{} get gateway", credd.display())}),
     );
+    world
+}
+
+#[test]
+fn a_healthy_setup_passes_every_check() {
+    let world = helper_world();
     let (code, checks, out) = doctor(&world, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(checks.iter().all(|c| c["verdict"] == "ok"), "{out}");
@@ -215,14 +221,7 @@ fn settings_of_an_older_credd_that_send_a_port_the_proxy_left_are_failed() {
 
 #[test]
 fn doctor_names_a_credential_that_wins_over_credds_and_where_it_is_set() {
-    let world = World::new();
-    let cmd = world.counting_command("gw", "tok-doctor");
-    world.write_config(&exec_config("gateway", &cmd, "ttl = \"1h\""));
-    let credd = credd_tests::bin("credd");
-    settings(
-        &world,
-        json!({"apiKeyHelper": format!("{} get gateway", credd.display())}),
-    );
+    let world = helper_world();
     let warned = |checks: &[Value]| -> Vec<String> {
         failing(checks, "claude code settings")
             .iter()

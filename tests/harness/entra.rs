@@ -482,15 +482,7 @@ fn answer_undated(state: &Mutex<State>, mock: Minter, request: &Request) -> Resp
 /// the app's redirect URI with a code (or an error), as it does for a public client whose
 /// loopback redirect (`http://localhost`, any port) is registered and which asked for PKCE.
 fn authorize(state: &Mutex<State>, request: &Request) -> Response {
-    let decoded: HashMap<String, String> = request
-        .query
-        .iter()
-        .flat_map(|(k, v)| {
-            form_urlencoded::parse(format!("{k}={v}").as_bytes())
-                .into_owned()
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let decoded = request.decoded_query();
     let query = |name: &str| decoded.get(name).cloned().unwrap_or_default();
     let client_id = query("client_id");
     *state

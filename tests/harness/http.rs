@@ -32,6 +32,19 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The query's parameters percent-decoded (as `query` keeps them raw), the last of a name
+    /// winning.
+    pub fn decoded_query(&self) -> std::collections::BTreeMap<String, String> {
+        self.query
+            .iter()
+            .flat_map(|(k, v)| {
+                form_urlencoded::parse(format!("{k}={v}").as_bytes())
+                    .into_owned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }

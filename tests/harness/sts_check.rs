@@ -90,15 +90,7 @@ fn handle(state: &Mutex<State>, moto_port: u16, request: &Request) -> Response {
     let params: BTreeMap<String, String> = if request.method == "POST" {
         form_urlencoded::parse(&request.body).into_owned().collect()
     } else {
-        request
-            .query
-            .iter()
-            .flat_map(|(k, v)| {
-                form_urlencoded::parse(format!("{k}={v}").as_bytes())
-                    .into_owned()
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        request.decoded_query()
     };
     let action = params.get("Action").cloned().unwrap_or_default();
     let record = |signed_by: Option<String>, status: u16| {
