@@ -1,10 +1,10 @@
 //! A login asked for through a forward (a container's or a remote's `credd login`, and so its
 //! Claude Code's `awsAuthRefresh` and `gcpAuthRefresh`) happens here, where the person and
-//! the browser are: a device login's or a browser sign-in's page opens on this machine's desktop (once, however many
-//! callers wait on it, local or forwarded), while its URL and code also go back to where it
-//! was asked. An MFA code is typed where it was asked. A login that runs the cloud's own tool
-//! (gcloud, az, aws login) needs this machine's terminal: the caller is told to run it here,
-//! and the desktop says so too.
+//! the browser are: a device login's or a browser sign-in's page opens on this machine's
+//! desktop (once, however many callers wait on it, local or forwarded), while its address (and
+//! a device login's code) also goes back to where it was asked. An MFA code is typed where it
+//! was asked. A login that runs the cloud's own tool (gcloud, az, aws login) needs this
+//! machine's terminal: the caller is told to run it here, and the desktop says so too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -82,8 +82,9 @@ fn first_ask_in_a_while(name: &str, now: std::time::SystemTime) -> bool {
     !recent
 }
 
-/// Opens the login's page (a device code's, a browser sign-in's) in this machine's browser, unless someone (a local `credd
-/// login`) already holds its lock; the lock is held until the login ends.
+/// Opens the login's page (a device code's, a browser sign-in's) in this machine's browser,
+/// unless someone (a local `credd login`) already holds its lock; the lock is held until the
+/// login ends.
 fn open_page_once(socket: &Path, uri: &String, slot: Arc<Slot>, logins: Logins) {
     if !login_tools::openable_page(uri) || std::env::var_os("CREDD_NO_BROWSER").is_some() {
         return;

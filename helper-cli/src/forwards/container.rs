@@ -1,8 +1,9 @@
 //! A forward in a container: `credd container-args` prints what `docker run` or `podman run`
 //! needs (the forward's directory mounted read-only at [`CONTAINER_DIR`], the client binary,
-//! and the environment, with the host user's uid for the client's trust in the mount), and `credd setup devcontainer` merges the same into a project's
-//! `.devcontainer/devcontainer.json`, with the care `setup` takes of settings files (no
-//! symbolic links, a backup, the change shown).
+//! and the environment, with the host user's uid for the client's trust in the mount), and
+//! `credd setup devcontainer` merges the same into a project's `.devcontainer/devcontainer.json`,
+//! with the care `setup` takes of settings files (no symbolic links, a backup, the change
+//! shown).
 //!
 //! Nothing is copied in: the container holds sockets and an AWS config of command lines, and
 //! every credential it gets comes through them, from the daemon on the host.
