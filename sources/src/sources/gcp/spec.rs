@@ -127,3 +127,38 @@ impl GcpSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workforce_table_names_a_workforce_provider_and_a_billed_project() {
+        let check = |extra: &str| {
+            toml::from_str::<GcpSpec>(extra)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| spec.check())
+        };
+        let table = |audience: &str, project: &str| {
+            format!(
+                "[workforce]\noidc = \"corp\"\naudience = \"{audience}\"\nuser_project = \"{project}\"\n"
+            )
+        };
+        let good = "//iam.googleapis.com/locations/global/workforcePools/p/providers/q";
+        assert!(check(&table(good, "billed")).is_ok());
+        let workload =
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q";
+        assert!(
+            check(&table(workload, "billed"))
+                .unwrap_err()
+                .contains("workforce pool provider")
+        );
+        assert!(
+            check(&table(good, " "))
+                .unwrap_err()
+                .contains("user_project")
+        );
+        let both = format!("credentials_file = \"/f\"\n{}", table(good, "billed"));
+        assert!(check(&both).unwrap_err().contains("not both"));
+    }
+}

@@ -162,3 +162,64 @@ impl OidcSpec {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> Result<OidcSpec, String> {
+        let text = format!("issuer = \"https://idp.example/\"\nclient_id = \"c\"\n{extra}");
+        let spec: OidcSpec = toml::from_str(&text).map_err(|e| e.to_string())?;
+        spec.check().map(|()| spec)
+    }
+
+    #[test]
+    fn the_defaults_ask_for_an_id_token_with_a_refresh_token() {
+        let spec = spec("").unwrap();
+        assert_eq!(spec.scopes(), ["openid", "email", "offline_access"]);
+        assert_eq!(spec.issuer(), "https://idp.example");
+        assert_eq!(spec.method, OidcMethod::Browser);
+        assert_eq!(spec.token, ServedToken::Id);
+        // `openid` is always asked for, once.
+        let spec = self::spec("scopes = [\"profile\", \"openid\"]").unwrap();
+        assert_eq!(spec.scopes(), ["openid", "profile"]);
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let bad = |text: &str, why: &str| {
+            let err = match toml::from_str::<OidcSpec>(text) {
+                Ok(spec) => spec.check().unwrap_err(),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(why), "{text}: {err}");
+        };
+        bad(
+            "issuer = \"http://idp.example\"\nclient_id = \"c\"",
+            "https URL",
+        );
+        bad(
+            "issuer = \"https://idp.example/?x=1\"\nclient_id = \"c\"",
+            "without a query",
+        );
+        bad("issuer = \"idp\"\nclient_id = \"c\"", "not a URL");
+        bad(
+            "issuer = \"https://idp.example\"\nclient_id = \" \"",
+            "client_id",
+        );
+        for (extra, why) in [
+            ("scopes = [\"a b\"]", "holds a space"),
+            ("redirect_path = \"callback\"", "redirect_path"),
+            ("redirect_port = 0", "must not be 0"),
+            ("method = \"device-code\"\nredirect_port = 8400", "browser"),
+            (
+                "authorization_params = { state = \"x\" }",
+                "cannot set `state`",
+            ),
+            ("timeout = \"0s\"", "longer than zero"),
+        ] {
+            let text = format!("issuer = \"https://idp.example\"\nclient_id = \"c\"\n{extra}");
+            bad(&text, why);
+        }
+    }
+}
