@@ -217,10 +217,19 @@ pub struct ClaudeCode {
     /// through the endpoint).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// The AWS region for Bedrock (default: the source's region), or the Vertex AI region
-    /// for gcp sources (CLOUD_ML_REGION, default: global).
+    /// The AWS region (AWS_REGION, default: the source's region), or for gcp sources the
+    /// Vertex AI region (CLOUD_ML_REGION) or Claude on Google Cloud's location
+    /// (ANTHROPIC_GOOGLE_CLOUD_LOCATION), by default global.
     #[arg(long)]
     pub region: Option<String>,
+    /// The model API Claude Code uses the source's credential with [default: bedrock for aws
+    /// sources, vertex for gcp ones; with --via proxy, the route's `provider` in the config].
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderArg>,
+    /// The workspace ID, for --provider anthropic-aws (ANTHROPIC_AWS_WORKSPACE_ID) and
+    /// anthropic-google-cloud (ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID).
+    #[arg(long, value_name = "ID")]
+    pub workspace: Option<String>,
     /// Show credd's one-line status in Claude Code's status line (`credd status --short`),
     /// unless a status line of your own is set.
     #[arg(long)]
@@ -251,6 +260,8 @@ impl ClaudeCode {
             via: None,
             base_url: None,
             region: None,
+            provider: None,
+            workspace: None,
             statusline: false,
             shell_profile: None,
             tcp: false,
@@ -285,6 +296,35 @@ pub enum Format {
     /// A short-term Amazon Bedrock API key made from an aws source's credentials (for
     /// AWS_BEARER_TOKEN_BEDROCK): valid for at most 12 hours, never past the credentials.
     BedrockApiKey,
+}
+
+/// The model APIs Claude Code can use a cloud credential with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderArg {
+    /// Amazon Bedrock's runtime (CLAUDE_CODE_USE_BEDROCK).
+    Bedrock,
+    /// Amazon Bedrock's Anthropic-compatible API (CLAUDE_CODE_USE_MANTLE).
+    Mantle,
+    /// Claude Platform on AWS (CLAUDE_CODE_USE_ANTHROPIC_AWS); needs --workspace.
+    AnthropicAws,
+    /// Vertex AI (CLAUDE_CODE_USE_VERTEX).
+    Vertex,
+    /// Claude on Google Cloud (CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD); needs --workspace.
+    AnthropicGoogleCloud,
+}
+
+impl ProviderArg {
+    /// What Claude Code calls it.
+    pub fn provider(self) -> credd_proto::claude_code::Provider {
+        use credd_proto::claude_code as cc;
+        match self {
+            ProviderArg::Bedrock => cc::BEDROCK,
+            ProviderArg::Mantle => cc::MANTLE,
+            ProviderArg::AnthropicAws => cc::ANTHROPIC_AWS,
+            ProviderArg::Vertex => cc::VERTEX,
+            ProviderArg::AnthropicGoogleCloud => cc::ANTHROPIC_GOOGLE_CLOUD,
+        }
+    }
 }
 
 /// How Claude Code should get credentials from credd.

@@ -350,13 +350,11 @@ fn claude(home: &Path, d: &mut Discovery) {
         Value::String(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
         _ => false,
     };
-    let (provider, kind) = if on("CLAUDE_CODE_USE_BEDROCK") {
-        ("Bedrock", "aws")
-    } else if on("CLAUDE_CODE_USE_VERTEX") {
-        ("Vertex AI", "gcp")
-    } else if on("CLAUDE_CODE_USE_FOUNDRY") {
-        ("Microsoft Foundry", "entra")
-    } else {
+    let Some((provider, kind)) = credd_proto::claude_code::PROVIDERS
+        .into_iter()
+        .find(|p| on(p.selection))
+        .map(|p| (p.title, p.source_kind))
+    else {
         return;
     };
     // The source for it: the AWS profile it names (none, when that one was not found), else

@@ -256,7 +256,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__setup__subcmd__claude__subcmd__code)
-            opts="-h --user --project --via --base-url --region --statusline --shell-profile --tcp --dry-run --help"
+            opts="-h --user --project --via --base-url --region --provider --workspace --statusline --shell-profile --tcp --dry-run --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -275,6 +275,14 @@ _credd() {
                     return 0
                     ;;
                 --region)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -W "bedrock mantle anthropic-aws vertex anthropic-google-cloud" -- "${cur}"))
+                    return 0
+                    ;;
+                --workspace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

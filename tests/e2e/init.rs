@@ -79,7 +79,7 @@ fn init_turns_the_sign_ins_found_into_a_config_that_serves_each() {
         "Google Application Default Credentials: your gcloud login",
         "the Azure CLI, signed in as dev@example.com",
         "AWS profile `base`: long-term keys (as the source `base`)",
-        "Claude Code, set up for Bedrock",
+        "Claude Code, set up for Amazon Bedrock",
         "Run `credd init`",
     ] {
         assert!(status.contains(found), "{found}: {status}");

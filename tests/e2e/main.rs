@@ -31,6 +31,7 @@ mod network;
 mod notifications;
 mod oidc;
 mod protocol;
+mod providers;
 mod proxy;
 mod refresh;
 mod remote;

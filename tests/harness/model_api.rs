@@ -11,9 +11,16 @@
 //! session token must be the one issued with it; anything else is refused with 403 in
 //! Bedrock's error format. It records the headers of every request, and can answer 401 to the
 //! next N messages, as the real API does for a rejected key.
+//!
+//! Started with [`ModelApi::aws`], it stands for one of AWS's other model APIs (Bedrock's
+//! Anthropic-compatible `bedrock-mantle`, Claude Platform on AWS's `aws-external-anthropic`):
+//! first-party paths, every request signed for that service and one of its regions, as the
+//! regional host checks the credential scope; Claude Platform also requires its
+//! `anthropic-workspace-id`. And it can be out of capacity in a region (a SigV4 region, or a
+//! Vertex AI request's location): 529 `overloaded_error` there.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::http::{HttpStub, Request, Response};
 
@@ -25,6 +32,19 @@ pub struct ModelApi {
     reject_next: Arc<AtomicUsize>,
     /// The status a rejection answers with: 401, or 403.
     reject_status: Arc<AtomicUsize>,
+    rules: Arc<Mutex<Rules>>,
+}
+
+/// What the stub checks beyond a valid signature, and where it is out of capacity.
+#[derive(Default)]
+struct Rules {
+    /// Every request signed for this service, in one of these regions (any, when empty);
+    /// `None`: Bedrock's paths signed for `bedrock`.
+    aws: Option<(String, Vec<String>)>,
+    /// The `anthropic-workspace-id` every request must carry.
+    workspace: Option<String>,
+    /// Regions that answer 529.
+    overloaded: Vec<String>,
 }
 
 /// The reply text the stub streams.
@@ -34,13 +54,51 @@ impl ModelApi {
     pub fn start() -> Self {
         let reject_next = Arc::new(AtomicUsize::new(0));
         let reject_status = Arc::new(AtomicUsize::new(401));
-        let (rejects, status) = (reject_next.clone(), reject_status.clone());
-        let stub = HttpStub::start(move |request| answer(&rejects, &status, request));
+        let rules = Arc::new(Mutex::new(Rules::default()));
+        let (rejects, status, checks) = (reject_next.clone(), reject_status.clone(), rules.clone());
+        let stub = HttpStub::start(move |request| {
+            answer(&rejects, &status, &checks.lock().unwrap(), request)
+        });
         ModelApi {
             stub,
             reject_next,
             reject_status,
+            rules,
         }
+    }
+
+    /// An AWS model API that takes first-party requests signed for `service` in one of
+    /// `regions`.
+    pub fn aws(service: &str, regions: &[&str]) -> Self {
+        let api = Self::start();
+        api.rules.lock().unwrap().aws = Some((
+            service.to_string(),
+            regions.iter().map(|r| r.to_string()).collect(),
+        ));
+        api
+    }
+
+    /// Refuse every request without this `anthropic-workspace-id`.
+    pub fn require_workspace(&self, workspace: &str) {
+        self.rules.lock().unwrap().workspace = Some(workspace.to_string());
+    }
+
+    /// Answer 529 overloaded to every message request for `region`.
+    pub fn overload(&self, region: &str) {
+        self.rules
+            .lock()
+            .unwrap()
+            .overloaded
+            .push(region.to_string());
+    }
+
+    /// The region each message request was signed for (or, unsigned, the location its path
+    /// names), with the model its path or body names, in order.
+    pub fn regions_of_messages(&self) -> Vec<(String, String)> {
+        self.messages()
+            .iter()
+            .map(|r| (model_of(r), region_of(r).unwrap_or_default()))
+            .collect()
     }
 
     pub fn url(&self) -> String {
@@ -87,7 +145,40 @@ impl ModelApi {
     }
 }
 
-fn answer(reject_next: &AtomicUsize, reject_status: &AtomicUsize, request: &Request) -> Response {
+/// The model a request is for: Bedrock's path names it, a first-party body holds it.
+fn model_of(request: &Request) -> String {
+    match request.path.strip_prefix("/model/") {
+        Some(rest) => rest.split('/').next().unwrap_or_default().to_string(),
+        None => serde_json::from_slice::<serde_json::Value>(&request.body)
+            .ok()
+            .and_then(|b| b["model"].as_str().map(str::to_string))
+            .unwrap_or_default(),
+    }
+}
+
+/// The region a request is for: its SigV4 credential scope's, else its path's location.
+fn region_of(request: &Request) -> Option<String> {
+    let scoped = request
+        .header("authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(2))
+        .map(str::to_string);
+    scoped.or_else(|| {
+        request
+            .path
+            .split("/locations/")
+            .nth(1)
+            .and_then(|l| l.split('/').next())
+            .map(str::to_string)
+    })
+}
+
+fn answer(
+    reject_next: &AtomicUsize,
+    reject_status: &AtomicUsize,
+    rules: &Rules,
+    request: &Request,
+) -> Response {
     let bedrock =
         request.path.starts_with("/model/") || request.path.starts_with("/inference-profiles");
     let signed = request
@@ -97,9 +188,27 @@ fn answer(reject_next: &AtomicUsize, reject_status: &AtomicUsize, request: &Requ
     let bearer = request
         .header("authorization")
         .is_some_and(|a| a.starts_with("Bearer "));
-    if bedrock && !bearer {
+    let (service, regions) = rules
+        .aws
+        .clone()
+        .unwrap_or_else(|| ("bedrock".to_string(), Vec::new()));
+    let aws_only = rules.aws.is_some() && service == "aws-external-anthropic";
+    if (bedrock || rules.aws.is_some()) && (!bearer || aws_only) {
         let checked = if signed {
-            crate::sigv4::verify(request, crate::sigv4::known).map(|_| ())
+            crate::sigv4::verify(request, crate::sigv4::known).and_then(|signed| {
+                if signed.service != service {
+                    Err(crate::sigv4::Refusal::Mismatch(format!(
+                        "Credential should be scoped to correct service: '{service}'."
+                    )))
+                } else if !regions.is_empty() && !regions.contains(&signed.region) {
+                    Err(crate::sigv4::Refusal::Mismatch(format!(
+                        "Credential should be scoped to a valid region, not '{}'.",
+                        signed.region
+                    )))
+                } else {
+                    Ok(())
+                }
+            })
         } else {
             Err(crate::sigv4::Refusal::Missing(
                 "Missing Authentication Token".into(),
@@ -115,11 +224,25 @@ fn answer(reject_next: &AtomicUsize, reject_status: &AtomicUsize, request: &Requ
                 .with_header("x-amzn-errortype", kind);
         }
     }
+    if let Some(workspace) = &rules.workspace
+        && request.header("anthropic-workspace-id") != Some(workspace.as_str())
+    {
+        return Response::json(
+            403,
+            serde_json::json!({"type":"error","error":{"type":"permission_error","message":"anthropic-workspace-id does not name a workspace this principal may use"}}),
+        );
+    }
     if request.method == "GET" && request.path.starts_with("/inference-profiles") {
         return Response::json(200, serde_json::json!({"inferenceProfileSummaries": []}));
     }
     if request.method != "POST" {
         return Response::new(200, "text/plain", "");
+    }
+    if region_of(request).is_some_and(|r| rules.overloaded.contains(&r)) {
+        return Response::json(
+            529,
+            serde_json::json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
+        );
     }
     let rejected = reject_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -401,4 +401,95 @@ timeout = "30s"
             default_proxy_timeout()
         );
     }
+
+    #[test]
+    fn each_providers_settings_apply_only_where_they_mean_something() {
+        let aws = "[sources.a]\nkind = \"aws\"\nprofile = \"p\"\n";
+        let gcp = "[sources.a]\nkind = \"gcp\"\n";
+        let exec = "[sources.a]\nkind = \"exec\"\ncommand = [\"a\"]\n";
+        for (source, table, why) in [
+            (aws, r#"proxy = { provider = "vertex" }"#, "for gcp sources"),
+            (gcp, r#"proxy = { provider = "mantle" }"#, "for aws sources"),
+            (
+                aws,
+                r#"proxy = { provider = "anthropic-aws" }"#,
+                "needs `workspace`",
+            ),
+            (
+                gcp,
+                r#"proxy = { provider = "anthropic-google-cloud" }"#,
+                "needs `workspace`",
+            ),
+            (
+                aws,
+                r#"proxy = { workspace = "w" }"#,
+                "does not apply to bedrock",
+            ),
+            (
+                aws,
+                r#"proxy = { provider = "anthropic-aws", workspace = "w/../x" }"#,
+                "not a workspace ID",
+            ),
+            (gcp, r#"proxy = { location = "us-east5" }"#, "not vertex"),
+            (
+                gcp,
+                r#"proxy = { provider = "anthropic-google-cloud", workspace = "w", location = "a.b" }"#,
+                "not a location name",
+            ),
+            (
+                aws,
+                r#"proxy = { provider = "anthropic-aws", workspace = "w", auth = "api-key" }"#,
+                "not anthropic-aws",
+            ),
+            (
+                aws,
+                r#"proxy = { provider = "anthropic-aws", workspace = "w", failover = ["us-west-2"] }"#,
+                "not anthropic-aws",
+            ),
+            (aws, r#"proxy = { failover = ["s3"] }"#, "not a region name"),
+            (
+                gcp,
+                r#"proxy = { failover = ["evil.example"] }"#,
+                "not a region name",
+            ),
+            (
+                aws,
+                r#"proxy = { model_regions = { m = "evil.example/" } }"#,
+                "not a region name",
+            ),
+            (
+                gcp,
+                r#"proxy = { model_regions = { m = "us-east5" } }"#,
+                "not vertex",
+            ),
+            (
+                exec,
+                r#"proxy = { failover = ["us-west-2"] }"#,
+                "apply to aws and gcp",
+            ),
+        ] {
+            let err = parse_str(&format!("{source}{table}\n")).unwrap_err();
+            assert!(err.message.contains(why), "{table}: {err}");
+        }
+        for (source, table) in [
+            (
+                aws,
+                r#"proxy = { provider = "mantle", failover = ["us-west-2"], model_regions = { "anthropic.claude-haiku" = "us-west-2" } }"#,
+            ),
+            (
+                aws,
+                r#"proxy = { provider = "anthropic-aws", workspace = "wrkspc_01A" }"#,
+            ),
+            (
+                gcp,
+                r#"proxy = { provider = "anthropic-google-cloud", workspace = "w", location = "us-east5" }"#,
+            ),
+            (
+                gcp,
+                r#"proxy = { failover = ["us-east5", "europe-west1"] }"#,
+            ),
+        ] {
+            parse_str(&format!("{source}{table}\n")).unwrap_or_else(|e| panic!("{table}: {e}"));
+        }
+    }
 }

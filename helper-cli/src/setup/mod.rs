@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use credd_proto::claude_code::{self as cc, Provider};
 use credd_proto::{Credential, StatusReport};
 use serde_json::{Map, Value, json};
 
@@ -26,6 +27,10 @@ pub struct Plan {
     pub via: Option<Via>,
     pub base_url: Option<String>,
     pub region: Option<String>,
+    /// `--provider`: the model API; by default the source kind's first (or the proxy's).
+    pub provider: Option<Provider>,
+    /// `--workspace`, for the providers that need one.
+    pub workspace: Option<String>,
     /// Show `credd status --short` as Claude Code's status line.
     pub statusline: bool,
     /// A project's other settings file (`settings.json` beside `settings.local.json`), where a
@@ -80,8 +85,32 @@ fn owned_settings(
     } else {
         Via::Helper
     });
+    // One provider chosen: any other one's choice would win over it or be in its way.
+    let chosen = match via {
+        Via::Proxy => proxy_provider(plan, status, source)?,
+        Via::Helper | Via::Endpoint => match kind {
+            "aws" => Some(chosen_provider(plan, cc::BEDROCK, kind)?),
+            "gcp" => Some(chosen_provider(plan, cc::VERTEX, kind)?),
+            "entra" if via == Via::Endpoint => Some(cc::FOUNDRY),
+            _ => None,
+        },
+    };
+    if plan.provider.is_some() && chosen.is_none() {
+        return Err(format!(
+            "--provider is for aws and gcp sources; `{source}` is an {kind} source"
+        ));
+    }
+    for other in cc::PROVIDERS.iter().filter(|p| Some(**p) != chosen) {
+        if old
+            .get("env")
+            .and_then(|e| e.get(other.selection))
+            .is_some()
+        {
+            env.insert(other.selection.into(), Value::Null);
+        }
+    }
     if via == Via::Proxy {
-        proxy_settings(plan, old, source, kind, credential, status, &mut env)?;
+        proxy_settings(plan, old, source, chosen, credential, status, &mut env)?;
         if plan.tcp
             && let Some(warning) = crate::local_users::port_warning("the proxy's TCP port")
         {
@@ -102,9 +131,16 @@ fn owned_settings(
     }
     match (kind, via) {
         ("aws", via) => {
+            let provider = chosen.unwrap_or(cc::BEDROCK);
             let region = bedrock_region(plan, source, credential)?;
-            env.insert("CLAUDE_CODE_USE_BEDROCK".into(), json!("1"));
+            env.insert(provider.selection.into(), json!("1"));
             env.insert("AWS_REGION".into(), json!(region));
+            if provider == cc::ANTHROPIC_AWS {
+                env.insert(
+                    "ANTHROPIC_AWS_WORKSPACE_ID".into(),
+                    json!(workspace(plan, provider)?),
+                );
+            }
             match via {
                 Via::Helper => {
                     top.insert(
@@ -127,8 +163,13 @@ fn owned_settings(
             }
         }
         ("gcp", Via::Endpoint) => {
-            env.insert("CLAUDE_CODE_USE_VERTEX".into(), json!("1"));
-            vertex_env(plan, source, credential, &mut env)?;
+            let provider = chosen.unwrap_or(cc::VERTEX);
+            env.insert(provider.selection.into(), json!("1"));
+            if provider == cc::VERTEX {
+                vertex_env(plan, source, credential, &mut env)?;
+            } else {
+                google_cloud_env(plan, source, credential, &mut env)?;
+            }
             endpoint_env(
                 status,
                 source,
@@ -200,7 +241,7 @@ fn proxy_settings(
     plan: &Plan,
     old: &Map<String, Value>,
     source: &str,
-    kind: &str,
+    provider: Option<Provider>,
     credential: &Credential,
     status: &StatusReport,
     env: &mut Map<String, Value>,
@@ -230,14 +271,98 @@ fn proxy_settings(
             json!(headers)
         },
     );
-    match kind {
-        "aws" => {
+    match provider {
+        Some(cc::BEDROCK | cc::MANTLE | cc::ANTHROPIC_AWS) => {
             let region = bedrock_region(plan, source, credential)?;
             env.insert("AWS_REGION".into(), json!(region));
         }
-        "gcp" => vertex_env(plan, source, credential, env)?,
+        Some(cc::VERTEX) => vertex_env(plan, source, credential, env)?,
+        // The proxy holds the rest (Claude on Google Cloud's project, location and workspace).
         _ => {}
     }
+    Ok(())
+}
+
+/// The provider `--provider` names, else `default`; one a source of `kind` can serve.
+fn chosen_provider(plan: &Plan, default: Provider, kind: &str) -> Result<Provider, String> {
+    let provider = plan.provider.unwrap_or(default);
+    let fits = match kind {
+        "aws" => matches!(provider, cc::BEDROCK | cc::MANTLE | cc::ANTHROPIC_AWS),
+        _ => matches!(provider, cc::VERTEX | cc::ANTHROPIC_GOOGLE_CLOUD),
+    };
+    if !fits {
+        return Err(format!(
+            "--provider {} does not take the credentials of an {kind} source",
+            provider.name
+        ));
+    }
+    Ok(provider)
+}
+
+/// The provider `source`'s proxy route speaks (none for a gateway), as its environment in
+/// `status` chooses it; `--provider`, if given, must name it.
+fn proxy_provider(
+    plan: &Plan,
+    status: &StatusReport,
+    source: &str,
+) -> Result<Option<Provider>, String> {
+    let lines = match plan.tcp {
+        true => endpoint_lines(status, source, "proxy-port", "proxy = { port = PORT }")?,
+        false => endpoint_lines(status, source, "proxy", "proxy")?,
+    };
+    let speaks = cc::PROVIDERS
+        .into_iter()
+        .find(|p| lines.iter().any(|l| *l == format!("{}=1", p.selection)));
+    match (plan.provider, speaks) {
+        (Some(asked), Some(speaks)) if asked != speaks => Err(format!(
+            "the proxy of `{source}` speaks {}, not {}: set `provider = \"{}\"` in its `proxy` table in the config, or leave --provider out",
+            speaks.name, asked.name, asked.name
+        )),
+        (Some(asked), None) => Err(format!(
+            "the proxy of `{source}` is a gateway's, not {}",
+            asked.name
+        )),
+        _ => Ok(speaks),
+    }
+}
+
+/// `--workspace`, which `provider` needs.
+fn workspace(plan: &Plan, provider: Provider) -> Result<String, String> {
+    let workspace = plan.workspace.clone().ok_or_else(|| {
+        format!(
+            "{} needs the workspace's ID: pass --workspace ID",
+            provider.name
+        )
+    })?;
+    if !workspace
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!("`{workspace}` is not a workspace ID"));
+    }
+    Ok(workspace)
+}
+
+/// Claude on Google Cloud's project (the source's), location (`--region`, else global) and
+/// workspace (`--workspace`).
+fn google_cloud_env(
+    plan: &Plan,
+    source: &str,
+    credential: &Credential,
+    env: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let project = credential.metadata.project.as_ref().ok_or_else(|| {
+        format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Claude on Google Cloud needs ANTHROPIC_GOOGLE_CLOUD_PROJECT)")
+    })?;
+    env.insert("ANTHROPIC_GOOGLE_CLOUD_PROJECT".into(), json!(project));
+    env.insert(
+        "ANTHROPIC_GOOGLE_CLOUD_LOCATION".into(),
+        json!(plan.region.as_deref().unwrap_or("global")),
+    );
+    env.insert(
+        "ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID".into(),
+        json!(workspace(plan, cc::ANTHROPIC_GOOGLE_CLOUD)?),
+    );
     Ok(())
 }
 
@@ -372,12 +497,8 @@ fn leaving_the_proxy(old: &Map<String, Value>) -> Map<String, Value> {
             json!(others.join("\n"))
         },
     );
-    for key in [
-        "CLAUDE_CODE_SKIP_BEDROCK_AUTH",
-        "CLAUDE_CODE_SKIP_VERTEX_AUTH",
-        "CLAUDE_CODE_SKIP_FOUNDRY_AUTH",
-    ] {
-        env.insert(key.into(), Value::Null);
+    for provider in cc::PROVIDERS {
+        env.insert(provider.skip_auth.into(), Value::Null);
     }
     for key in credd_proto::claude_code::BASE_URLS {
         if old_env
@@ -756,6 +877,8 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         via,
         base_url,
         region,
+        provider,
+        workspace,
         statusline,
         shell_profile,
         tcp,
@@ -798,6 +921,8 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         via,
         base_url,
         region,
+        provider: provider.map(crate::cli::ProviderArg::provider),
+        workspace,
         statusline,
         other_path,
         project,

@@ -337,6 +337,19 @@ impl SourceSpec {
             if proxy.auth.is_some() && !matches!(self, SourceSpec::Aws(_)) {
                 return Err("proxy `auth` applies to aws sources (Bedrock) only".into());
             }
+            match self {
+                SourceSpec::Aws(_) => proxy.check_provider(true, aws::spec::is_region_name)?,
+                SourceSpec::Gcp(_) => proxy.check_provider(false, gcp::spec::is_location_name)?,
+                _ if proxy.provider.is_some()
+                    || proxy.workspace.is_some()
+                    || proxy.location.is_some()
+                    || !proxy.failover.is_empty()
+                    || !proxy.model_regions.is_empty() =>
+                {
+                    return Err("proxy `provider`, `workspace`, `location`, `failover` and `model_regions` apply to aws and gcp sources".into());
+                }
+                _ => {}
+            }
             if proxy.send_as.is_some() && !matches!(self, SourceSpec::Exec(_) | SourceSpec::Oidc(_))
             {
                 return Err(

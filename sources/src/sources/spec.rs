@@ -3,6 +3,7 @@
 //! that reads them (`sources::<kind>::spec`), the `kind` that picks one in [`super::SourceSpec`],
 //! and the config file's reader (`config`) puts them together.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -42,6 +43,70 @@ pub struct ProxySpec {
     /// between its pieces, and the caller while sending a request's body (at most a minute).
     #[serde(default = "default_proxy_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// `aws` and `gcp` sources: the model API the route speaks, as Claude Code's
+    /// `CLAUDE_CODE_USE_*` names it. `aws`: `bedrock` (the default), `mantle` (Bedrock's
+    /// Anthropic-compatible API) or `anthropic-aws` (Claude Platform on AWS); `gcp`: `vertex`
+    /// (the default) or `anthropic-google-cloud` (Claude on Google Cloud).
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// `anthropic-aws` and `anthropic-google-cloud`: the workspace requests are for (required).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// `anthropic-google-cloud`: the location requests go to; `global` by default.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `bedrock`, `mantle` and `vertex`: regions to try, in order, when the region a request
+    /// went to refuses it for capacity (429, 503 or 529, before any byte of its answer). A
+    /// request is retried once, in the first of these it did not go to, signed for it.
+    #[serde(default)]
+    pub failover: Vec<String>,
+    /// `bedrock` and `mantle`: the region requests for a model go to and are signed for, by
+    /// model ID, where it is not the source's (as `ANTHROPIC_SMALL_FAST_MODEL_AWS_REGION`
+    /// sends the small fast model elsewhere). An inference profile's ARN names its region and
+    /// needs no entry.
+    #[serde(default)]
+    pub model_regions: BTreeMap<String, String>,
+}
+
+/// The model API a proxy route speaks; see [`ProxySpec::provider`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    Bedrock,
+    Mantle,
+    AnthropicAws,
+    Vertex,
+    AnthropicGoogleCloud,
+}
+
+impl Provider {
+    /// Its name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Bedrock => "bedrock",
+            Provider::Mantle => "mantle",
+            Provider::AnthropicAws => "anthropic-aws",
+            Provider::Vertex => "vertex",
+            Provider::AnthropicGoogleCloud => "anthropic-google-cloud",
+        }
+    }
+
+    /// Whether its credential is AWS's (else a Google access token).
+    pub fn is_aws(self) -> bool {
+        matches!(
+            self,
+            Provider::Bedrock | Provider::Mantle | Provider::AnthropicAws
+        )
+    }
+}
+
+/// Whether `id` can name a workspace: it becomes part of a header and a URL path.
+pub fn is_workspace_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub fn default_proxy_timeout() -> Duration {
@@ -71,10 +136,86 @@ impl ProxySpec {
         if self.timeout.is_zero() {
             return Err("proxy `timeout` must be longer than zero".into());
         }
-        match &self.upstream {
-            Some(upstream) => check_upstream(upstream, "proxy `upstream`"),
-            None => Ok(()),
+        if let Some(upstream) = &self.upstream {
+            check_upstream(upstream, "proxy `upstream`")?;
         }
+        if let Some(workspace) = &self.workspace
+            && !is_workspace_id(workspace)
+        {
+            return Err(format!(
+                "proxy `workspace` `{workspace}` is not a workspace ID (letters, digits, `_` and `-`)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// What is wrong with the table for a source whose credential is AWS's (`aws`) or not
+    /// (`gcp`), for the config error: the provider's own settings, each only where it applies.
+    /// `region_name` tells that cloud's region (or location) names.
+    pub fn check_provider(&self, aws: bool, region_name: fn(&str) -> bool) -> Result<(), String> {
+        let provider = self.provider.unwrap_or(if aws {
+            Provider::Bedrock
+        } else {
+            Provider::Vertex
+        });
+        if provider.is_aws() != aws {
+            return Err(format!(
+                "proxy `provider = \"{}\"` is for {} sources",
+                provider.name(),
+                if aws { "gcp" } else { "aws" }
+            ));
+        }
+        let named = provider.name();
+        let workspace = matches!(
+            provider,
+            Provider::AnthropicAws | Provider::AnthropicGoogleCloud
+        );
+        if workspace && self.workspace.is_none() {
+            return Err(format!(
+                "proxy `provider = \"{named}\"` needs `workspace`, the workspace ID requests are for"
+            ));
+        }
+        if !workspace && self.workspace.is_some() {
+            return Err(format!("proxy `workspace` does not apply to {named}"));
+        }
+        if self.location.is_some() && provider != Provider::AnthropicGoogleCloud {
+            return Err(format!(
+                "proxy `location` applies to anthropic-google-cloud, not {named} (Vertex AI requests name their own)"
+            ));
+        }
+        if let Some(location) = &self.location
+            && !region_name(location)
+        {
+            return Err(format!(
+                "proxy `location` `{location}` is not a location name"
+            ));
+        }
+        if self.auth == Some(ProxyAuth::ApiKey) && provider == Provider::AnthropicAws {
+            return Err("proxy `auth = \"api-key\"` is for bedrock and mantle (a Bedrock API key), not anthropic-aws".into());
+        }
+        if !self.failover.is_empty()
+            && !matches!(
+                provider,
+                Provider::Bedrock | Provider::Mantle | Provider::Vertex
+            )
+        {
+            return Err(format!(
+                "proxy `failover` applies to bedrock, mantle and vertex, not {named}"
+            ));
+        }
+        if !self.model_regions.is_empty()
+            && !matches!(provider, Provider::Bedrock | Provider::Mantle)
+        {
+            return Err(format!(
+                "proxy `model_regions` applies to bedrock and mantle, not {named}"
+            ));
+        }
+        for region in self.failover.iter().chain(self.model_regions.values()) {
+            if !region_name(region) {
+                return Err(format!("proxy region `{region}` is not a region name"));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -122,7 +122,7 @@ pub async fn health(
         Ok(credential) => credential,
         Err(refusal) => return refusal,
     };
-    let base = match route.upstream(None, &credential) {
+    let base = match route.health_url(&credential) {
         Ok(base) => base,
         Err(refusal) => return super::refused(refusal),
     };

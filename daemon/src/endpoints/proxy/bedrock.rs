@@ -1,6 +1,6 @@
-//! Everything Bedrock asks of a request: a SigV4 signature made with the source's AWS
-//! credentials (service `bedrock`), the region it is signed for and sent to, and short-term
-//! Bedrock API keys, minted here for both the proxy's `api-key` routes (kept in a [`KeyCache`])
+//! Everything AWS's model APIs ask of a request: a SigV4 signature made with the source's AWS
+//! credentials (for the API's service: `bedrock`, `bedrock-mantle`, `aws-external-anthropic`),
+//! the region it is signed for and sent to, and short-term Bedrock API keys, minted here for both the proxy's `api-key` routes (kept in a [`KeyCache`])
 //! and `credd get --format bedrock-api-key`.
 //!
 //! A key is what AWS's own token generators make: a SigV4-presigned `POST
@@ -117,7 +117,8 @@ pub enum SignError {
 }
 
 /// The SigV4 headers (`authorization`, `x-amz-date`, `x-amz-security-token`,
-/// `x-amz-content-sha256`) for a Bedrock request, made by the AWS SDK's own signer.
+/// `x-amz-content-sha256`) for a request to AWS's `service` in `region`, made by the AWS
+/// SDK's own signer.
 pub fn sign(
     method: &str,
     url: &str,
@@ -125,13 +126,14 @@ pub fn sign(
     body: &[u8],
     credential: &Credential,
     region: &str,
+    service: &str,
 ) -> Result<Vec<(&'static str, String)>, SignError> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     let identity = signing_identity(&credential.secret).map_err(SignError::Signer)?;
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
-        .name("bedrock")
+        .name(service)
         .time(crate::clock::wall())
         .settings(SigningSettings::default())
         .build()

@@ -1,5 +1,5 @@
 //! The authenticating proxy: Claude Code talks to it with its own authentication skipped
-//! (`CLAUDE_CODE_SKIP_{BEDROCK,VERTEX,FOUNDRY}_AUTH=1`, or a gateway's base URL), and it adds
+//! (`CLAUDE_CODE_SKIP_*_AUTH=1` of its provider, or a gateway's base URL), and it adds
 //! the source's credential to each request on its way to the model API. No credential enters
 //! Claude Code's process or the environment of what it runs, and no stale one reaches the
 //! model API: every request gets the cache's current credential, and one the upstream refuses
@@ -21,12 +21,14 @@
 //! 2. [`admission::admit`] checks the method and target (and the caller secret on a port);
 //!    [`admission::read_body`] reads the body, bounded in size and time.
 //! 3. [`Proxy::credential`] asks the source's cache slot for its current AWS credentials.
-//! 4. [`route::Route::upstream`] names the region's runtime (or the configured upstream),
-//!    [`forward::outgoing_headers`] drops the caller's connection and authorization headers,
-//!    and [`route::Route::authorize`] signs the request ([`bedrock::sign`], SigV4 for the
-//!    route's region) or sets a short-term API key ([`bedrock::KeyCache`]).
-//! 5. [`forward::send`] sends it; a 401 or 403 is retried once with refreshed credentials;
-//!    [`forward::stream_back`] streams the answer back.
+//! 4. [`route::Route::target`] names the region (the model's own, else the route's) and its
+//!    runtime (or the configured upstream), [`forward::outgoing_headers`] drops the caller's
+//!    connection and authorization headers, and [`route::Route::authorize`] signs the request
+//!    ([`bedrock::sign`], SigV4 for that region) or sets a short-term API key
+//!    ([`bedrock::KeyCache`]).
+//! 5. [`forward::send`] sends it; a 401 or 403 is retried once with refreshed credentials, and
+//!    a refusal for capacity (429, 503, 529) once in the route's next failover region
+//!    ([`route::Route::failover`]); [`forward::stream_back`] streams the answer back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +52,7 @@ pub mod route;
 pub mod socket;
 
 use admission::Caller;
-use route::{Outgoing, Refusal, Route};
+use route::{Outgoing, Refusal, Route, Target};
 
 /// What Claude Code is given as its API key on a gateway route, where it insists on one: the
 /// proxy replaces it.
@@ -149,23 +151,28 @@ impl Proxy {
         let body =
             admission::read_body(body, self.timeout.min(admission::MAX_BODY_TIMEOUT)).await?;
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let credential = self.credential().await?;
-        let answer = self
-            .send(&parts, path_and_query, &body, &credential)
-            .await?;
-        let answer = if matches!(answer.status().as_u16(), 401 | 403) {
+        let mut credential = self.credential().await?;
+        let target = self
+            .route
+            .target(path_and_query, &body, &credential)
+            .map_err(refused)?;
+        let mut answer = self.send(&parts, &target, &body, &credential).await?;
+        if matches!(answer.status().as_u16(), 401 | 403) {
             // Refused before any byte reached the caller: once more with a new credential,
             // when the cache can have one.
-            match self.slot.rejected(&credential).await {
-                Some(fresh) => {
-                    tracing::info!(source = %self.slot.name(), status = answer.status().as_u16(), "the upstream refused the credential; retrying once with a new one");
-                    self.send(&parts, path_and_query, &body, &fresh).await?
-                }
-                None => answer,
+            if let Some(fresh) = self.slot.rejected(&credential).await {
+                tracing::info!(source = %self.slot.name(), status = answer.status().as_u16(), "the upstream refused the credential; retrying once with a new one");
+                answer = self.send(&parts, &target, &body, &fresh).await?;
+                credential = fresh;
             }
-        } else {
-            answer
-        };
+        }
+        if matches!(answer.status().as_u16(), 429 | 503 | 529)
+            && let Some(next) = self.route.failover(&target, path_and_query)
+        {
+            // Refused for capacity before any byte reached the caller: once more elsewhere.
+            tracing::info!(source = %self.slot.name(), status = answer.status().as_u16(), region = next.region.as_deref().unwrap_or_default(), "the upstream is out of capacity; retrying once in the next region");
+            answer = self.send(&parts, &next, &body, &credential).await?;
+        }
         if answer.status().is_redirection() {
             // Claude Code would follow it with the caller secret, and a 307 or 308 with the
             // request: to wherever the upstream points.
@@ -189,26 +196,28 @@ impl Proxy {
         })
     }
 
-    /// Sends the request upstream with `credential`; the answer's body is not read yet.
+    /// Sends the request to `target` with `credential`; the answer's body is not read yet.
     async fn send(
         &self,
         parts: &hyper::http::request::Parts,
-        path_and_query: &str,
+        target: &Target,
         body: &Bytes,
         credential: &Arc<Credential>,
     ) -> Result<reqwest::Response, EndpointResponse> {
-        let base = self
-            .route
-            .upstream(Some(path_and_query), credential)
-            .map_err(refused)?;
         let mut request = Outgoing {
             method: parts.method.as_str(),
-            url: format!("{}{path_and_query}", base.trim_end_matches('/')),
+            url: target.url.clone(),
             headers: forward::outgoing_headers(&parts.headers),
             body: body.clone(),
         };
         self.route
-            .authorize(&mut request, credential, &self.keys, self.slot.now_unix())
+            .authorize(
+                &mut request,
+                target,
+                credential,
+                &self.keys,
+                self.slot.now_unix(),
+            )
             .map_err(refused)?;
         forward::send(&self.http, request, self.timeout).await
     }

@@ -1,9 +1,11 @@
 //! A proxied source's route: where its requests go and how each is authorized. One [`Route`]
-//! holds every difference between the kinds of source the proxy serves: it is made from the
-//! source's table once ([`Route::of`]), and knows its upstream (the configured one, else the
-//! model API's own host), how it puts the credential on a request, and the environment that
-//! sends Claude Code to it (for `status`, `setup` and `credd env`).
+//! holds every difference between the model APIs the proxy serves: it is made from the
+//! source's table once ([`Route::of`]), and names each request's [`Target`] (the configured
+//! upstream, else the model API's own host, and for AWS the region it is signed for), the
+//! region a refusal for capacity fails over to, how it puts the credential on a request, and
+//! the environment that sends Claude Code to it (for `status`, `setup` and `credd env`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use credd_proto::{Credential, CredentialSecret};
@@ -12,13 +14,16 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::bedrock;
 use crate::sources::SourceSpec;
-use crate::sources::spec::{ProxyAuth, SendAs};
+use crate::sources::spec::{Provider, ProxyAuth, SendAs};
 
 /// The first-party Anthropic API, where a gateway route without an upstream goes.
 const ANTHROPIC_API: &str = "https://api.anthropic.com";
 
 /// Vertex AI's global host, and the health path's for Vertex routes.
 const VERTEX_GLOBAL: &str = "https://aiplatform.googleapis.com";
+
+/// Claude on Google Cloud's host.
+const CLAUDE_GOOGLE_CLOUD: &str = "https://claude.googleapis.com";
 
 /// Where the proxy sends a source's requests, and how it authorizes them.
 #[derive(Debug, Clone)]
@@ -34,15 +39,99 @@ pub enum Route {
     Foundry { upstream: String },
     /// Vertex AI: `Authorization: Bearer`, to the regional host the request's path names
     /// (`.../locations/REGION/...`), unless an upstream is configured.
-    Vertex { upstream: Option<String> },
-    /// Bedrock: SigV4 with the cached AWS credentials, service `bedrock`, in the configured
-    /// region (else the profile's); to the configured upstream, else the region's runtime.
-    Bedrock {
+    Vertex {
         upstream: Option<String>,
-        region: Option<String>,
-        /// `Authorization: Bearer` with a short-term Bedrock API key instead of a signature.
-        api_key: bool,
+        failover: Vec<String>,
     },
+    /// Claude on Google Cloud: `Authorization: Bearer`, first-party paths under the
+    /// workspace's `/v1/projects/P/locations/L/workspaces/W/invoke`.
+    GoogleCloud {
+        upstream: String,
+        /// The source's `project`, else the credential's.
+        project: Option<String>,
+        location: String,
+        workspace: String,
+    },
+    /// An AWS model API, SigV4-signed with the cached AWS credentials.
+    Aws(AwsRoute),
+}
+
+/// The AWS model APIs: each one's SigV4 service and regional host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsApi {
+    /// The Bedrock runtime (`/model/ID/invoke...`).
+    Bedrock,
+    /// Bedrock's Anthropic-compatible Messages API (`CLAUDE_CODE_USE_MANTLE`).
+    Mantle,
+    /// Claude Platform on AWS (`CLAUDE_CODE_USE_ANTHROPIC_AWS`), first-party paths.
+    ClaudePlatform,
+}
+
+impl AwsApi {
+    /// The service its requests are signed for.
+    pub fn service(self) -> &'static str {
+        match self {
+            AwsApi::Bedrock => "bedrock",
+            AwsApi::Mantle => "bedrock-mantle",
+            AwsApi::ClaudePlatform => "aws-external-anthropic",
+        }
+    }
+
+    /// Its base URL in `region`, as Claude Code makes it.
+    fn base(self, region: &str) -> String {
+        match self {
+            AwsApi::Bedrock => format!("https://bedrock-runtime.{region}.amazonaws.com"),
+            AwsApi::Mantle => format!("https://bedrock-mantle.{region}.api.aws/anthropic"),
+            AwsApi::ClaudePlatform => format!("https://aws-external-anthropic.{region}.api.aws"),
+        }
+    }
+
+    /// The model a request is for, where its path or body names it.
+    fn model(self, path: &str, body: &[u8]) -> Option<String> {
+        match self {
+            AwsApi::Bedrock => {
+                let id = path.strip_prefix("/model/")?.split('/').next()?;
+                Some(
+                    percent_encoding::percent_decode_str(id)
+                        .decode_utf8()
+                        .ok()?
+                        .into_owned(),
+                )
+            }
+            AwsApi::Mantle | AwsApi::ClaudePlatform => {
+                #[derive(serde::Deserialize)]
+                struct Model {
+                    model: String,
+                }
+                serde_json::from_slice::<Model>(body).ok().map(|m| m.model)
+            }
+        }
+    }
+}
+
+/// An AWS route: its API, where its requests go and in which region they are signed.
+#[derive(Debug, Clone)]
+pub struct AwsRoute {
+    pub api: AwsApi,
+    /// Where requests go instead of the region's host.
+    pub upstream: Option<String>,
+    /// The configured region, else the profile's (from the credential).
+    pub region: Option<String>,
+    /// `Authorization: Bearer` with a short-term Bedrock API key instead of a signature.
+    pub api_key: bool,
+    /// Claude Platform on AWS: the `anthropic-workspace-id` sent.
+    pub workspace: Option<String>,
+    pub failover: Vec<String>,
+    /// Regions by model ID, where they are not `region`.
+    pub model_regions: BTreeMap<String, String>,
+}
+
+/// Where one request goes: its URL, and its region: the one an AWS request is signed for, the
+/// location a Vertex AI request names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub region: Option<String>,
 }
 
 /// A request on its way upstream, authorized by [`Route::authorize`].
@@ -55,21 +144,48 @@ pub struct Outgoing<'a> {
 
 impl Route {
     /// The route a source's table asks for; `None` when it has no `proxy` table. The table was
-    /// checked when the config was read (an `entra` proxy names its upstream).
+    /// checked when the config was read (an `entra` proxy names its upstream, a workspace
+    /// route its workspace).
     pub fn of(spec: &SourceSpec) -> Option<Route> {
         let proxy = spec.proxy()?;
         let upstream = proxy.upstream.clone();
         Some(match spec {
-            SourceSpec::Aws(aws) => Route::Bedrock {
-                upstream: upstream.or_else(crate::sources::aws::spec::bedrock_runtime_from_env),
-                api_key: proxy.auth == Some(ProxyAuth::ApiKey),
-                region: aws.region.clone().or_else(|| {
-                    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                        .iter()
-                        .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
-                }),
+            SourceSpec::Aws(aws) => {
+                let api = match proxy.provider {
+                    Some(Provider::Mantle) => AwsApi::Mantle,
+                    Some(Provider::AnthropicAws) => AwsApi::ClaudePlatform,
+                    _ => AwsApi::Bedrock,
+                };
+                Route::Aws(AwsRoute {
+                    api,
+                    upstream: upstream.or_else(|| {
+                        (api == AwsApi::Bedrock)
+                            .then(crate::sources::aws::spec::bedrock_runtime_from_env)
+                            .flatten()
+                    }),
+                    api_key: proxy.auth == Some(ProxyAuth::ApiKey),
+                    region: aws.region.clone().or_else(|| {
+                        ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                            .iter()
+                            .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+                    }),
+                    workspace: proxy.workspace.clone(),
+                    failover: proxy.failover.clone(),
+                    model_regions: proxy.model_regions.clone(),
+                })
+            }
+            SourceSpec::Gcp(gcp) if proxy.provider == Some(Provider::AnthropicGoogleCloud) => {
+                Route::GoogleCloud {
+                    upstream: upstream.unwrap_or_else(|| CLAUDE_GOOGLE_CLOUD.into()),
+                    project: gcp.project.clone(),
+                    location: proxy.location.clone().unwrap_or_else(|| "global".into()),
+                    workspace: proxy.workspace.clone()?,
+                }
+            }
+            SourceSpec::Gcp(_) => Route::Vertex {
+                upstream,
+                failover: proxy.failover.clone(),
             },
-            SourceSpec::Gcp(_) => Route::Vertex { upstream },
             SourceSpec::Entra(_) => Route::Foundry {
                 upstream: upstream?,
             },
@@ -84,52 +200,154 @@ impl Route {
         })
     }
 
-    /// The base URL a request for `path` goes to with `credential` (`None`: the health path,
-    /// which asks the model API's host whether it answers at all).
-    pub fn upstream(&self, path: Option<&str>, credential: &Credential) -> Result<String, Refusal> {
+    /// Where a request for `path_and_query` with `body` goes with `credential`.
+    pub fn target(
+        &self,
+        path_and_query: &str,
+        body: &[u8],
+        credential: &Credential,
+    ) -> Result<Target, Refusal> {
+        let url = |base: &str| format!("{}{path_and_query}", base.trim_end_matches('/'));
         Ok(match self {
-            Route::Gateway { upstream, .. } | Route::Foundry { upstream } => upstream.clone(),
-            Route::Vertex {
-                upstream: Some(upstream),
-            }
-            | Route::Bedrock {
-                upstream: Some(upstream),
-                ..
-            } => upstream.clone(),
-            Route::Vertex { upstream: None } => match path {
-                None => VERTEX_GLOBAL.to_string(),
-                Some(path) => vertex_host(path).ok_or(Refusal::BadRequest(
-                    "a Vertex AI request names its location (/v1/projects/P/locations/L/...)",
-                ))?,
+            Route::Gateway { upstream, .. } | Route::Foundry { upstream } => Target {
+                url: url(upstream),
+                region: None,
             },
-            Route::Bedrock {
-                upstream: None,
-                region,
-                ..
-            } => format!(
-                "https://bedrock-runtime.{}.amazonaws.com",
-                bedrock::region(region.as_deref(), credential).map_err(Refusal::Internal)?
-            ),
+            Route::Vertex { upstream, .. } => {
+                let location = vertex_location(path_and_query);
+                let base = match (upstream, location) {
+                    (Some(upstream), _) => upstream.clone(),
+                    (None, Some(location)) => vertex_host(location),
+                    (None, None) => {
+                        return Err(Refusal::BadRequest(
+                            "a Vertex AI request names its location (/v1/projects/P/locations/L/...)",
+                        ));
+                    }
+                };
+                Target {
+                    url: url(&base),
+                    region: location.map(str::to_string),
+                }
+            }
+            Route::GoogleCloud { upstream, .. } => Target {
+                url: url(&format!(
+                    "{}{}",
+                    upstream.trim_end_matches('/'),
+                    self.workspace_path(credential)?
+                )),
+                region: None,
+            },
+            Route::Aws(aws) => {
+                let region = aws.region_for(path_and_query, body, credential)?;
+                let base = aws
+                    .upstream
+                    .clone()
+                    .unwrap_or_else(|| aws.api.base(&region));
+                Target {
+                    url: url(&base),
+                    region: Some(region),
+                }
+            }
         })
     }
 
-    /// Puts `credential` on `request` as its upstream takes it. The caller's own
-    /// authorization headers were dropped already.
+    /// Where a request that went to `target` (for `path_and_query`) and was refused for
+    /// capacity goes next: the first failover region it did not go to, if any.
+    pub fn failover(&self, target: &Target, path_and_query: &str) -> Option<Target> {
+        match self {
+            Route::Aws(aws) => {
+                let went = target.region.as_deref()?;
+                let next = aws.failover.iter().find(|r| *r != went)?;
+                let base = aws.upstream.clone().unwrap_or_else(|| aws.api.base(next));
+                Some(Target {
+                    url: format!("{}{path_and_query}", base.trim_end_matches('/')),
+                    region: Some(next.clone()),
+                })
+            }
+            Route::Vertex { upstream, failover } => {
+                let went = target.region.as_deref()?;
+                let next = failover.iter().find(|r| *r != went)?;
+                let path = path_and_query.replacen(
+                    &format!("/locations/{went}/"),
+                    &format!("/locations/{next}/"),
+                    1,
+                );
+                let base = upstream.clone().unwrap_or_else(|| vertex_host(next));
+                Some(Target {
+                    url: format!("{}{path}", base.trim_end_matches('/')),
+                    region: Some(next.clone()),
+                })
+            }
+            Route::Gateway { .. } | Route::Foundry { .. } | Route::GoogleCloud { .. } => None,
+        }
+    }
+
+    /// What the health path asks whether it answers at all: the model API's host.
+    pub fn health_url(&self, credential: &Credential) -> Result<String, Refusal> {
+        Ok(match self {
+            Route::Gateway { upstream, .. } | Route::Foundry { upstream } => upstream.clone(),
+            Route::Vertex { upstream, .. } => {
+                upstream.clone().unwrap_or_else(|| VERTEX_GLOBAL.into())
+            }
+            Route::GoogleCloud { upstream, .. } => upstream.clone(),
+            Route::Aws(aws) => match &aws.upstream {
+                Some(upstream) => upstream.clone(),
+                None => aws.api.base(
+                    &bedrock::region(aws.region.as_deref(), credential)
+                        .map_err(Refusal::Internal)?,
+                ),
+            },
+        })
+    }
+
+    /// `/v1/projects/P/locations/L/workspaces/W/invoke` of a Claude on Google Cloud route.
+    fn workspace_path(&self, credential: &Credential) -> Result<String, Refusal> {
+        let Route::GoogleCloud {
+            project,
+            location,
+            workspace,
+            ..
+        } = self
+        else {
+            return Ok(String::new());
+        };
+        let project = project
+            .as_deref()
+            .or(credential.metadata.project.as_deref())
+            .ok_or_else(|| {
+                Refusal::Internal(
+                    "no project for Claude on Google Cloud: set `project` in the source's table"
+                        .into(),
+                )
+            })?;
+        if !is_project_id(project) {
+            return Err(Refusal::Internal(format!(
+                "`{project}` is not a Google Cloud project ID; set `project` in the source's table"
+            )));
+        }
+        Ok(format!(
+            "/v1/projects/{project}/locations/{location}/workspaces/{workspace}/invoke"
+        ))
+    }
+
+    /// Puts `credential` on `request`, which goes to `target`, as its upstream takes it. The
+    /// caller's own authorization headers were dropped already.
     pub fn authorize(
         &self,
         request: &mut Outgoing<'_>,
+        target: &Target,
         credential: &Arc<Credential>,
         keys: &bedrock::KeyCache,
         now_unix: i64,
     ) -> Result<(), Refusal> {
         let headers = &mut request.headers;
-        match self {
-            Route::Foundry { .. } | Route::Vertex { .. } => {
-                insert(
+        let aws = match self {
+            Route::Foundry { .. } | Route::Vertex { .. } | Route::GoogleCloud { .. } => {
+                return insert(
                     headers,
                     AUTHORIZATION,
                     format!("Bearer {}", token(credential)?),
-                )?;
+                );
             }
             Route::Gateway {
                 x_api_key, bearer, ..
@@ -145,40 +363,42 @@ impl Route {
                 if *bearer {
                     insert(headers, AUTHORIZATION, format!("Bearer {token}"))?;
                 }
+                return Ok(());
             }
-            Route::Bedrock {
-                region,
-                api_key: true,
-                ..
-            } => {
-                let region =
-                    bedrock::region(region.as_deref(), credential).map_err(Refusal::Internal)?;
-                let key = keys
-                    .key(credential, &region, now_unix)
-                    .map_err(Refusal::Internal)?;
-                insert(headers, AUTHORIZATION, format!("Bearer {key}"))?;
-            }
-            Route::Bedrock { region, .. } => {
-                let region =
-                    bedrock::region(region.as_deref(), credential).map_err(Refusal::Internal)?;
-                let signed = bedrock::sign(
-                    request.method,
-                    &request.url,
-                    headers,
-                    &request.body,
-                    credential,
-                    &region,
-                )
-                .map_err(|e| match e {
-                    bedrock::SignError::Unsignable => {
-                        Refusal::BadRequest("the request cannot be signed")
-                    }
-                    bedrock::SignError::Signer(message) => Refusal::Internal(message),
-                })?;
-                for (name, text) in signed {
-                    insert(headers, HeaderName::from_static(name), text)?;
-                }
-            }
+            Route::Aws(aws) => aws,
+        };
+        let region = target
+            .region
+            .as_deref()
+            .ok_or_else(|| Refusal::Internal("no region to sign for".into()))?;
+        if let Some(workspace) = &aws.workspace {
+            headers.insert(
+                HeaderName::from_static("anthropic-workspace-id"),
+                HeaderValue::from_str(workspace)
+                    .map_err(|_| Refusal::Internal("a workspace ID that is no header".into()))?,
+            );
+        }
+        if aws.api_key {
+            let key = keys
+                .key(credential, region, now_unix)
+                .map_err(Refusal::Internal)?;
+            return insert(headers, AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let signed = bedrock::sign(
+            request.method,
+            &request.url,
+            headers,
+            &request.body,
+            credential,
+            region,
+            aws.api.service(),
+        )
+        .map_err(|e| match e {
+            bedrock::SignError::Unsignable => Refusal::BadRequest("the request cannot be signed"),
+            bedrock::SignError::Signer(message) => Refusal::Internal(message),
+        })?;
+        for (name, text) in signed {
+            insert(headers, HeaderName::from_static(name), text)?;
         }
         Ok(())
     }
@@ -186,26 +406,27 @@ impl Route {
     /// The environment that sends Claude Code's model requests to `base`, its own
     /// authentication skipped.
     pub fn env_lines(&self, base: &str) -> Vec<String> {
+        use credd_proto::claude_code as cc;
+        let provider = |provider: cc::Provider, base: &str| {
+            vec![
+                format!("{}=1", provider.selection),
+                format!("{}={base}", provider.base_url),
+                format!("{}=1", provider.skip_auth),
+            ]
+        };
         match self {
-            Route::Bedrock { region, .. } => {
-                let mut lines = vec![
-                    "CLAUDE_CODE_USE_BEDROCK=1".to_string(),
-                    format!("ANTHROPIC_BEDROCK_BASE_URL={base}"),
-                    "CLAUDE_CODE_SKIP_BEDROCK_AUTH=1".to_string(),
-                ];
-                lines.extend(region.as_ref().map(|r| format!("AWS_REGION={r}")));
+            Route::Aws(aws) => {
+                let mut lines = match aws.api {
+                    AwsApi::Bedrock => provider(cc::BEDROCK, base),
+                    AwsApi::Mantle => provider(cc::MANTLE, base),
+                    AwsApi::ClaudePlatform => provider(cc::ANTHROPIC_AWS, base),
+                };
+                lines.extend(aws.region.as_ref().map(|r| format!("AWS_REGION={r}")));
                 lines
             }
-            Route::Vertex { .. } => vec![
-                "CLAUDE_CODE_USE_VERTEX=1".to_string(),
-                format!("ANTHROPIC_VERTEX_BASE_URL={base}/v1"),
-                "CLAUDE_CODE_SKIP_VERTEX_AUTH=1".to_string(),
-            ],
-            Route::Foundry { .. } => vec![
-                "CLAUDE_CODE_USE_FOUNDRY=1".to_string(),
-                format!("ANTHROPIC_FOUNDRY_BASE_URL={base}"),
-                "CLAUDE_CODE_SKIP_FOUNDRY_AUTH=1".to_string(),
-            ],
+            Route::Vertex { .. } => provider(cc::VERTEX, &format!("{base}/v1")),
+            Route::GoogleCloud { .. } => provider(cc::ANTHROPIC_GOOGLE_CLOUD, base),
+            Route::Foundry { .. } => provider(cc::FOUNDRY, base),
             // Claude Code will not start without some key: a placeholder, which the proxy
             // replaces (it is no secret).
             Route::Gateway { .. } => vec![
@@ -214,6 +435,46 @@ impl Route {
             ],
         }
     }
+}
+
+impl AwsRoute {
+    /// The region a request is signed for and sent to: the one its model's inference profile
+    /// ARN names, else `model_regions`' for its model, else the route's.
+    fn region_for(
+        &self,
+        path: &str,
+        body: &[u8],
+        credential: &Credential,
+    ) -> Result<String, Refusal> {
+        let by_model = (self.api == AwsApi::Bedrock || !self.model_regions.is_empty())
+            .then(|| self.api.model(path.split('?').next().unwrap_or(path), body))
+            .flatten()
+            .and_then(|model| {
+                arn_region(&model).or_else(|| self.model_regions.get(&model).cloned())
+            });
+        match by_model {
+            Some(region) => Ok(region),
+            None => bedrock::region(self.region.as_deref(), credential).map_err(Refusal::Internal),
+        }
+    }
+}
+
+/// The region an AWS ARN (`arn:PARTITION:bedrock:REGION:ACCOUNT:...`) names, when it names
+/// one that can be part of a host.
+fn arn_region(model: &str) -> Option<String> {
+    let mut parts = model.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let region = parts.nth(2)?;
+    crate::sources::aws::spec::is_region_name(region).then(|| region.to_string())
+}
+
+/// Whether `project` can be a Google Cloud project ID (`my-project`, `example.com:project`).
+fn is_project_id(project: &str) -> bool {
+    !project.is_empty()
+        && project.len() <= 100
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
 }
 
 /// Why a request could not be routed or authorized: the caller's fault (400) or the source's
@@ -243,38 +504,72 @@ fn insert(headers: &mut HeaderMap, name: HeaderName, text: String) -> Result<(),
     Ok(())
 }
 
-/// Vertex AI's host for the location the request's path names.
-fn vertex_host(path: &str) -> Option<String> {
+/// The location a Vertex AI request's path names (`.../locations/L/...`), if it names one
+/// that can be part of a host.
+fn vertex_location(path: &str) -> Option<&str> {
     let location = path.split("/locations/").nth(1)?.split('/').next()?;
-    let valid = !location.is_empty()
-        && location
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return None;
-    }
-    Some(if location == "global" {
+    crate::sources::gcp::spec::is_location_name(location).then_some(location)
+}
+
+/// Vertex AI's host for `location`.
+fn vertex_host(location: &str) -> String {
+    if location == "global" {
         VERTEX_GLOBAL.to_string()
     } else {
         format!("https://{location}-aiplatform.googleapis.com")
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn host(path: &str) -> Option<String> {
+        vertex_location(path).map(vertex_host)
+    }
+
+    fn credential(region: Option<&str>) -> Credential {
+        Credential {
+            source: "s".into(),
+            secret: CredentialSecret::Token {
+                token: credd_proto::Secret::new("t"),
+            },
+            issued_at: 0,
+            expires_at: 1,
+            metadata: Box::new(credd_proto::CredentialFacts {
+                region: region.map(str::to_string),
+                project: Some("from-the-file".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn aws(api: AwsApi, failover: &[&str], model_regions: &[(&str, &str)]) -> Route {
+        Route::Aws(AwsRoute {
+            api,
+            upstream: None,
+            region: Some("us-east-1".into()),
+            api_key: false,
+            workspace: None,
+            failover: failover.iter().map(|r| r.to_string()).collect(),
+            model_regions: model_regions
+                .iter()
+                .map(|(m, r)| (m.to_string(), r.to_string()))
+                .collect(),
+        })
+    }
+
     #[test]
     fn vertex_requests_go_to_the_host_of_their_location() {
         assert_eq!(
-            vertex_host(
+            host(
                 "/v1/projects/p/locations/us-east5/publishers/anthropic/models/m:streamRawPredict"
             )
             .as_deref(),
             Some("https://us-east5-aiplatform.googleapis.com")
         );
         assert_eq!(
-            vertex_host("/v1/projects/p/locations/global/publishers/anthropic/models/m:rawPredict")
+            host("/v1/projects/p/locations/global/publishers/anthropic/models/m:rawPredict")
                 .as_deref(),
             Some("https://aiplatform.googleapis.com")
         );
@@ -284,7 +579,109 @@ mod tests {
             "/v1/projects/p/locations//x",
             "/v1/projects/p/locations/a.b/x",
         ] {
-            assert_eq!(vertex_host(bad), None, "{bad}");
+            assert_eq!(host(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn each_aws_api_has_its_host_and_a_model_may_have_its_own_region() {
+        let c = credential(None);
+        let path = "/model/us.anthropic.claude-haiku/invoke";
+        let bedrock = aws(
+            AwsApi::Bedrock,
+            &[],
+            &[("us.anthropic.claude-haiku", "us-west-2")],
+        );
+        assert_eq!(
+            bedrock.target(path, b"", &c).unwrap(),
+            Target {
+                url: format!("https://bedrock-runtime.us-west-2.amazonaws.com{path}"),
+                region: Some("us-west-2".into())
+            }
+        );
+        // An application inference profile's ARN names its region, percent-encoded or not.
+        let arn = "/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123456789012%3Aapplication-inference-profile%2Fabc/invoke";
+        assert_eq!(
+            bedrock.target(arn, b"", &c).unwrap().region.as_deref(),
+            Some("eu-west-1")
+        );
+        let forged = "/model/arn%3Aaws%3Abedrock%3Aevil.example%2F%3A1%3Ax/invoke";
+        assert_eq!(
+            bedrock.target(forged, b"", &c).unwrap().region.as_deref(),
+            Some("us-east-1")
+        );
+        let mantle = aws(
+            AwsApi::Mantle,
+            &[],
+            &[("anthropic.claude-haiku", "us-west-2")],
+        );
+        let haiku = br#"{"model":"anthropic.claude-haiku","max_tokens":1}"#;
+        let main = br#"{"model":"anthropic.claude-opus","max_tokens":1}"#;
+        assert_eq!(
+            mantle.target("/v1/messages?beta=true", haiku, &c).unwrap(),
+            Target {
+                url: "https://bedrock-mantle.us-west-2.api.aws/anthropic/v1/messages?beta=true"
+                    .into(),
+                region: Some("us-west-2".into())
+            }
+        );
+        assert_eq!(
+            mantle
+                .target("/v1/messages", main, &c)
+                .unwrap()
+                .region
+                .as_deref(),
+            Some("us-east-1")
+        );
+        let platform = aws(AwsApi::ClaudePlatform, &[], &[]);
+        assert_eq!(
+            platform.target("/v1/messages", main, &c).unwrap().url,
+            "https://aws-external-anthropic.us-east-1.api.aws/v1/messages"
+        );
+    }
+
+    #[test]
+    fn a_refusal_for_capacity_fails_over_to_the_first_other_region() {
+        let c = credential(None);
+        let route = aws(AwsApi::Bedrock, &["us-east-1", "us-west-2"], &[]);
+        let path = "/model/m/invoke";
+        let first = route.target(path, b"", &c).unwrap();
+        let next = route.failover(&first, path).unwrap();
+        assert_eq!(next.region.as_deref(), Some("us-west-2"));
+        assert_eq!(
+            next.url,
+            "https://bedrock-runtime.us-west-2.amazonaws.com/model/m/invoke"
+        );
+        assert_eq!(aws(AwsApi::Bedrock, &[], &[]).failover(&first, path), None);
+        let vertex = Route::Vertex {
+            upstream: None,
+            failover: vec!["us-east5".into(), "europe-west1".into()],
+        };
+        let path = "/v1/projects/p/locations/us-east5/publishers/anthropic/models/m:rawPredict";
+        let first = vertex.target(path, b"", &c).unwrap();
+        assert_eq!(
+            vertex.failover(&first, path).unwrap().url,
+            "https://europe-west1-aiplatform.googleapis.com/v1/projects/p/locations/europe-west1/publishers/anthropic/models/m:rawPredict"
+        );
+    }
+
+    #[test]
+    fn claude_on_google_cloud_goes_under_the_workspace() {
+        let route = Route::GoogleCloud {
+            upstream: CLAUDE_GOOGLE_CLOUD.into(),
+            project: None,
+            location: "global".into(),
+            workspace: "wrkspc_01".into(),
+        };
+        assert_eq!(
+            route
+                .target("/v1/messages?beta=true", b"", &credential(None))
+                .unwrap()
+                .url,
+            "https://claude.googleapis.com/v1/projects/from-the-file/locations/global/workspaces/wrkspc_01/invoke/v1/messages?beta=true"
+        );
+        let mut bad = credential(None);
+        bad.metadata.project = Some("evil.example/x?".into());
+        assert!(route.target("/v1/messages", b"", &bad).is_err());
     }
 }

@@ -92,8 +92,11 @@ impl AwsSpec {
         {
             return Err(format!("`region` `{region}` is not an AWS region name"));
         }
-        if self.proxy.as_ref().is_some_and(|p| p.upstream.is_none())
-            && let Some(upstream) = bedrock_runtime_from_env()
+        if self.proxy.as_ref().is_some_and(|p| {
+            p.upstream.is_none()
+                && p.provider
+                    .is_none_or(|p| p == crate::sources::spec::Provider::Bedrock)
+        }) && let Some(upstream) = bedrock_runtime_from_env()
         {
             check_bedrock_runtime_from_env(&upstream)?;
         }

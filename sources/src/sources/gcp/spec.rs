@@ -128,6 +128,16 @@ impl GcpSpec {
     }
 }
 
+/// Whether `location` can name a Google Cloud location (`global`, `us-east5`, `eu`). It becomes
+/// part of a host name and a path, so only lowercase letters, digits and `-` will do.
+pub fn is_location_name(location: &str) -> bool {
+    !location.is_empty()
+        && location.len() <= 32
+        && location
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
