@@ -33,6 +33,139 @@ pub fn adc_file_ahead_of_metadata(settings_env: &Value) -> Option<PathBuf> {
     adc.exists().then_some(adc)
 }
 
+/// Whether a hook's command is one credd writes: `/path/to/credd WORD...` with plain words
+/// (`get SOURCE --format aws`, `start`), so nothing in it can be a secret.
+pub fn runs_credd(command: &str) -> bool {
+    let mut words = command.split(' ');
+    words
+        .next()
+        .is_some_and(|program| program == "credd" || program.ends_with("/credd"))
+        && words.all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+}
+
+/// The Claude Code settings files that apply in `project` (or no project): the user's, then
+/// the project's shared and local ones; those that exist.
+pub fn settings_files(project: Option<&Path>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(home) = std::env::var_os("HOME") {
+        files.push(Path::new(&home).join(".claude/settings.json"));
+    }
+    if let Some(dir) = project {
+        for name in ["settings.json", "settings.local.json"] {
+            files.push(dir.join(".claude").join(name));
+        }
+    }
+    files.into_iter().filter(|f| f.is_file()).collect()
+}
+
+/// Every settings file Claude Code would read in `project`, parsed, in its order of
+/// precedence (managed first, the user's last); a file that cannot be read counts as empty.
+pub fn settings_by_precedence(project: Option<&Path>) -> Vec<(PathBuf, Value)> {
+    let mut files: Vec<PathBuf> = settings_files(project);
+    files.reverse();
+    files.insert(0, managed_settings_file());
+    files
+        .into_iter()
+        .filter(|f| f.is_file())
+        .map(|f| {
+            let parsed = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null);
+            (f, parsed)
+        })
+        .collect()
+}
+
+/// A variable Claude Code takes before what credd gives it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Override {
+    /// The variable that wins.
+    pub name: &'static str,
+    /// Where it is set ([`where_set`]).
+    pub place: String,
+    /// What it wins over, and what comes of it.
+    pub over: String,
+}
+
+/// The variables set in `settings` (as [`settings_by_precedence`] reads them) or the
+/// environment that Claude Code takes before credd's settings: a token or key over
+/// `apiKeyHelper` or `awsCredentialExport`, a Foundry token or key over DefaultAzureCredential
+/// (credd's identity endpoint), and a provider chosen ahead of credd's.
+pub fn overrides(settings: &[(PathBuf, Value)]) -> Vec<Override> {
+    use credd_proto::claude_code::{self as cc, PROVIDERS};
+    let set = |name: &str| where_set(name, settings);
+    // The first file of the order that sets `key` to a credd command, and that file.
+    let credds = |key: &str| {
+        settings.iter().find_map(|(path, s)| {
+            s[key]
+                .as_str()
+                .filter(|c| runs_credd(c))
+                .map(|_| path.display().to_string())
+        })
+    };
+    let chosen: Vec<(cc::Provider, String)> = PROVIDERS
+        .into_iter()
+        .filter_map(|p| Some((p, set(p.selection)?)))
+        .collect();
+    let provider = chosen.first().map(|(p, _)| *p);
+    let mut found = Vec::new();
+    let mut wins = |names: &[&'static str], over: &dyn Fn(&str) -> String| {
+        for name in names {
+            if let Some(place) = set(name) {
+                found.push(Override {
+                    name,
+                    place,
+                    over: over(name),
+                });
+            }
+        }
+    };
+    if let Some(file) = credds("apiKeyHelper") {
+        wins(&["ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"], &|_| {
+            format!("apiKeyHelper in {file}: Claude Code sends it, not credd's token")
+        });
+    }
+    if let Some(file) = credds("awsCredentialExport") {
+        let keys: &[&'static str] = match provider {
+            Some(cc::BEDROCK | cc::MANTLE) => &["AWS_BEARER_TOKEN_BEDROCK"],
+            Some(cc::ANTHROPIC_AWS) => &["ANTHROPIC_AWS_API_KEY"],
+            _ => &[],
+        };
+        wins(keys, &|_| {
+            format!(
+                "awsCredentialExport in {file}: Claude Code sends that key and never signs with credd's credentials"
+            )
+        });
+    }
+    if provider == Some(cc::FOUNDRY) && set("IDENTITY_ENDPOINT").is_some() {
+        wins(
+            &["ANTHROPIC_FOUNDRY_AUTH_TOKEN", "ANTHROPIC_FOUNDRY_API_KEY"],
+            &|_| {
+                "DefaultAzureCredential: Claude Code sends it to Foundry and never asks credd's identity endpoint".to_string()
+            },
+        );
+    }
+    if let [(first, place), rest @ ..] = chosen.as_slice() {
+        for (other, _) in rest {
+            found.push(Override {
+                name: first.selection,
+                place: place.clone(),
+                over: format!(
+                    "{}: Claude Code uses {}, not {}",
+                    other.selection, first.title, other.title
+                ),
+            });
+        }
+    }
+    found
+}
+
 /// Claude Code's managed settings file, which wins over every other.
 pub fn managed_settings_file() -> PathBuf {
     if cfg!(target_os = "macos") {

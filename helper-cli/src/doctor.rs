@@ -224,64 +224,23 @@ fn endpoint_check(source: &str, endpoint: &credd_proto::EndpointStatus) -> Check
 
 /// The Claude Code settings files that apply here: the user's, then this directory's project.
 fn settings_files() -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if let Some(home) = std::env::var_os("HOME") {
-        files.push(Path::new(&home).join(".claude/settings.json"));
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        for name in ["settings.json", "settings.local.json"] {
-            files.push(cwd.join(".claude").join(name));
-        }
-    }
-    files.into_iter().filter(|f| f.is_file()).collect()
+    crate::claude_env::settings_files(std::env::current_dir().ok().as_deref())
 }
 
-/// Every settings file Claude Code would read here, parsed, in its order of precedence
-/// (managed first, the user's last); a file that cannot be read counts as empty.
-fn settings_by_precedence() -> Vec<(PathBuf, Value)> {
-    let mut files: Vec<PathBuf> = settings_files();
-    files.reverse();
-    files.insert(0, crate::claude_env::managed_settings_file());
-    files
-        .into_iter()
-        .filter(|f| f.is_file())
-        .map(|f| {
-            let parsed = std::fs::read_to_string(&f)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
-            (f, parsed)
-        })
-        .collect()
-}
-
-/// A credential Claude Code takes before the one credd gives it: `ANTHROPIC_AUTH_TOKEN` and
-/// `ANTHROPIC_API_KEY` over `apiKeyHelper`; `ANTHROPIC_FOUNDRY_AUTH_TOKEN` and
-/// `ANTHROPIC_FOUNDRY_API_KEY` over DefaultAzureCredential (credd's identity endpoint).
+/// A variable Claude Code takes before credd's settings, each named with where it is set.
 fn overriding_checks(checks: &mut Vec<Check>) -> usize {
-    let settings = settings_by_precedence();
-    let set = |name: &str| crate::claude_env::where_set(name, &settings);
-    let mut found = 0;
-    let helper = settings
-        .iter()
-        .find_map(|(path, s)| s["apiKeyHelper"].as_str().and_then(credd_get).map(|_| path));
-    if let Some(helper_file) = helper {
-        for name in ["ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"] {
-            if let Some(place) = set(name) {
-                checks.push(check(Verdict::Warn, "claude code settings", format!("{name}, set in {place}, wins over apiKeyHelper in {}: Claude Code sends it, not credd's token", helper_file.display()), Some(format!("unset {name} there"))));
-                found += 1;
-            }
-        }
+    let cwd = std::env::current_dir().ok();
+    let found =
+        crate::claude_env::overrides(&crate::claude_env::settings_by_precedence(cwd.as_deref()));
+    for o in &found {
+        checks.push(check(
+            Verdict::Warn,
+            "claude code settings",
+            format!("{}, set in {}, wins over {}", o.name, o.place, o.over),
+            Some(format!("unset {} there", o.name)),
+        ));
     }
-    if set("CLAUDE_CODE_USE_FOUNDRY").is_some() && set("IDENTITY_ENDPOINT").is_some() {
-        for name in ["ANTHROPIC_FOUNDRY_AUTH_TOKEN", "ANTHROPIC_FOUNDRY_API_KEY"] {
-            if let Some(place) = set(name) {
-                checks.push(check(Verdict::Warn, "claude code settings", format!("{name}, set in {place}, wins over DefaultAzureCredential: Claude Code sends it to Foundry and never asks credd's identity endpoint"), Some(format!("unset {name} there"))));
-                found += 1;
-            }
-        }
-    }
-    found
+    found.len()
 }
 
 /// `SOURCE` and `--format` of a `credd get SOURCE ...` command line, if it is one.

@@ -270,3 +270,132 @@ fn doctor_names_a_credential_that_wins_over_credds_and_where_it_is_set() {
     assert_eq!(code, 0, "{out}");
     assert!(warned(&checks).is_empty(), "{out}");
 }
+
+/// Where a variable is set, for the matrix below: Claude Code's settings scopes and its
+/// environment, each with what doctor calls it (None: the file's path).
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    Environment,
+    User,
+    Project,
+    Local,
+}
+
+#[test]
+fn doctor_names_each_overlapping_variable_in_each_scope_it_is_set() {
+    let credd = credd_tests::bin("credd").display().to_string();
+    let export = format!("{credd} get aws --format aws");
+    let helper = json!({"apiKeyHelper": format!("{credd} get gateway")});
+    let aws = |provider: &str| json!({"awsCredentialExport": export, "env": {provider: "1"}});
+    let foundry = json!({"env": {"CLAUDE_CODE_USE_FOUNDRY": "1", "IDENTITY_ENDPOINT": "http://127.0.0.1:47300/x"}});
+    // credd's settings in the user's file, and the variable that wins over them.
+    let cases: [(Value, &str, &str); 8] = [
+        (
+            helper.clone(),
+            "ANTHROPIC_AUTH_TOKEN",
+            "wins over apiKeyHelper",
+        ),
+        (helper, "ANTHROPIC_API_KEY", "wins over apiKeyHelper"),
+        (
+            aws("CLAUDE_CODE_USE_BEDROCK"),
+            "AWS_BEARER_TOKEN_BEDROCK",
+            "wins over awsCredentialExport",
+        ),
+        (
+            aws("CLAUDE_CODE_USE_MANTLE"),
+            "AWS_BEARER_TOKEN_BEDROCK",
+            "wins over awsCredentialExport",
+        ),
+        (
+            aws("CLAUDE_CODE_USE_ANTHROPIC_AWS"),
+            "ANTHROPIC_AWS_API_KEY",
+            "wins over awsCredentialExport",
+        ),
+        (
+            foundry.clone(),
+            "ANTHROPIC_FOUNDRY_AUTH_TOKEN",
+            "wins over DefaultAzureCredential",
+        ),
+        (
+            foundry,
+            "ANTHROPIC_FOUNDRY_API_KEY",
+            "wins over DefaultAzureCredential",
+        ),
+        // Claude Code picks Bedrock before Mantle, whatever credd set up.
+        (
+            aws("CLAUDE_CODE_USE_MANTLE"),
+            "CLAUDE_CODE_USE_BEDROCK",
+            "wins over CLAUDE_CODE_USE_MANTLE: Claude Code uses Amazon Bedrock",
+        ),
+    ];
+    let world = World::new();
+    let project = world.dir.path().join(".claude");
+    std::fs::create_dir_all(&project).unwrap();
+    for (credds, name, says) in cases {
+        for scope in [
+            Scope::Environment,
+            Scope::User,
+            Scope::Project,
+            Scope::Local,
+        ] {
+            let mut user = credds.clone();
+            let mut env = Vec::new();
+            let _ = std::fs::remove_file(project.join("settings.json"));
+            let _ = std::fs::remove_file(project.join("settings.local.json"));
+            let place = match scope {
+                Scope::Environment => {
+                    env.push((name, "stray-value"));
+                    "the environment Claude Code starts in".to_string()
+                }
+                Scope::User => {
+                    user["env"][name] = "stray-value".into();
+                    world
+                        .home
+                        .join(".claude/settings.json")
+                        .display()
+                        .to_string()
+                }
+                Scope::Project | Scope::Local => {
+                    let file = project.join(match scope {
+                        Scope::Project => "settings.json",
+                        _ => "settings.local.json",
+                    });
+                    std::fs::write(&file, json!({"env": {name: "stray-value"}}).to_string())
+                        .unwrap();
+                    file.display().to_string()
+                }
+            };
+            settings(&world, user);
+            let (_, checks, out) = doctor(&world, &env);
+            let wanted = format!("{name}, set in {place}, {says}");
+            assert!(
+                failing(&checks, "claude code settings")
+                    .iter()
+                    .any(|c| c["detail"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with(&wanted)),
+                "{scope:?}: wanted `{wanted}` in {out}"
+            );
+            assert!(!out.contains("stray-value"), "the value was printed");
+        }
+    }
+}
+
+#[test]
+fn setup_warns_of_a_variable_that_would_win_over_what_it_writes() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-doctor");
+    world.write_config(&exec_config("gateway", &cmd, "ttl = \"1h\""));
+    let mut setup = world.credd_command(&["setup", "claude-code", "gateway"]);
+    setup.env("ANTHROPIC_API_KEY", "sk-stray");
+    let out = setup.output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("Warning: ANTHROPIC_API_KEY, set in the environment Claude Code starts in, wins over apiKeyHelper"),
+        "{said}"
+    );
+    assert!(!said.contains("sk-stray"), "the value was printed");
+}

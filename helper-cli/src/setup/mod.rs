@@ -406,7 +406,7 @@ fn with_session_start_hook(old: &Map<String, Value>, credd: &str) -> Option<Valu
         group["hooks"].as_array().is_some_and(|list| {
             list.iter().any(|hook| {
                 hook["command"].as_str().is_some_and(|c| {
-                    settings_file::runs_credd(c) && c.ends_with(&format!(" {START_ARGS}"))
+                    crate::claude_env::runs_credd(c) && c.ends_with(&format!(" {START_ARGS}"))
                 })
             })
         })
@@ -775,6 +775,39 @@ fn gateway_exported(status: &StatusReport, source: &str) -> String {
     }
 }
 
+/// What would win over credd's settings once `new` is in the plan's settings file: Claude
+/// Code's other settings files (the project's, with `--project`) and this shell's environment,
+/// as doctor reads them. One warning each.
+fn overridden(plan: &Plan, new: &Map<String, Value>) -> Vec<String> {
+    let mut settings = crate::claude_env::settings_by_precedence(plan.project.as_deref());
+    let new = Value::Object(new.clone());
+    match settings
+        .iter_mut()
+        .find(|(path, _)| *path == plan.settings_path)
+    {
+        Some((_, old)) => *old = new,
+        // A new local settings file comes after the managed one; the user's, last.
+        None if plan.project.is_some() => {
+            let at = usize::from(
+                settings
+                    .first()
+                    .is_some_and(|(p, _)| *p == crate::claude_env::managed_settings_file()),
+            );
+            settings.insert(at, (plan.settings_path.clone(), new));
+        }
+        None => settings.push((plan.settings_path.clone(), new)),
+    }
+    crate::claude_env::overrides(&settings)
+        .into_iter()
+        .map(|o| {
+            format!(
+                "Warning: {}, set in {}, wins over {}; unset it there.",
+                o.name, o.place, o.over
+            )
+        })
+        .collect()
+}
+
 /// Plans and (unless `dry_run`) writes the settings; returns what to print.
 pub fn run(
     plan: &Plan,
@@ -822,6 +855,9 @@ pub fn run(
         _ => String::new(),
     };
     let new = merge(old.clone(), owned);
+    if plan.source.is_some() {
+        notes.extend(overridden(plan, &new));
+    }
     let changes = diff(&old, &new);
     let mut out = guarded + &tidied;
     let path = plan.settings_path.display();

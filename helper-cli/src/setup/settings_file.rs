@@ -115,21 +115,6 @@ pub fn merge(mut settings: Map<String, Value>, owned: Map<String, Value>) -> Map
     settings
 }
 
-/// Whether a hook's command is one credd writes: `/path/to/credd WORD...` with plain words
-/// (`get SOURCE --format aws`, `start`), so nothing in it can be a secret.
-pub fn runs_credd(command: &str) -> bool {
-    let mut words = command.split(' ');
-    words
-        .next()
-        .is_some_and(|program| program == "credd" || program.ends_with("/credd"))
-        && words.all(|word| {
-            !word.is_empty()
-                && word
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        })
-}
-
 /// `hooks` with every command that is not credd's shown as hidden.
 fn commands_hidden(hooks: &Value) -> Value {
     match hooks {
@@ -137,7 +122,9 @@ fn commands_hidden(hooks: &Value) -> Value {
             map.iter()
                 .map(|(key, value)| {
                     let value = match (key.as_str(), value.as_str()) {
-                        ("command", Some(command)) if !runs_credd(command) => json!("<hidden>"),
+                        ("command", Some(command)) if !crate::claude_env::runs_credd(command) => {
+                            json!("<hidden>")
+                        }
                         _ => commands_hidden(value),
                     };
                     (key.clone(), value)
@@ -210,7 +197,7 @@ fn shown(key: &str, value: &Value) -> String {
             key,
             "apiKeyHelper" | "awsCredentialExport" | "awsAuthRefresh" | "gcpAuthRefresh"
         );
-        return if hook && !runs_credd(text) {
+        return if hook && !crate::claude_env::runs_credd(text) {
             hidden()
         } else {
             value.to_string()
