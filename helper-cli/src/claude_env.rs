@@ -82,6 +82,16 @@ pub fn settings_by_precedence(project: Option<&Path>) -> Vec<(PathBuf, Value)> {
         .collect()
 }
 
+/// The value Claude Code started here would have for `name`: the first settings file of its
+/// order that sets it, else the environment.
+pub fn value_of(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
+    settings
+        .iter()
+        .find_map(|(_, s)| s["env"][name].as_str().filter(|v| !v.is_empty()))
+        .map(str::to_string)
+        .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
 /// A variable Claude Code takes before what credd gives it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Override {

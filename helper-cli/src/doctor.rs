@@ -147,6 +147,7 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
     if status.is_some() {
         settings_checks(&facts, &proxies, &mut checks);
     }
+    provider_checks(status.as_ref(), &mut checks);
     proxy_checks(&mut checks);
     checks
 }
@@ -241,6 +242,99 @@ fn overriding_checks(checks: &mut Vec<Check>) -> usize {
         ));
     }
     found.len()
+}
+
+/// What the provider Claude Code would use here needs besides a credential: Claude Platform on
+/// AWS its workspace, Claude on Google Cloud its project and workspace (unless a base URL
+/// names the whole place); and a route on credd's proxy socket that speaks that provider.
+fn provider_checks(status: Option<&credd_proto::StatusReport>, checks: &mut Vec<Check>) {
+    use credd_proto::claude_code as cc;
+    let cwd = std::env::current_dir().ok();
+    let settings = crate::claude_env::settings_by_precedence(cwd.as_deref());
+    let value = |name: &str| crate::claude_env::value_of(name, &settings);
+    let Some(provider) = cc::PROVIDERS
+        .into_iter()
+        .find(|p| value(p.selection).is_some())
+    else {
+        return;
+    };
+    let skipped = value(provider.skip_auth).is_some();
+    let base_url = value(provider.base_url);
+    let missing: Vec<&str> = match provider {
+        cc::ANTHROPIC_AWS if !skipped => ["ANTHROPIC_AWS_WORKSPACE_ID"]
+            .into_iter()
+            .filter(|v| value(v).is_none())
+            .collect(),
+        cc::ANTHROPIC_GOOGLE_CLOUD if base_url.is_none() => {
+            let mut missing = Vec::new();
+            if value("ANTHROPIC_GOOGLE_CLOUD_PROJECT").is_none()
+                && value("GOOGLE_CLOUD_PROJECT").is_none()
+            {
+                missing.push("ANTHROPIC_GOOGLE_CLOUD_PROJECT");
+            }
+            if value("ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID").is_none() {
+                missing.push("ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID");
+            }
+            missing
+        }
+        _ => Vec::new(),
+    };
+    for name in missing {
+        checks.push(check(
+            Verdict::Fail,
+            "claude code settings",
+            format!(
+                "{} is chosen, but {name} is not set: Claude Code cannot reach it",
+                provider.title
+            ),
+            Some(format!(
+                "run `credd setup claude-code SOURCE --provider {} --workspace ID`",
+                provider.name
+            )),
+        ));
+    }
+    let Some(source) = base_url
+        .as_deref()
+        .and_then(credd_proto::proxy_route::source_of_url)
+    else {
+        return;
+    };
+    let route = status.and_then(|status| {
+        status
+            .sources
+            .iter()
+            .find(|s| s.name == source)?
+            .endpoints
+            .iter()
+            .find(|e| e.kind == "proxy")
+    });
+    let speaks = route.and_then(|route| {
+        cc::PROVIDERS
+            .into_iter()
+            .find(|p| route.env.contains(&format!("{}=1", p.selection)))
+    });
+    match (route, speaks) {
+        (Some(_), Some(speaks)) if speaks == provider => {}
+        (None, _) if status.is_none() => {}
+        (route, speaks) => checks.push(check(
+            Verdict::Fail,
+            "claude code settings",
+            format!(
+                "{} sends Claude Code's {} requests to the proxy route of `{source}`, which {}",
+                provider.base_url,
+                provider.title,
+                match (route, speaks) {
+                    (None, _) => "the config does not define".to_string(),
+                    (Some(_), Some(other)) => format!("speaks {}", other.title),
+                    (Some(_), None) => "is a gateway's".to_string(),
+                }
+            ),
+            Some(format!(
+                "set `provider = \"{}\"` in the proxy table of `{source}`, or run `credd setup claude-code {source} --via proxy` again",
+                provider.name
+            )),
+        )),
+    }
 }
 
 /// `SOURCE` and `--format` of a `credd get SOURCE ...` command line, if it is one.

@@ -399,3 +399,61 @@ fn setup_warns_of_a_variable_that_would_win_over_what_it_writes() {
     );
     assert!(!said.contains("sk-stray"), "the value was printed");
 }
+
+#[test]
+fn doctor_checks_what_each_newer_provider_needs() {
+    let world = World::new();
+    let cmd = world.counting_command("gw", "tok-doctor");
+    world.write_config(&exec_config("gateway", &cmd, "proxy = {}"));
+    let _daemon = world.start_daemon();
+    let details = |checks: &[Value]| -> String {
+        failing(checks, "claude code settings")
+            .iter()
+            .map(|c| c["detail"].as_str().unwrap_or_default().to_string() + "\n")
+            .collect()
+    };
+    settings(
+        &world,
+        json!({"env": {"CLAUDE_CODE_USE_ANTHROPIC_AWS": "1", "AWS_REGION": "us-east-1"}}),
+    );
+    let (code, checks, out) = doctor(&world, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        details(&checks).contains(
+            "Claude Platform on AWS is chosen, but ANTHROPIC_AWS_WORKSPACE_ID is not set"
+        ),
+        "{out}"
+    );
+    // Through a proxy route the workspace is the proxy's business.
+    let (_, checks, out) = doctor(&world, &[("CLAUDE_CODE_SKIP_ANTHROPIC_AWS_AUTH", "1")]);
+    assert!(!details(&checks).contains("is chosen"), "{out}");
+
+    settings(
+        &world,
+        json!({"env": {"CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD": "1"}}),
+    );
+    let (_, checks, out) = doctor(&world, &[("GOOGLE_CLOUD_PROJECT", "p")]);
+    let said = details(&checks);
+    assert!(
+        said.contains("ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID is not set")
+            && !said.contains("ANTHROPIC_GOOGLE_CLOUD_PROJECT is not set"),
+        "{out}"
+    );
+
+    // Mantle's requests sent to a route that speaks another API.
+    settings(
+        &world,
+        json!({"env": {
+            "CLAUDE_CODE_USE_MANTLE": "1",
+            "ANTHROPIC_BEDROCK_MANTLE_BASE_URL": "http://gateway.credd.localhost:0",
+            "CLAUDE_CODE_SKIP_MANTLE_AUTH": "1",
+        }}),
+    );
+    let (_, checks, out) = doctor(&world, &[]);
+    assert!(
+        details(&checks).contains(
+            "ANTHROPIC_BEDROCK_MANTLE_BASE_URL sends Claude Code's Bedrock's Anthropic API (Mantle) requests to the proxy route of `gateway`, which is a gateway's"
+        ),
+        "{out}"
+    );
+}
