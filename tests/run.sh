@@ -2,9 +2,9 @@
 # Runs credd's whole test suite on a fresh machine.
 #
 # Installs the peers the end-to-end tests run against into target/peers (Claude Code,
-# oauth2-mock-server and oidc-provider from npm; moto's STS server, boto3, google-auth and
-# azure-identity from PyPI, in a virtualenv), builds the binaries, and runs every test in the
-# workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
+# oauth2-mock-server and oidc-provider from npm; moto's STS server, boto3, google-auth,
+# azure-identity and the MCP Python SDK from PyPI, in a virtualenv), builds the binaries,
+# and runs every test in the workspace. Nothing outside the checkout is touched except Debian packages (Node.js,
 # npm, python3-venv, systemd's tools, tinyproxy, openssl, a desktop to test against: Xvfb,
 # xdotool, zenity, D-Bus, dunst, gnome-keyring and secret-tool, Chromium and chromedriver for
 # the browser sign-in, and for forwards OpenSSH,
@@ -21,6 +21,7 @@ GOOGLE_AUTH_VERSION=2.62.2
 REQUESTS_VERSION=2.32.5
 AZURE_IDENTITY_VERSION=1.27.0
 BEDROCK_TOKEN_GENERATOR_VERSION=1.1.0
+MCP_VERSION=2.3.0
 OAUTH2_MOCK_SERVER_VERSION=9.3.0
 OIDC_PROVIDER_VERSION=9.13.3
 PEERS="$PWD/target/peers"
@@ -71,14 +72,15 @@ for tool in Xvfb xdotool zenity dbus-daemon dbus-send dunst dunstctl gnome-keyri
 done
 
 venv="$PEERS/venv"
-if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity, aws_bedrock_token_generator; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION'" 2>/dev/null; then
-    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION, google-auth $GOOGLE_AUTH_VERSION, azure-identity $AZURE_IDENTITY_VERSION and aws-bedrock-token-generator $BEDROCK_TOKEN_GENERATOR_VERSION from PyPI into $venv"
+if ! "$venv/bin/python" -c "import boto3, moto, google.auth, azure.identity, aws_bedrock_token_generator, importlib.metadata as m; assert moto.__version__ == '$MOTO_VERSION' and google.auth.__version__ == '$GOOGLE_AUTH_VERSION' and azure.identity.__version__ == '$AZURE_IDENTITY_VERSION' and m.version('mcp') == '$MCP_VERSION'" 2>/dev/null; then
+    step "installing moto[server] $MOTO_VERSION, boto3 $BOTO3_VERSION, google-auth $GOOGLE_AUTH_VERSION, azure-identity $AZURE_IDENTITY_VERSION, aws-bedrock-token-generator $BEDROCK_TOKEN_GENERATOR_VERSION and the MCP Python SDK (mcp) $MCP_VERSION from PyPI into $venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         "moto[server]==$MOTO_VERSION" "boto3==$BOTO3_VERSION" \
         "google-auth==$GOOGLE_AUTH_VERSION" "requests==$REQUESTS_VERSION" \
         "azure-identity==$AZURE_IDENTITY_VERSION" \
-        "aws-bedrock-token-generator==$BEDROCK_TOKEN_GENERATOR_VERSION"
+        "aws-bedrock-token-generator==$BEDROCK_TOKEN_GENERATOR_VERSION" \
+        "mcp==$MCP_VERSION"
 fi
 export CREDD_PEERS_VENV="$venv"
 

@@ -43,7 +43,16 @@ pub struct ForwardPlan {
 #[derive(Default)]
 struct Inner {
     entries: BTreeMap<SourceName, Entry>,
+    /// The MCP servers served through the proxy, by name.
+    mcp: BTreeMap<SourceName, McpEntry>,
     config_error: Option<String>,
+}
+
+/// An `[mcp.NAME]` route, served on its port with its source's slot.
+struct McpEntry {
+    spec: crate::config::McpSpec,
+    slot: Arc<Slot>,
+    endpoint: EndpointHandle,
 }
 
 struct Entry {
@@ -188,6 +197,39 @@ impl Registry {
         for name in old.keys() {
             tracing::info!(source = %name, "source removed");
         }
+        drop(old);
+        let mut old_mcp = std::mem::take(&mut inner.mcp);
+        for (server, spec) in config.mcp {
+            let Some(source) = inner.entries.get(&spec.source) else {
+                continue;
+            };
+            let kept = old_mcp
+                .remove(&server)
+                .filter(|e| e.spec == spec && Arc::ptr_eq(&e.slot, &source.slot));
+            let entry = match kept {
+                Some(entry) => entry,
+                None => {
+                    let Some(proxy) = endpoints::proxy::Proxy::for_mcp(
+                        &server,
+                        &spec,
+                        &source.spec,
+                        &source.slot,
+                    ) else {
+                        continue;
+                    };
+                    let port = spec
+                        .port
+                        .unwrap_or_else(|| endpoints::default_port("mcp", &server));
+                    tracing::info!(mcp = %server, source = %spec.source, "mcp server route added");
+                    McpEntry {
+                        slot: source.slot.clone(),
+                        endpoint: endpoints::serve(port, proxy).named(&server),
+                        spec,
+                    }
+                }
+            };
+            inner.mcp.insert(server, entry);
+        }
     }
 
     /// Other sources' credentials, for the sources that stand on them.
@@ -223,7 +265,8 @@ impl Registry {
 
     /// Every source's status, with its endpoints.
     pub fn statuses(&self) -> Vec<credd_proto::SourceStatus> {
-        self.read()
+        let inner = self.read();
+        inner
             .entries
             .values()
             .flat_map(|e| {
@@ -236,6 +279,13 @@ impl Registry {
                 status
                     .endpoints
                     .extend(e.endpoints.iter().map(EndpointHandle::status));
+                status.endpoints.extend(
+                    inner
+                        .mcp
+                        .values()
+                        .filter(|m| *m.spec.source == *status.name)
+                        .map(|m| m.endpoint.status()),
+                );
                 std::iter::once(status).chain(e.audiences.statuses())
             })
             .collect()

@@ -179,6 +179,17 @@ pub enum SetupTarget {
     /// (the previous file is kept under ~/.local/state/credd/backups/, and what changed is
     /// printed, secrets hidden).
     ClaudeCode(ClaudeCode),
+    /// Add MCP server NAME ([mcp.NAME] in the config) to Claude Code's user MCP servers
+    /// (~/.claude.json), pointed at credd's route for it: each of its requests gets the
+    /// source's current token, however long the session (the route's caller secret goes as a
+    /// header; the previous file is kept under ~/.local/state/credd/backups/).
+    Mcp {
+        /// The server's name in the config, and in Claude Code.
+        name: String,
+        /// Print what would change, without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Merge a forward's mounts and environment into DIR/.devcontainer/devcontainer.json,
     /// keeping every other key (the previous file is kept under
     /// ~/.local/state/credd/backups/, and what changed is printed).

@@ -269,6 +269,7 @@ mod tests {
             error: None,
             secret_file: Some(secret_file.display().to_string()),
             socket: None,
+            server: None,
         }
     }
 

@@ -160,6 +160,9 @@ fn run(command: Command) -> Result<String, Failure> {
             target: SetupTarget::ClaudeCode(args),
         } => setup::command(args),
         Command::Setup {
+            target: SetupTarget::Mcp { name, dry_run },
+        } => setup::mcp::command(&name, dry_run),
+        Command::Setup {
             target:
                 SetupTarget::Devcontainer {
                     forward,

@@ -314,6 +314,7 @@ mod tests {
                 error: Some("127.0.0.1:47001 is held by ANOTHER USER (uid 1001)".into()),
                 secret_file: None,
                 socket: None,
+                server: None,
             });
         assert_eq!(short(&report), "unused proxy-port PORT NOT HELD\n");
     }

@@ -67,6 +67,9 @@ _credd() {
             credd__subcmd__setup,devcontainer)
                 cmd="credd__subcmd__setup__subcmd__devcontainer"
                 ;;
+            credd__subcmd__setup,mcp)
+                cmd="credd__subcmd__setup__subcmd__mcp"
+                ;;
             *)
                 ;;
         esac
@@ -242,7 +245,7 @@ _credd() {
             return 0
             ;;
         credd__subcmd__setup)
-            opts="-h --help claude-code devcontainer"
+            opts="-h --help claude-code mcp devcontainer"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,6 +311,20 @@ _credd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__setup__subcmd__mcp)
+            opts="-h --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -355,6 +355,9 @@ pub struct EndpointStatus {
     /// only names the `Host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
+    /// The MCP server it stands for (`[mcp.NAME]`), for an endpoint of kind `mcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ mod keyring;
 mod layering;
 mod lifecycle;
 mod loopback_upstreams;
+mod mcp;
 mod network;
 mod notifications;
 mod oidc;

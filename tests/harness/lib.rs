@@ -162,6 +162,19 @@ pub fn claude_say_hi(world: &World, cwd: &std::path::Path, env: &[(&str, &str)])
     run_claude(world, cmd, cwd, env)
 }
 
+/// Runs `claude -p PROMPT ARGS...` (offline) in `world` with `env` added; returns stdout.
+pub fn claude_print(
+    world: &World,
+    cwd: &std::path::Path,
+    prompt: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let mut cmd = std::process::Command::new(claude_bin());
+    cmd.args(["-p", prompt]).args(args);
+    run_claude(world, cmd, cwd, env)
+}
+
 /// The same, started as a person's shell starts it: `~/.bashrc` read first (where `credd
 /// setup --shell-profile bash` puts `credd env`'s line), nothing else added to the environment.
 pub fn claude_say_hi_from_a_shell(world: &World, cwd: &std::path::Path) -> String {

@@ -45,6 +45,17 @@ struct Rules {
     workspace: Option<String>,
     /// Regions that answer 529.
     overloaded: Vec<String>,
+    /// A model that calls a tool: see [`ModelApi::call_tool`].
+    tool: Option<ToolScript>,
+}
+
+/// What the model does when a request offers it `name`: call it `calls` times, waiting `pause`
+/// before each call after the first, then say what the calls returned.
+#[derive(Clone)]
+struct ToolScript {
+    name: String,
+    calls: usize,
+    pause: std::time::Duration,
 }
 
 /// The reply text the stub streams.
@@ -81,6 +92,17 @@ impl ModelApi {
     /// Refuse every request without this `anthropic-workspace-id`.
     pub fn require_workspace(&self, workspace: &str) {
         self.rules.lock().unwrap().workspace = Some(workspace.to_string());
+    }
+
+    /// Be a model that, offered the tool `name` (`mcp__SERVER__TOOL`), calls it `calls` times,
+    /// each call after the first `pause` after the last one's result, and then answers
+    /// `results: ` and each call's result text, joined with `, `.
+    pub fn call_tool(&self, name: &str, calls: usize, pause: std::time::Duration) {
+        self.rules.lock().unwrap().tool = Some(ToolScript {
+            name: name.to_string(),
+            calls,
+            pause,
+        });
     }
 
     /// Answer 529 overloaded to every message request for `region`.
@@ -244,6 +266,11 @@ fn answer(
             serde_json::json!({"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}),
         );
     }
+    if let Some(script) = &rules.tool
+        && let Some(answer) = tool_script(script, request)
+    {
+        return answer;
+    }
     let rejected = reject_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
@@ -273,6 +300,60 @@ fn answer(
         );
     }
     Response::new(200, "text/event-stream", sse_message())
+}
+
+/// The scripted model's answer to a request that offers `script`'s tool: a call to it, or,
+/// once it was called enough, the results.
+fn tool_script(script: &ToolScript, request: &Request) -> Option<Response> {
+    let body: serde_json::Value = serde_json::from_slice(&request.body).ok()?;
+    let offered = body["tools"]
+        .as_array()?
+        .iter()
+        .any(|t| t["name"] == script.name.as_str());
+    if !offered {
+        return None;
+    }
+    // The text of every tool result in the conversation, in order.
+    let results: Vec<String> = body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .filter(|block| block["type"] == "tool_result")
+        .map(|block| match &block["content"] {
+            serde_json::Value::String(text) => text.clone(),
+            serde_json::Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p["text"].as_str())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        })
+        .collect();
+    let events = if results.len() < script.calls {
+        if !results.is_empty() {
+            std::thread::sleep(script.pause);
+        }
+        tool_use_events(&script.name, results.len())
+    } else {
+        let mut events = message_events().to_vec();
+        events[2].1["delta"]["text"] = format!("results: {}", results.join(", ")).into();
+        events
+    };
+    let sse: String = events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect();
+    Some(Response::new(200, "text/event-stream", sse))
+}
+
+/// A streamed assistant message that calls `tool` (its `n`th call), with no arguments.
+fn tool_use_events(tool: &str, n: usize) -> Vec<(&'static str, serde_json::Value)> {
+    let mut events = message_events().to_vec();
+    events[1].1 = serde_json::json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":format!("toolu_credd{n}"),"name":tool,"input":{}}});
+    events[2].1 = serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{}"}});
+    events[4].1["delta"]["stop_reason"] = "tool_use".into();
+    events
 }
 
 /// One streamed assistant message, as the Messages API sends it.

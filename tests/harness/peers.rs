@@ -285,3 +285,57 @@ impl Drop for Tinyproxy {
         let _ = self.child.wait();
     }
 }
+
+/// A remote MCP server made with the official MCP Python SDK (`tests/peers/mcp_server.py`):
+/// streamable HTTP on 127.0.0.1, taking only the tokens written to its issued file, each until
+/// its expiry, and recording which token served each call of its `count` tool.
+pub struct McpServer {
+    child: Child,
+    pub port: u16,
+    calls: PathBuf,
+}
+
+impl McpServer {
+    /// Starts it, trusting the tokens listed in `issued` (`TOKEN EXPIRES_AT_UNIX` lines).
+    pub fn start(issued: &std::path::Path, dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let calls = dir.join("mcp-calls");
+        let script = workspace_root().join("tests/peers/mcp_server.py");
+        let child = Command::new(python())
+            .arg(&script)
+            .arg(port.to_string())
+            .arg(issued)
+            .arg(&calls)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("mcp-server.log")).unwrap())
+            .spawn()
+            .expect("start the MCP server (the `mcp` package in the peers' venv)");
+        let server = McpServer { child, port, calls };
+        wait_for_port(port, Duration::from_secs(30), "the MCP server");
+        server
+    }
+
+    /// Its endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Each call of `count`: the token that served it and when (unix seconds).
+    pub fn calls(&self) -> Vec<(String, f64)> {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split(' ').skip(1);
+                Some((words.next()?.to_string(), words.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -39,6 +39,30 @@ pub struct Config {
     /// Scoped views of the daemon for containers and remotes (see `forwards`).
     #[serde(default)]
     pub forwards: BTreeMap<SourceName, ForwardSpec>,
+    /// Remote MCP servers served through the proxy with a source's token (see
+    /// `endpoints::proxy`).
+    #[serde(default)]
+    pub mcp: BTreeMap<SourceName, McpSpec>,
+}
+
+/// An `[mcp.NAME]` table: a remote MCP server (streamable HTTP) that Claude Code reaches on
+/// a port of this machine, each request with the source's current token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    /// The source whose token goes with each request, as `Authorization: Bearer`.
+    pub source: SourceName,
+    /// The server's MCP endpoint (`https://mcp.example.com/mcp`): only that path is served.
+    pub url: String,
+    /// The port on 127.0.0.1; by default one derived from the server's name.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// How long either side may stay silent (an event stream, between its events).
+    #[serde(
+        default = "crate::sources::spec::default_proxy_timeout",
+        deserialize_with = "crate::sources::spec::duration"
+    )]
+    pub timeout: std::time::Duration,
 }
 
 /// A `[forwards.NAME]` table: which sources the forward's sockets serve, and to whom.
@@ -59,6 +83,7 @@ impl Default for Config {
             notifications: true,
             sources: BTreeMap::new(),
             forwards: BTreeMap::new(),
+            mcp: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +174,31 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
                     ));
                 }
             }
+        }
+    }
+    for (name, mcp) in &config.mcp {
+        let table = text.find(&format!("[mcp.{name}]")).unwrap_or(0);
+        let refuse = |problem: String| Err(at(table, format!("mcp server `{name}`: {problem}")));
+        match config.sources.get(&mcp.source) {
+            None => {
+                return refuse(format!(
+                    "its source `{}` is not defined in the config",
+                    mcp.source
+                ));
+            }
+            Some(SourceSpec::Aws(_)) => {
+                return refuse(format!(
+                    "its source `{}` holds AWS credentials; an MCP server takes a token",
+                    mcp.source
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Err(problem) = crate::sources::spec::check_upstream(&mcp.url, "`url`") {
+            return refuse(problem);
+        }
+        if mcp.timeout.is_zero() {
+            return refuse("`timeout` must be longer than zero".into());
         }
     }
     for (name, forward) in &config.forwards {
@@ -491,5 +541,37 @@ timeout = "30s"
         ] {
             parse_str(&format!("{source}{table}\n")).unwrap_or_else(|e| panic!("{table}: {e}"));
         }
+    }
+
+    #[test]
+    fn an_mcp_server_names_a_source_with_a_token_and_an_https_url() {
+        let sources = "[sources.t]\nkind = \"exec\"\ncommand = [\"a\"]\n[sources.a]\nkind = \"aws\"\nprofile = \"p\"\n";
+        for (table, why) in [
+            (
+                "source = \"nope\"\nurl = \"https://mcp.example.com/mcp\"",
+                "not defined",
+            ),
+            (
+                "source = \"a\"\nurl = \"https://mcp.example.com/mcp\"",
+                "holds AWS credentials",
+            ),
+            (
+                "source = \"t\"\nurl = \"http://mcp.example.com/mcp\"",
+                "https://",
+            ),
+            (
+                "source = \"t\"\nurl = \"https://mcp.example.com/mcp?k=v\"",
+                "without a query",
+            ),
+            ("source = \"t\"", "missing field `url`"),
+        ] {
+            let err = parse_str(&format!("{sources}[mcp.m]\n{table}\n")).unwrap_err();
+            assert!(err.message.contains(why), "{table}: {err}");
+        }
+        let c = parse_str(&format!(
+            "{sources}[mcp.m]\nsource = \"t\"\nurl = \"https://mcp.example.com/mcp\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.mcp["m"].port, None);
     }
 }

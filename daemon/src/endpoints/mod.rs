@@ -152,6 +152,8 @@ pub struct EndpointHandle {
     env: Vec<String>,
     error: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
+    /// The MCP server it stands for, if one.
+    server: Option<String>,
 }
 
 impl Drop for EndpointHandle {
@@ -175,7 +177,14 @@ impl EndpointHandle {
                 .secret()
                 .map(|s| s.file().display().to_string()),
             socket: None,
+            server: self.server.clone(),
         }
+    }
+
+    /// The handle of an endpoint that stands for MCP server `server`.
+    pub fn named(mut self, server: &crate::source_name::SourceName) -> Self {
+        self.server = Some(server.to_string());
+        self
     }
 }
 
@@ -201,6 +210,7 @@ pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
         env: endpoint.env_lines(port),
         error,
         task,
+        server: None,
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use settings_file::{diff, merge, move_old_backup, read_settings, write_settings};
 
 mod git;
+pub mod mcp;
 mod profile;
 pub(crate) mod settings_file;
 
@@ -377,11 +378,15 @@ fn tcp_caller_secret(status: &StatusReport, source: &str) -> Result<String, Stri
         .ok_or_else(|| {
             format!("the proxy of `{source}` has no caller secret yet; see `credd status`")
         })?;
-    // A daemon that has just started may not have taken the proxy's port (and made its
-    // secret) yet: a few seconds' grace.
+    wait_for_secret(&secret_file)
+}
+
+/// The caller secret in `secret_file`. A daemon that has just started may not have taken the
+/// port (and made its secret) yet: a few seconds' grace.
+fn wait_for_secret(secret_file: &str) -> Result<String, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match std::fs::read_to_string(&secret_file) {
+        match std::fs::read_to_string(secret_file) {
             Ok(secret) => return Ok(secret),
             Err(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(50));

@@ -264,7 +264,7 @@ pub(crate) fn default_timeout() -> Duration {
 }
 
 /// A humantime duration (`"90s"`, `"1h"`), for the specs' `deserialize_with`.
-pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(

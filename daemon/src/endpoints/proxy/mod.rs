@@ -86,6 +86,7 @@ pub struct Proxy {
 fn refused(refusal: Refusal) -> EndpointResponse {
     match refusal {
         Refusal::BadRequest(message) => EndpointResponse::error(400, message),
+        Refusal::NotFound => EndpointResponse::error(404, "this route serves one MCP endpoint"),
         Refusal::Internal(message) => EndpointResponse::error(500, message),
     }
 }
@@ -95,19 +96,57 @@ impl Proxy {
     pub fn start(name: &SourceName, spec: &SourceSpec, slot: &Arc<Slot>) -> Option<Arc<Proxy>> {
         let route = Route::of(spec)?;
         let timeout = spec.proxy()?.timeout;
-        let http = match crate::net::streaming_http_client(spec.ca_bundle(), CONNECT_TIMEOUT) {
+        Self::new(
+            name,
+            route,
+            timeout,
+            spec.ca_bundle(),
+            slot,
+            format!("proxy-{name}"),
+        )
+    }
+
+    /// The route to MCP server `server` (`[mcp.NAME]`), with the token of `slot`'s source.
+    pub fn for_mcp(
+        server: &SourceName,
+        spec: &crate::config::McpSpec,
+        source: &SourceSpec,
+        slot: &Arc<Slot>,
+    ) -> Option<Arc<Proxy>> {
+        let route = Route::mcp(&spec.url)?;
+        let name = &spec.source;
+        let proxy = Self::new(
+            name,
+            route,
+            spec.timeout,
+            source.ca_bundle(),
+            slot,
+            format!("mcp-{server}"),
+        )?;
+        Some(proxy)
+    }
+
+    fn new(
+        source: &SourceName,
+        route: Route,
+        timeout: Duration,
+        ca_bundle: Option<&std::path::Path>,
+        slot: &Arc<Slot>,
+        secret_name: String,
+    ) -> Option<Arc<Proxy>> {
+        let http = match crate::net::streaming_http_client(ca_bundle, CONNECT_TIMEOUT) {
             Ok(http) => http,
             Err(e) => {
-                tracing::error!(source = %name, "the proxy cannot start: {e}");
+                tracing::error!(source = %source, "the proxy cannot start: {e}");
                 return None;
             }
         };
         Some(Arc::new(Proxy {
             slot: slot.clone(),
-            source: name.clone(),
+            source: source.clone(),
             route,
             secret: EndpointSecret::stable(
-                credd_proto::paths::state_dir().join(format!("proxy-{name}.secret")),
+                credd_proto::paths::state_dir().join(format!("{secret_name}.secret")),
             ),
             http,
             timeout,
@@ -236,21 +275,32 @@ impl Proxy {
             error: None,
             secret_file: None,
             socket: Some(socket.display().to_string()),
+            server: None,
         }
     }
 }
 
 impl Endpoint for Proxy {
     fn kind(&self) -> &'static str {
-        "proxy-port"
+        match self.route {
+            Route::Mcp { .. } => "mcp",
+            _ => "proxy-port",
+        }
     }
 
+    /// An MCP route's whole endpoint, else the base URL.
     fn url(&self, port: u16) -> String {
-        format!("http://127.0.0.1:{port}")
+        match &self.route {
+            Route::Mcp { path, .. } => format!("http://127.0.0.1:{port}{path}"),
+            _ => format!("http://127.0.0.1:{port}"),
+        }
     }
 
     fn env_lines(&self, port: u16) -> Vec<String> {
-        let mut lines = self.route.env_lines(&self.url(port));
+        if let Route::Mcp { .. } = self.route {
+            return Vec::new();
+        }
+        let mut lines = self.route.env_lines(&format!("http://127.0.0.1:{port}"));
         lines.push(format!(
             "ANTHROPIC_CUSTOM_HEADERS=\"X-Credd-Proxy-Secret: $(cat '{}')\"",
             self.secret.file().display()

@@ -54,6 +54,9 @@ pub enum Route {
     },
     /// An AWS model API, SigV4-signed with the cached AWS credentials.
     Aws(AwsRoute),
+    /// A remote MCP server: `Authorization: Bearer`, to its one endpoint (`origin` + `path`),
+    /// nothing else of its host.
+    Mcp { origin: String, path: String },
 }
 
 /// The AWS model APIs: each one's SigV4 service and regional host.
@@ -143,6 +146,15 @@ pub struct Outgoing<'a> {
 }
 
 impl Route {
+    /// The route to the MCP server whose endpoint is `url` (checked when the config was read).
+    pub fn mcp(url: &str) -> Option<Route> {
+        let url = reqwest::Url::parse(url).ok()?;
+        Some(Route::Mcp {
+            origin: url.origin().ascii_serialization(),
+            path: url.path().to_string(),
+        })
+    }
+
     /// The route a source's table asks for; `None` when it has no `proxy` table. The table was
     /// checked when the config was read (an `entra` proxy names its upstream, a workspace
     /// route its workspace).
@@ -213,6 +225,16 @@ impl Route {
                 url: url(upstream),
                 region: None,
             },
+            Route::Mcp { origin, path } => {
+                let asked = path_and_query.split('?').next().unwrap_or_default();
+                if asked != path {
+                    return Err(Refusal::NotFound);
+                }
+                Target {
+                    url: url(origin),
+                    region: None,
+                }
+            }
             Route::Vertex { upstream, .. } => {
                 let location = vertex_location(path_and_query);
                 let base = match (upstream, location) {
@@ -278,7 +300,10 @@ impl Route {
                     region: Some(next.clone()),
                 })
             }
-            Route::Gateway { .. } | Route::Foundry { .. } | Route::GoogleCloud { .. } => None,
+            Route::Gateway { .. }
+            | Route::Foundry { .. }
+            | Route::GoogleCloud { .. }
+            | Route::Mcp { .. } => None,
         }
     }
 
@@ -290,6 +315,7 @@ impl Route {
                 upstream.clone().unwrap_or_else(|| VERTEX_GLOBAL.into())
             }
             Route::GoogleCloud { upstream, .. } => upstream.clone(),
+            Route::Mcp { origin, .. } => origin.clone(),
             Route::Aws(aws) => match &aws.upstream {
                 Some(upstream) => upstream.clone(),
                 None => aws.api.base(
@@ -342,7 +368,10 @@ impl Route {
     ) -> Result<(), Refusal> {
         let headers = &mut request.headers;
         let aws = match self {
-            Route::Foundry { .. } | Route::Vertex { .. } | Route::GoogleCloud { .. } => {
+            Route::Foundry { .. }
+            | Route::Vertex { .. }
+            | Route::GoogleCloud { .. }
+            | Route::Mcp { .. } => {
                 return insert(
                     headers,
                     AUTHORIZATION,
@@ -427,6 +456,8 @@ impl Route {
             Route::Vertex { .. } => provider(cc::VERTEX, &format!("{base}/v1")),
             Route::GoogleCloud { .. } => provider(cc::ANTHROPIC_GOOGLE_CLOUD, base),
             Route::Foundry { .. } => provider(cc::FOUNDRY, base),
+            // Claude Code's MCP entry names it (`setup mcp`); no environment does.
+            Route::Mcp { .. } => Vec::new(),
             // Claude Code will not start without some key: a placeholder, which the proxy
             // replaces (it is no secret).
             Route::Gateway { .. } => vec![
@@ -482,6 +513,8 @@ fn is_project_id(project: &str) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
     BadRequest(&'static str),
+    /// A path the route does not serve.
+    NotFound,
     Internal(String),
 }
 

@@ -1,0 +1,101 @@
+//! `credd setup mcp SERVER`: points Claude Code at a remote MCP server through credd's proxy
+//! route for it (`[mcp.NAME]`), so that every request carries the source's current token, not
+//! the one a `headersHelper` printed when the session started.
+//!
+//! The server goes where `claude mcp add --scope user` puts it: `mcpServers` in Claude Code's
+//! `.claude.json` (in `CLAUDE_CONFIG_DIR`, else the home directory), as an `http` server on the
+//! route's port, with the route's caller secret as a header. Every other key is kept; the old
+//! file is backed up and the new one written atomically with mode 0600.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::settings_file::{read_settings, refuse_links, write_settings};
+use crate::Failure;
+
+/// Claude Code's global config file, where user-scoped MCP servers live.
+fn claude_json() -> Result<PathBuf, String> {
+    std::env::var_os("CLAUDE_CONFIG_DIR")
+        .filter(|d| !d.is_empty())
+        .or_else(|| std::env::var_os("HOME"))
+        .map(|dir| PathBuf::from(dir).join(".claude.json"))
+        .ok_or_else(|| "HOME is not set".to_string())
+}
+
+/// Writes (or, with `dry_run`, shows) the entry for MCP server `server`; what to print.
+pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
+    use credd_proto::{Request, Response};
+    let status = match crate::ask(Request::Status, true)? {
+        Response::Status(status) => status,
+        other => return Err(crate::unexpected(other)),
+    };
+    let endpoint = status
+        .sources
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "the config defines no MCP server `{server}`; add [mcp.{server}] with its `source` and `url` (see docs/claude-code.md)"
+            ))
+        })?;
+    if let Some(error) = &endpoint.error {
+        return Err(Failure::usage(format!(
+            "the route of MCP server `{server}` is not served: {error}"
+        )));
+    }
+    let secret_file = endpoint.secret_file.as_deref().ok_or_else(|| {
+        Failure::usage(format!(
+            "the route of MCP server `{server}` has no caller secret"
+        ))
+    })?;
+    let secret = super::wait_for_secret(secret_file).map_err(Failure::usage)?;
+    let path = claude_json().map_err(Failure::usage)?;
+    refuse_links(&path, false).map_err(Failure::usage)?;
+    let old = read_settings(&path).map_err(Failure::usage)?;
+    let entry = json!({
+        "type": "http",
+        "url": endpoint.url,
+        "headers": { credd_proto::PROXY_SECRET_HEADER: secret.trim() },
+    });
+    let mut servers = old
+        .get("mcpServers")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let was = servers.insert(server.to_string(), entry.clone());
+    let shown = format!(
+        "{{\"type\": \"http\", \"url\": \"{}\", \"headers\": {{\"{}\": \"<hidden>\"}}}}",
+        endpoint.url,
+        credd_proto::PROXY_SECRET_HEADER
+    );
+    if was.as_ref() == Some(&entry) {
+        return Ok(format!(
+            "{} already has MCP server `{server}` through credd; nothing to do\n",
+            path.display()
+        ));
+    }
+    let verb = match (dry_run, was.is_some()) {
+        (true, _) => "Would set",
+        (false, true) => "Replaced",
+        (false, false) => "Added",
+    };
+    let mut out = format!(
+        "{verb} mcpServers.{server} in {}:\n  {shown}\n",
+        path.display()
+    );
+    if dry_run {
+        return Ok(out);
+    }
+    let mut new: Map<String, Value> = old;
+    new.insert("mcpServers".into(), Value::Object(servers));
+    if let Some(backup) = write_settings(&path, &new).map_err(Failure::usage)? {
+        out += &format!(
+            "The previous file is in {}; restore it to undo.\n",
+            backup.display()
+        );
+    }
+    out += "Claude Code rewrites this file while it runs: start a new session to use the server.\n";
+    Ok(out)
+}

@@ -1,0 +1,156 @@
+//! A remote MCP server through credd's proxy: the real Claude Code, set up by `credd setup
+//! mcp`, calls a tool of a server made with the official MCP Python SDK before and after the
+//! token it was started with expires, and each call carries the source's current token.
+
+use std::time::Duration;
+
+use credd_tests::World;
+use credd_tests::model_api::ModelApi;
+use credd_tests::peers::McpServer;
+
+use crate::exec_config;
+
+/// How long each token the issuer mints lives.
+const LIFETIME_SECS: u64 = 6;
+
+/// A world whose source `mcp-auth` runs a command that mints a new token on every run, valid
+/// for [`LIFETIME_SECS`], and writes it to the issued file the MCP server trusts; and whose
+/// `[mcp.tools]` is `server`'s route on `port`.
+fn issuing_world() -> (World, std::path::PathBuf, McpServer, u16) {
+    let world = World::new();
+    let issued = world.path("issued");
+    std::fs::write(&issued, "").unwrap();
+    let counter = world.path("minted");
+    let mint = world.script(
+        "mint.sh",
+        &format!(
+            "n=$(( $(cat '{counter}' 2>/dev/null || echo 0) + 1 ))\n\
+             echo $n > '{counter}'\n\
+             token=\"mcp-token-$n-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\"\n\
+             expires=$(( $(date +%s) + {LIFETIME_SECS} ))\n\
+             echo \"$token $expires\" >> '{issued}'\n\
+             printf '{{\"token\":\"%s\",\"expires_at\":\"%s\"}}' \"$token\" \"$(date -u -d \"@$expires\" +%Y-%m-%dT%H:%M:%SZ)\"\n",
+            counter = counter.display(),
+            issued = issued.display(),
+        ),
+    );
+    let mcp = McpServer::start(&issued, world.dir.path());
+    let port = credd_tests::peers::free_port();
+    world.write_config(&format!(
+        "{}\n[mcp.tools]\nsource = \"mcp-auth\"\nurl = \"{}\"\nport = {port}\n",
+        exec_config("mcp-auth", &[mint.display().to_string()], ""),
+        mcp.url()
+    ));
+    (world, issued, mcp, port)
+}
+
+/// The expiry the issued file gives `token`.
+fn expiry_of(issued: &std::path::Path, token: &str) -> f64 {
+    std::fs::read_to_string(issued)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{token} ")))
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| panic!("{token} was never issued"))
+}
+
+#[test]
+fn claude_code_calls_an_mcp_tool_before_and_after_its_token_expires() {
+    let (world, issued, mcp, port) = issuing_world();
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["setup", "mcp", "tools"]).ok().to_string();
+    assert!(out.contains("<hidden>"), "{out}");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.home.join(".claude.json")).unwrap())
+            .unwrap();
+    let entry = &written["mcpServers"]["tools"];
+    assert_eq!(entry["type"], "http", "{written}");
+    assert_eq!(entry["url"], format!("http://127.0.0.1:{port}/mcp"));
+    let secret = entry["headers"][credd_proto::PROXY_SECRET_HEADER]
+        .as_str()
+        .unwrap();
+    assert!(!out.contains(secret), "setup printed the caller secret");
+
+    // A model that calls the tool, then again once the first call's token has expired.
+    let model = ModelApi::start();
+    model.call_tool(
+        "mcp__tools__count",
+        2,
+        Duration::from_secs(LIFETIME_SECS + 1),
+    );
+    let reply = credd_tests::claude_print(
+        &world,
+        world.dir.path(),
+        "count twice",
+        &["--allowedTools", "mcp__tools__count"],
+        &[
+            ("ANTHROPIC_BASE_URL", &model.url()),
+            ("ANTHROPIC_API_KEY", "sk-model-stub"),
+            // Offered directly: the stub model does not search for tools.
+            ("ENABLE_TOOL_SEARCH", "false"),
+        ],
+    );
+    // What each call returned, in order, as the model saw it.
+    let (one, two) = (reply.find("call 1"), reply.find("call 2"));
+    assert!(one.is_some() && one < two, "{reply}");
+    let calls = mcp.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let (first, second) = (&calls[0], &calls[1]);
+    assert_ne!(
+        first.0, second.0,
+        "the second call went with the first token"
+    );
+    assert!(
+        expiry_of(&issued, &first.0) <= second.1,
+        "the first token had not expired by the second call: nothing was proven"
+    );
+    // Claude Code itself never held a token.
+    let config = std::fs::read_to_string(world.home.join(".claude.json")).unwrap();
+    assert!(
+        !config.contains("mcp-token-"),
+        "a token reached Claude Code's config"
+    );
+}
+
+#[test]
+fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret() {
+    let (world, _issued, _mcp, port) = issuing_world();
+    let _daemon = world.start_daemon();
+    credd_tests::peers::wait_for_port(port, Duration::from_secs(10), "the MCP route");
+    let url = format!("http://127.0.0.1:{port}");
+    let secret = std::fs::read_to_string(
+        world.source_status("mcp-auth")["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "mcp")
+            .unwrap()["secret_file"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let request = |path: &str, secret: Option<&str>| {
+        let secret = secret
+            .map(|s| format!("X-Credd-Proxy-Secret: {}\r\n", s.trim()))
+            .unwrap_or_default();
+        crate::proxy::raw_request(
+            &url,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{secret}Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        )
+        .0
+    };
+    assert_eq!(request("/mcp", None), 401, "no caller secret");
+    assert_eq!(request("/.well-known/other", Some(&secret)), 404);
+    assert_eq!(request("/", Some(&secret)), 404);
+    // The endpoint itself: the SDK answers the empty body, having taken the token.
+    assert_eq!(request("/mcp", Some(&secret)), 400);
+    assert_eq!(
+        std::fs::read_to_string(world.path("minted"))
+            .unwrap()
+            .trim(),
+        "1",
+        "one token minted"
+    );
+}
