@@ -248,10 +248,15 @@ impl Registry {
             .map(str::to_string)
     }
 
-    /// The slot of source `name`, or of its ID tokens for `audience`.
+    /// The slot of source `name` (or of the source MCP server `name` names), or of its ID
+    /// tokens for `audience`.
     pub fn lookup(&self, name: &str, audience: Option<&str>) -> Lookup {
         let inner = self.read();
-        match (inner.entries.get(name), audience) {
+        let entry = inner.entries.get(name).or_else(|| {
+            let server = inner.mcp.get(name)?;
+            inner.entries.get(&server.spec.source)
+        });
+        match (entry, audience) {
             (Some(entry), None) => Lookup::Found(entry.slot.clone()),
             (Some(entry), Some(audience)) => match entry.audiences.slot(audience) {
                 Ok(slot) => Lookup::Found(slot),

@@ -35,8 +35,10 @@ pub enum Command {
     },
     /// Print a credential for SOURCE (starting credd-daemon if none is running).
     Get {
-        /// The source's name in the config ([sources.NAME]).
-        source: String,
+        /// The source's name in the config ([sources.NAME]), or an MCP server's ([mcp.NAME]),
+        /// which names its source. As an MCP server's headersHelper it may be left out:
+        /// Claude Code names the server in CLAUDE_CODE_MCP_SERVER_NAME.
+        source: Option<String>,
         /// How to print it.
         #[arg(long, short, value_enum, default_value = "token")]
         format: Format,

@@ -96,6 +96,18 @@ fn run(command: Command) -> Result<String, Failure> {
             header,
             header_prefix,
         } => {
+            let source = source
+                .or_else(|| {
+                    std::env::var(credd_proto::claude_code::MCP_SERVER_ENV)
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "name the SOURCE (or run as an MCP server's headersHelper, which sets {})",
+                        credd_proto::claude_code::MCP_SERVER_ENV
+                    ))
+                })?;
             if format == output::Format::BedrockApiKey {
                 return match ask(
                     Request::BedrockApiKey {

@@ -22,6 +22,10 @@ pub const ENTRYPOINT_ENV: &str = "CLAUDE_CODE_ENTRYPOINT";
 /// waiting to sign in.
 pub const HELPER_CONTEXT_ENV: &str = "CLAUDE_HELPER_CONTEXT";
 
+/// Set by Claude Code for an MCP server's `headersHelper`: the server's name (and
+/// `CLAUDE_CODE_MCP_SERVER_URL` its URL).
+pub const MCP_SERVER_ENV: &str = "CLAUDE_CODE_MCP_SERVER_NAME";
+
 /// What Claude Code takes only from the environment it starts in once `ANTHROPIC_UNIX_SOCKET`
 /// is set there: the socket itself (never read from settings), and the first-party route's
 /// base URL and key, which it then drops from every settings file (so that no project's

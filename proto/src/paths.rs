@@ -33,6 +33,11 @@ fn default_socket_dir() -> PathBuf {
     if let Some(runtime) = dirs.as_ref().and_then(|d| d.runtime_dir()) {
         return runtime.join("credd");
     }
+    // Without XDG_RUNTIME_DIR (a cron job, a helper run with a cleared environment), the
+    // directory systemd-logind makes for it, when it is this user's alone.
+    if let Some(runtime) = login_runtime_dir() {
+        return runtime.join("credd");
+    }
 
     // The user's own state directory, not a shared one, when its path fits in a socket address.
     if let Some(state) = dirs.as_ref().and_then(|d| d.state_dir())
@@ -42,6 +47,20 @@ fn default_socket_dir() -> PathBuf {
         return state.join("credd");
     }
     std::env::temp_dir().join(format!("credd-{}", effective_uid()))
+}
+
+/// `/run/user/UID`, when it is a directory of this user's that no one else may enter.
+#[cfg(target_os = "linux")]
+fn login_runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = PathBuf::from(format!("/run/user/{}", effective_uid()));
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == effective_uid() && meta.mode() & 0o077 == 0).then_some(dir)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn login_runtime_dir() -> Option<PathBuf> {
+    None
 }
 
 #[cfg(not(unix))]

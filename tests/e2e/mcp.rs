@@ -154,3 +154,33 @@ fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret
         "one token minted"
     );
 }
+
+#[test]
+fn as_a_headers_helper_credd_finds_the_source_by_the_servers_name() {
+    let (world, _issued, _mcp, _port) = issuing_world();
+    let _daemon = world.start_daemon();
+    // As Claude Code runs an MCP server's headersHelper: no SOURCE, the server's name and URL
+    // in the environment.
+    let out = world
+        .credd_command(&["get", "--format", "headers"])
+        .env("CLAUDE_CODE_MCP_SERVER_NAME", "tools")
+        .env("CLAUDE_CODE_MCP_SERVER_URL", "https://mcp.example.com/mcp")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let headers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        headers["Authorization"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("Bearer mcp-token-1-")),
+        "the source of [mcp.tools] was not asked"
+    );
+    // Neither a SOURCE nor a server: a clear refusal.
+    let out = world.credd(&["get"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CLAUDE_CODE_MCP_SERVER_NAME"),
+        "{}",
+        out.stderr
+    );
+}
