@@ -181,6 +181,25 @@ fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
+/// What Claude Code takes from an `apiKeyHelper`: at most this many characters.
+pub const API_KEY_HELPER_MAX: usize = 16_384;
+
+/// Why Claude Code would refuse `token` from its `apiKeyHelper`, if it would: more than
+/// [`API_KEY_HELPER_MAX`] characters, or any that is not printable ASCII (whitespace
+/// included). Said without the token.
+pub fn api_key_helper_refusal(token: &str) -> Option<String> {
+    if token.len() > API_KEY_HELPER_MAX {
+        return Some(format!(
+            "the token is {} characters long, and Claude Code takes at most {API_KEY_HELPER_MAX} from apiKeyHelper",
+            token.len()
+        ));
+    }
+    token
+        .bytes()
+        .position(|b| !b.is_ascii_graphic())
+        .map(|at| format!("the token has a space, control or non-ASCII character at {at}, which Claude Code refuses from apiKeyHelper"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +259,21 @@ mod tests {
         .unwrap();
         assert_eq!(out["Version"], 1);
         assert_eq!(out["Expiration"], "1970-01-01T01:00:00Z");
+    }
+
+    #[test]
+    fn claude_codes_limits_on_a_helpers_token_are_told_without_the_token() {
+        assert_eq!(api_key_helper_refusal("sk-ant-api03-abc_DEF-123"), None);
+        assert_eq!(
+            api_key_helper_refusal(&"a".repeat(API_KEY_HELPER_MAX)),
+            None
+        );
+        let long = api_key_helper_refusal(&"s".repeat(API_KEY_HELPER_MAX + 1)).unwrap();
+        assert!(long.contains("16385 characters"), "{long}");
+        for bad in ["zqx zqx", "zqx\tzqx", "zqxé", "zqx\u{7f}"] {
+            let said = api_key_helper_refusal(bad).unwrap();
+            assert!(!said.contains("zqx"), "{said}");
+        }
     }
 
     #[test]

@@ -186,3 +186,25 @@ fn setup_writes_the_status_line_but_never_replaces_ones_own() {
     let kept: Value = serde_json::from_str(&std::fs::read_to_string(&settings).unwrap()).unwrap();
     assert_eq!(kept, own);
 }
+
+#[test]
+fn a_token_claude_code_would_refuse_from_its_api_key_helper_is_refused_with_why() {
+    let long = "k".repeat(16_385);
+    let world = crate::gateway_world(&long);
+    // Claude Code sets its entrypoint for everything it runs.
+    let out = world
+        .credd_command(&["get", "gateway"])
+        .env("CLAUDE_CODE_ENTRYPOINT", "cli")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("16385 characters") && stderr.contains("at most 16384"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("kkkk"), "the token reached the message");
+    assert!(out.stdout.is_empty());
+    // Anyone else gets it as it is.
+    assert_eq!(world.credd(&["get", "gateway"]).ok().trim(), long);
+}
