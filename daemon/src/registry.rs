@@ -105,9 +105,11 @@ impl Registry {
 
     /// Stops every local endpoint (at shutdown).
     pub fn stop_endpoints(&self) {
-        for entry in self.write().entries.values_mut() {
+        let mut inner = self.write();
+        for entry in inner.entries.values_mut() {
             entry.endpoints.clear();
         }
+        inner.mcp.clear();
     }
 
     /// Reads the config file and applies it; on error the old config stays in force.

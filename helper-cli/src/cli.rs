@@ -90,6 +90,13 @@ pub enum Command {
     /// Start credd-daemon unless it is running, and print nothing: for Claude Code's
     /// SessionStart hook, so that the proxy answers a session's first request after a reboot.
     Start,
+    /// Print the header that opens credd's route for MCP server NAME ([mcp.NAME]), as a JSON
+    /// object: the headersHelper `credd setup mcp` writes (starting the daemon, so that the
+    /// route answers the session's first request).
+    McpHeaders {
+        /// The server's name in the config.
+        name: String,
+    },
     /// Print the exports that point SDKs at credd's endpoints and Claude Code at its proxy
     /// socket (ANTHROPIC_UNIX_SOCKET), for `eval "$(credd env)"` in a shell profile.
     ///
@@ -183,8 +190,9 @@ pub enum SetupTarget {
     ClaudeCode(ClaudeCode),
     /// Add MCP server NAME ([mcp.NAME] in the config) to Claude Code's user MCP servers
     /// (~/.claude.json), pointed at credd's route for it: each of its requests gets the
-    /// source's current token, however long the session (the route's caller secret goes as a
-    /// header; the previous file is kept under ~/.local/state/credd/backups/).
+    /// source's current token, however long the session (the route's caller secret comes from
+    /// `credd mcp-headers NAME` as its headersHelper; the previous file is kept under
+    /// ~/.local/state/credd/backups/).
     Mcp {
         /// The server's name in the config, and in Claude Code.
         name: String,

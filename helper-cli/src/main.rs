@@ -86,6 +86,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// The MCP server Claude Code names to a `headersHelper` (`CLAUDE_CODE_MCP_SERVER_NAME`), when
+/// it is an `[mcp.NAME]` of the config: only a server of the config's own gets its source's
+/// token that way.
+fn mcp_server_from_env() -> Result<String, Failure> {
+    use credd_proto::claude_code::MCP_SERVER_ENV;
+    let name = std::env::var(MCP_SERVER_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "name the SOURCE (or run as an MCP server's headersHelper, which sets {MCP_SERVER_ENV})"
+            ))
+        })?;
+    let status = match ask(Request::Status, true)? {
+        Response::Status(status) => status,
+        other => return Err(unexpected(other)),
+    };
+    let configured = status
+        .sources
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .any(|e| e.kind == "mcp" && e.server.as_deref() == Some(name.as_str()));
+    if !configured {
+        return Err(Failure::new(
+            Exit::UnknownSource,
+            format!(
+                "{MCP_SERVER_ENV} names `{name}`, and the config has no [mcp.{name}]; name the SOURCE"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
 fn run(command: Command) -> Result<String, Failure> {
     match command {
         Command::Get {
@@ -96,18 +129,10 @@ fn run(command: Command) -> Result<String, Failure> {
             header,
             header_prefix,
         } => {
-            let source = source
-                .or_else(|| {
-                    std::env::var(credd_proto::claude_code::MCP_SERVER_ENV)
-                        .ok()
-                        .filter(|s| !s.is_empty())
-                })
-                .ok_or_else(|| {
-                    Failure::usage(format!(
-                        "name the SOURCE (or run as an MCP server's headersHelper, which sets {})",
-                        credd_proto::claude_code::MCP_SERVER_ENV
-                    ))
-                })?;
+            let source = match source {
+                Some(source) => source,
+                None => mcp_server_from_env()?,
+            };
             if format == output::Format::BedrockApiKey {
                 return match ask(
                     Request::BedrockApiKey {
@@ -210,6 +235,7 @@ fn run(command: Command) -> Result<String, Failure> {
         }
         Command::Doctor { json } => doctor::command(json),
         Command::Service { action } => service::run(action).map_err(Failure::usage),
+        Command::McpHeaders { name } => setup::mcp::headers(&name),
         Command::Start => match ask(Request::Hello, true)? {
             Response::Hello(_) => Ok(String::new()),
             other => Err(unexpected(other)),

@@ -37,6 +37,9 @@ _credd() {
             credd,logout)
                 cmd="credd__subcmd__logout"
                 ;;
+            credd,mcp-headers)
+                cmd="credd__subcmd__mcp__subcmd__headers"
+                ;;
             credd,refresh)
                 cmd="credd__subcmd__refresh"
                 ;;
@@ -77,7 +80,7 @@ _credd() {
 
     case "${cmd}" in
         credd)
-            opts="-h -V --help --version init get refresh login logout status stop start env doctor service setup ssh ssh-config container-args"
+            opts="-h -V --help --version init get refresh login logout status stop start mcp-headers env doctor service setup ssh ssh-config container-args"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -203,6 +206,20 @@ _credd() {
             return 0
             ;;
         credd__subcmd__logout)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        credd__subcmd__mcp__subcmd__headers)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

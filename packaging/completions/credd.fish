@@ -34,6 +34,7 @@ complete -c credd -n "__fish_credd_needs_command" -f -a "logout" -d 'Sign out of
 complete -c credd -n "__fish_credd_needs_command" -f -a "status" -d 'Show the daemon and every source: state, expiry, next refresh, last error'
 complete -c credd -n "__fish_credd_needs_command" -f -a "stop" -d 'Stop credd-daemon'
 complete -c credd -n "__fish_credd_needs_command" -f -a "start" -d 'Start credd-daemon unless it is running, and print nothing: for Claude Code\'s SessionStart hook, so that the proxy answers a session\'s first request after a reboot'
+complete -c credd -n "__fish_credd_needs_command" -f -a "mcp-headers" -d 'Print the header that opens credd\'s route for MCP server NAME ([mcp.NAME]), as a JSON object: the headersHelper `credd setup mcp` writes (starting the daemon, so that the route answers the session\'s first request)'
 complete -c credd -n "__fish_credd_needs_command" -f -a "env" -d 'Print the exports that point SDKs at credd\'s endpoints and Claude Code at its proxy socket (ANTHROPIC_UNIX_SOCKET), for `eval "$(credd env)"` in a shell profile'
 complete -c credd -n "__fish_credd_needs_command" -f -a "doctor" -d 'Check the daemon, the config, every source and endpoint, the Claude Code settings that use credd, and the proxy settings; print each verdict with its fix'
 complete -c credd -n "__fish_credd_needs_command" -f -a "service" -d 'Run credd-daemon as a user service (systemd socket activation, or a launchd agent)'
@@ -64,6 +65,7 @@ complete -c credd -n "__fish_credd_using_subcommand status" -l short -d 'Print o
 complete -c credd -n "__fish_credd_using_subcommand status" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand stop" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand start" -s h -l help -d 'Print help'
+complete -c credd -n "__fish_credd_using_subcommand mcp-headers" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand env" -l shell -d 'The shell to write for [default: the one SHELL names, else POSIX sh]' -r -f -a "bash\t'bash, and any POSIX shell'
 zsh\t''
 fish\t''"
@@ -73,7 +75,7 @@ complete -c credd -n "__fish_credd_using_subcommand doctor" -s h -l help -d 'Pri
 complete -c credd -n "__fish_credd_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code mcp devcontainer" -s h -l help -d 'Print help'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code mcp devcontainer" -f -a "claude-code" -d 'Merge the settings for SOURCE into Claude Code\'s settings.json, keeping every other key (the previous file is kept under ~/.local/state/credd/backups/, and what changed is printed, secrets hidden)'
-complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code mcp devcontainer" -f -a "mcp" -d 'Add MCP server NAME ([mcp.NAME] in the config) to Claude Code\'s user MCP servers (~/.claude.json), pointed at credd\'s route for it: each of its requests gets the source\'s current token, however long the session (the route\'s caller secret goes as a header; the previous file is kept under ~/.local/state/credd/backups/)'
+complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code mcp devcontainer" -f -a "mcp" -d 'Add MCP server NAME ([mcp.NAME] in the config) to Claude Code\'s user MCP servers (~/.claude.json), pointed at credd\'s route for it: each of its requests gets the source\'s current token, however long the session (the route\'s caller secret comes from `credd mcp-headers NAME` as its headersHelper; the previous file is kept under ~/.local/state/credd/backups/)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and not __fish_seen_subcommand_from claude-code mcp devcontainer" -f -a "devcontainer" -d 'Merge a forward\'s mounts and environment into DIR/.devcontainer/devcontainer.json, keeping every other key (the previous file is kept under ~/.local/state/credd/backups/, and what changed is printed)'
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l project -d 'Write the project\'s DIR/.claude/settings.local.json instead: credd\'s settings are this machine\'s (the path to credd, the proxy\'s socket), so they stay out of the committed settings.json, and git is told to leave the file alone' -r -F
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l via -d 'How Claude Code gets the credential: helper settings, or a local endpoint [default: endpoint for gcp and entra sources (Vertex AI and Foundry have no token helper hook), helper otherwise]' -r -f -a "helper\t'Through Claude Code\'s helper settings (apiKeyHelper, awsCredentialExport)'

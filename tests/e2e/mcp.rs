@@ -59,17 +59,22 @@ fn claude_code_calls_an_mcp_tool_before_and_after_its_token_expires() {
     let (world, issued, mcp, port) = issuing_world();
     let _daemon = world.start_daemon();
     let out = world.credd(&["setup", "mcp", "tools"]).ok().to_string();
-    assert!(out.contains("<hidden>"), "{out}");
-    let written: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(world.home.join(".claude.json")).unwrap())
-            .unwrap();
+    let config = std::fs::read_to_string(world.home.join(".claude.json")).unwrap();
+    let written: serde_json::Value = serde_json::from_str(&config).unwrap();
     let entry = &written["mcpServers"]["tools"];
     assert_eq!(entry["type"], "http", "{written}");
     assert_eq!(entry["url"], format!("http://127.0.0.1:{port}/mcp"));
-    let secret = entry["headers"][credd_proto::PROXY_SECRET_HEADER]
-        .as_str()
-        .unwrap();
-    assert!(!out.contains(secret), "setup printed the caller secret");
+    assert!(
+        entry["headersHelper"]
+            .as_str()
+            .is_some_and(|h| h.ends_with("credd mcp-headers tools")),
+        "{written}"
+    );
+    // The caller secret stays in credd's file: Claude Code's holds the command that reads it.
+    let secret = world.credd(&["mcp-headers", "tools"]).ok().to_string();
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    let secret = secret[credd_proto::PROXY_SECRET_HEADER].as_str().unwrap();
+    assert!(!config.contains(secret) && !out.contains(secret));
 
     // A model that calls the tool, then again once the first call's token has expired.
     let model = ModelApi::start();
@@ -175,6 +180,14 @@ fn as_a_headers_helper_credd_finds_the_source_by_the_servers_name() {
             .is_some_and(|h| h.starts_with("Bearer mcp-token-1-")),
         "the source of [mcp.tools] was not asked"
     );
+    // A server of another config (a project's, say) does not get a source's token by name.
+    let out = world
+        .credd_command(&["get", "--format", "headers"])
+        .env("CLAUDE_CODE_MCP_SERVER_NAME", "mcp-auth")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(out.stdout.is_empty());
     // Neither a SOURCE nor a server: a clear refusal.
     let out = world.credd(&["get"]);
     assert_eq!(out.code, 2, "{}", out.stderr);

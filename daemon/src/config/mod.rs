@@ -179,6 +179,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     for (name, mcp) in &config.mcp {
         let table = text.find(&format!("[mcp.{name}]")).unwrap_or(0);
         let refuse = |problem: String| Err(at(table, format!("mcp server `{name}`: {problem}")));
+        // `credd get NAME` takes either; one name must not mean both.
+        if config.sources.contains_key(name) {
+            return refuse(format!(
+                "a source is named `{name}` too; give the server a name of its own"
+            ));
+        }
         match config.sources.get(&mcp.source) {
             None => {
                 return refuse(format!(
@@ -564,6 +570,10 @@ timeout = "30s"
                 "without a query",
             ),
             ("source = \"t\"", "missing field `url`"),
+            (
+                "source = \"t\"\nurl = \"https://mcp.example.com/mcp\"\n[mcp.t]\nsource = \"t\"\nurl = \"https://a.example.com/\"",
+                "a source is named `t` too",
+            ),
         ] {
             let err = parse_str(&format!("{sources}[mcp.m]\n{table}\n")).unwrap_err();
             assert!(err.message.contains(why), "{table}: {err}");

@@ -4,8 +4,10 @@
 //!
 //! The server goes where `claude mcp add --scope user` puts it: `mcpServers` in Claude Code's
 //! `.claude.json` (in `CLAUDE_CONFIG_DIR`, else the home directory), as an `http` server on the
-//! route's port, with the route's caller secret as a header. Every other key is kept; the old
-//! file is backed up and the new one written atomically with mode 0600.
+//! route's port whose `headersHelper` is `credd mcp-headers NAME`: the route's caller secret is
+//! read from its 0600 file when a session starts, never written into Claude Code's file. Every
+//! other key is kept; the old file is backed up and the new one written atomically with mode
+//! 0600.
 
 use std::path::PathBuf;
 
@@ -23,8 +25,8 @@ fn claude_json() -> Result<PathBuf, String> {
         .ok_or_else(|| "HOME is not set".to_string())
 }
 
-/// Writes (or, with `dry_run`, shows) the entry for MCP server `server`; what to print.
-pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
+/// The route of MCP server `server` in the daemon's status.
+fn route_of(server: &str) -> Result<credd_proto::EndpointStatus, Failure> {
     use credd_proto::{Request, Response};
     let status = match crate::ask(Request::Status, true)? {
         Response::Status(status) => status,
@@ -32,32 +34,54 @@ pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
     };
     let endpoint = status
         .sources
-        .iter()
-        .flat_map(|s| &s.endpoints)
+        .into_iter()
+        .flat_map(|s| s.endpoints)
         .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
         .ok_or_else(|| {
-            Failure::usage(format!(
-                "the config defines no MCP server `{server}`; add [mcp.{server}] with its `source` and `url` (see docs/claude-code.md)"
-            ))
+            Failure::new(
+                crate::failure::Exit::UnknownSource,
+                format!(
+                    "the config defines no MCP server `{server}`; add [mcp.{server}] with its `source` and `url` (see docs/proxy.md)"
+                ),
+            )
         })?;
     if let Some(error) = &endpoint.error {
         return Err(Failure::usage(format!(
             "the route of MCP server `{server}` is not served: {error}"
         )));
     }
+    Ok(endpoint)
+}
+
+/// `credd mcp-headers NAME`: the header that opens the route of MCP server `server`, as its
+/// `headersHelper` prints it (a JSON object).
+pub fn headers(server: &str) -> Result<String, Failure> {
+    let endpoint = route_of(server)?;
     let secret_file = endpoint.secret_file.as_deref().ok_or_else(|| {
         Failure::usage(format!(
             "the route of MCP server `{server}` has no caller secret"
         ))
     })?;
     let secret = super::wait_for_secret(secret_file).map_err(Failure::usage)?;
+    Ok(format!(
+        "{}\n",
+        json!({ credd_proto::PROXY_SECRET_HEADER: secret.trim() })
+    ))
+}
+
+/// Writes (or, with `dry_run`, shows) the entry for MCP server `server`; what to print.
+pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
+    let endpoint = route_of(server)?;
+    let credd = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| Failure::usage(format!("cannot tell where this credd is installed: {e}")))?;
     let path = claude_json().map_err(Failure::usage)?;
     refuse_links(&path, false).map_err(Failure::usage)?;
     let old = read_settings(&path).map_err(Failure::usage)?;
     let entry = json!({
         "type": "http",
         "url": endpoint.url,
-        "headers": { credd_proto::PROXY_SECRET_HEADER: secret.trim() },
+        "headersHelper": format!("{} mcp-headers {server}", credd.display()),
     });
     let mut servers = old
         .get("mcpServers")
@@ -65,11 +89,6 @@ pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
         .cloned()
         .unwrap_or_default();
     let was = servers.insert(server.to_string(), entry.clone());
-    let shown = format!(
-        "{{\"type\": \"http\", \"url\": \"{}\", \"headers\": {{\"{}\": \"<hidden>\"}}}}",
-        endpoint.url,
-        credd_proto::PROXY_SECRET_HEADER
-    );
     if was.as_ref() == Some(&entry) {
         return Ok(format!(
             "{} already has MCP server `{server}` through credd; nothing to do\n",
@@ -82,7 +101,7 @@ pub fn command(server: &str, dry_run: bool) -> Result<String, Failure> {
         (false, false) => "Added",
     };
     let mut out = format!(
-        "{verb} mcpServers.{server} in {}:\n  {shown}\n",
+        "{verb} mcpServers.{server} in {}:\n  {entry}\n",
         path.display()
     );
     if dry_run {
