@@ -278,6 +278,15 @@ impl Route {
     pub fn failover(&self, target: &Target, path_and_query: &str) -> Option<Target> {
         match self {
             Route::Aws(aws) => {
+                // An inference profile lives in its region: not moved.
+                let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+                if aws
+                    .api
+                    .model(path, b"")
+                    .is_some_and(|m| arn_region(&m).is_some())
+                {
+                    return None;
+                }
                 let went = target.region.as_deref()?;
                 let next = aws.failover.iter().find(|r| *r != went)?;
                 let base = aws.upstream.clone().unwrap_or_else(|| aws.api.base(next));
@@ -470,7 +479,8 @@ impl Route {
 
 impl AwsRoute {
     /// The region a request is signed for and sent to: the one its model's inference profile
-    /// ARN names, else `model_regions`' for its model, else the route's.
+    /// ARN names (when it goes to the region's own host: a configured upstream is in its
+    /// region), else `model_regions`' for its model, else the route's.
     fn region_for(
         &self,
         path: &str,
@@ -481,7 +491,9 @@ impl AwsRoute {
             .then(|| self.api.model(path.split('?').next().unwrap_or(path), body))
             .flatten()
             .and_then(|model| {
-                arn_region(&model).or_else(|| self.model_regions.get(&model).cloned())
+                arn_region(&model)
+                    .filter(|_| self.upstream.is_none())
+                    .or_else(|| self.model_regions.get(&model).cloned())
             });
         match by_model {
             Some(region) => Ok(region),
@@ -490,22 +502,36 @@ impl AwsRoute {
     }
 }
 
-/// The region an AWS ARN (`arn:PARTITION:bedrock:REGION:ACCOUNT:...`) names, when it names
-/// one that can be part of a host.
+/// The region a Bedrock ARN (`arn:aws[-PARTITION]:bedrock:REGION:ACCOUNT:...`) names, when it
+/// names one that can be part of a host.
 fn arn_region(model: &str) -> Option<String> {
     let mut parts = model.split(':');
-    (parts.next()? == "arn").then_some(())?;
-    let region = parts.nth(2)?;
-    crate::sources::aws::spec::is_region_name(region).then(|| region.to_string())
+    let (arn, partition, service, region) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let bedrock = arn == "arn" && partition.starts_with("aws") && service == "bedrock";
+    (bedrock && crate::sources::aws::spec::is_region_name(region)).then(|| region.to_string())
 }
 
-/// Whether `project` can be a Google Cloud project ID (`my-project`, `example.com:project`).
+/// Whether `project` is a Google Cloud project ID: 6 to 30 lowercase letters, digits and `-`,
+/// from a letter to a letter or digit, behind a domain for a domain-scoped one
+/// (`example.com:project`).
 fn is_project_id(project: &str) -> bool {
-    !project.is_empty()
-        && project.len() <= 100
-        && project
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
+    let (domain, id) = project.rsplit_once(':').unwrap_or(("", project));
+    let domain_ok = domain.is_empty()
+        || domain.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    let bytes = id.as_bytes();
+    domain_ok
+        && (6..=30).contains(&bytes.len())
+        && bytes[0].is_ascii_lowercase()
+        && bytes[bytes.len() - 1] != b'-'
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// Why a request could not be routed or authorized: the caller's fault (400) or the source's
@@ -638,11 +664,20 @@ mod tests {
             bedrock.target(arn, b"", &c).unwrap().region.as_deref(),
             Some("eu-west-1")
         );
-        let forged = "/model/arn%3Aaws%3Abedrock%3Aevil.example%2F%3A1%3Ax/invoke";
-        assert_eq!(
-            bedrock.target(forged, b"", &c).unwrap().region.as_deref(),
-            Some("us-east-1")
-        );
+        for forged in [
+            "/model/arn%3Aaws%3Abedrock%3Aevil.example%2F%3A1%3Ax/invoke",
+            "/model/arn%3Aaws%3As3%3Aeu-west-1%3A1%3Ax/invoke",
+        ] {
+            assert_eq!(
+                bedrock.target(forged, b"", &c).unwrap().region.as_deref(),
+                Some("us-east-1"),
+                "{forged}"
+            );
+        }
+        // Its inference profile is in eu-west-1: never moved to another region.
+        let failing_over = aws(AwsApi::Bedrock, &["eu-west-1", "us-west-2"], &[]);
+        let pinned = failing_over.target(arn, b"", &c).unwrap();
+        assert_eq!(failing_over.failover(&pinned, arn), None);
         let mantle = aws(
             AwsApi::Mantle,
             &[],
@@ -713,8 +748,20 @@ mod tests {
                 .url,
             "https://claude.googleapis.com/v1/projects/from-the-file/locations/global/workspaces/wrkspc_01/invoke/v1/messages?beta=true"
         );
-        let mut bad = credential(None);
-        bad.metadata.project = Some("evil.example/x?".into());
-        assert!(route.target("/v1/messages", b"", &bad).is_err());
+        for project in [
+            "evil.example/x?",
+            "..",
+            "a..b:project",
+            "short",
+            "ends-with-",
+        ] {
+            let mut bad = credential(None);
+            bad.metadata.project = Some(project.into());
+            assert!(
+                route.target("/v1/messages", b"", &bad).is_err(),
+                "{project}"
+            );
+        }
+        assert!(is_project_id("example.com:my-project"));
     }
 }
