@@ -175,17 +175,15 @@ fn run(command: Command) -> Result<String, Failure> {
             };
             match answer {
                 Response::Credential(credential) => {
-                    // Run by Claude Code (as its apiKeyHelper): what it would refuse is said
-                    // here, not left to its own "invalid API key".
+                    // Run by Claude Code (as its apiKeyHelper, or by a command its agent
+                    // runs): what it would refuse from the helper is said on stderr, not left
+                    // to its own "invalid API key". The token is printed all the same.
                     if format == output::Format::Token
                         && std::env::var_os(credd_proto::claude_code::ENTRYPOINT_ENV).is_some()
                         && let credd_proto::CredentialSecret::Token { token } = &credential.secret
                         && let Some(refusal) = output::api_key_helper_refusal(token.expose())
                     {
-                        return Err(Failure::usage(format!(
-                            "source `{}`: {refusal}",
-                            credential.source
-                        )));
+                        eprintln!("credd: warning: source `{}`: {refusal}", credential.source);
                     }
                     output::render(&credential, format, &header).map_err(Failure::usage)
                 }
