@@ -73,10 +73,7 @@ pub fn settings_by_precedence(project: Option<&Path>) -> Vec<(PathBuf, Value)> {
         .into_iter()
         .filter(|f| f.is_file())
         .map(|f| {
-            let parsed = std::fs::read_to_string(&f)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null);
+            let parsed = read_settings_file(&f).unwrap_or(Value::Null);
             (f, parsed)
         })
         .collect()
@@ -90,6 +87,16 @@ pub fn value_of(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
         .find_map(|(_, s)| s["env"][name].as_str().filter(|v| !v.is_empty()))
         .map(str::to_string)
         .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// A settings file's JSON, unless it is a symbolic link (a repository's may point anywhere) or
+/// larger than any settings file (1 MiB).
+fn read_settings_file(path: &Path) -> Option<Value> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        return None;
+    }
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 /// A variable Claude Code takes before what credd gives it.
