@@ -119,18 +119,18 @@ impl OidcSource {
             Some(token) => Some(
                 id_token::validate(&self.provider, self.http()?, metadata, token, expected).await?,
             ),
-            None if previous.is_none() => {
+            None => None,
+        };
+        // Who signed in: the new ID token says, else (a refresh without one) the session does.
+        let (subject, email) = match (&identity, &previous) {
+            (Some(identity), _) => (identity.subject.clone(), identity.email.clone()),
+            (None, Some(previous)) => (previous.subject.clone(), previous.email.clone()),
+            (None, None) => {
                 return Err(SourceError::Upstream(format!(
                     "{} answered the sign-in with no ID token; does the client allow the `openid` scope?",
                     self.spec.issuer()
                 )));
             }
-            None => None,
-        };
-        let (subject, email) = match (&identity, &previous) {
-            (Some(identity), _) => (identity.subject.clone(), identity.email.clone()),
-            (None, Some(previous)) => (previous.subject.clone(), previous.email.clone()),
-            (None, None) => unreachable!("a sign-in without an ID token was refused above"),
         };
         let token = match self.spec.token {
             ServedToken::Access => grant.access,
