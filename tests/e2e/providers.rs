@@ -51,64 +51,46 @@ fn assert_signed_in(api: &ModelApi, region: &str) {
 }
 
 #[test]
-fn claude_code_on_mantle_signs_with_the_credentials_credd_exports() {
+fn claude_code_on_mantle_and_claude_platform_signs_with_the_credentials_credd_exports() {
     let moto = credd_tests::peers::Moto::start();
-    let world = aws_world(&moto, "");
-    let out = world.credd(&["setup", "claude-code", "aws", "--provider", "mantle"]);
-    out.ok();
-    let settings = settings_of(&world);
-    assert_eq!(settings["env"]["CLAUDE_CODE_USE_MANTLE"], "1", "{settings}");
-    assert_eq!(settings["env"]["AWS_REGION"], "us-east-1");
-    assert!(settings["env"].get("CLAUDE_CODE_USE_BEDROCK").is_none());
-    assert!(
-        settings["awsCredentialExport"]
-            .as_str()
-            .unwrap()
-            .ends_with("get aws --format aws")
-    );
-    let api = ModelApi::aws("bedrock-mantle", &["us-east-1"]);
-    let reply = credd_tests::claude_say_hi(
-        &world,
-        world.dir.path(),
-        &[("ANTHROPIC_BEDROCK_MANTLE_BASE_URL", &api.url())],
-    );
-    assert!(reply.contains(model_api::REPLY), "{reply}");
-    assert_signed_in(&api, "us-east-1");
-}
-
-#[test]
-fn claude_code_on_claude_platform_on_aws_signs_and_names_its_workspace() {
-    let moto = credd_tests::peers::Moto::start();
-    let world = aws_world(&moto, "");
-    // The workspace is required, and said so.
-    let out = world.credd(&["setup", "claude-code", "aws", "--provider", "anthropic-aws"]);
-    assert!(out.stderr.contains("--workspace"), "{}", out.stderr);
-    world
-        .credd(&[
-            "setup",
-            "claude-code",
-            "aws",
-            "--provider",
+    for (provider, service, base_url) in [
+        (
+            "mantle",
+            "bedrock-mantle",
+            "ANTHROPIC_BEDROCK_MANTLE_BASE_URL",
+        ),
+        (
             "anthropic-aws",
-            "--workspace",
-            "wrkspc_01credd",
-        ])
-        .ok();
-    let settings = settings_of(&world);
-    assert_eq!(settings["env"]["CLAUDE_CODE_USE_ANTHROPIC_AWS"], "1");
-    assert_eq!(
-        settings["env"]["ANTHROPIC_AWS_WORKSPACE_ID"],
-        "wrkspc_01credd"
-    );
-    let api = ModelApi::aws("aws-external-anthropic", &["us-east-1"]);
-    api.require_workspace("wrkspc_01credd");
-    let reply = credd_tests::claude_say_hi(
-        &world,
-        world.dir.path(),
-        &[("ANTHROPIC_AWS_BASE_URL", &api.url())],
-    );
-    assert!(reply.contains(model_api::REPLY), "{reply}");
-    assert_signed_in(&api, "us-east-1");
+            "aws-external-anthropic",
+            "ANTHROPIC_AWS_BASE_URL",
+        ),
+    ] {
+        let world = aws_world(&moto, "");
+        let api = ModelApi::aws(service, &["us-east-1"]);
+        let mut setup = vec!["setup", "claude-code", "aws", "--provider", provider];
+        if provider == "anthropic-aws" {
+            // The workspace is required, and said so.
+            let out = world.credd(&setup);
+            assert!(out.stderr.contains("--workspace"), "{}", out.stderr);
+            setup.extend(["--workspace", "wrkspc_01credd"]);
+            api.require_workspace("wrkspc_01credd");
+        }
+        world.credd(&setup).ok();
+        let settings = settings_of(&world);
+        let chosen = credd_proto::claude_code::provider_named(provider).unwrap();
+        assert_eq!(settings["env"][chosen.selection], "1", "{settings}");
+        assert_eq!(settings["env"]["AWS_REGION"], "us-east-1");
+        assert!(settings["env"].get("CLAUDE_CODE_USE_BEDROCK").is_none());
+        assert!(
+            settings["awsCredentialExport"]
+                .as_str()
+                .unwrap()
+                .ends_with("get aws --format aws")
+        );
+        let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &[(base_url, &api.url())]);
+        assert!(reply.contains(model_api::REPLY), "{provider}: {reply}");
+        assert_signed_in(&api, "us-east-1");
+    }
 }
 
 #[test]

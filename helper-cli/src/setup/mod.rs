@@ -166,11 +166,7 @@ fn owned_settings(
         ("gcp", Via::Endpoint) => {
             let provider = chosen.unwrap_or(cc::VERTEX);
             env.insert(provider.selection.into(), json!("1"));
-            if provider == cc::VERTEX {
-                vertex_env(plan, source, credential, &mut env)?;
-            } else {
-                google_cloud_env(plan, source, credential, &mut env)?;
-            }
+            google_env(plan, source, credential, provider, &mut env)?;
             endpoint_env(
                 status,
                 source,
@@ -277,7 +273,7 @@ fn proxy_settings(
             let region = bedrock_region(plan, source, credential)?;
             env.insert("AWS_REGION".into(), json!(region));
         }
-        Some(cc::VERTEX) => vertex_env(plan, source, credential, env)?,
+        Some(cc::VERTEX) => google_env(plan, source, credential, cc::VERTEX, env)?,
         // The proxy holds the rest (Claude on Google Cloud's project, location and workspace).
         _ => {}
     }
@@ -342,29 +338,6 @@ fn workspace(plan: &Plan, provider: Provider) -> Result<String, String> {
         return Err(format!("`{workspace}` is not a workspace ID"));
     }
     Ok(workspace)
-}
-
-/// Claude on Google Cloud's project (the source's), location (`--region`, else global) and
-/// workspace (`--workspace`).
-fn google_cloud_env(
-    plan: &Plan,
-    source: &str,
-    credential: &Credential,
-    env: &mut Map<String, Value>,
-) -> Result<(), String> {
-    let project = credential.metadata.project.as_ref().ok_or_else(|| {
-        format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Claude on Google Cloud needs ANTHROPIC_GOOGLE_CLOUD_PROJECT)")
-    })?;
-    env.insert("ANTHROPIC_GOOGLE_CLOUD_PROJECT".into(), json!(project));
-    env.insert(
-        "ANTHROPIC_GOOGLE_CLOUD_LOCATION".into(),
-        json!(plan.region.as_deref().unwrap_or("global")),
-    );
-    env.insert(
-        "ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID".into(),
-        json!(workspace(plan, cc::ANTHROPIC_GOOGLE_CLOUD)?),
-    );
-    Ok(())
 }
 
 /// The caller secret of `source`'s proxy on its TCP port, from its file.
@@ -605,21 +578,38 @@ fn bedrock_region(plan: &Plan, source: &str, credential: &Credential) -> Result<
         })
 }
 
-/// Vertex AI's project (the source's) and region (`--region`, else global).
-fn vertex_env(
+/// A Google provider's project (the source's) and location (`--region`, else global): Vertex
+/// AI's `ANTHROPIC_VERTEX_PROJECT_ID` and `CLOUD_ML_REGION`, or Claude on Google Cloud's
+/// `ANTHROPIC_GOOGLE_CLOUD_*`, with its workspace (`--workspace`).
+fn google_env(
     plan: &Plan,
     source: &str,
     credential: &Credential,
+    provider: Provider,
     env: &mut Map<String, Value>,
 ) -> Result<(), String> {
+    let (project_var, location_var) = if provider == cc::VERTEX {
+        ("ANTHROPIC_VERTEX_PROJECT_ID", "CLOUD_ML_REGION")
+    } else {
+        (
+            "ANTHROPIC_GOOGLE_CLOUD_PROJECT",
+            "ANTHROPIC_GOOGLE_CLOUD_LOCATION",
+        )
+    };
     let project = credential.metadata.project.as_ref().ok_or_else(|| {
-        format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config (Vertex AI needs ANTHROPIC_VERTEX_PROJECT_ID)")
+        format!("source `{source}` knows no project; set `project = \"...\"` in its table in the config ({} needs {project_var})", provider.title)
     })?;
-    env.insert("ANTHROPIC_VERTEX_PROJECT_ID".into(), json!(project));
+    env.insert(project_var.into(), json!(project));
     env.insert(
-        "CLOUD_ML_REGION".into(),
+        location_var.into(),
         json!(plan.region.as_deref().unwrap_or("global")),
     );
+    if provider == cc::ANTHROPIC_GOOGLE_CLOUD {
+        env.insert(
+            "ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID".into(),
+            json!(workspace(plan, provider)?),
+        );
+    }
     Ok(())
 }
 
