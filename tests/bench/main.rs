@@ -13,6 +13,8 @@
 //!   upstream calls, RSS and descriptors flat);
 //! - the authenticating proxy: the time to first byte it adds over asking the model API
 //!   directly (target: p50 under 1 ms), its streaming throughput, and 200 streams at once;
+//! - region failover: what a Bedrock request that meets a 529 and goes to the next region
+//!   takes, against one that does not;
 //! - a forward over SSH: `credd get` through the forwarded socket against the main one, and a
 //!   proxied request on the main, the forward's and the SSH-forwarded proxy socket;
 //! - the daemon under many concurrent clients: requests/s, p50/p99 latency, errors;
@@ -22,8 +24,9 @@
 //!
 //! `CREDD_BENCH_CLIENTS` (default 1000), `CREDD_BENCH_SECS` (default 10), `CREDD_BENCH_RUNS`
 //! (default 300), `CREDD_SOAK_HOURS` (default 24; 0 skips it) and `CREDD_SOAK_CLIENTS`
-//! (default 50) scale it; `CREDD_BENCH_ONLY=proxy` (or `forward`) runs that part alone.
+//! (default 50) scale it; `CREDD_BENCH_ONLY=proxy` (or `forward`, `failover`) runs that part alone.
 
+mod failover;
 mod flood;
 mod forward;
 mod load;
@@ -65,10 +68,14 @@ fn main() {
             forward::forward(runs);
             return;
         }
+        Ok("failover") => {
+            failover::failover(runs);
+            return;
+        }
         Ok("") | Err(_) => {}
         Ok(other) => {
             eprintln!(
-                "CREDD_BENCH_ONLY={other:?}: the parts that run alone are `proxy` and `forward`"
+                "CREDD_BENCH_ONLY={other:?}: the parts that run alone are `proxy`, `forward` and `failover`"
             );
             std::process::exit(2);
         }
@@ -138,6 +145,7 @@ fn main() {
 
     python::providers(runs.min(100), &floor);
     proxy::proxy(runs);
+    failover::failover(runs);
     forward::forward(runs);
     storm::storm(clients, 5);
     flood::flood(1500, 10);
