@@ -422,3 +422,54 @@ fn claude_code_on_vertex_fails_over_to_the_next_location() {
     let served = regions.iter().filter(|(_, r)| r == "europe-west1").count();
     assert!(served > 0 && tried == served, "{regions:?}");
 }
+
+/// How many times the daemon was asked for a credential of `source` (its debug log names each
+/// request).
+fn gets_of(world: &World, source: &str) -> usize {
+    std::fs::read_to_string(world.path("daemon.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("request=Get") && l.contains(&format!("source: \"{source}\"")))
+        .count()
+}
+
+/// `CLAUDE_CODE_SKIP_AWS_CRED_CACHE` with credd as the `credential_process` of Claude Code's
+/// profile: what it costs (a `credd get` per request), as docs/claude-code.md says.
+#[test]
+fn skipping_claude_codes_aws_credential_cache_asks_credd_for_each_client() {
+    let moto = credd_tests::peers::Moto::start();
+    let world = aws_world(&moto, "");
+    // The profile Claude Code uses runs credd as its credential_process.
+    let config = world.home.join(".aws/config");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "\n[profile via-credd]\nregion = us-east-1\ncredential_process = {} get aws --format aws-process\n",
+        credd_tests::bin("credd").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let _daemon = world.start_daemon();
+    let mut asked = Vec::new();
+    for skip in [false, true] {
+        let api = ModelApi::start();
+        let before = gets_of(&world, "aws");
+        let mut env = vec![
+            ("CLAUDE_CODE_USE_BEDROCK", "1".to_string()),
+            ("AWS_PROFILE", "via-credd".to_string()),
+            ("ANTHROPIC_BEDROCK_BASE_URL", api.url()),
+        ];
+        if skip {
+            env.push(("CLAUDE_CODE_SKIP_AWS_CRED_CACHE", "1".to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = credd_tests::claude_say_hi(&world, world.dir.path(), &env);
+        assert!(reply.contains(model_api::REPLY), "{reply}");
+        assert_signed_in(&api, "us-east-1");
+        asked.push((gets_of(&world, "aws") - before, api.messages().len()));
+    }
+    // Claude Code's cache asks once a session; without it, once for each request's client.
+    let [(cached, _), (uncached, requests)] = asked[..] else {
+        unreachable!()
+    };
+    assert_eq!(cached, 1, "{asked:?}");
+    assert!(requests > 1 && uncached >= requests, "{asked:?}");
+}
