@@ -14,9 +14,9 @@ use crate::exec_config;
 const LIFETIME_SECS: u64 = 6;
 
 /// A world whose source `mcp-auth` runs a command that mints a new token on every run, valid
-/// for [`LIFETIME_SECS`], and writes it to the issued file the MCP server trusts; and whose
-/// `[mcp.tools]` is `server`'s route on `port`.
-fn issuing_world() -> (World, std::path::PathBuf, McpServer, u16) {
+/// for `lifetime` seconds, and writes it to the issued file the MCP server trusts; and whose
+/// `[mcp.tools]` is that server's route on the port returned.
+fn issuing_world(lifetime: u64) -> (World, std::path::PathBuf, McpServer, u16) {
     let world = World::new();
     let issued = world.path("issued");
     std::fs::write(&issued, "").unwrap();
@@ -27,7 +27,7 @@ fn issuing_world() -> (World, std::path::PathBuf, McpServer, u16) {
             "n=$(( $(cat '{counter}' 2>/dev/null || echo 0) + 1 ))\n\
              echo $n > '{counter}'\n\
              token=\"mcp-token-$n-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')\"\n\
-             expires=$(( $(date +%s) + {LIFETIME_SECS} ))\n\
+             expires=$(( $(date +%s) + {lifetime} ))\n\
              echo \"$token $expires\" >> '{issued}'\n\
              printf '{{\"token\":\"%s\",\"expires_at\":\"%s\"}}' \"$token\" \"$(date -u -d \"@$expires\" +%Y-%m-%dT%H:%M:%SZ)\"\n",
             counter = counter.display(),
@@ -56,7 +56,7 @@ fn expiry_of(issued: &std::path::Path, token: &str) -> f64 {
 
 #[test]
 fn claude_code_calls_an_mcp_tool_before_and_after_its_token_expires() {
-    let (world, issued, mcp, port) = issuing_world();
+    let (world, issued, mcp, port) = issuing_world(LIFETIME_SECS);
     let _daemon = world.start_daemon();
     let out = world.credd(&["setup", "mcp", "tools"]).ok().to_string();
     let config = std::fs::read_to_string(world.home.join(".claude.json")).unwrap();
@@ -119,7 +119,8 @@ fn claude_code_calls_an_mcp_tool_before_and_after_its_token_expires() {
 
 #[test]
 fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret() {
-    let (world, _issued, _mcp, port) = issuing_world();
+    // Tokens that outlive the test: only a refusal makes credd fetch another.
+    let (world, issued, _mcp, port) = issuing_world(3600);
     let _daemon = world.start_daemon();
     credd_tests::peers::wait_for_port(port, Duration::from_secs(10), "the MCP route");
     let url = format!("http://127.0.0.1:{port}");
@@ -151,18 +152,43 @@ fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret
     assert_eq!(request("/", Some(&secret)), 404);
     // The endpoint itself: the SDK answers the empty body, having taken the token.
     assert_eq!(request("/mcp", Some(&secret)), 400);
-    assert_eq!(
+    let minted = || {
         std::fs::read_to_string(world.path("minted"))
             .unwrap()
-            .trim(),
-        "1",
-        "one token minted"
-    );
+            .trim()
+            .to_string()
+    };
+    assert_eq!(minted(), "1", "one token minted");
+
+    // The server withdraws the token before it expires: its 401 never reaches the caller, the
+    // request goes again with a new one.
+    std::fs::write(&issued, "").unwrap();
+    assert_eq!(request("/mcp", Some(&secret)), 400, "the 401 was passed on");
+    assert_eq!(minted(), "2", "one new token");
+
+    // The SDK's own client through the route: its POSTs, the GET event stream it holds open,
+    // and the DELETE that ends its session.
+    let out = std::process::Command::new(credd_tests::peers::python())
+        .arg(credd_tests::workspace_root().join("tests/peers/mcp_client.py"))
+        .arg(format!("{url}/mcp"))
+        .arg(credd_proto::PROXY_SECRET_HEADER)
+        .arg(secret.trim())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "call 1");
+    let log = std::fs::read_to_string(world.dir.path().join("mcp-server.log")).unwrap();
+    for method in ["POST", "GET", "DELETE"] {
+        assert!(
+            log.contains(&format!("\"{method} /mcp HTTP/1.1\" 200")),
+            "no {method} went through: {log}"
+        );
+    }
 }
 
 #[test]
 fn as_a_headers_helper_credd_finds_the_source_by_the_servers_name() {
-    let (world, _issued, _mcp, _port) = issuing_world();
+    let (world, _issued, _mcp, _port) = issuing_world(3600);
     let _daemon = world.start_daemon();
     // As Claude Code runs an MCP server's headersHelper: no SOURCE, the server's name and URL
     // in the environment.

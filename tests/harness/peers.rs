@@ -301,13 +301,14 @@ impl McpServer {
         let port = free_port();
         let calls = dir.join("mcp-calls");
         let script = workspace_root().join("tests/peers/mcp_server.py");
+        let log = std::fs::File::create(dir.join("mcp-server.log")).unwrap();
         let child = Command::new(python())
             .arg(&script)
             .arg(port.to_string())
             .arg(issued)
             .arg(&calls)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mcp-server.log")).unwrap())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .expect("start the MCP server (the `mcp` package in the peers' venv)");
         let server = McpServer { child, port, calls };

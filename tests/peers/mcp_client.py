@@ -1,0 +1,31 @@
+"""An MCP client made with the official MCP Python SDK, for credd's tests: over streamable
+HTTP to URL with one extra header, it initializes a session (the SDK then holds a GET event
+stream open), calls the tool `count` and prints what it returned, then leaves, ending the
+session with a DELETE.
+
+Usage: mcp_client.py URL HEADER VALUE
+"""
+
+import sys
+
+import anyio
+
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+url, header, value = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+async def main() -> None:
+    async with create_mcp_http_client(headers={header: value}) as http:
+        async with streamable_http_client(url, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                # Long enough for the SDK's GET stream to be opened.
+                await anyio.sleep(1)
+                result = await session.call_tool("count", {})
+                print("".join(getattr(part, "text", "") for part in result.content))
+
+
+anyio.run(main)
