@@ -5,7 +5,6 @@
 //! region a refusal for capacity fails over to, how it puts the credential on a request, and
 //! the environment that sends Claude Code to it (for `status`, `setup` and `credd env`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use credd_proto::{Credential, CredentialSecret};
@@ -16,14 +15,15 @@ use super::bedrock;
 use crate::sources::SourceSpec;
 use crate::sources::spec::{Provider, ProxyAuth, SendAs};
 
+mod aws;
+mod google;
+
+use aws::arn_region;
+pub use aws::{AwsApi, AwsRoute};
+use google::{CLAUDE_GOOGLE_CLOUD, VERTEX_GLOBAL, is_project_id, vertex_host, vertex_location};
+
 /// The first-party Anthropic API, where a gateway route without an upstream goes.
 const ANTHROPIC_API: &str = "https://api.anthropic.com";
-
-/// Vertex AI's global host, and the health path's for Vertex routes.
-const VERTEX_GLOBAL: &str = "https://aiplatform.googleapis.com";
-
-/// Claude on Google Cloud's host.
-const CLAUDE_GOOGLE_CLOUD: &str = "https://claude.googleapis.com";
 
 /// Where the proxy sends a source's requests, and how it authorizes them.
 #[derive(Debug, Clone)]
@@ -57,76 +57,6 @@ pub enum Route {
     /// A remote MCP server: `Authorization: Bearer`, to its one endpoint (`origin` + `path`),
     /// nothing else of its host.
     Mcp { origin: String, path: String },
-}
-
-/// The AWS model APIs: each one's SigV4 service and regional host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwsApi {
-    /// The Bedrock runtime (`/model/ID/invoke...`).
-    Bedrock,
-    /// Bedrock's Anthropic-compatible Messages API (`CLAUDE_CODE_USE_MANTLE`).
-    Mantle,
-    /// Claude Platform on AWS (`CLAUDE_CODE_USE_ANTHROPIC_AWS`), first-party paths.
-    ClaudePlatform,
-}
-
-impl AwsApi {
-    /// The service its requests are signed for.
-    pub fn service(self) -> &'static str {
-        match self {
-            AwsApi::Bedrock => "bedrock",
-            AwsApi::Mantle => "bedrock-mantle",
-            AwsApi::ClaudePlatform => "aws-external-anthropic",
-        }
-    }
-
-    /// Its base URL in `region`, as Claude Code makes it.
-    fn base(self, region: &str) -> String {
-        match self {
-            AwsApi::Bedrock => format!("https://bedrock-runtime.{region}.amazonaws.com"),
-            AwsApi::Mantle => format!("https://bedrock-mantle.{region}.api.aws/anthropic"),
-            AwsApi::ClaudePlatform => format!("https://aws-external-anthropic.{region}.api.aws"),
-        }
-    }
-
-    /// The model a request is for, where its path or body names it.
-    fn model(self, path: &str, body: &[u8]) -> Option<String> {
-        match self {
-            AwsApi::Bedrock => {
-                let id = path.strip_prefix("/model/")?.split('/').next()?;
-                Some(
-                    percent_encoding::percent_decode_str(id)
-                        .decode_utf8()
-                        .ok()?
-                        .into_owned(),
-                )
-            }
-            AwsApi::Mantle | AwsApi::ClaudePlatform => {
-                #[derive(serde::Deserialize)]
-                struct Model {
-                    model: String,
-                }
-                serde_json::from_slice::<Model>(body).ok().map(|m| m.model)
-            }
-        }
-    }
-}
-
-/// An AWS route: its API, where its requests go and in which region they are signed.
-#[derive(Debug, Clone)]
-pub struct AwsRoute {
-    pub api: AwsApi,
-    /// Where requests go instead of the region's host.
-    pub upstream: Option<String>,
-    /// The configured region, else the profile's (from the credential).
-    pub region: Option<String>,
-    /// `Authorization: Bearer` with a short-term Bedrock API key instead of a signature.
-    pub api_key: bool,
-    /// Claude Platform on AWS: the `anthropic-workspace-id` sent.
-    pub workspace: Option<String>,
-    pub failover: Vec<String>,
-    /// Regions by model ID, where they are not `region`.
-    pub model_regions: BTreeMap<String, String>,
 }
 
 /// Where one request goes: its URL, and its region: the one an AWS request is signed for, the
@@ -477,63 +407,6 @@ impl Route {
     }
 }
 
-impl AwsRoute {
-    /// The region a request is signed for and sent to: the one its model's inference profile
-    /// ARN names (when it goes to the region's own host: a configured upstream is in its
-    /// region), else `model_regions`' for its model, else the route's.
-    fn region_for(
-        &self,
-        path: &str,
-        body: &[u8],
-        credential: &Credential,
-    ) -> Result<String, Refusal> {
-        let by_model = (self.api == AwsApi::Bedrock || !self.model_regions.is_empty())
-            .then(|| self.api.model(path.split('?').next().unwrap_or(path), body))
-            .flatten()
-            .and_then(|model| {
-                arn_region(&model)
-                    .filter(|_| self.upstream.is_none())
-                    .or_else(|| self.model_regions.get(&model).cloned())
-            });
-        match by_model {
-            Some(region) => Ok(region),
-            None => bedrock::region(self.region.as_deref(), credential).map_err(Refusal::Internal),
-        }
-    }
-}
-
-/// The region a Bedrock ARN (`arn:aws[-PARTITION]:bedrock:REGION:ACCOUNT:...`) names, when it
-/// names one that can be part of a host.
-fn arn_region(model: &str) -> Option<String> {
-    let mut parts = model.split(':');
-    let (arn, partition, service, region) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let bedrock = arn == "arn" && partition.starts_with("aws") && service == "bedrock";
-    (bedrock && crate::sources::aws::spec::is_region_name(region)).then(|| region.to_string())
-}
-
-/// Whether `project` is a Google Cloud project ID: 6 to 30 lowercase letters, digits and `-`,
-/// from a letter to a letter or digit, behind a domain for a domain-scoped one
-/// (`example.com:project`).
-fn is_project_id(project: &str) -> bool {
-    let (domain, id) = project.rsplit_once(':').unwrap_or(("", project));
-    let domain_ok = domain.is_empty()
-        || domain.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        });
-    let bytes = id.as_bytes();
-    domain_ok
-        && (6..=30).contains(&bytes.len())
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-}
-
 /// Why a request could not be routed or authorized: the caller's fault (400) or the source's
 /// (500); either way the message holds no secret.
 #[derive(Debug, PartialEq, Eq)]
@@ -561,22 +434,6 @@ fn insert(headers: &mut HeaderMap, name: HeaderName, text: String) -> Result<(),
     value.set_sensitive(true);
     headers.insert(name, value);
     Ok(())
-}
-
-/// The location a Vertex AI request's path names (`.../locations/L/...`), if it names one
-/// that can be part of a host.
-fn vertex_location(path: &str) -> Option<&str> {
-    let location = path.split("/locations/").nth(1)?.split('/').next()?;
-    crate::sources::gcp::spec::is_location_name(location).then_some(location)
-}
-
-/// Vertex AI's host for `location`.
-fn vertex_host(location: &str) -> String {
-    if location == "global" {
-        VERTEX_GLOBAL.to_string()
-    } else {
-        format!("https://{location}-aiplatform.googleapis.com")
-    }
 }
 
 #[cfg(test)]
