@@ -333,29 +333,36 @@ fn the_small_fast_models_requests_are_signed_for_its_own_region() {
     assert_each_in_its_region(&api, "us-west-2");
 }
 
+/// A world whose `aws` route fails over from us-east-1 to us-west-2, in front of `api`.
+fn failover_world(moto: &credd_tests::peers::Moto, api: &ModelApi) -> World {
+    aws_world(
+        moto,
+        &format!(
+            "proxy = {{ upstream = \"{}\", failover = [\"us-east-1\", \"us-west-2\"] }}",
+            api.url()
+        ),
+    )
+}
+
+/// A Bedrock request on `world`'s `aws` route: the status of its answer, and the answer.
+fn invoke(world: &World) -> (u16, Vec<u8>) {
+    let (socket, host) = crate::proxy::socket_route_of(world, "aws");
+    crate::proxy::exchange_on_socket(
+        &socket,
+        &format!(
+            "POST /model/anthropic.claude/invoke HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        ),
+    )
+}
+
 #[test]
 fn a_region_out_of_capacity_fails_over_once_to_the_next() {
     let moto = credd_tests::peers::Moto::start();
     let api = ModelApi::aws("bedrock", &["us-east-1", "us-west-2"]);
     api.overload("us-east-1");
-    let world = aws_world(
-        &moto,
-        &format!(
-            "proxy = {{ upstream = \"{}\", failover = [\"us-east-1\", \"us-west-2\"] }}",
-            api.url()
-        ),
-    );
+    let world = failover_world(&moto, &api);
     let _daemon = world.start_daemon();
-    let (socket, host) = crate::proxy::socket_route_of(&world, "aws");
-    let ask = || {
-        crate::proxy::exchange_on_socket(
-            &socket,
-            &format!(
-                "POST /model/anthropic.claude/invoke HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-            ),
-        )
-    };
-    let (status, _) = ask();
+    let (status, _) = invoke(&world);
     assert_eq!(status, 200);
     assert_eq!(
         api.regions_of_messages()
@@ -369,29 +376,16 @@ fn a_region_out_of_capacity_fails_over_once_to_the_next() {
     // Both regions out of capacity: one retry, then the refusal reaches the caller.
     api.overload("us-west-2");
     let before = api.messages().len();
-    let (status, body) = ask();
+    let (status, body) = invoke(&world);
     assert_eq!(status, 529, "{}", String::from_utf8_lossy(&body));
     assert_eq!(api.messages().len() - before, 2, "retried once, not more");
 
     // Any other refusal is not retried elsewhere.
     let api = ModelApi::aws("bedrock", &["us-east-1", "us-west-2"]);
-    let world = aws_world(
-        &moto,
-        &format!(
-            "proxy = {{ upstream = \"{}\", failover = [\"us-east-1\", \"us-west-2\"] }}",
-            api.url()
-        ),
-    );
+    let world = failover_world(&moto, &api);
     let _daemon = world.start_daemon();
-    let (socket, host) = crate::proxy::socket_route_of(&world, "aws");
     api.reject_next(2);
-    let (status, _) = crate::proxy::exchange_on_socket(
-        &socket,
-        &format!(
-            "POST /model/anthropic.claude/invoke HTTP/1.1\r\nHost: {host}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        ),
-    );
-    assert_eq!(status, 401);
+    assert_eq!(invoke(&world).0, 401);
     assert!(
         api.regions_of_messages()
             .iter()
