@@ -83,24 +83,33 @@ impl AwsRoute {
     /// The region a request is signed for and sent to: the one its model's inference profile
     /// ARN names (when it goes to the region's own host: a configured upstream is in its
     /// region), else `model_regions`' for its model, else the route's.
+    ///
+    /// And whether the request stays in that region: an inference profile lives in its own.
     pub(super) fn region_for(
         &self,
         path: &str,
         body: &[u8],
         credential: &Credential,
-    ) -> Result<String, Refusal> {
-        let by_model = (self.api == AwsApi::Bedrock || !self.model_regions.is_empty())
+    ) -> Result<(String, bool), Refusal> {
+        // A body is read for its model only where that can change something.
+        let wanted = self.api == AwsApi::Bedrock
+            || !self.model_regions.is_empty()
+            || !self.failover.is_empty();
+        let model = wanted
             .then(|| self.api.model(path.split('?').next().unwrap_or(path), body))
-            .flatten()
-            .and_then(|model| {
-                arn_region(&model)
-                    .filter(|_| self.upstream.is_none())
-                    .or_else(|| self.model_regions.get(&model).cloned())
-            });
-        match by_model {
-            Some(region) => Ok(region),
-            None => bedrock::region(self.region.as_deref(), credential).map_err(Refusal::Internal),
-        }
+            .flatten();
+        let profile = model.as_deref().and_then(arn_region);
+        let pinned = profile.is_some();
+        let by_model = profile
+            .filter(|_| self.upstream.is_none())
+            .or_else(|| self.model_regions.get(model.as_deref()?).cloned());
+        let region = match by_model {
+            Some(region) => region,
+            None => {
+                bedrock::region(self.region.as_deref(), credential).map_err(Refusal::Internal)?
+            }
+        };
+        Ok((region, pinned))
     }
 }
 

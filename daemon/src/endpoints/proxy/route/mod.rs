@@ -18,7 +18,6 @@ use crate::sources::spec::{Provider, ProxyAuth, SendAs};
 mod aws;
 mod google;
 
-use aws::arn_region;
 pub use aws::{AwsApi, AwsRoute};
 use google::{CLAUDE_GOOGLE_CLOUD, VERTEX_GLOBAL, is_project_id, vertex_host, vertex_location};
 
@@ -65,6 +64,8 @@ pub enum Route {
 pub struct Target {
     pub url: String,
     pub region: Option<String>,
+    /// Its region is its model's inference profile's: never moved to another.
+    pub pinned: bool,
 }
 
 /// A request on its way upstream, authorized by [`Route::authorize`].
@@ -154,6 +155,7 @@ impl Route {
             Route::Gateway { upstream, .. } | Route::Foundry { upstream } => Target {
                 url: url(upstream),
                 region: None,
+                pinned: false,
             },
             Route::Mcp { origin, path } => {
                 let asked = path_and_query.split('?').next().unwrap_or_default();
@@ -163,6 +165,7 @@ impl Route {
                 Target {
                     url: url(origin),
                     region: None,
+                    pinned: false,
                 }
             }
             Route::Vertex { upstream, .. } => {
@@ -179,6 +182,7 @@ impl Route {
                 Target {
                     url: url(&base),
                     region: location.map(str::to_string),
+                    pinned: false,
                 }
             }
             Route::GoogleCloud { upstream, .. } => Target {
@@ -188,9 +192,10 @@ impl Route {
                     self.workspace_path(credential)?
                 )),
                 region: None,
+                pinned: false,
             },
             Route::Aws(aws) => {
-                let region = aws.region_for(path_and_query, body, credential)?;
+                let (region, pinned) = aws.region_for(path_and_query, body, credential)?;
                 let base = aws
                     .upstream
                     .clone()
@@ -198,6 +203,7 @@ impl Route {
                 Target {
                     url: url(&base),
                     region: Some(region),
+                    pinned,
                 }
             }
         })
@@ -206,23 +212,18 @@ impl Route {
     /// Where a request that went to `target` (for `path_and_query`) and was refused for
     /// capacity goes next: the first failover region it did not go to, if any.
     pub fn failover(&self, target: &Target, path_and_query: &str) -> Option<Target> {
+        if target.pinned {
+            return None;
+        }
         match self {
             Route::Aws(aws) => {
-                // An inference profile lives in its region: not moved.
-                let path = path_and_query.split('?').next().unwrap_or(path_and_query);
-                if aws
-                    .api
-                    .model(path, b"")
-                    .is_some_and(|m| arn_region(&m).is_some())
-                {
-                    return None;
-                }
                 let went = target.region.as_deref()?;
                 let next = aws.failover.iter().find(|r| *r != went)?;
                 let base = aws.upstream.clone().unwrap_or_else(|| aws.api.base(next));
                 Some(Target {
                     url: format!("{}{path_and_query}", base.trim_end_matches('/')),
                     region: Some(next.clone()),
+                    pinned: false,
                 })
             }
             Route::Vertex { upstream, failover } => {
@@ -237,6 +238,7 @@ impl Route {
                 Some(Target {
                     url: format!("{}{path}", base.trim_end_matches('/')),
                     region: Some(next.clone()),
+                    pinned: false,
                 })
             }
             Route::Gateway { .. }
@@ -512,7 +514,8 @@ mod tests {
             bedrock.target(path, b"", &c).unwrap(),
             Target {
                 url: format!("https://bedrock-runtime.us-west-2.amazonaws.com{path}"),
-                region: Some("us-west-2".into())
+                region: Some("us-west-2".into()),
+                pinned: false,
             }
         );
         // An application inference profile's ARN names its region, percent-encoded or not.
@@ -531,10 +534,16 @@ mod tests {
                 "{forged}"
             );
         }
-        // Its inference profile is in eu-west-1: never moved to another region.
+        // Its inference profile is in eu-west-1: never moved to another region, whether the
+        // path names it or, on Mantle, the body.
         let failing_over = aws(AwsApi::Bedrock, &["eu-west-1", "us-west-2"], &[]);
         let pinned = failing_over.target(arn, b"", &c).unwrap();
         assert_eq!(failing_over.failover(&pinned, arn), None);
+        let mantle_over = aws(AwsApi::Mantle, &["eu-west-1", "us-west-2"], &[]);
+        let body = br#"{"model":"arn:aws:bedrock:eu-west-1:123456789012:application-inference-profile/abc"}"#;
+        let pinned = mantle_over.target("/v1/messages", body, &c).unwrap();
+        assert_eq!(pinned.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(mantle_over.failover(&pinned, "/v1/messages"), None);
         let mantle = aws(
             AwsApi::Mantle,
             &[],
@@ -547,7 +556,8 @@ mod tests {
             Target {
                 url: "https://bedrock-mantle.us-west-2.api.aws/anthropic/v1/messages?beta=true"
                     .into(),
-                region: Some("us-west-2".into())
+                region: Some("us-west-2".into()),
+                pinned: false,
             }
         );
         assert_eq!(
