@@ -270,6 +270,7 @@ mod tests {
             secret_file: Some(secret_file.display().to_string()),
             socket: None,
             server: None,
+            listening: false,
         }
     }
 

@@ -315,6 +315,7 @@ mod tests {
                 secret_file: None,
                 socket: None,
                 server: None,
+                listening: false,
             });
         assert_eq!(short(&report), "unused proxy-port PORT NOT HELD\n");
     }

@@ -358,6 +358,9 @@ pub struct EndpointStatus {
     /// The MCP server it stands for (`[mcp.NAME]`), for an endpoint of kind `mcp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// Whether it holds its TCP port and answers (false before, and while another holds it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub listening: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

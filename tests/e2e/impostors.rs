@@ -348,6 +348,7 @@ fn doctor_sends_no_secret_to_a_port_another_user_holds() {
         secret_file: Some(secret.display().to_string()),
         socket: None,
         server: None,
+        listening: false,
     };
     let mut source: credd_proto::SourceStatus = serde_json::from_value(serde_json::json!({
         "name": "foundry", "kind": "entra", "state": "fresh",

@@ -223,3 +223,32 @@ fn as_a_headers_helper_credd_finds_the_source_by_the_servers_name() {
         out.stderr
     );
 }
+
+#[test]
+fn the_caller_secret_is_not_handed_out_while_another_holds_the_routes_port() {
+    let (world, _issued, _mcp, port) = issuing_world(3600);
+    // Whoever holds the port would receive what Claude Code sends the server.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let _daemon = world.start_daemon();
+    let out = world.credd(&["mcp-headers", "tools"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "the secret was handed out");
+    assert!(
+        out.stderr.contains("does not hold its port"),
+        "{}",
+        out.stderr
+    );
+    // Once the port is free, the route takes it and the header is given.
+    drop(squatter);
+    let mut given = String::new();
+    world.eventually(
+        Duration::from_secs(20),
+        "the route to take its port",
+        || {
+            let out = world.credd(&["mcp-headers", "tools"]);
+            given = out.stdout;
+            out.code == 0
+        },
+    );
+    assert!(given.contains(credd_proto::PROXY_SECRET_HEADER), "{given}");
+}

@@ -154,6 +154,8 @@ pub struct EndpointHandle {
     task: JoinHandle<()>,
     /// The MCP server it stands for, if one.
     server: Option<String>,
+    /// Set once the port is taken.
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for EndpointHandle {
@@ -178,6 +180,7 @@ impl EndpointHandle {
                 .map(|s| s.file().display().to_string()),
             socket: None,
             server: self.server.clone(),
+            listening: self.listening.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -202,7 +205,13 @@ pub fn default_port(kind: &str, source: &crate::source_name::SourceName) -> u16 
 /// Serves `endpoint` on 127.0.0.1:`port` until the handle is dropped.
 pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
     let error = Arc::new(Mutex::new(None));
-    let task = tokio::spawn(run(port, endpoint.clone(), error.clone()));
+    let listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(run(
+        port,
+        endpoint.clone(),
+        error.clone(),
+        listening.clone(),
+    ));
     EndpointHandle {
         endpoint: endpoint.clone(),
         kind: endpoint.kind(),
@@ -211,11 +220,18 @@ pub fn serve(port: u16, endpoint: Arc<dyn Endpoint>) -> EndpointHandle {
         error,
         task,
         server: None,
+        listening,
     }
 }
 
-async fn run(port: u16, endpoint: Arc<dyn Endpoint>, error: Arc<Mutex<Option<String>>>) {
+async fn run(
+    port: u16,
+    endpoint: Arc<dyn Endpoint>,
+    error: Arc<Mutex<Option<String>>>,
+    listening: Arc<std::sync::atomic::AtomicBool>,
+) {
     let listener = take_port(port, &*endpoint, &error).await;
+    listening.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(endpoint = endpoint.kind(), url = %endpoint.url(port), "endpoint listening");
     // Two budgets, so that a flood from another user, whose connections are closed as soon as
     // they are looked up, never takes the places of this user's connections being served, and

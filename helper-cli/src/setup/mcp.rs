@@ -25,32 +25,44 @@ fn claude_json() -> Result<PathBuf, String> {
         .ok_or_else(|| "HOME is not set".to_string())
 }
 
-/// The route of MCP server `server` in the daemon's status.
+/// The route of MCP server `server` in the daemon's status, once it holds its port: a daemon
+/// that has just started is given a few seconds. Until then Claude Code is not sent there,
+/// where another user may be listening.
 fn route_of(server: &str) -> Result<credd_proto::EndpointStatus, Failure> {
     use credd_proto::{Request, Response};
-    let status = match crate::ask(Request::Status, true)? {
-        Response::Status(status) => status,
-        other => return Err(crate::unexpected(other)),
-    };
-    let endpoint = status
-        .sources
-        .into_iter()
-        .flat_map(|s| s.endpoints)
-        .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
-        .ok_or_else(|| {
-            Failure::new(
-                crate::failure::Exit::UnknownSource,
-                format!(
-                    "the config defines no MCP server `{server}`; add [mcp.{server}] with its `source` and `url` (see docs/proxy.md)"
-                ),
-            )
-        })?;
-    if let Some(error) = &endpoint.error {
-        return Err(Failure::usage(format!(
-            "the route of MCP server `{server}` is not served: {error}"
-        )));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = match crate::ask(Request::Status, true)? {
+            Response::Status(status) => status,
+            other => return Err(crate::unexpected(other)),
+        };
+        let endpoint = status
+            .sources
+            .into_iter()
+            .flat_map(|s| s.endpoints)
+            .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
+            .ok_or_else(|| {
+                Failure::new(
+                    crate::failure::Exit::UnknownSource,
+                    format!(
+                        "the config defines no MCP server `{server}`; add [mcp.{server}] with its `source` and `url` (see docs/proxy.md)"
+                    ),
+                )
+            })?;
+        if endpoint.listening {
+            return Ok(endpoint);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::usage(format!(
+                "the route of MCP server `{server}` does not hold its port: {}",
+                endpoint
+                    .error
+                    .as_deref()
+                    .unwrap_or("it is still being taken; see `credd status`")
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    Ok(endpoint)
 }
 
 /// `credd mcp-headers NAME`: the header that opens the route of MCP server `server`, as its

@@ -276,6 +276,7 @@ impl Proxy {
             secret_file: None,
             socket: Some(socket.display().to_string()),
             server: None,
+            listening: false,
         }
     }
 }
