@@ -89,10 +89,12 @@ pub fn value_of(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
         .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
-/// A settings file's JSON, unless it is a symbolic link (a repository's may point anywhere) or
-/// larger than any settings file (1 MiB).
+/// A settings file's JSON, as Claude Code reads it (through a link, as a dotfile manager makes
+/// them), unless what it names is no regular file or is larger than any settings file (1 MiB):
+/// a repository's may point at a device or a huge file. Only names and paths from it are ever
+/// printed.
 fn read_settings_file(path: &Path) -> Option<Value> {
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() || meta.len() > 1 << 20 {
         return None;
     }
