@@ -137,11 +137,13 @@ def chromium(url, login):
             type_into(at, "input[name=login]", login)
             type_into(at, "input[name=password]", "any password")
             click(at, "button[type=submit]")
-            # The consent page, then the provider sends the browser to credd's listener.
-            wait_for(lambda: "consent" in page_source(at) or "credd" in page_source(at))
-            if "credd has the sign-in" not in page_source(at):
+            # The consent page, then the provider sends the browser to credd's listener. (The
+            # consent page names the client, credd, too: only the listener's page will do.)
+            done = "credd has the sign-in"
+            wait_for(lambda: "consent" in page_source(at) or done in page_source(at))
+            if done not in page_source(at):
                 click(at, "button[type=submit]")
-            wait_for(lambda: "credd" in page_source(at))
+            wait_for(lambda: done in page_source(at))
             current = post_get(f"{at}/url")
             print(current.split("?")[0], re.sub(r"<[^>]+>", " ", page_source(at)).strip())
         finally:
