@@ -112,7 +112,8 @@ fn mcp_server_from_env() -> Result<String, Failure> {
         return Err(Failure::new(
             Exit::UnknownSource,
             format!(
-                "{MCP_SERVER_ENV} names `{name}`, and the config has no [mcp.{name}]; name the SOURCE"
+                "{MCP_SERVER_ENV} names `{}`, and the config has no such [mcp.NAME]; name the SOURCE",
+                name.escape_debug()
             ),
         ));
     }

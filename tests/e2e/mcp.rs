@@ -172,7 +172,7 @@ fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret
         .arg(credd_tests::workspace_root().join("tests/peers/mcp_client.py"))
         .arg(format!("{url}/mcp"))
         .arg(credd_proto::PROXY_SECRET_HEADER)
-        .arg(secret.trim())
+        .env("MCP_HEADER_VALUE", secret.trim())
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -212,8 +212,16 @@ fn as_a_headers_helper_credd_finds_the_source_by_the_servers_name() {
         .env("CLAUDE_CODE_MCP_SERVER_NAME", "mcp-auth")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{out:?}");
-    assert!(out.stdout.is_empty());
+    assert!(
+        out.stdout.is_empty(),
+        "a token went to another config's server"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Neither a SOURCE nor a server: a clear refusal.
     let out = world.credd(&["get"]);
     assert_eq!(out.code, 2, "{}", out.stderr);

@@ -1,11 +1,12 @@
 """An MCP client made with the official MCP Python SDK, for credd's tests: over streamable
-HTTP to URL with one extra header, it initializes a session (the SDK then holds a GET event
-stream open), calls the tool `count` and prints what it returned, then leaves, ending the
-session with a DELETE.
+HTTP to URL with one extra header (its value from the environment, out of `ps`), it
+initializes a session (the SDK then holds a GET event stream open), calls the tool `count` and
+prints what it returned, then leaves, ending the session with a DELETE.
 
-Usage: mcp_client.py URL HEADER VALUE
+Usage: MCP_HEADER_VALUE=... mcp_client.py URL HEADER
 """
 
+import os
 import sys
 
 import anyio
@@ -14,7 +15,7 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-url, header, value = sys.argv[1], sys.argv[2], sys.argv[3]
+url, header, value = sys.argv[1], sys.argv[2], os.environ["MCP_HEADER_VALUE"]
 
 
 async def main() -> None:
