@@ -103,12 +103,7 @@ fn mcp_server_from_env() -> Result<String, Failure> {
         Response::Status(status) => status,
         other => return Err(unexpected(other)),
     };
-    let configured = status
-        .sources
-        .iter()
-        .flat_map(|s| &s.endpoints)
-        .any(|e| e.kind == "mcp" && e.server.as_deref() == Some(name.as_str()));
-    if !configured {
+    if setup::mcp::route_in(status, &name).is_none() {
         return Err(Failure::new(
             Exit::UnknownSource,
             format!(

@@ -25,6 +25,19 @@ fn claude_json() -> Result<PathBuf, String> {
         .ok_or_else(|| "HOME is not set".to_string())
 }
 
+/// The route of MCP server `server` (`[mcp.NAME]`) in the daemon's `status`, if the config
+/// has one.
+pub fn route_in(
+    status: credd_proto::StatusReport,
+    server: &str,
+) -> Option<credd_proto::EndpointStatus> {
+    status
+        .sources
+        .into_iter()
+        .flat_map(|s| s.endpoints)
+        .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
+}
+
 /// The route of MCP server `server` in the daemon's status, once it holds its port: a daemon
 /// that has just started is given a few seconds. Until then Claude Code is not sent there,
 /// where another user may be listening.
@@ -36,12 +49,7 @@ fn route_of(server: &str) -> Result<credd_proto::EndpointStatus, Failure> {
             Response::Status(status) => status,
             other => return Err(crate::unexpected(other)),
         };
-        let endpoint = status
-            .sources
-            .into_iter()
-            .flat_map(|s| s.endpoints)
-            .find(|e| e.kind == "mcp" && e.server.as_deref() == Some(server))
-            .ok_or_else(|| {
+        let endpoint = route_in(status, server).ok_or_else(|| {
                 Failure::new(
                     crate::failure::Exit::UnknownSource,
                     format!(

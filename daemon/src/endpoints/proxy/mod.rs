@@ -113,17 +113,14 @@ impl Proxy {
         source: &SourceSpec,
         slot: &Arc<Slot>,
     ) -> Option<Arc<Proxy>> {
-        let route = Route::mcp(&spec.url)?;
-        let name = &spec.source;
-        let proxy = Self::new(
-            name,
-            route,
+        Self::new(
+            &spec.source,
+            Route::mcp(&spec.url)?,
             spec.timeout,
             source.ca_bundle(),
             slot,
             format!("mcp-{server}"),
-        )?;
-        Some(proxy)
+        )
     }
 
     fn new(
