@@ -245,8 +245,8 @@ pub struct ClaudeCode {
     pub region: Option<String>,
     /// The model API Claude Code uses the source's credential with [default: bedrock for aws
     /// sources, vertex for gcp ones; with --via proxy, the route's `provider` in the config].
-    #[arg(long, value_enum)]
-    pub provider: Option<ProviderArg>,
+    #[arg(long, value_parser = provider_parser())]
+    pub provider: Option<credd_proto::claude_code::Provider>,
     /// The workspace ID, for --provider anthropic-aws (ANTHROPIC_AWS_WORKSPACE_ID) and
     /// anthropic-google-cloud (ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID).
     #[arg(long, value_name = "ID")]
@@ -319,33 +319,19 @@ pub enum Format {
     BedrockApiKey,
 }
 
-/// The model APIs Claude Code can use a cloud credential with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProviderArg {
-    /// Amazon Bedrock's runtime (CLAUDE_CODE_USE_BEDROCK).
-    Bedrock,
-    /// Amazon Bedrock's Anthropic-compatible API (CLAUDE_CODE_USE_MANTLE).
-    Mantle,
-    /// Claude Platform on AWS (CLAUDE_CODE_USE_ANTHROPIC_AWS); needs --workspace.
-    AnthropicAws,
-    /// Vertex AI (CLAUDE_CODE_USE_VERTEX).
-    Vertex,
-    /// Claude on Google Cloud (CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD); needs --workspace.
-    AnthropicGoogleCloud,
-}
-
-impl ProviderArg {
-    /// What Claude Code calls it.
-    pub fn provider(self) -> credd_proto::claude_code::Provider {
-        use credd_proto::claude_code as cc;
-        match self {
-            ProviderArg::Bedrock => cc::BEDROCK,
-            ProviderArg::Mantle => cc::MANTLE,
-            ProviderArg::AnthropicAws => cc::ANTHROPIC_AWS,
-            ProviderArg::Vertex => cc::VERTEX,
-            ProviderArg::AnthropicGoogleCloud => cc::ANTHROPIC_GOOGLE_CLOUD,
-        }
-    }
+/// `--provider`: the providers a cloud source's credential serves (Foundry is an `entra`
+/// source's only one), named and described as `proto::claude_code` has them.
+fn provider_parser()
+-> impl clap::builder::TypedValueParser<Value = credd_proto::claude_code::Provider> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    use credd_proto::claude_code::{PROVIDERS, provider_named};
+    PossibleValuesParser::new(
+        PROVIDERS
+            .iter()
+            .filter(|p| p.source_kind != "entra")
+            .map(|p| PossibleValue::new(p.name).help(format!("{} ({})", p.title, p.selection))),
+    )
+    .map(|name| provider_named(&name).expect("a possible value names a provider"))
 }
 
 /// How Claude Code should get credentials from credd.

@@ -299,7 +299,7 @@ _credd() {
                     return 0
                     ;;
                 --provider)
-                    COMPREPLY=($(compgen -W "bedrock mantle anthropic-aws vertex anthropic-google-cloud" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "bedrock anthropic-aws anthropic-google-cloud mantle vertex" -- "${cur}"))
                     return 0
                     ;;
                 --workspace)

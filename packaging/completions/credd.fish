@@ -83,11 +83,11 @@ endpoint\t'Through a local endpoint the SDK reads without a helper (AWS containe
 proxy\t'Through credd\'s authenticating proxy: Claude Code holds no credential at all, and every request gets a current one (the source\'s `proxy` in the config)'"
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l base-url -d 'The gateway\'s URL, written as ANTHROPIC_BASE_URL (with --via helper), or the Microsoft Foundry endpoint, written as ANTHROPIC_FOUNDRY_BASE_URL (entra sources through the endpoint)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l region -d 'The AWS region (AWS_REGION, default: the source\'s region), or for gcp sources the Vertex AI region (CLOUD_ML_REGION) or Claude on Google Cloud\'s location (ANTHROPIC_GOOGLE_CLOUD_LOCATION), by default global' -r
-complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l provider -d 'The model API Claude Code uses the source\'s credential with [default: bedrock for aws sources, vertex for gcp ones; with --via proxy, the route\'s `provider` in the config]' -r -f -a "bedrock\t'Amazon Bedrock\'s runtime (CLAUDE_CODE_USE_BEDROCK)'
-mantle\t'Amazon Bedrock\'s Anthropic-compatible API (CLAUDE_CODE_USE_MANTLE)'
-anthropic-aws\t'Claude Platform on AWS (CLAUDE_CODE_USE_ANTHROPIC_AWS); needs --workspace'
-vertex\t'Vertex AI (CLAUDE_CODE_USE_VERTEX)'
-anthropic-google-cloud\t'Claude on Google Cloud (CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD); needs --workspace'"
+complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l provider -d 'The model API Claude Code uses the source\'s credential with [default: bedrock for aws sources, vertex for gcp ones; with --via proxy, the route\'s `provider` in the config]' -r -f -a "bedrock\t'Amazon Bedrock (CLAUDE_CODE_USE_BEDROCK)'
+anthropic-aws\t'Claude Platform on AWS (CLAUDE_CODE_USE_ANTHROPIC_AWS)'
+anthropic-google-cloud\t'Claude on Google Cloud (CLAUDE_CODE_USE_ANTHROPIC_GOOGLE_CLOUD)'
+mantle\t'Bedrock\'s Anthropic API (Mantle) (CLAUDE_CODE_USE_MANTLE)'
+vertex\t'Vertex AI (CLAUDE_CODE_USE_VERTEX)'"
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l workspace -d 'The workspace ID, for --provider anthropic-aws (ANTHROPIC_AWS_WORKSPACE_ID) and anthropic-google-cloud (ANTHROPIC_GOOGLE_CLOUD_WORKSPACE_ID)' -r
 complete -c credd -n "__fish_credd_using_subcommand setup; and __fish_seen_subcommand_from claude-code" -l shell-profile -d 'With --via proxy: add the line that exports ANTHROPIC_UNIX_SOCKET (`eval "$(credd env)"`) to this shell\'s profile (~/.bashrc, ~/.zshrc, fish\'s config.fish) without asking; on a terminal setup asks, and otherwise only says what to add' -r -f -a "bash\t'bash, and any POSIX shell'
 zsh\t''

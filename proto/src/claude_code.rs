@@ -130,6 +130,16 @@ pub const PROVIDERS: [Provider; 6] = [
     VERTEX,
 ];
 
+/// Whether `id` can name a workspace (Claude Platform on AWS's, Claude on Google Cloud's): it
+/// becomes part of a header and a URL path.
+pub fn is_workspace_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// The provider credd calls `name`.
 pub fn provider_named(name: &str) -> Option<Provider> {
     PROVIDERS.into_iter().find(|p| p.name == name)

@@ -465,6 +465,11 @@ timeout = "30s"
         let exec = "[sources.a]\nkind = \"exec\"\ncommand = [\"a\"]\n";
         for (source, table, why) in [
             (aws, r#"proxy = { provider = "vertex" }"#, "for gcp sources"),
+            (
+                aws,
+                r#"proxy = { provider = "foundry" }"#,
+                "unknown provider `foundry`, expected one of bedrock",
+            ),
             (gcp, r#"proxy = { provider = "mantle" }"#, "for aws sources"),
             (
                 aws,

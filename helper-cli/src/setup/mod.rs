@@ -849,7 +849,7 @@ pub fn command(args: crate::cli::ClaudeCode) -> Result<String, crate::Failure> {
         via,
         base_url,
         region,
-        provider: provider.map(crate::cli::ProviderArg::provider),
+        provider,
         workspace,
         statusline,
         other_path,

@@ -63,10 +63,7 @@ pub(super) fn workspace(plan: &Plan, provider: Provider) -> Result<String, Strin
             provider.name
         )
     })?;
-    if !workspace
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !cc::is_workspace_id(&workspace) {
         return Err(format!("`{workspace}` is not a workspace ID"));
     }
     Ok(workspace)

@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub use credd_proto::claude_code::Provider;
+use credd_proto::claude_code::{
+    self, ANTHROPIC_AWS, ANTHROPIC_GOOGLE_CLOUD, BEDROCK, MANTLE, VERTEX,
+};
 use serde::{Deserialize, Deserializer};
 
 /// Where a source keeps the long-lived part of an interactive login besides memory.
@@ -47,7 +51,7 @@ pub struct ProxySpec {
     /// `CLAUDE_CODE_USE_*` names it. `aws`: `bedrock` (the default), `mantle` (Bedrock's
     /// Anthropic-compatible API) or `anthropic-aws` (Claude Platform on AWS); `gcp`: `vertex`
     /// (the default) or `anthropic-google-cloud` (Claude on Google Cloud).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "provider")]
     pub provider: Option<Provider>,
     /// `anthropic-aws` and `anthropic-google-cloud`: the workspace requests are for (required).
     #[serde(default)]
@@ -68,45 +72,24 @@ pub struct ProxySpec {
     pub model_regions: BTreeMap<String, String>,
 }
 
-/// The model API a proxy route speaks; see [`ProxySpec::provider`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Provider {
-    Bedrock,
-    Mantle,
-    AnthropicAws,
-    Vertex,
-    AnthropicGoogleCloud,
-}
-
-impl Provider {
-    /// Its name in the config.
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Bedrock => "bedrock",
-            Provider::Mantle => "mantle",
-            Provider::AnthropicAws => "anthropic-aws",
-            Provider::Vertex => "vertex",
-            Provider::AnthropicGoogleCloud => "anthropic-google-cloud",
-        }
-    }
-
-    /// Whether its credential is AWS's (else a Google access token).
-    pub fn is_aws(self) -> bool {
-        matches!(
-            self,
-            Provider::Bedrock | Provider::Mantle | Provider::AnthropicAws
-        )
-    }
-}
-
-/// Whether `id` can name a workspace: it becomes part of a header and a URL path.
-pub fn is_workspace_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// `provider = "NAME"`: one of the providers Claude Code names (`proto::claude_code`), but
+/// for Foundry, whose route an `entra` source's proxy always is.
+fn provider<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Provider>, D::Error> {
+    let name = String::deserialize(d)?;
+    claude_code::provider_named(&name)
+        .filter(|p| p.source_kind != "entra")
+        .map(Some)
+        .ok_or_else(|| {
+            let known: Vec<&str> = claude_code::PROVIDERS
+                .iter()
+                .filter(|p| p.source_kind != "entra")
+                .map(|p| p.name)
+                .collect();
+            serde::de::Error::custom(format!(
+                "unknown provider `{name}`, expected one of {}",
+                known.join(", ")
+            ))
+        })
 }
 
 pub fn default_proxy_timeout() -> Duration {
@@ -140,7 +123,7 @@ impl ProxySpec {
             check_upstream(upstream, "proxy `upstream`")?;
         }
         if let Some(workspace) = &self.workspace
-            && !is_workspace_id(workspace)
+            && !claude_code::is_workspace_id(workspace)
         {
             return Err(format!(
                 "proxy `workspace` `{workspace}` is not a workspace ID (letters, digits, `_` and `-`)"
@@ -153,23 +136,16 @@ impl ProxySpec {
     /// (`gcp`), for the config error: the provider's own settings, each only where it applies.
     /// `region_name` tells that cloud's region (or location) names.
     pub fn check_provider(&self, aws: bool, region_name: fn(&str) -> bool) -> Result<(), String> {
-        let provider = self.provider.unwrap_or(if aws {
-            Provider::Bedrock
-        } else {
-            Provider::Vertex
-        });
-        if provider.is_aws() != aws {
+        let provider = self.provider.unwrap_or(if aws { BEDROCK } else { VERTEX });
+        let kind = if aws { "aws" } else { "gcp" };
+        let named = provider.name;
+        if provider.source_kind != kind {
             return Err(format!(
-                "proxy `provider = \"{}\"` is for {} sources",
-                provider.name(),
-                if aws { "gcp" } else { "aws" }
+                "proxy `provider = \"{named}\"` is for {} sources",
+                provider.source_kind
             ));
         }
-        let named = provider.name();
-        let workspace = matches!(
-            provider,
-            Provider::AnthropicAws | Provider::AnthropicGoogleCloud
-        );
+        let workspace = matches!(provider, ANTHROPIC_AWS | ANTHROPIC_GOOGLE_CLOUD);
         if workspace && self.workspace.is_none() {
             return Err(format!(
                 "proxy `provider = \"{named}\"` needs `workspace`, the workspace ID requests are for"
@@ -178,7 +154,7 @@ impl ProxySpec {
         if !workspace && self.workspace.is_some() {
             return Err(format!("proxy `workspace` does not apply to {named}"));
         }
-        if self.location.is_some() && provider != Provider::AnthropicGoogleCloud {
+        if self.location.is_some() && provider != ANTHROPIC_GOOGLE_CLOUD {
             return Err(format!(
                 "proxy `location` applies to anthropic-google-cloud, not {named} (Vertex AI requests name their own)"
             ));
@@ -190,22 +166,15 @@ impl ProxySpec {
                 "proxy `location` `{location}` is not a location name"
             ));
         }
-        if self.auth == Some(ProxyAuth::ApiKey) && provider == Provider::AnthropicAws {
+        if self.auth == Some(ProxyAuth::ApiKey) && provider == ANTHROPIC_AWS {
             return Err("proxy `auth = \"api-key\"` is for bedrock and mantle (a Bedrock API key), not anthropic-aws".into());
         }
-        if !self.failover.is_empty()
-            && !matches!(
-                provider,
-                Provider::Bedrock | Provider::Mantle | Provider::Vertex
-            )
-        {
+        if !self.failover.is_empty() && !matches!(provider, BEDROCK | MANTLE | VERTEX) {
             return Err(format!(
                 "proxy `failover` applies to bedrock, mantle and vertex, not {named}"
             ));
         }
-        if !self.model_regions.is_empty()
-            && !matches!(provider, Provider::Bedrock | Provider::Mantle)
-        {
+        if !self.model_regions.is_empty() && !matches!(provider, BEDROCK | MANTLE) {
             return Err(format!(
                 "proxy `model_regions` applies to bedrock and mantle, not {named}"
             ));

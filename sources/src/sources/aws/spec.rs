@@ -95,7 +95,7 @@ impl AwsSpec {
         if self.proxy.as_ref().is_some_and(|p| {
             p.upstream.is_none()
                 && p.provider
-                    .is_none_or(|p| p == crate::sources::spec::Provider::Bedrock)
+                    .is_none_or(|p| p == credd_proto::claude_code::BEDROCK)
         }) && let Some(upstream) = bedrock_runtime_from_env()
         {
             check_bedrock_runtime_from_env(&upstream)?;

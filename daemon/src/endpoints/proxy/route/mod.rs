@@ -13,7 +13,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::bedrock;
 use crate::sources::SourceSpec;
-use crate::sources::spec::{Provider, ProxyAuth, SendAs};
+use crate::sources::spec::{ProxyAuth, SendAs};
+use credd_proto::claude_code as cc;
 
 mod aws;
 mod google;
@@ -95,8 +96,8 @@ impl Route {
         Some(match spec {
             SourceSpec::Aws(aws) => {
                 let api = match proxy.provider {
-                    Some(Provider::Mantle) => AwsApi::Mantle,
-                    Some(Provider::AnthropicAws) => AwsApi::ClaudePlatform,
+                    Some(cc::MANTLE) => AwsApi::Mantle,
+                    Some(cc::ANTHROPIC_AWS) => AwsApi::ClaudePlatform,
                     _ => AwsApi::Bedrock,
                 };
                 Route::Aws(AwsRoute {
@@ -117,7 +118,7 @@ impl Route {
                     model_regions: proxy.model_regions.clone(),
                 })
             }
-            SourceSpec::Gcp(gcp) if proxy.provider == Some(Provider::AnthropicGoogleCloud) => {
+            SourceSpec::Gcp(gcp) if proxy.provider == Some(cc::ANTHROPIC_GOOGLE_CLOUD) => {
                 Route::GoogleCloud {
                     upstream: upstream.unwrap_or_else(|| CLAUDE_GOOGLE_CLOUD.into()),
                     project: gcp.project.clone(),
@@ -376,7 +377,6 @@ impl Route {
     /// The environment that sends Claude Code's model requests to `base`, its own
     /// authentication skipped.
     pub fn env_lines(&self, base: &str) -> Vec<String> {
-        use credd_proto::claude_code as cc;
         let provider = |provider: cc::Provider, base: &str| {
             vec![
                 format!("{}=1", provider.selection),
