@@ -128,18 +128,23 @@ fn question(endpoint: &EndpointStatus, base: &str) -> Result<Question, String> {
             header: None,
             expected: |status, _| status == 200,
         },
-        "proxy-port" => Question {
-            path: format!(
-                "{}{}",
-                base.trim_end_matches('/'),
-                credd_proto::PROXY_HEALTH_PATH
-            ),
+        // An MCP route's URL is its server's endpoint; its health path is at the root.
+        "proxy-port" | "mcp" => Question {
+            path: if endpoint.kind == "mcp" {
+                credd_proto::PROXY_HEALTH_PATH.to_string()
+            } else {
+                format!(
+                    "{}{}",
+                    base.trim_end_matches('/'),
+                    credd_proto::PROXY_HEALTH_PATH
+                )
+            },
             header: Some((
                 credd_proto::PROXY_SECRET_HEADER,
                 endpoint
                     .secret_file
                     .as_deref()
-                    .ok_or("the daemon names no caller secret for its proxy")
+                    .ok_or("the daemon names no caller secret for its route")
                     .and_then(|path| {
                         std::fs::read_to_string(path)
                             .map(|s| s.trim().to_string())

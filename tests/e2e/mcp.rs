@@ -184,6 +184,23 @@ fn the_mcp_route_serves_its_endpoint_only_and_refuses_callers_without_its_secret
             "no {method} went through: {log}"
         );
     }
+
+    // doctor asks the route's health path, with its caller secret: a credential, and a server
+    // that answers.
+    let doctor = world.credd_command(&["doctor", "--json"]).output().unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let route = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["what"] == "endpoint mcp of mcp-auth")
+        .unwrap_or_else(|| panic!("no check of the route: {checks}"));
+    assert_eq!(route["verdict"], "ok", "{route}");
+    let log = std::fs::read_to_string(world.dir.path().join("mcp-server.log")).unwrap();
+    assert!(
+        log.contains("\"HEAD / HTTP/1.1\""),
+        "doctor never reached the server: {log}"
+    );
 }
 
 #[test]
