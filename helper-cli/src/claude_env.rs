@@ -82,11 +82,21 @@ pub fn settings_by_precedence(project: Option<&Path>) -> Vec<(PathBuf, Value)> {
 /// The value Claude Code started here would have for `name`: the first settings file of its
 /// order that sets it, else the environment.
 pub fn value_of(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
+    set_at(name, settings).map(|(_, value)| value)
+}
+
+/// Where Claude Code started here would find `name` set, and its value (see [`where_set`]).
+fn set_at(name: &str, settings: &[(PathBuf, Value)]) -> Option<(String, String)> {
     settings
         .iter()
-        .find_map(|(_, s)| s["env"][name].as_str().filter(|v| !v.is_empty()))
-        .map(str::to_string)
-        .or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .find_map(|(path, s)| {
+            let value = s["env"][name].as_str().filter(|v| !v.is_empty())?;
+            Some((path.display().to_string(), value.to_string()))
+        })
+        .or_else(|| {
+            let value = std::env::var(name).ok().filter(|v| !v.is_empty())?;
+            Some(("the environment Claude Code starts in".to_string(), value))
+        })
 }
 
 /// A settings file's JSON, as Claude Code reads it (through a link, as a dotfile manager makes
@@ -199,13 +209,5 @@ pub fn managed_settings_file() -> PathBuf {
 /// (each one's `env`), then the environment it starts in. `settings` are the files that exist,
 /// with their parsed contents, in that order.
 pub fn where_set(name: &str, settings: &[(PathBuf, Value)]) -> Option<String> {
-    settings
-        .iter()
-        .find(|(_, s)| s["env"][name].as_str().is_some_and(|v| !v.is_empty()))
-        .map(|(path, _)| path.display().to_string())
-        .or_else(|| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(|_| "the environment Claude Code starts in".to_string())
-        })
+    set_at(name, settings).map(|(place, _)| place)
 }

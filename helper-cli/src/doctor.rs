@@ -143,11 +143,15 @@ pub fn run(ask: Ask<'_>, now: i64) -> Vec<Check> {
             }
         }
     }
+    // Every settings file Claude Code would read here, read once for the checks across them.
+    let cwd = std::env::current_dir().ok();
+    let settings = crate::claude_env::settings_by_precedence(cwd.as_deref());
     // Without the daemon's sources, every source the settings name would look undefined.
     if status.is_some() {
         settings_checks(&facts, &proxies, &mut checks);
+        overriding_checks(&settings, &mut checks);
     }
-    provider_checks(status.as_ref(), &mut checks);
+    provider_checks(status.as_ref(), &settings, &mut checks);
     proxy_checks(&mut checks);
     checks
 }
@@ -229,11 +233,8 @@ fn settings_files() -> Vec<PathBuf> {
 }
 
 /// A variable Claude Code takes before credd's settings, each named with where it is set.
-fn overriding_checks(checks: &mut Vec<Check>) -> usize {
-    let cwd = std::env::current_dir().ok();
-    let found =
-        crate::claude_env::overrides(&crate::claude_env::settings_by_precedence(cwd.as_deref()));
-    for o in &found {
+fn overriding_checks(settings: &[(PathBuf, Value)], checks: &mut Vec<Check>) {
+    for o in crate::claude_env::overrides(settings) {
         checks.push(check(
             Verdict::Warn,
             "claude code settings",
@@ -241,17 +242,18 @@ fn overriding_checks(checks: &mut Vec<Check>) -> usize {
             Some(format!("unset {} there", o.name)),
         ));
     }
-    found.len()
 }
 
 /// What the provider Claude Code would use here needs besides a credential: Claude Platform on
 /// AWS its workspace, Claude on Google Cloud its project and workspace (unless a base URL
 /// names the whole place); and a route on credd's proxy socket that speaks that provider.
-fn provider_checks(status: Option<&credd_proto::StatusReport>, checks: &mut Vec<Check>) {
+fn provider_checks(
+    status: Option<&credd_proto::StatusReport>,
+    settings: &[(PathBuf, Value)],
+    checks: &mut Vec<Check>,
+) {
     use credd_proto::claude_code as cc;
-    let cwd = std::env::current_dir().ok();
-    let settings = crate::claude_env::settings_by_precedence(cwd.as_deref());
-    let value = |name: &str| crate::claude_env::value_of(name, &settings);
+    let value = |name: &str| crate::claude_env::value_of(name, settings);
     let Some(provider) = cc::PROVIDERS
         .into_iter()
         .find(|p| value(p.selection).is_some())
@@ -520,7 +522,6 @@ fn settings_checks(
             ));
         }
     }
-    overriding_checks(checks);
 }
 
 fn default_aws_chain_configured() -> bool {
